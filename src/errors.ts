@@ -1,0 +1,76 @@
+/**
+ * Every error a client can see, in one table: code → HTTP status and a default message.
+ * `docs/errors.md` documents each code; a test fails when one is missing there.
+ */
+export const ERROR_CODES = {
+  BAD_REQUEST: { status: 400, message: 'The request is malformed.' },
+  INVALID_JSON: { status: 400, message: 'The request body is not valid JSON.' },
+  VALIDATION_FAILED: { status: 400, message: 'The request does not match the expected shape.' },
+  INVALID_PROMPT: { status: 400, message: 'The prompt is not a valid ComfyUI API-format prompt.' },
+  INVALID_PATH: { status: 400, message: 'The path is not allowed.' },
+  UNAUTHORIZED: { status: 401, message: 'Authentication is required.' },
+  INVALID_CREDENTIALS: { status: 401, message: 'The user name or password is wrong.' },
+  INVALID_TOKEN: { status: 401, message: 'The token is not valid.' },
+  FORBIDDEN: { status: 403, message: 'You are not allowed to do this.' },
+  CSRF_FAILED: { status: 403, message: 'The request did not carry a valid CSRF token.' },
+  NOT_FOUND: { status: 404, message: 'Not found.' },
+  JOB_NOT_FOUND: { status: 404, message: 'No such job.' },
+  USER_NOT_FOUND: { status: 404, message: 'No such user.' },
+  WORKER_NOT_FOUND: { status: 404, message: 'No such worker.' },
+  FILE_NOT_FOUND: { status: 404, message: 'No such file.' },
+  METHOD_NOT_ALLOWED: { status: 405, message: 'This method is not allowed here.' },
+  CONFLICT: { status: 409, message: 'The request conflicts with the current state.' },
+  JOB_FINISHED: { status: 409, message: 'The job has already finished.' },
+  USER_EXISTS: { status: 409, message: 'A user with this name already exists.' },
+  PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large.' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'The request body has an unsupported content type.' },
+  QUEUE_LIMIT: { status: 429, message: 'Too many jobs are waiting for this user.' },
+  RATE_LIMITED: { status: 429, message: 'Too many requests; slow down.' },
+  LOGIN_THROTTLED: { status: 429, message: 'Too many failed logins; wait before trying again.' },
+  INTERNAL: { status: 500, message: 'Something went wrong on the server.' },
+  STORE_UNAVAILABLE: { status: 503, message: 'The state store cannot be reached.' },
+  NO_FRONTEND: { status: 503, message: 'No ComfyUI frontend is available yet.' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** An error meant for the client: its code picks the HTTP status, its message is safe to show. */
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown> | undefined;
+  /** Seconds, sent as `Retry-After` with 429 and 503. */
+  readonly retryAfter: number | undefined;
+
+  constructor(
+    code: ErrorCode,
+    message?: string,
+    opts: { details?: Record<string, unknown>; retryAfter?: number; cause?: unknown } = {},
+  ) {
+    super(message ?? ERROR_CODES[code].message, { cause: opts.cause });
+    this.name = 'AppError';
+    this.code = code;
+    this.details = opts.details;
+    this.retryAfter = opts.retryAfter;
+  }
+
+  get status(): number {
+    return ERROR_CODES[this.code].status;
+  }
+
+  toJSON(): { error: { code: ErrorCode; message: string; details?: Record<string, unknown> } } {
+    return {
+      error: { code: this.code, message: this.message, ...(this.details ? { details: this.details } : {}) },
+    };
+  }
+}
+
+/** Thrown by a store when enqueue would exceed the user's pending limit. */
+export class QueueLimitError extends AppError {
+  constructor(user: string, limit: number) {
+    super(
+      'QUEUE_LIMIT',
+      `User ${user} already has ${limit} jobs waiting, the most allowed. Wait for one to finish or cancel one.`,
+      { details: { user, limit }, retryAfter: 10 },
+    );
+  }
+}
