@@ -1,0 +1,265 @@
+/**
+ * Terminology
+ * -----------
+ * - **user**: an account. A *participant* owns one per-user ComfyUI at `/<user>/`; an *instructor*
+ *   can see and steer everything.
+ * - **prompt**: a ComfyUI API-format graph (`{"<node id>": {class_type, inputs}}`) — what ComfyUI
+ *   itself calls a prompt.
+ * - **job**: one prompt accepted into the central queue for one user. Its id doubles as the
+ *   ComfyUI `prompt_id` the participant's browser sees.
+ * - **worker**: an agent beside one GPU ComfyUI that claims jobs and runs them.
+ * - **lease**: the time-limited right of one worker to run one claimed job. The worker renews it;
+ *   when it lapses the job returns to the queue (see {@link JobStore.requeueExpired}).
+ * - **attempt**: one claim of a job. `attempts` counts claims; completion and failure are keyed by
+ *   `(jobId, attempt)` so a stale worker can never finish a job twice.
+ * - **policy**: the rule that picks the next job for a worker: `fifo`, `round_robin` or
+ *   `priority` (see `src/scheduler/policy.ts`).
+ * - **front**: an instructor's "move to front". A job moved to the front outranks every job not
+ *   moved, in every mode; among moved jobs the most recently moved goes first.
+ * - **seq**: a store-wide, strictly increasing enqueue number. It is the FIFO order and the
+ *   `number` ComfyUI shows in its queue.
+ */
+
+export const JOB_STATUSES = ['pending', 'running', 'completed', 'failed', 'cancelled'] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];
+export const TERMINAL_STATUSES: readonly JobStatus[] = ['completed', 'failed', 'cancelled'];
+export function isTerminal(status: JobStatus): boolean {
+  return TERMINAL_STATUSES.includes(status);
+}
+
+/** Highest first. `instructor` is reserved for instructors' own jobs. */
+export const PRIORITIES = ['instructor', 'high', 'normal', 'low'] as const;
+export type Priority = (typeof PRIORITIES)[number];
+/** 0 is the most urgent level. */
+export function priorityRank(p: Priority): number {
+  return PRIORITIES.indexOf(p);
+}
+
+export const QUEUE_MODES = ['fifo', 'round_robin', 'priority'] as const;
+export type QueueMode = (typeof QUEUE_MODES)[number];
+
+export const ROLES = ['participant', 'instructor'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** A ComfyUI API-format prompt. Kept loose here; `src/comfy/` validates its shape. */
+export type ComfyPrompt = Record<
+  string,
+  { class_type: string; inputs: Record<string, unknown>; _meta?: unknown }
+>;
+
+/** Why a job failed, with ComfyUI's details when ComfyUI raised the error. */
+export interface JobError {
+  /** `worker_lost`, `execution_error`, `interrupted`, `invalid_prompt`, `upload_failed`, ... */
+  reason: string;
+  message: string;
+  nodeId?: string;
+  nodeType?: string;
+  exceptionType?: string;
+  traceback?: string[];
+  details?: Record<string, unknown>;
+}
+
+/** One file a job produced, stored in its owner's output space. */
+export interface JobOutput {
+  /** ComfyUI node id that produced it. */
+  nodeId: string;
+  filename: string;
+  /** Sub-folder under the owner's output folder ('' for the top level). */
+  subfolder: string;
+  /** `output` or `temp`, as in ComfyUI's `/view?type=`. */
+  type: 'output' | 'temp';
+  /** The key ComfyUI used in the node's `ui` output: `images`, `gifs`, `videos`, `audio`, ... */
+  kind: string;
+  size?: number;
+  sha256?: string;
+}
+
+export interface Job {
+  id: string;
+  seq: number;
+  user: string;
+  status: JobStatus;
+  priority: Priority;
+  /** 0 when never moved to the front; otherwise a store-wide increasing counter (latest first). */
+  front: number;
+  prompt: ComfyPrompt;
+  /** Model files the prompt's loader nodes reference, e.g. `checkpoints/flux2.safetensors`. */
+  models: string[];
+  /** Free-form: ComfyUI `extra_data`, `client_id`, workflow name, ... Never interpreted by the store. */
+  metadata: Record<string, unknown>;
+  /** Number of times the job has been claimed. */
+  attempts: number;
+  /** How often model affinity has passed this job over (bounded, see the policy). */
+  skips: number;
+  workerId: string | null;
+  leaseExpiresAt: number | null;
+  createdAt: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+  error: JobError | null;
+  outputs: JobOutput[];
+}
+
+export interface NewJob {
+  id?: string;
+  user: string;
+  prompt: ComfyPrompt;
+  priority?: Priority;
+  models?: string[];
+  metadata?: Record<string, unknown>;
+  /** Enqueue already moved to the front (an instructor's `front: true`). Default false. */
+  front?: boolean;
+}
+
+export interface QueueLimits {
+  /** Most pending jobs one user may hold. Default 10. */
+  maxPendingPerUser: number;
+  /** Most running jobs one user may hold while other users wait. Default 1. */
+  maxRunningPerUser: number;
+}
+
+export interface AffinityOptions {
+  /** How many of the policy's top candidates affinity may choose among. Default 4; 1 disables it. */
+  window: number;
+  /** How many times one job may be passed over for affinity before it must be served. Default 2. */
+  maxSkips: number;
+}
+
+export interface QueueSettings {
+  mode: QueueMode;
+  paused: boolean;
+  limits: QueueLimits;
+  /** Per-user overrides of the limits, set by an instructor. */
+  userLimits: Record<string, Partial<QueueLimits>>;
+}
+
+export interface ClaimRequest {
+  workerId: string;
+  /** Models loaded on the worker right now, for affinity. */
+  warmModels: string[];
+  leaseMs: number;
+  now: number;
+  affinity: AffinityOptions;
+}
+
+export interface JobQuery {
+  user?: string;
+  status?: JobStatus | JobStatus[];
+  /** Default 50, at most 500. */
+  limit?: number;
+  /** Opaque cursor from a previous page. */
+  cursor?: string;
+  /** `desc` (newest first, default) or `asc`. */
+  order?: 'asc' | 'desc';
+}
+
+export interface JobPage {
+  jobs: Job[];
+  nextCursor: string | null;
+}
+
+export type StatusCounts = Record<JobStatus, number>;
+
+export interface UserCounters extends StatusCounts {
+  user: string;
+  /** Milliseconds of claimed-to-finished time over the user's finished jobs. */
+  gpuMs: number;
+  lastActivityAt: number | null;
+}
+
+export interface Account {
+  name: string;
+  role: Role;
+  /** bcrypt hash. */
+  passwordHash: string;
+  createdAt: number;
+  /** Bumped when the password changes, to invalidate sessions. */
+  passwordVersion: number;
+}
+
+export interface WorkerToken {
+  name: string;
+  /** sha256 hex of the token; the token itself is never stored. */
+  tokenHash: string;
+  createdAt: number;
+  revokedAt: number | null;
+}
+
+/** Outcome of a transition keyed by `(jobId, attempt)`. */
+export type TransitionResult =
+  | { ok: true; job: Job; duplicate?: boolean }
+  | { ok: false; reason: 'not_found' | 'stale' | 'not_running' | 'terminal'; job?: Job };
+
+export interface RequeueResult {
+  requeued: Job[];
+  failed: Job[];
+}
+
+/** A key/value blob the control plane persists: settings, userdata index, env snapshots, ... */
+export interface BlobStore {
+  getBlob(ns: string, key: string): Promise<string | null>;
+  putBlob(ns: string, key: string, value: string): Promise<void>;
+  deleteBlob(ns: string, key: string): Promise<boolean>;
+  listBlobs(ns: string, prefix?: string): Promise<string[]>;
+}
+
+/**
+ * Everything the control plane keeps about jobs, accounts and queue settings, as domain
+ * operations. The scheduler and the HTTP code use only this; no database client leaks past it.
+ * Every method is atomic on its own.
+ */
+export interface JobStore extends BlobStore {
+  readonly backend: 'sqlite' | 'redis';
+
+  /** Adds a pending job. Rejects with `QueueLimitError` when the user holds too many pending jobs. */
+  enqueue(job: NewJob, now: number): Promise<Job>;
+  /** Claims the next job for a worker under the active policy, or null (paused, nothing eligible). */
+  claim(req: ClaimRequest): Promise<Job | null>;
+  /** Extends the lease if the worker still holds this attempt. */
+  renewLease(
+    jobId: string,
+    workerId: string,
+    attempt: number,
+    leaseMs: number,
+    now: number,
+  ): Promise<boolean>;
+  complete(jobId: string, attempt: number, outputs: JobOutput[], now: number): Promise<TransitionResult>;
+  fail(jobId: string, attempt: number, error: JobError, now: number): Promise<TransitionResult>;
+  /** Gives a claimed job back to the queue at its old place, without counting a lost attempt. */
+  release(jobId: string, attempt: number, now: number): Promise<TransitionResult>;
+  /** Cancels a pending or running job. Terminal jobs stay as they are (`ok: false, reason: terminal`). */
+  cancel(jobId: string, now: number): Promise<TransitionResult>;
+  /** Returns jobs whose lease lapsed to pending (attempts kept) or fails them after `maxAttempts`. */
+  requeueExpired(now: number, maxAttempts: number): Promise<RequeueResult>;
+  setPriority(jobId: string, priority: Priority): Promise<Job | null>;
+  moveToFront(jobId: string): Promise<Job | null>;
+  getJob(id: string): Promise<Job | null>;
+  listJobs(q: JobQuery): Promise<JobPage>;
+  /** Pending jobs in the order the active policy would serve them (ignoring affinity). */
+  pendingInOrder(limit: number): Promise<Job[]>;
+  countByStatus(user?: string): Promise<StatusCounts>;
+  userCounters(): Promise<UserCounters[]>;
+  /** Deletes terminal jobs finished before `before`; returns how many. */
+  pruneHistory(before: number): Promise<number>;
+  /** Deletes a user's terminal jobs (ComfyUI's "clear history"), or the listed ones. */
+  deleteHistory(user: string, ids?: string[]): Promise<number>;
+
+  getSettings(): Promise<QueueSettings>;
+  updateSettings(
+    patch: Partial<Omit<QueueSettings, 'limits'>> & { limits?: Partial<QueueLimits> },
+  ): Promise<QueueSettings>;
+
+  getAccount(name: string): Promise<Account | null>;
+  listAccounts(): Promise<Account[]>;
+  /** Creates or replaces an account. */
+  putAccount(account: Account): Promise<void>;
+  deleteAccount(name: string): Promise<boolean>;
+
+  putWorkerToken(token: WorkerToken): Promise<void>;
+  listWorkerTokens(): Promise<WorkerToken[]>;
+  revokeWorkerToken(name: string, now: number): Promise<boolean>;
+
+  /** Cheap round trip for `/ready`. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
