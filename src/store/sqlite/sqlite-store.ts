@@ -1,0 +1,391 @@
+/**
+ * The SQLite `JobStore`: one file (WAL, synchronous=NORMAL, busy_timeout), safe for several
+ * processes at once. Every multi-step operation runs in one IMMEDIATE transaction, so writers
+ * serialise on the database lock and a job can never be claimed twice.
+ *
+ * Layout and the reasons for it: see `schema.ts`. Claim and service order: `scheduling.ts`.
+ */
+import Database from 'better-sqlite3';
+import { randomUUID } from 'node:crypto';
+import { AppError, QueueLimitError } from '../../errors.js';
+import {
+  isTerminal,
+  priorityRank,
+  type Account,
+  type ClaimRequest,
+  type Job,
+  type JobError,
+  type JobOutput,
+  type JobPage,
+  type JobQuery,
+  type JobStore,
+  type NewJob,
+  type Priority,
+  type QueueSettings,
+  type RequeueResult,
+  type StatusCounts,
+  type TransitionResult,
+  type UserCounters,
+  type WorkerToken,
+} from '../types.js';
+import { Accounts, Blobs, SettingsRow, mergeSettings, type SettingsPatch } from './accounts.js';
+import { History } from './history.js';
+import { prepareJobStatements, type JobStatements } from './job-statements.js';
+import { JobReader, toJob, type JobStateRow } from './rows.js';
+import { applyPragmas, migrate } from './schema.js';
+import { Scheduler } from './scheduling.js';
+import {
+  checkPriority,
+  clampCount,
+  createFile,
+  isUniqueViolation,
+  mapErrors,
+  restrictSidecars,
+} from './support.js';
+import { UserState, checkUserState, finishDelta } from './user-state.js';
+
+export interface SqliteStoreOptions {
+  /** Database file, or ':memory:'. Created (mode 0600) with its directory when missing. */
+  path: string;
+  /** Settings used until an instructor changes them. */
+  defaults: QueueSettings;
+  /** How long to wait for another process's write lock. Default 5000 ms. */
+  busyTimeoutMs?: number;
+}
+
+type Tx = <T>(fn: () => T) => T;
+
+export class SqliteStore implements JobStore {
+  readonly backend = 'sqlite' as const;
+  readonly path: string;
+  private readonly db: Database.Database;
+  private readonly users: UserState;
+  private readonly scheduler: Scheduler;
+  private readonly history: History;
+  private readonly accounts: Accounts;
+  private readonly blobs: Blobs;
+  private readonly settings: SettingsRow;
+  private readonly jobs: JobReader;
+  private readonly write: Tx;
+  private readonly read: Tx;
+  private readonly s: JobStatements;
+
+  constructor(opts: SqliteStoreOptions) {
+    this.path = opts.path;
+    const busy = opts.busyTimeoutMs ?? 5000;
+    const onDisk = createFile(opts.path);
+    this.db = new Database(opts.path, { timeout: busy });
+    try {
+      applyPragmas(this.db, busy);
+      migrate(this.db);
+    } catch (e) {
+      this.db.close();
+      throw e;
+    }
+    if (onDisk) restrictSidecars(opts.path);
+    this.users = new UserState(this.db);
+    this.scheduler = new Scheduler(this.db, this.users);
+    this.history = new History(this.db, this.users);
+    this.accounts = new Accounts(this.db);
+    this.blobs = new Blobs(this.db);
+    this.settings = new SettingsRow(this.db, structuredClone(opts.defaults));
+    this.jobs = new JobReader(this.db);
+    this.s = prepareJobStatements(this.db);
+    const txn = this.db.transaction((fn: () => unknown) => fn());
+    this.write = <T>(fn: () => T): T => mapErrors(() => txn.immediate(fn) as T);
+    this.read = <T>(fn: () => T): T => mapErrors(() => txn.deferred(fn) as T);
+  }
+
+  // ---- jobs ----
+
+  async enqueue(job: NewJob, now: number): Promise<Job> {
+    const id = job.id ?? randomUUID();
+    const priority = checkPriority(job.priority ?? 'normal');
+    const rank = priorityRank(priority);
+    const models = JSON.stringify(job.models ?? []);
+    const metadata = JSON.stringify(job.metadata ?? {});
+    const prompt = JSON.stringify(job.prompt);
+    let seq: number;
+    let front: number;
+    try {
+      ({ seq, front } = this.write(() => {
+        const s = this.settings.get();
+        const limit = s.userLimits[job.user]?.maxPendingPerUser ?? s.limits.maxPendingPerUser;
+        if (this.users.pendingOf(job.user) >= limit) throw new QueueLimitError(job.user, limit);
+        const c = this.s.nextSeq.get(job.front ? 1 : 0)!;
+        const f = job.front ? c.front : 0;
+        this.s.insertJob.run({ seq: c.seq, id, user: job.user, priority, rank, front: f, now, models });
+        this.s.insertData.run(c.seq, metadata, prompt);
+        this.users.enqueued(job.user, c.seq, f, rank, now);
+        return { seq: c.seq, front: f };
+      }));
+    } catch (e) {
+      if (isUniqueViolation(e))
+        throw new AppError('CONFLICT', `A job with id ${id} already exists.`, { cause: e });
+      throw e;
+    }
+    return toJob({
+      seq,
+      id,
+      user: job.user,
+      status: 'pending',
+      priority,
+      front,
+      attempts: 0,
+      skips: 0,
+      worker_id: null,
+      lease_expires_at: null,
+      created_at: now,
+      started_at: null,
+      finished_at: null,
+      models,
+      error: null,
+      outputs: '[]',
+      metadata,
+      prompt,
+    });
+  }
+
+  async claim(req: ClaimRequest): Promise<Job | null> {
+    return this.write(() => {
+      const seq = this.scheduler.claim(this.settings.get(), req);
+      return seq === null ? null : this.jobs.bySeq(seq);
+    });
+  }
+
+  async renewLease(
+    jobId: string,
+    workerId: string,
+    attempt: number,
+    leaseMs: number,
+    now: number,
+  ): Promise<boolean> {
+    return mapErrors(() => this.s.renew.run(now + leaseMs, jobId, workerId, attempt).changes === 1);
+  }
+
+  async complete(
+    jobId: string,
+    attempt: number,
+    outputs: JobOutput[],
+    now: number,
+  ): Promise<TransitionResult> {
+    return this.settle(jobId, attempt, 'completed', (st) => {
+      this.s.finish.run('completed', now, st.seq);
+      this.s.setOutputs.run(JSON.stringify(outputs), st.seq);
+      this.users.apply(st.user, finishDelta('running', 'completed', st.started_at, now), false);
+    });
+  }
+
+  async fail(jobId: string, attempt: number, error: JobError, now: number): Promise<TransitionResult> {
+    return this.settle(jobId, attempt, 'failed', (st) => this.failRunning(st, error, now));
+  }
+
+  async release(jobId: string, attempt: number, _now: number): Promise<TransitionResult> {
+    return this.settle(jobId, attempt, 'pending', (st) => {
+      this.s.requeue.run(1, st.seq);
+      this.users.apply(st.user, { running: -1, pending: 1 }, true);
+    });
+  }
+
+  async cancel(jobId: string, now: number): Promise<TransitionResult> {
+    return this.write((): TransitionResult => {
+      const st = this.jobs.state(jobId);
+      if (!st) return { ok: false, reason: 'not_found' };
+      if (isTerminal(st.status)) return { ok: false, reason: 'terminal', job: this.jobs.bySeq(st.seq) };
+      this.s.finish.run('cancelled', now, st.seq);
+      this.users.apply(
+        st.user,
+        finishDelta(st.status, 'cancelled', st.started_at, now),
+        st.status === 'pending',
+      );
+      return { ok: true, job: this.jobs.bySeq(st.seq) };
+    });
+  }
+
+  async requeueExpired(now: number, maxAttempts: number): Promise<RequeueResult> {
+    return this.write(() => {
+      const requeued: number[] = [];
+      const failed: number[] = [];
+      for (const st of this.s.expired.all(now)) {
+        if (st.attempts >= maxAttempts) {
+          this.failRunning(
+            st,
+            {
+              reason: 'worker_lost',
+              message: `The worker running this job stopped renewing its lease; gave up after ${st.attempts} attempt(s).`,
+            },
+            now,
+          );
+          failed.push(st.seq);
+        } else {
+          this.s.requeue.run(0, st.seq);
+          this.users.apply(st.user, { running: -1, pending: 1 }, true);
+          requeued.push(st.seq);
+        }
+      }
+      return { requeued: this.jobs.bySeqs(requeued), failed: this.jobs.bySeqs(failed) };
+    });
+  }
+
+  async setPriority(jobId: string, priority: Priority): Promise<Job | null> {
+    checkPriority(priority);
+    return this.write(() => {
+      const st = this.jobs.state(jobId);
+      if (!st) return null;
+      if (!isTerminal(st.status)) {
+        this.s.setPriority.run(priority, priorityRank(priority), st.seq);
+        if (st.status === 'pending') this.users.apply(st.user, {}, true);
+      }
+      return this.jobs.bySeq(st.seq);
+    });
+  }
+
+  async moveToFront(jobId: string): Promise<Job | null> {
+    return this.write(() => {
+      const st = this.jobs.state(jobId);
+      if (!st) return null;
+      if (st.status === 'pending') {
+        this.s.setFront.run(this.s.nextFront.get()!, st.seq);
+        this.users.apply(st.user, {}, true);
+      }
+      return this.jobs.bySeq(st.seq);
+    });
+  }
+
+  async getJob(id: string): Promise<Job | null> {
+    return mapErrors(() => this.jobs.byId(id));
+  }
+
+  async listJobs(q: JobQuery): Promise<JobPage> {
+    return this.read(() => {
+      const { seqs, nextCursor } = this.history.page(q);
+      return { jobs: this.jobs.bySeqs(seqs), nextCursor };
+    });
+  }
+
+  async pendingInOrder(limit: number): Promise<Job[]> {
+    return this.read(() =>
+      this.jobs.bySeqs(this.scheduler.pendingOrder(this.settings.get().mode, clampCount(limit))),
+    );
+  }
+
+  async countByStatus(user?: string): Promise<StatusCounts> {
+    return mapErrors(() => this.users.counts(user));
+  }
+
+  async userCounters(): Promise<UserCounters[]> {
+    return mapErrors(() => this.users.counters());
+  }
+
+  async pruneHistory(before: number): Promise<number> {
+    return this.write(() => this.history.prune(before));
+  }
+
+  async deleteHistory(user: string, ids?: string[]): Promise<number> {
+    return this.write(() => this.history.deleteUser(user, ids));
+  }
+
+  // ---- settings, accounts, tokens, blobs ----
+
+  async getSettings(): Promise<QueueSettings> {
+    return mapErrors(() => structuredClone(this.settings.get()));
+  }
+
+  async updateSettings(patch: SettingsPatch): Promise<QueueSettings> {
+    return this.write(() => {
+      const next = mergeSettings(this.settings.get(), patch);
+      this.settings.put(next);
+      return structuredClone(next);
+    });
+  }
+
+  async getAccount(name: string): Promise<Account | null> {
+    return mapErrors(() => this.accounts.get(name));
+  }
+
+  async listAccounts(): Promise<Account[]> {
+    return mapErrors(() => this.accounts.list());
+  }
+
+  async putAccount(account: Account): Promise<void> {
+    mapErrors(() => this.accounts.put(account));
+  }
+
+  async deleteAccount(name: string): Promise<boolean> {
+    return mapErrors(() => this.accounts.delete(name));
+  }
+
+  async putWorkerToken(token: WorkerToken): Promise<void> {
+    mapErrors(() => this.accounts.putToken(token));
+  }
+
+  async listWorkerTokens(): Promise<WorkerToken[]> {
+    return mapErrors(() => this.accounts.listTokens());
+  }
+
+  async revokeWorkerToken(name: string, now: number): Promise<boolean> {
+    return this.write(() => this.accounts.revokeToken(name, now));
+  }
+
+  async getBlob(ns: string, key: string): Promise<string | null> {
+    return mapErrors(() => this.blobs.get(ns, key));
+  }
+
+  async putBlob(ns: string, key: string, value: string): Promise<void> {
+    mapErrors(() => this.blobs.put(ns, key, value));
+  }
+
+  async deleteBlob(ns: string, key: string): Promise<boolean> {
+    return mapErrors(() => this.blobs.delete(ns, key));
+  }
+
+  async listBlobs(ns: string, prefix?: string): Promise<string[]> {
+    return mapErrors(() => this.blobs.list(ns, prefix));
+  }
+
+  async ping(): Promise<void> {
+    mapErrors(() => this.s.ping.get());
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+
+  /** Differences between `user_state` and the jobs it summarises (empty when consistent). Scans. */
+  checkConsistency(): string[] {
+    return this.read(() => checkUserState(this.db));
+  }
+
+  // ---- helpers ----
+
+  /** complete / fail / release: the shared `(jobId, attempt)` rules of the contract. */
+  private settle(
+    jobId: string,
+    attempt: number,
+    to: 'completed' | 'failed' | 'pending',
+    apply: (st: JobStateRow) => void,
+  ): TransitionResult {
+    return this.write((): TransitionResult => {
+      const st = this.jobs.state(jobId);
+      if (!st) return { ok: false, reason: 'not_found' };
+      if (st.status === 'running' && st.attempts === attempt) {
+        apply(st);
+        return { ok: true, job: this.jobs.bySeq(st.seq) };
+      }
+      const job = this.jobs.bySeq(st.seq);
+      if (to !== 'pending' && st.status === to && st.attempts === attempt)
+        return { ok: true, job, duplicate: true };
+      return { ok: false, reason: isTerminal(st.status) ? 'terminal' : 'stale', job };
+    });
+  }
+
+  private failRunning(st: JobStateRow, error: JobError, now: number): void {
+    this.s.finish.run('failed', now, st.seq);
+    this.s.setError.run(JSON.stringify(error), st.seq);
+    this.users.apply(st.user, finishDelta('running', 'failed', st.started_at, now), false);
+  }
+}
+
+export async function openSqliteStore(opts: SqliteStoreOptions): Promise<SqliteStore> {
+  return new SqliteStore(opts);
+}
