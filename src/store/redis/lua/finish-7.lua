@@ -1,0 +1,41 @@
+--[[
+  Ends a running attempt as completed or failed. Idempotent per (job, attempt): repeating the
+  call that already ended this attempt answers 'duplicate' and changes nothing. An attempt that
+  requeue-expired failed (lease lost) was not ended by the worker: its late fail is 'terminal'.
+
+  KEYS[1] heads, seq order           <p>heads:seq
+  KEYS[2] heads, prio order          <p>heads:prio
+  KEYS[3] last served, by user       <p>served:user
+  KEYS[4] running count, by user     <p>running
+  KEYS[5] leases by deadline         <p>leases
+  KEYS[6] finished jobs by time      <p>idx:finished
+  KEYS[7] GPU time, by user          <p>gpu
+
+  ARGV[1] key prefix
+  ARGV[2] job id
+  ARGV[3] attempt
+  ARGV[4] target status: 'completed' or 'failed'
+  ARGV[5] field to store: 'outputs' or 'error'
+  ARGV[6] its JSON value
+  ARGV[7] now (finishedAt)
+
+  Returns {'ok' | 'duplicate' | 'stale' | 'terminal', job (flat hash)} | {'not_found'}
+]]
+--- @include "common"
+--- @include "heads"
+--- @include "transition"
+
+local K = transitionKeys()
+local id, to, now = ARGV[2], ARGV[4], ARGV[7]
+local f = readForTransition(id)
+if not f then return { 'not_found' } end
+local sameAttempt = tonumber(f.attempts) == tonumber(ARGV[3])
+if f.status == to and sameAttempt and not f.lostLease then
+  return { 'duplicate', redis.call('HGETALL', jobKey(id)) }
+end
+if TERMINAL[f.status] then return { 'terminal', redis.call('HGETALL', jobKey(id)) } end
+if f.status ~= 'running' or not sameAttempt then return { 'stale', redis.call('HGETALL', jobKey(id)) } end
+
+redis.call('HSET', jobKey(id), ARGV[5], ARGV[6])
+endJob(K, id, f, to, now)
+return { 'ok', redis.call('HGETALL', jobKey(id)) }
