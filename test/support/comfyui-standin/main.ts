@@ -1,0 +1,51 @@
+/**
+ * CLI: `npm run standin -- --port 8188 [--host 127.0.0.1] [--dir /tmp/x] [--delay-ms 1000]
+ * [--model checkpoints/sd15.safetensors ...]`. Prints one line `comfyui-standin listening on
+ * <url> (data: <dir>)` once ready. A dieMidJob fault exits the process (code 1), like a crash.
+ */
+import { rmSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { startStandin } from './server.js';
+
+function parseModels(specs: string[]): Record<string, string[]> {
+  const models: Record<string, string[]> = {};
+  for (const spec of specs) {
+    const slash = spec.indexOf('/');
+    if (slash <= 0) throw new Error(`--model expects <folder>/<file>, got ${spec}`);
+    (models[spec.slice(0, slash)] ??= []).push(spec.slice(slash + 1));
+  }
+  return models;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      port: { type: 'string', default: '8188' },
+      host: { type: 'string', default: '127.0.0.1' },
+      dir: { type: 'string' },
+      'delay-ms': { type: 'string' },
+      model: { type: 'string', multiple: true, default: [] },
+    },
+  });
+  const standin = await startStandin({
+    port: Number(values.port),
+    host: values.host,
+    ...(values.dir ? { dir: values.dir } : {}),
+    ...(values['delay-ms'] ? { delayMs: Number(values['delay-ms']) } : {}),
+    models: parseModels(values.model),
+    onCrash: () => {
+      console.error('comfyui-standin: simulated crash (dieMidJob), exiting');
+      if (!values.dir) rmSync(standin.dirs.root, { recursive: true, force: true }); // our own temp dir
+      process.exit(1);
+    },
+  });
+  console.log(`comfyui-standin listening on ${standin.url} (data: ${standin.dirs.root})`);
+  const stop = () => void standin.close().then(() => process.exit(0));
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

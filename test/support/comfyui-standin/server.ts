@@ -1,0 +1,288 @@
+/**
+ * The ComfyUI v0.3.64 stand-in for tests: `startStandin()` starts an HTTP + WebSocket server on
+ * 127.0.0.1 that answers like the recorded ComfyUI (see shared/fixtures/comfyui-v0.3.64 beside the checkout)
+ * and really runs model-free graphs. This file only wires things together and owns the
+ * listening socket (which the crash/unreachable faults take away and give back).
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { WebSocketServer } from 'ws';
+import { FaultController, type FaultControls, type UnreachableMode } from './faults.js';
+import { Router, reply, requestCtx, send } from './http-util.js';
+import { encodeRgbPng, solidImage } from './image.js';
+import { Instance } from './instance.js';
+import { NodeCatalog } from './object-info.js';
+import { addComfyRoutes } from './routes-comfy.js';
+import { addControlRoutes } from './routes-control.js';
+import { addFileRoutes } from './routes-files.js';
+import type { DataDirs, HistoryEntry, QueueItem } from './types.js';
+
+export type { FaultControls, FaultSnapshot, ExecutionErrorFault, UnreachableMode } from './faults.js';
+export type { ApiPrompt, DataDirs, HistoryEntry, QueueItem } from './types.js';
+
+export interface StandinOptions {
+  /** Default 0 (a free port). */
+  port?: number;
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Root for `input/`, `output/`, `temp/`. Default: a fresh temp dir, removed by `close()`. */
+  dir?: string;
+  /** StandinSleep duration when its `seconds` input is omitted. Default 1000. */
+  delayMs?: number;
+  /** Model files per folder (`{checkpoints: ['sd15.safetensors']}`) for `/models/{folder}` and loader combos. */
+  models?: Record<string, string[]>;
+  /** Put a stock-like `example.png` into the input dir (ComfyUI ships one). Default true. */
+  seedExampleImage?: boolean;
+  /** Called after a simulated crash (the CLI exits the process here). */
+  onCrash?: () => void;
+}
+
+export interface StandinState {
+  /** Listening and not crashed. */
+  readonly alive: boolean;
+  readonly crashed: boolean;
+  readonly queueRemaining: number;
+  readonly running: QueueItem[];
+  readonly pending: QueueItem[];
+  readonly history: Record<string, HistoryEntry>;
+  /** Client ids with a registered WebSocket. */
+  readonly clientIds: string[];
+  /** The next prompt `number`. */
+  readonly promptNumber: number;
+}
+
+export interface Standin {
+  readonly url: string;
+  readonly wsUrl: string;
+  readonly host: string;
+  readonly port: number;
+  readonly dirs: DataDirs;
+  readonly faults: FaultControls;
+  readonly state: StandinState;
+  /** Resolves once nothing is queued or running. */
+  waitForIdle(timeoutMs?: number): Promise<void>;
+  /** A ComfyUI restart: fresh queue/history/cache/counter, same port and files. Also revives a crash. */
+  restart(): Promise<void>;
+  close(): Promise<void>;
+}
+
+function prepareDirs(dir: string | undefined, seedExample: boolean): { dirs: DataDirs; created: boolean } {
+  const root = dir ? resolve(dir) : mkdtempSync(join(tmpdir(), 'comfyui-standin-'));
+  const dirs = { root, input: join(root, 'input'), output: join(root, 'output'), temp: join(root, 'temp') };
+  for (const d of [dirs.input, dirs.output, dirs.temp]) mkdirSync(d, { recursive: true });
+  const example = join(dirs.input, 'example.png');
+  if (seedExample && !existsSync(example)) {
+    const img = solidImage(64, 64, 1, 0x4a7db8);
+    writeFileSync(example, encodeRgbPng(img.frames[0]!, 64, 64));
+  }
+  return { dirs, created: !dir };
+}
+
+class StandinServer {
+  readonly faults: FaultController;
+  instance: Instance;
+  crashed = false;
+  private closing = false;
+  private readonly http: Server;
+  private readonly wss = new WebSocketServer({ noServer: true });
+  private readonly sockets = new Set<Socket>();
+  private readonly router = new Router();
+  private readonly catalog: NodeCatalog;
+  port: number;
+
+  constructor(
+    readonly host: string,
+    port: number,
+    readonly dirs: DataDirs,
+    private readonly opts: StandinOptions,
+  ) {
+    this.port = port;
+    this.catalog = new NodeCatalog(dirs.input, opts.models ?? {});
+    this.faults = new FaultController(
+      {
+        crash: () => this.crash(),
+        setReachability: (mode) => this.setReachability(mode),
+        isCrashed: () => this.crashed,
+      },
+      opts.delayMs ?? 1000,
+    );
+    this.instance = new Instance(this.catalog, dirs, this.faults);
+    addComfyRoutes(this.router, {
+      instance: () => this.instance,
+      catalog: this.catalog,
+      dirs,
+      faults: this.faults,
+      models: opts.models ?? {},
+      host,
+      port: () => this.port,
+    });
+    addFileRoutes(this.router, dirs);
+    addControlRoutes(this.router, { faults: this.faults, state: () => this.stateJson() });
+    this.http = createServer((req, res) => void this.handle(req, res));
+    this.http.on('connection', (socket) => {
+      this.sockets.add(socket);
+      socket.on('close', () => this.sockets.delete(socket));
+    });
+    this.http.on('upgrade', (req, socket: Socket, head) => void this.upgrade(req, socket, head));
+  }
+
+  async listen(): Promise<void> {
+    await new Promise<void>((resolveListen, reject) => {
+      this.http.once('error', reject);
+      this.http.listen(this.port, this.host, () => {
+        this.http.off('error', reject);
+        resolveListen();
+      });
+    });
+    const address = this.http.address();
+    if (address && typeof address === 'object') this.port = address.port;
+  }
+
+  /** Stops accepting and drops every open connection (HTTP keep-alive, held requests, WebSockets). */
+  async stopListening(): Promise<void> {
+    this.instance.hub.terminateAll();
+    for (const socket of this.sockets) socket.destroy();
+    if (!this.http.listening) return;
+    await new Promise<void>((r) => this.http.close(() => r()));
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://standin.invalid');
+    const head = req.method === 'HEAD';
+    try {
+      if (!url.pathname.startsWith('/standin/')) {
+        if (this.faults.serviceUnavailable)
+          return send(res, reply.text('503: Service Unavailable', 503), head);
+        await this.faults.waitWhileHung();
+        if (this.crashed) return void res.destroy();
+      }
+      const match = this.router.match(req.method ?? 'GET', url.pathname);
+      if (match === null) return send(res, reply.notFound(), head);
+      if (match === 'method') return send(res, reply.text('405: Method Not Allowed', 405), head);
+      send(res, await match.handler(requestCtx(req, url, match.params)), head);
+    } catch {
+      if (!res.headersSent) send(res, reply.serverError(), head);
+    }
+  }
+
+  private async upgrade(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
+    socket.on('error', () => undefined);
+    const url = new URL(req.url ?? '/', 'http://standin.invalid');
+    if (url.pathname !== '/ws' && url.pathname !== '/api/ws') {
+      return void socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
+    }
+    if (this.faults.serviceUnavailable) {
+      return void socket.end('HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n');
+    }
+    await this.faults.waitWhileHung();
+    if (this.crashed || socket.destroyed) return void socket.destroy();
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      this.instance.hub.attach(ws, url.searchParams.get('clientId'));
+    });
+  }
+
+  /** dieMidJob: everything stops at once, as if the Python process died. */
+  crash(): void {
+    if (this.crashed) return;
+    this.crashed = true;
+    this.instance.shutdown();
+    void this.stopListening();
+    this.opts.onCrash?.();
+  }
+
+  private async setReachability(mode: false | UnreachableMode): Promise<void> {
+    if (this.closing) return;
+    if (mode === 'refuse') return this.stopListening();
+    if (mode === '503') this.instance.hub.terminateAll();
+    if (!this.crashed && !this.http.listening) await this.listen();
+  }
+
+  async restart(): Promise<void> {
+    await this.stopListening();
+    this.instance.shutdown();
+    this.faults.unhang();
+    this.instance = new Instance(this.catalog, this.dirs, this.faults);
+    this.crashed = false;
+    await this.faults.setUnreachable(false);
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    this.instance.shutdown();
+    this.faults.unhang();
+    await this.faults.setUnreachable(false).catch(() => undefined);
+    await this.stopListening();
+    this.wss.close();
+  }
+
+  state(): StandinState {
+    const inst = this.instance;
+    const { running, pending } = inst.queue.currentQueue();
+    return {
+      alive: !this.crashed && this.http.listening,
+      crashed: this.crashed,
+      queueRemaining: inst.queue.tasksRemaining(),
+      running,
+      pending,
+      history: inst.queue.getHistory(),
+      clientIds: inst.hub.clientIds(),
+      promptNumber: inst.number,
+    };
+  }
+
+  private stateJson() {
+    const s = this.state();
+    return {
+      ...s,
+      running: s.running.map((item) => item[1]),
+      pending: s.pending.map((item) => item[1]),
+      history: Object.keys(s.history),
+      dirs: this.dirs,
+      faults: this.faults.snapshot(),
+    };
+  }
+}
+
+/** Starts a stand-in ComfyUI on `host:port` (default 127.0.0.1 and a free port). */
+export async function startStandin(opts: StandinOptions = {}): Promise<Standin> {
+  const host = opts.host ?? '127.0.0.1';
+  const { dirs, created } = prepareDirs(opts.dir, opts.seedExampleImage ?? true);
+  const server = new StandinServer(host, opts.port ?? 0, dirs, opts);
+  await server.listen();
+  let closed: Promise<void> | null = null;
+  return {
+    get url() {
+      return `http://${host}:${server.port}`;
+    },
+    get wsUrl() {
+      return `ws://${host}:${server.port}/ws`;
+    },
+    host,
+    get port() {
+      return server.port;
+    },
+    dirs,
+    faults: server.faults,
+    get state() {
+      return server.state();
+    },
+    waitForIdle: (timeoutMs = 10_000) =>
+      waitUntil(() => server.instance.queue.tasksRemaining() === 0, timeoutMs),
+    restart: () => server.restart(),
+    close: () =>
+      (closed ??= server.close().then(() => {
+        if (created) rmSync(dirs.root, { recursive: true, force: true });
+      })),
+  };
+}
+
+async function waitUntil(condition: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`stand-in not idle after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

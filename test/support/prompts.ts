@@ -1,0 +1,61 @@
+/**
+ * "The model-free prompt" shared by the tests: EmptyImage → ImageInvert → SaveImage, which the
+ * ComfyUI stand-in (and a real ComfyUI without models) can run. Options add the stand-in's slow
+ * node (for queues, progress, previews and interrupts) or start from LoadImage instead.
+ */
+import type { ApiPrompt } from './comfyui-standin/types.js';
+
+export type { ApiPrompt };
+
+/** Node ids are stable across variants: tests can rely on SaveImage being node "3". */
+export const MODEL_FREE_NODES = { source: '1', invert: '2', save: '3', sleep: '5' } as const;
+
+export interface ModelFreePromptOptions {
+  width?: number;
+  height?: number;
+  batchSize?: number;
+  /** 0xRRGGBB of the EmptyImage. Change it to defeat ComfyUI's cache between two runs. */
+  color?: number;
+  /** SaveImage prefix (may contain `/` subfolders). Default `ci`. */
+  filenamePrefix?: string;
+  /**
+   * Insert StandinSleep between ImageInvert and SaveImage (stand-in only). `true` uses the
+   * stand-in's delayMs; `seed` changes the cache key without changing the work.
+   */
+  sleep?: true | { seconds?: number; steps?: number; seed?: number };
+  /** Start from LoadImage of this input file (e.g. `user001/x.png`) instead of EmptyImage. */
+  loadImage?: string;
+}
+
+export function modelFreePrompt(opts: ModelFreePromptOptions = {}): ApiPrompt {
+  const n = MODEL_FREE_NODES;
+  const source = opts.loadImage
+    ? { class_type: 'LoadImage', inputs: { image: opts.loadImage } }
+    : {
+        class_type: 'EmptyImage',
+        inputs: {
+          width: opts.width ?? 64,
+          height: opts.height ?? 48,
+          batch_size: opts.batchSize ?? 1,
+          color: opts.color ?? 0x336699,
+        },
+      };
+  const prompt: ApiPrompt = {
+    [n.source]: source,
+    [n.invert]: { class_type: 'ImageInvert', inputs: { image: [n.source, 0] } },
+    [n.save]: {
+      class_type: 'SaveImage',
+      inputs: { images: [n.invert, 0], filename_prefix: opts.filenamePrefix ?? 'ci' },
+    },
+  };
+  if (opts.sleep) {
+    const sleep = opts.sleep === true ? {} : opts.sleep;
+    const inputs: Record<string, unknown> = { image: [n.invert, 0] };
+    if (sleep.seconds !== undefined) inputs.seconds = sleep.seconds;
+    if (sleep.steps !== undefined) inputs.steps = sleep.steps;
+    if (sleep.seed !== undefined) inputs.seed = sleep.seed;
+    prompt[n.sleep] = { class_type: 'StandinSleep', inputs };
+    prompt[n.save]!.inputs.images = [n.sleep, 0];
+  }
+  return prompt;
+}
