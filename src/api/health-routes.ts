@@ -1,0 +1,20 @@
+import type { FastifyInstance } from 'fastify';
+import type { JobStore } from '../store/types.js';
+import { AppError } from '../errors.js';
+
+/** `/health` says the process answers; `/ready` also checks the store. Neither needs auth. */
+export function healthRoutes(app: FastifyInstance, deps: { store: JobStore; version: string }): void {
+  app.get('/health', () => ({ status: 'ok', version: deps.version }));
+
+  app.get('/ready', async () => {
+    try {
+      await deps.store.ping();
+    } catch (err) {
+      throw new AppError('STORE_UNAVAILABLE', `The ${deps.store.backend} store cannot be reached.`, {
+        cause: err,
+        retryAfter: 5,
+      });
+    }
+    return { status: 'ready', store: deps.store.backend };
+  });
+}

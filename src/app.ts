@@ -1,0 +1,56 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import cookie from '@fastify/cookie';
+import { installErrorHandling } from './http/error-handler.js';
+import { requireInstructor } from './http/auth-hooks.js';
+import { loginRoutes } from './auth/login-routes.js';
+import { healthRoutes } from './api/health-routes.js';
+import { jobsRoutes } from './api/jobs-routes.js';
+import { queueRoutes } from './api/queue-routes.js';
+import fastifyWebsocket from '@fastify/websocket';
+import { workerApi } from './dispatch/worker-api.js';
+import { workersRoutes } from './dispatch/workers-routes.js';
+import type { Services } from './services.js';
+import { VERSION } from './version.js';
+import { gatewayPlugin } from './gateway/index.js';
+import { adminRoutes } from './admin/index.js';
+
+/** Builds the HTTP app without listening, so tests drive it with `inject`. */
+export async function buildApp(services: Services): Promise<FastifyInstance> {
+  const { config, logger } = services;
+  const app = Fastify({
+    // pino's Logger is a FastifyBaseLogger; the cast keeps the instance's generic at the default.
+    loggerInstance: logger as FastifyBaseLogger,
+    bodyLimit: config.BODY_LIMIT,
+    trustProxy: config.TRUST_PROXY,
+    disableRequestLogging: false,
+    // ComfyUI's frontend calls /api/x and /api/x/ interchangeably.
+    routerOptions: { ignoreTrailingSlash: true },
+  });
+  app.decorateRequest('principal', null);
+  installErrorHandling(app);
+  await app.register(cookie);
+
+  healthRoutes(app, { store: services.store, version: VERSION });
+  loginRoutes(app, services.auth);
+
+  await app.register(
+    async (api) => {
+      api.addHook('onRequest', requireInstructor(services.auth));
+      jobsRoutes(api, services);
+      queueRoutes(api, services);
+      workersRoutes(api, services);
+    },
+    { prefix: '/api/v1' },
+  );
+
+  if (!app.hasPlugin('@fastify/websocket')) await app.register(fastifyWebsocket);
+  await workerApi(app, services);
+  // The dashboard (/admin/), /api/v1/status and /metrics; after @fastify/websocket.
+  await adminRoutes(app, services);
+  app.addHook('onReady', async () => services.dispatcher.start());
+  app.addHook('preClose', async () => services.hub.closeAll());
+  app.addHook('onClose', async () => services.dispatcher.stop());
+
+  await app.register(gatewayPlugin(services), { prefix: '/:user' });
+  return app;
+}

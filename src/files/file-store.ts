@@ -1,0 +1,29 @@
+import type { Readable } from 'node:stream';
+
+/**
+ * Where users' files live: inputs (uploads), outputs (from workers), temp previews and userdata
+ * (workflows, settings files). Keys look like `<user>/<area>/<relative path>` and are built only
+ * by {@link userFileKey}, which refuses anything that could leave the user's own space.
+ * Backends: local folder (default) and S3-compatible object storage.
+ */
+export interface FileStat {
+  key: string;
+  size: number;
+  mtimeMs: number;
+}
+
+export interface FileStore {
+  readonly backend: 'local' | 's3';
+  /** Streams `body` to `key`, replacing any file there only once the write is complete. */
+  write(key: string, body: Readable | Buffer): Promise<FileStat>;
+  /** A stream of the file; throws AppError FILE_NOT_FOUND when absent. */
+  read(key: string): Promise<Readable>;
+  stat(key: string): Promise<FileStat | null>;
+  /** Every file under `prefix` (recursive), sorted by key. */
+  list(prefix: string): Promise<FileStat[]>;
+  delete(key: string): Promise<boolean>;
+  move(from: string, to: string): Promise<void>;
+}
+
+export const FILE_AREAS = ['input', 'output', 'temp', 'userdata'] as const;
+export type FileArea = (typeof FILE_AREAS)[number];

@@ -1,0 +1,85 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { dirname, join, relative, sep } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { AppError } from '../errors.js';
+import type { FileStat, FileStore } from './file-store.js';
+import { safeRelativePath } from './safe-path.js';
+
+/** Files under one folder; directories 0700, files 0600 (least privilege). */
+export class LocalFileStore implements FileStore {
+  readonly backend = 'local' as const;
+
+  constructor(private readonly root: string) {}
+
+  private pathOf(key: string): string {
+    // Keys are built by userFileKey; re-checking here means no caller can slip past it.
+    return join(this.root, safeRelativePath(key));
+  }
+
+  async write(key: string, body: Readable | Buffer): Promise<FileStat> {
+    const path = this.pathOf(key);
+    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+    // Write beside, then rename: readers never see a half-written file.
+    const tmp = `${path}.${randomUUID()}.partial`;
+    try {
+      await pipeline(
+        Buffer.isBuffer(body) ? Readable.from([body]) : body,
+        createWriteStream(tmp, { mode: 0o600 }),
+      );
+      await rename(tmp, path);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+    const s = await stat(path);
+    return { key, size: s.size, mtimeMs: s.mtimeMs };
+  }
+
+  async read(key: string): Promise<Readable> {
+    const path = this.pathOf(key);
+    const s = await stat(path).catch(() => null);
+    if (!s?.isFile()) throw new AppError('FILE_NOT_FOUND');
+    return createReadStream(path);
+  }
+
+  async stat(key: string): Promise<FileStat | null> {
+    const s = await stat(this.pathOf(key)).catch(() => null);
+    return s?.isFile() ? { key, size: s.size, mtimeMs: s.mtimeMs } : null;
+  }
+
+  async list(prefix: string): Promise<FileStat[]> {
+    const base = this.pathOf(prefix);
+    const out: FileStat[] = [];
+    const walk = async (dir: string): Promise<void> => {
+      const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+      for (const e of entries) {
+        const full = join(dir, e.name);
+        if (e.isDirectory()) await walk(full);
+        else if (e.isFile() && !e.name.endsWith('.partial')) {
+          const s = await stat(full);
+          out.push({ key: relative(this.root, full).split(sep).join('/'), size: s.size, mtimeMs: s.mtimeMs });
+        }
+      }
+    };
+    await walk(base);
+    return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  async delete(key: string): Promise<boolean> {
+    return unlink(this.pathOf(key)).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  async move(from: string, to: string): Promise<void> {
+    const src = this.pathOf(from);
+    if (!(await this.stat(from))) throw new AppError('FILE_NOT_FOUND');
+    const dest = this.pathOf(to);
+    await mkdir(dirname(dest), { recursive: true, mode: 0o700 });
+    await rename(src, dest);
+  }
+}

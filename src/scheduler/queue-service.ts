@@ -1,0 +1,234 @@
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import type {
+  ComfyPrompt,
+  Job,
+  JobError,
+  JobOutput,
+  JobStore,
+  NewJob,
+  Priority,
+  QueueSettings,
+  StatusCounts,
+  TransitionResult,
+} from '../store/types.js';
+import { AppError } from '../errors.js';
+
+export interface QueueServiceOptions {
+  /** Default 30 000. */
+  leaseMs: number;
+  /** Default 3. */
+  maxAttempts: number;
+  affinityWindow: number;
+  affinityMaxSkips: number;
+  /** 0 keeps history forever. */
+  historyRetentionMs: number;
+  /** How often expired leases are looked for. Default 1000 ms. */
+  sweepIntervalMs?: number;
+  /** Reads the model files a prompt needs; defaults to none. */
+  modelsOf?: (prompt: ComfyPrompt) => string[];
+  clock?: () => number;
+  logger?: Logger;
+}
+
+/** What changed, for live views (per-user `/ws`, the dashboard) and the dispatcher. */
+export type QueueEvent =
+  | { type: 'enqueued'; job: Job }
+  | { type: 'claimed'; job: Job }
+  | { type: 'finished'; job: Job }
+  | { type: 'requeued'; job: Job }
+  | { type: 'updated'; job: Job }
+  | { type: 'settings'; settings: QueueSettings };
+
+export interface QueueSnapshot {
+  mode: QueueSettings['mode'];
+  paused: boolean;
+  limits: QueueSettings['limits'];
+  counts: StatusCounts;
+  byUser: Record<string, StatusCounts>;
+  /** Pending jobs in service order (first = next to run), at most 500. */
+  pending: {
+    id: string;
+    user: string;
+    position: number;
+    priority: Priority;
+    front: boolean;
+    createdAt: number;
+  }[];
+  running: {
+    id: string;
+    user: string;
+    workerId: string | null;
+    startedAt: number | null;
+    attempts: number;
+  }[];
+}
+
+/**
+ * The queue as the rest of the control plane sees it: the store's operations plus events, the
+ * lease sweeper and history retention. Owns no state of its own besides timers.
+ */
+export class QueueService extends EventEmitter<{ event: [QueueEvent] }> {
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private lastPrune = 0;
+  private readonly clock: () => number;
+
+  constructor(
+    readonly store: JobStore,
+    private readonly opts: QueueServiceOptions,
+  ) {
+    super();
+    this.setMaxListeners(0);
+    this.clock = opts.clock ?? Date.now;
+  }
+
+  start(): void {
+    if (this.sweepTimer) return;
+    this.sweepTimer = setInterval(() => {
+      this.sweep().catch((err: unknown) => this.opts.logger?.error({ err }, 'lease sweep failed'));
+    }, this.opts.sweepIntervalMs ?? 1000);
+    this.sweepTimer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
+  }
+
+  async enqueue(input: Omit<NewJob, 'models'>): Promise<Job> {
+    const models = this.opts.modelsOf?.(input.prompt) ?? [];
+    const job = await this.store.enqueue({ ...input, models }, this.clock());
+    this.emit('event', { type: 'enqueued', job });
+    return job;
+  }
+
+  async claim(workerId: string, warmModels: string[]): Promise<Job | null> {
+    const job = await this.store.claim({
+      workerId,
+      warmModels,
+      leaseMs: this.opts.leaseMs,
+      now: this.clock(),
+      affinity: { window: this.opts.affinityWindow, maxSkips: this.opts.affinityMaxSkips },
+    });
+    if (job) this.emit('event', { type: 'claimed', job });
+    return job;
+  }
+
+  renewLease(jobId: string, workerId: string, attempt: number): Promise<boolean> {
+    return this.store.renewLease(jobId, workerId, attempt, this.opts.leaseMs, this.clock());
+  }
+
+  async complete(jobId: string, attempt: number, outputs: JobOutput[]): Promise<TransitionResult> {
+    return this.finished(await this.store.complete(jobId, attempt, outputs, this.clock()));
+  }
+
+  async fail(jobId: string, attempt: number, error: JobError): Promise<TransitionResult> {
+    return this.finished(await this.store.fail(jobId, attempt, error, this.clock()));
+  }
+
+  async release(jobId: string, attempt: number): Promise<TransitionResult> {
+    const r = await this.store.release(jobId, attempt, this.clock());
+    if (r.ok) this.emit('event', { type: 'requeued', job: r.job });
+    return r;
+  }
+
+  /** Cancels a job; throws JOB_NOT_FOUND or JOB_FINISHED. */
+  async cancel(jobId: string): Promise<Job> {
+    const r = await this.store.cancel(jobId, this.clock());
+    if (!r.ok) {
+      if (r.reason === 'not_found') throw new AppError('JOB_NOT_FOUND');
+      throw new AppError('JOB_FINISHED', `Job ${jobId} has already ${r.job?.status ?? 'finished'}.`);
+    }
+    this.emit('event', { type: 'finished', job: r.job });
+    return r.job;
+  }
+
+  async update(jobId: string, patch: { priority?: Priority; front?: boolean }): Promise<Job> {
+    let job = await this.store.getJob(jobId);
+    if (!job) throw new AppError('JOB_NOT_FOUND');
+    if (job.status !== 'pending' && job.status !== 'running') {
+      throw new AppError('JOB_FINISHED', `Job ${jobId} has already ${job.status}.`);
+    }
+    if (patch.priority && patch.priority !== job.priority)
+      job = (await this.store.setPriority(jobId, patch.priority)) ?? job;
+    if (patch.front) job = (await this.store.moveToFront(jobId)) ?? job;
+    this.emit('event', { type: 'updated', job });
+    return job;
+  }
+
+  async updateSettings(patch: Parameters<JobStore['updateSettings']>[0]): Promise<QueueSettings> {
+    const settings = await this.store.updateSettings(patch);
+    this.emit('event', { type: 'settings', settings });
+    return settings;
+  }
+
+  /** Requeues jobs whose lease lapsed, and prunes old history once an hour. */
+  async sweep(): Promise<void> {
+    const now = this.clock();
+    const { requeued, failed } = await this.store.requeueExpired(now, this.opts.maxAttempts);
+    for (const job of requeued) {
+      this.opts.logger?.warn(
+        { jobId: job.id, user: job.user, attempts: job.attempts },
+        'lease expired; job requeued',
+      );
+      this.emit('event', { type: 'requeued', job });
+    }
+    for (const job of failed) {
+      this.opts.logger?.error({ jobId: job.id, user: job.user }, 'job failed on every attempt (worker_lost)');
+      this.emit('event', { type: 'finished', job });
+    }
+    if (this.opts.historyRetentionMs > 0 && now - this.lastPrune > 3_600_000) {
+      this.lastPrune = now;
+      await this.store.pruneHistory(now - this.opts.historyRetentionMs);
+    }
+  }
+
+  async snapshot(): Promise<QueueSnapshot> {
+    const [settings, counts, users, pending, running] = await Promise.all([
+      this.store.getSettings(),
+      this.store.countByStatus(),
+      this.store.userCounters(),
+      this.store.pendingInOrder(500),
+      this.store.listJobs({ status: 'running', limit: 500, order: 'asc' }),
+    ]);
+    const byUser: Record<string, StatusCounts> = {};
+    for (const u of users) {
+      const { user: name, gpuMs: _g, lastActivityAt: _l, ...c } = u;
+      byUser[name] = c;
+    }
+    return {
+      mode: settings.mode,
+      paused: settings.paused,
+      limits: settings.limits,
+      counts,
+      byUser,
+      pending: pending.map((j, i) => ({
+        id: j.id,
+        user: j.user,
+        position: i + 1,
+        priority: j.priority,
+        front: j.front > 0,
+        createdAt: j.createdAt,
+      })),
+      running: running.jobs.map((j) => ({
+        id: j.id,
+        user: j.user,
+        workerId: j.workerId,
+        startedAt: j.startedAt,
+        attempts: j.attempts,
+      })),
+    };
+  }
+
+  /** 1-based place of a pending job in service order, or null (not pending, or beyond 500). */
+  async positionOf(jobId: string): Promise<number | null> {
+    const pending = await this.store.pendingInOrder(500);
+    const i = pending.findIndex((j) => j.id === jobId);
+    return i < 0 ? null : i + 1;
+  }
+
+  private finished(r: TransitionResult): TransitionResult {
+    if (r.ok && !r.duplicate) this.emit('event', { type: 'finished', job: r.job });
+    return r;
+  }
+}

@@ -1,0 +1,89 @@
+import type { Logger } from 'pino';
+import type { Config } from './config/schema.js';
+import type { JobStore } from './store/types.js';
+import { AccountService } from './auth/account-service.js';
+import { Authenticator } from './auth/authenticator.js';
+import { LoginThrottle } from './auth/login-throttle.js';
+import { SessionSigner } from './auth/sessions.js';
+import { QueueService } from './scheduler/queue-service.js';
+import { extractModels } from './comfy/prompt-tools.js';
+import { join } from 'node:path';
+import type { FileStore } from './files/file-store.js';
+import { LocalFileStore } from './files/local-file-store.js';
+import { WorkerTokenService } from './auth/worker-tokens.js';
+import { JobEventBus } from './dispatch/job-event-bus.js';
+import { WorkerRegistry } from './dispatch/worker-registry.js';
+import { Dispatcher } from './dispatch/dispatcher.js';
+import { WorkerHub } from './dispatch/worker-hub.js';
+import { BroadcastService } from './admin/broadcast.js';
+import { ConnectionTracker } from './admin/connection-tracker.js';
+
+/** Everything the HTTP layer needs, built once from config and a store. Tests build their own. */
+export interface Services {
+  config: Config;
+  store: JobStore;
+  logger: Logger;
+  accounts: AccountService;
+  auth: Authenticator;
+  queue: QueueService;
+  /** Users' files (inputs, outputs, temp, userdata). */
+  files: FileStore;
+  /** Live job events, previews and status changes, for per-user `/ws` and the dashboard. */
+  bus: JobEventBus;
+  workers: WorkerRegistry;
+  workerTokens: WorkerTokenService;
+  /** Pushes jobs to workers; started and stopped with the app (see app.ts). */
+  dispatcher: Dispatcher;
+  /** The worker WebSocket endpoint (`/worker/v1/ws`). */
+  hub: WorkerHub;
+  /** The instructor's message in every participant's ComfyUI banner (get/set; `change` events). */
+  broadcast: BroadcastService;
+  /** Open WebSockets by kind, and which participants have a ComfyUI tab open (fed in src/admin). */
+  connections: ConnectionTracker;
+}
+
+export async function createServices(config: Config, store: JobStore, logger: Logger): Promise<Services> {
+  const accounts = new AccountService(store);
+  const throttle = new LoginThrottle({
+    maxFailures: config.LOGIN_MAX_FAILURES,
+    windowMs: config.LOGIN_WINDOW_SECONDS * 1000,
+  });
+  const auth = new Authenticator(accounts, throttle, config.API_TOKENS, await SessionSigner.open(store));
+  const queue = new QueueService(store, {
+    leaseMs: config.LEASE_MS,
+    maxAttempts: config.MAX_ATTEMPTS,
+    affinityWindow: config.AFFINITY_WINDOW,
+    affinityMaxSkips: config.AFFINITY_MAX_SKIPS,
+    historyRetentionMs: config.HISTORY_RETENTION_DAYS * 86_400_000,
+    modelsOf: (prompt) => extractModels(prompt),
+    logger,
+  });
+  const files = new LocalFileStore(join(config.DATA_DIR, 'files'));
+  const bus = new JobEventBus((err) => logger.error({ err }, 'job event listener failed'));
+  const workers = new WorkerRegistry({ retentionMs: config.WORKER_OFFLINE_RETENTION_MINUTES * 60_000 });
+  const workerTokens = new WorkerTokenService(store, config.WORKER_TOKENS);
+  const dispatcher = new Dispatcher(queue, workers, bus, logger);
+  const hub = new WorkerHub(
+    { store, dispatcher, bus, logger },
+    // At least three heartbeats per lease, so one lost beat never costs a job.
+    { leaseMs: config.LEASE_MS, heartbeatMs: Math.min(config.HEARTBEAT_MS, Math.floor(config.LEASE_MS / 3)) },
+  );
+  const broadcast = new BroadcastService(store);
+  const connections = new ConnectionTracker();
+  return {
+    config,
+    store,
+    logger,
+    accounts,
+    auth,
+    queue,
+    files,
+    bus,
+    workers,
+    workerTokens,
+    dispatcher,
+    hub,
+    broadcast,
+    connections,
+  };
+}
