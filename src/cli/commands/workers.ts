@@ -1,0 +1,61 @@
+import type { Command } from 'commander';
+import { WorkerTokenService } from '../../auth/worker-tokens.js';
+import { AppError } from '../../errors.js';
+import { cliConfig, fail, withStore } from '../context.js';
+
+async function run<T>(fn: (tokens: WorkerTokenService) => Promise<T>): Promise<T> {
+  const config = cliConfig();
+  try {
+    return await withStore(config, (store) => fn(new WorkerTokenService(store, config.WORKER_TOKENS)));
+  } catch (err) {
+    if (err instanceof AppError) fail(err.message);
+    throw err;
+  }
+}
+
+const iso = (t: number | null): string => (t === null ? '-' : new Date(t).toISOString());
+
+/** `comfy-multi workers token create|list|revoke`: the credentials GPU worker agents connect with. */
+export function registerWorkers(program: Command): void {
+  const workers = program.command('workers').description('manage GPU worker agents');
+  const token = workers
+    .command('token')
+    .description('worker tokens (agents send them as Authorization: Bearer)');
+
+  token
+    .command('create <name>')
+    .description('create a worker token and print it once (only its hash is stored)')
+    .action(async (name: string) => {
+      const created = await run((t) => t.create(name));
+      process.stdout.write(
+        `created worker token ${created.name}:\n${created.token}\n` +
+          'It is shown only this once. Start the agent with --token <token> (or COMFY_MULTI_TOKEN).\n',
+      );
+    });
+
+  token
+    .command('list')
+    .description('list worker tokens (never the tokens themselves)')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }) => {
+      const list = await run((t) => t.list());
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+        return;
+      }
+      for (const t of list) {
+        const state = t.revokedAt !== null ? `revoked ${iso(t.revokedAt)}` : 'active';
+        process.stdout.write(
+          `${t.name.padEnd(34)}${t.source.padEnd(8)}${iso(t.createdAt).padEnd(26)}${state}\n`,
+        );
+      }
+    });
+
+  token
+    .command('revoke <name>')
+    .description('revoke a worker token; agents using it can no longer connect')
+    .action(async (name: string) => {
+      if (!(await run((t) => t.revoke(name)))) fail(`no active stored worker token named ${name}`);
+      process.stdout.write(`revoked ${name}\n`);
+    });
+}

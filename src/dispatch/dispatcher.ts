@@ -1,0 +1,631 @@
+import type { Logger } from 'pino';
+import { AppError } from '../errors.js';
+import type { QueueEvent, QueueService } from '../scheduler/queue-service.js';
+import { priorityRank, type Job, type JobStatus, type QueueMode } from '../store/types.js';
+import type { AgentMessage } from '../worker/protocol.js';
+import type { JobEventBus, JobStatusKind } from './job-event-bus.js';
+import {
+  capacityOf,
+  toView,
+  workerIdOf,
+  type HeldJob,
+  type WorkerEntry,
+  type WorkerLink,
+  type WorkerRegistry,
+  type WorkerView,
+} from './worker-registry.js';
+
+type Msg<T extends AgentMessage['type']> = Extract<AgentMessage, { type: T }>;
+
+export interface DispatcherOptions {
+  clock?: () => number;
+}
+
+/**
+ * Pushes work to workers and applies what they report, keeping the central queue (QueueService)
+ * and the registry of live workers in step.
+ *
+ * Dispatch is event-driven: every queue event (enqueued, finished, requeued, updated, settings)
+ * and every worker event that frees capacity (hello, completion, release, undrain, healthy again)
+ * triggers a dispatch pass. Passes run one at a time; triggers during a pass coalesce into one more
+ * pass. A pass repeatedly picks the eligible worker (connected, healthy, not draining) with the
+ * fewest held jobs, claims the next job for it (`queue.claim` with its warm models) and sends
+ * `assign`, until no worker has a free slot (1 running + `prefetch` queued) or nothing is claimable.
+ * So idle workers fill before anyone prefetches, and no loop ever sleeps or polls.
+ */
+export class Dispatcher {
+  private readonly clock: () => number;
+  private readonly onEvent = (e: QueueEvent): void => this.handleQueueEvent(e);
+  private started = false;
+  private stopped = false;
+  private loop: Promise<void> | null = null;
+  private again = false;
+  /** Pending jobs that became more urgent while every slot was full (see {@link preempt}). */
+  private readonly urgent = new Set<string>();
+
+  constructor(
+    private readonly queue: QueueService,
+    private readonly registry: WorkerRegistry,
+    private readonly bus: JobEventBus,
+    private readonly logger: Logger,
+    opts: DispatcherOptions = {},
+  ) {
+    this.clock = opts.clock ?? Date.now;
+  }
+
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    this.stopped = false;
+    this.queue.on('event', this.onEvent);
+    this.trigger();
+  }
+
+  /** Stops reacting to events and waits for a running pass to end. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.started = false;
+    this.queue.off('event', this.onEvent);
+    await this.idle();
+  }
+
+  /** Resolves when no dispatch pass is running (tests use it to wait for a quiet moment). */
+  async idle(): Promise<void> {
+    while (this.loop) await this.loop;
+  }
+
+  /** Asks for a dispatch pass; coalesces with one already running. */
+  trigger(): void {
+    if (this.stopped || !this.started) return;
+    if (this.loop) {
+      this.again = true;
+      return;
+    }
+    this.loop = this.runLoop().finally(() => {
+      this.loop = null;
+    });
+  }
+
+  private async runLoop(): Promise<void> {
+    do {
+      this.again = false;
+      try {
+        await this.pass();
+        if (this.urgent.size > 0) await this.preempt();
+      } catch (err) {
+        this.logger.error({ err }, 'dispatch pass failed');
+      }
+    } while (this.again && !this.stopped);
+  }
+
+  private eligible(): WorkerEntry[] {
+    return this.registry.online().filter((w) => w.healthy && !w.draining && w.held.size < capacityOf(w));
+  }
+
+  private async pass(): Promise<void> {
+    for (;;) {
+      if (this.stopped) return;
+      const candidates = this.eligible();
+      if (candidates.length === 0) return;
+      candidates.sort((a, b) => a.held.size - b.held.size || a.lastAssignedAt - b.lastAssignedAt);
+      const worker = candidates[0]!;
+      const job = await this.queue.claim(worker.id, this.warmModelsForClaim(worker));
+      if (!job) return;
+      // The worker may have gone away, or been drained, while the claim ran.
+      const stillEligible = worker.link?.open && worker.registered && worker.healthy && !worker.draining;
+      if (!stillEligible || !this.assign(worker, job)) {
+        this.logger.info(
+          { jobId: job.id, workerId: worker.id },
+          'worker left during assignment; job given back',
+        );
+        await this.queue.release(job.id, job.attempts);
+      }
+    }
+  }
+
+  /** The models that will be loaded when this worker gets to a new job: those of its last job. */
+  private warmModelsForClaim(worker: WorkerEntry): string[] {
+    let latest: HeldJob | null = null;
+    for (const h of worker.held.values()) if (!latest || h.assignedAt >= latest.assignedAt) latest = h;
+    return latest ? latest.models : worker.warmModels;
+  }
+
+  private assign(worker: WorkerEntry, job: Job): boolean {
+    const now = this.clock();
+    const held: HeldJob = {
+      jobId: job.id,
+      attempt: job.attempts,
+      user: job.user,
+      models: job.models,
+      state: 'assigned',
+      priority: job.priority,
+      front: job.front,
+      assignedAt: now,
+      startedAt: null,
+      node: null,
+      progress: null,
+      releaseRequested: false,
+      cancelRequested: false,
+    };
+    worker.held.set(job.id, held);
+    worker.lastAssignedAt = now;
+    const sent = worker.link?.send({
+      type: 'assign',
+      job: {
+        jobId: job.id,
+        attempt: job.attempts,
+        user: job.user,
+        prompt: job.prompt,
+        extraData: extraDataOf(job),
+        front: job.front > 0,
+      },
+    });
+    if (!sent) {
+      worker.held.delete(job.id);
+      return false;
+    }
+    this.logger.debug({ jobId: job.id, attempt: job.attempts, workerId: worker.id }, 'job assigned');
+    return true;
+  }
+
+  // ---- priority changes while every slot is full ------------------------------------------------
+
+  /**
+   * For each pending job that became more urgent (moved to the front, priority raised, or enqueued
+   * that way) while no eligible worker had a free slot: ask one worker to give back a prefetched
+   * job that ComfyUI has not started and that the urgent job outranks. When the agent answers
+   * `job_released`, the job returns to the queue at its old place and the freed slot goes to the
+   * urgent one on the next pass.
+   */
+  private async preempt(): Promise<void> {
+    const ids = [...this.urgent];
+    this.urgent.clear();
+    if (this.eligible().length > 0) return; // a free slot exists; the pass handles it
+    const settings = await this.queue.store.getSettings();
+    if (settings.paused) return;
+    for (const id of ids) {
+      const job = await this.queue.store.getJob(id);
+      if (!job || job.status !== 'pending') continue;
+      // A user at their running limit could not take the freed slot anyway.
+      const limit = settings.userLimits[job.user]?.maxRunningPerUser ?? settings.limits.maxRunningPerUser;
+      if ((await this.queue.store.countByStatus(job.user)).running >= limit) continue;
+      const victim = this.releasable().find(({ held }) => outranks(job, held, settings.mode));
+      if (!victim) continue;
+      victim.held.releaseRequested = true;
+      const sent = victim.worker.link?.send({
+        type: 'release',
+        jobId: victim.held.jobId,
+        attempt: victim.held.attempt,
+      });
+      this.logger.info(
+        { jobId: victim.held.jobId, workerId: victim.worker.id, for: job.id, sent },
+        'asked a worker to give back a prefetched job for a more urgent one',
+      );
+    }
+  }
+
+  /** Prefetched jobs ComfyUI has not started, most recently assigned first. */
+  private releasable(): { worker: WorkerEntry; held: HeldJob }[] {
+    const out: { worker: WorkerEntry; held: HeldJob }[] = [];
+    for (const worker of this.registry.online()) {
+      if (!worker.healthy || worker.draining) continue;
+      const held = [...worker.held.values()].sort((a, b) => a.assignedAt - b.assignedAt);
+      const hasRunning = held.some((h) => h.state === 'running');
+      held.forEach((h, i) => {
+        // Without a running job, the oldest held job is the one about to start: keep it.
+        if (!hasRunning && i === 0) return;
+        if (h.state === 'running' || h.releaseRequested || h.cancelRequested) return;
+        out.push({ worker, held: h });
+      });
+    }
+    return out.sort((a, b) => b.held.assignedAt - a.held.assignedAt);
+  }
+
+  // ---- queue events -------------------------------------------------------------------------------
+
+  private handleQueueEvent(e: QueueEvent): void {
+    try {
+      if (e.type === 'settings') {
+        this.trigger();
+        return;
+      }
+      const job = e.job;
+      this.publishStatus(job, statusKindOf(e.type, job.status));
+      switch (e.type) {
+        case 'enqueued':
+          if (job.front > 0 || job.priority === 'instructor' || job.priority === 'high')
+            this.urgent.add(job.id);
+          break;
+        case 'updated':
+          if (job.status === 'pending') this.urgent.add(job.id);
+          break;
+        case 'claimed':
+          return; // we claimed it ourselves
+        case 'finished':
+          this.jobLeftWorker(job, job.status === 'cancelled' ? 'cancelled' : 'finished');
+          break;
+        case 'requeued':
+          this.jobLeftWorker(job, 'requeued');
+          break;
+      }
+      this.trigger();
+    } catch (err) {
+      this.logger.error({ err }, 'handling a queue event failed');
+    }
+  }
+
+  /**
+   * A job ended or went back to the queue without its worker saying so (cancelled by a user, lease
+   * lapsed): tell the worker holding it to stop. A cancelled job keeps its slot until the agent
+   * confirms (ComfyUI is still busy interrupting it); otherwise the slot is freed at once.
+   */
+  private jobLeftWorker(job: Job, why: 'cancelled' | 'finished' | 'requeued'): void {
+    for (const { worker, held } of this.registry.holdersOf(job.id)) {
+      const online = worker.link?.open === true;
+      if (online && !held.cancelRequested) {
+        worker.link!.send({ type: 'cancel', jobId: held.jobId, attempt: held.attempt });
+        this.logger.info(
+          { jobId: job.id, attempt: held.attempt, workerId: worker.id, why },
+          'told worker to cancel job',
+        );
+      }
+      if (why === 'cancelled' && online) held.cancelRequested = true;
+      else worker.held.delete(job.id);
+    }
+  }
+
+  private publishStatus(job: Job, status: JobStatusKind): void {
+    this.bus.publish({
+      kind: 'status',
+      jobId: job.id,
+      user: job.user,
+      status,
+      jobStatus: job.status,
+      workerId: job.workerId,
+      job,
+    });
+  }
+
+  // ---- worker lifecycle (called by the hub) ---------------------------------------------------------
+
+  /** The worker entry if `link` is still its current connection (messages from a replaced link are ignored). */
+  current(workerId: string, link: WorkerLink): WorkerEntry | null {
+    const entry = this.registry.get(workerId);
+    return entry && entry.link === link ? entry : null;
+  }
+
+  /**
+   * Registers a worker after `hello`. Re-attaches the in-flight jobs it reports that the store
+   * still gives to it (same worker, same attempt, running) and renews their leases; returns the
+   * others as `forget`. Call {@link activate} once the welcome is sent.
+   */
+  async hello(
+    link: WorkerLink,
+    tokenName: string,
+    msg: Msg<'hello'>,
+  ): Promise<{ entry: WorkerEntry; forget: { jobId: string; attempt: number }[] }> {
+    const id = workerIdOf(tokenName, msg.name);
+    const { entry, previous } = this.registry.connect(
+      id,
+      {
+        name: msg.name,
+        tokenName,
+        agentVersion: msg.agentVersion,
+        comfyuiVersion: msg.comfyuiVersion,
+        devices: msg.devices,
+        prefetch: msg.prefetch,
+        envHash: msg.envHash,
+        warmModels: msg.warmModels,
+        healthy: msg.healthy,
+      },
+      link,
+    );
+    if (previous) {
+      this.logger.warn({ workerId: id }, 'worker connected again; closing its previous connection');
+      previous.close(4000, 'replaced by a newer connection');
+    }
+    const forget: { jobId: string; attempt: number }[] = [];
+    const now = this.clock();
+    for (const f of msg.inFlight) {
+      const job = await this.queue.store.getJob(f.jobId);
+      const ours =
+        job !== null && job.status === 'running' && job.workerId === id && job.attempts === f.attempt;
+      if (ours && (await this.queue.renewLease(f.jobId, id, f.attempt))) {
+        entry.held.set(job.id, {
+          jobId: job.id,
+          attempt: f.attempt,
+          user: job.user,
+          models: job.models,
+          state: f.state,
+          priority: job.priority,
+          front: job.front,
+          assignedAt: now,
+          startedAt: f.state === 'running' ? (job.startedAt ?? now) : null,
+          node: null,
+          progress: null,
+          releaseRequested: false,
+          cancelRequested: false,
+        });
+      } else {
+        forget.push({ jobId: f.jobId, attempt: f.attempt });
+      }
+    }
+    this.logger.info(
+      {
+        workerId: id,
+        comfyuiVersion: msg.comfyuiVersion,
+        prefetch: msg.prefetch,
+        kept: entry.held.size,
+        forget: forget.length,
+      },
+      'worker registered',
+    );
+    return { entry, forget };
+  }
+
+  /** The welcome went out: the worker may now receive jobs. */
+  activate(entry: WorkerEntry, link: WorkerLink): void {
+    if (entry.link !== link) return;
+    if (!link.open) {
+      this.disconnected(entry.id, link);
+      return;
+    }
+    entry.registered = true;
+    this.trigger();
+  }
+
+  /**
+   * The connection ended. The worker is shown offline; its jobs stay claimed until their leases
+   * lapse (the sweeper requeues them), so a quick reconnect loses nothing.
+   */
+  disconnected(workerId: string, link: WorkerLink): void {
+    const entry = this.registry.disconnect(workerId, link);
+    if (entry) this.logger.warn({ workerId, held: entry.held.size }, 'worker disconnected');
+  }
+
+  setDraining(workerId: string, draining: boolean): WorkerView {
+    const entry = this.registry.get(workerId);
+    if (!entry) throw new AppError('WORKER_NOT_FOUND', `No worker with id ${workerId}.`);
+    if (entry.draining !== draining) {
+      entry.draining = draining;
+      this.logger.info({ workerId, draining }, draining ? 'worker draining' : 'worker no longer draining');
+    }
+    if (entry.link?.open) entry.link.send({ type: 'drain', draining });
+    if (!draining) this.trigger();
+    return toView(entry);
+  }
+
+  // ---- worker messages ---------------------------------------------------------------------------
+
+  /** Updates health and devices, syncs job states and renews the lease of every job the worker holds. */
+  async heartbeat(entry: WorkerEntry, msg: Msg<'heartbeat'>): Promise<void> {
+    const now = this.clock();
+    const wasHealthy = entry.healthy;
+    entry.lastHeartbeatAt = now;
+    entry.healthy = msg.healthy;
+    entry.devices = msg.devices;
+    if (wasHealthy !== msg.healthy) {
+      this.logger.warn(
+        { workerId: entry.id, healthy: msg.healthy },
+        msg.healthy ? 'worker healthy again' : 'worker unhealthy',
+      );
+    }
+    const reported = new Map(msg.inFlight.map((f) => [f.jobId, f]));
+    let freed = false;
+    const renewals: Promise<void>[] = [];
+    for (const held of [...entry.held.values()]) {
+      const r = reported.get(held.jobId);
+      if (held.cancelRequested) {
+        // The agent no longer has it: the cancel is done even if it never said so.
+        if (!r) {
+          entry.held.delete(held.jobId);
+          freed = true;
+        }
+        continue;
+      }
+      if (r && r.attempt === held.attempt) {
+        if (r.state === 'running' && held.state !== 'running') this.markStarted(entry, held, now);
+        else if (r.state === 'queued' && held.state === 'assigned') held.state = 'queued';
+      }
+      // While ComfyUI is unreachable, leases are left to lapse so the jobs return to the queue.
+      if (!msg.healthy) continue;
+      renewals.push(
+        this.queue.renewLease(held.jobId, entry.id, held.attempt).then((ok) => {
+          if (ok || entry.held.get(held.jobId) !== held || held.cancelRequested) return;
+          // The store no longer gives this attempt to this worker (lapsed, cancelled, ...).
+          entry.held.delete(held.jobId);
+          freed = true;
+          entry.link?.send({ type: 'cancel', jobId: held.jobId, attempt: held.attempt });
+          this.logger.warn(
+            { jobId: held.jobId, attempt: held.attempt, workerId: entry.id },
+            'lease lost; told worker to cancel',
+          );
+        }),
+      );
+    }
+    await Promise.all(renewals);
+    if (freed || (!wasHealthy && msg.healthy)) this.trigger();
+  }
+
+  jobStarted(entry: WorkerEntry, msg: Msg<'job_started'>): void {
+    const held = entry.held.get(msg.jobId);
+    if (!held || held.attempt !== msg.attempt) {
+      this.logger.debug(
+        { jobId: msg.jobId, attempt: msg.attempt, workerId: entry.id },
+        'job_started for a job not held; ignored',
+      );
+      return;
+    }
+    if (held.state !== 'running') this.markStarted(entry, held, this.clock());
+  }
+
+  private markStarted(entry: WorkerEntry, held: HeldJob, now: number): void {
+    held.state = 'running';
+    held.startedAt ??= now;
+    held.progress = null;
+    held.node = null;
+    entry.warmModels = held.models;
+    this.bus.publish({
+      kind: 'status',
+      jobId: held.jobId,
+      user: held.user,
+      status: 'started',
+      jobStatus: 'running',
+      workerId: entry.id,
+      job: null,
+    });
+  }
+
+  /** A relayed ComfyUI event: updates the worker's progress and goes out on the bus. */
+  jobEvent(entry: WorkerEntry, msg: Msg<'job_event'>): void {
+    const held = entry.held.get(msg.jobId);
+    if (!held || held.attempt !== msg.attempt || held.cancelRequested) return;
+    const { type, data } = msg.event;
+    const d = (typeof data === 'object' && data !== null ? data : {}) as Record<string, unknown>;
+    if (type === 'execution_start' && held.state !== 'running') this.markStarted(entry, held, this.clock());
+    else if (type === 'executing') {
+      held.node = typeof d.node === 'string' ? d.node : null;
+      held.progress = null;
+    } else if (type === 'progress' && typeof d.value === 'number' && typeof d.max === 'number') {
+      held.progress = { value: d.value, max: d.max };
+      if (typeof d.node === 'string') held.node = d.node;
+    }
+    this.bus.publish({
+      kind: 'event',
+      jobId: held.jobId,
+      user: held.user,
+      workerId: entry.id,
+      event: { type, data },
+    });
+  }
+
+  /** A ComfyUI binary frame (preview image) for a held job. */
+  preview(entry: WorkerEntry, jobId: string, frame: Buffer): boolean {
+    const held = entry.held.get(jobId);
+    if (!held || held.cancelRequested) return false;
+    this.bus.publish({ kind: 'preview', jobId, user: held.user, workerId: entry.id, preview: frame });
+    return true;
+  }
+
+  async jobCompleted(entry: WorkerEntry, msg: Msg<'job_completed'>): Promise<void> {
+    await this.finish(entry, msg.jobId, msg.attempt, 'complete', (id, a) =>
+      this.queue.complete(id, a, msg.outputs),
+    );
+  }
+
+  async jobFailed(entry: WorkerEntry, msg: Msg<'job_failed'>): Promise<void> {
+    await this.finish(entry, msg.jobId, msg.attempt, 'fail', (id, a) => this.queue.fail(id, a, msg.error));
+  }
+
+  async jobReleased(entry: WorkerEntry, msg: Msg<'job_released'>): Promise<void> {
+    await this.finish(
+      entry,
+      msg.jobId,
+      msg.attempt,
+      'release',
+      (id, a) => this.queue.release(id, a),
+      msg.reason,
+    );
+  }
+
+  /** The agent cancelled the job in ComfyUI. If nobody asked for it, the job fails as `interrupted`. */
+  async jobCancelled(entry: WorkerEntry, msg: Msg<'job_cancelled'>): Promise<void> {
+    const held = entry.held.get(msg.jobId);
+    const asked = held?.attempt === msg.attempt && held.cancelRequested;
+    if (asked || !held || held.attempt !== msg.attempt) {
+      if (held?.attempt === msg.attempt) entry.held.delete(msg.jobId);
+      this.trigger();
+      return;
+    }
+    await this.finish(entry, msg.jobId, msg.attempt, 'fail', (id, a) =>
+      this.queue.fail(id, a, {
+        reason: 'interrupted',
+        message: 'The worker cancelled the job without being asked to.',
+      }),
+    );
+  }
+
+  /**
+   * Applies a worker's final word on an attempt: frees its slot, then completes, fails or releases
+   * the job in the store keyed by `(jobId, attempt)`, but only when the store still gives that
+   * job to this worker. A duplicate report of the same attempt is harmless; a stale one is logged
+   * and ignored.
+   */
+  private async finish(
+    entry: WorkerEntry,
+    jobId: string,
+    attempt: number,
+    what: 'complete' | 'fail' | 'release',
+    apply: (jobId: string, attempt: number) => Promise<{ ok: boolean; duplicate?: boolean; reason?: string }>,
+    note?: string,
+  ): Promise<void> {
+    const held = entry.held.get(jobId);
+    // Free the slot first, so the queue's `finished` event does not look like a cancellation.
+    if (held && held.attempt === attempt) entry.held.delete(jobId);
+    try {
+      const job = await this.queue.store.getJob(jobId);
+      if (!job || job.workerId !== entry.id) {
+        this.logger.warn(
+          { jobId, attempt, workerId: entry.id, holder: job?.workerId ?? null, what },
+          'report for a job this worker does not hold; ignored',
+        );
+        return;
+      }
+      const r = await apply(jobId, attempt);
+      if (!r.ok) {
+        this.logger.warn(
+          { jobId, attempt, workerId: entry.id, what, reason: r.reason },
+          'stale report ignored',
+        );
+        return;
+      }
+      if (r.duplicate) {
+        this.logger.debug({ jobId, attempt, workerId: entry.id, what }, 'duplicate report; nothing to do');
+        return;
+      }
+      if (what === 'complete') {
+        entry.completed += 1;
+        entry.warmModels = job.models;
+      } else if (what === 'fail') entry.failed += 1;
+      this.logger.info(
+        { jobId, attempt, workerId: entry.id, what, ...(note ? { reason: note } : {}) },
+        `job ${what}d by worker`,
+      );
+    } finally {
+      this.trigger();
+    }
+  }
+}
+
+/** Whether pending job `a` would be served before held job `b` (front first; then level in priority mode). */
+export function outranks(
+  a: Pick<Job, 'front' | 'priority'>,
+  b: Pick<HeldJob, 'front' | 'priority'>,
+  mode: QueueMode,
+): boolean {
+  if (a.front !== b.front) return a.front > b.front;
+  if (mode === 'priority') return priorityRank(a.priority) < priorityRank(b.priority);
+  return false;
+}
+
+/** ComfyUI `extra_data` for a job: `metadata.extraData` (or `extra_data`) when it is an object. */
+export function extraDataOf(job: Pick<Job, 'metadata'>): Record<string, unknown> {
+  const m = job.metadata;
+  const v = m.extraData ?? m.extra_data;
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+}
+
+function statusKindOf(type: Exclude<QueueEvent['type'], 'settings'>, status: JobStatus): JobStatusKind {
+  switch (type) {
+    case 'enqueued':
+      return 'queued';
+    case 'claimed':
+      return 'assigned';
+    case 'requeued':
+      return 'requeued';
+    case 'updated':
+      return 'updated';
+    case 'finished':
+      return status === 'completed' ? 'completed' : status === 'failed' ? 'failed' : 'cancelled';
+  }
+}

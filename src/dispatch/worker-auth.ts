@@ -1,0 +1,29 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { AppError } from '../errors.js';
+import { parseBearer } from '../auth/authenticator.js';
+import type { WorkerTokenService } from '../auth/worker-tokens.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Name of the worker token the request authenticated with (routes under /worker/v1 only). */
+    workerTokenName: string | null;
+  }
+}
+
+/**
+ * An onRequest hook for `/worker/v1`: requires `Authorization: Bearer <worker token>`. Runs before
+ * the WebSocket upgrade, so a wrong or revoked token gets a plain 401 JSON error and no socket.
+ * Wrong and revoked tokens get the same answer.
+ */
+export function requireWorkerToken(tokens: WorkerTokenService) {
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const token = parseBearer(request.headers.authorization);
+    if (!token) {
+      reply.header('www-authenticate', 'Bearer realm="comfy-multi-worker"');
+      throw new AppError('UNAUTHORIZED', 'A worker token is required: Authorization: Bearer <token>.');
+    }
+    const name = await tokens.verify(token);
+    if (!name) throw new AppError('INVALID_TOKEN');
+    request.workerTokenName = name;
+  };
+}

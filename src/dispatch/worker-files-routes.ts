@@ -1,0 +1,132 @@
+import { createHash } from 'node:crypto';
+import { pipeline, Transform } from 'node:stream';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { AppError } from '../errors.js';
+import type { FileStore } from '../files/file-store.js';
+import { safeRelativePath, userFileKey } from '../files/safe-path.js';
+import { parse } from '../http/parse.js';
+import type { Job, JobOutput, JobStore } from '../store/types.js';
+import { tokenNameOfWorker } from './worker-registry.js';
+
+export interface WorkerFilesDeps {
+  store: JobStore;
+  files: FileStore;
+  /** Largest output file accepted, in bytes. */
+  uploadLimit: number;
+}
+
+const jobId = z.string().min(1).max(128);
+
+const uploadParams = z.object({
+  jobId,
+  attempt: z.coerce.number().int().min(1).max(1_000_000),
+  node: z.string().regex(/^[A-Za-z0-9_:.-]{1,64}$/, 'node ids are 1–64 characters of A-Z a-z 0-9 _ : . -'),
+  '*': z.string().min(1).max(2048),
+});
+
+const uploadQuery = z.object({
+  type: z.enum(['output', 'temp']).default('output'),
+  kind: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}$/)
+    .default('images'),
+});
+
+const inputParams = z.object({ jobId, '*': z.string().min(1).max(2048) });
+
+/**
+ * The job as held by the calling worker token; throws JOB_NOT_FOUND, FORBIDDEN (another worker
+ * holds it) or CONFLICT (not running, or a different attempt).
+ */
+async function heldBy(request: FastifyRequest, store: JobStore, id: string, attempt?: number): Promise<Job> {
+  const token = request.workerTokenName;
+  const job = await store.getJob(id);
+  if (!job) throw new AppError('JOB_NOT_FOUND', `No job with id ${id}.`);
+  if (!token || !job.workerId || tokenNameOfWorker(job.workerId) !== token) {
+    throw new AppError('FORBIDDEN', 'This worker does not hold that job.');
+  }
+  if (job.status !== 'running' || (attempt !== undefined && job.attempts !== attempt)) {
+    const which = attempt === undefined ? `Job ${id}` : `Attempt ${attempt} of job ${id}`;
+    throw new AppError('CONFLICT', `${which} is no longer running on this worker.`);
+  }
+  return job;
+}
+
+/** Splits `a/b/c.png` into subfolder `a/b` and filename `c.png`, refusing anything unsafe. */
+function splitPath(rel: string): { subfolder: string; filename: string } {
+  const i = rel.lastIndexOf('/');
+  const subfolder = safeRelativePath(i < 0 ? '' : rel.slice(0, i));
+  const filename = safeRelativePath(i < 0 ? rel : rel.slice(i + 1));
+  if (filename === '' || filename.includes('/'))
+    throw new AppError('INVALID_PATH', 'The path must end with a file name.');
+  return { subfolder, filename };
+}
+
+/**
+ * File transfer for worker agents (mounted under /worker/v1 with the worker-token hook):
+ *
+ * - `PUT /jobs/:jobId/attempts/:attempt/outputs/:node/<subfolder/filename>?type=output|temp&kind=images`
+ *   streams one output file of the job into its owner's space (`<user>/<type>/<subfolder>/<filename>`),
+ *   hashing and counting it on the way, and answers the {@link JobOutput} to report in
+ *   `job_completed`. Only the worker holding that attempt may upload; any body type is accepted.
+ * - `GET /jobs/:jobId/inputs/<path>` streams `<user>/input/<path>` to the worker holding the job.
+ */
+export async function workerFilesRoutes(app: FastifyInstance, deps: WorkerFilesDeps): Promise<void> {
+  await app.register(async (files) => {
+    // Bodies here are files: take any content type and leave the stream to the handler.
+    files.removeAllContentTypeParsers();
+    files.addContentTypeParser('*', (_request, _payload, done) => done(null));
+
+    files.put('/jobs/:jobId/attempts/:attempt/outputs/:node/*', async (request) => {
+      const params = parse(uploadParams, request.params);
+      const query = parse(uploadQuery, request.query);
+      const { subfolder, filename } = splitPath(params['*']);
+      const job = await heldBy(request, deps.store, params.jobId, params.attempt);
+      const key = userFileKey(job.user, query.type, subfolder, filename);
+
+      const declared = Number(request.headers['content-length'] ?? NaN);
+      if (Number.isFinite(declared) && declared > deps.uploadLimit) {
+        throw new AppError('PAYLOAD_TOO_LARGE', `Output files may be at most ${deps.uploadLimit} bytes.`);
+      }
+      const hash = createHash('sha256');
+      let size = 0;
+      const limit = deps.uploadLimit;
+      const meter = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          size += chunk.length;
+          if (size > limit)
+            cb(new AppError('PAYLOAD_TOO_LARGE', `Output files may be at most ${limit} bytes.`));
+          else {
+            hash.update(chunk);
+            cb(null, chunk);
+          }
+        },
+      });
+      // pipeline destroys `meter` with the error when the upload aborts, so the write fails cleanly.
+      const body = pipeline(request.raw, meter, () => {});
+      await deps.files.write(key, body);
+      const output: JobOutput = {
+        nodeId: params.node,
+        filename,
+        subfolder,
+        type: query.type,
+        kind: query.kind,
+        size,
+        sha256: hash.digest('hex'),
+      };
+      request.log.info({ jobId: job.id, user: job.user, key, size }, 'stored job output');
+      return output;
+    });
+
+    files.get('/jobs/:jobId/inputs/*', async (request, reply) => {
+      const params = parse(inputParams, request.params);
+      const job = await heldBy(request, deps.store, params.jobId);
+      const key = userFileKey(job.user, 'input', params['*']);
+      const stat = await deps.files.stat(key);
+      if (!stat) throw new AppError('FILE_NOT_FOUND', 'The job refers to an input file that does not exist.');
+      const stream = await deps.files.read(key);
+      return reply.header('content-length', String(stat.size)).type('application/octet-stream').send(stream);
+    });
+  });
+}

@@ -1,0 +1,760 @@
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { encodePreviewFrame, type EnvSnapshot } from '../worker/protocol.js';
+import { getCurrentEnv } from './env-snapshots.js';
+import type { JobBusMessage } from './job-event-bus.js';
+import { envHashOf } from './worker-hub.js';
+import {
+  API_TOKEN,
+  ENV_WORKER_TOKEN,
+  PROMPT,
+  TestAgent,
+  rawRequest,
+  refusedUpgrade,
+  sleep,
+  startControlPlane,
+  until,
+  type ControlPlane,
+} from '../../test/support/worker-hub-kit.js';
+
+let cp: ControlPlane | undefined;
+const agents: TestAgent[] = [];
+const cleanups: (() => void)[] = [];
+
+async function start(env: Record<string, string> = {}): Promise<ControlPlane> {
+  cp = await startControlPlane(env);
+  return cp;
+}
+
+async function agent(token: string, hello: Parameters<typeof TestAgent.register>[2] = {}) {
+  const r = await TestAgent.register(cp!.wsUrl, token, hello);
+  agents.push(r.agent);
+  return r;
+}
+
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) c();
+  for (const a of agents.splice(0)) await a.close();
+  await cp?.close();
+  cp = undefined;
+});
+
+const api = (path: string, init: RequestInit = {}) =>
+  fetch(`${cp!.url}${path}`, { ...init, headers: { authorization: `Bearer ${API_TOKEN}`, ...init.headers } });
+
+describe('worker hub: authentication', () => {
+  it('accepts a stored token and a WORKER_TOKENS token, and names the worker after both', async () => {
+    await start();
+    const token = await cp!.token('gpu-a');
+    const a = await agent(token, { name: 'box1' });
+    expect(a.welcome.workerId).toBe('gpu-a:box1');
+    const b = await agent(ENV_WORKER_TOKEN, { name: 'box2' });
+    expect(b.welcome.workerId).toBe('envgpu:box2');
+  });
+
+  it('answers a wrong, revoked or missing token with a plain 401 before any upgrade', async () => {
+    await start();
+    const token = await cp!.token('gpu-a');
+    const wrong = await refusedUpgrade(cp!.wsUrl, { authorization: 'Bearer not-a-real-token-000000000' });
+    await cp!.services.workerTokens.revoke('gpu-a');
+    const revoked = await refusedUpgrade(cp!.wsUrl, { authorization: `Bearer ${token}` });
+    expect(wrong.status).toBe(401);
+    expect(revoked).toEqual(wrong); // learns nothing: the same answer
+    expect(wrong.body).toEqual({ error: { code: 'INVALID_TOKEN', message: expect.any(String) } });
+    const missing = await refusedUpgrade(cp!.wsUrl, {});
+    expect(missing.status).toBe(401);
+    // An API (instructor) token is not a worker token.
+    expect((await refusedUpgrade(cp!.wsUrl, { authorization: `Bearer ${API_TOKEN}` })).status).toBe(401);
+    expect(cp!.services.hub.connections).toBe(0);
+  });
+});
+
+describe('worker hub: registration and environment', () => {
+  const snapshot: EnvSnapshot = {
+    comfyuiVersion: '0.3.64',
+    objectInfo: { EmptyImage: { input: { required: {} }, output: ['IMAGE'] } },
+    embeddings: ['easynegative'],
+    models: { checkpoints: ['flux.safetensors'] },
+    extensions: [],
+    systemStats: { system: { comfyui_version: '0.3.64' } },
+  };
+  const hash = envHashOf(snapshot);
+
+  it('asks for the env snapshot only when its hash is new, stores it and makes it current', async () => {
+    await start();
+    const token = await cp!.token('gpu');
+    const envChanges: string[] = [];
+    cleanups.push(cp!.services.bus.onEnv((e) => envChanges.push(e.hash)));
+
+    const first = await agent(token, { envHash: hash });
+    expect(first.welcome).toMatchObject({
+      type: 'welcome',
+      protocol: 1,
+      workerId: 'gpu:gpu1',
+      leaseMs: cp!.config.LEASE_MS,
+      heartbeatMs: cp!.config.HEARTBEAT_MS,
+      needEnv: true,
+      forget: [],
+    });
+    expect(await getCurrentEnv(cp!.store)).toBeNull();
+    first.agent.send({ type: 'env', hash, snapshot });
+    await until(async () => (await getCurrentEnv(cp!.store)) !== null, 3000, 'env stored');
+    const current = await getCurrentEnv(cp!.store);
+    expect(current).toMatchObject({ hash, workerId: 'gpu:gpu1', snapshot });
+    expect(envChanges).toEqual([hash]);
+    await first.agent.close();
+
+    const again = await agent(token, { envHash: hash });
+    expect(again.welcome.needEnv).toBe(false);
+    expect(envChanges).toEqual([hash]); // unchanged environment, no new event
+  });
+
+  it('answers bad frames with an error, and hangs up on a worker that keeps sending garbage', async () => {
+    await start();
+    const token = await cp!.token('gpu');
+    const raw = await TestAgent.connect(cp!.wsUrl, token);
+    agents.push(raw);
+    raw.send({ type: 'heartbeat', healthy: true, devices: [], inFlight: [] });
+    expect(await raw.next('error')).toMatchObject({ code: 'hello_required' });
+    raw.sendRaw('{not json');
+    expect(await raw.next('error')).toMatchObject({ code: 'invalid_json' });
+    raw.sendRaw(JSON.stringify({ type: 'hello', protocol: 1, name: '' }));
+    expect(await raw.next('error')).toMatchObject({ code: 'invalid_message' });
+    raw.sendRaw(Buffer.from([9, 9, 9]), true);
+    expect(await raw.next('error')).toMatchObject({ code: 'hello_required' });
+
+    // The server is still fine: a proper hello works on this same connection.
+    raw.send({
+      type: 'hello',
+      protocol: 1,
+      name: 'gpu1',
+      agentVersion: 't',
+      comfyuiVersion: 'x',
+      devices: [],
+      envHash: 'b'.repeat(64),
+      prefetch: 0,
+      inFlight: [],
+      warmModels: [],
+      healthy: true,
+    });
+    expect((await raw.next('welcome')).workerId).toBe('gpu:gpu1');
+    for (let i = 0; i < 12; i++) raw.sendRaw(`garbage ${i}`);
+    expect(await raw.closed).toBe(4002);
+  });
+
+  it('refuses another protocol version with a clear error', async () => {
+    await start();
+    const raw = await TestAgent.connect(cp!.wsUrl, ENV_WORKER_TOKEN);
+    agents.push(raw);
+    raw.sendRaw(JSON.stringify({ type: 'hello', protocol: 2, name: 'gpu1' }));
+    expect(await raw.next('error')).toMatchObject({ code: 'unsupported_protocol' });
+    expect(await raw.closed).toBe(4003);
+  });
+
+  it('disconnects a worker that stays silent for three heartbeat intervals', async () => {
+    await start({ HEARTBEAT_MS: '100', LEASE_MS: '1000' });
+    const { agent: a } = await agent(ENV_WORKER_TOKEN);
+    const t0 = Date.now();
+    expect(await a.closed).toBe(4001);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(200);
+    await until(() => cp!.services.workers.view('envgpu:gpu1')?.status === 'offline', 2000, 'offline');
+  });
+
+  it('keeps a worker that heartbeats', async () => {
+    await start({ HEARTBEAT_MS: '100', LEASE_MS: '1000' });
+    const { agent: a } = await agent(ENV_WORKER_TOKEN);
+    a.heartbeatEvery(50);
+    await sleep(600);
+    expect(a.closeCode).toBeNull();
+    expect(cp!.services.workers.view('envgpu:gpu1')?.status).toBe('idle');
+  });
+});
+
+describe('dispatch', () => {
+  it('pushes a job to an idle worker the moment it is enqueued', async () => {
+    await start();
+    const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
+    const t0 = Date.now();
+    const job = await cp!.services.queue.enqueue({
+      user: 'alice',
+      prompt: PROMPT,
+      metadata: { extraData: { extra_pnginfo: { workflow: {} } } },
+    });
+    const assign = await a.next('assign');
+    expect(Date.now() - t0).toBeLessThan(500);
+    expect(assign.job).toEqual({
+      jobId: job.id,
+      attempt: 1,
+      user: 'alice',
+      prompt: PROMPT,
+      extraData: { extra_pnginfo: { workflow: {} } },
+      front: false,
+    });
+    const stored = await cp!.store.getJob(job.id);
+    expect(stored).toMatchObject({ status: 'running', workerId: 'envgpu:gpu1', attempts: 1 });
+  });
+
+  it('gives waiting jobs to a worker as soon as it registers, and the next one when it frees up', async () => {
+    await start();
+    const j1 = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    const j2 = await cp!.services.queue.enqueue({ user: 'bob', prompt: PROMPT });
+    const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
+    const first = await a.next('assign');
+    expect(first.job.jobId).toBe(j1.id);
+    expect(await a.none('assign', 150)).toBe(true); // one slot, no prefetch
+    a.send({ type: 'job_started', jobId: j1.id, attempt: 1 });
+    a.send({ type: 'job_completed', jobId: j1.id, attempt: 1, outputs: [] });
+    const second = await a.next('assign');
+    expect(second.job.jobId).toBe(j2.id);
+    expect((await cp!.store.getJob(j1.id))?.status).toBe('completed');
+  });
+
+  it('respects the prefetch depth and fills idle workers before anyone prefetches', async () => {
+    await start();
+    const { agent: a } = await agent(ENV_WORKER_TOKEN, { name: 'a', prefetch: 1 });
+    const { agent: b } = await agent(ENV_WORKER_TOKEN, { name: 'b', prefetch: 1 });
+    const jobs = [];
+    for (let i = 0; i < 5; i++)
+      jobs.push(await cp!.services.queue.enqueue({ user: `u${i}`, prompt: PROMPT }));
+    const got = [
+      await a.next('assign'),
+      await b.next('assign'),
+      await a.next('assign'),
+      await b.next('assign'),
+    ];
+    // The first two jobs went one to each worker (running slots), the next two are prefetched.
+    expect(new Set([got[0]!.job.jobId, got[1]!.job.jobId])).toEqual(new Set([jobs[0]!.id, jobs[1]!.id]));
+    expect(await a.none('assign', 150)).toBe(true);
+    expect(await b.none('assign', 0)).toBe(true);
+    expect((await cp!.store.getJob(jobs[4]!.id))?.status).toBe('pending');
+    const list = (await (await api('/api/v1/workers')).json()) as {
+      workers: { id: string; status: string; heldJobs: unknown[]; slots: number }[];
+    };
+    expect(list.workers.map((w) => [w.id, w.status, w.heldJobs.length, w.slots])).toEqual([
+      ['envgpu:a', 'busy', 2, 2],
+      ['envgpu:b', 'busy', 2, 2],
+    ]);
+    // a finishes its running job: it gets the fifth.
+    a.send({ type: 'job_completed', jobId: got[0]!.job.jobId, attempt: 1, outputs: [] });
+    expect((await a.next('assign')).job.jobId).toBe(jobs[4]!.id);
+  });
+
+  it('treats a duplicate completion as harmless and ignores a stale attempt', async () => {
+    await start();
+    const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
+    const job = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    await a.next('assign');
+    const outputs = [
+      { nodeId: '9', filename: 'x.png', subfolder: '', type: 'output' as const, kind: 'images' },
+    ];
+    const finished: string[] = [];
+    const onEvent = (e: { type: string }) => finished.push(e.type);
+    cp!.services.queue.on('event', onEvent);
+    cleanups.push(() => cp?.services.queue.off('event', onEvent));
+    a.send({ type: 'job_completed', jobId: job.id, attempt: 1, outputs });
+    a.send({ type: 'job_completed', jobId: job.id, attempt: 1, outputs: [] });
+    a.send({
+      type: 'job_failed',
+      jobId: job.id,
+      attempt: 1,
+      error: { reason: 'execution_error', message: 'late' },
+    });
+    a.send({ type: 'job_completed', jobId: job.id, attempt: 7, outputs: [] });
+    await until(async () => (await cp!.store.getJob(job.id))?.status === 'completed', 3000, 'completed');
+    await sleep(100);
+    const stored = await cp!.store.getJob(job.id);
+    expect(stored).toMatchObject({ status: 'completed', attempts: 1, outputs, error: null });
+    expect(finished.filter((t) => t === 'finished')).toHaveLength(1);
+    expect(a.inbox.filter((m) => m.type === 'error')).toEqual([]); // not protocol errors
+    expect(cp!.services.workers.view('envgpu:gpu1')).toMatchObject({ status: 'idle', jobsCompleted: 1 });
+  });
+
+  it('ignores a report from a worker that does not hold the job', async () => {
+    await start();
+    const { agent: a } = await agent(ENV_WORKER_TOKEN, { name: 'a', prefetch: 0 });
+    const { agent: b } = await agent(ENV_WORKER_TOKEN, { name: 'b', prefetch: 0 });
+    const job = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    const holder = await Promise.race([a.next('assign').then(() => a), b.next('assign').then(() => b)]);
+    const other = holder === a ? b : a;
+    other.send({ type: 'job_completed', jobId: job.id, attempt: 1, outputs: [] });
+    await sleep(100);
+    expect((await cp!.store.getJob(job.id))?.status).toBe('running');
+    holder.send({
+      type: 'job_failed',
+      jobId: job.id,
+      attempt: 1,
+      error: { reason: 'execution_error', message: 'boom', nodeId: '1' },
+    });
+    await until(async () => (await cp!.store.getJob(job.id))?.status === 'failed', 3000, 'failed');
+    expect((await cp!.store.getJob(job.id))?.error).toMatchObject({ reason: 'execution_error', nodeId: '1' });
+  });
+
+  it('forwards a cancel to the worker and frees the slot when it confirms', async () => {
+    await start();
+    const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
+    const j1 = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    const j2 = await cp!.services.queue.enqueue({ user: 'bob', prompt: PROMPT });
+    await a.next('assign');
+    a.send({ type: 'job_started', jobId: j1.id, attempt: 1 });
+    const res = await api(`/api/v1/jobs/${j1.id}`, { method: 'DELETE' });
+    expect(res.status).toBe(200);
+    expect(await a.next('cancel')).toEqual({ type: 'cancel', jobId: j1.id, attempt: 1 });
+    // ComfyUI is still interrupting: the slot stays taken until the agent confirms.
+    expect(await a.none('assign', 150)).toBe(true);
+    a.send({ type: 'job_cancelled', jobId: j1.id, attempt: 1 });
+    expect((await a.next('assign')).job.jobId).toBe(j2.id);
+    expect((await cp!.store.getJob(j1.id))?.status).toBe('cancelled');
+  });
+
+  it('asks for a prefetched job back when another is moved to the front while all slots are full', async () => {
+    await start();
+    const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 1 });
+    const q = cp!.services.queue;
+    const j1 = await q.enqueue({ user: 'u1', prompt: PROMPT });
+    const j2 = await q.enqueue({ user: 'u2', prompt: PROMPT });
+    const j3 = await q.enqueue({ user: 'u3', prompt: PROMPT });
+    const j4 = await q.enqueue({ user: 'u4', prompt: PROMPT });
+    expect((await a.next('assign')).job.jobId).toBe(j1.id);
+    expect((await a.next('assign')).job.jobId).toBe(j2.id);
+    a.send({ type: 'job_started', jobId: j1.id, attempt: 1 });
+    a.send({
+      type: 'heartbeat',
+      healthy: true,
+      devices: [],
+      inFlight: [
+        { jobId: j1.id, attempt: 1, state: 'running' },
+        { jobId: j2.id, attempt: 1, state: 'queued' },
+      ],
+    });
+    await sleep(50);
+
+    const res = await api(`/api/v1/jobs/${j4.id}`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ front: true }),
+    });
+    expect(res.status).toBe(200);
+    // The running job is never asked for; the prefetched one is.
+    expect(await a.next('release')).toEqual({ type: 'release', jobId: j2.id, attempt: 1 });
+    a.send({ type: 'job_released', jobId: j2.id, attempt: 1, reason: 'asked' });
+    const next = await a.next('assign');
+    expect(next.job.jobId).toBe(j4.id);
+    expect(next.job.front).toBe(true);
+    expect(await cp!.store.getJob(j2.id)).toMatchObject({ status: 'pending', attempts: 0 });
+    expect((await cp!.store.getJob(j3.id))?.status).toBe('pending');
+  });
+
+  it('does not preempt when the moved job would not be served earlier', async () => {
+    await start({ QUEUE_MODE: 'fifo' });
+    const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 1 });
+    const q = cp!.services.queue;
+    const j1 = await q.enqueue({ user: 'u1', prompt: PROMPT });
+    await q.enqueue({ user: 'u2', prompt: PROMPT, front: true });
+    await a.next('assign');
+    await a.next('assign');
+    a.send({ type: 'job_started', jobId: j1.id, attempt: 1 });
+    const j3 = await q.enqueue({ user: 'u3', prompt: PROMPT });
+    await q.update(j3.id, { priority: 'high' }); // fifo ignores priority
+    expect(await a.none('release', 200)).toBe(true);
+  });
+
+  it('renews leases on heartbeats', async () => {
+    await start({ LEASE_MS: '1000', HEARTBEAT_MS: '200' });
+    const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
+    const job = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    await a.next('assign');
+    a.heartbeatEvery(150, () => [{ jobId: job.id, attempt: 1, state: 'running' }]);
+    await sleep(1400);
+    await cp!.services.queue.sweep();
+    const stored = await cp!.store.getJob(job.id);
+    expect(stored).toMatchObject({ status: 'running', attempts: 1, workerId: 'envgpu:gpu1' });
+    expect(stored!.leaseExpiresAt!).toBeGreaterThan(Date.now());
+    expect(cp!.services.workers.view('envgpu:gpu1')?.currentJob).toMatchObject({ jobId: job.id });
+  });
+
+  it('lets leases lapse while the worker reports ComfyUI unhealthy', async () => {
+    await start({ LEASE_MS: '1000', HEARTBEAT_MS: '200' });
+    const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
+    const job = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    await a.next('assign');
+    const beat = setInterval(
+      () => a.send({ type: 'heartbeat', healthy: false, devices: [], inFlight: [] }),
+      150,
+    );
+    cleanups.push(() => clearInterval(beat));
+    await until(() => cp!.services.workers.view('envgpu:gpu1')?.status === 'unhealthy', 2000, 'unhealthy');
+    await sleep(1100);
+    await cp!.services.queue.sweep();
+    expect(await cp!.store.getJob(job.id)).toMatchObject({ status: 'pending', attempts: 1 });
+    // The worker is told to stop the attempt it lost.
+    expect(await a.next('cancel')).toEqual({ type: 'cancel', jobId: job.id, attempt: 1 });
+    // And it gets nothing new while unhealthy.
+    expect(await a.none('assign', 150)).toBe(true);
+  });
+
+  it('on disconnect keeps the job claimed until its lease lapses, then the sweeper requeues it', async () => {
+    await start({ LEASE_MS: '1000', HEARTBEAT_MS: '200' });
+    const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
+    const job = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    await a.next('assign');
+    await a.terminate();
+    await until(() => cp!.services.workers.view('envgpu:gpu1')?.status === 'offline', 2000, 'offline');
+    await cp!.services.queue.sweep();
+    expect((await cp!.store.getJob(job.id))?.status).toBe('running'); // not requeued at once
+    await sleep(1100);
+    await cp!.services.queue.sweep();
+    expect(await cp!.store.getJob(job.id)).toMatchObject({ status: 'pending', attempts: 1, workerId: null });
+
+    // Another worker takes it as attempt 2.
+    const { agent: b } = await agent(ENV_WORKER_TOKEN, { name: 'other', prefetch: 0 });
+    const assign = await b.next('assign');
+    expect(assign.job).toMatchObject({ jobId: job.id, attempt: 2 });
+    const workers = (await (await api('/api/v1/workers')).json()) as {
+      workers: { id: string; status: string }[];
+    };
+    expect(workers.workers.map((w) => [w.id, w.status])).toEqual([
+      ['envgpu:gpu1', 'offline'],
+      ['envgpu:other', 'busy'],
+    ]);
+  });
+
+  it('on reconnect keeps the in-flight jobs the store still gives it and tells it to forget the rest', async () => {
+    await start();
+    const first = await agent(ENV_WORKER_TOKEN, { prefetch: 1 });
+    const j1 = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    const j2 = await cp!.services.queue.enqueue({ user: 'bob', prompt: PROMPT });
+    await first.agent.next('assign');
+    await first.agent.next('assign');
+    await first.agent.terminate();
+    await cp!.services.queue.cancel(j2.id); // cancelled while the worker was away
+    const j3 = await cp!.services.queue.enqueue({ user: 'carol', prompt: PROMPT });
+
+    const again = await agent(ENV_WORKER_TOKEN, {
+      prefetch: 1,
+      inFlight: [
+        { jobId: j1.id, attempt: 1, state: 'running' },
+        { jobId: j2.id, attempt: 1, state: 'queued' },
+        { jobId: 'no-such-job', attempt: 1, state: 'queued' },
+      ],
+    });
+    expect(again.welcome.forget).toEqual([
+      { jobId: j2.id, attempt: 1 },
+      { jobId: 'no-such-job', attempt: 1 },
+    ]);
+    // j1 is still its own; the freed prefetch slot goes to j3.
+    expect((await again.agent.next('assign')).job.jobId).toBe(j3.id);
+    expect(await cp!.store.getJob(j1.id)).toMatchObject({
+      status: 'running',
+      attempts: 1,
+      workerId: 'envgpu:gpu1',
+    });
+    expect(
+      cp!.services.workers
+        .view('envgpu:gpu1')
+        ?.heldJobs.map((h) => h.jobId)
+        .sort(),
+    ).toEqual([j1.id, j3.id].sort());
+    again.agent.send({ type: 'job_completed', jobId: j1.id, attempt: 1, outputs: [] });
+    await until(async () => (await cp!.store.getJob(j1.id))?.status === 'completed', 3000, 'completed');
+  });
+
+  it('closes the older connection when the same worker connects again', async () => {
+    await start();
+    const first = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
+    const second = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
+    expect(await first.agent.closed).toBe(4000);
+    const job = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    expect((await second.agent.next('assign')).job.jobId).toBe(job.id);
+    expect(cp!.services.workers.view('envgpu:gpu1')?.status).toBe('busy');
+  });
+
+  it('drains: no new jobs, held ones finish; undrain resumes', async () => {
+    await start();
+    const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
+    const j1 = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    await a.next('assign');
+    const drain = await api('/api/v1/workers/envgpu:gpu1/drain', { method: 'POST' });
+    expect(drain.status).toBe(200);
+    expect(await drain.json()).toMatchObject({ id: 'envgpu:gpu1', draining: true, status: 'draining' });
+    expect(await a.next('drain')).toEqual({ type: 'drain', draining: true });
+    const j2 = await cp!.services.queue.enqueue({ user: 'bob', prompt: PROMPT });
+    a.send({ type: 'job_completed', jobId: j1.id, attempt: 1, outputs: [] });
+    await until(async () => (await cp!.store.getJob(j1.id))?.status === 'completed', 3000, 'completed');
+    expect(await a.none('assign', 150)).toBe(true);
+
+    const undrain = await api('/api/v1/workers/envgpu:gpu1/drain', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ draining: false }),
+    });
+    expect(await undrain.json()).toMatchObject({ draining: false });
+    expect(await a.next('drain')).toEqual({ type: 'drain', draining: false });
+    expect((await a.next('assign')).job.jobId).toBe(j2.id);
+  });
+
+  it('keeps a worker drained across a reconnect', async () => {
+    await start();
+    const first = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
+    await api('/api/v1/workers/envgpu:gpu1/drain', { method: 'POST' });
+    await first.agent.close();
+    const again = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
+    expect(await again.agent.next('drain')).toEqual({ type: 'drain', draining: true });
+    await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    expect(await again.agent.none('assign', 150)).toBe(true);
+  });
+
+  it('re-emits job events and preview frames on the bus, by user, and tracks progress', async () => {
+    await start();
+    const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
+    const seen: JobBusMessage[] = [];
+    const others: JobBusMessage[] = [];
+    cleanups.push(cp!.services.bus.subscribeUser('alice', (m) => seen.push(m)));
+    cleanups.push(cp!.services.bus.subscribeUser('bob', (m) => others.push(m)));
+    const job = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    await a.next('assign');
+    a.send({ type: 'job_started', jobId: job.id, attempt: 1 });
+    a.send({
+      type: 'job_event',
+      jobId: job.id,
+      attempt: 1,
+      event: { type: 'executing', data: { node: '3', prompt_id: job.id } },
+    });
+    a.send({
+      type: 'job_event',
+      jobId: job.id,
+      attempt: 1,
+      event: { type: 'progress', data: { value: 4, max: 20, node: '3', prompt_id: job.id } },
+    });
+    const comfyFrame = Buffer.concat([Buffer.from([0, 0, 0, 1, 0, 0, 0, 2]), Buffer.from('jpegbytes')]);
+    a.sendRaw(encodePreviewFrame(job.id, comfyFrame), true);
+    a.sendRaw(encodePreviewFrame('someone-elses-job', comfyFrame), true); // not held: dropped
+    await until(() => seen.some((m) => m.kind === 'preview'), 3000, 'preview');
+    expect(
+      seen.map((m) =>
+        m.kind === 'status' ? `status:${m.status}` : m.kind === 'event' ? `event:${m.event.type}` : 'preview',
+      ),
+    ).toEqual([
+      'status:queued',
+      'status:assigned',
+      'status:started',
+      'event:executing',
+      'event:progress',
+      'preview',
+    ]);
+    const preview = seen.find((m) => m.kind === 'preview');
+    expect(preview).toMatchObject({ jobId: job.id, user: 'alice', workerId: 'envgpu:gpu1' });
+    expect(preview?.kind === 'preview' && preview.preview.equals(comfyFrame)).toBe(true);
+    expect(others).toEqual([]);
+    expect(cp!.services.workers.view('envgpu:gpu1')?.currentJob).toMatchObject({
+      jobId: job.id,
+      user: 'alice',
+      node: '3',
+      progress: { value: 4, max: 20 },
+    });
+  });
+});
+
+describe('worker file transfer', () => {
+  async function holding(prefetch = 0) {
+    const token = await cp!.token('gpu');
+    const { agent: a } = await agent(token, { prefetch });
+    const job = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    await a.next('assign');
+    return { token, a, job };
+  }
+
+  it('streams an output into the owner space and answers its size and sha256', async () => {
+    await start();
+    const { token, a, job } = await holding();
+    const body = Buffer.alloc(200_000, 7);
+    const res = await rawRequest(
+      cp!.url,
+      'PUT',
+      `/worker/v1/jobs/${job.id}/attempts/1/outputs/9/${job.id}/ComfyUI_00001_.png?kind=images`,
+      {
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'image/png' },
+        body,
+      },
+    );
+    expect(res.status).toBe(200);
+    const sha256 = createHash('sha256').update(body).digest('hex');
+    expect(res.json()).toEqual({
+      nodeId: '9',
+      filename: 'ComfyUI_00001_.png',
+      subfolder: job.id,
+      type: 'output',
+      kind: 'images',
+      size: 200_000,
+      sha256,
+    });
+    const file = join(cp!.dir, 'files', 'alice', 'output', job.id, 'ComfyUI_00001_.png');
+    expect(readFileSync(file).equals(body)).toBe(true);
+
+    // temp previews go to the temp area; a JSON content type is just bytes here.
+    const t = await rawRequest(
+      cp!.url,
+      'PUT',
+      `/worker/v1/jobs/${job.id}/attempts/1/outputs/10/p.json?type=temp`,
+      {
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: 'not json at all',
+      },
+    );
+    expect(t.status).toBe(200);
+    expect(readFileSync(join(cp!.dir, 'files', 'alice', 'temp', 'p.json'), 'utf8')).toBe('not json at all');
+
+    a.send({ type: 'job_completed', jobId: job.id, attempt: 1, outputs: [res.json() as never] });
+    await until(async () => (await cp!.store.getJob(job.id))?.status === 'completed', 3000, 'completed');
+    expect((await cp!.store.getJob(job.id))?.outputs[0]).toMatchObject({ sha256, size: 200_000 });
+  });
+
+  it('refuses paths that leave the user space, writing nothing', async () => {
+    await start();
+    const { token, job } = await holding();
+    const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream' };
+    for (const path of [
+      `/worker/v1/jobs/${job.id}/attempts/1/outputs/9/../../../../escape.png`,
+      `/worker/v1/jobs/${job.id}/attempts/1/outputs/9/%2E%2E/%2E%2E/%2E%2E/escape.png`,
+      `/worker/v1/jobs/${job.id}/attempts/1/outputs/9/sub%2F..%2F..%2F..%2Fescape.png`,
+      `/worker/v1/jobs/${job.id}/attempts/1/outputs/9/a%5C..%5Cescape.png`,
+      `/worker/v1/jobs/${job.id}/attempts/1/outputs/9/..`,
+    ]) {
+      const res = await rawRequest(cp!.url, 'PUT', path, { headers, body: 'x' });
+      expect(res.status, path).toBe(400);
+      expect((res.json() as { error: { code: string } }).error.code).toBe('INVALID_PATH');
+    }
+    const get = await rawRequest(
+      cp!.url,
+      'GET',
+      `/worker/v1/jobs/${job.id}/inputs/..%2F..%2Fcomfy-multi.db`,
+      { headers },
+    );
+    expect(get.status).toBe(400);
+    const walk = (d: string): string[] =>
+      readdirSync(d, { withFileTypes: true }).flatMap((e) =>
+        e.isDirectory() ? walk(join(d, e.name)) : [join(d, e.name)],
+      );
+    expect(walk(cp!.dir).filter((f) => f.endsWith('escape.png'))).toEqual([]);
+    expect(existsSync(join(cp!.dir, 'files'))).toBe(false);
+  });
+
+  it('lets only the worker holding the attempt upload and download', async () => {
+    await start();
+    const { token, job } = await holding();
+    const otherToken = await cp!.token('other');
+    const put = (t: string, attempt = 1) =>
+      rawRequest(cp!.url, 'PUT', `/worker/v1/jobs/${job.id}/attempts/${attempt}/outputs/9/x.png`, {
+        headers: { authorization: `Bearer ${t}` },
+        body: 'png',
+      });
+    expect((await put(otherToken)).status).toBe(403);
+    expect((await put(token, 2)).status).toBe(409);
+    expect((await put('wrong-token-0000000000')).status).toBe(401);
+    expect(
+      (
+        await rawRequest(cp!.url, 'PUT', `/worker/v1/jobs/${job.id}/attempts/1/outputs/9/x.png`, {
+          body: 'png',
+        })
+      ).status,
+    ).toBe(401);
+    expect(
+      (
+        await rawRequest(cp!.url, 'PUT', `/worker/v1/jobs/nope/attempts/1/outputs/9/x.png`, {
+          headers: { authorization: `Bearer ${token}` },
+          body: 'x',
+        })
+      ).status,
+    ).toBe(404);
+
+    await cp!.services.files.write('alice/input/clips/in.png', Buffer.from('input bytes'));
+    const get = (t: string, p = 'clips/in.png') =>
+      rawRequest(cp!.url, 'GET', `/worker/v1/jobs/${job.id}/inputs/${p}`, {
+        headers: { authorization: `Bearer ${t}` },
+      });
+    const ok = await get(token);
+    expect(ok.status).toBe(200);
+    expect(ok.body.toString()).toBe('input bytes');
+    expect((await get(otherToken)).status).toBe(403);
+    expect((await get(token, 'clips/missing.png')).status).toBe(404);
+
+    await cp!.services.queue.cancel(job.id);
+    expect((await put(token)).status).toBe(409);
+    expect((await get(token)).status).toBe(409);
+  });
+
+  it('refuses an output over the size limit', async () => {
+    await start({ OUTPUT_UPLOAD_LIMIT: '1kb' });
+    const { token, job } = await holding();
+    const path = `/worker/v1/jobs/${job.id}/attempts/1/outputs/9/big.png`;
+    const declared = await rawRequest(cp!.url, 'PUT', path, {
+      headers: { authorization: `Bearer ${token}` },
+      body: Buffer.alloc(2048),
+    });
+    expect(declared.status).toBe(413);
+    // Chunked, so the limit is only found while streaming.
+    const u = new URL(cp!.url);
+    const { request } = await import('node:http');
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(
+        {
+          host: u.hostname,
+          port: u.port,
+          method: 'PUT',
+          path,
+          headers: { authorization: `Bearer ${token}`, 'transfer-encoding': 'chunked' },
+        },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
+      req.on('error', reject);
+      for (let i = 0; i < 4; i++) req.write(Buffer.alloc(512));
+      req.end();
+    });
+    expect(status).toBe(413);
+    expect(existsSync(join(cp!.dir, 'files', 'alice', 'output', 'big.png'))).toBe(false);
+  });
+});
+
+describe('/api/v1/workers', () => {
+  it('is for instructors only', async () => {
+    await start();
+    expect((await fetch(`${cp!.url}/api/v1/workers`)).status).toBe(401);
+    await cp!.services.accounts.create('pat', 'participant', 'participant-password');
+    const basic = `Basic ${Buffer.from('pat:participant-password').toString('base64')}`;
+    expect((await fetch(`${cp!.url}/api/v1/workers`, { headers: { authorization: basic } })).status).toBe(
+      403,
+    );
+    expect((await api('/api/v1/workers')).status).toBe(200);
+    expect((await api('/api/v1/workers/nope/drain', { method: 'POST' })).status).toBe(404);
+  });
+
+  it('lists the registry fields', async () => {
+    await start();
+    await agent(ENV_WORKER_TOKEN, { prefetch: 2, warmModels: ['checkpoints/flux.safetensors'] });
+    const body = (await (await api('/api/v1/workers')).json()) as { workers: Record<string, unknown>[] };
+    expect(body.workers).toHaveLength(1);
+    expect(body.workers[0]).toMatchObject({
+      id: 'envgpu:gpu1',
+      name: 'gpu1',
+      tokenName: 'envgpu',
+      status: 'idle',
+      connected: true,
+      healthy: true,
+      draining: false,
+      comfyuiVersion: '0.3.64',
+      vram: { used: 20e9, total: 80e9 },
+      prefetch: 2,
+      slots: 3,
+      warmModels: ['checkpoints/flux.safetensors'],
+      currentJob: null,
+      heldJobs: [],
+      lastHeartbeatAt: expect.any(String),
+    });
+    const one = await api('/api/v1/workers/envgpu:gpu1');
+    expect(await one.json()).toMatchObject({ id: 'envgpu:gpu1' });
+  });
+});

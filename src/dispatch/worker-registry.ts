@@ -1,0 +1,317 @@
+import type { Priority } from '../store/types.js';
+import type { ServerMessage } from '../worker/protocol.js';
+
+/**
+ * The live workers the control plane knows, in memory. The hub creates and updates entries as
+ * agents connect and talk; the dispatcher reads them to find free slots; `/api/v1/workers` lists
+ * them. A worker that disconnects stays listed as `offline` for a while (retentionMs), so the
+ * instructor sees it went away, then is forgotten.
+ */
+
+export type WorkerStatus = 'idle' | 'busy' | 'unhealthy' | 'draining' | 'offline';
+
+export interface Device {
+  name: string;
+  type: string;
+  vramTotal: number;
+  vramFree: number;
+}
+
+/** The socket of a connected worker, as the dispatcher sees it. */
+export interface WorkerLink {
+  /** Sends a message; false when the socket is no longer open (the message is dropped). */
+  send(message: ServerMessage): boolean;
+  close(code: number, reason: string): void;
+  readonly open: boolean;
+}
+
+export interface JobProgress {
+  value: number;
+  max: number;
+}
+
+/**
+ * A job a worker holds (store status `running`, `workerId` = this worker):
+ * `assigned` = sent, not yet reported back; `queued` = in ComfyUI's own queue (prefetched);
+ * `running` = ComfyUI is executing it.
+ */
+export interface HeldJob {
+  jobId: string;
+  attempt: number;
+  user: string;
+  models: string[];
+  state: 'assigned' | 'queued' | 'running';
+  /** The job's priority and front counter when assigned (to decide whether a new job outranks it). */
+  priority: Priority;
+  front: number;
+  assignedAt: number;
+  startedAt: number | null;
+  /** Current node (from ComfyUI `executing`), null when not known. */
+  node: string | null;
+  progress: JobProgress | null;
+  /** We asked the agent to give it back (a more urgent job needs the slot). */
+  releaseRequested: boolean;
+  /** We asked the agent to cancel it (the job was cancelled or is no longer ours). */
+  cancelRequested: boolean;
+}
+
+export interface WorkerEntry {
+  id: string;
+  name: string;
+  tokenName: string;
+  link: WorkerLink | null;
+  /** Set once `hello` was accepted on the current link. */
+  registered: boolean;
+  connectedAt: number;
+  disconnectedAt: number | null;
+  lastHeartbeatAt: number | null;
+  healthy: boolean;
+  draining: boolean;
+  agentVersion: string;
+  comfyuiVersion: string;
+  devices: Device[];
+  prefetch: number;
+  envHash: string | null;
+  /** Models of its last job (what is probably loaded on the GPU now). */
+  warmModels: string[];
+  held: Map<string, HeldJob>;
+  completed: number;
+  failed: number;
+  /** Last time anything was assigned to it, to spread jobs evenly among equal workers. */
+  lastAssignedAt: number;
+}
+
+/** The JSON shape of a worker in `GET /api/v1/workers`. */
+export interface WorkerView {
+  id: string;
+  name: string;
+  tokenName: string;
+  status: WorkerStatus;
+  connected: boolean;
+  healthy: boolean;
+  draining: boolean;
+  connectedAt: string;
+  disconnectedAt: string | null;
+  lastHeartbeatAt: string | null;
+  agentVersion: string;
+  comfyuiVersion: string;
+  devices: Device[];
+  vram: { used: number; total: number };
+  prefetch: number;
+  slots: number;
+  envHash: string | null;
+  warmModels: string[];
+  currentJob: {
+    jobId: string;
+    user: string;
+    attempt: number;
+    startedAt: string | null;
+    node: string | null;
+    progress: JobProgress | null;
+  } | null;
+  heldJobs: { jobId: string; user: string; attempt: number; state: HeldJob['state']; assignedAt: string }[];
+  jobsCompleted: number;
+  jobsFailed: number;
+}
+
+export interface HelloInfo {
+  name: string;
+  tokenName: string;
+  agentVersion: string;
+  comfyuiVersion: string;
+  devices: Device[];
+  prefetch: number;
+  envHash: string;
+  warmModels: string[];
+  healthy: boolean;
+}
+
+/** Worker ids combine the token name and the agent's name, so a token can only speak for its own workers. */
+export function workerIdOf(tokenName: string, name: string): string {
+  return `${tokenName}:${name}`;
+}
+
+/** The token name part of a worker id. */
+export function tokenNameOfWorker(workerId: string): string {
+  const i = workerId.indexOf(':');
+  return i < 0 ? workerId : workerId.slice(0, i);
+}
+
+const iso = (t: number | null): string | null => (t === null ? null : new Date(t).toISOString());
+
+export class WorkerRegistry {
+  private readonly workers = new Map<string, WorkerEntry>();
+
+  constructor(
+    private readonly opts: { retentionMs: number; clock?: () => number } = { retentionMs: 3_600_000 },
+  ) {}
+
+  private now(): number {
+    return (this.opts.clock ?? Date.now)();
+  }
+
+  /**
+   * Registers a worker on a new link after its `hello`. An entry for the same id keeps its
+   * drain flag and counters (a reconnect); held jobs are rebuilt by the caller.
+   * Returns the entry and the previous link, if one was still attached (the caller closes it).
+   */
+  connect(
+    id: string,
+    info: HelloInfo,
+    link: WorkerLink,
+  ): { entry: WorkerEntry; previous: WorkerLink | null } {
+    const now = this.now();
+    const old = this.workers.get(id);
+    const previous = old?.link && old.link !== link ? old.link : null;
+    const entry: WorkerEntry = {
+      id,
+      name: info.name,
+      tokenName: info.tokenName,
+      link,
+      // Becomes true once the welcome is sent and reported in-flight jobs are re-attached.
+      registered: false,
+      connectedAt: now,
+      disconnectedAt: null,
+      lastHeartbeatAt: now,
+      healthy: info.healthy,
+      draining: old?.draining ?? false,
+      agentVersion: info.agentVersion,
+      comfyuiVersion: info.comfyuiVersion,
+      devices: info.devices,
+      prefetch: info.prefetch,
+      envHash: info.envHash,
+      warmModels: info.warmModels.length > 0 ? info.warmModels : (old?.warmModels ?? []),
+      held: new Map(),
+      completed: old?.completed ?? 0,
+      failed: old?.failed ?? 0,
+      lastAssignedAt: old?.lastAssignedAt ?? 0,
+    };
+    this.workers.set(id, entry);
+    return { entry, previous };
+  }
+
+  /** Marks the worker offline if `link` is still its current link; returns the entry if so. */
+  disconnect(id: string, link: WorkerLink): WorkerEntry | null {
+    const entry = this.workers.get(id);
+    if (!entry || entry.link !== link) return null;
+    entry.link = null;
+    entry.registered = false;
+    entry.disconnectedAt = this.now();
+    return entry;
+  }
+
+  get(id: string): WorkerEntry | undefined {
+    return this.workers.get(id);
+  }
+
+  /** Connected, registered workers. */
+  online(): WorkerEntry[] {
+    return [...this.workers.values()].filter((w) => w.link !== null && w.registered && w.link.open);
+  }
+
+  /** All entries (offline ones past retention are forgotten first), sorted by id. */
+  all(): WorkerEntry[] {
+    this.prune();
+    return [...this.workers.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  /** The workers holding this job (normally at most one). */
+  holdersOf(jobId: string): { worker: WorkerEntry; held: HeldJob }[] {
+    const out: { worker: WorkerEntry; held: HeldJob }[] = [];
+    for (const worker of this.workers.values()) {
+      const held = worker.held.get(jobId);
+      if (held) out.push({ worker, held });
+    }
+    return out;
+  }
+
+  /** Forgets offline workers that have been gone longer than the retention. */
+  prune(): void {
+    const cutoff = this.now() - this.opts.retentionMs;
+    for (const [id, w] of this.workers) {
+      if (w.link === null && w.disconnectedAt !== null && w.disconnectedAt < cutoff) this.workers.delete(id);
+    }
+  }
+
+  /** Forgets every worker (shutdown, tests). */
+  clear(): void {
+    this.workers.clear();
+  }
+
+  view(id: string): WorkerView | null {
+    const w = this.workers.get(id);
+    return w ? toView(w) : null;
+  }
+
+  list(): WorkerView[] {
+    return this.all().map(toView);
+  }
+}
+
+export function capacityOf(w: WorkerEntry): number {
+  return 1 + w.prefetch;
+}
+
+export function statusOf(w: WorkerEntry): WorkerStatus {
+  if (w.link === null || !w.registered) return 'offline';
+  if (!w.healthy) return 'unhealthy';
+  if (w.draining) return 'draining';
+  return w.held.size > 0 ? 'busy' : 'idle';
+}
+
+/** The job ComfyUI runs now, else the oldest one assigned. */
+export function currentJobOf(w: WorkerEntry): HeldJob | null {
+  let first: HeldJob | null = null;
+  for (const h of w.held.values()) {
+    if (h.state === 'running') return h;
+    if (!first || h.assignedAt < first.assignedAt) first = h;
+  }
+  return first;
+}
+
+export function toView(w: WorkerEntry): WorkerView {
+  const total = w.devices.reduce((s, d) => s + d.vramTotal, 0);
+  const free = w.devices.reduce((s, d) => s + d.vramFree, 0);
+  const cur = currentJobOf(w);
+  return {
+    id: w.id,
+    name: w.name,
+    tokenName: w.tokenName,
+    status: statusOf(w),
+    connected: w.link !== null,
+    healthy: w.healthy,
+    draining: w.draining,
+    connectedAt: new Date(w.connectedAt).toISOString(),
+    disconnectedAt: iso(w.disconnectedAt),
+    lastHeartbeatAt: iso(w.lastHeartbeatAt),
+    agentVersion: w.agentVersion,
+    comfyuiVersion: w.comfyuiVersion,
+    devices: w.devices,
+    vram: { used: Math.max(0, total - free), total },
+    prefetch: w.prefetch,
+    slots: capacityOf(w),
+    envHash: w.envHash,
+    warmModels: w.warmModels,
+    currentJob: cur
+      ? {
+          jobId: cur.jobId,
+          user: cur.user,
+          attempt: cur.attempt,
+          startedAt: iso(cur.startedAt),
+          node: cur.node,
+          progress: cur.progress,
+        }
+      : null,
+    heldJobs: [...w.held.values()]
+      .sort((a, b) => a.assignedAt - b.assignedAt)
+      .map((h) => ({
+        jobId: h.jobId,
+        user: h.user,
+        attempt: h.attempt,
+        state: h.state,
+        assignedAt: new Date(h.assignedAt).toISOString(),
+      })),
+    jobsCompleted: w.completed,
+    jobsFailed: w.failed,
+  };
+}

@@ -1,0 +1,41 @@
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { AppError } from '../errors.js';
+import { parse } from '../http/parse.js';
+import type { Dispatcher } from './dispatcher.js';
+import type { WorkerRegistry } from './worker-registry.js';
+
+const idParams = z.object({ id: z.string().min(1).max(200) });
+const drainBody = z.strictObject({ draining: z.boolean().optional() });
+
+/**
+ * `/api/v1/workers` (instructor-only, mounted in the /api/v1 plugin):
+ * - `GET /workers` → `{workers: WorkerView[]}` (offline workers stay listed for a while).
+ * - `GET /workers/:id` → one WorkerView.
+ * - `POST /workers/:id/drain` `{draining?: boolean}` (default true) → the WorkerView. A draining
+ *   worker gets no new jobs and finishes what it holds; `{draining: false}` undrains it.
+ */
+export function workersRoutes(
+  app: FastifyInstance,
+  deps: { workers: WorkerRegistry; dispatcher: Dispatcher },
+): void {
+  app.get('/workers', () => ({ workers: deps.workers.list() }));
+
+  app.get('/workers/:id', (request) => {
+    const { id } = parse(idParams, request.params);
+    const view = deps.workers.view(id);
+    if (!view) throw new AppError('WORKER_NOT_FOUND', `No worker with id ${id}.`);
+    return view;
+  });
+
+  app.post('/workers/:id/drain', (request) => {
+    const { id } = parse(idParams, request.params);
+    const body = parse(drainBody, request.body ?? {});
+    const view = deps.dispatcher.setDraining(id, body.draining ?? true);
+    request.log.info(
+      { by: request.principal?.name, workerId: id, draining: view.draining },
+      'worker drain changed',
+    );
+    return view;
+  });
+}

@@ -1,0 +1,199 @@
+/**
+ * The worker protocol, version 1: what a worker agent and the control plane say to each other over
+ * the agent's one outbound WebSocket (`/worker/v1/ws`, `Authorization: Bearer <worker token>`).
+ * docs/worker-protocol.md explains the flow; this file is the contract both sides validate.
+ *
+ * Text frames carry one JSON message each. Binary frames carry ComfyUI preview images:
+ * `[u8 version=1][u16 BE jobId byte length][jobId utf8][the ComfyUI binary frame unchanged]`.
+ *
+ * Files never travel over the socket: outputs go up with
+ * `PUT /worker/v1/jobs/:jobId/attempts/:attempt/outputs/:node/<subfolder/filename>?type=&kind=` and
+ * inputs come down with `GET /worker/v1/jobs/:jobId/inputs/<path>`, both streamed.
+ */
+import { z } from 'zod';
+
+export const PROTOCOL_VERSION = 1;
+
+const jobRef = { jobId: z.string().min(1).max(128), attempt: z.number().int().min(1) };
+
+export const jobOutputSchema = z.strictObject({
+  nodeId: z.string().max(64),
+  filename: z.string().min(1).max(255),
+  subfolder: z.string().max(1024),
+  type: z.enum(['output', 'temp']),
+  kind: z.string().max(64),
+  size: z.number().int().min(0).optional(),
+  sha256: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .optional(),
+});
+
+export const jobErrorSchema = z.object({
+  reason: z.string().max(64),
+  message: z.string().max(20_000),
+  nodeId: z.string().max(64).optional(),
+  nodeType: z.string().max(256).optional(),
+  exceptionType: z.string().max(256).optional(),
+  traceback: z.array(z.string().max(20_000)).max(500).optional(),
+  details: z.record(z.string(), z.unknown()).optional(),
+});
+
+export const deviceSchema = z.object({
+  name: z.string().max(256),
+  type: z.string().max(64),
+  vramTotal: z.number().min(0),
+  vramFree: z.number().min(0),
+});
+
+/** A job the agent holds: `queued` in ComfyUI's own queue (prefetched) or `running`. */
+export const inFlightSchema = z.object({ ...jobRef, state: z.enum(['queued', 'running']) });
+
+// ---- agent → control plane -------------------------------------------------------------------
+
+export const helloMessage = z.object({
+  type: z.literal('hello'),
+  protocol: z.literal(PROTOCOL_VERSION),
+  name: z.string().min(1).max(64),
+  agentVersion: z.string().max(64),
+  comfyuiVersion: z.string().max(64),
+  devices: z.array(deviceSchema).max(64),
+  /** sha256 of the environment snapshot; the server asks for it only when it has not got it. */
+  envHash: z.string().regex(/^[0-9a-f]{64}$/),
+  /** Jobs held in ComfyUI's queue besides the running one. Default 1. */
+  prefetch: z.number().int().min(0).max(8),
+  /** After a reconnect: what the agent still holds, so nothing runs twice. */
+  inFlight: z.array(inFlightSchema).max(16),
+  warmModels: z.array(z.string().max(1024)).max(256),
+  healthy: z.boolean(),
+});
+
+/** Everything the per-user ComfyUI needs while no GPU is online. */
+export const envSnapshotSchema = z.object({
+  comfyuiVersion: z.string(),
+  objectInfo: z.record(z.string(), z.unknown()),
+  embeddings: z.array(z.string()),
+  models: z.record(z.string(), z.array(z.string())),
+  extensions: z.array(z.string()),
+  systemStats: z.record(z.string(), z.unknown()),
+});
+export type EnvSnapshot = z.infer<typeof envSnapshotSchema>;
+
+export const envMessage = z.object({
+  type: z.literal('env'),
+  hash: z.string().regex(/^[0-9a-f]{64}$/),
+  snapshot: envSnapshotSchema,
+});
+
+export const heartbeatMessage = z.object({
+  type: z.literal('heartbeat'),
+  healthy: z.boolean(),
+  devices: z.array(deviceSchema).max(64),
+  inFlight: z.array(inFlightSchema).max(16),
+});
+
+/** ComfyUI started the job (its `execution_start`). */
+export const jobStartedMessage = z.object({ type: z.literal('job_started'), ...jobRef });
+
+/** One ComfyUI WebSocket event about the job, relayed as ComfyUI sent it. */
+export const jobEventMessage = z.object({
+  type: z.literal('job_event'),
+  ...jobRef,
+  event: z.object({ type: z.string().max(64), data: z.unknown() }),
+});
+
+export const jobCompletedMessage = z.object({
+  type: z.literal('job_completed'),
+  ...jobRef,
+  outputs: z.array(jobOutputSchema).max(10_000),
+});
+
+export const jobFailedMessage = z.object({ type: z.literal('job_failed'), ...jobRef, error: jobErrorSchema });
+
+/** The agent gives a job back unrun (asked to, or ComfyUI became unreachable before it ran). */
+export const jobReleasedMessage = z.object({
+  type: z.literal('job_released'),
+  ...jobRef,
+  reason: z.string().max(200),
+});
+
+/** The job was cancelled in ComfyUI as asked. */
+export const jobCancelledMessage = z.object({ type: z.literal('job_cancelled'), ...jobRef });
+
+export const agentMessage = z.discriminatedUnion('type', [
+  helloMessage,
+  envMessage,
+  heartbeatMessage,
+  jobStartedMessage,
+  jobEventMessage,
+  jobCompletedMessage,
+  jobFailedMessage,
+  jobReleasedMessage,
+  jobCancelledMessage,
+]);
+export type AgentMessage = z.infer<typeof agentMessage>;
+
+// ---- control plane → agent -------------------------------------------------------------------
+
+export const welcomeMessage = z.object({
+  type: z.literal('welcome'),
+  protocol: z.literal(PROTOCOL_VERSION),
+  workerId: z.string(),
+  leaseMs: z.number().int(),
+  heartbeatMs: z.number().int(),
+  needEnv: z.boolean(),
+  /** In-flight jobs from `hello` the server no longer recognises: drop them, do not report them. */
+  forget: z.array(z.object(jobRef)),
+});
+
+export const assignMessage = z.object({
+  type: z.literal('assign'),
+  job: z.object({
+    ...jobRef,
+    user: z.string(),
+    prompt: z.record(z.string(), z.unknown()),
+    /** ComfyUI `extra_data` to pass along (e.g. `extra_pnginfo` with the workflow). */
+    extraData: z.record(z.string(), z.unknown()),
+    front: z.boolean(),
+  }),
+});
+
+export const cancelMessage = z.object({ type: z.literal('cancel'), ...jobRef });
+
+/** Give back a prefetched job that ComfyUI has not started yet (priority change, drain). */
+export const releaseMessage = z.object({ type: z.literal('release'), ...jobRef });
+
+export const drainMessage = z.object({ type: z.literal('drain'), draining: z.boolean() });
+
+export const serverErrorMessage = z.object({
+  type: z.literal('error'),
+  code: z.string(),
+  message: z.string(),
+});
+
+export const serverMessage = z.discriminatedUnion('type', [
+  welcomeMessage,
+  assignMessage,
+  cancelMessage,
+  releaseMessage,
+  drainMessage,
+  serverErrorMessage,
+]);
+export type ServerMessage = z.infer<typeof serverMessage>;
+
+// ---- binary preview frames -------------------------------------------------------------------
+
+export function encodePreviewFrame(jobId: string, comfyFrame: Buffer): Buffer {
+  const id = Buffer.from(jobId, 'utf8');
+  const head = Buffer.alloc(3);
+  head.writeUInt8(1, 0);
+  head.writeUInt16BE(id.length, 1);
+  return Buffer.concat([head, id, comfyFrame]);
+}
+
+export function decodePreviewFrame(frame: Buffer): { jobId: string; comfyFrame: Buffer } | null {
+  if (frame.length < 3 || frame.readUInt8(0) !== 1) return null;
+  const len = frame.readUInt16BE(1);
+  if (frame.length < 3 + len + 4) return null;
+  return { jobId: frame.subarray(3, 3 + len).toString('utf8'), comfyFrame: frame.subarray(3 + len) };
+}
