@@ -4,6 +4,7 @@ import { registerServe } from './commands/serve.js';
 import { registerUsers } from './commands/users.js';
 import { registerWorkers } from './commands/workers.js';
 import { registerWorker } from './commands/worker.js';
+import { registerStatus } from './commands/status.js';
 
 const program = new Command()
   .name('comfy-multi')
@@ -14,5 +15,6 @@ registerServe(program);
 registerUsers(program);
 registerWorkers(program);
 registerWorker(program);
+registerStatus(program);
 
 await program.parseAsync(process.argv);

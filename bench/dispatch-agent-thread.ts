@@ -1,0 +1,10 @@
+/** Worker thread: one worker agent (see dispatch-threads.ts). */
+import { parentPort, workerData } from 'node:worker_threads';
+import { pino } from 'pino';
+import { startAgent } from '../src/worker/agent/index.js';
+
+const opts = workerData as { serverUrl: string; token: string; comfyuiUrl: string; prefetch: number };
+const agent = startAgent({ ...opts, name: 'bench', logger: pino({ level: 'silent' }) });
+parentPort!.on('message', (m: unknown) => {
+  if (m === 'stop') void agent.stop().then(() => parentPort!.postMessage('stopped'));
+});

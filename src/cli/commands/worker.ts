@@ -1,0 +1,152 @@
+/**
+ * `comfy-multi worker`: runs the worker agent beside one ComfyUI. Flags win over environment
+ * variables; every value is validated with zod and each bad field is named. The token is never
+ * logged or echoed.
+ */
+import type { Command } from 'commander';
+import { z } from 'zod';
+import { createLogger } from '../../logger.js';
+import { startAgent } from '../../worker/agent/index.js';
+
+const httpUrl = (what: string) =>
+  z
+    .string({ error: `${what} is required` })
+    .trim()
+    .min(1, `${what} is required`)
+    .refine((s) => {
+      try {
+        return ['http:', 'https:', 'ws:', 'wss:'].includes(new URL(s).protocol);
+      } catch {
+        return false;
+      }
+    }, `${what} must be an http(s) URL, e.g. http://127.0.0.1:8188`);
+
+export const workerArgsSchema = z.object({
+  server: httpUrl('--server (COMFY_MULTI_SERVER)'),
+  token: z
+    .string({ error: '--token (COMFY_MULTI_TOKEN) is required' })
+    .trim()
+    .min(1, '--token (COMFY_MULTI_TOKEN) is required'),
+  comfyui: httpUrl('--comfyui (COMFYUI_URL)'),
+  name: z
+    .string()
+    .trim()
+    .regex(
+      /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/,
+      '--name (WORKER_NAME) must be 1-64 letters, digits, ".", "_" or "-"',
+    ),
+  prefetch: z.coerce
+    .number({ error: '--prefetch (WORKER_PREFETCH) must be a whole number from 0 to 8' })
+    .int('--prefetch (WORKER_PREFETCH) must be a whole number from 0 to 8')
+    .min(0, '--prefetch (WORKER_PREFETCH) must be a whole number from 0 to 8')
+    .max(8, '--prefetch (WORKER_PREFETCH) must be a whole number from 0 to 8'),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+  graceSeconds: z.coerce.number().min(0, '--grace-seconds must be 0 or more').max(3600),
+});
+export type WorkerArgs = z.output<typeof workerArgsSchema>;
+
+interface WorkerFlags {
+  server?: string;
+  token?: string;
+  comfyui?: string;
+  name?: string;
+  prefetch?: string;
+  logLevel?: string;
+  graceSeconds?: string;
+}
+
+const blank = (v: string | undefined) => (v === undefined || v.trim() === '' ? undefined : v);
+
+/** Flags, then environment, then defaults. Returns the parsed args or one message per bad field. */
+export function resolveWorkerArgs(
+  flags: WorkerFlags,
+  env: NodeJS.ProcessEnv,
+): { ok: true; args: WorkerArgs } | { ok: false; errors: string[] } {
+  const raw = {
+    server: blank(flags.server) ?? blank(env.COMFY_MULTI_SERVER),
+    token: blank(flags.token) ?? blank(env.COMFY_MULTI_TOKEN),
+    comfyui: blank(flags.comfyui) ?? blank(env.COMFYUI_URL) ?? 'http://127.0.0.1:8188',
+    name: blank(flags.name) ?? blank(env.WORKER_NAME) ?? defaultName(env),
+    prefetch: blank(flags.prefetch) ?? blank(env.WORKER_PREFETCH) ?? '1',
+    logLevel: blank(flags.logLevel) ?? blank(env.LOG_LEVEL) ?? 'info',
+    graceSeconds: blank(flags.graceSeconds) ?? blank(env.WORKER_GRACE_SECONDS) ?? '30',
+  };
+  const r = workerArgsSchema.safeParse(raw);
+  if (r.success) return { ok: true, args: r.data };
+  // Messages name the field; values are never echoed (one of them is the token).
+  return { ok: false, errors: r.error.issues.map((i) => i.message) };
+}
+
+function defaultName(env: NodeJS.ProcessEnv): string {
+  const host = (env.HOSTNAME ?? 'worker').replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '');
+  return host.slice(0, 64) || 'worker';
+}
+
+export function registerWorker(program: Command): void {
+  program
+    .command('worker')
+    .description('run a worker agent beside one ComfyUI: it connects out to the control plane and runs jobs')
+    .option('--server <url>', 'control plane URL (env COMFY_MULTI_SERVER)')
+    .option(
+      '--token <token>',
+      'worker token (env COMFY_MULTI_TOKEN; prefer the env var, flags show up in ps)',
+    )
+    .option('--comfyui <url>', 'ComfyUI URL (env COMFYUI_URL, default http://127.0.0.1:8188)')
+    .option('--name <name>', 'worker name shown to instructors (env WORKER_NAME, default the host name)')
+    .option(
+      '--prefetch <n>',
+      "jobs held in ComfyUI's queue besides the running one, 0-8 (env WORKER_PREFETCH, default 1)",
+    )
+    .option(
+      '--log-level <level>',
+      'fatal, error, warn, info, debug, trace or silent (env LOG_LEVEL, default info)',
+    )
+    .option(
+      '--grace-seconds <s>',
+      'on SIGTERM, how long a running job may finish before it is handed back (env WORKER_GRACE_SECONDS, default 30)',
+    )
+    .action(async (flags: WorkerFlags) => {
+      const resolved = resolveWorkerArgs(flags, process.env);
+      if (!resolved.ok) {
+        for (const e of resolved.errors) process.stderr.write(`error: ${e}\n`);
+        process.exit(2);
+      }
+      const { args } = resolved;
+      const logger = createLogger(args.logLevel).child({ worker: args.name });
+      const agent = startAgent({
+        serverUrl: args.server,
+        token: args.token,
+        comfyuiUrl: args.comfyui,
+        name: args.name,
+        prefetch: args.prefetch,
+        logger,
+      });
+      logger.info(
+        { server: args.server, comfyui: args.comfyui, prefetch: args.prefetch },
+        'worker agent started',
+      );
+
+      let stopping = false;
+      const stop = (signal: string) => {
+        if (stopping) {
+          logger.warn({ signal }, 'second signal: handing back jobs and exiting now');
+          agent.stop({ graceMs: 0 }).finally(() => process.exit(0));
+          return;
+        }
+        stopping = true;
+        logger.info(
+          { signal, graceSeconds: args.graceSeconds },
+          'stopping: no new jobs; a running job may finish',
+        );
+        agent.stop({ graceMs: args.graceSeconds * 1000 }).then(
+          () => process.exit(0),
+          (err: unknown) => {
+            logger.error({ err }, 'stop failed');
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+    });
+}

@@ -1,0 +1,458 @@
+/**
+ * The agent against the real ComfyUI stand-in (in process) and a small real control plane
+ * (test/support/fake-control-plane.ts) speaking the worker protocol.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startFakeControlPlane, type FakeControlPlane } from '../../../test/support/fake-control-plane.js';
+import { modelFreePrompt } from '../../../test/support/prompts.js';
+import { startStandin, type Standin } from '../../../test/support/comfyui-standin/server.js';
+import { encodeRgbPng, solidImage } from '../../../test/support/comfyui-standin/image.js';
+import { createAgent, type AgentHandle, type WorkerAgent } from './index.js';
+
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+const logger = pino({ level: process.env.AGENT_TEST_LOG ?? 'silent' });
+
+async function waitFor<T>(
+  fn: () => T | undefined | null | false,
+  timeoutMs = 10_000,
+  what = 'condition',
+): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+let standin: Standin;
+let cp: FakeControlPlane;
+let agent: AgentHandle | undefined;
+/** The running agent itself, for the one test that reaches into its ComfyUI socket. */
+let agentInstance: WorkerAgent | undefined;
+
+function start(opts: { prefetch?: number; token?: string } = {}): AgentHandle {
+  agentInstance = createAgent({
+    serverUrl: cp.url,
+    token: opts.token ?? cp.token,
+    comfyuiUrl: standin.url,
+    name: 'gpu-test',
+    prefetch: opts.prefetch ?? 1,
+    logger,
+    probeIntervalMs: 200,
+    probeTimeoutMs: 2000,
+    failuresToUnhealthy: 1,
+    backoff: { baseMs: 50, maxMs: 300 },
+  });
+  agentInstance.start();
+  agent = agentInstance;
+  return agent;
+}
+
+function assign(
+  jobId: string,
+  prompt: Record<string, unknown>,
+  opts: { attempt?: number; user?: string } = {},
+): void {
+  cp.send({
+    type: 'assign',
+    job: {
+      jobId,
+      attempt: opts.attempt ?? 1,
+      user: opts.user ?? 'alice',
+      prompt,
+      extraData: {},
+      front: false,
+    },
+  });
+}
+
+beforeAll(async () => {
+  standin = await startStandin({ delayMs: 1000 });
+});
+
+afterAll(async () => {
+  await standin.close();
+});
+
+afterEach(async () => {
+  await agent?.stop();
+  agent = undefined;
+  await cp?.close();
+  await standin.faults.reset();
+  await standin.waitForIdle(10_000).catch(() => undefined);
+});
+
+describe('registration', () => {
+  it('says hello with ComfyUI facts and uploads the environment only when asked', async () => {
+    cp = await startFakeControlPlane({ welcome: { needEnv: true } });
+    start();
+    const hello = await cp.waitFor('hello', (h) => h.healthy);
+    expect(hello.comfyuiVersion).toBe('0.3.64');
+    expect(hello.devices[0]?.vramTotal).toBeGreaterThan(0);
+    expect(hello.envHash).toMatch(/^[0-9a-f]{64}$/);
+    expect(hello.healthy).toBe(true);
+    expect(hello.prefetch).toBe(1);
+    const env = await cp.waitFor('env');
+    expect(env.hash).toBe(hello.envHash);
+    expect(Object.keys(env.snapshot.objectInfo)).toContain('SaveImage');
+    expect(env.snapshot.models.checkpoints).toEqual([]);
+    // Volatile figures stay out of the snapshot (and so out of its hash).
+    expect(JSON.stringify(env.snapshot.systemStats)).not.toMatch(/ram_free|vram_free/);
+    await cp.waitFor('heartbeat');
+
+    // Same ComfyUI again: same hash; the server already has it.
+    await agent!.stop();
+    await cp.close();
+    cp = await startFakeControlPlane({ welcome: { needEnv: false } });
+    start();
+    const again = await cp.waitFor('hello', (h) => h.healthy);
+    expect(again.envHash).toBe(hello.envHash);
+    await cp.waitFor('heartbeat');
+    expect(cp.ofType('env')).toHaveLength(0);
+  });
+
+  it('is refused with a wrong token and keeps retrying', async () => {
+    cp = await startFakeControlPlane();
+    start({ token: 'definitely-wrong' });
+    await waitFor(() => cp.rejected.filter((s) => s === 401).length >= 2, 10_000, 'two 401s');
+    expect(cp.connections()).toBe(0);
+    expect(agent!.status().control.lastError).toMatch(/401/);
+  });
+});
+
+describe('running jobs', () => {
+  it('runs a prompt: namespaced prefix, relayed events, streamed PNG upload, completion', async () => {
+    cp = await startFakeControlPlane();
+    start();
+    await cp.waitFor('hello', (h) => h.healthy);
+    const jobId = `job-${randomUUID()}`;
+    assign(jobId, modelFreePrompt({ color: 0x112233 }));
+    const done = await cp.waitFor('job_completed', (m) => m.jobId === jobId);
+
+    const started = await cp.waitFor('job_started', (m) => m.jobId === jobId);
+    expect(started.attempt).toBe(1);
+    const types = cp
+      .ofType('job_event')
+      .filter((e) => e.jobId === jobId)
+      .map((e) => e.event.type);
+    for (const t of [
+      'execution_start',
+      'execution_cached',
+      'executing',
+      'progress_state',
+      'executed',
+      'execution_success',
+    ]) {
+      expect(types).toContain(t);
+    }
+    // The prefix is namespaced by user and job; the agent's own client id was used.
+    const entry = Object.values(standin.state.history).find(
+      (h) => h.prompt[2]['3']?.inputs.filename_prefix === `alice/${jobId}/ci`,
+    );
+    expect(entry).toBeDefined();
+    expect(entry!.prompt[3].client_id).toMatch(/^comfy-multi-/);
+
+    expect(done.outputs).toHaveLength(1);
+    const out = done.outputs[0]!;
+    expect(out).toMatchObject({
+      nodeId: '3',
+      type: 'output',
+      kind: 'images',
+      subfolder: jobId,
+      filename: 'ci_00001_.png',
+    });
+    const upload = cp.uploads.find((u) => u.jobId === jobId)!;
+    expect(upload.path).toBe(`${jobId}/ci_00001_.png`);
+    expect(upload.body.subarray(0, 8).equals(PNG_SIGNATURE)).toBe(true);
+    expect(out.size).toBe(upload.body.length);
+    expect(out.sha256).toBe(upload.sha256);
+  });
+
+  it('reports an execution_error with node, type, message and traceback', async () => {
+    cp = await startFakeControlPlane();
+    start();
+    await cp.waitFor('hello', (h) => h.healthy);
+    standin.faults.executionError({
+      nodeId: '2',
+      exceptionType: 'RuntimeError',
+      message: 'CUDA out of memory',
+    });
+    const jobId = `job-${randomUUID()}`;
+    assign(jobId, modelFreePrompt({ color: 0x010203 }));
+    const failed = await cp.waitFor('job_failed', (m) => m.jobId === jobId);
+    expect(failed.error).toMatchObject({
+      reason: 'execution_error',
+      nodeId: '2',
+      nodeType: 'ImageInvert',
+      exceptionType: 'RuntimeError',
+    });
+    expect(failed.error.message).toContain('CUDA out of memory');
+    expect(failed.error.traceback?.length).toBeGreaterThan(0);
+    expect(cp.ofType('job_completed')).toHaveLength(0);
+  });
+
+  it('reports a prompt ComfyUI rejects as invalid_prompt with its node errors', async () => {
+    cp = await startFakeControlPlane();
+    start();
+    await cp.waitFor('hello', (h) => h.healthy);
+    const jobId = `job-${randomUUID()}`;
+    assign(jobId, { '1': { class_type: 'NoSuchNode', inputs: {} } });
+    const failed = await cp.waitFor('job_failed', (m) => m.jobId === jobId);
+    expect(failed.error.reason).toBe('invalid_prompt');
+    expect(failed.error.details).toHaveProperty('node_errors');
+  });
+
+  it('relays preview frames tagged with the job id', async () => {
+    cp = await startFakeControlPlane();
+    start();
+    await cp.waitFor('hello', (h) => h.healthy);
+    const jobId = `job-${randomUUID()}`;
+    assign(jobId, modelFreePrompt({ sleep: { seconds: 0.2, steps: 3, seed: 7 }, color: 0x445566 }));
+    await cp.waitFor('job_completed', (m) => m.jobId === jobId);
+    const previews = cp.previews.filter((p) => p.jobId === jobId);
+    expect(previews.length).toBeGreaterThan(0);
+    expect(previews[0]!.comfyFrame.readUInt32BE(0)).toBeGreaterThan(0);
+  });
+
+  it('uploads referenced inputs into the user subfolder and rewrites the prompt', async () => {
+    cp = await startFakeControlPlane();
+    start();
+    await cp.waitFor('hello', (h) => h.healthy);
+    const jobId = `job-${randomUUID()}`;
+    const png = encodeRgbPng(solidImage(16, 16, 1, 0x884422).frames[0]!, 16, 16);
+    cp.inputs.set(`${jobId}/photos/cat.png`, png);
+    assign(jobId, modelFreePrompt({ loadImage: 'photos/cat.png' }), { user: 'bob' });
+    const done = await cp.waitFor('job_completed', (m) => m.jobId === jobId);
+    expect(done.outputs[0]?.filename).toMatch(/\.png$/);
+    expect(readdirSync(join(standin.dirs.input, 'bob', 'photos'))).toContain('cat.png');
+    const entry = Object.values(standin.state.history).find(
+      (h) => h.prompt[2]['1']?.inputs.image === 'bob/photos/cat.png',
+    );
+    expect(entry).toBeDefined();
+  });
+
+  it("never lets a prompt reach another user's files in ComfyUI's folders", async () => {
+    cp = await startFakeControlPlane();
+    start();
+    await cp.waitFor('hello', (h) => h.healthy);
+    // alice's input from an earlier job is still in this ComfyUI's input folder.
+    mkdirSync(join(standin.dirs.input, 'alice'), { recursive: true });
+    writeFileSync(
+      join(standin.dirs.input, 'alice', 'secret.png'),
+      encodeRgbPng(solidImage(8, 8, 1, 0xff0000).frames[0]!, 8, 8),
+    );
+    const jobId = `job-${randomUUID()}`;
+    assign(jobId, modelFreePrompt({ loadImage: 'alice/secret.png' }), { user: 'bob' });
+    const failed = await cp.waitFor('job_failed', (m) => m.jobId === jobId);
+    expect(failed.error.reason).toBe('invalid_prompt');
+    expect(JSON.stringify(failed.error.details)).toContain('bob/alice/secret.png');
+  });
+
+  it("keeps the next job in ComfyUI's own queue while one runs (prefetch)", async () => {
+    cp = await startFakeControlPlane({ welcome: { heartbeatMs: 100 } });
+    start({ prefetch: 1 });
+    await cp.waitFor('hello', (h) => h.healthy);
+    const a = `job-a-${randomUUID()}`;
+    const b = `job-b-${randomUUID()}`;
+    assign(a, modelFreePrompt({ sleep: { seconds: 1, seed: 1 } }));
+    assign(b, modelFreePrompt({ sleep: { seconds: 0.1, seed: 2 } }));
+    await waitFor(
+      () => standin.state.running.length === 1 && standin.state.pending.length === 1,
+      5000,
+      'one running, one pending',
+    );
+    const hb = await cp.waitFor('heartbeat', (m) => m.inFlight.length === 2);
+    expect(hb.inFlight.map((f) => f.state).sort()).toEqual(['queued', 'running']);
+    await cp.waitFor('job_completed', (m) => m.jobId === a);
+    await cp.waitFor('job_completed', (m) => m.jobId === b);
+  });
+});
+
+describe('cancel and release', () => {
+  it('cancels the running job by interrupting exactly that prompt', async () => {
+    cp = await startFakeControlPlane();
+    start();
+    await cp.waitFor('hello', (h) => h.healthy);
+    const a = `job-a-${randomUUID()}`;
+    const b = `job-b-${randomUUID()}`;
+    assign(a, modelFreePrompt({ sleep: { seconds: 5, steps: 50, seed: 3 } }));
+    assign(b, modelFreePrompt({ sleep: { seconds: 0.1, seed: 4 } }));
+    await cp.waitFor('job_started', (m) => m.jobId === a);
+    cp.send({ type: 'cancel', jobId: a, attempt: 1 });
+    await cp.waitFor('job_cancelled', (m) => m.jobId === a);
+    // The other job is untouched and runs next.
+    await cp.waitFor('job_completed', (m) => m.jobId === b, 10_000);
+    expect(cp.ofType('job_completed').some((m) => m.jobId === a)).toBe(false);
+    expect(cp.ofType('job_failed')).toHaveLength(0);
+    const interrupted = Object.values(standin.state.history).filter((h) =>
+      h.status.messages.some(([t]) => t === 'execution_interrupted'),
+    );
+    expect(interrupted).toHaveLength(1);
+  });
+
+  it("cancels a queued job by deleting it from ComfyUI's queue", async () => {
+    cp = await startFakeControlPlane();
+    start();
+    await cp.waitFor('hello', (h) => h.healthy);
+    const a = `job-a-${randomUUID()}`;
+    const b = `job-b-${randomUUID()}`;
+    assign(a, modelFreePrompt({ sleep: { seconds: 0.8, seed: 5 } }));
+    assign(b, modelFreePrompt({ sleep: { seconds: 0.1, seed: 6 } }));
+    await waitFor(() => standin.state.pending.length === 1, 5000, 'b pending in ComfyUI');
+    cp.send({ type: 'cancel', jobId: b, attempt: 1 });
+    await cp.waitFor('job_cancelled', (m) => m.jobId === b);
+    expect(standin.state.pending).toHaveLength(0);
+    await cp.waitFor('job_completed', (m) => m.jobId === a);
+    await standin.waitForIdle();
+    const ranB = Object.values(standin.state.history).some((h) =>
+      String(h.prompt[2]['3']?.inputs.filename_prefix).includes(b),
+    );
+    expect(ranB).toBe(false);
+    expect(cp.ofType('job_started').some((m) => m.jobId === b)).toBe(false);
+  });
+
+  it('releases a prefetched job on request, but not a running one', async () => {
+    cp = await startFakeControlPlane();
+    start();
+    await cp.waitFor('hello', (h) => h.healthy);
+    const a = `job-a-${randomUUID()}`;
+    const b = `job-b-${randomUUID()}`;
+    assign(a, modelFreePrompt({ sleep: { seconds: 0.8, seed: 8 } }));
+    assign(b, modelFreePrompt({ sleep: { seconds: 0.1, seed: 9 } }));
+    await cp.waitFor('job_started', (m) => m.jobId === a);
+    await waitFor(() => standin.state.pending.length === 1, 5000, 'b pending');
+    cp.send({ type: 'release', jobId: a, attempt: 1 });
+    cp.send({ type: 'release', jobId: b, attempt: 1 });
+    const released = await cp.waitFor('job_released', (m) => m.jobId === b);
+    expect(released.reason).toMatch(/release/);
+    expect(standin.state.pending).toHaveLength(0);
+    await cp.waitFor('job_completed', (m) => m.jobId === a);
+    expect(cp.ofType('job_released').some((m) => m.jobId === a)).toBe(false);
+  });
+});
+
+describe('failures', () => {
+  it('reconnects after losing the control plane and reports the job it still runs', async () => {
+    cp = await startFakeControlPlane();
+    start();
+    await cp.waitFor('hello', (h) => h.healthy);
+    const jobId = `job-${randomUUID()}`;
+    assign(jobId, modelFreePrompt({ sleep: { seconds: 1, seed: 10 } }));
+    await cp.waitFor('job_started', (m) => m.jobId === jobId);
+    cp.dropConnection();
+    await waitFor(() => cp.connections() >= 2, 5000, 'a second connection');
+    const hello2 = cp.messages.find((m) => m.conn === 2 && m.msg.type === 'hello')!.msg;
+    expect(hello2.type === 'hello' && hello2.inFlight).toEqual([{ jobId, attempt: 1, state: 'running' }]);
+    const done = await cp.waitFor('job_completed', (m) => m.jobId === jobId);
+    expect(done.outputs).toHaveLength(1);
+    expect(cp.ofType('job_completed').filter((m) => m.jobId === jobId)).toHaveLength(1);
+  });
+
+  it('drops a job the control plane forgot while it was away, and stops it in ComfyUI', async () => {
+    cp = await startFakeControlPlane();
+    start();
+    await cp.waitFor('hello', (h) => h.healthy);
+    const jobId = `job-${randomUUID()}`;
+    assign(jobId, modelFreePrompt({ sleep: { seconds: 5, steps: 50, seed: 11 } }));
+    await cp.waitFor('job_started', (m) => m.jobId === jobId);
+    cp.welcome.forget = (inFlight) => inFlight;
+    cp.dropConnection();
+    await waitFor(() => cp.connections() >= 2, 5000, 'a second connection');
+    await standin.waitForIdle(5000);
+    await waitFor(() => agent!.status().jobs.length === 0, 5000, 'job dropped');
+    const heartbeat = await cp.waitFor('heartbeat', (m) => m.inFlight.length === 0);
+    expect(heartbeat.healthy).toBe(true);
+    expect(cp.ofType('job_completed')).toHaveLength(0);
+  });
+
+  it('hands jobs back and reports unhealthy when ComfyUI stops answering, then rejoins', async () => {
+    cp = await startFakeControlPlane();
+    start();
+    await cp.waitFor('hello', (h) => h.healthy);
+    const a = `job-a-${randomUUID()}`;
+    const b = `job-b-${randomUUID()}`;
+    assign(a, modelFreePrompt({ sleep: { seconds: 5, steps: 50, seed: 12 } }));
+    assign(b, modelFreePrompt({ sleep: { seconds: 0.1, seed: 13 } }));
+    await cp.waitFor('job_started', (m) => m.jobId === a);
+    await standin.faults.setUnreachable('refuse');
+    const ra = await cp.waitFor('job_released', (m) => m.jobId === a);
+    const rb = await cp.waitFor('job_released', (m) => m.jobId === b);
+    expect(ra.reason).toBe('comfyui_unreachable');
+    expect(rb.reason).toBe('comfyui_unreachable');
+    await cp.waitFor('heartbeat', (m) => !m.healthy && m.inFlight.length === 0);
+    expect(agent!.status().comfyui.healthy).toBe(false);
+
+    await standin.faults.setUnreachable(false);
+    await waitFor(() => agent!.status().comfyui.healthy, 5000, 'healthy again');
+    const n = cp.messages.length;
+    await waitFor(
+      () => cp.messages.slice(n).some((m) => m.msg.type === 'heartbeat' && m.msg.healthy),
+      5000,
+      'healthy heartbeat',
+    );
+    // The prompts it gave back do not run on after ComfyUI returns.
+    await standin.waitForIdle(8000);
+    // It takes work again.
+    const c = `job-c-${randomUUID()}`;
+    assign(c, modelFreePrompt({ color: 0x0a0b0c }));
+    await cp.waitFor('job_completed', (m) => m.jobId === c);
+    expect(cp.ofType('job_completed').some((m) => m.jobId === a || m.jobId === b)).toBe(false);
+  });
+
+  it('registers as unhealthy while ComfyUI is not up yet, then again with the real environment', async () => {
+    cp = await startFakeControlPlane({ welcome: { needEnv: true } });
+    await standin.faults.setUnreachable('refuse');
+    start();
+    const first = await cp.waitFor('hello');
+    expect(first.healthy).toBe(false);
+    expect(first.comfyuiVersion).toBe('unknown');
+    await standin.faults.setUnreachable(false);
+    const second = await cp.waitFor('hello', (h) => h.healthy);
+    expect(second.envHash).not.toBe(first.envHash);
+    expect((await cp.waitFor('env')).hash).toBe(second.envHash);
+    const jobId = `job-${randomUUID()}`;
+    assign(jobId, modelFreePrompt({ color: 0x0c0d0e }));
+    await cp.waitFor('job_completed', (m) => m.jobId === jobId);
+  });
+
+  it('settles a job from ComfyUI history when its WebSocket dropped while the job ended', async () => {
+    cp = await startFakeControlPlane();
+    start();
+    await cp.waitFor('hello', (h) => h.healthy);
+    const jobId = `job-${randomUUID()}`;
+    assign(jobId, modelFreePrompt({ sleep: { seconds: 0.05, steps: 1, seed: 16 } }));
+    await cp.waitFor('job_started', (m) => m.jobId === jobId);
+    // Reach into the agent's one ComfyUI socket and cut the TCP connection under it (a network
+    // blip): the socket reconnects under the same client id, but what ComfyUI sent meanwhile is lost.
+    const internals = agentInstance as unknown as { socket: { ws: { terminate(): void } | null } | null };
+    internals.socket!.ws!.terminate();
+    const done = await cp.waitFor('job_completed', (m) => m.jobId === jobId);
+    expect(done.outputs).toHaveLength(1);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(cp.ofType('job_completed').filter((m) => m.jobId === jobId)).toHaveLength(1);
+  });
+
+  it('stops gracefully: hands back queued jobs, lets the running one finish', async () => {
+    cp = await startFakeControlPlane();
+    start();
+    await cp.waitFor('hello', (h) => h.healthy);
+    const a = `job-a-${randomUUID()}`;
+    const b = `job-b-${randomUUID()}`;
+    assign(a, modelFreePrompt({ sleep: { seconds: 0.5, seed: 14 } }));
+    assign(b, modelFreePrompt({ sleep: { seconds: 0.1, seed: 15 } }));
+    await cp.waitFor('job_started', (m) => m.jobId === a);
+    await waitFor(() => standin.state.pending.length === 1, 5000, 'b pending');
+    const stopping = agent!.stop({ graceMs: 10_000 });
+    await cp.waitFor('job_released', (m) => m.jobId === b);
+    await cp.waitFor('job_completed', (m) => m.jobId === a);
+    await stopping;
+    agent = undefined;
+    expect(standin.state.pending).toHaveLength(0);
+  });
+});

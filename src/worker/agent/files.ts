@@ -1,0 +1,128 @@
+/**
+ * Moving files between ComfyUI and the control plane, streamed end to end:
+ * - outputs: ComfyUI `/view` → `PUT /worker/v1/jobs/:jobId/attempts/:attempt/outputs/:node/<path>`;
+ * - inputs: `GET /worker/v1/jobs/:jobId/inputs/<path>` → ComfyUI `/upload/image` in the user's
+ *   own input subfolder.
+ */
+import { jobOutputSchema } from '../protocol.js';
+import type { JobOutput } from '../../store/types.js';
+import { stripOutputNamespace, type InputReference, type OutputNamespace } from '../../comfy/prompt-tools.js';
+import type { ComfyClient } from '../../comfy/comfy-client.js';
+import { encodePath, getStream, HttpError, putStream } from './http-stream.js';
+
+export interface ControlPlaneHttp {
+  serverUrl: string;
+  token: string;
+}
+
+function endpoint(cp: ControlPlaneHttp, path: string): string {
+  const base = cp.serverUrl.replace(/^ws/, 'http').replace(/\/+$/, '');
+  return `${base}/worker/v1${path}`;
+}
+
+const SAFE_SEGMENT = /^[A-Za-z0-9._-]{1,128}$/;
+
+/** A path segment for the job: its id when that is path-safe, else a sanitized form. */
+function jobSegment(jobId: string): string {
+  if (SAFE_SEGMENT.test(jobId) && !jobId.startsWith('.')) return jobId;
+  return (
+    jobId
+      .replace(/[^A-Za-z0-9._-]+/g, '_')
+      .replace(/^[._]+/, '')
+      .slice(0, 128) || 'job'
+  );
+}
+
+/**
+ * Where an output goes in the owner's space: `<jobId>/<the user's own subfolder>/<filename>`.
+ * ComfyUI saved it under `<user>/<jobId>/...` (the namespaced prefix); the user part is dropped
+ * (the control plane files it under the user anyway) and the job part kept, so two jobs that both
+ * produce `ComfyUI_00001_.png` never overwrite each other and a retried attempt overwrites its own
+ * earlier partial upload. Files outside the namespace (previews in temp, nodes without a prefix)
+ * keep their ComfyUI subfolder under the job folder.
+ */
+export function outputUploadPath(
+  out: Pick<JobOutput, 'subfolder' | 'filename'>,
+  ns: OutputNamespace,
+): string {
+  const own = stripOutputNamespace(out.subfolder, ns) ?? out.subfolder;
+  return [jobSegment(ns.jobId), own, out.filename].filter((s) => s !== '').join('/');
+}
+
+/** Streams one output from ComfyUI to the control plane; returns the output as stored there. */
+export async function transferOutput(
+  comfy: ComfyClient,
+  cp: ControlPlaneHttp,
+  job: { jobId: string; attempt: number; user: string },
+  out: JobOutput,
+  signal?: AbortSignal,
+): Promise<JobOutput> {
+  const path = outputUploadPath(out, { user: job.user, jobId: job.jobId });
+  const body = await comfy.view(out, signal ? { signal } : {});
+  const size = body.contentLength;
+  const query = new URLSearchParams({ type: out.type, kind: out.kind });
+  const url = endpoint(
+    cp,
+    `/jobs/${encodeURIComponent(job.jobId)}/attempts/${job.attempt}/outputs/${encodeURIComponent(out.nodeId)}/${encodePath(path)}?${query.toString()}`,
+  );
+  const headers: Record<string, string> = { authorization: `Bearer ${cp.token}` };
+  if (size !== null) headers['content-length'] = String(size);
+  const res = await putStream(url, headers, body, signal);
+  const stored = jobOutputSchema.safeParse(res.json);
+  if (stored.success) return stored.data;
+  // The server did not describe what it stored: report what we sent.
+  const slash = path.lastIndexOf('/');
+  return {
+    nodeId: out.nodeId,
+    filename: out.filename,
+    subfolder: slash < 0 ? '' : path.slice(0, slash),
+    type: out.type,
+    kind: out.kind,
+    size: res.size,
+    sha256: res.sha256,
+  };
+}
+
+/**
+ * Fetches one input a prompt references from the control plane and uploads it to ComfyUI under
+ * `<user>/<its subfolder>`. Returns the value to put in the prompt. When the control plane does
+ * not have the file, the reference is still confined to `<user>/…` (ComfyUI's validation then
+ * reports a missing file): a prompt must never reach another user's files in ComfyUI's folders.
+ */
+export async function transferInput(
+  comfy: ComfyClient,
+  cp: ControlPlaneHttp,
+  job: { jobId: string; user: string },
+  ref: InputReference,
+  signal?: AbortSignal,
+): Promise<string> {
+  const rel = [ref.subfolder, ref.filename].filter((s) => s !== '').join('/');
+  const subfolder = [job.user, ref.subfolder].filter((s) => s !== '').join('/');
+  const url = endpoint(cp, `/jobs/${encodeURIComponent(job.jobId)}/inputs/${encodePath(rel)}`);
+  let res;
+  try {
+    res = await getStream(url, { authorization: `Bearer ${cp.token}` }, signal);
+  } catch (err) {
+    if (err instanceof HttpError && err.status === 404) return `${subfolder}/${ref.filename}`;
+    throw err;
+  }
+  const length = Number(res.headers['content-length']);
+  const uploaded = await comfy.uploadImage(res, {
+    filename: ref.filename,
+    subfolder,
+    type: 'input',
+    ...(Number.isFinite(length) ? { size: length } : {}),
+    ...(signal ? { signal } : {}),
+  });
+  return uploaded.subfolder ? `${uploaded.subfolder}/${uploaded.name}` : uploaded.name;
+}
+
+/**
+ * A reference into ComfyUI's output or temp folder (`x.png [output]`), confined to the user's own
+ * part of it: `<user>/x.png [output]`. Left as is when it already points there.
+ */
+export function confineReference(ref: InputReference, user: string): string {
+  const rel = [ref.subfolder, ref.filename].filter((s) => s !== '').join('/');
+  const own = rel.startsWith(`${user}/`) ? rel : `${user}/${rel}`;
+  return `${own} [${ref.type}]`;
+}

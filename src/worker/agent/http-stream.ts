@@ -1,0 +1,150 @@
+/**
+ * Streaming HTTP to the control plane (output uploads, input downloads) over node:http(s) with a
+ * keep-alive agent: bodies flow through with backpressure, never whole in memory.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+
+const agents = {
+  'http:': new http.Agent({ keepAlive: true, maxSockets: 16 }),
+  'https:': new https.Agent({ keepAlive: true, maxSockets: 16 }),
+};
+
+/** An HTTP answer that is not 2xx. `status` 0 means no answer at all (network error). */
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly body?: string,
+  ) {
+    super(message);
+    this.name = 'HttpError';
+  }
+
+  /** Worth retrying: no answer, 408, 429 or 5xx. */
+  get transient(): boolean {
+    return this.status === 0 || this.status === 408 || this.status === 429 || this.status >= 500;
+  }
+}
+
+function requestFn(url: URL) {
+  return url.protocol === 'https:' ? https.request : http.request;
+}
+
+async function readText(res: IncomingMessage, limit = 64 * 1024): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of res) {
+    const b = c as Buffer;
+    if (size < limit) chunks.push(b.subarray(0, limit - size));
+    size += b.length;
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** GET that resolves with the response stream once the headers are in; non-2xx rejects. */
+export function getStream(
+  url: string,
+  headers: Record<string, string>,
+  signal?: AbortSignal,
+): Promise<IncomingMessage> {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = requestFn(u)(
+      u,
+      { method: 'GET', headers, agent: agents[u.protocol as 'http:'], signal },
+      (res) => {
+        const status = res.statusCode ?? 0;
+        if (status >= 200 && status < 300) return resolve(res);
+        readText(res).then(
+          (body) => reject(new HttpError(status, `GET ${u.pathname} answered HTTP ${status}`, body)),
+          () => reject(new HttpError(status, `GET ${u.pathname} answered HTTP ${status}`)),
+        );
+      },
+    );
+    req.on('error', (err) =>
+      reject(signal?.aborted ? err : new HttpError(0, `GET ${u.pathname} failed: ${err.message}`)),
+    );
+    req.end();
+  });
+}
+
+/** Counts and hashes what passes through. */
+export class Meter extends Transform {
+  size = 0;
+  private readonly hash: Hash = createHash('sha256');
+  constructor() {
+    super({
+      transform: (chunk: Buffer, _enc, cb) => {
+        this.size += chunk.length;
+        this.hash.update(chunk);
+        cb(null, chunk);
+      },
+    });
+  }
+  digest(): string {
+    return this.hash.digest('hex');
+  }
+}
+
+/**
+ * PUT a stream; resolves with the parsed JSON answer (or null) and the size and sha256 of what was
+ * sent. Non-2xx rejects with {@link HttpError}.
+ */
+export async function putStream(
+  url: string,
+  headers: Record<string, string>,
+  body: Readable,
+  signal?: AbortSignal,
+): Promise<{ status: number; json: unknown; size: number; sha256: string }> {
+  const u = new URL(url);
+  const meter = new Meter();
+  const req = requestFn(u)(u, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/octet-stream', ...headers },
+    agent: agents[u.protocol as 'http:'],
+    signal,
+  });
+  const response = new Promise<IncomingMessage>((resolve, reject) => {
+    req.on('response', resolve);
+    req.on('error', reject);
+  });
+  // A server may answer (e.g. 409) before reading the whole body; the answer matters more.
+  const sent = pipeline(body, meter, req).catch((err: unknown) => err as Error);
+  let res: IncomingMessage;
+  try {
+    res = await response;
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    throw new HttpError(0, `PUT ${u.pathname} failed: ${(err as Error).message}`);
+  }
+  const text = await readText(res);
+  const status = res.statusCode ?? 0;
+  if (status < 200 || status >= 300) {
+    body.destroy();
+    throw new HttpError(status, `PUT ${u.pathname} answered HTTP ${status}`, text);
+  }
+  const sendError = await sent;
+  if (sendError) throw new HttpError(0, `PUT ${u.pathname} failed while sending: ${sendError.message}`);
+  return { status, json: parseJson(text), size: meter.size, sha256: meter.digest() };
+}
+
+/** `a/b c/d.png` → `a/b%20c/d.png`: each segment encoded, slashes kept. */
+export function encodePath(path: string): string {
+  return path
+    .split('/')
+    .filter((s) => s !== '')
+    .map(encodeURIComponent)
+    .join('/');
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return text ? (JSON.parse(text) as unknown) : null;
+  } catch {
+    return null;
+  }
+}

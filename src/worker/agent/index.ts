@@ -1,0 +1,82 @@
+/**
+ * The worker agent: `startAgent()` connects one ComfyUI to the control plane and runs jobs until
+ * `stop()`. See docs/worker-agent.md for running it and src/worker/protocol.ts for the protocol.
+ */
+import { randomUUID } from 'node:crypto';
+import { pino, type Logger } from 'pino';
+import { ComfyClient } from '../../comfy/comfy-client.js';
+import { WorkerAgent, type AgentStatus } from './agent.js';
+
+export { WorkerAgent } from './agent.js';
+import { DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
+
+export type { AgentStatus } from './agent.js';
+
+export interface AgentOptions {
+  /** Control plane base URL, e.g. `https://workshop.example.org`. */
+  serverUrl: string;
+  /** Worker token (`comfy-multi workers token create NAME`, or `WORKER_TOKENS` on the server). */
+  token: string;
+  /** ComfyUI base URL, e.g. `http://127.0.0.1:8188`. */
+  comfyuiUrl: string;
+  /** Worker name shown to instructors; with the token's name it identifies the worker. */
+  name: string;
+  /** Jobs held in ComfyUI's own queue besides the running one (0-8). Default 1. */
+  prefetch?: number;
+  logger?: Logger;
+  /** Between ComfyUI health probes. Default 2000 ms. */
+  probeIntervalMs?: number;
+  /** Per ComfyUI health probe. Default 3000 ms. */
+  probeTimeoutMs?: number;
+  /** Failed probes in a row before ComfyUI counts as down. Default 2. */
+  failuresToUnhealthy?: number;
+  /** Control-plane reconnect backoff. Default 250 ms doubling to 15 s, with jitter. */
+  backoff?: BackoffOptions;
+  /** Per ComfyUI HTTP request (not file bodies). Default 30 s. */
+  comfyTimeoutMs?: number;
+}
+
+export interface AgentHandle {
+  /**
+   * Stops taking jobs, hands back those ComfyUI has not started, lets a running one finish for up
+   * to `graceMs` (default 0), then hands it back too and disconnects.
+   */
+  stop(opts?: { graceMs?: number }): Promise<void>;
+  status(): AgentStatus;
+}
+
+export function startAgent(opts: AgentOptions): AgentHandle {
+  const agent = createAgent(opts);
+  agent.start();
+  return { stop: (o) => agent.stop(o), status: () => agent.status() };
+}
+
+/** The agent, not yet started (`start()`); {@link startAgent} is the usual entry point. */
+export function createAgent(opts: AgentOptions): WorkerAgent {
+  const prefetch = opts.prefetch ?? 1;
+  if (!Number.isInteger(prefetch) || prefetch < 0 || prefetch > 8) {
+    throw new RangeError('prefetch must be a whole number from 0 to 8');
+  }
+  const logger = opts.logger ?? pino({ level: 'info' });
+  const comfy = new ComfyClient({
+    baseUrl: opts.comfyuiUrl,
+    clientId: `comfy-multi-${randomUUID()}`,
+    timeoutMs: opts.comfyTimeoutMs ?? 30_000,
+  });
+  return new WorkerAgent(
+    {
+      serverUrl: opts.serverUrl,
+      token: opts.token,
+      name: opts.name,
+      prefetch,
+      logger,
+      probeIntervalMs: opts.probeIntervalMs ?? 2000,
+      probeTimeoutMs: opts.probeTimeoutMs ?? 3000,
+      failuresToUnhealthy: opts.failuresToUnhealthy ?? 2,
+      backoff: opts.backoff ?? DEFAULT_BACKOFF,
+      uploadConcurrency: 2,
+      uploadAttempts: 8,
+    },
+    comfy,
+  );
+}
