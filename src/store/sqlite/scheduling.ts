@@ -6,8 +6,8 @@
  * O(window + users at their limit), not O(pending jobs) or O(users). Only those users' heads are
  * fetched (indexed `LIMIT 1`, policy columns only) and handed to `selectJob`.
  *
- * pendingInOrder: fifo is one index range; the other modes merge the users' head streams with a
- * heap keyed like `compareHeads`, reading each user's jobs in small batches: O(users + limit·log users).
+ * pendingInOrder: fifo is two index ranges; the other modes merge the users' head streams, read
+ * lazily from the same user index, with a heap keyed like `compareHeads`: O(limit·log limit).
  */
 import type Database from 'better-sqlite3';
 import { selectJob, type Candidate, type UserServeState } from '../../scheduler/policy.js';
@@ -66,7 +66,8 @@ export class Scheduler {
   private readonly usersInOrder: Record<QueueMode, Database.Statement<[], UserRow>>;
   private readonly head: Record<QueueMode, Database.Statement<[string], HeadRow>>;
   private readonly userJobs: Record<QueueMode, Database.Statement<[string, number, number], OrderRow>>;
-  private readonly activeUsers: Database.Statement<[], UserRow>;
+  private readonly usersPage: Record<QueueMode, Database.Statement<[number, number], UserRow>>;
+  private readonly serveCounter: Database.Statement<[], number>;
   private readonly frontOrder: Database.Statement<[number], number>;
   private readonly seqOrder: Database.Statement<[number], number>;
   private readonly start: Database.Statement<[string, number, number, number], unknown>;
@@ -94,7 +95,12 @@ export class Scheduler {
          WHERE user = ? AND status = 'pending' ORDER BY ${HEAD_ORDER[m]} LIMIT ? OFFSET ?`,
       ),
     );
-    this.activeUsers = db.prepare<[], UserRow>(`SELECT ${USER_COLS} FROM user_state WHERE pending > 0`);
+    this.usersPage = perMode((m) =>
+      db.prepare<[number, number], UserRow>(
+        `SELECT ${USER_COLS} FROM user_state WHERE pending > 0 ORDER BY ${USERS_ORDER[m]} LIMIT ? OFFSET ?`,
+      ),
+    );
+    this.serveCounter = db.prepare<[], number>('SELECT serve FROM meta WHERE id = 1').pluck();
     // fifo order is (front DESC, seq): the moved jobs (few), then the rest by seq.
     this.frontOrder = db
       .prepare<[number], number>(
@@ -200,10 +206,25 @@ export class Scheduler {
     }
     const cmp = (a: Stream, b: Stream) =>
       b.front - a.front || (prio ? a.rank - b.rank : 0) || a.served - b.served || a.seq - b.seq;
-    let counter = 0;
-    const streams: Stream[] = this.activeUsers.all().map((u) => {
-      counter = Math.max(counter, u.last_served);
-      return {
+    // Users not served yet in this simulation keep their stored keys, so they come straight from
+    // the ordered index, a page at a time; users served in it go to a heap with their new keys.
+    // Only about `limit` users are ever read.
+    let counter = this.serveCounter.get() ?? 0; // >= every user's last_served
+    const heap = new Heap<Stream>([], cmp);
+    let page: UserRow[] = [];
+    let pageAt = 0;
+    let offset = 0;
+    let untouched: Stream | undefined;
+    const peekUntouched = (): Stream | undefined => {
+      if (untouched) return untouched;
+      if (pageAt >= page.length) {
+        page = this.usersPage[mode].all(Math.min(64, limit), offset);
+        offset += page.length;
+        pageAt = 0;
+      }
+      const u = page[pageAt];
+      if (!u) return undefined;
+      untouched = {
         user: u.user,
         served: u.last_served,
         front: u.head_front,
@@ -214,8 +235,18 @@ export class Scheduler {
         fetched: 0,
         batch: 2,
       };
-    });
-    const heap = new Heap(streams, cmp);
+      return untouched;
+    };
+    const next = (): Stream | undefined => {
+      const u = peekUntouched();
+      const h = heap.peek();
+      if (u && (!h || cmp(u, h) < 0)) {
+        untouched = undefined;
+        pageAt++;
+        return u;
+      }
+      return heap.pop();
+    };
     // Most users contribute a job or two to a page, so batches start small and double.
     const refill = (s: Stream): OrderRow[] => {
       s.buf = this.userJobs[mode].all(s.user, Math.min(s.batch, limit), s.fetched);
@@ -226,7 +257,7 @@ export class Scheduler {
     };
     const out: number[] = [];
     while (out.length < limit) {
-      const s = heap.pop();
+      const s = next();
       if (!s) break;
       let buf = s.buf ?? refill(s);
       const cur = buf[s.pos];
@@ -234,11 +265,11 @@ export class Scheduler {
       out.push(cur.seq);
       s.pos++;
       if (s.pos >= buf.length) buf = refill(s);
-      const next = buf[s.pos];
-      if (!next) continue;
-      s.front = next.front;
-      s.rank = prio ? next.prio_rank : 0;
-      s.seq = next.seq;
+      const following = buf[s.pos];
+      if (!following) continue;
+      s.front = following.front;
+      s.rank = prio ? following.prio_rank : 0;
+      s.seq = following.seq;
       s.served = ++counter;
       heap.push(s);
     }
@@ -267,6 +298,10 @@ class Heap<T> {
       [this.a[i], this.a[p]] = [this.a[p]!, this.a[i]!];
       i = p;
     }
+  }
+
+  peek(): T | undefined {
+    return this.a[0];
   }
 
   pop(): T | undefined {

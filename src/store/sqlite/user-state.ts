@@ -65,7 +65,7 @@ export class UserState {
   private readonly deltaHeadsStmt: Database.Statement;
   private readonly pendingStmt: Database.Statement<[string], number>;
   private readonly countsStmt: Database.Statement<[string], CountsRow>;
-  private readonly allCountsStmt: Database.Statement<[], CountsRow>;
+  private readonly allCountsStmt: Database.Statement<[], string>;
   private readonly totalsStmt: Database.Statement<[], StatusCounts>;
   private readonly activityStmt: Database.Statement;
 
@@ -89,9 +89,13 @@ export class UserState {
     this.pendingStmt = db.prepare<[string], number>('SELECT pending FROM user_state WHERE user = ?').pluck();
     const cols = 'user, pending, running, completed, failed, cancelled, gpu_ms, last_activity';
     this.countsStmt = db.prepare<[string], CountsRow>(`SELECT ${cols} FROM user_state WHERE user = ?`);
-    this.allCountsStmt = db.prepare<[], CountsRow>(
-      `SELECT ${cols} FROM user_state WHERE pending + running + completed + failed + cancelled > 0 ORDER BY user`,
-    );
+    // One JSON string instead of a row object per user: materialising rows cost ~3x more.
+    this.allCountsStmt = db
+      .prepare<[], string>(
+        `SELECT json_group_array(json_array(${cols})) FROM
+         (SELECT ${cols} FROM user_state WHERE pending + running + completed + failed + cancelled > 0 ORDER BY user)`,
+      )
+      .pluck();
     this.totalsStmt = db.prepare<[], StatusCounts>(`SELECT coalesce(sum(pending), 0) AS pending,
       coalesce(sum(running), 0) AS running, coalesce(sum(completed), 0) AS completed,
       coalesce(sum(failed), 0) AS failed, coalesce(sum(cancelled), 0) AS cancelled FROM user_state`);
@@ -140,15 +144,16 @@ export class UserState {
   }
 
   counters(): UserCounters[] {
-    return this.allCountsStmt.all().map((r) => ({
-      user: r.user,
-      pending: r.pending,
-      running: r.running,
-      completed: r.completed,
-      failed: r.failed,
-      cancelled: r.cancelled,
-      gpuMs: r.gpu_ms,
-      lastActivityAt: r.last_activity,
+    const rows = JSON.parse(this.allCountsStmt.get() ?? '[]') as [string, ...number[]][];
+    return rows.map(([user, pending, running, completed, failed, cancelled, gpuMs, lastActivityAt]) => ({
+      user,
+      pending: pending!,
+      running: running!,
+      completed: completed!,
+      failed: failed!,
+      cancelled: cancelled!,
+      gpuMs: gpuMs!,
+      lastActivityAt: lastActivityAt ?? null,
     }));
   }
 }
