@@ -37,6 +37,8 @@ export interface RedisServerHandle {
 
 const INSTALL_HINT = 'install it: apt-get install redis-server';
 const live = new Set<ChildProcess>();
+/** Temporary data directories this module created and has not removed yet. */
+const ownDirs = new Set<string>();
 let exitHookInstalled = false;
 
 /** The `redis-server` binary: `$REDIS_SERVER_BIN`, else the first one on `PATH`, else /usr/bin. */
@@ -108,6 +110,7 @@ function installExitHook(): void {
   // Never leave a redis-server behind when the test process dies.
   process.once('exit', () => {
     for (const child of live) child.kill('SIGKILL');
+    for (const dir of ownDirs) rmSync(dir, { recursive: true, force: true });
   });
 }
 
@@ -126,6 +129,7 @@ async function startOnce(opts: RedisServerOptions, port: number): Promise<RedisS
   const bin = findRedisServer();
   const ownDir = opts.dir === undefined;
   const dir = opts.dir ?? mkdtempSync(path.join(os.tmpdir(), 'comfy-multi-redis-'));
+  if (ownDir) ownDirs.add(dir);
   const args = [
     '--port', String(port),
     '--bind', '127.0.0.1',
@@ -154,7 +158,9 @@ async function startOnce(opts: RedisServerOptions, port: number): Promise<RedisS
   child.once('exit', () => live.delete(child));
 
   const cleanupDir = (): void => {
-    if (ownDir) rmSync(dir, { recursive: true, force: true });
+    if (!ownDir) return;
+    rmSync(dir, { recursive: true, force: true });
+    ownDirs.delete(dir);
   };
 
   const deadline = Date.now() + (opts.startTimeoutMs ?? 10_000);

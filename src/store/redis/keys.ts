@@ -16,9 +16,14 @@
  * Scheduling (pending jobs only)
  *   <p>pq:seq:<user>        zset id → -front for moved jobs, else seq  (headOrder of fifo, round_robin)
  *   <p>pq:prio:<user>       zset id → -front for moved jobs, else level·2^44 + seq (headOrder of priority)
- *   <p>heads:seq            hash user → the user's first job in pq:seq as candidate JSON
- *                           `[id, user, seq, priority, front, skips, models]`; only users with pending jobs
+ *   <p>heads:seq            hash user → the user's first job in pq:seq as JSON
+ *                           `[id, user, seq, priority, front, skips, models, lastServed, running]`
+ *                           (the policy's Candidate plus the user's serve state); only users with
+ *                           pending jobs
  *   <p>heads:prio           hash user → the same for pq:prio
+ *   <p>heads:changed        zset user → clock tick of the user's last head change
+ *   <p>heads:meta           hash tick (the head change clock), epoch (random, set by the store;
+ *                           a claimer's cached heads are only valid for the same epoch)
  *   <p>served:user          hash user → serve number of the user's last claim (`lastServed`)
  *   <p>running              hash user → number of running jobs (field removed at 0)
  *   <p>leases               zset id → leaseExpiresAt, running jobs only
@@ -63,6 +68,8 @@ export function redisKeys(p: string) {
     pqPrio: (user: string) => `${p}pq:prio:${user}`,
     headsSeq: `${p}heads:seq`,
     headsPrio: `${p}heads:prio`,
+    headsChanged: `${p}heads:changed`,
+    headsMeta: `${p}heads:meta`,
     lastServed: `${p}served:user`,
     running: `${p}running`,
     leases: `${p}leases`,

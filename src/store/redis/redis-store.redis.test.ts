@@ -340,6 +340,47 @@ describe('RedisStore (Redis specifics)', () => {
     }
   });
 
+  it("a claimer's cached heads follow changes made through other connections", async () => {
+    const defaults = { ...DEFAULTS, limits: { maxPendingPerUser: 20, maxRunningPerUser: 5 } };
+    const a = await fresh(defaults);
+    const b = await openRedisStore({ url: redisUrl, keyPrefix: a.keys.prefix, defaults });
+    opened.push({ store: b, prefix: a.keys.prefix });
+    type Internals = { heads: { byUser: Map<string, { candidate: Candidate }> }; gather(): Promise<unknown> };
+    /** The heads `s` works with after one more (delta) gather. */
+    const cached = async (s: RedisStore) => {
+      await (s as unknown as Internals).gather();
+      return (s as unknown as Internals).heads.byUser;
+    };
+    const claim = (s: RedisStore, now: number) =>
+      s.claim({ workerId: 'w', warmModels: [], leaseMs: 1000, now, affinity: { window: 1, maxSkips: 0 } });
+    let now = T0;
+    for (let i = 0; i < 30; i++) await a.enqueue({ user: `u${i % 6}`, prompt: PROMPT }, ++now);
+    await claim(a, ++now);
+    // Changes through b: a cancel, a move to the front, a priority change, claims, a mode switch.
+    const pending = (await b.listJobs({ status: 'pending', order: 'asc', limit: 100 })).jobs;
+    await b.cancel(pending[0]!.id, ++now);
+    await b.moveToFront(pending[7]!.id);
+    await b.setPriority(pending[3]!.id, 'high');
+    await claim(b, ++now);
+    await claim(b, ++now);
+    for (const mode of ['round_robin', 'priority', 'fifo'] as const) {
+      await b.updateSettings({ mode });
+      const want = pending.length > 0 ? (await b.pendingInOrder(1))[0]?.id : undefined;
+      const got = await claim(a, ++now);
+      expect(got?.id).toBe(want);
+      const key = mode === 'priority' ? a.keys.headsPrio : a.keys.headsSeq;
+      const stored = Object.entries(await a.client.hgetall(key)).map(([u, text]) => [u, JSON.parse(text)[0]]);
+      const mine = [...(await cached(a))].map(([u, h]) => [u, h.candidate.id]);
+      expect(mine.sort()).toEqual(stored.sort());
+    }
+    // The keyspace is wiped under the running store: its cache must not survive.
+    await deleteKeysWithPrefix(a.client, a.keys.prefix);
+    expect(await claim(a, ++now)).toBeNull();
+    const fresh1 = await b.enqueue({ user: 'new', prompt: PROMPT }, ++now);
+    expect((await claim(a, ++now))?.id).toBe(fresh1.id);
+    expect(await claim(a, now + 1)).toBeNull();
+  });
+
   it('pendingInOrder matches serviceOrder when it loads only part of each queue', async () => {
     for (const mode of ['fifo', 'round_robin', 'priority'] as const) {
       const store = await fresh({

@@ -3,12 +3,14 @@
  * loaded by `lua-scripts.ts`), so each is atomic; reads are single commands or MULTI/EXEC. The key
  * layout is documented in `keys.ts`.
  *
- * Claiming is two round trips. `gather` reads, in one MULTI, every active user's head (kept up to
- * date in `heads:seq` / `heads:prio` by every script that changes a user's pending jobs) and the
- * users' serve state; `selectJob` from the policy picks; the `claim` script applies the choice
- * (running, lease, lastServed, running count, skips) only if the job is still pending, else the
- * claim starts over with fresh candidates. Claims from one store instance are serialised, so
- * only claimers in other processes can make a claim start over.
+ * Claiming is two round trips. `gather` (script `heads-since`) reads the settings and every
+ * active user's head (kept up to date in `heads:seq` / `heads:prio`, with the user's serve state,
+ * by every script that changes them); the store caches the heads and Redis sends only those that
+ * changed since the last claim. `selectJob` from the policy picks (after `preselect` narrowed the
+ * heads to the ones it can look at); the `claim` script applies the choice (running, lease,
+ * lastServed, running count, skips) only if the job is still pending, else the claim starts over.
+ * Claims from one store instance are serialised, so only claimers in other processes can make a
+ * claim start over.
  *
  * Durability is Redis's: run it with AOF on (`appendonly yes`); `persistence()` reports it.
  */
@@ -16,8 +18,10 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { AppError, QueueLimitError } from '../../errors.js';
 import {
+  compareHeads,
   selectJob,
   serviceOrder,
+  userHeads,
   type Candidate,
   type SelectInput,
   type UserServeState,
@@ -125,6 +129,10 @@ export async function openRedisStore(opts: OpenRedisStoreOptions): Promise<Redis
     }
     throw err;
   }
+  // The epoch that claimers' cached heads are checked against (kept when it exists).
+  await client
+    .hsetnx(redisKeys(opts.keyPrefix ?? DEFAULT_KEY_PREFIX).headsMeta, 'epoch', randomUUID())
+    .catch(() => 0);
   return new RedisStore(client, {
     keyPrefix: opts.keyPrefix ?? DEFAULT_KEY_PREFIX,
     defaults: opts.defaults,
@@ -193,6 +201,28 @@ function usersOf(heads: readonly Head[]): Map<string, UserServeState> {
   return users;
 }
 
+/**
+ * Drops the users who cannot be among the first `n` picks of `serviceOrder`: a user whose head
+ * ranks below the n-th head is beaten, at each of the first n picks, by some user ranked above it
+ * and not picked yet (heads of unpicked users do not change), so only the n best users matter.
+ */
+function onlyContenders(
+  mode: QueueMode,
+  candidates: Candidate[],
+  users: ReadonlyMap<string, UserServeState>,
+  n: number,
+): Candidate[] {
+  const heads = userHeads(mode, candidates);
+  if (heads.length <= n) return candidates;
+  const keep = new Set(
+    heads
+      .sort(compareHeads(mode, users))
+      .slice(0, n)
+      .map((h) => h.user),
+  );
+  return candidates.filter((c) => keep.has(c.user));
+}
+
 /** Byte order of the UTF-8 encodings, like SQLite's BINARY collation. */
 function byCodePoint(a: string, b: string): number {
   return a === b ? 0 : Buffer.compare(Buffer.from(a), Buffer.from(b));
@@ -244,10 +274,14 @@ export class RedisStore implements JobStore {
   private readonly ownsClient: boolean;
   private closed = false;
   private claimQueue: Promise<unknown> = Promise.resolve();
-  /** The mode the last claim found, to fetch the right heads hash in one round trip. */
-  private modeSeen: QueueMode;
-  /** Decoded heads by their JSON text, from the last claim (candidates are never mutated). */
-  private headCache = new Map<string, Head>();
+  /** The heads as of the last claim, by user (never mutated by the policy). */
+  private readonly heads: { mode: QueueMode | null; epoch: string; tick: string; byUser: Map<string, Head> } =
+    {
+      mode: null,
+      epoch: '',
+      tick: '0',
+      byUser: new Map(),
+    };
   private userLimitsCache: { json: string; value: QueueSettings['userLimits'] } = { json: '{}', value: {} };
 
   constructor(
@@ -256,7 +290,6 @@ export class RedisStore implements JobStore {
   ) {
     this.keys = redisKeys(opts.keyPrefix ?? DEFAULT_KEY_PREFIX);
     this.defaults = structuredClone(opts.defaults);
-    this.modeSeen = this.defaults.mode;
     this.ownsClient = opts.ownsClient ?? false;
     this.scripts = registerLuaScripts(client);
   }
@@ -300,7 +333,7 @@ export class RedisStore implements JobStore {
   /** The first four KEYS of every script that keeps heads up to date (lua/includes/heads.lua). */
   private headsKeys(): string[] {
     const k = this.keys;
-    return [k.headsSeq, k.headsPrio, k.lastServed, k.running];
+    return [k.headsSeq, k.headsPrio, k.lastServed, k.running, k.headsChanged, k.headsMeta];
   }
 
   private transitionKeys(): string[] {
@@ -442,12 +475,10 @@ export class RedisStore implements JobStore {
   }
 
   /**
-   * One MULTI/EXEC round trip: the settings and every active user's head under the mode's head
-   * order (HVALS of heads:seq or heads:prio, guessed from the last mode seen and fetched again
-   * when the mode changed); each head carries its user's serve state. Plain commands rather than
-   * a Lua script, which would copy every head through the Lua heap (about 8x the Redis time at
-   * 1,000 users). Heads are decoded once and reused while their text is unchanged, so a claim
-   * parses only the heads that changed since the last one. Null when paused or nothing is pending.
+   * One round trip (`heads-since`): the settings and the active users' heads under the mode's
+   * head order. The store keeps the heads it saw last; Redis sends only the users whose head
+   * changed since then (usually one or two per claim), or everything when the cache is from
+   * another mode or epoch. Null when paused or nothing is pending.
    */
   private async gather(): Promise<{
     mode: QueueMode;
@@ -456,36 +487,35 @@ export class RedisStore implements JobStore {
     users: Map<string, UserServeState>;
   } | null> {
     const k = this.keys;
-    for (;;) {
-      const guess = this.modeSeen;
-      const res =
-        (await this.io(
-          this.client
-            .multi()
-            .hgetall(k.settings)
-            .hvals(guess === 'priority' ? k.headsPrio : k.headsSeq)
-            .exec(),
-        )) ?? [];
-      for (const [err] of res) if (err) this.raise(err);
-      const settings = this.settingsFrom((res[0]?.[1] ?? {}) as Record<string, string>);
-      if (settings.paused) return null;
-      this.modeSeen = settings.mode;
-      if (settings.mode !== guess) continue;
-      const texts = (res[1]?.[1] ?? []) as string[];
-      if (texts.length === 0) return null;
-      const previous = this.headCache;
-      const cache = new Map<string, Head>();
-      const candidates: Candidate[] = [];
-      const users = new Map<string, UserServeState>();
-      for (const text of texts) {
-        const head = previous.get(text) ?? headFrom(JSON.parse(text) as HeadTuple);
-        cache.set(text, head);
-        candidates.push(head.candidate);
-        users.set(head.candidate.user, head.state);
-      }
-      this.headCache = cache;
-      return { mode: settings.mode, settings, candidates, users };
+    const cache = this.heads;
+    const r = await this.run(
+      'heads-since',
+      [k.settings, k.headsSeq, k.headsPrio, k.headsChanged, k.headsMeta],
+      [this.defaults.mode, this.defaults.paused ? '1' : '0', cache.mode ?? '', cache.epoch, cache.tick],
+    );
+    const settings = this.settingsFrom(r[0] as Flat);
+    if (r[1] === 'paused') return null;
+    const [, kind, epoch, tick, pairs] = r as [Flat, 'full' | 'delta', string, string, Flat];
+    if (kind === 'full') {
+      cache.byUser.clear();
+      // A keyspace without an epoch (new, or flushed under us): give it one for the next claim.
+      if (epoch === '') await this.io(this.client.hsetnx(k.headsMeta, 'epoch', randomUUID()));
     }
+    for (let i = 0; i + 1 < pairs.length; i += 2) {
+      const user = pairs[i]!;
+      const text = pairs[i + 1]!;
+      if (text === '') cache.byUser.delete(user);
+      else cache.byUser.set(user, headFrom(JSON.parse(text) as HeadTuple));
+    }
+    Object.assign(cache, { mode: settings.mode, epoch, tick });
+    if (cache.byUser.size === 0) return null;
+    const candidates: Candidate[] = [];
+    const users = new Map<string, UserServeState>();
+    for (const h of cache.byUser.values()) {
+      candidates.push(h.candidate);
+      users.set(h.candidate.user, h.state);
+    }
+    return { mode: settings.mode, settings, candidates, users };
   }
 
   async renewLease(
@@ -652,7 +682,7 @@ export class RedisStore implements JobStore {
       const loaded = new Map<string, number>();
       for (const c of candidates) loaded.set(c.user, (loaded.get(c.user) ?? 0) + 1);
       const cut = new Set(names.filter((u, i) => (loaded.get(u) ?? 0) < (totals[i] ?? 0)));
-      const order = serviceOrder(mode, candidates, users, n);
+      const order = serviceOrder(mode, onlyContenders(mode, candidates, users, n), users, n);
       if (exact) return order.map((c) => c.id);
       const taken = new Map<string, number>();
       let short: string | undefined;

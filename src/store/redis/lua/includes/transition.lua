@@ -1,6 +1,6 @@
 --[[
   Helpers of the transition scripts (finish, release, cancel, requeue-expired), which all take
-  the same seven KEYS in this order: the heads group (see "heads") and then
+  the same nine KEYS in this order: the heads group (see "heads") and then
 
     leases by deadline         <p>leases
     finished jobs by time      <p>idx:finished
@@ -9,7 +9,7 @@
   Needs "common" and "heads" first; never run on its own.
 ]]
 local function transitionKeys()
-  return { heads = headsKeys(), leases = KEYS[5], finished = KEYS[6], gpu = KEYS[7] }
+  return { heads = headsKeys(), leases = KEYS[7], finished = KEYS[8], gpu = KEYS[9] }
 end
 
 -- A running job gives up its lease and worker slot (before becoming pending or terminal).

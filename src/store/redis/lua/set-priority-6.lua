@@ -5,6 +5,8 @@
   KEYS[2] heads, prio order          <p>heads:prio
   KEYS[3] last served, by user       <p>served:user
   KEYS[4] running count, by user     <p>running
+  KEYS[5] head changes, by user      <p>heads:changed
+  KEYS[6] head change clock          <p>heads:meta
 
   ARGV[1] key prefix
   ARGV[2] job id

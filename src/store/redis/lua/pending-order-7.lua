@@ -7,7 +7,9 @@
   KEYS[2] heads, prio order          <p>heads:prio
   KEYS[3] last served, by user       <p>served:user
   KEYS[4] running count, by user     <p>running
-  KEYS[5] settings hash              <p>settings
+  KEYS[5] head changes, by user      <p>heads:changed
+  KEYS[6] head change clock          <p>heads:meta
+  KEYS[7] settings hash              <p>settings
 
   ARGV[1] key prefix
   ARGV[2] default mode (used while no settings are stored)
@@ -22,7 +24,7 @@
 --- @include "heads"
 
 local H = headsKeys()
-local mode = redis.call('HGET', KEYS[5], 'mode') or ARGV[2]
+local mode = redis.call('HGET', KEYS[7], 'mode') or ARGV[2]
 local headsKey = H.seq
 if mode == 'priority' then headsKey = H.prio end
 local override = {}
@@ -38,7 +40,9 @@ for i, u in ipairs(users) do
   names[i] = cjson.encode(u)
   counts[i] = redis.call('ZCARD', key)
   local served, running = serveState(H, u)
-  for _, id in ipairs(redis.call('ZRANGE', key, 0, (override[u] or defaultK) - 1)) do
+  -- The first job is the head, whose JSON is kept in the heads hash already.
+  cands[#cands + 1] = redis.call('HGET', headsKey, u)
+  for _, id in ipairs(redis.call('ZRANGE', key, 1, (override[u] or defaultK) - 1)) do
     cands[#cands + 1] = candidateJson(H, id, served, running)
   end
 end

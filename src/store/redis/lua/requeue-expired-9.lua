@@ -7,9 +7,11 @@
   KEYS[2] heads, prio order          <p>heads:prio
   KEYS[3] last served, by user       <p>served:user
   KEYS[4] running count, by user     <p>running
-  KEYS[5] leases by deadline         <p>leases
-  KEYS[6] finished jobs by time      <p>idx:finished
-  KEYS[7] GPU time, by user          <p>gpu
+  KEYS[5] head changes, by user      <p>heads:changed
+  KEYS[6] head change clock          <p>heads:meta
+  KEYS[7] leases by deadline         <p>leases
+  KEYS[8] finished jobs by time      <p>idx:finished
+  KEYS[9] GPU time, by user          <p>gpu
 
   ARGV[1] key prefix
   ARGV[2] now

@@ -7,9 +7,11 @@
   KEYS[2] heads, prio order          <p>heads:prio
   KEYS[3] last served, by user       <p>served:user
   KEYS[4] running count, by user     <p>running
-  KEYS[5] settings hash              <p>settings
-  KEYS[6] serve counter              <p>served
-  KEYS[7] leases by deadline         <p>leases
+  KEYS[5] head changes, by user      <p>heads:changed
+  KEYS[6] head change clock          <p>heads:meta
+  KEYS[7] settings hash              <p>settings
+  KEYS[8] serve counter              <p>served
+  KEYS[9] leases by deadline         <p>leases
 
   ARGV[1] key prefix
   ARGV[2] default paused, '1' or '0'
@@ -25,7 +27,7 @@
 --- @include "heads"
 
 local H = headsKeys()
-local paused = redis.call('HGET', KEYS[5], 'paused') or ARGV[2]
+local paused = redis.call('HGET', KEYS[7], 'paused') or ARGV[2]
 if paused == '1' then return { 'paused' } end
 
 local id, now, deadline = ARGV[3], ARGV[5], ARGV[6]
@@ -38,8 +40,8 @@ removePending(user, id)
 moveStatus(id, user, seq, 'pending', 'running')
 redis.call('HINCRBY', jk, 'attempts', 1)
 redis.call('HSET', jk, 'status', 'running', 'workerId', ARGV[4], 'leaseExpiresAt', deadline, 'startedAt', now)
-redis.call('ZADD', KEYS[7], deadline, id)
-redis.call('HSET', H.served, user, redis.call('INCR', KEYS[6]))
+redis.call('ZADD', KEYS[9], deadline, id)
+redis.call('HSET', H.served, user, redis.call('INCR', KEYS[8]))
 redis.call('HINCRBY', H.running, user, 1)
 
 for i = 7, #ARGV do

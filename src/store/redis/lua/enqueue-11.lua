@@ -6,11 +6,13 @@
   KEYS[2] heads, prio order          <p>heads:prio
   KEYS[3] last served, by user       <p>served:user
   KEYS[4] running count, by user     <p>running
-  KEYS[5] seq counter                <p>seq
-  KEYS[6] front counter              <p>front
-  KEYS[7] settings hash              <p>settings
-  KEYS[8] index of all jobs          <p>idx:all
-  KEYS[9] users with jobs            <p>users
+  KEYS[5] head changes, by user      <p>heads:changed
+  KEYS[6] head change clock          <p>heads:meta
+  KEYS[7] seq counter                <p>seq
+  KEYS[8] front counter              <p>front
+  KEYS[9] settings hash              <p>settings
+  KEYS[10] index of all jobs          <p>idx:all
+  KEYS[11] users with jobs            <p>users
 
   ARGV[1] key prefix
   ARGV[2] job id
@@ -34,7 +36,7 @@ local jk = jobKey(id)
 if redis.call('EXISTS', jk) == 1 then return { 'conflict' } end
 
 local limit
-local s = redis.call('HMGET', KEYS[7], 'maxPendingPerUser', 'userLimits')
+local s = redis.call('HMGET', KEYS[9], 'maxPendingPerUser', 'userLimits')
 if s[1] then
   limit = tonumber(s[1])
   if s[2] and s[2] ~= '{}' then
@@ -50,19 +52,19 @@ if redis.call('ZCARD', idxUserStatusKey('pending', user)) >= limit then
   return { 'limit', tostring(limit) }
 end
 
-local seq = redis.call('INCR', KEYS[5])
+local seq = redis.call('INCR', KEYS[7])
 local front = 0
-if ARGV[5] == '1' then front = redis.call('INCR', KEYS[6]) end
+if ARGV[5] == '1' then front = redis.call('INCR', KEYS[8]) end
 
 redis.call('HSET', jk, 'id', id, 'seq', seq, 'user', user, 'status', 'pending', 'priority', priority,
   'front', front, 'prompt', ARGV[7], 'models', ARGV[8], 'metadata', ARGV[9], 'attempts', 0, 'skips', 0,
   'createdAt', now, 'outputs', '[]')
-redis.call('ZADD', KEYS[8], seq, id)
+redis.call('ZADD', KEYS[10], seq, id)
 redis.call('ZADD', idxStatusKey('pending'), seq, id)
 redis.call('ZADD', idxUserKey(user), seq, id)
 redis.call('ZADD', idxUserStatusKey('pending', user), seq, id)
 addPending(user, id, seq, front, priority)
 refreshHeads(H, user)
-redis.call('SADD', KEYS[9], user)
+redis.call('SADD', KEYS[11], user)
 touchActivity(user, id, now)
 return { 'ok', seq, front }
