@@ -373,7 +373,10 @@ export class SqliteStore implements JobStore {
         return { ok: true, job: this.jobs.bySeq(st.seq) };
       }
       const job = this.jobs.bySeq(st.seq);
-      if (to !== 'pending' && st.status === to && st.attempts === attempt)
+      // A repeat of the worker's own report is harmless; but an attempt that the lease sweeper
+      // already failed as worker_lost was not ended by this worker, so its late report is refused.
+      const lostLease = st.status === 'failed' && job.error?.reason === 'worker_lost';
+      if (to !== 'pending' && st.status === to && st.attempts === attempt && !lostLease)
         return { ok: true, job, duplicate: true };
       return { ok: false, reason: isTerminal(st.status) ? 'terminal' : 'stale', job };
     });
