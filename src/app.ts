@@ -22,7 +22,6 @@ export async function buildApp(services: Services): Promise<FastifyInstance> {
     loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: config.BODY_LIMIT,
     trustProxy: config.TRUST_PROXY,
-    disableRequestLogging: false,
     // ComfyUI's frontend calls /api/x and /api/x/ interchangeably.
     routerOptions: { ignoreTrailingSlash: true },
   });

@@ -518,12 +518,18 @@ export class Dispatcher {
   }
 
   async jobReleased(entry: WorkerEntry, msg: Msg<'job_released'>): Promise<void> {
+    const held = entry.held.get(msg.jobId);
+    // A job that was running when its ComfyUI died may be what killed it (an out-of-memory video,
+    // say). Counting that attempt means such a prompt fails after MAX_ATTEMPTS instead of taking
+    // down every GPU in turn; a job given back before it started costs nothing.
+    const lostWhileRunning =
+      held?.attempt === msg.attempt && held.state === 'running' && msg.reason === 'comfyui_unreachable';
     await this.finish(
       entry,
       msg.jobId,
       msg.attempt,
       'release',
-      (id, a) => this.queue.release(id, a),
+      (id, a) => (lostWhileRunning ? this.queue.abandon(id, entry.id, a) : this.queue.release(id, a)),
       msg.reason,
     );
   }

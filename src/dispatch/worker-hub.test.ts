@@ -346,6 +346,31 @@ describe('dispatch', () => {
     expect((await cp!.store.getJob(j3.id))?.status).toBe('pending');
   });
 
+  it('counts an attempt when a job was running as its ComfyUI died, and fails it after MAX_ATTEMPTS', async () => {
+    await start({ MAX_ATTEMPTS: '2' });
+    const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
+    const job = await cp!.services.queue.enqueue({ user: 'u1', prompt: PROMPT });
+    for (const attempt of [1, 2]) {
+      const assigned = await a.next('assign');
+      expect(assigned.job).toMatchObject({ jobId: job.id, attempt });
+      a.send({ type: 'job_started', jobId: job.id, attempt });
+      await sleep(30);
+      a.send({ type: 'job_released', jobId: job.id, attempt, reason: 'comfyui_unreachable' });
+    }
+    await until(async () => (await cp!.store.getJob(job.id))?.status === 'failed', 5000);
+    expect(await cp!.store.getJob(job.id)).toMatchObject({ attempts: 2, error: { reason: 'worker_lost' } });
+  });
+
+  it('does not count an attempt for a job given back before ComfyUI started it', async () => {
+    await start();
+    const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
+    const job = await cp!.services.queue.enqueue({ user: 'u1', prompt: PROMPT });
+    await a.next('assign');
+    a.send({ type: 'job_released', jobId: job.id, attempt: 1, reason: 'comfyui_unreachable' });
+    const again = await a.next('assign');
+    expect(again.job).toMatchObject({ jobId: job.id, attempt: 1 });
+  });
+
   it('does not preempt when the moved job would not be served earlier', async () => {
     await start({ QUEUE_MODE: 'fifo' });
     const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 1 });

@@ -132,6 +132,20 @@ export class QueueService extends EventEmitter<{ event: [QueueEvent] }> {
     return r;
   }
 
+  /**
+   * Gives a claimed job back as a lost attempt: its lease ends now and the sweeper requeues it
+   * (attempt counted) or fails it with `worker_lost` once it has used every attempt.
+   */
+  async abandon(jobId: string, workerId: string, attempt: number): Promise<TransitionResult> {
+    const held = await this.store.renewLease(jobId, workerId, attempt, 0, this.clock());
+    if (!held) return { ok: false, reason: 'stale' };
+    await this.sweep();
+    const job = await this.store.getJob(jobId);
+    if (!job) return { ok: false, reason: 'not_found' };
+    // The sweep has already emitted `requeued` or `finished`, so callers must not announce it again.
+    return { ok: true, job, duplicate: true };
+  }
+
   /** Cancels a job; throws JOB_NOT_FOUND or JOB_FINISHED. */
   async cancel(jobId: string): Promise<Job> {
     const r = await this.store.cancel(jobId, this.clock());
