@@ -1,0 +1,33 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { AppError } from '../errors.js';
+import { requireUser } from '../http/auth-hooks.js';
+import { USER_NAME_RE } from '../auth/user-names.js';
+import type { GatewayDeps } from './deps.js';
+
+/**
+ * Who may use `/<user>/…`: that user, or an instructor. Everyone else gets 403 whether or not the
+ * user exists (so participants cannot probe names); an instructor asking for a user who does not
+ * exist gets 404. Runs as an onRequest hook, so it also guards the WebSocket upgrade.
+ */
+export function gatewayAccess(deps: Pick<GatewayDeps, 'auth' | 'accounts'>) {
+  const signedIn = requireUser(deps.auth);
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const user = (request.params as { user?: unknown } | undefined)?.user;
+    // Not a possible user name at all (`/favicon.ico`, ...): no space here, and nothing to hide.
+    if (typeof user !== 'string' || !USER_NAME_RE.test(user)) {
+      throw new AppError('NOT_FOUND', `No route for ${request.method} ${request.url.split('?')[0]}.`);
+    }
+    await signedIn(request, reply);
+    const principal = request.principal!;
+    if (principal.name === user) return;
+    if (principal.role !== 'instructor') {
+      throw new AppError('FORBIDDEN', `You may only use your own space, /${principal.name}/.`);
+    }
+    if (!(await deps.accounts.get(user))) throw new AppError('USER_NOT_FOUND', `No user named ${user}.`);
+  };
+}
+
+/** True when the caller is an instructor (instructors may also use `front: true`). */
+export function isInstructor(request: FastifyRequest): boolean {
+  return request.principal?.role === 'instructor';
+}

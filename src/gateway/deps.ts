@@ -1,0 +1,61 @@
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import type { Authenticator } from '../auth/authenticator.js';
+import type { AccountService } from '../auth/account-service.js';
+import type { FileStore } from '../files/file-store.js';
+import type { JobEventBus } from '../dispatch/job-event-bus.js';
+import type { QueueService } from '../scheduler/queue-service.js';
+import type { JobStore } from '../store/types.js';
+import type { Services } from '../services.js';
+import { TemplateSource } from './templates.js';
+
+/** How many GPU workers are connected right now (the dispatcher's registry, when there is one). */
+export interface WorkerPresence {
+  online(): readonly unknown[];
+}
+
+/** Serves the ComfyUI frontend's `index.html` for `/<user>/` (the frontend-assets owner provides it). */
+export interface FrontendIndex {
+  serveIndex(
+    request: import('fastify').FastifyRequest,
+    reply: import('fastify').FastifyReply,
+    user: string,
+  ): unknown;
+}
+
+/** What the per-user ComfyUI API needs from the rest of the control plane. */
+export interface GatewayDeps {
+  config: Config;
+  store: JobStore;
+  logger: Logger;
+  auth: Authenticator;
+  accounts: AccountService;
+  queue: QueueService;
+  files: FileStore;
+  bus: JobEventBus | null;
+  workers: WorkerPresence | null;
+  frontend: FrontendIndex | null;
+  templates: TemplateSource;
+  clock: () => number;
+}
+
+/** Services, plus the frontend's index page when the frontend-assets module provides one. */
+type MaybeExtended = Services & { frontend?: FrontendIndex };
+
+export function gatewayDeps(services: Services): GatewayDeps {
+  const s = services as MaybeExtended;
+  return {
+    config: s.config,
+    store: s.store,
+    logger: s.logger,
+    auth: s.auth,
+    accounts: s.accounts,
+    queue: s.queue,
+    files: s.files,
+    bus: s.bus ?? null,
+    workers: s.workers ?? null,
+    frontend: s.frontend ?? null,
+    templates: new TemplateSource(s.config.TEMPLATES_DIR ?? null, s.config.DEFAULT_WORKFLOW ?? null),
+    clock: Date.now,
+  };
+}

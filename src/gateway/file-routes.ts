@@ -1,0 +1,217 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { extname } from 'node:path';
+import { PassThrough, type Readable } from 'node:stream';
+import type { MultipartFile } from '@fastify/multipart';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { AppError } from '../errors.js';
+import type { FileStore } from '../files/file-store.js';
+import { safeRelativePath, userFileKey } from '../files/safe-path.js';
+import type { GatewayDeps } from './deps.js';
+import { topLevelFiles } from './environment.js';
+import { both, q, userOf } from './http-util.js';
+import { contentTypeOf, dispositionFilename, isDangerousContentType } from './mime.js';
+
+const AREAS = ['input', 'output', 'temp'] as const;
+type Area = (typeof AREAS)[number];
+const isArea = (v: unknown): v is Area => typeof v === 'string' && (AREAS as readonly string[]).includes(v);
+
+/** How long `/view` waits for an output a running job has announced but not uploaded yet. */
+const VIEW_WAIT_MS = 10_000;
+
+/** Splits ComfyUI's annotated names, `name.png [output]`. */
+export function annotated(name: string): { name: string; area: Area | null } {
+  const m = /^(.*) \[(input|output|temp)\]$/.exec(name);
+  return m ? { name: m[1]!, area: m[2] as Area } : { name, area: null };
+}
+
+async function sha256Of(stream: Readable): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of stream) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+interface Staged {
+  key: string;
+  sha256: string;
+  size: number;
+  filename: string;
+}
+
+/**
+ * Reads a ComfyUI upload form (`image` file part plus `type`, `subfolder`, `overwrite`,
+ * `original_ref` fields, in any order): the file is streamed to a staging key in the user's temp
+ * area while it is hashed, so the final name (which depends on fields that may come after the
+ * file) is decided only once the whole form is read. Nothing is kept in memory.
+ */
+async function readUploadForm(
+  request: FastifyRequest,
+  files: FileStore,
+  user: string,
+): Promise<{ fields: Record<string, string>; staged: Staged | null }> {
+  const fields: Record<string, string> = {};
+  let staged: Staged | null = null;
+  try {
+    for await (const part of request.parts()) {
+      if (part.type === 'file') {
+        const file = part as MultipartFile;
+        if (file.fieldname !== 'image' || staged) {
+          file.file.resume();
+          continue;
+        }
+        const key = userFileKey(user, 'temp', '.uploads', randomUUID());
+        const hash = createHash('sha256');
+        const tee = new PassThrough();
+        file.file.on('data', (c: Buffer) => hash.update(c));
+        file.file.on('error', (err) => tee.destroy(err));
+        file.file.pipe(tee);
+        staged = { key, sha256: '', size: 0, filename: file.filename ?? '' };
+        const stat = await files.write(key, tee);
+        if (file.file.truncated)
+          throw new AppError('PAYLOAD_TOO_LARGE', 'The upload is larger than UPLOAD_LIMIT.');
+        staged.size = stat.size;
+        staged.sha256 = hash.digest('hex');
+      } else if (typeof part.value === 'string') {
+        fields[part.fieldname] = part.value;
+      }
+    }
+  } catch (err) {
+    if (staged) await files.delete(staged.key).catch(() => false);
+    throw err;
+  }
+  return { fields, staged };
+}
+
+/**
+ * Decides the upload's final name exactly as ComfyUI's `image_upload`: unless `overwrite`, an
+ * existing file with different bytes makes `name (1).ext`, `name (2).ext`, ...; identical bytes
+ * reuse the existing name. Then moves the staged file there (or drops it for a duplicate).
+ */
+async function placeUpload(files: FileStore, user: string, staged: Staged, fields: Record<string, string>) {
+  const typeField = fields.type ?? 'input';
+  if (!isArea(typeField)) throw new AppError('BAD_REQUEST', 'type must be input, output or temp.');
+  const subfolder = fields.subfolder ?? '';
+  const filename = staged.filename;
+  if (!filename) throw new AppError('BAD_REQUEST', 'The image part has no file name.');
+  // Both checked before anything lands: no traversal, no NUL, no absolute paths, no backslashes.
+  const subRel = safeRelativePath(subfolder);
+  safeRelativePath(subfolder, filename);
+  const overwrite = fields.overwrite === 'true' || fields.overwrite === '1';
+  const ext = extname(filename);
+  const stem = filename.slice(0, filename.length - ext.length);
+  let name = filename;
+  let duplicate = false;
+  if (!overwrite) {
+    for (let i = 1; ; i++) {
+      const key = userFileKey(user, typeField, subRel, name);
+      const existing = await files.stat(key);
+      if (!existing) break;
+      if (existing.size === staged.size && (await sha256Of(await files.read(key))) === staged.sha256) {
+        duplicate = true;
+        break;
+      }
+      name = `${stem} (${i})${ext}`;
+      if (i > 10_000) throw new AppError('CONFLICT', 'Too many files with this name.');
+    }
+  }
+  if (duplicate) await files.delete(staged.key);
+  else await files.move(staged.key, userFileKey(user, typeField, subRel, name));
+  return { name, subfolder, type: typeField };
+}
+
+async function statWithWait(deps: GatewayDeps, user: string, key: string, area: Area) {
+  let s = await deps.files.stat(key);
+  if (s || area === 'input') return s;
+  // A running job reports outputs over the socket before its worker has uploaded them.
+  const deadline = deps.clock() + VIEW_WAIT_MS;
+  while (!s && deps.clock() < deadline) {
+    if ((await deps.store.countByStatus(user)).running === 0) break;
+    await new Promise((r) => setTimeout(r, 250));
+    s = await deps.files.stat(key);
+  }
+  return s;
+}
+
+/** `view`, `upload/image`, `upload/mask` and `internal/files/<type>`, over the user's own files. */
+export function fileRoutes(app: FastifyInstance, deps: GatewayDeps): void {
+  const { files } = deps;
+
+  both(app, 'GET', '/view', async (request: FastifyRequest, reply: FastifyReply) => {
+    const user = userOf(request);
+    const raw = q(request, 'filename');
+    if (raw === undefined) throw new AppError('FILE_NOT_FOUND');
+    const a = annotated(raw);
+    if (!a.name) throw new AppError('BAD_REQUEST', 'filename is empty.');
+    if (a.name.startsWith('/') || a.name.includes('..'))
+      throw new AppError('INVALID_PATH', 'The file name may not be absolute or contain "..".');
+    const area = a.area ?? q(request, 'type') ?? 'output';
+    if (!isArea(area)) throw new AppError('BAD_REQUEST', 'type must be input, output or temp.');
+    const subfolder = q(request, 'subfolder') ?? '';
+    // ComfyUI serves os.path.basename(filename) from the (checked) subfolder.
+    const base = a.name.split('/').pop()!;
+    const key = userFileKey(user, area, subfolder, base);
+    const s = await statWithWait(deps, user, key, area);
+    if (!s) throw new AppError('FILE_NOT_FOUND');
+
+    // `preview=<format>;<quality>` and `channel=` are not re-encoded: the original is served with
+    // its own content type (see docs/participant-guide.md, "What is approximated").
+    let type = contentTypeOf(base);
+    let disposition = dispositionFilename(base);
+    reply.header('x-content-type-options', 'nosniff');
+    if (isDangerousContentType(type)) {
+      reply.header('vary', 'Sec-Fetch-Dest').header('cache-control', 'no-store');
+      const svgInImg = type === 'image/svg+xml' && request.headers['sec-fetch-dest'] === 'image';
+      if (!svgInImg) {
+        type = 'application/octet-stream';
+        disposition = `attachment; ${disposition}`;
+      }
+    }
+    return reply
+      .header('content-type', type)
+      .header('content-disposition', disposition)
+      .header('content-length', String(s.size))
+      .header('last-modified', new Date(s.mtimeMs).toUTCString())
+      .send(await files.read(key));
+  });
+
+  const upload = async (request: FastifyRequest, mask: boolean) => {
+    const user = userOf(request);
+    const { fields, staged } = await readUploadForm(request, files, user);
+    if (!staged) throw new AppError('BAD_REQUEST', 'The form has no "image" file part.');
+    try {
+      if (mask) {
+        // ComfyUI pastes the uploaded alpha onto the referenced original server-side. The current
+        // frontend's mask editor already uploads original + alpha, so the upload is kept as is;
+        // the reference must still be one of the user's own files (checked, not required to exist).
+        let ref: unknown;
+        try {
+          ref = JSON.parse(fields.original_ref ?? '');
+        } catch {
+          throw new AppError('BAD_REQUEST', 'original_ref must be JSON {filename, subfolder, type}.');
+        }
+        const r = (typeof ref === 'object' && ref !== null ? ref : {}) as Record<string, unknown>;
+        const fn = annotated(typeof r.filename === 'string' ? r.filename : '');
+        if (!fn.name || fn.name.startsWith('/') || fn.name.includes('..'))
+          throw new AppError('INVALID_PATH', 'original_ref.filename is not allowed.');
+        const refArea = fn.area ?? (typeof r.type === 'string' ? r.type : 'output');
+        if (!isArea(refArea))
+          throw new AppError('BAD_REQUEST', 'original_ref.type must be input, output or temp.');
+        userFileKey(user, refArea, typeof r.subfolder === 'string' ? r.subfolder : '', fn.name);
+      }
+      return await placeUpload(files, user, staged, fields);
+    } catch (err) {
+      await files.delete(staged.key).catch(() => false);
+      throw err;
+    }
+  };
+
+  both(app, 'POST', '/upload/image', async (request) => upload(request, false));
+  both(app, 'POST', '/upload/mask', async (request) => upload(request, true));
+
+  for (const prefix of ['/internal', '/api/internal']) {
+    app.get(`${prefix}/files/:directoryType`, async (request, reply) => {
+      const { directoryType } = request.params as { directoryType: string };
+      if (!isArea(directoryType)) return reply.status(400).send({ error: 'Invalid directory type' });
+      return (await topLevelFiles(files, userOf(request), directoryType)).map((f) => f.name);
+    });
+  }
+}

@@ -1,0 +1,118 @@
+import type {
+  FastifyInstance,
+  FastifyReply,
+  FastifyRequest,
+  RouteHandlerMethod,
+  RouteShorthandOptions,
+} from 'fastify';
+import { AppError } from '../errors.js';
+
+type Method = 'GET' | 'POST' | 'DELETE' | 'PATCH' | 'PUT';
+
+/**
+ * Registers a route the way ComfyUI exposes it: both as `/x` and as `/api/x` (ComfyUI adds the
+ * `/api` prefix to every route so a dev server can proxy them).
+ */
+export function both(
+  app: FastifyInstance,
+  method: Method,
+  path: string,
+  handler: RouteHandlerMethod,
+  opts: RouteShorthandOptions = {},
+): void {
+  app.route({ ...opts, method, url: path, handler });
+  app.route({ ...opts, method, url: `/api${path}`, handler });
+}
+
+/** The raw body bytes (the gateway's content-type parsers hand every body over as a Buffer). */
+export function rawBody(request: FastifyRequest): Buffer {
+  const b = request.body;
+  if (Buffer.isBuffer(b)) return b;
+  if (b === undefined || b === null) return Buffer.alloc(0);
+  if (typeof b === 'string') return Buffer.from(b, 'utf8');
+  return Buffer.from(JSON.stringify(b), 'utf8');
+}
+
+/**
+ * The body parsed as JSON whatever its Content-Type, as aiohttp's `request.json()` does (clients
+ * such as the ComfyUI frontend send JSON as text/plain). `undefined` for an empty body.
+ */
+export function jsonBody(request: FastifyRequest): unknown {
+  const buf = rawBody(request);
+  const text = buf.toString('utf8').trim();
+  if (text === '') return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new AppError('INVALID_JSON');
+  }
+}
+
+/** Like {@link jsonBody}, but an empty or malformed body counts as `{}` (ComfyUI's /interrupt). */
+export function jsonBodyOrEmpty(request: FastifyRequest): unknown {
+  try {
+    return jsonBody(request) ?? {};
+  } catch {
+    return {};
+  }
+}
+
+export function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** ComfyUI's bare `web.Response(status=200)`: no body. */
+export function emptyOk(reply: FastifyReply, status = 200): FastifyReply {
+  return reply.status(status).type('application/octet-stream').send('');
+}
+
+/** A `text/plain` answer, as ComfyUI gives for userdata errors ("Directory not found", ...). */
+export function textReply(reply: FastifyReply, status: number, text: string): FastifyReply {
+  return reply.status(status).type('text/plain; charset=utf-8').send(text);
+}
+
+/** The error body ComfyUI's `POST /prompt` uses, which its frontend shows as `message: details`. */
+export function comfyPromptError(
+  type: string,
+  message: string,
+  details: string,
+  extra: Record<string, unknown> = {},
+) {
+  return { error: { type, message, details, extra_info: extra }, node_errors: {} };
+}
+
+/** Python's `urllib.parse.unquote`: decodes %XX sequences, leaves malformed ones as they are. */
+export function pyUnquote(s: string): string {
+  const bytes: number[] = [];
+  const out: string[] = [];
+  const flush = () => {
+    if (bytes.length) {
+      out.push(Buffer.from(bytes).toString('utf8'));
+      bytes.length = 0;
+    }
+  };
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i]!;
+    if (c === '%' && i + 2 < s.length && /^[0-9a-fA-F]{2}$/.test(s.slice(i + 1, i + 3))) {
+      bytes.push(parseInt(s.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else {
+      flush();
+      out.push(c);
+    }
+  }
+  flush();
+  return out.join('');
+}
+
+/** A query parameter as one string (first value when repeated), or undefined. */
+export function q(request: FastifyRequest, name: string): string | undefined {
+  const v = (request.query as Record<string, unknown> | undefined)?.[name];
+  if (Array.isArray(v)) return typeof v[0] === 'string' ? v[0] : undefined;
+  return typeof v === 'string' ? v : undefined;
+}
+
+/** The `:user` of the route (validated by the access hook before any handler runs). */
+export function userOf(request: FastifyRequest): string {
+  return (request.params as { user: string }).user;
+}

@@ -1,0 +1,96 @@
+import multipart from '@fastify/multipart';
+import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { WebSocket } from 'ws';
+import type { Services } from '../services.js';
+import { gatewayAccess } from './access.js';
+import { gatewayDeps, type GatewayDeps } from './deps.js';
+import { envRoutes } from './env-routes.js';
+import { serverFeatures } from './environment.js';
+import { fileRoutes } from './file-routes.js';
+import { galleryRoutes } from './gallery.js';
+import { userOf } from './http-util.js';
+import { queueRoutes } from './queue-routes.js';
+import { statusRoutes } from './status-routes.js';
+import { templateRoutes } from './template-routes.js';
+import { UserSpace } from './user-space.js';
+import { userdataRoutes } from './userdata-routes.js';
+import { UserWsHub } from './ws-hub.js';
+
+export type { GatewayDeps } from './deps.js';
+
+/**
+ * The per-user ComfyUI API: every route ComfyUI's web frontend calls, answered for one
+ * participant at `/<user>/x` and `/<user>/api/x`, over that participant's own queue, history,
+ * files and progress. Register with `app.register(gatewayPlugin(services), { prefix: '/:user' })`
+ * (needs @fastify/websocket on the root instance for `/ws`).
+ */
+export function gatewayPlugin(services: Services): FastifyPluginAsync {
+  return async (app: FastifyInstance) => {
+    const deps: GatewayDeps = gatewayDeps(services);
+    const space = new UserSpace(deps.files, deps.store, deps.templates, deps.clock);
+
+    // ComfyUI reads bodies with aiohttp whatever their Content-Type (its frontend posts JSON as
+    // text/plain, userdata as anything): every body reaches the handlers as raw bytes.
+    app.removeContentTypeParser(['application/json', 'text/plain']);
+    app.addContentTypeParser(['application/json', 'text/plain'], { parseAs: 'buffer' }, (_req, body, done) =>
+      done(null, body),
+    );
+    app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+    if (!app.hasRequestDecorator('parts')) {
+      await app.register(multipart, {
+        limits: { fileSize: deps.config.UPLOAD_LIMIT, files: 4, fields: 20, fieldSize: 64 * 1024, parts: 30 },
+      });
+    }
+
+    app.addHook('onRequest', gatewayAccess(deps));
+
+    // `/<user>` → `/<user>/`; `/<user>/` itself is the ComfyUI frontend's index.html.
+    app.get('/', async (request, reply) => {
+      const user = userOf(request);
+      const [path, query] = splitUrl(request.raw.url ?? '');
+      if (!path.endsWith('/')) return reply.redirect(`/${encodeURIComponent(user)}/${query}`, 302);
+      if (deps.frontend) return deps.frontend.serveIndex(request, reply, user);
+      return reply
+        .status(503)
+        .type('text/html; charset=utf-8')
+        .send(
+          '<!doctype html><meta charset="utf-8"><title>ComfyUI is not available yet</title><p>The ComfyUI frontend is not configured on this server yet. Your files are safe; ask the instructor.</p>',
+        );
+    });
+
+    const hub = new UserWsHub({
+      store: deps.store,
+      queue: deps.queue,
+      bus: deps.bus,
+      logger: deps.logger,
+      serverFeatures: () => serverFeatures(deps.config.UPLOAD_LIMIT),
+    });
+    app.addHook('onClose', async () => hub.close());
+    if (app.hasDecorator('websocketServer')) {
+      for (const path of ['/ws', '/api/ws']) {
+        app.get(path, { websocket: true }, (socket: WebSocket, request: FastifyRequest) => {
+          hub.attach(
+            userOf(request),
+            (request.query as Record<string, unknown> | undefined)?.clientId,
+            socket,
+          );
+        });
+      }
+    } else {
+      deps.logger.warn('@fastify/websocket is not registered; participants get no /ws');
+    }
+
+    envRoutes(app, deps);
+    userdataRoutes(app, space);
+    templateRoutes(app, deps);
+    queueRoutes(app, deps);
+    fileRoutes(app, deps);
+    galleryRoutes(app, deps);
+    statusRoutes(app, deps, space);
+  };
+}
+
+function splitUrl(url: string): [string, string] {
+  const i = url.indexOf('?');
+  return i < 0 ? [url, ''] : [url.slice(0, i), url.slice(i)];
+}

@@ -1,0 +1,135 @@
+/**
+ * The compatibility judge: an unmodified third-party ComfyUI client library from npm
+ * (@saintno/comfyui-sdk) drives `/user001/` with HTTP Basic auth, against the whole system: the
+ * control plane (real SQLite store), a real worker agent, and the ComfyUI stand-in as its GPU.
+ */
+import { ComfyApi, CallWrapper, PromptBuilder } from '@saintno/comfyui-sdk';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startStandin, type Standin } from '../../test/support/comfyui-standin/server.js';
+import { modelFreePrompt } from '../../test/support/prompts.js';
+import { startAgent, type AgentHandle } from '../worker/agent/index.js';
+import { listen, startHarness, type Harness } from './test-kit.js';
+
+const TOKEN = 'sdk-test-worker-token-0123456789';
+const PASSWORD = 'pw-user001-0123456789';
+
+let h: Harness;
+let base: string;
+let standin: Standin;
+let agent: AgentHandle;
+
+async function until(fn: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+beforeAll(async () => {
+  h = await startHarness({ WORKER_TOKENS: `gpu:${TOKEN}` });
+  await h.services.accounts.create('user001', 'participant', PASSWORD);
+  base = await listen(h);
+  standin = await startStandin({ delayMs: 400 });
+  agent = startAgent({
+    serverUrl: base,
+    token: TOKEN,
+    comfyuiUrl: standin.url,
+    name: 'gpu-sdk',
+    prefetch: 0,
+    logger: pino({ level: 'silent' }),
+    probeIntervalMs: 200,
+    backoff: { baseMs: 50, maxMs: 300 },
+  });
+  await until(() => h.services.workers.online().length === 1, 15_000, 'the worker to register');
+  // The agent uploads its ComfyUI environment (object_info & co.) on first contact.
+  await until(
+    async () => {
+      const r = await h.app.inject({
+        method: 'GET',
+        url: '/user001/api/object_info/StandinSleep',
+        headers: { authorization: h.basic('user001', PASSWORD) },
+      });
+      return r.statusCode === 200 && 'StandinSleep' in (r.json() as object);
+    },
+    15_000,
+    'the environment snapshot',
+  );
+}, 60_000);
+
+afterAll(async () => {
+  await agent?.stop();
+  await standin?.close();
+  await h?.close();
+});
+
+describe('an unmodified ComfyUI client library (@saintno/comfyui-sdk)', () => {
+  it('queues the model-free prompt, receives progress and downloads the output', async () => {
+    const api = new ComfyApi(`${base}/user001`, 'sdk-client-1', {
+      credentials: { type: 'basic', username: 'user001', password: PASSWORD },
+    });
+    api.init(20, 100);
+    await api.waitForReady();
+    try {
+      const stats = await api.getSystemStats();
+      expect((stats.system as unknown as Record<string, unknown>).comfyui_version).toBe('0.3.64');
+
+      // The frontend's API format carries `_meta.title`; the SDK's types insist on it.
+      const prompt = Object.fromEntries(
+        Object.entries(modelFreePrompt({ sleep: { seconds: 0.6, steps: 3 }, filenamePrefix: 'sdk' })).map(
+          ([id, n]) => [id, { ...n, _meta: { title: n.class_type } }],
+        ),
+      );
+      const workflow = new PromptBuilder(prompt, ['color'], ['images'])
+        .setInputNode('color', '1.inputs.color')
+        .setOutputNode('images', '3')
+        .input('color', 0x112233);
+
+      const progress: { value: number; max: number }[] = [];
+      const previews: Blob[] = [];
+      let started = false;
+      const result = await new Promise<Record<string, unknown> | false>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('the job did not finish in time')), 30_000);
+        new CallWrapper(api, workflow)
+          .onStart(() => (started = true))
+          .onProgress((p) => progress.push({ value: p.value, max: p.max }))
+          .onPreview((blob) => previews.push(blob))
+          .onFinished((out) => {
+            clearTimeout(timer);
+            resolve(out as Record<string, unknown>);
+          })
+          .onFailed((err) => {
+            clearTimeout(timer);
+            reject(err);
+          })
+          .run()
+          .catch(reject);
+      });
+      expect(result).not.toBe(false);
+      expect(started).toBe(true);
+      expect(progress.length).toBeGreaterThan(0);
+      expect(progress.at(-1)).toEqual({ value: 3, max: 3 });
+      // Latent previews relayed from the worker arrive as ComfyUI binary frames.
+      expect(previews.length).toBeGreaterThan(0);
+
+      const images = (
+        result as { images: { images: { filename: string; subfolder: string; type: string }[] } }
+      ).images.images;
+      expect(images).toHaveLength(1);
+      expect(images[0]!.filename).toMatch(/^sdk_\d+_\.png$/);
+      const blob = await api.getImage(images[0]!);
+      const bytes = Buffer.from(await blob.arrayBuffer());
+      expect(bytes.subarray(0, 8).toString('hex')).toBe('89504e470d0a1a0a');
+
+      const history = await api.getHistories(10);
+      const entry = Object.values(history)[0] as { status: { status_str: string } };
+      expect(entry.status.status_str).toBe('success');
+      const queue = await api.getQueue();
+      expect(queue.queue_running).toEqual([]);
+      expect(queue.queue_pending).toEqual([]);
+    } finally {
+      api.destroy();
+    }
+  }, 60_000);
+});

@@ -1,0 +1,131 @@
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { AppError } from '../errors.js';
+import { parse } from '../http/parse.js';
+import type { BlobStore } from '../store/types.js';
+import { isInstructor } from './access.js';
+import type { GatewayDeps } from './deps.js';
+import { NO_ENV_HINT, currentEnv } from './environment.js';
+import { both, emptyOk, jsonBody, userOf } from './http-util.js';
+import type { UserSpace } from './user-space.js';
+import { WORKSHOP_EXTENSION_JS, WORKSHOP_EXTENSION_PATH } from './workshop-extension.js';
+
+const BROADCAST_NS = 'gateway';
+const BROADCAST_KEY = 'broadcast';
+const AVG_TTL_MS = 30_000;
+
+export interface Broadcast {
+  message: string;
+  at: number;
+  by: string;
+}
+
+export async function getBroadcast(store: BlobStore): Promise<Broadcast | null> {
+  const raw = await store.getBlob(BROADCAST_NS, BROADCAST_KEY);
+  if (!raw) return null;
+  try {
+    const b = JSON.parse(raw) as Broadcast;
+    return typeof b.message === 'string' && b.message !== '' ? b : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Sets (or, with an empty message, clears) the message every participant's banner shows. */
+export async function setBroadcast(
+  store: BlobStore,
+  message: string,
+  by: string,
+  now = Date.now(),
+): Promise<Broadcast | null> {
+  if (message.trim() === '') {
+    await store.deleteBlob(BROADCAST_NS, BROADCAST_KEY);
+    return null;
+  }
+  const b: Broadcast = { message: message.trim(), at: now, by };
+  await store.putBlob(BROADCAST_NS, BROADCAST_KEY, JSON.stringify(b));
+  return b;
+}
+
+const broadcastBody = z.strictObject({ message: z.string().max(1000) });
+
+/**
+ * The workshop extension and what it shows: `GET /comfy-multi/status` (the participant's queue,
+ * position, estimated wait, GPU presence, instructor message, default workflow to open), and
+ * `POST /comfy-multi/broadcast` for instructors.
+ */
+export function statusRoutes(app: FastifyInstance, deps: GatewayDeps, space: UserSpace): void {
+  let avg: { at: number; ms: number | null } | null = null;
+  const averageJobMs = async (): Promise<number | null> => {
+    const now = deps.clock();
+    if (avg && now - avg.at < AVG_TTL_MS) return avg.ms;
+    const rows = await deps.store.userCounters();
+    let ms = 0;
+    let n = 0;
+    for (const r of rows) {
+      ms += r.gpuMs;
+      n += r.completed + r.failed;
+    }
+    avg = { at: now, ms: n > 0 ? ms / n : null };
+    return avg.ms;
+  };
+
+  for (const path of [WORKSHOP_EXTENSION_PATH, `/api${WORKSHOP_EXTENSION_PATH}`]) {
+    app.get(path, async (_request, reply) =>
+      reply
+        .type('text/javascript; charset=utf-8')
+        .header('cache-control', 'no-cache')
+        .send(WORKSHOP_EXTENSION_JS),
+    );
+  }
+
+  both(app, 'GET', '/comfy-multi/status', async (request, reply) => {
+    const user = userOf(request);
+    const [counts, pending, env, broadcast, state] = await Promise.all([
+      deps.store.countByStatus(user),
+      deps.store.pendingInOrder(500),
+      currentEnv(deps.store),
+      getBroadcast(deps.store),
+      space.getState(user),
+    ]);
+    const index = pending.findIndex((j) => j.user === user);
+    const position = index < 0 ? null : index + 1;
+    const workers = deps.workers ? deps.workers.online().length : null;
+    let estimatedWaitSeconds: number | null = null;
+    if (position !== null && workers) {
+      const ms = await averageJobMs();
+      if (ms !== null) estimatedWaitSeconds = Math.round((Math.ceil(position / workers) * ms) / 1000);
+    }
+    reply.header('cache-control', 'no-store');
+    return {
+      user,
+      pending: counts.pending,
+      running: counts.running,
+      position,
+      estimatedWaitSeconds,
+      gpu: { online: (workers ?? 0) > 0, workers: workers ?? 0, known: workers !== null },
+      hasEnvironment: env !== null,
+      hint: env ? null : NO_ENV_HINT,
+      broadcast: broadcast ? { message: broadcast.message, at: new Date(broadcast.at).toISOString() } : null,
+      defaultWorkflow:
+        state && state.defaultWorkflow && !state.defaultWorkflowOpened ? state.defaultWorkflow : null,
+    };
+  });
+
+  both(app, 'POST', '/comfy-multi/default-workflow/opened', async (request, reply) => {
+    await space.markDefaultWorkflowOpened(userOf(request));
+    return emptyOk(reply, 204);
+  });
+
+  both(app, 'GET', '/comfy-multi/broadcast', async () => {
+    const b = await getBroadcast(deps.store);
+    return { message: b?.message ?? '', at: b ? new Date(b.at).toISOString() : null };
+  });
+
+  both(app, 'POST', '/comfy-multi/broadcast', async (request) => {
+    if (!isInstructor(request)) throw new AppError('FORBIDDEN', 'Only instructors may broadcast messages.');
+    const body = parse(broadcastBody, jsonBody(request));
+    const b = await setBroadcast(deps.store, body.message, request.principal!.name, deps.clock());
+    return { message: b?.message ?? '', at: b ? new Date(b.at).toISOString() : null };
+  });
+}

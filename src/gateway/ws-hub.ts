@@ -1,0 +1,502 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { RawData, WebSocket } from 'ws';
+import {
+  BinaryEventType,
+  PreviewImageFormat,
+  decodeBinaryFrame,
+  encodeBinaryFrame,
+} from '../comfy/protocol.js';
+import type { JobBusMessage, JobEventBus } from '../dispatch/job-event-bus.js';
+import type { QueueEvent, QueueService } from '../scheduler/queue-service.js';
+import { isTerminal, type Job, type JobStore } from '../store/types.js';
+import { clientIdOf, historyOutputs } from './history-shape.js';
+
+const OPEN = 1;
+/** Text frames from browsers are tiny (`feature_flags`); anything bigger is ignored. */
+const MAX_CLIENT_FRAME = 64 * 1024;
+/** Preview frames are dropped for a client this far behind (they are only previews). */
+const MAX_BUFFERED = 8 * 1024 * 1024;
+const MAX_SOCKETS_PER_USER = 32;
+/** After a job ends, how long to wait for the worker's own final events before making them up. */
+const SYNTH_GRACE_MS = 500;
+/** How long a finished job's live state is kept (late events, reconnects). */
+const LIVE_TTL_MS = 60_000;
+const TERMINAL_EVENTS = new Set(['execution_success', 'execution_error', 'execution_interrupted']);
+
+/** A browser tab's socket on `/<user>/ws`. */
+interface Client {
+  sid: string;
+  user: string;
+  socket: WebSocket;
+  flags: Record<string, unknown>;
+  firstMessage: boolean;
+}
+
+/** What we know live about a job, to route its events and replay them after a page refresh. */
+interface LiveJob {
+  jobId: string;
+  user: string;
+  clientId: string | null;
+  started: boolean;
+  terminal: boolean;
+  executing: Record<string, unknown> | null;
+  progress: Record<string, unknown> | null;
+  progressState: Record<string, unknown> | null;
+  expires: number | null;
+}
+
+export interface UserWsHubDeps {
+  store: JobStore;
+  queue: QueueService;
+  bus: JobEventBus | null;
+  logger: Logger;
+  serverFeatures: () => Record<string, unknown>;
+  clock?: () => number;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A clientId as ComfyUI would accept it; anything odd is replaced by a fresh one. */
+export function cleanClientId(raw: unknown): string {
+  if (typeof raw === 'string' && /^[\w.:-]{1,128}$/.test(raw)) return raw;
+  return randomUUID().replace(/-/g, '');
+}
+
+/**
+ * The per-user ComfyUI WebSocket. Each participant's sockets see only their own queue
+ * (`status.exec_info.queue_remaining` = their pending + running jobs) and the execution events and
+ * preview frames of their own jobs. As in ComfyUI, a job's events go to the socket whose clientId
+ * queued it; when that tab is gone they go to all of the owner's sockets instead. A socket that
+ * reconnects with the same clientId gets the running job's last `executing`, `progress_state` and
+ * `progress` again. Preview frames are sent as type 4 (with metadata) to clients that announced
+ * `supports_preview_metadata`, as type 1 otherwise.
+ */
+export class UserWsHub {
+  private readonly clients = new Map<string, Map<string, Client>>();
+  private readonly live = new Map<string, LiveJob>();
+  private readonly chains = new Map<string, Promise<void>>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly clock: () => number;
+  private readonly unsubscribe: (() => void)[] = [];
+  private sweepTimer: NodeJS.Timeout;
+
+  constructor(private readonly deps: UserWsHubDeps) {
+    this.clock = deps.clock ?? Date.now;
+    const onQueue = (e: QueueEvent) => {
+      if (e.type === 'settings') return;
+      this.inOrder(e.job.user, () => this.onQueueEvent(e));
+    };
+    deps.queue.on('event', onQueue);
+    this.unsubscribe.push(() => deps.queue.off('event', onQueue));
+    if (deps.bus) {
+      this.unsubscribe.push(deps.bus.subscribeAll((m) => this.inOrder(m.user, () => this.onBus(m))));
+    }
+    this.sweepTimer = setInterval(() => this.sweep(), 10_000);
+    this.sweepTimer.unref();
+  }
+
+  /** Number of open sockets of a user (tests, metrics). */
+  socketCount(user: string): number {
+    return this.clients.get(user)?.size ?? 0;
+  }
+
+  close(): void {
+    for (const u of this.unsubscribe) u();
+    clearInterval(this.sweepTimer);
+    for (const t of this.timers) clearTimeout(t);
+    for (const byUser of this.clients.values())
+      for (const c of byUser.values()) c.socket.close(1001, 'server shutting down');
+    this.clients.clear();
+    this.live.clear();
+  }
+
+  /** Takes over a freshly upgraded socket of `user`. */
+  attach(user: string, rawClientId: unknown, socket: WebSocket): void {
+    const sid = cleanClientId(rawClientId);
+    let byUser = this.clients.get(user);
+    if (!byUser) this.clients.set(user, (byUser = new Map()));
+    // Reusing a clientId (page refresh) replaces the old socket, as in ComfyUI.
+    byUser.get(sid)?.socket.close(1000, 'replaced by a newer connection with the same clientId');
+    if (byUser.size >= MAX_SOCKETS_PER_USER) {
+      const oldest = byUser.values().next().value as Client;
+      byUser.delete(oldest.sid);
+      oldest.socket.close(1008, 'too many connections');
+    }
+    const client: Client = { sid, user, socket, flags: {}, firstMessage: true };
+    byUser.set(sid, client);
+
+    socket.on('message', (data: RawData, isBinary: boolean) => this.onClientMessage(client, data, isBinary));
+    socket.on('error', (err) => this.deps.logger.debug({ err, user }, 'participant socket error'));
+    socket.on('close', () => {
+      const m = this.clients.get(user);
+      if (m?.get(sid) === client) {
+        m.delete(sid);
+        if (m.size === 0) this.clients.delete(user);
+      }
+    });
+
+    this.inOrder(user, async () => {
+      const remaining = await this.remaining(user);
+      this.send(client, {
+        type: 'status',
+        data: { status: { exec_info: { queue_remaining: remaining } }, sid },
+      });
+      for (const job of this.live.values()) {
+        if (job.user !== user || !job.started || job.terminal) continue;
+        if (
+          job.clientId !== sid &&
+          job.clientId !== null &&
+          byUser.has(job.clientId) &&
+          byUser.get(job.clientId) !== client
+        )
+          continue;
+        if (job.executing) this.send(client, { type: 'executing', data: job.executing });
+        if (job.progressState) this.send(client, { type: 'progress_state', data: job.progressState });
+        if (job.progress) this.send(client, { type: 'progress', data: job.progress });
+      }
+    });
+  }
+
+  // ---- from the browser ----------------------------------------------------------------------
+
+  private onClientMessage(client: Client, data: RawData, isBinary: boolean): void {
+    try {
+      if (isBinary) return;
+      const buf = Array.isArray(data)
+        ? Buffer.concat(data)
+        : Buffer.isBuffer(data)
+          ? data
+          : Buffer.from(data);
+      if (buf.length > MAX_CLIENT_FRAME) return;
+      let msg: unknown;
+      try {
+        msg = JSON.parse(buf.toString('utf8'));
+      } catch {
+        this.deps.logger.debug({ user: client.user }, 'ignored a non-JSON frame from a participant socket');
+        return;
+      }
+      const first = client.firstMessage;
+      client.firstMessage = false;
+      if (first && isRecord(msg) && msg.type === 'feature_flags') {
+        client.flags = isRecord(msg.data) ? msg.data : {};
+        this.send(client, { type: 'feature_flags', data: this.deps.serverFeatures() });
+      }
+    } catch (err) {
+      this.deps.logger.warn({ err, user: client.user }, 'participant socket message failed');
+    }
+  }
+
+  // ---- queue changes ---------------------------------------------------------------------------
+
+  private async onQueueEvent(e: Exclude<QueueEvent, { type: 'settings' }>): Promise<void> {
+    const job = e.job;
+    if (e.type === 'claimed' || e.type === 'enqueued') {
+      const l = this.liveOf(job.id, job.user, clientIdOf(job));
+      if (e.type === 'claimed') l.expires = null;
+    }
+    if (e.type === 'requeued') {
+      const l = this.live.get(job.id);
+      if (l?.started && !l.terminal) {
+        // Its worker went away mid-run: end what the browser shows; the job waits to run again.
+        this.toJob(l, { type: 'executing', data: { node: null, prompt_id: job.id } });
+      }
+      if (l) {
+        l.started = false;
+        l.terminal = false;
+        l.executing = l.progress = l.progressState = null;
+      }
+    }
+    if (this.clients.has(job.user)) {
+      const remaining = await this.remaining(job.user);
+      this.toUser(job.user, {
+        type: 'status',
+        data: { status: { exec_info: { queue_remaining: remaining } } },
+      });
+    }
+    if (e.type === 'finished') this.finished(job);
+  }
+
+  /**
+   * A job ended. Workers relay ComfyUI's own final events; when they did not (cancelled while
+   * running, worker lost, or no relay at all), make up ComfyUI's ending after a short grace so the
+   * participant's UI never keeps showing a job as running.
+   */
+  private finished(job: Job): void {
+    const l = this.liveOf(job.id, job.user, clientIdOf(job));
+    l.expires = this.clock() + LIVE_TTL_MS;
+    if (l.terminal) return;
+    if (!l.started && job.startedAt === null && job.status === 'cancelled') return;
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      this.inOrder(job.user, async () => {
+        if (l.terminal) return;
+        this.synthesizeEnd(job, l);
+      });
+    }, SYNTH_GRACE_MS);
+    t.unref();
+    this.timers.add(t);
+  }
+
+  private synthesizeEnd(job: Job, l: LiveJob): void {
+    const now = this.clock();
+    const id = job.id;
+    if (!l.started)
+      this.toJob(l, { type: 'execution_start', data: { prompt_id: id, timestamp: job.startedAt ?? now } });
+    if (job.status === 'completed') {
+      if (!l.started) {
+        for (const [node, output] of Object.entries(historyOutputs(job))) {
+          this.toJob(l, { type: 'executed', data: { node, display_node: node, output, prompt_id: id } });
+        }
+      }
+      this.toJob(l, { type: 'execution_success', data: { prompt_id: id, timestamp: job.finishedAt ?? now } });
+    } else if (job.status === 'failed') {
+      const e = job.error;
+      this.toJob(l, {
+        type: 'execution_error',
+        data: {
+          prompt_id: id,
+          node_id: e?.nodeId ?? '',
+          node_type: e?.nodeType ?? '',
+          executed: [],
+          exception_message: e?.message ?? 'The job failed.',
+          exception_type: e?.exceptionType ?? e?.reason ?? 'Error',
+          traceback: e?.traceback ?? [],
+          current_inputs: {},
+          current_outputs: [],
+          timestamp: job.finishedAt ?? now,
+        },
+      });
+    } else {
+      const node = typeof l.executing?.node === 'string' ? l.executing.node : '';
+      this.toJob(l, {
+        type: 'execution_interrupted',
+        data: { prompt_id: id, node_id: node, node_type: '', executed: [], timestamp: job.finishedAt ?? now },
+      });
+    }
+    this.toJob(l, { type: 'executing', data: { node: null, prompt_id: id } });
+    l.terminal = true;
+    l.started = true;
+  }
+
+  // ---- worker events -------------------------------------------------------------------------
+
+  private async onBus(m: JobBusMessage): Promise<void> {
+    if (m.kind === 'status') return;
+    let l = this.live.get(m.jobId);
+    if (!l) {
+      const job = await this.deps.store.getJob(m.jobId).catch(() => null);
+      if (job && job.user !== m.user) return;
+      l = this.liveOf(m.jobId, m.user, job ? clientIdOf(job) : null);
+      // A late event of a job that already ended: keep its state only briefly.
+      if (!job || isTerminal(job.status)) l.expires = this.clock() + LIVE_TTL_MS;
+    }
+    if (m.kind === 'preview') {
+      this.previewToJob(l, m.preview);
+      return;
+    }
+    const type = m.event.type;
+    let data = isRecord(m.event.data) ? withPromptId(m.event.data, m.jobId) : m.event.data;
+    if (type === 'executed' && isRecord(data) && isRecord(data.output))
+      data = { ...data, output: toStoredLocations(data.output, l.user, l.jobId) };
+    if (isRecord(data)) {
+      if (type === 'execution_start') l.started = true;
+      else if (type === 'executing') {
+        l.started = true;
+        l.executing = data;
+        l.progress = null;
+        if (data.node === null || data.node === undefined) l.terminal = true;
+      } else if (type === 'progress') l.progress = data;
+      else if (type === 'progress_state') l.progressState = data;
+    }
+    if (TERMINAL_EVENTS.has(type)) l.terminal = true;
+    this.toJob(l, { type, data });
+  }
+
+  private previewToJob(l: LiveJob, frame: Buffer): void {
+    const targets = this.targetsOf(l);
+    if (targets.length === 0) return;
+    let decoded: ReturnType<typeof decodeBinaryFrame> | null;
+    try {
+      decoded = decodeBinaryFrame(frame);
+    } catch {
+      decoded = null;
+    }
+    const node = typeof l.executing?.node === 'string' ? l.executing.node : null;
+    const displayNode = typeof l.executing?.display_node === 'string' ? l.executing.display_node : node;
+    let type1: Buffer | null = null;
+    let type4: Buffer | null = null;
+    for (const c of targets) {
+      if (c.socket.readyState !== OPEN || c.socket.bufferedAmount > MAX_BUFFERED) continue;
+      let out = frame;
+      if (decoded?.name === 'PREVIEW_IMAGE' || decoded?.name === 'PREVIEW_IMAGE_WITH_METADATA') {
+        if (c.flags.supports_preview_metadata === true) {
+          type4 ??= encodeBinaryFrame({
+            event: BinaryEventType.PREVIEW_IMAGE_WITH_METADATA,
+            name: 'PREVIEW_IMAGE_WITH_METADATA',
+            metadata:
+              decoded.name === 'PREVIEW_IMAGE_WITH_METADATA'
+                ? { ...decoded.metadata, prompt_id: l.jobId }
+                : {
+                    node_id: node ?? undefined,
+                    display_node_id: displayNode,
+                    parent_node_id: null,
+                    real_node_id: node,
+                    prompt_id: l.jobId,
+                  },
+            mime: decoded.mime,
+            image: decoded.image,
+          });
+          out = type4;
+        } else {
+          type1 ??=
+            decoded.name === 'PREVIEW_IMAGE'
+              ? frame
+              : encodeBinaryFrame({
+                  event: BinaryEventType.PREVIEW_IMAGE,
+                  name: 'PREVIEW_IMAGE',
+                  format: decoded.mime === 'image/png' ? PreviewImageFormat.PNG : PreviewImageFormat.JPEG,
+                  mime: decoded.mime,
+                  image: decoded.image,
+                });
+          out = type1;
+        }
+      }
+      try {
+        c.socket.send(out, { binary: true });
+      } catch (err) {
+        this.deps.logger.debug({ err }, 'preview send failed');
+      }
+    }
+  }
+
+  // ---- delivery ------------------------------------------------------------------------------
+
+  /** The owner's socket that queued the job; all of the owner's sockets when that one is gone. */
+  private targetsOf(l: LiveJob): Client[] {
+    const byUser = this.clients.get(l.user);
+    if (!byUser) return [];
+    const own = l.clientId ? byUser.get(l.clientId) : undefined;
+    if (own && own.socket.readyState === OPEN) return [own];
+    return [...byUser.values()];
+  }
+
+  private toJob(l: LiveJob, msg: unknown): void {
+    for (const c of this.targetsOf(l)) this.send(c, msg);
+  }
+
+  private toUser(user: string, msg: unknown): void {
+    for (const c of this.clients.get(user)?.values() ?? []) this.send(c, msg);
+  }
+
+  private send(c: Client, msg: unknown): void {
+    if (c.socket.readyState !== OPEN) return;
+    try {
+      c.socket.send(JSON.stringify(msg));
+    } catch (err) {
+      this.deps.logger.debug({ err }, 'participant socket send failed');
+    }
+  }
+
+  private async remaining(user: string): Promise<number> {
+    const c = await this.deps.store.countByStatus(user);
+    return c.pending + c.running;
+  }
+
+  private liveOf(jobId: string, user: string, clientId: string | null): LiveJob {
+    let l = this.live.get(jobId);
+    if (!l) {
+      l = {
+        jobId,
+        user,
+        clientId,
+        started: false,
+        terminal: false,
+        executing: null,
+        progress: null,
+        progressState: null,
+        expires: null,
+      };
+      this.live.set(jobId, l);
+    } else if (clientId && !l.clientId) l.clientId = clientId;
+    return l;
+  }
+
+  /** Runs work for one user strictly in order (events must reach the browser in order). */
+  private inOrder(user: string, task: () => Promise<void> | void): void {
+    const prev = this.chains.get(user) ?? Promise.resolve();
+    const next = prev
+      .then(task)
+      .catch((err: unknown) => this.deps.logger.warn({ err, user }, 'participant socket update failed'));
+    this.chains.set(user, next);
+    void next.then(() => {
+      if (this.chains.get(user) === next) this.chains.delete(user);
+    });
+  }
+
+  private sweep(): void {
+    const now = this.clock();
+    for (const [id, l] of this.live) if (l.expires !== null && l.expires < now) this.live.delete(id);
+    // Jobs enqueued but never claimed keep no state worth holding for long.
+    if (this.live.size > 10_000) {
+      for (const [id, l] of this.live) if (!l.started) this.live.delete(id);
+    }
+  }
+}
+
+/** The job's folder in its owner's space, as the worker agent names it (see worker/agent/files.ts). */
+function jobSegment(jobId: string): string {
+  if (/^[A-Za-z0-9._-]{1,128}$/.test(jobId) && !jobId.startsWith('.')) return jobId;
+  return (
+    jobId
+      .replace(/[^A-Za-z0-9._-]+/g, '_')
+      .replace(/^[._]+/, '')
+      .slice(0, 128) || 'job'
+  );
+}
+
+/**
+ * An `executed` output as the participant's ComfyUI must see it. The worker's ComfyUI saved files
+ * under `<user>/<jobId>/<own subfolder>` (the agent's output namespace) and the agent uploaded them
+ * to `<jobId>/<own subfolder>` in the owner's space: rewrite each file item's subfolder the same
+ * way, so `/view` finds what the event names. Items already in the stored form are left alone.
+ */
+export function toStoredLocations(
+  output: Record<string, unknown>,
+  user: string,
+  jobId: string,
+): Record<string, unknown> {
+  const job = jobSegment(jobId);
+  const root = `${user}/${job}`;
+  const out: Record<string, unknown> = {};
+  for (const [key, items] of Object.entries(output)) {
+    if (!Array.isArray(items)) {
+      out[key] = items;
+      continue;
+    }
+    out[key] = items.map((item: unknown) => {
+      if (!isRecord(item) || typeof item.filename !== 'string' || typeof item.subfolder !== 'string')
+        return item;
+      const sub = item.subfolder.replace(/\\/g, '/');
+      if (sub === job || sub.startsWith(`${job}/`)) return item;
+      const own = sub === root ? '' : sub.startsWith(`${root}/`) ? sub.slice(root.length + 1) : sub;
+      return { ...item, subfolder: [job, own].filter((s) => s !== '').join('/') };
+    });
+  }
+  return out;
+}
+
+/** Event data with every `prompt_id` (top level and per node) set to our job id. */
+function withPromptId(data: Record<string, unknown>, jobId: string): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...data };
+  if ('prompt_id' in out) out.prompt_id = jobId;
+  if (isRecord(out.nodes)) {
+    const nodes: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(out.nodes))
+      nodes[k] = isRecord(v) && 'prompt_id' in v ? { ...v, prompt_id: jobId } : v;
+    out.nodes = nodes;
+  }
+  return out;
+}
