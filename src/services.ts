@@ -7,9 +7,8 @@ import { LoginThrottle } from './auth/login-throttle.js';
 import { SessionSigner } from './auth/sessions.js';
 import { QueueService } from './scheduler/queue-service.js';
 import { extractModels } from './comfy/prompt-tools.js';
-import { join } from 'node:path';
 import type { FileStore } from './files/file-store.js';
-import { LocalFileStore } from './files/local-file-store.js';
+import { openFileStore } from './files/index.js';
 import { WorkerTokenService } from './auth/worker-tokens.js';
 import { JobEventBus } from './dispatch/job-event-bus.js';
 import { WorkerRegistry } from './dispatch/worker-registry.js';
@@ -17,6 +16,7 @@ import { Dispatcher } from './dispatch/dispatcher.js';
 import { WorkerHub } from './dispatch/worker-hub.js';
 import { BroadcastService } from './admin/broadcast.js';
 import { ConnectionTracker } from './admin/connection-tracker.js';
+import { FrontendAssets } from './gateway/frontend.js';
 
 /** Everything the HTTP layer needs, built once from config and a store. Tests build their own. */
 export interface Services {
@@ -40,6 +40,8 @@ export interface Services {
   broadcast: BroadcastService;
   /** Open WebSockets by kind, and which participants have a ComfyUI tab open (fed in src/admin). */
   connections: ConnectionTracker;
+  /** The ComfyUI frontend served at /<user>/ (FRONTEND_DIR), or null when none is configured. */
+  frontend: FrontendAssets | null;
 }
 
 export async function createServices(config: Config, store: JobStore, logger: Logger): Promise<Services> {
@@ -58,7 +60,7 @@ export async function createServices(config: Config, store: JobStore, logger: Lo
     modelsOf: (prompt) => extractModels(prompt),
     logger,
   });
-  const files = new LocalFileStore(join(config.DATA_DIR, 'files'));
+  const files = await openFileStore(config);
   const bus = new JobEventBus((err) => logger.error({ err }, 'job event listener failed'));
   const workers = new WorkerRegistry({ retentionMs: config.WORKER_OFFLINE_RETENTION_MINUTES * 60_000 });
   const workerTokens = new WorkerTokenService(store, config.WORKER_TOKENS);
@@ -70,6 +72,7 @@ export async function createServices(config: Config, store: JobStore, logger: Lo
   );
   const broadcast = new BroadcastService(store);
   const connections = new ConnectionTracker();
+  const frontend = config.FRONTEND_DIR ? await FrontendAssets.open(config.FRONTEND_DIR) : null;
   return {
     config,
     store,
@@ -85,5 +88,6 @@ export async function createServices(config: Config, store: JobStore, logger: Lo
     hub,
     broadcast,
     connections,
+    frontend,
   };
 }

@@ -18,6 +18,8 @@ export function gatewayAccess(deps: Pick<GatewayDeps, 'auth' | 'accounts'>) {
       throw new AppError('NOT_FOUND', `No route for ${request.method} ${request.url.split('?')[0]}.`);
     }
     await signedIn(request, reply);
+    // A browser without a session was just sent to the login page.
+    if (reply.sent) return;
     const principal = request.principal!;
     if (principal.name === user) return;
     if (principal.role !== 'instructor') {

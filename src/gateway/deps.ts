@@ -39,11 +39,8 @@ export interface GatewayDeps {
   clock: () => number;
 }
 
-/** Services, plus the frontend's index page when the frontend-assets module provides one. */
-type MaybeExtended = Services & { frontend?: FrontendIndex };
-
 export function gatewayDeps(services: Services): GatewayDeps {
-  const s = services as MaybeExtended;
+  const s = services;
   return {
     config: s.config,
     store: s.store,
@@ -54,7 +51,7 @@ export function gatewayDeps(services: Services): GatewayDeps {
     files: s.files,
     bus: s.bus ?? null,
     workers: s.workers ?? null,
-    frontend: s.frontend ?? null,
+    frontend: services.frontend,
     templates: new TemplateSource(s.config.TEMPLATES_DIR ?? null, s.config.DEFAULT_WORKFLOW ?? null),
     clock: Date.now,
   };

@@ -15,6 +15,8 @@ import { templateRoutes } from './template-routes.js';
 import { UserSpace } from './user-space.js';
 import { userdataRoutes } from './userdata-routes.js';
 import { UserWsHub } from './ws-hub.js';
+import { FrontendAssets } from './frontend.js';
+import { AppError } from '../errors.js';
 
 export type { GatewayDeps } from './deps.js';
 
@@ -87,6 +89,15 @@ export function gatewayPlugin(services: Services): FastifyPluginAsync {
     fileRoutes(app, deps);
     galleryRoutes(app, deps);
     statusRoutes(app, deps, space);
+
+    // Everything else under /<user>/ is a file of the ComfyUI frontend (its bundles, fonts,
+    // bundled extensions). Fastify tries every route above first.
+    app.get('/*', async (request, reply) => {
+      if (!(deps.frontend instanceof FrontendAssets)) {
+        throw new AppError('NOT_FOUND', `No route for ${request.method} ${request.url.split('?')[0]}.`);
+      }
+      return deps.frontend.serveAsset(reply, (request.params as { '*': string })['*']);
+    });
   };
 }
 

@@ -1,0 +1,92 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startHarness, type Harness } from '../../test/support/app-harness.js';
+
+describe('ComfyUI frontend under /<user>/', () => {
+  let dir: string;
+  let h: Harness;
+  let alice: string;
+  let bob: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'cm-frontend-'));
+    await mkdir(join(dir, 'assets'));
+    await writeFile(
+      join(dir, 'index.html'),
+      '<!doctype html><title>ComfyUI</title><script src="./assets/index-Abc12345.js"></script>',
+    );
+    await writeFile(join(dir, 'assets', 'index-Abc12345.js'), 'console.log("comfy")');
+    await writeFile(join(dir, 'user.css'), 'body{}');
+    h = await startHarness({ FRONTEND_DIR: dir });
+    alice = await h.addUser('alice');
+    bob = await h.addUser('bob');
+  });
+  afterAll(async () => {
+    await h.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("serves the frontend's index page to its owner, uncached", async () => {
+    const res = await h.app.inject({ url: '/alice/', headers: { authorization: alice } });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^text\/html/);
+    expect(res.headers['cache-control']).toBe('no-cache');
+    expect(res.body).toContain('<title>ComfyUI</title>');
+  });
+
+  it('serves hashed bundles with long caching and other files without', async () => {
+    const js = await h.app.inject({
+      url: '/alice/assets/index-Abc12345.js',
+      headers: { authorization: alice },
+    });
+    expect(js.statusCode).toBe(200);
+    expect(js.headers['content-type']).toMatch(/javascript/);
+    expect(js.headers['cache-control']).toContain('immutable');
+    expect(js.body).toBe('console.log("comfy")');
+    const css = await h.app.inject({ url: '/alice/user.css', headers: { authorization: alice } });
+    expect(css.headers['cache-control']).toBe('no-cache');
+  });
+
+  it("keeps the API routes ahead of the frontend's files", async () => {
+    const res = await h.app.inject({ url: '/alice/api/queue', headers: { authorization: alice } });
+    expect(res.json()).toEqual({ queue_running: [], queue_pending: [] });
+  });
+
+  it('refuses another participant, and sends a browser without a session to the login page', async () => {
+    expect((await h.app.inject({ url: '/alice/', headers: { authorization: bob } })).statusCode).toBe(403);
+    const anon = await h.app.inject({ url: '/alice/', headers: { accept: 'text/html' } });
+    expect(anon.statusCode).toBe(303);
+    expect(anon.headers.location).toBe('/login?next=%2Falice%2F');
+  });
+
+  it('never serves a file outside the frontend folder', async () => {
+    for (const url of [
+      '/alice/..%2f..%2fetc%2fpasswd',
+      '/alice/%2e%2e/%2e%2e/etc/passwd',
+      '/alice/assets/..%5c..%5cindex.html',
+    ]) {
+      const res = await h.app.inject({ url, headers: { authorization: alice } });
+      expect(res.statusCode, url).toBeGreaterThanOrEqual(400);
+      expect(res.statusCode, url).toBeLessThan(500);
+      expect(res.body).not.toContain('root:');
+    }
+    const missing = await h.app.inject({ url: '/alice/nothing.js', headers: { authorization: alice } });
+    expect(missing.statusCode).toBe(404);
+  });
+});
+
+describe('without a frontend', () => {
+  it('explains on /<user>/ what is missing instead of failing', async () => {
+    const h = await startHarness();
+    try {
+      const alice = await h.addUser('alice');
+      const res = await h.app.inject({ url: '/alice/', headers: { authorization: alice } });
+      expect(res.statusCode).toBe(503);
+      expect(res.body).toContain('not configured');
+    } finally {
+      await h.close();
+    }
+  });
+});
