@@ -3,6 +3,7 @@ import cookie from '@fastify/cookie';
 import { installErrorHandling } from './http/error-handler.js';
 import { requireInstructor } from './http/auth-hooks.js';
 import { loginRoutes } from './auth/login-routes.js';
+import { frontendRootRoutes } from './gateway/frontend.js';
 import { healthRoutes } from './api/health-routes.js';
 import { jobsRoutes } from './api/jobs-routes.js';
 import { queueRoutes } from './api/queue-routes.js';
@@ -30,7 +31,9 @@ export async function buildApp(services: Services): Promise<FastifyInstance> {
   await app.register(cookie);
 
   healthRoutes(app, { store: services.store, version: VERSION });
-  loginRoutes(app, services.auth);
+  // In its own scope, so the login form's urlencoded parser does not apply to ComfyUI's routes.
+  await app.register(async (scope) => loginRoutes(scope, services.auth));
+  frontendRootRoutes(app, services.frontend);
 
   await app.register(
     async (api) => {

@@ -3,6 +3,7 @@ import { both, emptyOk, userOf } from './http-util.js';
 import type { GatewayDeps } from './deps.js';
 import {
   EMPTY_SYSTEM_STATS,
+  participantSystemStats,
   NO_ENV_HINT,
   currentEnv,
   objectInfoForUser,
@@ -10,6 +11,7 @@ import {
   topLevelFiles,
 } from './environment.js';
 import { WORKSHOP_EXTENSION_PATH } from './workshop-extension.js';
+import { AppError } from '../errors.js';
 
 const HINT_HEADER = 'x-comfy-multi-hint';
 /** Model folders the frontend's model library leaves out (ComfyUI's own blacklist). */
@@ -56,13 +58,23 @@ export function envRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     return { [nodeClass]: patched[nodeClass] };
   });
 
+  // ComfyUI's built-in template library comes from a Python package we do not have: answer it
+  // empty (the frontend expects a JSON array of categories and two objects) rather than 404, so
+  // the template browser shows only the workshop's own templates.
+  app.get('/templates/:file', async (request) => {
+    const file = (request.params as { file: string }).file;
+    if (/^index(\.[a-zA-Z_-]{2,10})?\.json$/.test(file)) return [];
+    if (file === 'index_logo.json' || file === 'fuse_options.json') return {};
+    throw new AppError('NOT_FOUND', `No template file ${file}.`);
+  });
+
   both(app, 'GET', '/system_stats', async (_request, reply) => {
     const env = await currentEnv(store);
     if (!env) {
       hint(reply);
       return EMPTY_SYSTEM_STATS;
     }
-    return env.systemStats;
+    return participantSystemStats(env.systemStats);
   });
 
   both(app, 'GET', '/embeddings', async (_request, reply) => {

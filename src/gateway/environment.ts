@@ -26,6 +26,23 @@ export const EMPTY_SYSTEM_STATS = {
   devices: [] as unknown[],
 };
 
+/**
+ * A worker's `system_stats` as a participant should see it: the fields the frontend's schema
+ * requires are always present (the worker leaves out volatile ones such as free RAM so its
+ * snapshot hash stays stable), and the worker's command line, which names its folders, is hidden.
+ */
+export function participantSystemStats(raw: Record<string, unknown>): typeof EMPTY_SYSTEM_STATS {
+  const system = {
+    ...EMPTY_SYSTEM_STATS.system,
+    ...(raw.system as object | undefined),
+    argv: [] as string[],
+  };
+  const devices = Array.isArray(raw.devices)
+    ? raw.devices.map((d: Record<string, unknown>) => ({ vram_free: 0, torch_vram_free: 0, ...d }))
+    : [];
+  return { ...raw, system, devices } as typeof EMPTY_SYSTEM_STATS;
+}
+
 /** The current environment snapshot, or null when none was ever uploaded. */
 export async function currentEnv(store: BlobStore): Promise<EnvSnapshot | null> {
   return (await getCurrentEnv(store))?.snapshot ?? null;

@@ -19,6 +19,7 @@ describe('ComfyUI frontend under /<user>/', () => {
     );
     await writeFile(join(dir, 'assets', 'index-Abc12345.js'), 'console.log("comfy")');
     await writeFile(join(dir, 'user.css'), 'body{}');
+    await writeFile(join(dir, 'assets', 'favicon.ico'), 'ICO');
     h = await startHarness({ FRONTEND_DIR: dir });
     alice = await h.addUser('alice');
     bob = await h.addUser('bob');
@@ -59,6 +60,42 @@ describe('ComfyUI frontend under /<user>/', () => {
     const anon = await h.app.inject({ url: '/alice/', headers: { accept: 'text/html' } });
     expect(anon.statusCode).toBe(303);
     expect(anon.headers.location).toBe('/login?next=%2Falice%2F');
+  });
+
+  it('serves the favicon and other root-relative frontend assets at the site root without a login', async () => {
+    const ico = await h.app.inject('/assets/favicon.ico');
+    expect(ico.statusCode).toBe(200);
+    expect(ico.body).toBe('ICO');
+    expect((await h.app.inject('/favicon.ico')).body).toBe('ICO');
+    expect((await h.app.inject('/assets/../index.html')).statusCode).toBeGreaterThanOrEqual(400);
+  });
+
+  it("reads a JSON body sent form-encoded, as ComfyUI's own API examples send it", async () => {
+    const res = await h.app.inject({
+      method: 'POST',
+      url: '/alice/api/settings/Comfy.TutorialCompleted',
+      headers: { authorization: alice, 'content-type': 'application/x-www-form-urlencoded' },
+      payload: 'true',
+    });
+    expect(res.statusCode).toBe(200);
+    const got = await h.app.inject({
+      url: '/alice/api/settings/Comfy.TutorialCompleted',
+      headers: { authorization: alice },
+    });
+    expect(got.json()).toBe(true);
+  });
+
+  it('answers the built-in template library empty instead of 404', async () => {
+    const index = await h.app.inject({
+      url: '/alice/templates/index.json',
+      headers: { authorization: alice },
+    });
+    expect(index.json()).toEqual([]);
+    const fuse = await h.app.inject({
+      url: '/alice/templates/fuse_options.json',
+      headers: { authorization: alice },
+    });
+    expect(fuse.json()).toEqual({});
   });
 
   it('never serves a file outside the frontend folder', async () => {

@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../errors.js';
 import { safeRelativePath } from '../files/safe-path.js';
 import type { FrontendIndex } from './deps.js';
@@ -51,4 +51,20 @@ export class FrontendAssets implements FrontendIndex {
       .header('cache-control', immutable ? 'public, max-age=31536000, immutable' : 'no-cache')
       .send(createReadStream(path));
   }
+}
+
+/**
+ * A few frontend files are requested from the site root whatever the page path (the favicon and
+ * its progress frames, some logos): serve the frontend's public `assets/` there, without a login,
+ * since they are the same for everyone and hold no user data.
+ */
+export function frontendRootRoutes(app: FastifyInstance, frontend: FrontendAssets | null): void {
+  app.get('/assets/*', async (request, reply) => {
+    if (!frontend) throw new AppError('NOT_FOUND');
+    return frontend.serveAsset(reply, `assets/${(request.params as { '*': string })['*']}`);
+  });
+  app.get('/favicon.ico', async (_request, reply) => {
+    if (!frontend) throw new AppError('NOT_FOUND');
+    return frontend.serveAsset(reply, 'assets/favicon.ico');
+  });
 }
