@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../errors.js';
 import { requireUser } from '../http/auth-hooks.js';
-import { USER_NAME_RE } from '../auth/user-names.js';
+import { RESERVED_NAMES, USER_NAME_RE } from '../auth/user-names.js';
 import type { GatewayDeps } from './deps.js';
 
 /**
@@ -14,7 +14,9 @@ export function gatewayAccess(deps: Pick<GatewayDeps, 'auth' | 'accounts'>) {
   return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const user = (request.params as { user?: unknown } | undefined)?.user;
     // Not a possible user name at all (`/favicon.ico`, ...): no space here, and nothing to hide.
-    if (typeof user !== 'string' || !USER_NAME_RE.test(user)) {
+    // Reserved names (`api`, `admin`, `worker`, ...) are the server's own top-level routes, never a
+    // participant's space: an unknown `/api/v1/x` is a plain 404, not "no such user".
+    if (typeof user !== 'string' || !USER_NAME_RE.test(user) || RESERVED_NAMES.has(user)) {
       throw new AppError('NOT_FOUND', `No route for ${request.method} ${request.url.split('?')[0]}.`);
     }
     await signedIn(request, reply);

@@ -1,0 +1,174 @@
+import type { Services } from '../services.js';
+import type { QueueEvent } from '../scheduler/queue-service.js';
+import { VERSION } from '../version.js';
+import { AlertService, type AlertOptions } from './alerts.js';
+import { AuditLog } from './audit-log.js';
+import { CsrfTokens } from './csrf.js';
+import { LiveHub } from './live-hub.js';
+import { LiveState } from './live-state.js';
+import { AdminMetrics } from './metrics.js';
+import { Sampler, type SamplerOptions } from './sampler.js';
+import type { HealthInfo } from './view-types.js';
+import { WorkerWatcher } from './worker-watch.js';
+
+/** Everything the dashboard, metrics and alerts keep for one running app. */
+export interface AdminRuntime {
+  startedAt: number;
+  audit: AuditLog;
+  csrf: CsrfTokens;
+  state: LiveState;
+  live: LiveHub;
+  sampler: Sampler;
+  watcher: WorkerWatcher;
+  alerts: AlertService;
+  metrics: AdminMetrics;
+  /** Starts timers and listeners (called when the app is ready). */
+  start(): void;
+  /** Closes dashboards and stops everything (called when the app closes). */
+  stop(): Promise<void>;
+}
+
+/** Knobs tests turn; production uses the defaults and config. */
+export interface AdminRuntimeOptions {
+  sampler?: SamplerOptions;
+  alerts?: Partial<AlertOptions>;
+  liveMinIntervalMs?: number;
+  watchIntervalMs?: number;
+}
+
+export async function createAdminRuntime(
+  services: Services,
+  opts: AdminRuntimeOptions = {},
+): Promise<AdminRuntime> {
+  const { config, store, queue, workers, bus, logger, connections, broadcast } = services;
+  const startedAt = Date.now();
+  const audit = new AuditLog(store);
+  const csrf = await CsrfTokens.open(store);
+  const watcher = new WorkerWatcher(workers, opts.watchIntervalMs ?? 1000);
+  const sampler = new Sampler(
+    { store, queue, workers },
+    { intervalMs: config.DASHBOARD_SAMPLE_SECONDS * 1000, ...opts.sampler },
+  );
+  const metrics = new AdminMetrics({ store, queue, workers, tracker: connections });
+  const alerts = new AlertService(
+    { store, queue, workers },
+    {
+      webhookUrl: config.ALERT_WEBHOOK_URL,
+      topic: config.ALERT_WEBHOOK_TOPIC,
+      repeatMs: config.ALERT_REPEAT_MINUTES * 60_000,
+      stallMs: config.ALERT_STALL_MINUTES * 60_000,
+      diskMinFree: config.ALERT_DISK_MIN_FREE,
+      dataDir: config.DATA_DIR,
+      maxAttempts: config.MAX_ATTEMPTS,
+      publicUrl: config.PUBLIC_URL,
+      logger,
+      ...opts.alerts,
+    },
+  );
+  const health = (): HealthInfo => ({
+    version: VERSION,
+    startedAt,
+    store: store.backend,
+    alertsWebhook: alerts.webhookConfigured,
+    metricsProtected: Boolean(config.METRICS_TOKEN),
+    recentAlerts: alerts.recent(),
+  });
+  const state = new LiveState({
+    store,
+    queue,
+    workers,
+    accounts: services.accounts,
+    tracker: connections,
+    audit,
+    broadcast,
+    health,
+  });
+  const live = new LiveHub(state, sampler, { minIntervalMs: opts.liveMinIntervalMs ?? 250, logger });
+
+  const onQueue = (e: QueueEvent) => {
+    if (e.type === 'settings') {
+      live.markDirty('queue', 'pending', 'participants');
+      return;
+    }
+    state.noteJob(e.job);
+    switch (e.type) {
+      case 'enqueued':
+        live.markDirty('queue', 'pending', 'participants');
+        break;
+      case 'updated':
+        live.markDirty('pending', 'workers');
+        break;
+      case 'finished':
+        live.markDirty('queue', 'pending', 'workers', 'orphans', 'participants');
+        if (e.job.status === 'failed') live.markDirty('failures');
+        break;
+      default: // claimed, requeued
+        live.markDirty('queue', 'pending', 'workers', 'orphans', 'participants');
+    }
+  };
+  const unsubscribes: (() => void)[] = [];
+  let participantsTimer: NodeJS.Timeout | undefined;
+  let started = false;
+
+  return {
+    startedAt,
+    audit,
+    csrf,
+    state,
+    live,
+    sampler,
+    watcher,
+    alerts,
+    metrics,
+    start() {
+      if (started) return;
+      started = true;
+      void audit.load().catch((err: unknown) => logger.error({ err }, 'could not read the audit log'));
+      queue.on('event', onQueue);
+      unsubscribes.push(() => queue.off('event', onQueue));
+      unsubscribes.push(
+        bus.subscribeAll((m) => {
+          // Progress, current node and ComfyUI starting a job: what the worker cards show.
+          if (m.kind === 'event' || (m.kind === 'status' && m.status === 'started'))
+            live.markDirty('workers');
+        }),
+      );
+      const onWorkers = () => live.markDirty('workers', 'orphans');
+      watcher.on('change', onWorkers);
+      unsubscribes.push(() => watcher.off('change', onWorkers));
+      const onTransition = alerts.onWorkerTransition.bind(alerts);
+      watcher.on('transition', onTransition);
+      unsubscribes.push(() => watcher.off('transition', onTransition));
+      const onConnections = () => live.markDirty('participants');
+      connections.on('change', onConnections);
+      unsubscribes.push(() => connections.off('change', onConnections));
+      const onAudit = () => live.markDirty('audit');
+      audit.on('entry', onAudit);
+      unsubscribes.push(() => audit.off('entry', onAudit));
+      const onBroadcast = () => live.markDirty('broadcast');
+      broadcast.on('change', onBroadcast);
+      unsubscribes.push(() => broadcast.off('change', onBroadcast));
+      const onAlert = (rec: { event: string; delivery: string }) => {
+        metrics.alertsSent.inc({ event: rec.event, delivery: rec.delivery });
+        live.markDirty('health');
+      };
+      alerts.on('alert', onAlert);
+      unsubscribes.push(() => alerts.off('alert', onAlert));
+      // Accounts created with the CLI and a broadcast set through the gateway have no event here.
+      participantsTimer = setInterval(() => live.markDirty('participants', 'broadcast'), 30_000);
+      participantsTimer.unref();
+      watcher.start();
+      sampler.start();
+      alerts.start();
+    },
+    async stop() {
+      clearInterval(participantsTimer);
+      for (const u of unsubscribes.splice(0)) u();
+      live.close();
+      watcher.stop();
+      sampler.stop();
+      metrics.close();
+      await alerts.stop();
+    },
+  };
+}

@@ -1,0 +1,139 @@
+import type { ParticipantRow } from '../../view-types.js';
+import { action } from './api.js';
+import type { Ctx } from './ctx.js';
+import { ago, fullTime, shortDuration } from './format.js';
+import { Empty, Section } from './section.js';
+
+function limitsText(p: ParticipantRow, ctx: Ctx): string {
+  const d = ctx.s.queue.limits;
+  const waiting = p.limits?.maxPendingPerUser ?? d.maxPendingPerUser;
+  const running = p.limits?.maxRunningPerUser ?? d.maxRunningPerUser;
+  return `${waiting} waiting, ${running} running`;
+}
+
+function Row({ ctx, p }: { ctx: Ctx; p: ParticipantRow }) {
+  const reset = () =>
+    ctx.confirm({
+      title: `Reset the password of ${p.user}?`,
+      body: (
+        <p>
+          A new password is made and shown to you once. {p.user} is signed out everywhere and signs in again
+          with the new one; their files and jobs stay.
+        </p>
+      ),
+      confirmLabel: 'Reset password',
+      danger: true,
+      run: async () => {
+        const r = await action<{ user: string; password: string }>(
+          `/users/${encodeURIComponent(p.user)}/reset-password`,
+        );
+        ctx.open({ kind: 'password', user: r.user, password: r.password });
+      },
+    });
+  return (
+    <tr>
+      <td>
+        <b>{p.user}</b>
+        {p.role === 'instructor' ? <span class="tag">instructor</span> : null}
+        {p.limits ? (
+          <span class="tag tag-front" title={`Own limits: at most ${limitsText(p, ctx)}`}>
+            own limits
+          </span>
+        ) : null}
+      </td>
+      <td>
+        {p.online > 0 ? (
+          <span class="online" title={`${p.online} ComfyUI tab(s) open`}>
+            <span class="dot dot-on" aria-hidden="true" />
+            online{p.online > 1 ? ` (${p.online})` : ''}
+          </span>
+        ) : (
+          <span class="muted">
+            <span class="dot" aria-hidden="true" />
+            offline
+          </span>
+        )}
+      </td>
+      <td class="num">{p.pending || <span class="muted">0</span>}</td>
+      <td class="num">{p.running || <span class="muted">0</span>}</td>
+      <td class="num">{p.completed || <span class="muted">0</span>}</td>
+      <td class="num">{p.failed ? <span class="bad">{p.failed}</span> : <span class="muted">0</span>}</td>
+      <td class="num">{p.gpuSeconds > 0 ? shortDuration(p.gpuSeconds) : <span class="muted">—</span>}</td>
+      <td title={fullTime(p.lastActivityAt)}>
+        {p.lastActivityAt ? ago(p.lastActivityAt, ctx.now) : <span class="muted">—</span>}
+      </td>
+      <td class="actions">
+        <button
+          type="button"
+          class="btn btn-small"
+          aria-label={`Limits of ${p.user}: at most ${limitsText(p, ctx)}. Change`}
+          onClick={() => ctx.open({ kind: 'user-limits', user: p.user })}
+        >
+          Limits
+        </button>
+        <button
+          type="button"
+          class="btn btn-small"
+          onClick={reset}
+          aria-label={`Reset the password of ${p.user}`}
+          disabled={p.role !== 'participant'}
+        >
+          Reset password
+        </button>
+      </td>
+    </tr>
+  );
+}
+
+export function ParticipantsSection({ ctx }: { ctx: Ctx }) {
+  const list = ctx.s.participants;
+  const online = list.filter((p) => p.online > 0).length;
+  return (
+    <Section id="participants" title="Participants" count={`${online} of ${list.length} online`}>
+      {list.length === 0 ? (
+        <Empty title="No participant accounts yet">
+          <p>
+            Create them on the server with <code>comfy-multi users init --count 20</code>; it writes their
+            login links to <code>data/participants.txt</code>.
+          </p>
+        </Empty>
+      ) : (
+        <div class="table-wrap">
+          <table class="table">
+            <caption class="sr-only">Participants and their jobs</caption>
+            <thead>
+              <tr>
+                <th scope="col">User</th>
+                <th scope="col">Now</th>
+                <th scope="col" class="num">
+                  <abbr title="Jobs waiting">Wait</abbr>
+                </th>
+                <th scope="col" class="num">
+                  <abbr title="Jobs running">Run</abbr>
+                </th>
+                <th scope="col" class="num">
+                  <abbr title="Jobs completed">Done</abbr>
+                </th>
+                <th scope="col" class="num">
+                  <abbr title="Jobs failed">Fail</abbr>
+                </th>
+                <th scope="col" class="num">
+                  GPU time
+                </th>
+                <th scope="col">Last active</th>
+                <th scope="col">
+                  <span class="sr-only">Actions</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {list.map((p) => (
+                <Row key={p.user} ctx={ctx} p={p} />
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </Section>
+  );
+}
