@@ -5,6 +5,7 @@ import { ensureAdmin } from './bootstrap.js';
 import { createLogger } from './logger.js';
 import { createServices, type Services } from './services.js';
 import { openStore } from './store/index.js';
+import { startBackupSchedule } from './backup/schedule.js';
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -27,6 +28,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   });
   const app = await buildApp(services);
   services.queue.start();
+  const backups = startBackupSchedule(services);
   await app.listen({ host: config.HOST, port: config.PORT });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.PORT;
@@ -34,8 +36,10 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const close = () =>
     (closing ??= (async () => {
       services.queue.stop();
+      await backups?.stop();
       await app.close(); // stops accepting and waits for in-flight requests
       await store.close();
+      services.files.close?.();
     })());
   return { app, services, url: `http://127.0.0.1:${port}`, close };
 }

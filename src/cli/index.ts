@@ -5,6 +5,9 @@ import { registerUsers } from './commands/users.js';
 import { registerWorkers } from './commands/workers.js';
 import { registerWorker } from './commands/worker.js';
 import { registerStatus } from './commands/status.js';
+import { registerBackup } from './commands/backup.js';
+import { registerRestore } from './commands/restore.js';
+import { registerStore } from './commands/store.js';
 
 const program = new Command()
   .name('comfy-multi')
@@ -16,5 +19,8 @@ registerUsers(program);
 registerWorkers(program);
 registerWorker(program);
 registerStatus(program);
+registerBackup(program);
+registerRestore(program);
+registerStore(program);
 
 await program.parseAsync(process.argv);

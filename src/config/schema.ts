@@ -38,6 +38,19 @@ const size = z
     return Math.round(Number(m[1]) * unit);
   });
 
+/** `30m`, `6h`, `1d`, `90s` → milliseconds; `off` / `0` → 0 (disabled). */
+const duration = z
+  .string()
+  .regex(/^(off|0|\d+(\.\d+)?\s*(s|m|h|d))$/i, 'expected a duration such as 30m, 6h or 1d, or off')
+  .transform((s): number => {
+    const m = /^(\d+(?:\.\d+)?)\s*(s|m|h|d)$/i.exec(s);
+    if (!m) return 0;
+    const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2]!.toLowerCase() as 's'];
+    return Math.round(Number(m[1]) * unit);
+  })
+  .refine((ms) => ms === 0 || ms >= 60_000, 'must be at least 1m')
+  .refine((ms) => ms <= 2_147_483_647, 'must be at most 24d');
+
 export const configSchema = z
   .object({
     HOST: z.string().min(1).default('0.0.0.0').describe('Address the server listens on.'),
@@ -75,6 +88,33 @@ export const configSchema = z
       .min(1)
       .default('cm:')
       .describe('Prefix of every Redis key this deployment uses.'),
+
+    FILES: z
+      .enum(['local', 's3'])
+      .default('local')
+      .describe(
+        "Where participants' files (uploads, outputs, workflows) live: `local` (DATA_DIR/files) or `s3` (an S3-compatible bucket: AWS S3, Cloudflare R2, MinIO). With s3, credentials come from the standard AWS variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ...).",
+      ),
+    S3_ENDPOINT: z
+      .string()
+      .url()
+      .optional()
+      .describe(
+        'S3 endpoint for FILES=s3 (and the default for s3:// backup targets), e.g. https://<account>.r2.cloudflarestorage.com or http://minio:9000. Unset for AWS S3.',
+      ),
+    S3_BUCKET: z.string().min(1).optional().describe('Bucket of the files, required with FILES=s3.'),
+    S3_PREFIX: z
+      .string()
+      .default('')
+      .describe('Key prefix of every file object in S3_BUCKET, e.g. `comfy-multi/files/` (default: none).'),
+    S3_REGION: z
+      .string()
+      .min(1)
+      .default('auto')
+      .describe('S3 region: `auto` for Cloudflare R2, the bucket region (e.g. eu-central-1) for AWS.'),
+    S3_FORCE_PATH_STYLE: bool
+      .default(false)
+      .describe('Address buckets as ENDPOINT/bucket/key instead of bucket.ENDPOINT/key (needed by MinIO).'),
 
     QUEUE_MODE: z
       .enum(QUEUE_MODES)
@@ -116,6 +156,13 @@ export const configSchema = z
       .default(50 * 1024 * 1024)
       .describe(
         'Largest file a participant may upload through ComfyUI (`/upload/image`, `/upload/mask`), e.g. 50mb. Larger uploads get 413.',
+      ),
+    FRONTEND_DIR: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'A built ComfyUI frontend (the `static/` folder of the comfyui-frontend-package Python package, or an unzipped frontend release `dist/`), served unmodified to every participant at /<user>/. Without it, /<user>/ shows a page saying what to do.',
       ),
     TEMPLATES_DIR: z
       .string()
@@ -164,7 +211,9 @@ export const configSchema = z
       ),
     DASHBOARD_SAMPLE_SECONDS: int(1, 600)
       .default(10)
-      .describe("Resolution of the dashboard's charts (queue depth, waiting time, GPU busy share): one point per this many seconds. The last 6 hours are kept in memory."),
+      .describe(
+        "Resolution of the dashboard's charts (queue depth, waiting time, GPU busy share): one point per this many seconds. The last 6 hours are kept in memory.",
+      ),
     ALERT_WEBHOOK_URL: z
       .string()
       .url()
@@ -194,10 +243,89 @@ export const configSchema = z
       .describe(
         'The same alert (same event and subject, e.g. one worker) is sent at most once per this many minutes; repeats in between are counted and reported with the next one.',
       ),
+
+    BACKUP_INTERVAL: duration
+      .default(0)
+      .describe(
+        'Run `comfy-multi backup` inside the server this often, e.g. 6h, 30m or 1d (at least 1m); `off` or 0 (default) disables it. Needs BACKUP_TARGET.',
+      ),
+    BACKUP_TARGET: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'Where backups go: `s3://bucket/prefix` or a folder path. Default target of `comfy-multi backup` and `restore`; required with BACKUP_INTERVAL.',
+      ),
+    BACKUP_KEEP: int(0, 100_000)
+      .default(14)
+      .describe(
+        'Snapshots to keep in BACKUP_TARGET after each backup (older ones are deleted); 0 keeps all.',
+      ),
+    BACKUP_S3_ENDPOINT: z
+      .string()
+      .url()
+      .optional()
+      .describe('Endpoint of an s3:// BACKUP_TARGET when it differs from S3_ENDPOINT.'),
+    BACKUP_S3_REGION: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Region of an s3:// BACKUP_TARGET; default S3_REGION.'),
+    BACKUP_S3_FORCE_PATH_STYLE: bool
+      .optional()
+      .describe('Path-style addressing for an s3:// BACKUP_TARGET; default S3_FORCE_PATH_STYLE.'),
+    BACKUP_S3_ACCESS_KEY_ID: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'Access key of an s3:// BACKUP_TARGET, when backups use other credentials than the files (recommended); default: the standard AWS variables.',
+      ),
+    BACKUP_S3_SECRET_ACCESS_KEY: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Secret key matching BACKUP_S3_ACCESS_KEY_ID.'),
   })
   .superRefine((c, ctx) => {
     if (c.STORE === 'redis' && !c.REDIS_URL) {
       ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'is required when STORE=redis' });
+    }
+    if (c.FILES === 's3' && !c.S3_BUCKET) {
+      ctx.addIssue({ code: 'custom', path: ['S3_BUCKET'], message: 'is required when FILES=s3' });
+    }
+    if (c.BACKUP_INTERVAL > 0 && !c.BACKUP_TARGET) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['BACKUP_TARGET'],
+        message: 'is required when BACKUP_INTERVAL is set',
+      });
+    }
+    if (!c.BACKUP_S3_ACCESS_KEY_ID !== !c.BACKUP_S3_SECRET_ACCESS_KEY) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [c.BACKUP_S3_ACCESS_KEY_ID ? 'BACKUP_S3_SECRET_ACCESS_KEY' : 'BACKUP_S3_ACCESS_KEY_ID'],
+        message: 'set both BACKUP_S3_ACCESS_KEY_ID and BACKUP_S3_SECRET_ACCESS_KEY, or neither',
+      });
+    }
+    if (c.BACKUP_TARGET?.startsWith('s3://')) {
+      const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(c.BACKUP_TARGET);
+      if (!m) {
+        ctx.addIssue({ code: 'custom', path: ['BACKUP_TARGET'], message: 'expected s3://bucket/prefix' });
+      } else if (c.FILES === 's3' && m[1] === c.S3_BUCKET) {
+        // Backups inside the files' prefix would be listed (and backed up) as user files, and
+        // files inside the backup prefix could be garbage-collected.
+        const norm = (p: string) => (p.replace(/^\/+|\/+$/g, '') ? `${p.replace(/^\/+|\/+$/g, '')}/` : '');
+        const a = norm(c.S3_PREFIX);
+        const b = norm(m[2] ?? '');
+        if (a.startsWith(b) || b.startsWith(a)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['BACKUP_TARGET'],
+            message: 'must not overlap S3_BUCKET/S3_PREFIX (use another bucket or a separate prefix)',
+          });
+        }
+      }
     }
   });
 

@@ -12,10 +12,18 @@ export interface FileStat {
   mtimeMs: number;
 }
 
+export interface WriteOptions {
+  /**
+   * The file's modification time (a restore keeps the original times, so galleries sorted by date
+   * stay in order). The local backend sets it; object storage cannot and ignores it.
+   */
+  mtimeMs?: number;
+}
+
 export interface FileStore {
   readonly backend: 'local' | 's3';
   /** Streams `body` to `key`, replacing any file there only once the write is complete. */
-  write(key: string, body: Readable | Buffer): Promise<FileStat>;
+  write(key: string, body: Readable | Buffer, opts?: WriteOptions): Promise<FileStat>;
   /** A stream of the file; throws AppError FILE_NOT_FOUND when absent. */
   read(key: string): Promise<Readable>;
   stat(key: string): Promise<FileStat | null>;
@@ -23,6 +31,15 @@ export interface FileStore {
   list(prefix: string): Promise<FileStat[]>;
   delete(key: string): Promise<boolean>;
   move(from: string, to: string): Promise<void>;
+  /**
+   * Object storage only: a URL that lets its holder PUT `key` directly (no credentials) for
+   * `expiresSec` seconds, e.g. so a worker uploads an output straight to the bucket.
+   */
+  presignPut?(key: string, expiresSec: number): Promise<string>;
+  /** Object storage only: a time-limited URL to GET `key` directly. */
+  presignGet?(key: string, expiresSec: number): Promise<string>;
+  /** Releases connections (object storage); a no-op or absent locally. */
+  close?(): void;
 }
 
 export const FILE_AREAS = ['input', 'output', 'temp', 'userdata'] as const;

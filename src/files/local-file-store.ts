@@ -1,11 +1,11 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat, unlink, utimes } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { dirname, join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AppError } from '../errors.js';
-import type { FileStat, FileStore } from './file-store.js';
+import type { FileStat, FileStore, WriteOptions } from './file-store.js';
 import { safeRelativePath } from './safe-path.js';
 
 /** Files under one folder; directories 0700, files 0600 (least privilege). */
@@ -19,7 +19,7 @@ export class LocalFileStore implements FileStore {
     return join(this.root, safeRelativePath(key));
   }
 
-  async write(key: string, body: Readable | Buffer): Promise<FileStat> {
+  async write(key: string, body: Readable | Buffer, opts: WriteOptions = {}): Promise<FileStat> {
     const path = this.pathOf(key);
     await mkdir(dirname(path), { recursive: true, mode: 0o700 });
     // Write beside, then rename: readers never see a half-written file.
@@ -29,6 +29,7 @@ export class LocalFileStore implements FileStore {
         Buffer.isBuffer(body) ? Readable.from([body]) : body,
         createWriteStream(tmp, { mode: 0o600 }),
       );
+      if (opts.mtimeMs !== undefined) await utimes(tmp, new Date(), new Date(opts.mtimeMs));
       await rename(tmp, path);
     } catch (err) {
       await rm(tmp, { force: true });

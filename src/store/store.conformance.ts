@@ -31,6 +31,7 @@ import {
   type QueueMode,
   type QueueSettings,
 } from './types.js';
+import { exportImportConformance } from './state-export.conformance.js';
 
 export interface OpenedStore {
   store: JobStore;
@@ -1035,6 +1036,30 @@ export function runStoreConformance(name: string, open: OpenStore): void {
         });
       }
 
+      for (const mode of QUEUE_MODES) {
+        it(`${mode}: with many users, every limit gives a prefix of the policy's order`, async () => {
+          await store.updateSettings({ mode, limits: { maxRunningPerUser: 100 } });
+          const users = Array.from({ length: 70 }, (_, i) => `user${String(i).padStart(2, '0')}`);
+          for (let round = 0; round < 3; round++) {
+            for (const [i, u] of users.entries()) {
+              await add(u, { priority: PRIORITIES[(i + round) % 4]!, front: (i * 7 + round) % 31 === 0 });
+            }
+          }
+          // Serve 25 users in a scrambled order so lastServed differs.
+          for (let i = 0; i < 25; i++) {
+            const j = must(await claim(`w${i}`));
+            served = served.filter((u) => u !== j.user).concat(j.user);
+            await store.complete(j.id, 1, [], T0);
+          }
+          await expectPendingOrderMatchesPolicy();
+          const full = ids(await store.pendingInOrder(1000));
+          expect(full).toHaveLength(210 - 25);
+          for (const limit of [1, 2, 3, 63, 64, 65, 100, 128, 129, 184, 185, 500]) {
+            expect(ids(await store.pendingInOrder(limit))).toEqual(full.slice(0, limit));
+          }
+        });
+      }
+
       it('returns full jobs', async () => {
         const a = await add('a', { models: ['m/a'], metadata: { k: 1 } });
         expect(await store.pendingInOrder(10)).toEqual([a]);
@@ -1702,6 +1727,11 @@ export function runStoreConformance(name: string, open: OpenStore): void {
         for (const r of rejected) expect(r.reason).toBeInstanceOf(QueueLimitError);
         expect((await store.countByStatus('greedy')).pending).toBe(10);
       });
+    });
+
+    // ---------------------------------------------------------------------------------------------
+    describe('export/import', () => {
+      exportImportConformance(() => store, open);
     });
   });
 }

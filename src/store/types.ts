@@ -204,6 +204,46 @@ export interface BlobStore {
 }
 
 /**
+ * One record of a whole-store export (`exportState` / `importState`; one JSON object per line in
+ * files, see `state-records.ts`). An export is: a `header`, the `counters`, the stored `settings`
+ * (null while none are stored), every account, worker token and blob, each user's serve state,
+ * then every job with all its fields. Indexes and per-user summaries are not exported: they are
+ * rebuilt from the jobs on import, so an imported store behaves exactly like the original.
+ */
+export type StateRecord =
+  | {
+      type: 'header';
+      format: 'comfy-multi-state';
+      version: number;
+      backend: 'sqlite' | 'redis';
+      exportedAt: number;
+    }
+  /** The store-wide counters: last `seq`, last `front`, last serve number. */
+  | { type: 'counters'; seq: number; front: number; serve: number }
+  | { type: 'settings'; settings: QueueSettings | null }
+  | { type: 'account'; account: Account }
+  | { type: 'worker_token'; token: WorkerToken }
+  | { type: 'blob'; ns: string; key: string; value: string }
+  /** A user's serve state (`lastServed`), kept even when the user has no jobs left. */
+  | { type: 'user'; user: string; lastServed: number }
+  | { type: 'job'; job: Job };
+
+export interface ImportOptions {
+  /** Replace whatever the store holds. Without it, importing into a non-empty store is refused. */
+  replace?: boolean;
+}
+
+/** How many records of each kind an import wrote. */
+export interface ImportCounts {
+  settings: number;
+  accounts: number;
+  workerTokens: number;
+  blobs: number;
+  users: number;
+  jobs: number;
+}
+
+/**
  * Everything the control plane keeps about jobs, accounts and queue settings, as domain
  * operations. The scheduler and the HTTP code use only this; no database client leaks past it.
  * Every method is atomic on its own.
@@ -258,6 +298,21 @@ export interface JobStore extends BlobStore {
   putWorkerToken(token: WorkerToken): Promise<void>;
   listWorkerTokens(): Promise<WorkerToken[]>;
   revokeWorkerToken(name: string, now: number): Promise<boolean>;
+
+  /**
+   * Every record of the store, streamed (see {@link StateRecord}); consistent as of one moment
+   * on SQLite, per job on Redis (stop the server for an exact copy of a busy Redis store).
+   */
+  exportState(): AsyncIterable<StateRecord>;
+  /**
+   * Loads an export: ids, seq, front, attempts, timestamps and serve order survive, and the
+   * counters continue after the imported ones. Rejects with `AppError('CONFLICT')` when the store
+   * is not empty, unless `replace`. For offline use: nothing else should use the store meanwhile.
+   */
+  importState(
+    records: AsyncIterable<StateRecord> | Iterable<StateRecord>,
+    opts?: ImportOptions,
+  ): Promise<ImportCounts>;
 
   /** Cheap round trip for `/ready`. */
   ping(): Promise<void>;

@@ -49,10 +49,14 @@ import {
   type TransitionResult,
   type UserCounters,
   type WorkerToken,
+  type ImportCounts,
+  type ImportOptions,
+  type StateRecord,
 } from '../types.js';
 import { DEFAULT_KEY_PREFIX, redisKeys, type RedisKeys } from './keys.js';
 import { registerLuaScripts, type ScriptRunner } from './lua-scripts.js';
 import { preselect } from './preselect.js';
+import { exportRedisState, importRedisState } from './state-export.js';
 import { createRedisClient, isConnectionError, redactRedisUrl, waitUntilReady } from './redis-client.js';
 
 export interface OpenRedisStoreOptions {
@@ -904,6 +908,23 @@ export class RedisStore implements JobStore {
   async listBlobs(ns: string, prefix?: string): Promise<string[]> {
     const keys = await this.io(this.client.hkeys(this.keys.blob(ns)));
     return (prefix ? keys.filter((k) => k.startsWith(prefix)) : keys).sort(byCodePoint);
+  }
+
+  // --- whole-store export / import (see state-export.ts) ---------------------------------------
+
+  exportState(): AsyncIterable<StateRecord> {
+    return exportRedisState(this);
+  }
+
+  async importState(
+    records: AsyncIterable<StateRecord> | Iterable<StateRecord>,
+    opts: ImportOptions = {},
+  ): Promise<ImportCounts> {
+    try {
+      return await importRedisState(this, records, opts);
+    } catch (err) {
+      this.raise(err);
+    }
   }
 
   // --- lifecycle -----------------------------------------------------------------------------------

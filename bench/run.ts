@@ -1,0 +1,47 @@
+/**
+ * `npm run bench`: every benchmark, printed as JSON and as a short table. Figures, not pass/fail:
+ * targets are listed beside each figure so a regression is visible at a glance.
+ */
+import { benchStore } from './store.js';
+
+type Figures = Record<string, number>;
+
+const TARGETS: Record<string, string> = {
+  'sqlite.enqueue_per_s': '≥ 2000',
+  'redis.enqueue_per_s': '≥ 1000',
+  'sqlite.claim_p99_ms_100k': '≤ 5',
+  'redis.claim_p99_ms_100k': '≤ 5',
+  'dispatch.dispatch_p99_ms': '≤ 20',
+  'dispatch.idle_gap_median_ms': '≤ 10',
+  'gateway.rss_mb_20': '≤ 150',
+  'gateway.prompt_p99_ms_20': '≤ 20',
+};
+
+async function optional(name: string, load: () => Promise<Figures>): Promise<Figures | { error: string }> {
+  try {
+    return await load();
+  } catch (err) {
+    return { error: `${name}: ${(err as Error).message}` };
+  }
+}
+
+const only = process.argv.slice(2);
+const wanted = (name: string) => only.length === 0 || only.includes(name);
+const results: Record<string, Figures | { error: string }> = {};
+
+if (wanted('sqlite')) results.sqlite = await optional('sqlite', () => benchStore('sqlite'));
+if (wanted('redis')) results.redis = await optional('redis', () => benchStore('redis'));
+if (wanted('dispatch')) {
+  results.dispatch = await optional('dispatch', async () => (await import('./dispatch.js')).benchDispatch());
+}
+if (wanted('gateway')) {
+  results.gateway = await optional('gateway', async () => (await import('./gateway.js')).benchGateway());
+}
+
+console.log(JSON.stringify(results, null, 2));
+console.log('\n| benchmark | figure | value | target |\n| --- | --- | --- | --- |');
+for (const [group, figures] of Object.entries(results)) {
+  for (const [key, value] of Object.entries(figures)) {
+    console.log(`| ${group} | ${key} | ${value} | ${TARGETS[`${group}.${key}`] ?? ''} |`);
+  }
+}
