@@ -346,8 +346,10 @@ describe('failures', () => {
     assign(jobId, modelFreePrompt({ sleep: { seconds: 1, seed: 10 } }));
     await cp.waitFor('job_started', (m) => m.jobId === jobId);
     cp.dropConnection();
-    await waitFor(() => cp.connections() >= 2, 5000, 'a second connection');
-    const hello2 = cp.messages.find((m) => m.conn === 2 && m.msg.type === 'hello')!.msg;
+    // The second connection opens before its hello arrives: wait for the hello itself.
+    const helloOn2 = () => cp.messages.find((m) => m.conn === 2 && m.msg.type === 'hello');
+    await waitFor(() => helloOn2() !== undefined, 5000, 'a hello on a second connection');
+    const hello2 = helloOn2()!.msg;
     expect(hello2.type === 'hello' && hello2.inFlight).toEqual([{ jobId, attempt: 1, state: 'running' }]);
     const done = await cp.waitFor('job_completed', (m) => m.jobId === jobId);
     expect(done.outputs).toHaveLength(1);
