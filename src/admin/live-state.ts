@@ -141,7 +141,7 @@ export class LiveState {
   }
 
   private async pending(): Promise<PendingRow[]> {
-    const jobs = await this.deps.store.pendingInOrder(MAX_PENDING_ROWS);
+    const jobs = (await this.deps.queue.pendingOrder()).slice(0, MAX_PENDING_ROWS);
     return jobs.map((j, i) => ({
       id: j.id,
       number: j.seq,

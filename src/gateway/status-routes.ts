@@ -83,7 +83,7 @@ export function statusRoutes(app: FastifyInstance, deps: GatewayDeps, space: Use
     const user = userOf(request);
     const [counts, pending, env, broadcast, state] = await Promise.all([
       deps.store.countByStatus(user),
-      deps.store.pendingInOrder(500),
+      deps.queue.pendingOrder(),
       currentEnv(deps.store),
       getBroadcast(deps.store),
       space.getState(user),

@@ -72,6 +72,8 @@ export class QueueService extends EventEmitter<{ event: [QueueEvent] }> {
   private sweepTimer: NodeJS.Timeout | undefined;
   private lastPrune = 0;
   private readonly clock: () => number;
+  /** The pending order, shared by every reader until the queue changes (see {@link pendingOrder}). */
+  private order: { at: number; jobs: Promise<Job[]> } | null = null;
 
   constructor(
     readonly store: JobStore,
@@ -80,6 +82,26 @@ export class QueueService extends EventEmitter<{ event: [QueueEvent] }> {
     super();
     this.setMaxListeners(0);
     this.clock = opts.clock ?? Date.now;
+    // Any change this process makes invalidates the cached order at once.
+    this.on('event', () => (this.order = null));
+  }
+
+  /**
+   * Pending jobs in service order, at most 500. Queue positions are read by every participant's
+   * banner, the dashboard and the API; computing the order costs milliseconds (hundreds on Redis at
+   * 100k pending), so one computation is shared until this process changes the queue, or for at most
+   * one second (changes made by another process sharing a Redis store).
+   */
+  pendingOrder(): Promise<Job[]> {
+    const now = Date.now();
+    if (!this.order || now - this.order.at > 1000) {
+      const jobs = this.store.pendingInOrder(500);
+      this.order = { at: now, jobs };
+      jobs.catch(() => {
+        if (this.order?.jobs === jobs) this.order = null;
+      });
+    }
+    return this.order.jobs;
   }
 
   start(): void {
@@ -202,7 +224,7 @@ export class QueueService extends EventEmitter<{ event: [QueueEvent] }> {
       this.store.getSettings(),
       this.store.countByStatus(),
       this.store.userCounters(),
-      this.store.pendingInOrder(500),
+      this.pendingOrder(),
       this.store.listJobs({ status: 'running', limit: 500, order: 'asc' }),
     ]);
     const byUser: Record<string, StatusCounts> = {};
@@ -236,7 +258,7 @@ export class QueueService extends EventEmitter<{ event: [QueueEvent] }> {
 
   /** 1-based place of a pending job in service order, or null (not pending, or beyond 500). */
   async positionOf(jobId: string): Promise<number | null> {
-    const pending = await this.store.pendingInOrder(500);
+    const pending = await this.pendingOrder();
     const i = pending.findIndex((j) => j.id === jobId);
     return i < 0 ? null : i + 1;
   }
