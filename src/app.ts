@@ -3,7 +3,7 @@ import cookie from '@fastify/cookie';
 import { installErrorHandling } from './http/error-handler.js';
 import { requireInstructor } from './http/auth-hooks.js';
 import { loginRoutes } from './auth/login-routes.js';
-import { frontendRootRoutes } from './gateway/frontend.js';
+import { frontendRootRoutes } from './frontend/index.js';
 import { healthRoutes } from './api/health-routes.js';
 import { jobsRoutes } from './api/jobs-routes.js';
 import { queueRoutes } from './api/queue-routes.js';

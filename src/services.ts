@@ -16,7 +16,7 @@ import { Dispatcher } from './dispatch/dispatcher.js';
 import { WorkerHub } from './dispatch/worker-hub.js';
 import { BroadcastService } from './admin/broadcast.js';
 import { ConnectionTracker } from './admin/connection-tracker.js';
-import { FrontendAssets } from './gateway/frontend.js';
+import { openFrontend, type FrontendCache, type FrontendSite } from './frontend/index.js';
 
 /** Everything the HTTP layer needs, built once from config and a store. Tests build their own. */
 export interface Services {
@@ -40,8 +40,10 @@ export interface Services {
   broadcast: BroadcastService;
   /** Open WebSockets by kind, and which participants have a ComfyUI tab open (fed in src/admin). */
   connections: ConnectionTracker;
-  /** The ComfyUI frontend served at /<user>/ (FRONTEND_DIR), or null when none is configured. */
-  frontend: FrontendAssets | null;
+  /** The ComfyUI frontend served at /<user>/: FRONTEND_DIR, or mirrored from workers. */
+  frontend: FrontendSite;
+  /** Mirrored frontend versions on disk; null with FRONTEND_DIR or FRONTEND_MIRROR=false. */
+  frontendCache: FrontendCache | null;
 }
 
 export async function createServices(config: Config, store: JobStore, logger: Logger): Promise<Services> {
@@ -65,14 +67,18 @@ export async function createServices(config: Config, store: JobStore, logger: Lo
   const workers = new WorkerRegistry({ retentionMs: config.WORKER_OFFLINE_RETENTION_MINUTES * 60_000 });
   const workerTokens = new WorkerTokenService(store, config.WORKER_TOKENS);
   const dispatcher = new Dispatcher(queue, workers, bus, logger);
+  const { site: frontend, cache: frontendCache } = await openFrontend(config, logger);
   const hub = new WorkerHub(
     { store, dispatcher, bus, logger },
-    // At least three heartbeats per lease, so one lost beat never costs a job.
-    { leaseMs: config.LEASE_MS, heartbeatMs: Math.min(config.HEARTBEAT_MS, Math.floor(config.LEASE_MS / 3)) },
+    {
+      // At least three heartbeats per lease, so one lost beat never costs a job.
+      leaseMs: config.LEASE_MS,
+      heartbeatMs: Math.min(config.HEARTBEAT_MS, Math.floor(config.LEASE_MS / 3)),
+      mirrorFrontend: () => frontend.wantsMirror(),
+    },
   );
   const broadcast = new BroadcastService(store);
   const connections = new ConnectionTracker();
-  const frontend = config.FRONTEND_DIR ? await FrontendAssets.open(config.FRONTEND_DIR) : null;
   return {
     config,
     store,
@@ -89,5 +95,6 @@ export async function createServices(config: Config, store: JobStore, logger: Lo
     broadcast,
     connections,
     frontend,
+    frontendCache,
   };
 }

@@ -546,7 +546,11 @@ describe('GET /api/v1/status', () => {
       queue: { mode: 'round_robin', paused: false, counts: { pending: 0, running: 0 } },
       workers: { total: 0, usable: 0, byStatus: { idle: 0, busy: 0, offline: 0 } },
       participants: { online: 0 },
+      frontend: { source: 'none', mirroring: true, versionId: null, cachedVersions: 0 },
     });
+    expect(res.json().notes).toContain(
+      'No ComfyUI frontend yet: it is copied from the first GPU worker that connects.',
+    );
   });
 
   it('is unhealthy (503) while jobs wait with no usable worker, healthy again once one connects', async () => {

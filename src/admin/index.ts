@@ -167,6 +167,7 @@ export async function adminRoutes(
           tracker: services.connections,
           version: VERSION,
           startedAt: rt.startedAt,
+          frontend: () => services.frontend.status(),
         });
         reply.header('cache-control', 'no-store');
         return reply.status(status.healthy ? 200 : 503).send(status);

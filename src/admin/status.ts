@@ -1,6 +1,7 @@
 import { statusOf, type WorkerRegistry, type WorkerStatus } from '../dispatch/worker-registry.js';
 import type { QueueMode, StatusCounts, JobStore } from '../store/types.js';
 import type { ConnectionTracker } from './connection-tracker.js';
+import type { FrontendStatus } from '../frontend/index.js';
 
 /** What `GET /api/v1/status` answers (and `comfy-multi status` prints). */
 export interface PlatformStatus {
@@ -17,6 +18,18 @@ export interface PlatformStatus {
   queue: { mode: QueueMode | null; paused: boolean | null; counts: StatusCounts | null };
   workers: { total: number; usable: number; byStatus: Record<WorkerStatus, number> };
   participants: { online: number; onlineUsers: string[] };
+  /** The ComfyUI web frontend participants get (null when the caller did not say). */
+  frontend: {
+    source: FrontendStatus['source'];
+    mirroring: boolean;
+    versionId: string | null;
+    label: string | null;
+    files: number | null;
+    bytes: number | null;
+    /** The worker it was mirrored from. */
+    workerId: string | null;
+    cachedVersions: number;
+  } | null;
   time: string;
 }
 
@@ -26,6 +39,7 @@ export interface StatusDeps {
   tracker: ConnectionTracker;
   version: string;
   startedAt: number;
+  frontend?: () => FrontendStatus;
   clock?: () => number;
 }
 
@@ -73,6 +87,16 @@ export async function computeStatus(deps: StatusDeps): Promise<PlatformStatus> {
   if (byStatus.unhealthy > 0) notes.push(`${byStatus.unhealthy} worker(s) report their ComfyUI unhealthy.`);
   if (all.length === 0 && problems.length === 0) notes.push('No GPU worker is connected.');
 
+  const fe = deps.frontend?.() ?? null;
+  if (fe?.source === 'none') {
+    if (fe.mirroring)
+      notes.push('No ComfyUI frontend yet: it is copied from the first GPU worker that connects.');
+    else
+      problems.push(
+        'No ComfyUI frontend: set FRONTEND_DIR, or FRONTEND_MIRROR=true to copy it from a worker.',
+      );
+  }
+
   const onlineUsers = deps.tracker.onlineUsers();
   return {
     healthy: problems.length === 0,
@@ -85,6 +109,16 @@ export async function computeStatus(deps: StatusDeps): Promise<PlatformStatus> {
     queue: { mode, paused, counts },
     workers: { total: all.length, usable, byStatus },
     participants: { online: onlineUsers.length, onlineUsers },
+    frontend: fe && {
+      source: fe.source,
+      mirroring: fe.mirroring,
+      versionId: fe.version?.id ?? null,
+      label: fe.version?.label ?? null,
+      files: fe.version?.files ?? null,
+      bytes: fe.version?.bytes ?? null,
+      workerId: fe.version?.workerId ?? null,
+      cachedVersions: fe.cachedVersions,
+    },
     time: new Date(now).toISOString(),
   };
 }
@@ -130,6 +164,19 @@ export function formatStatus(s: PlatformStatus, server: string): string {
     'participants',
     `${s.participants.online} online${s.participants.online > 0 ? ` (${s.participants.onlineUsers.slice(0, 12).join(', ')}${s.participants.online > 12 ? ', …' : ''})` : ''}`,
   );
+  if (s.frontend) {
+    const f = s.frontend;
+    row(
+      'frontend',
+      f.source === 'dir'
+        ? 'FRONTEND_DIR'
+        : f.source === 'mirror'
+          ? `${f.label ?? '?'} (mirrored from ${f.workerId ?? '?'}, ${f.files ?? '?'} files)`
+          : f.mirroring
+            ? 'none yet (copied from the first worker)'
+            : 'NONE',
+    );
+  }
   for (const p of s.problems) lines.push(`  PROBLEM: ${p}`);
   for (const n of s.notes) lines.push(`  note: ${n}`);
   return `${lines.join('\n')}\n`;

@@ -162,7 +162,22 @@ export const configSchema = z
       .min(1)
       .optional()
       .describe(
-        'A built ComfyUI frontend (the `static/` folder of the comfyui-frontend-package Python package, or an unzipped frontend release `dist/`), served unmodified to every participant at /<user>/. Without it, /<user>/ shows a page saying what to do.',
+        "A built ComfyUI frontend (the `static/` folder of the comfyui-frontend-package Python package, or an unzipped frontend release `dist/`), served unmodified to every participant at /<user>/. Unset (default): the frontend is copied from a connected worker's ComfyUI (see FRONTEND_MIRROR); until one arrives, /<user>/ shows a page saying what to do.",
+      ),
+    FRONTEND_MIRROR: bool
+      .default(true)
+      .describe(
+        "Without FRONTEND_DIR, copy the ComfyUI web frontend (and custom nodes' web files) from the first worker's ComfyUI, keep it on disk per version in FRONTEND_CACHE_DIR and serve it, also while no worker is online. Workers are trusted to provide it; set false to serve only FRONTEND_DIR.",
+      ),
+    FRONTEND_CACHE_DIR: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Where mirrored frontends are kept, one folder per version. Default DATA_DIR/frontend.'),
+    FRONTEND_KEEP_VERSIONS: int(1, 100)
+      .default(3)
+      .describe(
+        'Mirrored frontend versions kept on disk; older ones are deleted. Files of kept versions stay reachable, so a browser that loaded an older version can still fetch its lazy chunks.',
       ),
     TEMPLATES_DIR: z
       .string()

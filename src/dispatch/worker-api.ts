@@ -2,10 +2,11 @@ import type { FastifyInstance } from 'fastify';
 import type { Services } from '../services.js';
 import { requireWorkerToken } from './worker-auth.js';
 import { workerFilesRoutes } from './worker-files-routes.js';
+import { frontendWorkerRoutes } from '../frontend/index.js';
 
 /**
  * Everything under `/worker/v1`, for worker agents only (Bearer worker token, checked before any
- * WebSocket upgrade): the hub socket `GET /worker/v1/ws` and the file transfer routes.
+ * WebSocket upgrade): the hub socket `GET /worker/v1/ws`, the file transfer routes and the frontend mirror.
  * Needs @fastify/websocket registered on the root instance.
  */
 export async function workerApi(app: FastifyInstance, services: Services): Promise<void> {
@@ -19,6 +20,7 @@ export async function workerApi(app: FastifyInstance, services: Services): Promi
         files: services.files,
         uploadLimit: services.config.OUTPUT_UPLOAD_LIMIT,
       });
+      await frontendWorkerRoutes(w, services.frontendCache);
     },
     { prefix: '/worker/v1' },
   );

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodePreviewFrame, type EnvSnapshot } from '../worker/protocol.js';
@@ -109,6 +110,20 @@ describe('worker hub: registration and environment', () => {
     const again = await agent(token, { envHash: hash });
     expect(again.welcome.needEnv).toBe(false);
     expect(envChanges).toEqual([hash]); // unchanged environment, no new event
+  });
+
+  it('asks workers for their ComfyUI frontend only when it has none configured', async () => {
+    await start();
+    const mirroring = await agent(await cp!.token('gpu'), { envHash: hash });
+    expect(mirroring.welcome.mirrorFrontend).toBe(true);
+    await mirroring.agent.close();
+    await cp!.close();
+    const dir = mkdtempSync(join(tmpdir(), 'cm-fe-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    writeFileSync(join(dir, 'index.html'), '<!doctype html>');
+    await start({ FRONTEND_DIR: dir });
+    const fixed = await agent(await cp!.token('gpu'), { envHash: hash });
+    expect(fixed.welcome.mirrorFrontend).toBe(false);
   });
 
   it('answers bad frames with an error, and hangs up on a worker that keeps sending garbage', async () => {

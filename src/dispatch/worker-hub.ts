@@ -39,6 +39,8 @@ export interface WorkerHubOptions {
   heartbeatMs: number;
   /** Silence after which a connection is dropped; default 3 × heartbeatMs. */
   silenceMs?: number;
+  /** Whether agents are asked to offer their ComfyUI frontend (`welcome.mirrorFrontend`). Default false. */
+  mirrorFrontend?: () => boolean;
 }
 
 export interface WorkerHubDeps {
@@ -246,6 +248,7 @@ export class WorkerHub {
       heartbeatMs: this.opts.heartbeatMs,
       needEnv,
       forget,
+      mirrorFrontend: this.opts.mirrorFrontend?.() ?? false,
     });
     if (entry.draining) session.send({ type: 'drain', draining: true });
     dispatcher.activate(entry, session);

@@ -8,19 +8,11 @@ import type { QueueService } from '../scheduler/queue-service.js';
 import type { JobStore } from '../store/types.js';
 import type { Services } from '../services.js';
 import { TemplateSource } from './templates.js';
+import type { FrontendSite } from '../frontend/index.js';
 
 /** How many GPU workers are connected right now (the dispatcher's registry, when there is one). */
 export interface WorkerPresence {
   online(): readonly unknown[];
-}
-
-/** Serves the ComfyUI frontend's `index.html` for `/<user>/` (the frontend-assets owner provides it). */
-export interface FrontendIndex {
-  serveIndex(
-    request: import('fastify').FastifyRequest,
-    reply: import('fastify').FastifyReply,
-    user: string,
-  ): unknown;
 }
 
 /** What the per-user ComfyUI API needs from the rest of the control plane. */
@@ -34,7 +26,7 @@ export interface GatewayDeps {
   files: FileStore;
   bus: JobEventBus | null;
   workers: WorkerPresence | null;
-  frontend: FrontendIndex | null;
+  frontend: FrontendSite;
   templates: TemplateSource;
   clock: () => number;
 }

@@ -15,8 +15,6 @@ import { templateRoutes } from './template-routes.js';
 import { UserSpace } from './user-space.js';
 import { userdataRoutes } from './userdata-routes.js';
 import { UserWsHub } from './ws-hub.js';
-import { FrontendAssets } from './frontend.js';
-import { AppError } from '../errors.js';
 
 export type { GatewayDeps } from './deps.js';
 
@@ -51,13 +49,7 @@ export function gatewayPlugin(services: Services): FastifyPluginAsync {
       const user = userOf(request);
       const [path, query] = splitUrl(request.raw.url ?? '');
       if (!path.endsWith('/')) return reply.redirect(`/${encodeURIComponent(user)}/${query}`, 302);
-      if (deps.frontend) return deps.frontend.serveIndex(request, reply, user);
-      return reply
-        .status(503)
-        .type('text/html; charset=utf-8')
-        .send(
-          '<!doctype html><meta charset="utf-8"><title>ComfyUI is not available yet</title><p>The ComfyUI frontend is not configured on this server yet. Your files are safe; ask the instructor.</p>',
-        );
+      return deps.frontend.serveIndex(reply);
     });
 
     const hub = new UserWsHub({
@@ -92,12 +84,9 @@ export function gatewayPlugin(services: Services): FastifyPluginAsync {
 
     // Everything else under /<user>/ is a file of the ComfyUI frontend (its bundles, fonts,
     // bundled extensions). Fastify tries every route above first.
-    app.get('/*', async (request, reply) => {
-      if (!(deps.frontend instanceof FrontendAssets)) {
-        throw new AppError('NOT_FOUND', `No route for ${request.method} ${request.url.split('?')[0]}.`);
-      }
-      return deps.frontend.serveAsset(reply, (request.params as { '*': string })['*']);
-    });
+    app.get('/*', async (request, reply) =>
+      deps.frontend.serveAsset(reply, (request.params as { '*': string })['*']),
+    );
   };
 }
 

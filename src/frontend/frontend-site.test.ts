@@ -115,13 +115,34 @@ describe('ComfyUI frontend under /<user>/', () => {
 });
 
 describe('without a frontend', () => {
-  it('explains on /<user>/ what is missing instead of failing', async () => {
+  it('tells participants ComfyUI will appear once a worker has connected, and reloads itself', async () => {
     const h = await startHarness();
     try {
       const alice = await h.addUser('alice');
       const res = await h.app.inject({ url: '/alice/', headers: { authorization: alice } });
       expect(res.statusCode).toBe(503);
+      expect(res.headers['cache-control']).toBe('no-store');
+      expect(res.body).toContain('first GPU worker has connected');
+      expect(res.body).toContain('http-equiv="refresh"');
+      const asset = await h.app.inject({
+        url: '/alice/assets/index-Abc12345.js',
+        headers: { authorization: alice },
+      });
+      expect(asset.statusCode).toBe(404);
+      expect(asset.json().error.code).toBe('NOT_FOUND');
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('says the frontend is not configured when mirroring is off', async () => {
+    const h = await startHarness({ FRONTEND_MIRROR: 'false' });
+    try {
+      const alice = await h.addUser('alice');
+      const res = await h.app.inject({ url: '/alice/', headers: { authorization: alice } });
+      expect(res.statusCode).toBe(503);
       expect(res.body).toContain('not configured');
+      expect(res.body).not.toContain('http-equiv="refresh"');
     } finally {
       await h.close();
     }

@@ -1,0 +1,379 @@
+/**
+ * Mirrored ComfyUI web frontends on disk, one folder per version, filled by worker agents (see
+ * "frontend mirror" in src/worker/protocol.ts) and served while no worker is online.
+ *
+ * Layout under FRONTEND_CACHE_DIR (folders 0700, files 0600: only this process reads them):
+ *
+ *     blobs/<sha256>              each content once; an upload lands here after its hash is checked
+ *     versions/<versionId>/...    a version's files at their site paths (hard links to blobs)
+ *     manifests/<versionId>.json  what the version holds, who sent it, when it was last offered
+ *     current.json                {"versionId": ...}: the version served at /<user>/
+ *     tmp/                        uploads and versions being assembled (emptied at start-up)
+ *
+ * A version folder appears whole (assembled in tmp/, then renamed), so a crash never leaves half a
+ * frontend to serve. Contents already held from an earlier version are never sent again.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { copyFile, link, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { AppError } from '../errors.js';
+import {
+  frontendFileSchema,
+  type FrontendFile,
+  type FrontendOffer,
+  type FrontendOfferAnswer,
+} from '../worker/protocol.js';
+
+/** One mirrored frontend version. */
+export interface FrontendVersion {
+  /** First 16 hex digits of the sha256 over its sorted `path NUL sha256` lines. */
+  id: string;
+  /** What instructors see, e.g. `frontend 1.45.0` or `from ComfyUI 0.3.64`. */
+  label: string;
+  source: 'http' | 'dir';
+  comfyuiVersion: string;
+  frontendVersion: string | null;
+  files: FrontendFile[];
+  bytes: number;
+  /** The worker that sent it. */
+  workerId: string;
+  /** When it was assembled (epoch ms). */
+  createdAt: number;
+  /** When a worker last offered it (epoch ms); the newest offered versions are the ones kept. */
+  offeredAt: number;
+}
+
+const versionFileSchema = z.object({
+  id: z.string().regex(/^[0-9a-f]{16}$/),
+  label: z.string(),
+  source: z.enum(['http', 'dir']),
+  comfyuiVersion: z.string(),
+  frontendVersion: z.string().nullable(),
+  files: z.array(frontendFileSchema),
+  bytes: z.number(),
+  workerId: z.string(),
+  createdAt: z.number(),
+  offeredAt: z.number(),
+});
+
+export interface FrontendCacheOptions {
+  root: string;
+  /** Versions kept on disk (the current one always among them). */
+  keepVersions: number;
+  logger: Logger;
+  /** How long an offer waits for its contents. Default 30 minutes. */
+  pendingTtlMs?: number;
+  clock?: () => number;
+}
+
+interface PendingOffer {
+  version: FrontendVersion;
+  /** sha256 → declared size, for every content of the offer. */
+  sizes: Map<string, number>;
+  expiresAt: number;
+}
+
+const DIR_MODE = 0o700;
+const FILE_MODE = 0o600;
+
+/** The version id of a set of files: independent of their order. */
+export function versionIdOf(files: readonly Pick<FrontendFile, 'path' | 'sha256'>[]): string {
+  const lines = files.map((f) => `${f.path}\0${f.sha256}\n`).sort();
+  const h = createHash('sha256');
+  for (const l of lines) h.update(l);
+  return h.digest('hex').slice(0, 16);
+}
+
+export class FrontendCache {
+  private readonly versions = new Map<string, FrontendVersion>();
+  private readonly pending = new Map<string, PendingOffer>();
+  private currentId: string | null = null;
+  /** Assembly and clean-up run one at a time. */
+  private chain: Promise<unknown> = Promise.resolve();
+  private readonly clock: () => number;
+  private readonly ttl: number;
+
+  private constructor(private readonly opts: FrontendCacheOptions) {
+    this.clock = opts.clock ?? Date.now;
+    this.ttl = opts.pendingTtlMs ?? 30 * 60_000;
+  }
+
+  /** Opens (creating if needed) the cache folder and loads the versions it holds. */
+  static async open(opts: FrontendCacheOptions): Promise<FrontendCache> {
+    const cache = new FrontendCache(opts);
+    await cache.load();
+    return cache;
+  }
+
+  get root(): string {
+    return this.opts.root;
+  }
+
+  /** The version served now, or null before any worker sent one. */
+  current(): FrontendVersion | null {
+    return this.currentId ? (this.versions.get(this.currentId) ?? null) : null;
+  }
+
+  /** Every kept version: the current one first, then the most recently offered. */
+  list(): FrontendVersion[] {
+    const cur = this.currentId;
+    return [...this.versions.values()].sort(
+      (a, b) => Number(b.id === cur) - Number(a.id === cur) || b.offeredAt - a.offeredAt,
+    );
+  }
+
+  /** The folder holding a version's files. */
+  dirOf(id: string): string {
+    return join(this.opts.root, 'versions', id);
+  }
+
+  /**
+   * A worker offers the frontend its ComfyUI serves. A version already held becomes the current
+   * one at once; otherwise the answer lists the contents to upload (none, when every content is
+   * held from earlier versions: then it is assembled right away).
+   */
+  async offer(offer: FrontendOffer, workerId: string): Promise<FrontendOfferAnswer> {
+    const id = versionIdOf(offer.files);
+    const now = this.clock();
+    const held = this.versions.get(id);
+    if (held) {
+      held.offeredAt = now;
+      await this.serialize(async () => {
+        await this.writeManifest(held);
+        await this.setCurrent(id);
+      });
+      return { versionId: id, status: 'present', missing: [] };
+    }
+    this.dropExpired(now);
+    const sizes = new Map<string, number>();
+    for (const f of offer.files) sizes.set(f.sha256, f.size);
+    const version: FrontendVersion = {
+      id,
+      label: offer.frontendVersion
+        ? `frontend ${offer.frontendVersion}`
+        : `from ComfyUI ${offer.comfyuiVersion}`,
+      source: offer.source,
+      comfyuiVersion: offer.comfyuiVersion,
+      frontendVersion: offer.frontendVersion,
+      files: offer.files,
+      bytes: offer.files.reduce((n, f) => n + f.size, 0),
+      workerId,
+      createdAt: now,
+      offeredAt: now,
+    };
+    this.pending.set(id, { version, sizes, expiresAt: now + this.ttl });
+    const missing = await this.missingBlobs(sizes.keys());
+    if (missing.length === 0) return this.complete(id);
+    return { versionId: id, status: 'pending', missing };
+  }
+
+  /**
+   * Stores one uploaded content after checking its size and sha256 against a pending offer.
+   * CONFLICT when no pending offer names it (offer again), HASH_MISMATCH when it differs.
+   */
+  async receive(sha256: string, body: Readable): Promise<{ sha256: string; size: number }> {
+    this.dropExpired(this.clock());
+    const expected = this.expectedSize(sha256);
+    if (expected === null) {
+      body.resume();
+      throw new AppError(
+        'CONFLICT',
+        'No pending frontend offer names this content; offer the frontend again.',
+      );
+    }
+    const final = this.blobPath(sha256);
+    if (await isFile(final)) {
+      body.resume();
+      return { sha256, size: expected };
+    }
+    const tmp = join(this.opts.root, 'tmp', `${sha256}.${randomBytes(6).toString('hex')}`);
+    const hash = createHash('sha256');
+    let size = 0;
+    const meter = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        size += chunk.length;
+        if (size > expected) return cb(new AppError('HASH_MISMATCH', 'The content is longer than offered.'));
+        hash.update(chunk);
+        cb(null, chunk);
+      },
+    });
+    try {
+      await pipeline(body, meter, createWriteStream(tmp, { mode: FILE_MODE }));
+      const got = hash.digest('hex');
+      if (got !== sha256 || size !== expected) {
+        throw new AppError(
+          'HASH_MISMATCH',
+          `Got ${size} bytes with sha256 ${got}; the path names ${sha256}.`,
+        );
+      }
+      await rename(tmp, final);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+    return { sha256, size };
+  }
+
+  /**
+   * Assembles a pending version once every content has arrived and makes it the current one.
+   * FRONTEND_INCOMPLETE (with `details.missing`) when some have not; NOT_FOUND for an unknown or
+   * expired offer (offer again).
+   */
+  complete(id: string): Promise<FrontendOfferAnswer> {
+    return this.serialize(async () => {
+      if (this.versions.has(id)) {
+        this.pending.delete(id);
+        await this.setCurrent(id);
+        return { versionId: id, status: 'present' as const, missing: [] };
+      }
+      const p = this.pending.get(id);
+      if (!p) throw new AppError('NOT_FOUND', `No pending frontend offer ${id}; offer the frontend again.`);
+      const missing = await this.missingBlobs(p.sizes.keys());
+      if (missing.length > 0) {
+        throw new AppError('FRONTEND_INCOMPLETE', `${missing.length} contents have not arrived.`, {
+          details: { missing },
+        });
+      }
+      await this.assemble(p.version);
+      this.pending.delete(id);
+      this.versions.set(id, p.version);
+      await this.writeManifest(p.version);
+      await this.setCurrent(id);
+      await this.collectGarbage();
+      const v = p.version;
+      this.opts.logger.info(
+        { versionId: id, label: v.label, files: v.files.length, bytes: v.bytes, workerId: v.workerId },
+        'mirrored the ComfyUI frontend from a worker',
+      );
+      return { versionId: id, status: 'present' as const, missing: [] };
+    });
+  }
+
+  // ---- internals ---------------------------------------------------------------------------
+
+  private serialize<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn, fn);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  private blobPath(sha256: string): string {
+    return join(this.opts.root, 'blobs', sha256);
+  }
+
+  private expectedSize(sha256: string): number | null {
+    for (const p of this.pending.values()) {
+      const size = p.sizes.get(sha256);
+      if (size !== undefined) return size;
+    }
+    return null;
+  }
+
+  private dropExpired(now: number): void {
+    for (const [id, p] of this.pending) if (p.expiresAt <= now) this.pending.delete(id);
+  }
+
+  private async missingBlobs(shas: Iterable<string>): Promise<string[]> {
+    const missing: string[] = [];
+    for (const sha of new Set(shas)) if (!(await isFile(this.blobPath(sha)))) missing.push(sha);
+    return missing;
+  }
+
+  /** Links every file of the version into a fresh folder, then renames it into place. */
+  private async assemble(v: FrontendVersion): Promise<void> {
+    const staging = join(this.opts.root, 'tmp', `v-${v.id}-${randomBytes(6).toString('hex')}`);
+    try {
+      for (const f of v.files) {
+        const dest = join(staging, ...f.path.split('/'));
+        await mkdir(dirname(dest), { recursive: true, mode: DIR_MODE });
+        // A hard link costs no space; copy where links are not possible (another file system).
+        await link(this.blobPath(f.sha256), dest).catch(() => copyFile(this.blobPath(f.sha256), dest));
+      }
+      const final = this.dirOf(v.id);
+      await rm(final, { recursive: true, force: true });
+      await rename(staging, final);
+    } catch (err) {
+      await rm(staging, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  private async writeManifest(v: FrontendVersion): Promise<void> {
+    await writeAtomic(join(this.opts.root, 'manifests', `${v.id}.json`), JSON.stringify(v), this.opts.root);
+  }
+
+  private async setCurrent(id: string): Promise<void> {
+    if (this.currentId === id) return;
+    await writeAtomic(
+      join(this.opts.root, 'current.json'),
+      JSON.stringify({ versionId: id }),
+      this.opts.root,
+    );
+    this.currentId = id;
+  }
+
+  /** Keeps the current and the most recently offered versions; deletes contents nobody names. */
+  private async collectGarbage(): Promise<void> {
+    const keep = this.list().slice(0, this.opts.keepVersions);
+    const kept = new Set(keep.map((v) => v.id));
+    for (const v of [...this.versions.values()]) {
+      if (kept.has(v.id)) continue;
+      this.versions.delete(v.id);
+      await rm(join(this.opts.root, 'manifests', `${v.id}.json`), { force: true });
+      await rm(this.dirOf(v.id), { recursive: true, force: true });
+      this.opts.logger.info({ versionId: v.id, label: v.label }, 'deleted an old mirrored frontend');
+    }
+    const named = new Set<string>();
+    for (const v of this.versions.values()) for (const f of v.files) named.add(f.sha256);
+    for (const p of this.pending.values()) for (const sha of p.sizes.keys()) named.add(sha);
+    for (const name of await readdir(join(this.opts.root, 'blobs'))) {
+      if (!named.has(name)) await rm(this.blobPath(name), { force: true });
+    }
+  }
+
+  private async load(): Promise<void> {
+    const root = this.opts.root;
+    for (const sub of ['blobs', 'versions', 'manifests', 'tmp'])
+      await mkdir(join(root, sub), { recursive: true, mode: DIR_MODE });
+    // Uploads and assemblies cut short by a stop or crash.
+    for (const name of await readdir(join(root, 'tmp')))
+      await rm(join(root, 'tmp', name), { recursive: true, force: true });
+    for (const name of await readdir(join(root, 'manifests'))) {
+      const v = await readManifest(join(root, 'manifests', name));
+      if (v && `${v.id}.json` === name && (await isDir(this.dirOf(v.id)))) this.versions.set(v.id, v);
+    }
+    const cur = await readFile(join(root, 'current.json'), 'utf8').then(
+      (s) => (JSON.parse(s) as { versionId?: unknown }).versionId,
+      () => null,
+    );
+    this.currentId = typeof cur === 'string' && this.versions.has(cur) ? cur : (this.list()[0]?.id ?? null);
+  }
+}
+
+async function readManifest(path: string): Promise<FrontendVersion | null> {
+  try {
+    const parsed = versionFileSchema.safeParse(JSON.parse(await readFile(path, 'utf8')));
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
+  }
+}
+
+async function writeAtomic(path: string, text: string, root: string): Promise<void> {
+  const tmp = join(root, 'tmp', `w-${randomBytes(6).toString('hex')}`);
+  await writeFile(tmp, text, { mode: FILE_MODE });
+  await rename(tmp, path);
+}
+
+async function isFile(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => null))?.isFile() ?? false;
+}
+
+async function isDir(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => null))?.isDirectory() ?? false;
+}

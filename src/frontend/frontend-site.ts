@@ -1,0 +1,129 @@
+/**
+ * What participants' browsers load at `/<user>/`: the ComfyUI web frontend from FRONTEND_DIR, or
+ * the version mirrored from a worker (FrontendCache), or, before either exists, a page that says
+ * what is going on and reloads itself.
+ */
+import type { FastifyReply } from 'fastify';
+import { AppError } from '../errors.js';
+import { FrontendAssets, sendFrontendFile, sendIndex } from './frontend-assets.js';
+import type { FrontendCache, FrontendVersion } from './frontend-cache.js';
+
+/** For /api/v1/status and the dashboard. */
+export interface FrontendStatus {
+  /** `dir`: FRONTEND_DIR; `mirror`: copied from a worker; `none`: nothing to serve yet. */
+  source: 'dir' | 'mirror' | 'none';
+  /** Whether workers are asked for their frontend. */
+  mirroring: boolean;
+  /** The mirrored version served now. */
+  version: (Omit<FrontendVersion, 'files'> & { files: number }) | null;
+  /** Mirrored versions kept on disk. */
+  cachedVersions: number;
+}
+
+export interface FrontendSite {
+  serveIndex(reply: FastifyReply): Promise<FastifyReply>;
+  /** A file of the frontend by its URL path below `/<user>/` (or the site root); NOT_FOUND if none. */
+  serveAsset(reply: FastifyReply, relPath: string): Promise<FastifyReply>;
+  /** True when workers should offer their frontend (see `welcome.mirrorFrontend`). */
+  wantsMirror(): boolean;
+  status(): FrontendStatus;
+}
+
+/** FRONTEND_DIR: one folder, fixed for the life of the process. */
+export class FolderFrontend implements FrontendSite {
+  constructor(private readonly assets: FrontendAssets) {}
+
+  async serveIndex(reply: FastifyReply): Promise<FastifyReply> {
+    return sendIndex(reply, await this.assets.indexHtml());
+  }
+
+  async serveAsset(reply: FastifyReply, relPath: string): Promise<FastifyReply> {
+    const file = await this.assets.locate(relPath);
+    if (!file) throw notFound(relPath);
+    return sendFrontendFile(reply, file);
+  }
+
+  wantsMirror(): boolean {
+    return false;
+  }
+
+  status(): FrontendStatus {
+    return { source: 'dir', mirroring: false, version: null, cachedVersions: 0 };
+  }
+}
+
+/**
+ * Frontends mirrored from workers. `index.html` comes from the current version; a file missing
+ * there is looked up in the other kept versions, so a browser that loaded an older version before
+ * the current one arrived still gets its lazily loaded chunks (Vite names them by content hash).
+ * `cache` is null when FRONTEND_MIRROR=false: then only the explanation page is served.
+ */
+export class MirroredFrontend implements FrontendSite {
+  private readonly assets = new Map<string, FrontendAssets>();
+
+  constructor(private readonly cache: FrontendCache | null) {}
+
+  async serveIndex(reply: FastifyReply): Promise<FastifyReply> {
+    const cur = this.cache?.current();
+    if (!cur) return sendWaitingPage(reply, this.cache !== null);
+    return sendIndex(reply, await this.assetsOf(cur.id).indexHtml());
+  }
+
+  async serveAsset(reply: FastifyReply, relPath: string): Promise<FastifyReply> {
+    for (const v of this.cache?.list() ?? []) {
+      const file = await this.assetsOf(v.id).locate(relPath);
+      if (file) return sendFrontendFile(reply, file);
+    }
+    throw notFound(relPath);
+  }
+
+  wantsMirror(): boolean {
+    return this.cache !== null;
+  }
+
+  status(): FrontendStatus {
+    const cur = this.cache?.current() ?? null;
+    return {
+      source: cur ? 'mirror' : 'none',
+      mirroring: this.cache !== null,
+      version: cur ? { ...cur, files: cur.files.length } : null,
+      cachedVersions: this.cache?.list().length ?? 0,
+    };
+  }
+
+  private assetsOf(id: string): FrontendAssets {
+    let a = this.assets.get(id);
+    if (!a) {
+      // Versions are few (FRONTEND_KEEP_VERSIONS); forget folders that were deleted.
+      const live = new Set(this.cache?.list().map((v) => v.id));
+      for (const k of this.assets.keys()) if (!live.has(k)) this.assets.delete(k);
+      a = new FrontendAssets(this.cache!.dirOf(id));
+      this.assets.set(id, a);
+    }
+    return a;
+  }
+}
+
+function notFound(relPath: string): AppError {
+  return new AppError('NOT_FOUND', `No route or frontend file for /${relPath.slice(0, 200)}.`);
+}
+
+/**
+ * Shown at `/<user>/` until a frontend exists. It reloads itself, so participants who open their
+ * link before the first GPU worker connects get ComfyUI as soon as it has been mirrored.
+ */
+function sendWaitingPage(reply: FastifyReply, mirroring: boolean): FastifyReply {
+  const text = mirroring
+    ? 'ComfyUI will open here as soon as the first GPU worker has connected (its web interface is copied from there). This page reloads by itself. Your files are safe.'
+    : 'The ComfyUI web interface is not configured on this server yet. Your files are safe; please tell the instructor.';
+  return reply
+    .status(503)
+    .type('text/html; charset=utf-8')
+    .header('cache-control', 'no-store')
+    .header('retry-after', '15')
+    .send(
+      `<!doctype html><html lang="en"><meta charset="utf-8"><meta name="viewport" content="width=device-width">${
+        mirroring ? '<meta http-equiv="refresh" content="15">' : ''
+      }<title>ComfyUI is not available yet</title><body style="font:18px/1.5 system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em"><h1>ComfyUI is not available yet</h1><p>${text}</p></body></html>`,
+    );
+}
