@@ -11,7 +11,8 @@
  * - `server_loop_delay_max_ms_<n>`: the server's longest event-loop stall while measuring.
  *
  * Participants authenticate with session cookies (minted with the store's key, as a login would),
- * so no bcrypt runs during the measurement. Run alone: `npx tsx bench/gateway.ts`
+ * so no bcrypt runs during the measurement. The server runs compiled (dist/, `npm run build`).
+ * Run alone: `npx tsx bench/gateway.ts`
  * (env BENCH_GATEWAY_USERS, default `20,100,1000`; BENCH_GATEWAY_PROMPTS, default 300).
  */
 import { fork, type ChildProcess } from 'node:child_process';
@@ -118,12 +119,9 @@ async function runOne(n: number, prompts: number): Promise<Figures> {
   const dir = await mkdtemp(join(tmpdir(), 'cm-bench-gw-'));
   const users = Array.from({ length: n }, (_, i) => `user${String(i + 1).padStart(4, '0')}`);
   const cookies = await prepare(dir, users);
-  const child = fork(fileURLToPath(new URL('./gateway-server.ts', import.meta.url)), [], {
-    execArgv: [
-      '--import',
-      'tsx',
-      ...(process.env.BENCH_GW_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_GW_PROF}`] : []),
-    ],
+  // The compiled server, as `npm start` runs it (tsx alone would add ~30 MB to the RSS measured).
+  const child = fork(fileURLToPath(new URL('./gateway-server.mjs', import.meta.url)), [], {
+    execArgv: process.env.BENCH_GW_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_GW_PROF}`] : [],
     env: {
       ...process.env,
       DATA_DIR: dir,
