@@ -16,6 +16,7 @@ import { Dispatcher } from './dispatch/dispatcher.js';
 import { WorkerHub } from './dispatch/worker-hub.js';
 import { BroadcastService } from './admin/broadcast.js';
 import { ConnectionTracker } from './admin/connection-tracker.js';
+import { AuditLog } from './admin/audit-log.js';
 import { openFrontend, type FrontendCache, type FrontendSite } from './frontend/index.js';
 
 /** Everything the HTTP layer needs, built once from config and a store. Tests build their own. */
@@ -38,6 +39,8 @@ export interface Services {
   hub: WorkerHub;
   /** The instructor's message in every participant's ComfyUI banner (get/set; `change` events). */
   broadcast: BroadcastService;
+  /** Who did what: every instructor action, from the dashboard or a participant page. */
+  audit: AuditLog;
   /** Open WebSockets by kind, and which participants have a ComfyUI tab open (fed in src/admin). */
   connections: ConnectionTracker;
   /** The ComfyUI frontend served at /<user>/: FRONTEND_DIR, or mirrored from workers. */
@@ -78,6 +81,7 @@ export async function createServices(config: Config, store: JobStore, logger: Lo
     },
   );
   const broadcast = new BroadcastService(store);
+  const audit = new AuditLog(store);
   const connections = new ConnectionTracker();
   return {
     config,
@@ -93,6 +97,7 @@ export async function createServices(config: Config, store: JobStore, logger: Lo
     dispatcher,
     hub,
     broadcast,
+    audit,
     connections,
     frontend,
     frontendCache,

@@ -2,7 +2,7 @@ import type { Services } from '../services.js';
 import type { QueueEvent } from '../scheduler/queue-service.js';
 import { VERSION } from '../version.js';
 import { AlertService, type AlertOptions } from './alerts.js';
-import { AuditLog } from './audit-log.js';
+import type { AuditLog } from './audit-log.js';
 import { CsrfTokens } from './csrf.js';
 import { LiveHub } from './live-hub.js';
 import { LiveState } from './live-state.js';
@@ -42,7 +42,7 @@ export async function createAdminRuntime(
 ): Promise<AdminRuntime> {
   const { config, store, queue, workers, bus, logger, connections, broadcast } = services;
   const startedAt = Date.now();
-  const audit = new AuditLog(store);
+  const audit = services.audit;
   const csrf = await CsrfTokens.open(store);
   const watcher = new WorkerWatcher(workers, opts.watchIntervalMs ?? 1000);
   const sampler = new Sampler(

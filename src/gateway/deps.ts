@@ -9,6 +9,8 @@ import type { JobStore } from '../store/types.js';
 import type { Services } from '../services.js';
 import { TemplateSource } from './templates.js';
 import type { FrontendSite } from '../frontend/index.js';
+import type { BroadcastService } from '../admin/broadcast.js';
+import type { AuditLog } from '../admin/audit-log.js';
 
 /** How many GPU workers are connected right now (the dispatcher's registry, when there is one). */
 export interface WorkerPresence {
@@ -27,6 +29,9 @@ export interface GatewayDeps {
   bus: JobEventBus | null;
   workers: WorkerPresence | null;
   frontend: FrontendSite;
+  /** The instructors' banner message (emits changes to every open page). */
+  broadcast: BroadcastService;
+  audit: AuditLog;
   templates: TemplateSource;
   clock: () => number;
 }
@@ -44,6 +49,8 @@ export function gatewayDeps(services: Services): GatewayDeps {
     bus: s.bus ?? null,
     workers: s.workers ?? null,
     frontend: services.frontend,
+    broadcast: s.broadcast,
+    audit: s.audit,
     templates: new TemplateSource(s.config.TEMPLATES_DIR ?? null, s.config.DEFAULT_WORKFLOW ?? null),
     clock: Date.now,
   };

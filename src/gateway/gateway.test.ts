@@ -424,5 +424,13 @@ describe('workshop status', () => {
       (await post('/teacher/comfy-multi/broadcast', { message: 'Break until 11:00' }, teacher)).statusCode,
     ).toBe(200);
     expect((await get('/user001/comfy-multi/status')).json().broadcast.message).toBe('Break until 11:00');
+    // In the instructors' activity log, like the dashboard's own action.
+    const [entry] = await h.services.audit.recent(1);
+    expect(entry).toMatchObject({
+      by: 'teacher',
+      action: 'broadcast.set',
+      details: { message: 'Break until 11:00', via: 'comfyui' },
+      ok: true,
+    });
   });
 });

@@ -125,7 +125,18 @@ export function statusRoutes(app: FastifyInstance, deps: GatewayDeps, space: Use
   both(app, 'POST', '/comfy-multi/broadcast', async (request) => {
     if (!isInstructor(request)) throw new AppError('FORBIDDEN', 'Only instructors may broadcast messages.');
     const body = parse(broadcastBody, jsonBody(request));
-    const b = await setBroadcast(deps.store, body.message, request.principal!.name, deps.clock());
+    const by = request.principal!.name;
+    const clearing = body.message.trim() === '';
+    const previous = clearing ? ((await deps.broadcast.get())?.message ?? null) : undefined;
+    const b = await deps.broadcast.set(body.message, by);
+    // Audited like the dashboard's action, so the activity log shows every banner change.
+    await deps.audit.record({
+      by,
+      action: clearing ? 'broadcast.clear' : 'broadcast.set',
+      target: null,
+      details: clearing ? { previous, via: 'comfyui' } : { message: body.message.trim(), via: 'comfyui' },
+      ok: true,
+    });
     return { message: b?.message ?? '', at: b ? new Date(b.at).toISOString() : null };
   });
 }
