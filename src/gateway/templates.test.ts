@@ -109,6 +109,20 @@ describe('shared templates and the default workflow', () => {
     expect((await get('/user001/api/workflow_templates/other/a.json')).statusCode).toBe(404);
   });
 
+  it("shows a template's picture in the template browser, or a card with its name", async () => {
+    const card = await get('/user001/api/workflow_templates/workshop/a.jpg');
+    expect(card.statusCode).toBe(200);
+    expect(card.headers['content-type']).toMatch(/^image\/svg\+xml/);
+    expect(card.body).toContain('>a</text>');
+    const png = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3]);
+    await writeFile(join(dir, 'templates', 'a.png'), png);
+    const picture = await get('/user001/api/workflow_templates/workshop/a.jpg');
+    expect(picture.headers['content-type']).toBe('image/png');
+    expect(picture.rawPayload.equals(png)).toBe(true);
+    expect((await get('/user001/api/workflow_templates/workshop/missing.jpg')).statusCode).toBe(404);
+    expect((await get('/user001/api/workflow_templates/workshop/..%2Fstart.jpg')).statusCode).toBe(404);
+  });
+
   it('keeps settings, workflows, uploads, history and outputs across a restart', async () => {
     await uploadEnv(h);
     await send('POST', '/user001/api/settings/Comfy.Foo', 42);

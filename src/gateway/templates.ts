@@ -19,6 +19,8 @@ const MAX_TEMPLATES = 2000;
  * the `DEFAULT_WORKFLOW` file. Listings are cached for two seconds, so an instructor who drops a
  * file into the folder sees it in every participant's list almost at once, without a restart.
  */
+const THUMBNAIL_EXTS = ['webp', 'jpg', 'jpeg', 'png'] as const;
+
 export class TemplateSource {
   private readonly root: string | null;
   private cached: { at: number; files: TemplateFile[] } | null = null;
@@ -83,6 +85,22 @@ export class TemplateSource {
     const full = resolve(this.root, t.path);
     if (!full.startsWith(this.root + sep)) return null;
     return readFile(full).catch(() => null);
+  }
+
+  /**
+   * A picture for the top-level template `<name>.json`, as the template browser shows it: the
+   * first of `<name>.webp|jpg|jpeg|png` beside it. Null when the template has none (or does not exist).
+   */
+  async thumbnail(name: string): Promise<{ body: Buffer; ext: string } | null> {
+    if (!this.root || name.includes('/') || !(await this.find(`${name}.json`))) return null;
+    const files = await readdir(this.root).catch(() => [] as string[]);
+    for (const ext of THUMBNAIL_EXTS) {
+      const file = files.find((f) => f.toLowerCase() === `${name.toLowerCase()}.${ext}`);
+      if (!file) continue;
+      const body = await readFile(join(this.root, file)).catch(() => null);
+      if (body) return { body, ext };
+    }
+    return null;
   }
 
   /** The configured default workflow: its file name and contents, or null. */
