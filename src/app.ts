@@ -3,7 +3,7 @@ import cookie from '@fastify/cookie';
 import { installErrorHandling } from './http/error-handler.js';
 import { requireInstructor } from './http/auth-hooks.js';
 import { loginRoutes } from './auth/login-routes.js';
-import { frontendRootRoutes } from './frontend/index.js';
+import { frontendAdminRoutes, frontendRootRoutes } from './frontend/index.js';
 import { healthRoutes } from './api/health-routes.js';
 import { jobsRoutes } from './api/jobs-routes.js';
 import { queueRoutes } from './api/queue-routes.js';
@@ -41,6 +41,11 @@ export async function buildApp(services: Services): Promise<FastifyInstance> {
       jobsRoutes(api, services);
       queueRoutes(api, services);
       workersRoutes(api, services);
+      frontendAdminRoutes(api, {
+        site: services.frontend,
+        cache: services.frontendCache,
+        audit: services.audit,
+      });
     },
     { prefix: '/api/v1' },
   );

@@ -127,6 +127,7 @@ export const AUDIT_ACTIONS = [
   'broadcast.set',
   'broadcast.clear',
   'alerts.test',
+  'frontend.use',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 

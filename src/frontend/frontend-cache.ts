@@ -133,9 +133,11 @@ export class FrontendCache {
   }
 
   /**
-   * A worker offers the frontend its ComfyUI serves. A version already held becomes the current
-   * one at once; otherwise the answer lists the contents to upload (none, when every content is
-   * held from earlier versions: then it is assembled right away).
+   * A worker offers the frontend its ComfyUI serves. The answer lists the contents to upload (none,
+   * when every content is held from earlier versions: then it is assembled right away); a new
+   * version becomes the current one once complete. A version already held is only marked as still
+   * in use: re-offering it (every worker does on each reconnect) does not switch the current one
+   * back, so two workers with different frontends do not take turns (see {@link use}).
    */
   async offer(offer: FrontendOffer, workerId: string): Promise<FrontendOfferAnswer> {
     const id = versionIdOf(offer.files);
@@ -145,7 +147,7 @@ export class FrontendCache {
       held.offeredAt = now;
       await this.serialize(async () => {
         await this.writeManifest(held);
-        await this.setCurrent(id);
+        if (!this.current()) await this.setCurrent(id);
       });
       return { versionId: id, status: 'present', missing: [] };
     }
@@ -251,6 +253,17 @@ export class FrontendCache {
         'mirrored the ComfyUI frontend from a worker',
       );
       return { versionId: id, status: 'present' as const, missing: [] };
+    });
+  }
+
+  /** Serves a version held on disk from now on (an instructor's choice). NOT_FOUND if not held. */
+  use(id: string): Promise<FrontendVersion> {
+    return this.serialize(async () => {
+      const v = this.versions.get(id);
+      if (!v) throw new AppError('NOT_FOUND', `No mirrored frontend version ${id}.`);
+      await this.setCurrent(id);
+      this.opts.logger.info({ versionId: id, label: v.label }, 'serving another mirrored frontend version');
+      return v;
     });
   }
 

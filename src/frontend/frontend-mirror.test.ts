@@ -133,6 +133,47 @@ describe('frontend mirrored from a worker', () => {
     expect(again).toEqual({ versionId: first.versionId, status: 'present', missing: [] });
   });
 
+  it('serves the newest version: a worker still on an older one does not switch it back', async () => {
+    const v1 = await mirror(V1);
+    const v2 = await mirror(V2);
+    expect((await offer(offerOf(V1))).json().status).toBe('present');
+    expect((await get('/alice/')).body).toBe(V2['index.html']);
+    expect(h.services.frontend.status().version?.id).toBe(v2.versionId);
+
+    // An instructor can go back to a version held on disk.
+    const admin = { authorization: await h.addUser('teacher', 'instructor') };
+    const listed = await h.app.inject({ url: '/api/v1/frontend', headers: admin });
+    expect(listed.statusCode).toBe(200);
+    expect(listed.json().versions.map((v: { id: string; current: boolean }) => [v.id, v.current])).toEqual([
+      [v2.versionId, true],
+      [v1.versionId, false],
+    ]);
+    const use = await h.app.inject({
+      method: 'PUT',
+      url: '/api/v1/frontend/current',
+      headers: admin,
+      payload: { versionId: v1.versionId },
+    });
+    expect(use.statusCode).toBe(200);
+    expect((await get('/alice/')).body).toBe(V1['index.html']);
+    expect((await h.services.audit.recent(1))[0]).toMatchObject({
+      by: 'teacher',
+      action: 'frontend.use',
+      target: v1.versionId,
+      details: { label: 'frontend 1.45.0', previous: v2.versionId },
+    });
+    const unknown = await h.app.inject({
+      method: 'PUT',
+      url: '/api/v1/frontend/current',
+      headers: admin,
+      payload: { versionId: 'ffffffffffffffff' },
+    });
+    expect(unknown.statusCode).toBe(404);
+    expect(
+      (await h.app.inject({ url: '/api/v1/frontend', headers: { authorization: alice } })).statusCode,
+    ).toBe(403);
+  });
+
   it('asks only for changed contents of a new version, and still serves the old chunks', async () => {
     await mirror(V1);
     const { uploaded } = await mirror(V2);

@@ -9,6 +9,7 @@ export type { FrontendSite, FrontendStatus } from './frontend-site.js';
 export type { FrontendCache, FrontendVersion } from './frontend-cache.js';
 export { frontendRootRoutes } from './root-routes.js';
 export { frontendWorkerRoutes } from './worker-routes.js';
+export { frontendAdminRoutes } from './admin-routes.js';
 
 /**
  * The frontend participants get: FRONTEND_DIR when set (checked now, so a wrong path fails at

@@ -48,6 +48,8 @@ export function describe(e: AuditEntry): string {
       return 'cleared the broadcast message';
     case 'alerts.test':
       return `sent a test alert (${str(d.delivery)})`;
+    case 'frontend.use':
+      return `switched participants to the ComfyUI frontend ${str(d.label, str(e.target))}`;
     default:
       return e.action;
   }
