@@ -1,7 +1,7 @@
 /**
  * A small, real control plane for agent tests: an HTTP server with the worker WebSocket
- * (`/worker/v1/ws`, Bearer token checked), the output upload endpoint and the input download
- * endpoint. It records everything the agent says and lets the test push `assign`, `cancel`,
+ * (`/worker/v1/ws`, Bearer token checked), the output upload endpoint, the input download
+ * endpoint and the three frontend mirror endpoints (offer, blob upload, complete). It records everything the agent says and lets the test push `assign`, `cancel`,
  * `release`... as the real hub would. Nothing here is shared with the production hub on purpose:
  * the agent must work against the protocol, not against one implementation.
  */
@@ -12,8 +12,10 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import {
   agentMessage,
   decodePreviewFrame,
+  frontendOfferSchema,
   PROTOCOL_VERSION,
   type AgentMessage,
+  type FrontendOffer,
   type ServerMessage,
 } from '../../src/worker/protocol.js';
 
@@ -35,6 +37,22 @@ export interface WelcomeOptions {
   leaseMs?: number;
   /** Computes `forget` from the hello's in-flight list; default: forget nothing. */
   forget?: (inFlight: { jobId: string; attempt: number }[]) => { jobId: string; attempt: number }[];
+  /** Sent as `welcome.mirrorFrontend` when set; absent otherwise. */
+  mirrorFrontend?: boolean;
+}
+
+/** What the frontend mirror endpoints received. */
+export interface FakeFrontendMirror {
+  /** While false, offers are answered 409 FRONTEND_NOT_WANTED. Default true. */
+  wanted: boolean;
+  /** Every valid offer, in order. */
+  offers: FrontendOffer[];
+  /** Contents received, by sha256. */
+  blobs: Map<string, Buffer>;
+  /** sha256 of each accepted PUT, in order (repeats included). */
+  puts: string[];
+  /** Version ids completed, in order. */
+  completed: string[];
 }
 
 export interface FakeControlPlane {
@@ -63,6 +81,7 @@ export interface FakeControlPlane {
   ofType<T extends AgentMessage['type']>(type: T): Extract<AgentMessage, { type: T }>[];
   /** Fails uploads with this HTTP status while set. */
   failUploadsWith: number | null;
+  frontend: FakeFrontendMirror;
   close(): Promise<void>;
 }
 
@@ -75,6 +94,14 @@ export async function startFakeControlPlane(
   const uploads: UploadedOutput[] = [];
   const inputs = new Map<string, Buffer>();
   const rejected: number[] = [];
+  const frontend: FakeFrontendMirror = {
+    wanted: true,
+    offers: [],
+    blobs: new Map(),
+    puts: [],
+    completed: [],
+  };
+  const pendingOffers = new Map<string, FrontendOffer>();
   const waiters = new Set<() => void>();
   let current: WebSocket | undefined;
   let conns = 0;
@@ -126,6 +153,7 @@ export async function startFakeControlPlane(
       res.end('{}');
       return;
     }
+    if (url.pathname.startsWith('/worker/v1/frontend/')) return handleFrontend(req, res, url.pathname);
     const get = /^\/worker\/v1\/jobs\/([^/]+)\/inputs\/(.+)$/.exec(url.pathname);
     if (req.method === 'GET' && get) {
       const key = `${decodeURIComponent(get[1]!)}/${get[2]!.split('/').map(decodeURIComponent).join('/')}`;
@@ -139,6 +167,72 @@ export async function startFakeControlPlane(
       res.setHeader('content-length', String(file.length));
       res.end(file);
       return;
+    }
+    res.statusCode = 404;
+    res.end();
+  }
+
+  /** The mirror endpoints, minimally: content-addressed, hash-checked, no assembly. */
+  async function handleFrontend(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const body = Buffer.concat(chunks);
+    const json = (status: number, value: unknown) => {
+      res.statusCode = status;
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify(value));
+      notify();
+    };
+    const error = (status: number, code: string, details?: Record<string, unknown>) =>
+      json(status, { error: { code, message: code, ...(details ? { details } : {}) } });
+    const missingOf = (offer: FrontendOffer) => [
+      ...new Set(offer.files.map((f) => f.sha256).filter((sha) => !frontend.blobs.has(sha))),
+    ];
+    if (req.method === 'POST' && path === '/worker/v1/frontend/offers') {
+      if (!frontend.wanted) return error(409, 'FRONTEND_NOT_WANTED');
+      const parsed = frontendOfferSchema.safeParse(JSON.parse(body.toString('utf8') || 'null'));
+      if (!parsed.success) return error(400, 'VALIDATION_FAILED', { issues: parsed.error.issues });
+      const offer = parsed.data;
+      frontend.offers.push(offer);
+      const versionId = createHash('sha256')
+        .update(
+          [...offer.files]
+            .sort((a, b) => (a.path < b.path ? -1 : 1))
+            .map((f) => `${f.path}\0${f.sha256}`)
+            .join('\n'),
+        )
+        .digest('hex')
+        .slice(0, 16);
+      const missing = missingOf(offer);
+      if (frontend.completed.includes(versionId))
+        return json(200, { versionId, status: 'present', missing: [] });
+      if (missing.length === 0) {
+        frontend.completed.push(versionId);
+        return json(200, { versionId, status: 'present', missing: [] });
+      }
+      pendingOffers.set(versionId, offer);
+      return json(200, { versionId, status: 'pending', missing });
+    }
+    const put = /^\/worker\/v1\/frontend\/blobs\/([0-9a-f]{64})$/.exec(path);
+    if (req.method === 'PUT' && put) {
+      const sha = put[1]!;
+      if (![...pendingOffers.values()].some((o) => o.files.some((f) => f.sha256 === sha)))
+        return error(409, 'CONFLICT');
+      if (createHash('sha256').update(body).digest('hex') !== sha) return error(400, 'HASH_MISMATCH');
+      frontend.blobs.set(sha, body);
+      frontend.puts.push(sha);
+      return json(200, { sha256: sha, size: body.length });
+    }
+    const complete = /^\/worker\/v1\/frontend\/offers\/([0-9a-f]{16})\/complete$/.exec(path);
+    if (req.method === 'POST' && complete) {
+      const versionId = complete[1]!;
+      const offer = pendingOffers.get(versionId);
+      if (!offer) return error(404, 'NOT_FOUND');
+      const missing = missingOf(offer);
+      if (missing.length > 0) return error(409, 'FRONTEND_INCOMPLETE', { missing });
+      pendingOffers.delete(versionId);
+      frontend.completed.push(versionId);
+      return json(200, { versionId, status: 'present', missing: [] });
     }
     res.statusCode = 404;
     res.end();
@@ -187,6 +281,7 @@ export async function startFakeControlPlane(
           heartbeatMs: w.heartbeatMs ?? 1000,
           needEnv: w.needEnv ?? false,
           forget: w.forget ? w.forget(msg.inFlight) : [],
+          ...(w.mirrorFrontend !== undefined ? { mirrorFrontend: w.mirrorFrontend } : {}),
         };
         ws.send(JSON.stringify(welcome));
       }
@@ -210,6 +305,7 @@ export async function startFakeControlPlane(
     rejected,
     welcome: opts.welcome ?? {},
     failUploadsWith: null,
+    frontend,
     connections: () => conns,
     send(msg) {
       if (!current) throw new Error('fake control plane: no agent connected');

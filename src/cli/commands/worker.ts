@@ -3,6 +3,8 @@
  * variables; every value is validated with zod and each bad field is named. The token is never
  * logged or echoed.
  */
+import { statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { createLogger } from '../../logger.js';
@@ -42,6 +44,21 @@ export const workerArgsSchema = z.object({
     .max(8, '--prefetch (WORKER_PREFETCH) must be a whole number from 0 to 8'),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   graceSeconds: z.coerce.number().min(0, '--grace-seconds must be 0 or more').max(3600),
+  frontendDir: z
+    .string()
+    .trim()
+    .min(1)
+    .refine(
+      (d) => statSync(join(d, 'index.html'), { throwIfNoEntry: false })?.isFile() === true,
+      '--frontend-dir (COMFYUI_FRONTEND_DIR) must be a folder holding index.html',
+    )
+    .transform((d) => resolve(d))
+    .optional(),
+  frontendMirror: z
+    .enum(['true', 'false', '1', '0', 'yes', 'no'], {
+      error: 'WORKER_FRONTEND_MIRROR must be true or false',
+    })
+    .transform((v) => v === 'true' || v === '1' || v === 'yes'),
 });
 export type WorkerArgs = z.output<typeof workerArgsSchema>;
 
@@ -53,6 +70,9 @@ interface WorkerFlags {
   prefetch?: string;
   logLevel?: string;
   graceSeconds?: string;
+  frontendDir?: string;
+  /** Commander's `--no-frontend-mirror`: false when given, else true. */
+  frontendMirror?: boolean;
 }
 
 const blank = (v: string | undefined) => (v === undefined || v.trim() === '' ? undefined : v);
@@ -70,6 +90,11 @@ export function resolveWorkerArgs(
     prefetch: blank(flags.prefetch) ?? blank(env.WORKER_PREFETCH) ?? '1',
     logLevel: blank(flags.logLevel) ?? blank(env.LOG_LEVEL) ?? 'info',
     graceSeconds: blank(flags.graceSeconds) ?? blank(env.WORKER_GRACE_SECONDS) ?? '30',
+    frontendDir: blank(flags.frontendDir) ?? blank(env.COMFYUI_FRONTEND_DIR),
+    frontendMirror:
+      flags.frontendMirror === false
+        ? 'false'
+        : (blank(env.WORKER_FRONTEND_MIRROR)?.trim().toLowerCase() ?? 'true'),
   };
   const r = workerArgsSchema.safeParse(raw);
   if (r.success) return { ok: true, args: r.data };
@@ -105,6 +130,14 @@ export function registerWorker(program: Command): void {
       '--grace-seconds <s>',
       'on SIGTERM, how long a running job may finish before it is handed back (env WORKER_GRACE_SECONDS, default 30)',
     )
+    .option(
+      '--frontend-dir <dir>',
+      'offer the ComfyUI web frontend from this folder (e.g. comfyui_frontend_package/static) instead of reading it from ComfyUI (env COMFYUI_FRONTEND_DIR)',
+    )
+    .option(
+      '--no-frontend-mirror',
+      'never offer the ComfyUI web frontend to the control plane (env WORKER_FRONTEND_MIRROR=false)',
+    )
     .action(async (flags: WorkerFlags) => {
       const resolved = resolveWorkerArgs(flags, process.env);
       if (!resolved.ok) {
@@ -120,9 +153,17 @@ export function registerWorker(program: Command): void {
         name: args.name,
         prefetch: args.prefetch,
         logger,
+        mirrorFrontend: args.frontendMirror,
+        ...(args.frontendDir ? { frontendDir: args.frontendDir } : {}),
       });
       logger.info(
-        { server: args.server, comfyui: args.comfyui, prefetch: args.prefetch },
+        {
+          server: args.server,
+          comfyui: args.comfyui,
+          prefetch: args.prefetch,
+          frontendMirror: args.frontendMirror,
+          ...(args.frontendDir ? { frontendDir: args.frontendDir } : {}),
+        },
         'worker agent started',
       );
 

@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeControlPlane, type FakeControlPlane } from '../../../test/support/fake-control-plane.js';
@@ -36,11 +37,14 @@ let agent: AgentHandle | undefined;
 /** The running agent itself, for the one test that reaches into its ComfyUI socket. */
 let agentInstance: WorkerAgent | undefined;
 
-function start(opts: { prefetch?: number; token?: string } = {}): AgentHandle {
+function start(
+  opts: { prefetch?: number; token?: string; comfyuiUrl?: string; mirrorFrontend?: boolean } = {},
+): AgentHandle {
   agentInstance = createAgent({
     serverUrl: cp.url,
     token: opts.token ?? cp.token,
-    comfyuiUrl: standin.url,
+    comfyuiUrl: opts.comfyuiUrl ?? standin.url,
+    ...(opts.mirrorFrontend !== undefined ? { mirrorFrontend: opts.mirrorFrontend } : {}),
     name: 'gpu-test',
     prefetch: opts.prefetch ?? 1,
     logger,
@@ -456,5 +460,76 @@ describe('failures', () => {
     await stopping;
     agent = undefined;
     expect(standin.state.pending).toHaveLength(0);
+  });
+});
+
+describe('the ComfyUI frontend mirror', () => {
+  const fixtures = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
+  /** A ComfyUI that serves a (small) web frontend and one custom node's web folder. */
+  let web: Standin;
+  beforeAll(async () => {
+    web = await startStandin({
+      frontendRoot: join(fixtures, 'mini-frontend'),
+      extensionDirs: { hello: join(fixtures, 'mini-extension') },
+    });
+  });
+  afterAll(() => web.close());
+
+  it('offers the frontend its ComfyUI serves when the welcome asks, while running jobs', async () => {
+    cp = await startFakeControlPlane({ welcome: { mirrorFrontend: true } });
+    start({ comfyuiUrl: web.url });
+    await cp.waitFor('hello', (h) => h.healthy);
+    const jobId = `job-${randomUUID()}`;
+    assign(jobId, modelFreePrompt({ color: 0x102030 }));
+    await waitFor(() => cp.frontend.completed.length === 1, 10_000, 'the frontend mirror');
+    await cp.waitFor('job_completed', (m) => m.jobId === jobId);
+
+    const offer = cp.frontend.offers[0]!;
+    expect(offer).toMatchObject({ source: 'http', comfyuiVersion: '0.3.64', frontendVersion: '0.0.1-mini' });
+    const paths = offer.files.map((f) => f.path);
+    expect(paths).toEqual(
+      expect.arrayContaining(['index.html', 'assets/index-D4f9Lm2Q.js', 'extensions/hello/js/hello.js']),
+    );
+    for (const f of offer.files) expect(cp.frontend.blobs.get(f.sha256)?.length).toBe(f.size);
+    expect(agent!.status().frontend).toMatchObject({
+      state: 'done',
+      versionId: cp.frontend.completed[0],
+      files: offer.files.length,
+    });
+
+    // Connected again (a new welcome): the same frontend is offered again, nothing is re-sent.
+    const puts = cp.frontend.puts.length;
+    cp.dropConnection();
+    await waitFor(() => cp.frontend.offers.length === 2, 10_000, 'a second offer');
+    await waitFor(() => agent!.status().frontend.state === 'done', 5000, 'done again');
+    expect(cp.frontend.puts).toHaveLength(puts);
+  });
+
+  it('never offers when the welcome does not ask, or when mirroring is turned off', async () => {
+    cp = await startFakeControlPlane();
+    start({ comfyuiUrl: web.url });
+    await cp.waitFor('hello', (h) => h.healthy);
+    await cp.waitFor('heartbeat');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(cp.frontend.offers).toHaveLength(0);
+    expect(agent!.status().frontend.state).toBe('idle');
+    await agent!.stop();
+    await cp.close();
+
+    cp = await startFakeControlPlane({ welcome: { mirrorFrontend: true } });
+    start({ comfyuiUrl: web.url, mirrorFrontend: false });
+    await cp.waitFor('hello', (h) => h.healthy);
+    await cp.waitFor('heartbeat');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(cp.frontend.offers).toHaveLength(0);
+    expect(agent!.status().frontend.state).toBe('disabled');
+  });
+
+  it('stops quietly when the control plane answers that it does not want a copy', async () => {
+    cp = await startFakeControlPlane({ welcome: { mirrorFrontend: true } });
+    cp.frontend.wanted = false;
+    start({ comfyuiUrl: web.url });
+    await waitFor(() => agent?.status().frontend.state === 'not_wanted', 10_000, 'not_wanted');
+    expect(cp.frontend.puts).toHaveLength(0);
   });
 });

@@ -40,6 +40,7 @@ import { isUnreachable, readEnvSources } from './comfy-env.js';
 import { ControlLink } from './control-link.js';
 import { buildEnvSnapshot, envHash } from './env-snapshot.js';
 import { confineReference, transferInput, transferOutput, type ControlPlaneHttp } from './files.js';
+import { FrontendMirror, type FrontendStatus } from './frontend-mirror.js';
 import { HealthMonitor } from './health.js';
 import { HttpError } from './http-stream.js';
 import { JobTable, type AgentJob } from './jobs.js';
@@ -62,6 +63,12 @@ export interface AgentSettings {
   uploadConcurrency: number;
   /** Tries per output before the job fails with `upload_failed`. */
   uploadAttempts: number;
+  /** Offer the ComfyUI frontend when the control plane asks (`welcome.mirrorFrontend`). */
+  mirrorFrontend: boolean;
+  /** Read the frontend from this folder instead of over HTTP from ComfyUI. */
+  frontendDir?: string | undefined;
+  /** Between failed mirror tries. Default 10 s doubling to 10 min. */
+  frontendRetry?: BackoffOptions | undefined;
 }
 
 export interface AgentStatus {
@@ -78,6 +85,8 @@ export interface AgentStatus {
   envHash: string | null;
   draining: boolean;
   stopping: boolean;
+  /** The copy of the ComfyUI web frontend offered to the control plane. */
+  frontend: FrontendStatus;
   jobs: { jobId: string; attempt: number; user: string; promptId: string; state: AgentJob['state'] }[];
 }
 
@@ -91,6 +100,7 @@ export class WorkerAgent {
   private readonly health: HealthMonitor;
   private readonly jobs = new JobTable();
   private readonly cp: ControlPlaneHttp;
+  private readonly frontend: FrontendMirror | null;
 
   private env: { hash: string; snapshot: EnvSnapshot; objectInfo: ObjectInfo } | null = null;
   /** The env hash the current control connection's hello announced. */
@@ -131,6 +141,16 @@ export class WorkerAgent {
       onWelcome: (w) => this.onWelcome(w),
       onMessage: (m) => this.onServerMessage(m),
     });
+    this.frontend = settings.mirrorFrontend
+      ? new FrontendMirror({
+          cp: this.cp,
+          comfyuiUrl: comfy.baseUrl,
+          frontendDir: settings.frontendDir,
+          logger: settings.logger,
+          comfyuiVersion: () => this.comfyVersion ?? 'unknown',
+          ...(settings.frontendRetry ? { failureBackoff: settings.frontendRetry } : {}),
+        })
+      : null;
     this.health = new HealthMonitor({
       probe: (timeoutMs) => this.comfy.systemStats({ timeoutMs }),
       logger: settings.logger,
@@ -167,6 +187,13 @@ export class WorkerAgent {
       envHash: this.env?.hash ?? null,
       draining: this.draining,
       stopping: this.stopping,
+      frontend: this.frontend?.status() ?? {
+        state: 'disabled',
+        versionId: null,
+        frontendVersion: null,
+        files: null,
+        lastError: null,
+      },
       jobs: this.jobs.all().map((j) => ({
         jobId: j.jobId,
         attempt: j.attempt,
@@ -212,6 +239,7 @@ export class WorkerAgent {
     await Promise.all(this.jobs.all().map((j) => this.giveBack(j, 'worker stopping')));
     this.stopped = true;
     this.health.stop();
+    await this.frontend?.stop();
     await this.closeSocket();
     await this.link.stop();
     this.log.info('agent stopped');
@@ -256,6 +284,8 @@ export class WorkerAgent {
   }
 
   private onWelcome(w: Msg<'welcome'>): void {
+    // In the background: the frontend mirror never holds up jobs.
+    this.frontend?.setWanted(w.mirrorFrontend === true);
     if (w.needEnv && this.env && this.helloHash === this.env.hash) {
       this.link.send({ type: 'env', hash: this.env.hash, snapshot: this.env.snapshot });
       this.log.info({ hash: this.env.hash }, 'uploaded the ComfyUI environment snapshot');
@@ -646,9 +676,11 @@ export class WorkerAgent {
     } else {
       this.link.beat();
     }
+    this.frontend?.setComfyHealthy(this.health.isHealthy && this.env !== null);
   }
 
   private onComfyUnhealthy(reason: string): void {
+    this.frontend?.setComfyHealthy(false);
     this.log.error(
       { comfyui: this.comfy.baseUrl, reason },
       'ComfyUI stopped answering; handing back its jobs',

@@ -132,6 +132,49 @@ export async function putStream(
   return { status, json: parseJson(text), size: meter.size, sha256: meter.digest() };
 }
 
+/**
+ * A small JSON request (POST/PUT with a JSON body, or none); resolves with the parsed answer of a
+ * 2xx. Non-2xx rejects with {@link HttpError} carrying the body (up to `maxAnswerBytes`).
+ */
+export async function requestJson(
+  method: string,
+  url: string,
+  headers: Record<string, string>,
+  body: unknown,
+  opts: { signal?: AbortSignal; maxAnswerBytes?: number } = {},
+): Promise<{ status: number; json: unknown }> {
+  const u = new URL(url);
+  const payload = body === undefined ? null : Buffer.from(JSON.stringify(body), 'utf8');
+  const res = await new Promise<IncomingMessage>((resolve, reject) => {
+    const req = requestFn(u)(u, {
+      method,
+      headers: {
+        accept: 'application/json',
+        ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}),
+        ...headers,
+      },
+      agent: agents[u.protocol as 'http:'],
+      signal: opts.signal,
+    });
+    req.on('response', resolve);
+    req.on('error', (err) =>
+      reject(opts.signal?.aborted ? err : new HttpError(0, `${method} ${u.pathname} failed: ${err.message}`)),
+    );
+    req.end(payload ?? undefined);
+  });
+  let text: string;
+  try {
+    text = await readText(res, opts.maxAnswerBytes ?? 8 * 1024 * 1024);
+  } catch (err) {
+    if (opts.signal?.aborted) throw err;
+    throw new HttpError(0, `${method} ${u.pathname} failed while reading: ${(err as Error).message}`);
+  }
+  const status = res.statusCode ?? 0;
+  if (status < 200 || status >= 300)
+    throw new HttpError(status, `${method} ${u.pathname} answered HTTP ${status}`, text);
+  return { status, json: parseJson(text) };
+}
+
 /** `a/b c/d.png` → `a/b%20c/d.png`: each segment encoded, slashes kept. */
 export function encodePath(path: string): string {
   return path

@@ -11,6 +11,7 @@ export { WorkerAgent } from './agent.js';
 import { DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
 
 export type { AgentStatus } from './agent.js';
+export type { FrontendState, FrontendStatus } from './frontend-mirror.js';
 
 export interface AgentOptions {
   /** Control plane base URL, e.g. `https://workshop.example.org`. */
@@ -34,6 +35,19 @@ export interface AgentOptions {
   backoff?: BackoffOptions;
   /** Per ComfyUI HTTP request (not file bodies). Default 30 s. */
   comfyTimeoutMs?: number;
+  /**
+   * Offer the ComfyUI web frontend to the control plane when it asks for one (`welcome.mirrorFrontend`,
+   * sent by a control plane without FRONTEND_DIR). Default true; false never offers it.
+   */
+  mirrorFrontend?: boolean;
+  /**
+   * Read the frontend to offer from this folder (e.g. the `static/` folder of the
+   * `comfyui-frontend-package` Python package) instead of over HTTP from ComfyUI; custom nodes' web
+   * files still come from ComfyUI. Default: none (read everything over HTTP).
+   */
+  frontendDir?: string;
+  /** Between failed frontend mirror tries. Default 10 s doubling to 10 min, with jitter. */
+  frontendRetry?: BackoffOptions;
 }
 
 export interface AgentHandle {
@@ -76,6 +90,9 @@ export function createAgent(opts: AgentOptions): WorkerAgent {
       backoff: opts.backoff ?? DEFAULT_BACKOFF,
       uploadConcurrency: 2,
       uploadAttempts: 8,
+      mirrorFrontend: opts.mirrorFrontend ?? true,
+      frontendDir: opts.frontendDir,
+      frontendRetry: opts.frontendRetry,
     },
     comfy,
   );

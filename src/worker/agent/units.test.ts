@@ -1,4 +1,5 @@
 /** The agent's pure pieces and the `worker` command's argument handling. */
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { resolveWorkerArgs } from '../../cli/commands/worker.js';
 import { backoffDelay } from './backoff.js';
@@ -117,6 +118,7 @@ describe('comfy-multi worker arguments', () => {
         prefetch: 1,
         logLevel: 'info',
         graceSeconds: 30,
+        frontendMirror: true,
       },
     });
     const fromEnv = resolveWorkerArgs(
@@ -128,6 +130,27 @@ describe('comfy-multi worker arguments', () => {
       name: 'h100-a',
       prefetch: 2,
     });
+  });
+
+  it('takes the frontend folder and the mirror switch from flags or environment', () => {
+    const dir = fileURLToPath(new URL('../../../test/fixtures/mini-frontend', import.meta.url));
+    const fromEnv = resolveWorkerArgs(
+      {},
+      { ...env, COMFYUI_FRONTEND_DIR: dir, WORKER_FRONTEND_MIRROR: 'FALSE' },
+    );
+    expect(fromEnv.ok && fromEnv.args).toMatchObject({ frontendDir: dir, frontendMirror: false });
+    const flags = resolveWorkerArgs({ frontendMirror: false }, { ...env, WORKER_FRONTEND_MIRROR: 'true' });
+    expect(flags.ok && flags.args.frontendMirror).toBe(false);
+    const on = resolveWorkerArgs({ frontendMirror: true }, { ...env, WORKER_FRONTEND_MIRROR: 'yes' });
+    expect(on.ok && on.args.frontendMirror).toBe(true);
+    const bad = resolveWorkerArgs(
+      { frontendDir: '/definitely/not/here' },
+      { ...env, WORKER_FRONTEND_MIRROR: 'sometimes' },
+    );
+    expect(!bad.ok && bad.errors).toEqual([
+      '--frontend-dir (COMFYUI_FRONTEND_DIR) must be a folder holding index.html',
+      'WORKER_FRONTEND_MIRROR must be true or false',
+    ]);
   });
 
   it('names every bad field and never echoes the token', () => {

@@ -1,6 +1,7 @@
 /**
  * CLI: `npm run standin -- --port 8188 [--host 127.0.0.1] [--dir /tmp/x] [--delay-ms 1000]
- * [--model checkpoints/sd15.safetensors ...]`. Prints one line `comfyui-standin listening on
+ * [--model checkpoints/sd15.safetensors ...] [--frontend-root <built frontend>]
+ * [--extension-dir <node name>=<web folder> ...]`. Prints one line `comfyui-standin listening on
  * <url> (data: <dir>)` once ready. A dieMidJob fault exits the process (code 1), like a crash.
  */
 import { rmSync } from 'node:fs';
@@ -17,6 +18,17 @@ function parseModels(specs: string[]): Record<string, string[]> {
   return models;
 }
 
+function parseExtensionDirs(specs: string[]): Record<string, string> {
+  const dirs: Record<string, string> = {};
+  for (const spec of specs) {
+    const eq = spec.indexOf('=');
+    if (eq <= 0 || eq === spec.length - 1)
+      throw new Error(`--extension-dir expects <name>=<folder>, got ${spec}`);
+    dirs[spec.slice(0, eq)] = spec.slice(eq + 1);
+  }
+  return dirs;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -25,6 +37,8 @@ async function main(): Promise<void> {
       dir: { type: 'string' },
       'delay-ms': { type: 'string' },
       model: { type: 'string', multiple: true, default: [] },
+      'frontend-root': { type: 'string' },
+      'extension-dir': { type: 'string', multiple: true, default: [] },
     },
   });
   const standin = await startStandin({
@@ -33,6 +47,8 @@ async function main(): Promise<void> {
     ...(values.dir ? { dir: values.dir } : {}),
     ...(values['delay-ms'] ? { delayMs: Number(values['delay-ms']) } : {}),
     models: parseModels(values.model),
+    ...(values['frontend-root'] ? { frontendRoot: values['frontend-root'] } : {}),
+    extensionDirs: parseExtensionDirs(values['extension-dir']),
     onCrash: () => {
       console.error('comfyui-standin: simulated crash (dieMidJob), exiting');
       if (!values.dir) rmSync(standin.dirs.root, { recursive: true, force: true }); // our own temp dir

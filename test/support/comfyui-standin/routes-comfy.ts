@@ -12,6 +12,7 @@ import type { Instance } from './instance.js';
 import { annotatedPath } from './nodes.js';
 import type { NodeCatalog } from './object-info.js';
 import { pyBool, pyFloat, pyInt, pyStr } from './python-compat.js';
+import type { StaticSite } from './static-files.js';
 import type { ApiPrompt, DataDirs, ExtraData } from './types.js';
 import { validatePrompt } from './validate.js';
 import { SERVER_FEATURES } from './ws-hub.js';
@@ -48,6 +49,8 @@ export interface ComfyRouteDeps {
   models: Record<string, string[]>;
   host: string;
   port(): number;
+  /** The web frontend and custom nodes' web folders, when the stand-in was given any. */
+  site: StaticSite;
 }
 
 export function addComfyRoutes(router: Router, deps: ComfyRouteDeps): void {
@@ -93,7 +96,10 @@ function systemStats(deps: ComfyRouteDeps) {
 function addMetadataRoutes(router: Router, deps: ComfyRouteDeps): void {
   router.get(
     '/',
-    () => reply.text('<!doctype html><title>ComfyUI stand-in</title>\n', 200, 'text/html'),
+    () =>
+      deps.site.hasIndex
+        ? deps.site.index()
+        : reply.text('<!doctype html><title>ComfyUI stand-in</title>\n', 200, 'text/html'),
     false,
   );
   router.get('/system_stats', () => reply.json(systemStats(deps)));
@@ -104,7 +110,7 @@ function addMetadataRoutes(router: Router, deps: ComfyRouteDeps): void {
     return reply.json(def ? { [cls]: def } : {});
   });
   router.get('/embeddings', () => reply.json([]));
-  router.get('/extensions', () => reply.json([]));
+  router.get('/extensions', () => reply.json(deps.site.active ? deps.site.extensionList() : []));
   router.get('/features', () => reply.json(SERVER_FEATURES));
   router.get('/models', () => reply.json(MODEL_FOLDERS));
   router.get('/models/{folder}', ({ params }) => {

@@ -18,6 +18,7 @@ import { NodeCatalog } from './object-info.js';
 import { addComfyRoutes } from './routes-comfy.js';
 import { addControlRoutes } from './routes-control.js';
 import { addFileRoutes } from './routes-files.js';
+import { StaticSite } from './static-files.js';
 import type { DataDirs, HistoryEntry, QueueItem } from './types.js';
 
 export type { FaultControls, FaultSnapshot, ExecutionErrorFault, UnreachableMode } from './faults.js';
@@ -38,6 +39,17 @@ export interface StandinOptions {
   seedExampleImage?: boolean;
   /** Called after a simulated crash (the CLI exits the process here). */
   onCrash?: () => void;
+  /**
+   * A built ComfyUI web frontend (a folder with index.html): `GET /` serves its index.html and any
+   * other GET no API route answers is served from it, like ComfyUI's `web.static('/', web_root)`.
+   * Default: none (`GET /` answers a one-line stand-in page, other paths 404).
+   */
+  frontendRoot?: string;
+  /**
+   * Custom nodes' web folders by node name, served at `/extensions/<name>/…`; `GET /extensions`
+   * then lists their `.js` files (and those under `<frontendRoot>/extensions/`). Default: none.
+   */
+  extensionDirs?: Record<string, string>;
 }
 
 export interface StandinState {
@@ -54,6 +66,13 @@ export interface StandinState {
   readonly promptNumber: number;
 }
 
+/** One HTTP request the stand-in received (not counting its own `/standin/*` control routes). */
+export interface StandinRequest {
+  method: string;
+  /** The path as requested, without the query string. */
+  path: string;
+}
+
 export interface Standin {
   readonly url: string;
   readonly wsUrl: string;
@@ -62,6 +81,9 @@ export interface Standin {
   readonly dirs: DataDirs;
   readonly faults: FaultControls;
   readonly state: StandinState;
+  /** The last 10,000 HTTP requests, oldest first; `clearRequests()` empties the list. */
+  readonly requests: readonly StandinRequest[];
+  clearRequests(): void;
   /** Resolves once nothing is queued or running. */
   waitForIdle(timeoutMs?: number): Promise<void>;
   /** A ComfyUI restart: fresh queue/history/cache/counter, same port and files. Also revives a crash. */
@@ -91,6 +113,8 @@ class StandinServer {
   private readonly sockets = new Set<Socket>();
   private readonly router = new Router();
   private readonly catalog: NodeCatalog;
+  private readonly site: StaticSite;
+  readonly requests: StandinRequest[] = [];
   port: number;
 
   constructor(
@@ -110,6 +134,7 @@ class StandinServer {
       opts.delayMs ?? 1000,
     );
     this.instance = new Instance(this.catalog, dirs, this.faults);
+    this.site = new StaticSite({ frontendRoot: opts.frontendRoot, extensionDirs: opts.extensionDirs });
     addComfyRoutes(this.router, {
       instance: () => this.instance,
       catalog: this.catalog,
@@ -118,6 +143,7 @@ class StandinServer {
       models: opts.models ?? {},
       host,
       port: () => this.port,
+      site: this.site,
     });
     addFileRoutes(this.router, dirs);
     addControlRoutes(this.router, { faults: this.faults, state: () => this.stateJson() });
@@ -154,12 +180,18 @@ class StandinServer {
     const head = req.method === 'HEAD';
     try {
       if (!url.pathname.startsWith('/standin/')) {
+        this.requests.push({ method: req.method ?? 'GET', path: url.pathname });
+        if (this.requests.length > 10_000) this.requests.shift();
         if (this.faults.serviceUnavailable)
           return send(res, reply.text('503: Service Unavailable', 503), head);
         await this.faults.waitWhileHung();
         if (this.crashed) return void res.destroy();
       }
       const match = this.router.match(req.method ?? 'GET', url.pathname);
+      if (match === null && this.site.active && (req.method === 'GET' || head)) {
+        const file = await this.site.serve(url.pathname);
+        if (file) return send(res, file, head);
+      }
       if (match === null) return send(res, reply.notFound(), head);
       if (match === 'method') return send(res, reply.text('405: Method Not Allowed', 405), head);
       send(res, await match.handler(requestCtx(req, url, match.params)), head);
@@ -269,6 +301,8 @@ export async function startStandin(opts: StandinOptions = {}): Promise<Standin> 
     get state() {
       return server.state();
     },
+    requests: server.requests,
+    clearRequests: () => void server.requests.splice(0),
     waitForIdle: (timeoutMs = 10_000) =>
       waitUntil(() => server.instance.queue.tasksRemaining() === 0, timeoutMs),
     restart: () => server.restart(),
