@@ -21,6 +21,9 @@ export interface DispatcherOptions {
   clock?: () => number;
 }
 
+/** Heartbeats in a row a held job may be missing from before it counts as lost by the worker. */
+const LOST_AFTER_MISSED_BEATS = 2;
+
 /**
  * Pushes work to workers and applies what they report, keeping the central queue (QueueService)
  * and the registry of live workers in step.
@@ -413,6 +416,7 @@ export class Dispatcher {
     const reported = new Map(msg.inFlight.map((f) => [f.jobId, f]));
     let freed = false;
     const renewals: Promise<void>[] = [];
+    const lost: HeldJob[] = [];
     for (const held of [...entry.held.values()]) {
       const r = reported.get(held.jobId);
       if (held.cancelRequested) {
@@ -424,11 +428,22 @@ export class Dispatcher {
         continue;
       }
       if (r && r.attempt === held.attempt) {
+        held.missedBeats = 0;
         if (r.state === 'running' && held.state !== 'running') this.markStarted(entry, held, now);
         else if (r.state === 'queued' && held.state === 'assigned') held.state = 'queued';
       }
       // While ComfyUI is unreachable, leases are left to lapse so the jobs return to the queue.
       if (!msg.healthy) continue;
+      if (!r || r.attempt !== held.attempt) {
+        // One miss can be a heartbeat that crossed the `assign` on the wire; a job missing from
+        // two in a row is one the agent no longer has (it never reported an outcome). Without this,
+        // its lease would be renewed for as long as the worker stays connected.
+        held.missedBeats = (held.missedBeats ?? 0) + 1;
+        if (held.missedBeats >= LOST_AFTER_MISSED_BEATS) {
+          lost.push(held);
+          continue;
+        }
+      }
       renewals.push(
         this.queue.renewLease(held.jobId, entry.id, held.attempt).then((ok) => {
           if (ok || entry.held.get(held.jobId) !== held || held.cancelRequested) return;
@@ -444,7 +459,31 @@ export class Dispatcher {
       );
     }
     await Promise.all(renewals);
-    if (freed || (!wasHealthy && msg.healthy)) this.trigger();
+    for (const held of lost) await this.lostByWorker(entry, held);
+    if (freed || lost.length > 0 || (!wasHealthy && msg.healthy)) this.trigger();
+  }
+
+  /**
+   * A job the worker stopped reporting without an outcome goes back to the queue as a lost
+   * attempt (like a lapsed lease): the next claim is a new attempt, so nothing the old one might
+   * still report can be mistaken for it, and a prompt that keeps vanishing fails after
+   * MAX_ATTEMPTS instead of looping.
+   */
+  private async lostByWorker(entry: WorkerEntry, held: HeldJob): Promise<void> {
+    this.logger.warn(
+      { jobId: held.jobId, attempt: held.attempt, workerId: entry.id, state: held.state },
+      'worker no longer reports this job; returning it to the queue',
+    );
+    // In case the agent still has it somewhere: stop it, do not report it.
+    entry.link?.send({ type: 'cancel', jobId: held.jobId, attempt: held.attempt });
+    await this.finish(
+      entry,
+      held.jobId,
+      held.attempt,
+      'release',
+      (id, a) => this.queue.abandon(id, entry.id, a),
+      'lost_by_worker',
+    );
   }
 
   jobStarted(entry: WorkerEntry, msg: Msg<'job_started'>): void {

@@ -414,6 +414,24 @@ describe('dispatch', () => {
     expect(cp!.services.workers.view('envgpu:gpu1')?.currentJob).toMatchObject({ jobId: job.id });
   });
 
+  it('returns a job to the queue when a connected worker stops reporting it', async () => {
+    await start({ LEASE_MS: '5000', HEARTBEAT_MS: '200' });
+    const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
+    const job = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    await a.next('assign');
+    // One heartbeat without it may have crossed the assign on the wire: nothing happens.
+    a.send({ type: 'heartbeat', healthy: true, devices: [], inFlight: [] });
+    expect(await a.none('cancel', 200)).toBe(true);
+    expect((await cp!.store.getJob(job.id))?.status).toBe('running');
+    // The second one in a row: the worker has lost it. Back to the queue, long before the lease ends.
+    a.send({ type: 'heartbeat', healthy: true, devices: [], inFlight: [] });
+    expect(await a.next('cancel')).toEqual({ type: 'cancel', jobId: job.id, attempt: 1 });
+    // A new attempt, so nothing the lost one might still say is mistaken for it.
+    const again = await a.next('assign');
+    expect(again).toMatchObject({ job: { jobId: job.id, attempt: 2 } });
+    expect(await cp!.store.getJob(job.id)).toMatchObject({ status: 'running', attempts: 2 });
+  });
+
   it('lets leases lapse while the worker reports ComfyUI unhealthy', async () => {
     await start({ LEASE_MS: '1000', HEARTBEAT_MS: '200' });
     const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });

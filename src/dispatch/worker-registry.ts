@@ -46,6 +46,8 @@ export interface HeldJob {
   front: number;
   assignedAt: number;
   startedAt: number | null;
+  /** Healthy heartbeats in a row that did not list this job (see Dispatcher.heartbeat). */
+  missedBeats?: number;
   /** Current node (from ComfyUI `executing`), null when not known. */
   node: string | null;
   progress: JobProgress | null;
