@@ -35,6 +35,7 @@ export class History {
   private readonly byUserStatus: Record<Order, SeqStmt<[string, string, number, number]>>;
   private readonly pruneGroups: Database.Statement<[number], GroupRow>;
   private readonly pruneDelete: Database.Statement<[number], unknown>;
+  private readonly pruneChunkEnd: Database.Statement<[number, number], { f: number }>;
   private readonly userGroups: Database.Statement<[string], GroupRow>;
   private readonly userDelete: Database.Statement<[string], unknown>;
   private readonly idsGroups: Database.Statement<[string, string], GroupRow>;
@@ -65,6 +66,10 @@ export class History {
     this.pruneGroups = db.prepare<[number], GroupRow>(groups(pruneWhere, 'INDEXED BY jobs_finished'));
     this.pruneDelete = db.prepare<[number], unknown>(
       `DELETE FROM jobs INDEXED BY jobs_finished WHERE ${pruneWhere} AND status IN (${TERMINAL_SQL})`,
+    );
+    this.pruneChunkEnd = db.prepare<[number, number], { f: number }>(
+      `SELECT finished_at AS f FROM jobs INDEXED BY jobs_finished WHERE ${pruneWhere}
+       ORDER BY finished_at LIMIT 1 OFFSET ?`,
     );
     this.userGroups = db.prepare<[string], GroupRow>(groups('user = ?'));
     this.userDelete = db.prepare<[string], unknown>(
@@ -109,6 +114,15 @@ export class History {
   }
 
   /** Deletes terminal jobs finished before `before`. Call inside a transaction. */
+  /**
+   * A cut-off no later than `before` with about `rows` finished jobs before it, so a big prune can
+   * run as several short transactions instead of one long one that blocks every writer.
+   */
+  pruneChunk(before: number, rows: number): number {
+    const row = this.pruneChunkEnd.get(before, rows);
+    return row ? Math.min(before, row.f) : before;
+  }
+
   prune(before: number): number {
     return this.remove(this.pruneGroups.all(before), () => this.pruneDelete.run(before).changes);
   }

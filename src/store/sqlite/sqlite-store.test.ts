@@ -133,6 +133,22 @@ describe('SqliteStore specifics', () => {
     expect((await store.getJob(enq.id))!.prompt).toEqual(p);
   });
 
+  it('prunes a long history in several transactions, and every counter follows', async () => {
+    const store = await open();
+    await store.updateSettings({ limits: { maxPendingPerUser: 100_000 } });
+    const n = 4500; // more than two chunks
+    for (let i = 0; i < n; i++) {
+      const job = await store.enqueue({ user: i % 3 === 0 ? 'a' : 'b', prompt }, 1000 + i);
+      await store.cancel(job.id, 1000 + i);
+    }
+    const keep = await store.enqueue({ user: 'a', prompt }, 10_000);
+    await store.cancel(keep.id, 10_000);
+    expect(await store.pruneHistory(9000)).toBe(n);
+    expect((await store.countByStatus()).cancelled).toBe(1);
+    expect((await store.userCounters()).map((u) => [u.user, u.cancelled])).toEqual([['a', 1]]);
+    expect(await store.getJob(keep.id)).not.toBeNull();
+  });
+
   it('works in memory', async () => {
     const s = await openSqliteStore({ path: ':memory:', defaults: CONFORMANCE_DEFAULTS });
     opened.push(s);

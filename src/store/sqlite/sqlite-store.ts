@@ -59,6 +59,9 @@ export interface SqliteStoreOptions {
 
 type Tx = <T>(fn: () => T) => T;
 
+/** Finished jobs deleted per transaction when pruning history. */
+const PRUNE_CHUNK = 2000;
+
 export class SqliteStore implements JobStore {
   readonly backend = 'sqlite' as const;
   readonly path: string;
@@ -292,7 +295,21 @@ export class SqliteStore implements JobStore {
   }
 
   async pruneHistory(before: number): Promise<number> {
-    return this.write(() => this.history.prune(before));
+    // In chunks of ~2,000 jobs, yielding between them: an hourly prune of a long history must not
+    // hold the write lock (and the event loop) for seconds while participants queue prompts.
+    let total = 0;
+    for (;;) {
+      const cut = await this.write(() => this.history.pruneChunk(before, PRUNE_CHUNK));
+      const n = await this.write(() => this.history.prune(cut));
+      total += n;
+      if (cut >= before) return total;
+      if (n === 0) {
+        // Every job before `cut` is still running or pending; step past them.
+        const rest = await this.write(() => this.history.prune(before));
+        return total + rest;
+      }
+      await new Promise<void>((r) => setImmediate(r));
+    }
   }
 
   async deleteHistory(user: string, ids?: string[]): Promise<number> {
