@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { statfs } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import type { WorkerRegistry } from '../dispatch/worker-registry.js';
+import { acceptsWork, type WorkerRegistry } from '../dispatch/worker-registry.js';
 import type { QueueEvent, QueueService } from '../scheduler/queue-service.js';
 import type { JobStore } from '../store/types.js';
 import type { AlertEvent, AlertRecord } from './view-types.js';
@@ -181,7 +181,7 @@ export class AlertService extends EventEmitter<{ alert: [AlertRecord] }> {
   /** Jobs waiting, the queue not paused, and no connected, healthy, non-draining worker. */
   async checkStall(): Promise<void> {
     const now = this.clock();
-    const usable = this.deps.workers.online().filter((w) => w.healthy && !w.draining).length;
+    const usable = this.deps.workers.online().filter(acceptsWork).length;
     let waiting = 0;
     if (usable === 0) {
       const [settings, counts] = await Promise.all([

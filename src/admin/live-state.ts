@@ -208,6 +208,7 @@ export class LiveState {
       status,
       healthy: w.healthy,
       draining: w.draining,
+      stopping: w.stopping,
       connected: w.link !== null,
       comfyuiVersion: w.comfyuiVersion,
       agentVersion: w.agentVersion,

@@ -124,7 +124,7 @@ export class AdminMetrics {
       (w) => (statusOf(w) !== 'offline' && [...w.held.values()].some((h) => h.state === 'running') ? 1 : 0),
     );
     workerGauge('comfy_multi_worker_draining', 'Whether the worker is draining (1) or not (0).', (w) =>
-      w.draining ? 1 : 0,
+      w.draining || w.stopping ? 1 : 0,
     );
     workerGauge(
       'comfy_multi_worker_held_jobs',

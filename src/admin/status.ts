@@ -1,4 +1,9 @@
-import { statusOf, type WorkerRegistry, type WorkerStatus } from '../dispatch/worker-registry.js';
+import {
+  acceptsWork,
+  statusOf,
+  type WorkerRegistry,
+  type WorkerStatus,
+} from '../dispatch/worker-registry.js';
 import type { QueueMode, StatusCounts, JobStore } from '../store/types.js';
 import type { ConnectionTracker } from './connection-tracker.js';
 import type { FrontendStatus } from '../frontend/index.js';
@@ -73,7 +78,7 @@ export async function computeStatus(deps: StatusDeps): Promise<PlatformStatus> {
   const byStatus = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<WorkerStatus, number>;
   const all = deps.workers.all();
   for (const w of all) byStatus[statusOf(w)] += 1;
-  const usable = deps.workers.online().filter((w) => w.healthy && !w.draining).length;
+  const usable = deps.workers.online().filter(acceptsWork).length;
 
   if (counts && counts.pending > 0 && usable === 0 && !paused) {
     problems.push(

@@ -53,6 +53,8 @@ export interface WorkerRow {
   status: WorkerStatus;
   healthy: boolean;
   draining: boolean;
+  /** The worker is shutting down by itself, finishing what it holds. */
+  stopping: boolean;
   connected: boolean;
   comfyuiVersion: string;
   agentVersion: string;

@@ -5,6 +5,7 @@ import { priorityRank, type Job, type JobStatus, type QueueMode } from '../store
 import type { AgentMessage } from '../worker/protocol.js';
 import type { JobEventBus, JobStatusKind } from './job-event-bus.js';
 import {
+  acceptsWork,
   capacityOf,
   toView,
   workerIdOf,
@@ -102,7 +103,7 @@ export class Dispatcher {
   }
 
   private eligible(): WorkerEntry[] {
-    return this.registry.online().filter((w) => w.healthy && !w.draining && w.held.size < capacityOf(w));
+    return this.registry.online().filter((w) => acceptsWork(w) && w.held.size < capacityOf(w));
   }
 
   private async pass(): Promise<void> {
@@ -115,7 +116,7 @@ export class Dispatcher {
       const job = await this.queue.claim(worker.id, this.warmModelsForClaim(worker));
       if (!job) return;
       // The worker may have gone away, or been drained, while the claim ran.
-      const stillEligible = worker.link?.open && worker.registered && worker.healthy && !worker.draining;
+      const stillEligible = worker.link?.open && worker.registered && acceptsWork(worker);
       if (!stillEligible || !this.assign(worker, job)) {
         this.logger.info(
           { jobId: job.id, workerId: worker.id },
@@ -211,7 +212,7 @@ export class Dispatcher {
   private releasable(): { worker: WorkerEntry; held: HeldJob }[] {
     const out: { worker: WorkerEntry; held: HeldJob }[] = [];
     for (const worker of this.registry.online()) {
-      if (!worker.healthy || worker.draining) continue;
+      if (!acceptsWork(worker)) continue;
       const held = [...worker.held.values()].sort((a, b) => a.assignedAt - b.assignedAt);
       const hasRunning = held.some((h) => h.state === 'running');
       held.forEach((h, i) => {
@@ -320,6 +321,7 @@ export class Dispatcher {
         envHash: msg.envHash,
         warmModels: msg.warmModels,
         healthy: msg.healthy,
+        stopping: msg.stopping ?? false,
       },
       link,
     );
@@ -406,6 +408,10 @@ export class Dispatcher {
     const wasHealthy = entry.healthy;
     entry.lastHeartbeatAt = now;
     entry.healthy = msg.healthy;
+    if (msg.stopping && !entry.stopping) {
+      this.logger.info({ workerId: entry.id }, 'worker stopping; it finishes what it holds');
+    }
+    entry.stopping = msg.stopping ?? false;
     entry.devices = msg.devices;
     if (wasHealthy !== msg.healthy) {
       this.logger.warn(

@@ -432,6 +432,33 @@ describe('dispatch', () => {
     expect(await cp!.store.getJob(job.id)).toMatchObject({ status: 'running', attempts: 2 });
   });
 
+  it('sends nothing new to a worker that is stopping, and keeps renewing what it holds', async () => {
+    await start({ LEASE_MS: '1000', HEARTBEAT_MS: '200' });
+    // Room for a prefetched job besides the running one, so only `stopping` keeps bob's job away.
+    const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 1 });
+    const job = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    await a.next('assign');
+    const beat = setInterval(
+      () =>
+        a.send({
+          type: 'heartbeat',
+          healthy: true,
+          stopping: true,
+          devices: [],
+          inFlight: [{ jobId: job.id, attempt: 1, state: 'running' }],
+        }),
+      150,
+    );
+    cleanups.push(() => clearInterval(beat));
+    await until(() => cp!.services.workers.view('envgpu:gpu1')?.status === 'draining', 2000, 'draining');
+    expect(cp!.services.workers.view('envgpu:gpu1')).toMatchObject({ stopping: true, draining: false });
+    await cp!.services.queue.enqueue({ user: 'bob', prompt: PROMPT });
+    await sleep(1400); // longer than the lease
+    await cp!.services.queue.sweep();
+    expect(await cp!.store.getJob(job.id)).toMatchObject({ status: 'running', attempts: 1 });
+    expect(await a.none('assign', 100)).toBe(true);
+  });
+
   it('lets leases lapse while the worker reports ComfyUI unhealthy', async () => {
     await start({ LEASE_MS: '1000', HEARTBEAT_MS: '200' });
     const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });

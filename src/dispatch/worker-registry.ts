@@ -68,7 +68,10 @@ export interface WorkerEntry {
   disconnectedAt: number | null;
   lastHeartbeatAt: number | null;
   healthy: boolean;
+  /** An instructor drained it: no new jobs (kept across reconnects). */
   draining: boolean;
+  /** The agent itself is stopping gracefully (`hello`/`heartbeat` `stopping`): no new jobs. */
+  stopping: boolean;
   agentVersion: string;
   comfyuiVersion: string;
   devices: Device[];
@@ -92,6 +95,8 @@ export interface WorkerView {
   connected: boolean;
   healthy: boolean;
   draining: boolean;
+  /** The agent is stopping gracefully, finishing what it holds. */
+  stopping: boolean;
   connectedAt: string;
   disconnectedAt: string | null;
   lastHeartbeatAt: string | null;
@@ -126,6 +131,7 @@ export interface HelloInfo {
   envHash: string;
   warmModels: string[];
   healthy: boolean;
+  stopping?: boolean;
 }
 
 /** Worker ids combine the token name and the agent's name, so a token can only speak for its own workers. */
@@ -177,6 +183,7 @@ export class WorkerRegistry {
       lastHeartbeatAt: now,
       healthy: info.healthy,
       draining: old?.draining ?? false,
+      stopping: info.stopping ?? false,
       agentVersion: info.agentVersion,
       comfyuiVersion: info.comfyuiVersion,
       devices: info.devices,
@@ -254,10 +261,15 @@ export function capacityOf(w: WorkerEntry): number {
   return 1 + w.prefetch;
 }
 
+/** Connected workers may get new jobs when healthy and neither drained nor stopping. */
+export function acceptsWork(w: WorkerEntry): boolean {
+  return w.healthy && !w.draining && !w.stopping;
+}
+
 export function statusOf(w: WorkerEntry): WorkerStatus {
   if (w.link === null || !w.registered) return 'offline';
   if (!w.healthy) return 'unhealthy';
-  if (w.draining) return 'draining';
+  if (w.draining || w.stopping) return 'draining';
   return w.held.size > 0 ? 'busy' : 'idle';
 }
 
@@ -283,6 +295,7 @@ export function toView(w: WorkerEntry): WorkerView {
     connected: w.link !== null,
     healthy: w.healthy,
     draining: w.draining,
+    stopping: w.stopping,
     connectedAt: new Date(w.connectedAt).toISOString(),
     disconnectedAt: iso(w.disconnectedAt),
     lastHeartbeatAt: iso(w.lastHeartbeatAt),

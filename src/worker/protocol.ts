@@ -68,6 +68,8 @@ export const helloMessage = z.object({
   inFlight: z.array(inFlightSchema).max(16),
   warmModels: z.array(z.string().max(1024)).max(256),
   healthy: z.boolean(),
+  /** The agent is stopping: send it nothing new, keep renewing what it holds. Absent means false. */
+  stopping: z.boolean().optional(),
 });
 
 /** Everything the per-user ComfyUI needs while no GPU is online. */
@@ -92,6 +94,8 @@ export const heartbeatMessage = z.object({
   healthy: z.boolean(),
   devices: z.array(deviceSchema).max(64),
   inFlight: z.array(inFlightSchema).max(16),
+  /** As in `hello`: stopping, finishing what it holds (a graceful stop). Absent means false. */
+  stopping: z.boolean().optional(),
 });
 
 /** ComfyUI started the job (its `execution_start`). */

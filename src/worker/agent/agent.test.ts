@@ -455,6 +455,8 @@ describe('failures', () => {
     await cp.waitFor('job_started', (m) => m.jobId === a);
     await waitFor(() => standin.state.pending.length === 1, 5000, 'b pending');
     const stopping = agent!.stop({ graceMs: 10_000 });
+    // Still healthy (so its leases are renewed), but stopping: the server sends nothing new.
+    await cp.waitFor('heartbeat', (m) => m.stopping === true && m.healthy);
     await cp.waitFor('job_released', (m) => m.jobId === b);
     await cp.waitFor('job_completed', (m) => m.jobId === a);
     await stopping;

@@ -137,6 +137,7 @@ export class WorkerAgent {
         healthy: this.reportHealthy(),
         devices: this.devices,
         inFlight: this.inFlight(),
+        stopping: this.stopping,
       }),
       onWelcome: (w) => this.onWelcome(w),
       onMessage: (m) => this.onServerMessage(m),
@@ -223,12 +224,10 @@ export class WorkerAgent {
   private stopDone: Promise<void> = Promise.resolve();
 
   private async doStop(graceMs: number): Promise<void> {
-    // Reporting unhealthy is how the protocol stops new assignments; the server then stops renewing
-    // our leases, so the grace must end before the running job's lease lapses.
-    const timing = this.link.timing;
-    if (timing) graceMs = Math.min(graceMs, Math.max(0, timing.leaseMs - 2 * timing.heartbeatMs));
+    // `stopping: true` in heartbeats stops new assignments while the server keeps renewing the
+    // leases of what we hold, so a running job may use the whole grace period (a long video).
     this.log.info({ graceMs, held: this.jobs.size }, 'agent stopping');
-    this.link.beat(); // healthy: false from now on, so no new work is sent
+    this.link.beat(); // stopping from now on, so no new work is sent
     await Promise.all(
       this.jobs
         .all()
@@ -248,7 +247,7 @@ export class WorkerAgent {
   // ---- control plane -----------------------------------------------------------------------
 
   private reportHealthy(): boolean {
-    return this.health.isHealthy && !this.stopping && this.env !== null;
+    return this.health.isHealthy && this.env !== null;
   }
 
   private hello(): Extract<AgentMessage, { type: 'hello' }> {
@@ -265,6 +264,7 @@ export class WorkerAgent {
       inFlight: this.inFlight(),
       warmModels: this.warmModels.slice(0, 256),
       healthy: this.reportHealthy(),
+      stopping: this.stopping,
     };
   }
 

@@ -125,7 +125,7 @@ function Worker({ ctx, w }: { ctx: Ctx; w: WorkerRow }) {
   return (
     <article class={`worker status-${w.status}`} aria-label={`Worker ${w.name}, ${STATUS_TEXT[w.status]}`}>
       <div class="worker-head">
-        <span class={`pill pill-${w.status}`}>{STATUS_TEXT[w.status]}</span>
+        <span class={`pill pill-${w.status}`}>{w.stopping ? 'Stopping' : STATUS_TEXT[w.status]}</span>
         <h3 class="worker-name" title={w.id}>
           {w.name}
         </h3>
@@ -169,9 +169,11 @@ function Worker({ ctx, w }: { ctx: Ctx; w: WorkerRow }) {
         <p class="worker-idle muted">
           {offline
             ? 'Not connected. Jobs it held return to the queue when their leases lapse.'
-            : w.draining
-              ? 'Drained: takes no new jobs.'
-              : 'Waiting for a job.'}
+            : w.stopping
+              ? 'Shutting down: finishes what it holds, takes no new jobs.'
+              : w.draining
+                ? 'Drained: takes no new jobs.'
+                : 'Waiting for a job.'}
         </p>
       )}
       <div class="worker-foot small muted">
