@@ -283,6 +283,9 @@ describe.skipIf(!existsSync(CHROMIUM))('instructor dashboard in Chromium', () =>
       expect(gpus).toContain(`comfy-multi worker --server ${empty.url} --token`);
       expect(await p.locator('#queue').textContent()).toContain('Nobody is waiting');
       expect(await p.locator('#participants').textContent()).toContain('comfy-multi users init --count 20');
+      expect(await p.locator('footer').textContent()).toContain(
+        'ComfyUI frontend: none yet: copied from the first GPU worker that connects',
+      );
       await p.screenshot({ path: join(ARTIFACTS, '00-empty-state.png'), fullPage: true });
       await ctx.close();
     } finally {

@@ -1,4 +1,5 @@
 import type { Services } from '../services.js';
+import type { FrontendStatus } from '../frontend/index.js';
 import type { QueueEvent } from '../scheduler/queue-service.js';
 import { VERSION } from '../version.js';
 import { AlertService, type AlertOptions } from './alerts.js';
@@ -34,6 +35,13 @@ export interface AdminRuntimeOptions {
   alerts?: Partial<AlertOptions>;
   liveMinIntervalMs?: number;
   watchIntervalMs?: number;
+}
+
+/** `frontend 1.45.0 (from gpu1)`, `FRONTEND_DIR`, ... for the dashboard's footer. */
+export function frontendSummary(f: FrontendStatus): string {
+  if (f.source === 'dir') return 'FRONTEND_DIR';
+  if (f.version) return `${f.version.label} (copied from worker ${f.version.workerId})`;
+  return f.mirroring ? 'none yet: copied from the first GPU worker that connects' : 'none (set FRONTEND_DIR)';
 }
 
 export async function createAdminRuntime(
@@ -72,6 +80,7 @@ export async function createAdminRuntime(
     alertsWebhook: alerts.webhookConfigured,
     metricsProtected: Boolean(config.METRICS_TOKEN),
     recentAlerts: alerts.recent(),
+    frontend: frontendSummary(services.frontend.status()),
   });
   const state = new LiveState({
     store,
@@ -133,7 +142,8 @@ export async function createAdminRuntime(
             live.markDirty('workers');
         }),
       );
-      const onWorkers = () => live.markDirty('workers', 'orphans');
+      // A worker (re)connecting may bring a new mirrored frontend (shown in the health footer).
+      const onWorkers = () => live.markDirty('workers', 'orphans', 'health');
       watcher.on('change', onWorkers);
       unsubscribes.push(() => watcher.off('change', onWorkers));
       const onTransition = alerts.onWorkerTransition.bind(alerts);
@@ -155,7 +165,7 @@ export async function createAdminRuntime(
       alerts.on('alert', onAlert);
       unsubscribes.push(() => alerts.off('alert', onAlert));
       // Accounts created with the CLI and a broadcast set through the gateway have no event here.
-      participantsTimer = setInterval(() => live.markDirty('participants', 'broadcast'), 30_000);
+      participantsTimer = setInterval(() => live.markDirty('participants', 'broadcast', 'health'), 30_000);
       participantsTimer.unref();
       watcher.start();
       sampler.start();

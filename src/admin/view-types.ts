@@ -173,6 +173,8 @@ export interface HealthInfo {
   alertsWebhook: boolean;
   metricsProtected: boolean;
   recentAlerts: AlertRecord[];
+  /** Which ComfyUI web frontend participants get, in a few words. */
+  frontend: string;
 }
 
 export interface LiveSections {

@@ -360,6 +360,7 @@ export function App() {
           <span>
             comfy-multi {s.health.version} · {s.health.store} store · up since {clock(s.health.startedAt)}
           </span>
+          <span>ComfyUI frontend: {s.health.frontend}</span>
           <span>
             Alerts: {s.health.alertsWebhook ? 'webhook set' : 'no webhook (ALERT_WEBHOOK_URL)'}
             {s.health.recentAlerts[0]
