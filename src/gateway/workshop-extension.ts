@@ -49,29 +49,152 @@ function describe(s) {
   return parts.join(' · ');
 }
 
+// The banner sits at the bottom centre of the graph canvas: above the bottom panel (logs, terminal)
+// when that is open, narrow enough to leave the canvas controls at the bottom right free, and below
+// the frontend's dialogs, menus and toasts (z-index 1050: over the canvas and minimap only).
+const COLLAPSED_KEY = 'comfy-multi.banner.collapsed';
+const DISMISSED_KEY = 'comfy-multi.broadcast.dismissed';
+
+function stored(key) {
+  try {
+    return localStorage.getItem(key);
+  } catch (e) {
+    return null;
+  }
+}
+
+function store(key, value) {
+  try {
+    if (value == null) localStorage.removeItem(key);
+    else localStorage.setItem(key, value);
+  } catch (e) {
+    // private mode: remember for this page only
+  }
+}
+
+function smallButton(label, title) {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.textContent = label;
+  b.title = title;
+  b.setAttribute('aria-label', title);
+  b.style.cssText =
+    'pointer-events:auto;cursor:pointer;border:0;background:transparent;color:inherit;font:inherit;' +
+    'padding:0 2px;margin-left:8px;opacity:.7;line-height:1';
+  return b;
+}
+
 function makeBanner() {
   const box = document.createElement('div');
   box.id = 'comfy-multi-banner';
   box.setAttribute('role', 'status');
   box.style.cssText =
-    'position:fixed;left:50%;bottom:10px;transform:translateX(-50%);z-index:10000;max-width:80vw;' +
+    'position:fixed;left:50%;bottom:10px;transform:translateX(-50%);z-index:1050;' +
+    'width:max-content;max-width:max(300px,min(80vw,calc(100vw - 620px)));' +
     'font:12px/1.4 system-ui,sans-serif;color:#eee;pointer-events:none;text-align:center';
-  const line = document.createElement('div');
-  line.style.cssText = 'background:rgba(25,25,25,.88);padding:4px 12px;border-radius:8px;display:inline-block';
   const news = document.createElement('div');
   news.style.cssText =
     'background:#fde68a;color:#222;padding:6px 12px;border-radius:8px;margin-bottom:6px;display:none;' +
-    'font-weight:600;pointer-events:auto';
+    'font-weight:600;pointer-events:auto;box-shadow:0 2px 8px rgba(0,0,0,.35)';
+  const newsText = document.createElement('span');
+  const newsClose = smallButton('\u00d7', 'Hide this message');
+  news.appendChild(newsText);
+  news.appendChild(newsClose);
+  const bar = document.createElement('div');
+  bar.style.cssText = 'background:rgba(25,25,25,.88);padding:4px 10px 4px 12px;border-radius:8px;display:inline-block';
+  const line = document.createElement('span');
+  const toggle = smallButton('\u2013', 'Hide the workshop status');
+  bar.appendChild(line);
+  bar.appendChild(toggle);
   box.appendChild(news);
-  box.appendChild(line);
+  box.appendChild(bar);
   document.body.appendChild(box);
-  return { line, news };
+
+  let collapsed = stored(COLLAPSED_KEY) === '1';
+  const showCollapsed = () => {
+    line.style.display = collapsed ? 'none' : '';
+    toggle.textContent = collapsed ? 'Workshop status \u25b4' : '\u2013';
+    toggle.style.marginLeft = collapsed ? '0' : '8px';
+    toggle.title = collapsed ? 'Show the workshop status' : 'Hide the workshop status';
+    toggle.setAttribute('aria-label', toggle.title);
+    bar.style.padding = collapsed ? '2px 8px' : '4px 10px 4px 12px';
+  };
+  toggle.addEventListener('click', () => {
+    collapsed = !collapsed;
+    store(COLLAPSED_KEY, collapsed ? '1' : null);
+    showCollapsed();
+  });
+  showCollapsed();
+
+  // A broadcast stays until the participant hides it; a new one shows again.
+  let broadcastKey = null;
+  newsClose.addEventListener('click', () => {
+    store(DISMISSED_KEY, broadcastKey);
+    news.style.display = 'none';
+  });
+  const setBroadcast = (b) => {
+    if (b && b.message) {
+      broadcastKey = (b.at || '') + '|' + b.message;
+      newsText.textContent = b.message;
+      news.style.display = stored(DISMISSED_KEY) === broadcastKey ? 'none' : 'block';
+    } else {
+      broadcastKey = null;
+      news.style.display = 'none';
+    }
+  };
+
+  // Stay above the bottom panel (logs, terminal) while it is open. Polling one element is cheaper
+  // than observing the whole Vue app for changes.
+  const place = () => {
+    const panel = document.querySelector('.bottom-panel');
+    const r = panel && panel.getBoundingClientRect();
+    const open = r && r.height > 0 && r.width > 0 && r.top < window.innerHeight;
+    box.style.bottom = (open ? Math.round(window.innerHeight - r.top) + 10 : 10) + 'px';
+  };
+  place();
+  setInterval(place, 400);
+  window.addEventListener('resize', place);
+  return { line, setBroadcast };
 }
 
 async function fetchStatus() {
   const r = await fetch(base + '/comfy-multi/status', { cache: 'no-store', credentials: 'same-origin' });
   if (!r.ok) throw new Error('status ' + r.status);
   return r.json();
+}
+
+// On a first visit the frontend opens its stock default graph as "Unsaved Workflow" before we open
+// the workshop's default workflow, which would leave two tabs. The stock one is closed once ours is
+// open, but only while it is the only other tab, still the untouched stock graph and never edited.
+function workflowStore(app) {
+  const s = app && app.extensionManager && app.extensionManager.workflow;
+  return s && Array.isArray(s.openWorkflows) && typeof s.closeWorkflow === 'function' ? s : null;
+}
+
+function nodeTypes(graph) {
+  return ((graph && graph.nodes) || []).map((n) => n.type).sort().join(',');
+}
+
+function untouchedStockWorkflow(app) {
+  const s = workflowStore(app);
+  const stock = window.comfyAPI && window.comfyAPI.defaultGraph && window.comfyAPI.defaultGraph.defaultGraph;
+  if (!s || !stock || s.openWorkflows.length !== 1) return null;
+  const wf = s.activeWorkflow;
+  if (!wf || wf.path !== s.openWorkflows[0].path || !wf.isTemporary || wf.isModified) return null;
+  const tracker = wf.changeTracker;
+  if (!tracker || (tracker.undoQueue && tracker.undoQueue.length > 0)) return null;
+  return nodeTypes(tracker.activeState) === nodeTypes(stock) ? wf.path : null;
+}
+
+async function closeIfStillUntouched(app, path) {
+  const s = workflowStore(app);
+  if (!s || !path) return;
+  const active = s.activeWorkflow;
+  const wf = s.openWorkflows.find((w) => w.path === path);
+  if (!wf || !active || active.path === path || s.openWorkflows.length !== 2 || wf.isModified) return;
+  const tracker = wf.changeTracker;
+  if (tracker && tracker.undoQueue && tracker.undoQueue.length > 0) return;
+  await s.closeWorkflow(wf);
 }
 
 async function openDefaultWorkflow(app, path) {
@@ -82,7 +205,11 @@ async function openDefaultWorkflow(app, path) {
   if (!r.ok) return;
   const wf = await r.json();
   const name = path.split('/').pop().replace(/\.json$/i, '');
-  if (app && typeof app.loadGraphData === 'function') await app.loadGraphData(wf, true, true, name);
+  if (app && typeof app.loadGraphData === 'function') {
+    const stock = untouchedStockWorkflow(app);
+    await app.loadGraphData(wf, true, true, name);
+    await closeIfStillUntouched(app, stock);
+  }
   await fetch(base + '/comfy-multi/default-workflow/opened', { method: 'POST', credentials: 'same-origin' });
 }
 
@@ -96,12 +223,7 @@ async function start(app) {
     try {
       const s = await fetchStatus();
       ui.line.textContent = describe(s);
-      if (s.broadcast && s.broadcast.message) {
-        ui.news.textContent = s.broadcast.message;
-        ui.news.style.display = 'block';
-      } else {
-        ui.news.style.display = 'none';
-      }
+      ui.setBroadcast(s.broadcast);
       if (s.defaultWorkflow && !openedDefault) {
         openedDefault = true;
         openDefaultWorkflow(app, s.defaultWorkflow).catch((e) => console.warn('[comfy-multi] default workflow', e));

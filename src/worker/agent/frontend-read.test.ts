@@ -85,7 +85,7 @@ describe('crawling the frontend ComfyUI serves', () => {
         'assets/Lazy-Qw8Er7Ty.js', // import("./Lazy-…") relative to the entry
         'assets/logo-Zx9Yw8Vu.svg', // new URL("logo-…", import.meta.url)
         'assets/font-Hk3Jd9Sa.woff2', // url(./font-…) in the CSS
-        'icons/grid-Pp2Oo3Ii.svg', // url('/icons/…'): root-absolute
+        'assets/grid-Pp2Oo3Ii.svg', // url('/assets/…'): root-absolute
         'assets/favicon.ico',
         'scripts/app.js', // the custom node's ../../../scripts/app.js
         'extensions/hello/js/hello.js', // listed by GET /extensions
@@ -221,13 +221,13 @@ describe('reading the frontend from a folder', () => {
     writeFileSync(join(root, 'secret.txt'), 'outside');
     symlinkSync(join(root, 'secret.txt'), join(site, 'assets', 'escape.txt'));
     symlinkSync(root, join(site, 'up'));
-    symlinkSync('../icons/grid-Pp2Oo3Ii.svg', join(site, 'assets', 'grid.svg'));
+    symlinkSync('grid-Pp2Oo3Ii.svg', join(site, 'assets', 'grid.svg'));
     symlinkSync('..', join(site, 'assets', 'loop'));
     const res = await readFrontendDir(site);
     const paths = res.files.map((f) => f.path);
     expect(paths).toEqual([...manifestOf(MINI).map((f) => f.path), 'assets/grid.svg'].sort());
     expect(res.files.find((f) => f.path === 'assets/grid.svg')!.sha256).toBe(
-      res.files.find((f) => f.path === 'icons/grid-Pp2Oo3Ii.svg')!.sha256,
+      res.files.find((f) => f.path === 'assets/grid-Pp2Oo3Ii.svg')!.sha256,
     );
     expect(res.skipped).toEqual(
       expect.arrayContaining([
