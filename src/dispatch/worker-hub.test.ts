@@ -459,6 +459,23 @@ describe('dispatch', () => {
     expect(await a.none('assign', 100)).toBe(true);
   });
 
+  it("tells a participant which of their jobs runs and which only waits in ComfyUI's queue", async () => {
+    await start({ MAX_RUNNING_PER_USER: '2' });
+    await cp!.services.accounts.create('alice', 'participant', 'alice-password-0123');
+    const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 1 });
+    const first = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    await a.next('assign');
+    await a.next('assign');
+    a.send({ type: 'job_started', jobId: first.id, attempt: 1 });
+    const status = async () =>
+      (await fetch(`${cp!.url}/alice/comfy-multi/status`, {
+        headers: { authorization: `Basic ${Buffer.from('alice:alice-password-0123').toString('base64')}` },
+      }).then((r) => r.json())) as { running: number; startingSoon: number; pending: number };
+    await until(async () => (await status()).running === 1, 2000, 'one running');
+    expect(await status()).toMatchObject({ running: 1, startingSoon: 1, pending: 0 });
+  });
+
   it('lets leases lapse while the worker reports ComfyUI unhealthy', async () => {
     await start({ LEASE_MS: '1000', HEARTBEAT_MS: '200' });
     const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });

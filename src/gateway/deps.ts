@@ -14,7 +14,7 @@ import type { AuditLog } from '../admin/audit-log.js';
 
 /** How many GPU workers are connected right now (the dispatcher's registry, when there is one). */
 export interface WorkerPresence {
-  online(): readonly unknown[];
+  online(): readonly { held: ReadonlyMap<string, { user: string; state: string }> }[];
 }
 
 /** What the per-user ComfyUI API needs from the rest of the control plane. */

@@ -96,11 +96,18 @@ export function statusRoutes(app: FastifyInstance, deps: GatewayDeps, space: Use
       const ms = await averageJobMs();
       if (ms !== null) estimatedWaitSeconds = Math.round((Math.ceil(position / workers) * ms) / 1000);
     }
+    // A job claimed by a worker counts as running in the queue, but one prefetched into ComfyUI's
+    // own queue has not started: the participant sees it as "next on a GPU", not as running.
+    let startingSoon = 0;
+    for (const w of deps.workers?.online() ?? [])
+      for (const h of w.held.values()) if (h.user === user && h.state !== 'running') startingSoon += 1;
+    startingSoon = Math.min(startingSoon, counts.running);
     reply.header('cache-control', 'no-store');
     return {
       user,
       pending: counts.pending,
-      running: counts.running,
+      running: counts.running - startingSoon,
+      startingSoon,
       position,
       estimatedWaitSeconds,
       gpu: { online: (workers ?? 0) > 0, workers: workers ?? 0, known: workers !== null },

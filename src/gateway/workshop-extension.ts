@@ -38,6 +38,7 @@ function describe(s) {
     parts.push('GPU online (' + s.gpu.workers + ')');
   }
   if (s.running > 0) parts.push('running: ' + s.running);
+  if (s.startingSoon > 0) parts.push('next on a GPU: ' + s.startingSoon);
   if (s.pending > 0) {
     let p = 'waiting: ' + s.pending;
     if (s.position != null) p += s.position === 1 ? ' (yours is next)' : ' (next one is #' + s.position + ' in line)';
@@ -45,7 +46,7 @@ function describe(s) {
     if (wait && s.gpu && s.gpu.online) p += ', wait ' + wait;
     parts.push(p);
   }
-  if (s.running === 0 && s.pending === 0 && s.gpu && s.gpu.online) parts.push('queue empty');
+  if (s.running === 0 && !s.startingSoon && s.pending === 0 && s.gpu && s.gpu.online) parts.push('queue empty');
   return parts.join(' · ');
 }
 
