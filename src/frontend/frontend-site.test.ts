@@ -48,6 +48,7 @@ describe('ComfyUI frontend under /<user>/', () => {
     expect(js.body).toBe('console.log("comfy")');
     const css = await h.app.inject({ url: '/alice/user.css', headers: { authorization: alice } });
     expect(css.headers['cache-control']).toBe('no-cache');
+    expect(css.body).toBe('body{}');
   });
 
   it("keeps the API routes ahead of the frontend's files", async () => {
@@ -130,6 +131,19 @@ describe('without a frontend', () => {
       });
       expect(asset.statusCode).toBe(404);
       expect(asset.json().error.code).toBe('NOT_FOUND');
+    } finally {
+      await h.close();
+    }
+  });
+
+  it("answers the frontend's user.css with an empty stylesheet when there is none", async () => {
+    const h = await startHarness();
+    try {
+      const alice = await h.addUser('alice');
+      const res = await h.app.inject({ url: '/alice/user.css', headers: { authorization: alice } });
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['content-type']).toMatch(/^text\/css/);
+      expect(res.body).toBe('');
     } finally {
       await h.close();
     }

@@ -15,6 +15,7 @@ import { templateRoutes } from './template-routes.js';
 import { UserSpace } from './user-space.js';
 import { userdataRoutes } from './userdata-routes.js';
 import { UserWsHub } from './ws-hub.js';
+import { AppError } from '../errors.js';
 
 export type { GatewayDeps } from './deps.js';
 
@@ -81,6 +82,15 @@ export function gatewayPlugin(services: Services): FastifyPluginAsync {
     fileRoutes(app, deps);
     galleryRoutes(app, deps);
     statusRoutes(app, deps, space);
+
+    // index.html links `user.css`, which no frontend ships (ComfyUI answers 404 unless an admin
+    // put one in its web root): an empty stylesheet saves every page load a console error.
+    app.get('/user.css', async (_request, reply) =>
+      deps.frontend.serveAsset(reply, 'user.css').catch((err: unknown) => {
+        if (!(err instanceof AppError) || err.code !== 'NOT_FOUND') throw err;
+        return reply.type('text/css; charset=utf-8').header('cache-control', 'no-cache').send('');
+      }),
+    );
 
     // Everything else under /<user>/ is a file of the ComfyUI frontend (its bundles, fonts,
     // bundled extensions). Fastify tries every route above first.
