@@ -15,7 +15,8 @@ export interface ControlPlaneHttp {
   token: string;
 }
 
-function endpoint(cp: ControlPlaneHttp, path: string): string {
+/** `<server>/worker/v1<path>` over HTTP(S), whichever scheme the server URL was given in. */
+export function endpoint(cp: ControlPlaneHttp, path: string): string {
   const base = cp.serverUrl.replace(/^ws/, 'http').replace(/\/+$/, '');
   return `${base}/worker/v1${path}`;
 }

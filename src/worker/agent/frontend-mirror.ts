@@ -20,7 +20,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { frontendOfferAnswer, type FrontendFile, type FrontendOffer } from '../protocol.js';
 import { backoffDelay, type BackoffOptions } from './backoff.js';
-import type { ControlPlaneHttp } from './files.js';
+import { endpoint, type ControlPlaneHttp } from './files.js';
 import { crawlFrontend } from './frontend-crawl.js';
 import { hashFile, readFrontendDir } from './frontend-dir.js';
 import { effectiveLimits, type FrontendLimits } from './frontend-refs.js';
@@ -87,11 +87,6 @@ export class FrontendChangedError extends Error {
     super(message);
     this.name = 'FrontendChangedError';
   }
-}
-
-function endpoint(cp: ControlPlaneHttp, path: string): string {
-  const base = cp.serverUrl.replace(/^ws/, 'http').replace(/\/+$/, '');
-  return `${base}/worker/v1${path}`;
 }
 
 function comfyRoot(ctx: MirrorContext): string {
