@@ -7,79 +7,19 @@
  * web folder. With `COMFYUI_URL` set, the worker mirrors that real ComfyUI's frontend instead and
  * every check runs unchanged.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Processes, waitFor, type Proc } from '../support/processes.js';
 import { freePort } from '../support/redis-server.js';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const REAL_COMFYUI = process.env.COMFYUI_URL?.replace(/\/+$/, '') || null;
 const ADMIN_PASSWORD = 'e2e-admin-password';
 const USER_PASSWORD = 'e2e-user001-password';
 const WORKER_TOKEN = 'e2e-frontend-worker-token';
 
-interface Proc {
-  child: ChildProcess;
-  log: string[];
-  exited: Promise<number | null>;
-}
-const procs: Proc[] = [];
-
-/** `node --import tsx <args>` in its own process group, output kept for failure messages. */
-function run(args: string[], env: Record<string, string>, stdin?: string): Proc {
-  const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ...env, NODE_ENV: 'test' },
-    stdio: [stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-    detached: true,
-  });
-  if (stdin !== undefined) child.stdin?.end(stdin);
-  const log: string[] = [];
-  child.stdout?.on('data', (c: Buffer) => log.push(c.toString()));
-  child.stderr?.on('data', (c: Buffer) => log.push(c.toString()));
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  const p = { child, log, exited };
-  procs.push(p);
-  return p;
-}
-
-async function stop(p: Proc): Promise<void> {
-  if (p.child.exitCode === null && p.child.signalCode === null && p.child.pid) {
-    try {
-      process.kill(-p.child.pid, 'SIGTERM');
-    } catch {
-      p.child.kill('SIGTERM');
-    }
-  }
-  await p.exited;
-}
-
-async function waitFor<T>(
-  fn: () => Promise<T | null | undefined | false>,
-  timeoutMs: number,
-  what: string,
-): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > until) {
-      const logs = procs.map((p) => p.log.join('').slice(-2000)).join('\n---\n');
-      throw new Error(
-        `timed out waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}\n${logs}`,
-      );
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const procs = new Processes();
 
 let dataDir: string;
 let serverUrl: string;
@@ -94,7 +34,7 @@ const fromServer = (path: string) => fetch(`${serverUrl}/user001/${path}`, { hea
 const fromComfy = (path: string) => fetch(`${comfyUrl}/${path}`);
 
 async function startServer(): Promise<Proc> {
-  const p = run(['src/cli/index.ts', 'serve'], serverEnv);
+  const p = procs.run('serve', ['src/cli/index.ts', 'serve'], serverEnv);
   await waitFor(async () => (await fetch(`${serverUrl}/health`)).ok, 30_000, 'the control plane');
   return p;
 }
@@ -118,7 +58,8 @@ beforeAll(async () => {
     comfyUrl = REAL_COMFYUI;
   } else {
     comfyUrl = `http://127.0.0.1:${comfyPort}`;
-    run(
+    procs.run(
+      'standin',
       [
         'test/support/comfyui-standin/main.ts',
         '--port',
@@ -145,7 +86,8 @@ beforeAll(async () => {
   // The server first: its first start creates `admin` with ADMIN_PASSWORD. Accounts added by the
   // CLI while it runs take effect at once.
   server = await startServer();
-  const add = run(
+  const add = procs.run(
+    'users-add',
     ['src/cli/index.ts', 'users', 'add', 'user001', '--password-stdin'],
     serverEnv,
     `${USER_PASSWORD}\n`,
@@ -153,8 +95,13 @@ beforeAll(async () => {
   expect(await add.exited, add.log.join('')).toBe(0);
 }, 90_000);
 
+// On failure, the processes' output says more than the assertion alone.
+afterEach((ctx) => {
+  if (ctx.task.result?.state === 'fail') console.error(procs.logs());
+});
+
 afterAll(async () => {
-  for (const p of procs) await stop(p);
+  for (const p of procs.all) await procs.stop(p);
   rmSync(dataDir, { recursive: true, force: true });
 });
 
@@ -166,7 +113,8 @@ describe('the ComfyUI frontend, mirrored from a worker', () => {
   });
 
   it("serves the worker's ComfyUI frontend byte for byte once the worker has connected", async () => {
-    worker = run(
+    worker = procs.run(
+      'worker',
       ['src/cli/index.ts', 'worker', '--server', serverUrl, '--comfyui', comfyUrl, '--name', 'gpu1'],
       {
         COMFY_MULTI_TOKEN: WORKER_TOKEN,
@@ -215,8 +163,8 @@ describe('the ComfyUI frontend, mirrored from a worker', () => {
 
   it('keeps serving it after a restart of the control plane with no worker online', async () => {
     const before = await (await fromServer('')).text();
-    await stop(worker);
-    await stop(server);
+    await procs.stop(worker);
+    await procs.stop(server);
     server = await startServer();
     const res = await fromServer('');
     expect(res.status).toBe(200);

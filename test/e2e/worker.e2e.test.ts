@@ -7,7 +7,6 @@
  * With `COMFYUI_URL` set, both workers use that real ComfyUI instead of stand-ins and every test
  * runs unchanged, except the ones that need the stand-in's fault injection (skipped, saying so).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -19,15 +18,14 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { encodeRgbPng, solidImage } from '../support/comfyui-standin/image.js';
 import { modelFreePrompt, type ApiPrompt } from '../support/prompts.js';
+import { Processes, waitFor, type Proc } from '../support/processes.js';
 import { freePort } from '../support/redis-server.js';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const REAL_COMFYUI = process.env.COMFYUI_URL?.replace(/\/+$/, '') || null;
 const NEEDS_STANDIN = REAL_COMFYUI
   ? 'needs the ComfyUI stand-in fault injection (COMFYUI_URL points at a real ComfyUI)'
@@ -39,67 +37,9 @@ const LEASE_MS = 3000;
 
 // ---- process harness ---------------------------------------------------------------------------
 
-interface Proc {
-  name: string;
-  child: ChildProcess;
-  log: string[];
-  exited: Promise<number | null>;
-}
-
-const procs: Proc[] = [];
-
-/** Runs `node --import tsx <script> ...args` in its own process group, capturing its output. */
-function run(name: string, args: string[], env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ...env, NODE_ENV: 'test' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
-  const log: string[] = [];
-  const keep = (chunk: Buffer) => {
-    log.push(chunk.toString('utf8'));
-    if (log.length > 2000) log.splice(0, log.length - 2000);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  const p = { name, child, log, exited };
-  procs.push(p);
-  return p;
-}
-
-function kill(p: Proc, signal: NodeJS.Signals = 'SIGKILL'): void {
-  if (p.child.exitCode !== null || p.child.signalCode !== null || !p.child.pid) return;
-  try {
-    process.kill(-p.child.pid, signal); // the whole group
-  } catch {
-    p.child.kill(signal);
-  }
-}
-
-/** Bounded polling: calls `fn` until it returns something truthy. */
-async function waitFor<T>(
-  fn: () => Promise<T | null | undefined | false> | T | null | undefined | false,
-  timeoutMs: number,
-  what: string,
-): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > until)
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`,
-      );
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const procs = new Processes();
+const run = (name: string, args: string[], env: Record<string, string>): Proc => procs.run(name, args, env);
+const kill = (p: Proc, signal?: NodeJS.Signals): void => procs.kill(p, signal);
 
 // ---- the system under test -------------------------------------------------------------------
 
@@ -368,27 +308,16 @@ beforeAll(async () => {
 }, 90_000);
 
 afterAll(async () => {
-  for (const p of procs) kill(p, 'SIGKILL');
-  await Promise.all(procs.map((p) => Promise.race([p.exited, new Promise((r) => setTimeout(r, 5000))])));
+  await procs.killAll();
   if (process.env.E2E_KEEP !== '1' && dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
-
-/** On failure, the tail of every process's output helps more than the assertion alone. */
-function dumpLogs(): string {
-  if (process.env.E2E_LOG_DIR) {
-    mkdirSync(process.env.E2E_LOG_DIR, { recursive: true });
-    for (const p of procs) writeFileSync(join(process.env.E2E_LOG_DIR, `${p.name}.log`), p.log.join(''));
-  }
-  return procs
-    .map((p) => `--- ${p.name} ---\n${p.log.join('').split('\n').slice(-40).join('\n')}`)
-    .join('\n');
-}
 
 async function withLogs(fn: () => Promise<void>): Promise<void> {
   try {
     await fn();
   } catch (err) {
-    console.error(dumpLogs());
+    // On failure, the tail of every process's output helps more than the assertion alone.
+    console.error(procs.logs());
     throw err;
   }
 }
