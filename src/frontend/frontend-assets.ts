@@ -41,11 +41,11 @@ export class FrontendAssets {
   }
 
   /**
-   * The file at `relPath` (URL-encoded, as in the request), or null when there is none. Throws
-   * INVALID_PATH for a path that tries to leave the folder.
+   * The file at `relPath` (decoded, as the router hands it over), or null when there is none.
+   * Throws INVALID_PATH for a path that tries to leave the folder.
    */
   async locate(relPath: string): Promise<FrontendFileRef | null> {
-    const rel = safeRelativePath(decodeURIComponent(relPath));
+    const rel = safeRelativePath(relPath);
     if (!rel) return null;
     const path = join(this.root, rel);
     const s = await stat(path).catch(() => null);

@@ -19,6 +19,7 @@ describe('ComfyUI frontend under /<user>/', () => {
     );
     await writeFile(join(dir, 'assets', 'index-Abc12345.js'), 'console.log("comfy")');
     await writeFile(join(dir, 'user.css'), 'body{}');
+    await writeFile(join(dir, '100%.js'), 'percent');
     await writeFile(join(dir, 'assets', 'favicon.ico'), 'ICO');
     h = await startHarness({ FRONTEND_DIR: dir });
     alice = await h.addUser('alice');
@@ -112,6 +113,10 @@ describe('ComfyUI frontend under /<user>/', () => {
     }
     const missing = await h.app.inject({ url: '/alice/nothing.js', headers: { authorization: alice } });
     expect(missing.statusCode).toBe(404);
+    // The router has decoded the path already: a literal % is a file name character, not an error.
+    const percent = await h.app.inject({ url: '/alice/100%25.js', headers: { authorization: alice } });
+    expect(percent.statusCode).toBe(200);
+    expect(percent.body).toBe('percent');
   });
 });
 

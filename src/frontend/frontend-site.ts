@@ -3,8 +3,10 @@
  * the version mirrored from a worker (FrontendCache), or, before either exists, a page that says
  * what is going on and reloads itself.
  */
+import { join } from 'node:path';
 import type { FastifyReply } from 'fastify';
 import { AppError } from '../errors.js';
+import { safeRelativePath } from '../files/safe-path.js';
 import { FrontendAssets, sendFrontendFile, sendIndex } from './frontend-assets.js';
 import type { FrontendCache, FrontendVersion } from './frontend-cache.js';
 
@@ -59,20 +61,23 @@ export class FolderFrontend implements FrontendSite {
  * `cache` is null when FRONTEND_MIRROR=false: then only the explanation page is served.
  */
 export class MirroredFrontend implements FrontendSite {
-  private readonly assets = new Map<string, FrontendAssets>();
+  /** Per version: its folder, and its files' sizes by path (from the manifest: no disk access). */
+  private readonly opened = new Map<string, { assets: FrontendAssets; sizes: Map<string, number> }>();
 
   constructor(private readonly cache: FrontendCache | null) {}
 
   async serveIndex(reply: FastifyReply): Promise<FastifyReply> {
     const cur = this.cache?.current();
     if (!cur) return sendWaitingPage(reply, this.cache !== null);
-    return sendIndex(reply, await this.assetsOf(cur.id).indexHtml());
+    return sendIndex(reply, await this.open(cur).assets.indexHtml());
   }
 
   async serveAsset(reply: FastifyReply, relPath: string): Promise<FastifyReply> {
+    const rel = safeRelativePath(relPath);
     for (const v of this.cache?.list() ?? []) {
-      const file = await this.assetsOf(v.id).locate(relPath);
-      if (file) return sendFrontendFile(reply, file);
+      const { assets, sizes } = this.open(v);
+      const size = sizes.get(rel);
+      if (size !== undefined) return sendFrontendFile(reply, { rel, path: join(assets.root, rel), size });
     }
     throw notFound(relPath);
   }
@@ -91,16 +96,19 @@ export class MirroredFrontend implements FrontendSite {
     };
   }
 
-  private assetsOf(id: string): FrontendAssets {
-    let a = this.assets.get(id);
-    if (!a) {
+  private open(v: FrontendVersion): { assets: FrontendAssets; sizes: Map<string, number> } {
+    let o = this.opened.get(v.id);
+    if (!o) {
       // Versions are few (FRONTEND_KEEP_VERSIONS); forget folders that were deleted.
-      const live = new Set(this.cache?.list().map((v) => v.id));
-      for (const k of this.assets.keys()) if (!live.has(k)) this.assets.delete(k);
-      a = new FrontendAssets(this.cache!.dirOf(id));
-      this.assets.set(id, a);
+      const live = new Set(this.cache?.list().map((x) => x.id));
+      for (const k of this.opened.keys()) if (!live.has(k)) this.opened.delete(k);
+      o = {
+        assets: new FrontendAssets(this.cache!.dirOf(v.id)),
+        sizes: new Map(v.files.map((f) => [f.path, f.size])),
+      };
+      this.opened.set(v.id, o);
     }
-    return a;
+    return o;
   }
 }
 
