@@ -16,6 +16,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { frontendOfferAnswer, type FrontendFile, type FrontendOffer } from '../protocol.js';
@@ -23,8 +24,13 @@ import { backoffDelay, type BackoffOptions } from './backoff.js';
 import { endpoint, type ControlPlaneHttp } from './files.js';
 import { crawlFrontend } from './frontend-crawl.js';
 import { hashFile, readFrontendDir } from './frontend-dir.js';
-import { effectiveLimits, type FrontendLimits } from './frontend-refs.js';
+import { effectiveLimits } from './frontend-refs.js';
 import { encodePath, getStream, HttpError, putStream, requestJson } from './http-stream.js';
+
+/** Contents uploaded at the same time. */
+const UPLOAD_CONCURRENCY = 4;
+/** Per ComfyUI request (for a re-read, until its headers arrive). */
+const REQUEST_TIMEOUT_MS = 30_000;
 
 /** Where one content can be read again for its upload. */
 type BlobSource = { kind: 'http'; path: string } | { kind: 'dir'; file: string };
@@ -49,13 +55,6 @@ export interface MirrorContext {
   frontendDir?: string | undefined;
   logger: Logger;
   signal?: AbortSignal | undefined;
-  limits?: Partial<FrontendLimits> | undefined;
-  /** ComfyUI requests at the same time while crawling. Default 6. */
-  crawlConcurrency?: number | undefined;
-  /** Uploads at the same time. Default 4. */
-  uploadConcurrency?: number | undefined;
-  /** Per ComfyUI request. Default 30 s. */
-  timeoutMs?: number | undefined;
   /** Tries per control-plane request on transient failures (no answer, 408, 429, 5xx). Default 5. */
   attempts?: number | undefined;
   /** Backoff between those tries. Default 500 ms doubling to 10 s. */
@@ -72,14 +71,6 @@ export type MirrorResult =
       frontendVersion: string | null;
     }
   | { status: 'not_wanted' };
-
-/** The control plane does not want a frontend mirror (it answered the offer with 409). */
-export class FrontendNotWantedError extends Error {
-  constructor() {
-    super('the control plane does not want a frontend mirror');
-    this.name = 'FrontendNotWantedError';
-  }
-}
 
 /** A file changed (or vanished) between reading the frontend and uploading it: read it again. */
 export class FrontendChangedError extends Error {
@@ -111,7 +102,7 @@ export async function frontendFingerprint(ctx: MirrorContext): Promise<string> {
   if (ctx.frontendDir) {
     indexSha = (await hashFile(`${ctx.frontendDir}/index.html`, signal)).sha256;
   } else {
-    const res = await getStream(root, {}, withTimeout(signal, ctx.timeoutMs));
+    const res = await getStream(root, {}, withTimeout(signal));
     const hash = createHash('sha256');
     for await (const c of res) hash.update(c as Buffer);
     indexSha = hash.digest('hex');
@@ -121,7 +112,7 @@ export async function frontendFingerprint(ctx: MirrorContext): Promise<string> {
 
 async function readExtensionList(ctx: MirrorContext): Promise<string[]> {
   try {
-    const res = await getStream(`${comfyRoot(ctx)}extensions`, {}, withTimeout(ctx.signal, ctx.timeoutMs));
+    const res = await getStream(`${comfyRoot(ctx)}extensions`, {}, withTimeout(ctx.signal));
     const chunks: Buffer[] = [];
     for await (const c of res) chunks.push(c as Buffer);
     const list = JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
@@ -132,7 +123,7 @@ async function readExtensionList(ctx: MirrorContext): Promise<string[]> {
   }
 }
 
-function withTimeout(signal: AbortSignal | undefined, ms = 30_000): AbortSignal {
+function withTimeout(signal: AbortSignal | undefined, ms = REQUEST_TIMEOUT_MS): AbortSignal {
   const t = AbortSignal.timeout(ms);
   return signal ? AbortSignal.any([signal, t]) : t;
 }
@@ -165,9 +156,6 @@ async function getHeadersWithin(url: string, signal: AbortSignal | undefined, ms
 export async function readFrontend(ctx: MirrorContext): Promise<FrontendSnapshot> {
   const common = {
     baseUrl: ctx.comfyuiUrl,
-    ...(ctx.limits ? { limits: ctx.limits } : {}),
-    ...(ctx.crawlConcurrency ? { concurrency: ctx.crawlConcurrency } : {}),
-    ...(ctx.timeoutMs ? { timeoutMs: ctx.timeoutMs } : {}),
     ...(ctx.signal ? { signal: ctx.signal } : {}),
   };
   const blobs: FrontendSnapshot['blobs'] = new Map();
@@ -183,10 +171,7 @@ export async function readFrontend(ctx: MirrorContext): Promise<FrontendSnapshot
       fingerprint: fingerprintOf(crawl.indexSha256!, crawl.extensions),
     };
   }
-  const dir = await readFrontendDir(ctx.frontendDir, {
-    ...(ctx.limits ? { limits: ctx.limits } : {}),
-    ...(ctx.signal ? { signal: ctx.signal } : {}),
-  });
+  const dir = await readFrontendDir(ctx.frontendDir, ctx.signal ? { signal: ctx.signal } : {});
   if (dir.skipped.length > 0) {
     ctx.logger.debug(
       { skipped: dir.skipped.slice(0, 20), count: dir.skipped.length },
@@ -196,7 +181,7 @@ export async function readFrontend(ctx: MirrorContext): Promise<FrontendSnapshot
   for (const f of dir.files) blobs.set(f.sha256, { kind: 'dir', file: f.file, size: f.size });
   // Custom nodes' web files live in their own folders, which only ComfyUI knows and serves.
   const known = new Set(dir.files.map((f) => f.path));
-  const limits = effectiveLimits(ctx.limits);
+  const limits = effectiveLimits();
   const ext = await crawlFrontend({
     ...common,
     includeIndex: false,
@@ -238,24 +223,9 @@ async function retrying<T>(ctx: MirrorContext, what: string, fn: () => Promise<T
         { what, err: err.message, retryInMs: delay },
         'frontend mirror request failed; retrying',
       );
-      await sleep(delay, ctx.signal);
+      await sleep(delay, undefined, { signal: ctx.signal });
     }
   }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason as Error);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal!.reason as Error);
-    };
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 /** `missing` from a 409 answer to complete: `{missing}` or `{error: {details: {missing}}}`. */
@@ -305,7 +275,7 @@ export async function offerFrontend(ctx: MirrorContext, snap: FrontendSnapshot):
         }
       }
     };
-    const n = Math.max(1, Math.min(ctx.uploadConcurrency ?? 4, unique.length));
+    const n = Math.max(1, Math.min(UPLOAD_CONCURRENCY, unique.length));
     await Promise.all(Array.from({ length: n }, worker));
     if (failure) throw (failure as { err: unknown }).err;
   };
@@ -371,11 +341,7 @@ async function putBlob(ctx: MirrorContext, snap: FrontendSnapshot, sha: string):
   } else {
     let res;
     try {
-      res = await getHeadersWithin(
-        comfyRoot(ctx) + encodePath(src.path),
-        ctx.signal,
-        ctx.timeoutMs ?? 30_000,
-      );
+      res = await getHeadersWithin(comfyRoot(ctx) + encodePath(src.path), ctx.signal, REQUEST_TIMEOUT_MS);
     } catch (err) {
       if (err instanceof HttpError && !err.transient) {
         throw new FrontendChangedError(
