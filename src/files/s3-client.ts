@@ -33,8 +33,6 @@ export interface S3ClientSettings {
 
 /** Creates a client. Cheap; one per store or target. */
 export function createS3Client(s: S3ClientSettings): S3Client {
-  // The SDK warns on every start that future versions will need Node 22; Node 20 is supported here.
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   return new S3Client({
     region: s.region,
     forcePathStyle: s.forcePathStyle,
