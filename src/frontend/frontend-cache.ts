@@ -196,16 +196,20 @@ export class FrontendCache {
     const tmp = join(this.opts.root, 'tmp', `${sha256}.${randomBytes(6).toString('hex')}`);
     const hash = createHash('sha256');
     let size = 0;
+    // Past the offered size the rest is read and dropped rather than failing the pipeline: failing it
+    // would destroy the request stream, and the worker would get a reset connection instead of the
+    // HASH_MISMATCH answer (the body itself is bounded by the route's body limit).
     const meter = new Transform({
       transform(chunk: Buffer, _enc, cb) {
         size += chunk.length;
-        if (size > expected) return cb(new AppError('HASH_MISMATCH', 'The content is longer than offered.'));
+        if (size > expected) return cb();
         hash.update(chunk);
         cb(null, chunk);
       },
     });
     try {
       await pipeline(body, meter, createWriteStream(tmp, { mode: FILE_MODE }));
+      if (size > expected) throw new AppError('HASH_MISMATCH', 'The content is longer than offered.');
       const got = hash.digest('hex');
       if (got !== sha256 || size !== expected) {
         throw new AppError(
