@@ -22,13 +22,13 @@ export interface StatusIo {
 
 const blank = (v: string | undefined) => (v === undefined || v.trim() === '' ? undefined : v.trim());
 
-function serverOf(flags: StatusFlags, env: NodeJS.ProcessEnv): string {
+export function serverOf(flags: StatusFlags, env: NodeJS.ProcessEnv): string {
   const explicit = blank(flags.server) ?? blank(env.COMFY_MULTI_SERVER) ?? blank(env.PUBLIC_URL);
   return (explicit ?? `http://127.0.0.1:${blank(env.PORT) ?? '8080'}`).replace(/\/+$/, '');
 }
 
 /** Bearer API token, else an instructor's name and password (COMFY_MULTI_USER/PASSWORD, or admin/ADMIN_PASSWORD). */
-function authOf(flags: StatusFlags, env: NodeJS.ProcessEnv): string | null {
+export function authOf(flags: StatusFlags, env: NodeJS.ProcessEnv): string | null {
   const token = blank(flags.token) ?? blank(env.COMFY_MULTI_API_TOKEN);
   if (token) return `Bearer ${token}`;
   const user = blank(env.COMFY_MULTI_USER) ?? (blank(env.ADMIN_PASSWORD) ? 'admin' : undefined);
