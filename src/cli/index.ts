@@ -8,6 +8,7 @@ import { registerStatus } from './commands/status.js';
 import { registerBackup } from './commands/backup.js';
 import { registerRestore } from './commands/restore.js';
 import { registerStore } from './commands/store.js';
+import { registerNginxConfig } from './commands/nginx-config.js';
 
 const program = new Command()
   .name('comfy-multi')
@@ -22,5 +23,6 @@ registerStatus(program);
 registerBackup(program);
 registerRestore(program);
 registerStore(program);
+registerNginxConfig(program);
 
 await program.parseAsync(process.argv);
