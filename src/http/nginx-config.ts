@@ -2,7 +2,7 @@
  * An nginx site for running comfy-multi behind nginx: `comfy-multi nginx-config` prints it, the
  * container images build theirs from it. Pure: options in, text out; nothing here reads config.
  *
- * What it must get right (each checked by src/http/nginx-config.e2e.test.ts through a real nginx):
+ * What it must get right (each checked by test/e2e/nginx.e2e.test.ts through a real nginx):
  * WebSocket upgrades on every path (/<user>/ws, the dashboard, /worker/v1/ws); body sizes just above
  * the server's own limits, so the server's JSON 413 is what clients see; no request buffering
  * (uploads stream) and long timeouts (videos, idle sockets); X-Forwarded-* for TRUST_PROXY; and the
