@@ -14,7 +14,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type WebSocket from 'ws';
 import { TestCa } from '../support/certs.js';
 import { nextMessage, openSocket, runToEnd, send } from '../support/https-client.js';
-import { Processes, waitFor, type Proc } from '../support/processes.js';
+import { Processes, waitFor } from '../support/processes.js';
 import { freePort } from '../support/redis-server.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -31,7 +31,6 @@ let upstreamPort: number;
 let nginxPort: number;
 let redirectPort: number;
 let base: string;
-let server: Proc;
 let nginx: ChildProcess | undefined;
 let nginxExited: Promise<unknown> | undefined;
 let siteConfig: string;
@@ -67,7 +66,7 @@ beforeAll(async () => {
     UPLOAD_LIMIT: '100mb',
     WORKER_TOKENS: `gpu:${WORKER_TOKEN}`,
   };
-  server = procs.run('serve', ['src/cli/index.ts', 'serve'], env);
+  procs.run('serve', ['src/cli/index.ts', 'serve'], env);
 
   // The site exactly as the command prints it, inside a main config that keeps every path here.
   const printed = await runToEnd(
