@@ -10,6 +10,7 @@ import { checkDataDir } from './data-dir-check.js';
 import { healthBody } from './api/health-routes.js';
 import { listen, loadServerTls } from './http/listen.js';
 import { VERSION } from './version.js';
+import { publicBaseUrl } from './config/public-url.js';
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -28,7 +29,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const tls = loadServerTls(config, logger);
   const store = await openStore(config);
   const services = await createServices(config, store, logger);
-  const publicUrl = config.PUBLIC_URL ?? `${tls ? 'https' : 'http'}://localhost:${config.PORT}`;
+  const publicUrl = publicBaseUrl(config);
   await ensureAdmin(services.accounts, {
     dataDir: config.DATA_DIR,
     adminPassword: config.ADMIN_PASSWORD,

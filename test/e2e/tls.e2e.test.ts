@@ -5,7 +5,16 @@
  * open WebSocket stays open; a bad reload keeps the old one), and every startup error as one
  * sentence with exit code 1 and no stack trace.
  */
-import { chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +31,14 @@ const USER_PASSWORD = 'e2e-user001-password';
 /** Root ignores file permissions; the permission cases then run the server as `nobody`. */
 const AS_ROOT = process.getuid?.() === 0;
 const NOBODY = 65534;
+/** Ports below this need CAP_NET_BIND_SERVICE (1024 unless the machine lowered it). */
+const PRIVILEGED_PORTS_BELOW = (() => {
+  try {
+    return Number(readFileSync('/proc/sys/net/ipv4/ip_unprivileged_port_start', 'utf8'));
+  } catch {
+    return 1024;
+  }
+})();
 
 const procs = new Processes();
 let dir: string;
@@ -210,6 +227,13 @@ describe('startup errors: one sentence, exit code 1, no stack trace', () => {
     expect(await failing({ PORT: String(port), TLS_CERT: '', TLS_KEY: '' })).toBe(inUse);
     expect(await failing({ HTTP_REDIRECT_PORT: String(redirectPort) })).toMatch(
       new RegExp(`^error: HTTP_REDIRECT_PORT ${redirectPort} on 127\\.0\\.0\\.1 is already in use`),
+    );
+  });
+
+  it.runIf(PRIVILEGED_PORTS_BELOW > 1000)('a port below 1024 without the right to bind it', async () => {
+    const line = await failing({ PORT: '1000', TLS_CERT: '', TLS_KEY: '' }, AS_ROOT ? NOBODY : undefined);
+    expect(line).toBe(
+      'error: Listening on 127.0.0.1:1000 (PORT) is not permitted for this user: ports below 1024 need root or CAP_NET_BIND_SERVICE (see "HTTPS" in docs/admin-guide.md), or use a port above 1023.',
     );
   });
 
