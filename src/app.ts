@@ -1,6 +1,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import cookie from '@fastify/cookie';
 import { installErrorHandling } from './http/error-handler.js';
+import { installTransportSecurity } from './http/transport-security.js';
 import { requireInstructor } from './http/auth-hooks.js';
 import { loginRoutes } from './auth/login-routes.js';
 import { frontendAdminRoutes, frontendRootRoutes } from './frontend/index.js';
@@ -15,8 +16,13 @@ import { VERSION } from './version.js';
 import { gatewayPlugin } from './gateway/index.js';
 import { adminRoutes } from './admin/index.js';
 
+export interface BuildAppOptions {
+  /** Serve HTTPS with this certificate and key (PEM); see src/http/listen.ts. */
+  https?: { cert: Buffer; key: Buffer };
+}
+
 /** Builds the HTTP app without listening, so tests drive it with `inject`. */
-export async function buildApp(services: Services): Promise<FastifyInstance> {
+export async function buildApp(services: Services, opts: BuildAppOptions = {}): Promise<FastifyInstance> {
   const { config, logger } = services;
   const app = Fastify({
     // pino's Logger is a FastifyBaseLogger; the cast keeps the instance's generic at the default.
@@ -25,9 +31,11 @@ export async function buildApp(services: Services): Promise<FastifyInstance> {
     trustProxy: config.TRUST_PROXY,
     // ComfyUI's frontend calls /api/x and /api/x/ interchangeably.
     routerOptions: { ignoreTrailingSlash: true },
-  });
+    ...(opts.https ? { https: opts.https } : {}),
+  }) as unknown as FastifyInstance;
   app.decorateRequest('principal', null);
   installErrorHandling(app);
+  installTransportSecurity(app, { publicUrl: config.PUBLIC_URL, hstsMaxAge: config.HSTS_MAX_AGE });
   await app.register(cookie);
 
   healthRoutes(app, { store: services.store, version: VERSION });

@@ -6,42 +6,57 @@ import { createLogger } from './logger.js';
 import { createServices, type Services } from './services.js';
 import { openStore } from './store/index.js';
 import { startBackupSchedule } from './backup/schedule.js';
+import { checkDataDir } from './data-dir-check.js';
+import { healthBody } from './api/health-routes.js';
+import { listen, loadServerTls } from './http/listen.js';
+import { VERSION } from './version.js';
+import { publicBaseUrl } from './config/public-url.js';
 
 export interface RunningServer {
   app: FastifyInstance;
   services: Services;
   url: string;
+  /** Reloads TLS_CERT/TLS_KEY for new connections (SIGHUP); false without TLS or on failure. */
+  reloadTls(): boolean;
   close(): Promise<void>;
 }
 
 /** Opens the store, builds the app and listens. The one place that wires the whole process. */
 export async function startServer(config: Config): Promise<RunningServer> {
   const logger = createLogger(config.LOG_LEVEL);
+  // Checks that fail in one sentence before anything is opened (StartupError).
+  checkDataDir(config.DATA_DIR);
+  const tls = loadServerTls(config, logger);
   const store = await openStore(config);
   const services = await createServices(config, store, logger);
-  const publicUrl = config.PUBLIC_URL ?? `http://localhost:${config.PORT}`;
+  const publicUrl = publicBaseUrl(config);
   await ensureAdmin(services.accounts, {
     dataDir: config.DATA_DIR,
     adminPassword: config.ADMIN_PASSWORD,
     publicUrl,
     logger,
   });
-  const app = await buildApp(services);
+  const app = await buildApp(services, tls ? { https: { cert: tls.cert, key: tls.key } } : {});
   services.queue.start();
   const backups = startBackupSchedule(services);
-  await app.listen({ host: config.HOST, port: config.PORT });
-  const address = app.server.address();
-  const port = typeof address === 'object' && address ? address.port : config.PORT;
   let closing: Promise<void> | undefined;
+  let listening: Awaited<ReturnType<typeof listen>> | undefined;
   const close = () =>
     (closing ??= (async () => {
       services.queue.stop();
       await backups?.stop();
+      await listening?.close();
       await app.close(); // stops accepting and waits for in-flight requests
       await store.close();
       services.files.close?.();
     })());
-  return { app, services, url: `http://127.0.0.1:${port}`, close };
+  try {
+    listening = await listen(app, config, logger, tls, () => healthBody(VERSION));
+  } catch (err) {
+    await close().catch(() => undefined);
+    throw err;
+  }
+  return { app, services, url: listening.url, reloadTls: listening.reloadTls, close };
 }
 
 /** Runs until SIGTERM/SIGINT, then shuts down gracefully. */
@@ -59,4 +74,7 @@ export async function serveForever(config: Config): Promise<void> {
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+  // Renewed certificates (certbot's deploy hook, `systemctl reload`) without a restart. Only with
+  // TLS: otherwise SIGHUP keeps its default meaning (the terminal closed, so stop).
+  if (config.TLS_CERT) process.on('SIGHUP', () => server.reloadTls());
 }

@@ -2,9 +2,14 @@ import type { FastifyInstance } from 'fastify';
 import type { JobStore } from '../store/types.js';
 import { AppError } from '../errors.js';
 
+/** What `/health` answers (also on the plain-HTTP redirect listener). */
+export function healthBody(version: string): { status: 'ok'; version: string } {
+  return { status: 'ok', version };
+}
+
 /** `/health` says the process answers; `/ready` also checks the store. Neither needs auth. */
 export function healthRoutes(app: FastifyInstance, deps: { store: JobStore; version: string }): void {
-  app.get('/health', () => ({ status: 'ok', version: deps.version }));
+  app.get('/health', () => healthBody(deps.version));
 
   app.get('/ready', async () => {
     try {

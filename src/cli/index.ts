@@ -9,6 +9,7 @@ import { registerBackup } from './commands/backup.js';
 import { registerRestore } from './commands/restore.js';
 import { registerStore } from './commands/store.js';
 import { registerDoctor } from './commands/doctor.js';
+import { registerNginxConfig } from './commands/nginx-config.js';
 
 const program = new Command()
   .name('comfy-multi')
@@ -24,5 +25,6 @@ registerBackup(program);
 registerRestore(program);
 registerStore(program);
 registerDoctor(program);
+registerNginxConfig(program);
 
 await program.parseAsync(process.argv);

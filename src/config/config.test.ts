@@ -50,6 +50,33 @@ describe('config', () => {
     expect(loadConfig({ STORE: 'redis', REDIS_URL: 'redis://127.0.0.1:6390' }).STORE).toBe('redis');
   });
 
+  it('wants TLS_CERT and TLS_KEY together, and HTTP_REDIRECT_PORT only with TLS on another port', () => {
+    const problems = (env: Record<string, string>) => {
+      try {
+        loadConfig(env);
+        return [];
+      } catch (e) {
+        return (e as ConfigError).problems;
+      }
+    };
+    expect(problems({ TLS_CERT: '/c.pem' })).toEqual(['TLS_KEY: set both TLS_CERT and TLS_KEY, or neither']);
+    expect(problems({ TLS_KEY: '/k.pem' })).toEqual(['TLS_CERT: set both TLS_CERT and TLS_KEY, or neither']);
+    expect(problems({ HTTP_REDIRECT_PORT: '80' })).toEqual([
+      'HTTP_REDIRECT_PORT: needs TLS_CERT and TLS_KEY (it redirects plain HTTP to the HTTPS port)',
+    ]);
+    const tls = { TLS_CERT: '/c.pem', TLS_KEY: '/k.pem' };
+    expect(problems({ ...tls, PORT: '443', HTTP_REDIRECT_PORT: '443' })).toEqual([
+      'HTTP_REDIRECT_PORT: must differ from PORT',
+    ]);
+    const c = loadConfig({ ...tls, PORT: '443', HTTP_REDIRECT_PORT: '80' });
+    expect([c.TLS_CERT, c.TLS_KEY, c.HTTP_REDIRECT_PORT, c.HSTS_MAX_AGE]).toEqual([
+      '/c.pem',
+      '/k.pem',
+      80,
+      31_536_000,
+    ]);
+  });
+
   it('never echoes a secret value in its error', () => {
     try {
       loadConfig({ ADMIN_PASSWORD: 'short', WORKER_TOKENS: 'no-colon-secretvalue' });

@@ -54,7 +54,9 @@ const duration = z
 export const configSchema = z
   .object({
     HOST: z.string().min(1).default('0.0.0.0').describe('Address the server listens on.'),
-    PORT: int(0, 65535).default(8080).describe('HTTP port of the control plane.'),
+    PORT: int(0, 65535)
+      .default(8080)
+      .describe('Port of the control plane: HTTP, or HTTPS with TLS_CERT and TLS_KEY.'),
     DATA_DIR: z
       .string()
       .min(1)
@@ -69,12 +71,37 @@ export const configSchema = z
       .url()
       .optional()
       .describe(
-        'URL participants use to reach the server (login links in credentials files). Default http://localhost:PORT.',
+        'URL participants use to reach the server (login links in credentials files). Default http://localhost:PORT (https:// with TLS_CERT). An https URL also makes session cookies `Secure`.',
       ),
     TRUST_PROXY: bool
       .default(false)
       .describe(
         'Trust X-Forwarded-* headers (set when behind nginx or Caddy), for client IPs and TLS detection.',
+      ),
+
+    TLS_CERT: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'PEM certificate file, chain included (e.g. /etc/letsencrypt/live/<name>/fullchain.pem). With TLS_KEY, the server speaks HTTPS and WSS on PORT. Unset (default): plain HTTP. Reloaded on SIGHUP.',
+      ),
+    TLS_KEY: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'PEM private key of TLS_CERT (RSA or EC, not passphrase-protected), e.g. privkey.pem; must be readable by the user the server runs as. Default: unset.',
+      ),
+    HTTP_REDIRECT_PORT: int(0, 65535)
+      .optional()
+      .describe(
+        'With TLS: also listen on this port (on HOST) for plain HTTP that only redirects to https (301, or 308 for non-GET) keeping path and query, and answers `/health`. Typically 80 with PORT=443. Default: unset (no plain-HTTP listener).',
+      ),
+    HSTS_MAX_AGE: int(0, 63_072_000)
+      .default(31_536_000)
+      .describe(
+        'Strict-Transport-Security max-age in seconds, sent on every HTTPS response (our own TLS, or a trusted proxy that says https); 0 sends no HSTS header. Default 31536000 (one year).',
       ),
 
     STORE: z.enum(['sqlite', 'redis']).default('sqlite').describe('State backend: embedded SQLite or Redis.'),
@@ -305,6 +332,24 @@ export const configSchema = z
   .superRefine((c, ctx) => {
     if (c.STORE === 'redis' && !c.REDIS_URL) {
       ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'is required when STORE=redis' });
+    }
+    if (!c.TLS_CERT !== !c.TLS_KEY) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [c.TLS_CERT ? 'TLS_KEY' : 'TLS_CERT'],
+        message: 'set both TLS_CERT and TLS_KEY, or neither',
+      });
+    }
+    if (c.HTTP_REDIRECT_PORT !== undefined) {
+      if (!c.TLS_CERT) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['HTTP_REDIRECT_PORT'],
+          message: 'needs TLS_CERT and TLS_KEY (it redirects plain HTTP to the HTTPS port)',
+        });
+      } else if (c.HTTP_REDIRECT_PORT === c.PORT && c.PORT !== 0) {
+        ctx.addIssue({ code: 'custom', path: ['HTTP_REDIRECT_PORT'], message: 'must differ from PORT' });
+      }
     }
     if (c.FILES === 's3' && !c.S3_BUCKET) {
       ctx.addIssue({ code: 'custom', path: ['S3_BUCKET'], message: 'is required when FILES=s3' });

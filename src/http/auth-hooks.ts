@@ -24,7 +24,7 @@ export function setSessionCookie(
     path: '/',
     httpOnly: true,
     sameSite: 'lax',
-    secure: request.protocol === 'https',
+    secure: request.secureCookies,
     maxAge,
   });
 }

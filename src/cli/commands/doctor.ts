@@ -171,7 +171,7 @@ export async function runDoctor(flags: DoctorFlags, env: NodeJS.ProcessEnv, io: 
       files.close?.();
     }
     report(await checkDisk(config.DATA_DIR));
-    report(await checkCertificate((config as Config & { TLS_CERT?: string }).TLS_CERT));
+    report(await checkCertificate(config.TLS_CERT));
     report(await checkPublicUrl(config));
     const { view, result, server } = await askServer(flags, env);
     report(await checkClock(clockTargets(config, server)));

@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { AccountService } from '../../auth/account-service.js';
 import { writeHtpasswd } from '../../auth/htpasswd.js';
 import { cliConfig, fail, withStore } from '../context.js';
+import { publicBaseUrl } from '../../config/public-url.js';
 
 /** A login link with the credentials in the fragment, which browsers never send to the server. */
 export function loginLink(baseUrl: string, user: string, password: string): string {
@@ -22,7 +23,7 @@ export function registerUsersInit(users: Command): void {
       if (!Number.isInteger(opts.count) || opts.count < 1 || opts.count > 999)
         fail('--count must be 1…999', 2);
       const config = cliConfig();
-      const base = config.PUBLIC_URL ?? `http://localhost:${config.PORT}`;
+      const base = publicBaseUrl(config);
       const out = opts.out ?? join(config.DATA_DIR, 'participants.txt');
       const lines: string[] = [];
       let created = 0;
