@@ -6,6 +6,7 @@ import { createLogger } from './logger.js';
 import { createServices, type Services } from './services.js';
 import { openStore } from './store/index.js';
 import { startBackupSchedule } from './backup/schedule.js';
+import { publicBaseUrl, publicUrlNotice } from './config/public-url.js';
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -15,16 +16,20 @@ export interface RunningServer {
 }
 
 /** Opens the store, builds the app and listens. The one place that wires the whole process. */
-export async function startServer(config: Config): Promise<RunningServer> {
+export async function startServer(
+  config: Config,
+  opts: { print?: (s: string) => void } = {},
+): Promise<RunningServer> {
   const logger = createLogger(config.LOG_LEVEL);
   const store = await openStore(config);
   const services = await createServices(config, store, logger);
-  const publicUrl = config.PUBLIC_URL ?? `http://localhost:${config.PORT}`;
+  const publicUrl = publicBaseUrl(config);
   await ensureAdmin(services.accounts, {
     dataDir: config.DATA_DIR,
     adminPassword: config.ADMIN_PASSWORD,
     publicUrl,
     logger,
+    ...(opts.print ? { print: opts.print } : {}),
   });
   const app = await buildApp(services);
   services.queue.start();
@@ -32,6 +37,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
   await app.listen({ host: config.HOST, port: config.PORT });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.PORT;
+  // Says once, on the terminal, where links point (and warns when only this machine can open it).
+  (opts.print ?? ((s: string) => process.stdout.write(s)))(publicUrlNotice(config));
+  logger.info({ publicUrl }, 'links use this base URL');
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
