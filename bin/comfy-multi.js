@@ -10,7 +10,7 @@ const entry = new URL('../dist/cli/index.js', import.meta.url);
 
 if (!existsSync(entry)) {
   process.stderr.write(
-    'comfy-multi is not built: run `npm run build` in ' + root + ' (`npm ci` builds it too).\n',
+    'error: comfy-multi is not built yet: run `npm run build` in ' + root + ' (`npm ci` builds it too).\n',
   );
   process.exit(1);
 }

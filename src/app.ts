@@ -4,6 +4,8 @@ import { installErrorHandling } from './http/error-handler.js';
 import { installTransportSecurity } from './http/transport-security.js';
 import { requireInstructor } from './http/auth-hooks.js';
 import { loginRoutes } from './auth/login-routes.js';
+import { startRoutes } from './auth/start-routes.js';
+import { loginCardsRoutes } from './auth/login-cards-routes.js';
 import { frontendAdminRoutes, frontendRootRoutes } from './frontend/index.js';
 import { healthRoutes } from './api/health-routes.js';
 import { jobsRoutes } from './api/jobs-routes.js';
@@ -41,6 +43,8 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
   healthRoutes(app, { store: services.store, version: VERSION });
   // In its own scope, so the login form's urlencoded parser does not apply to ComfyUI's routes.
   await app.register(async (scope) => loginRoutes(scope, services.auth));
+  // `/` (the start page) and `/login/t/<token>` (login cards' sign-in links).
+  startRoutes(app, { auth: services.auth, store: services.store });
   frontendRootRoutes(app, services.frontend);
 
   await app.register(
@@ -49,6 +53,7 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
       jobsRoutes(api, services);
       queueRoutes(api, services);
       workersRoutes(api, services);
+      loginCardsRoutes(api, services);
       frontendAdminRoutes(api, {
         site: services.frontend,
         cache: services.frontendCache,

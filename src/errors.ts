@@ -12,6 +12,11 @@ export const ERROR_CODES = {
   UNAUTHORIZED: { status: 401, message: 'Authentication is required.' },
   INVALID_CREDENTIALS: { status: 401, message: 'The user name or password is wrong.' },
   INVALID_TOKEN: { status: 401, message: 'The token is not valid.' },
+  SIGN_IN_LINK_INVALID: {
+    status: 401,
+    message:
+      'This sign-in link is not valid (any more). Ask your instructor for a new login card, or sign in with your user name and password.',
+  },
   FORBIDDEN: { status: 403, message: 'You are not allowed to do this.' },
   CSRF_FAILED: { status: 403, message: 'The request did not carry a valid CSRF token.' },
   NOT_FOUND: { status: 404, message: 'Not found.' },

@@ -10,7 +10,7 @@ import { checkDataDir } from './data-dir-check.js';
 import { healthBody } from './api/health-routes.js';
 import { listen, loadServerTls } from './http/listen.js';
 import { VERSION } from './version.js';
-import { publicBaseUrl } from './config/public-url.js';
+import { publicBaseUrl, publicUrlNotice } from './config/public-url.js';
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -22,7 +22,10 @@ export interface RunningServer {
 }
 
 /** Opens the store, builds the app and listens. The one place that wires the whole process. */
-export async function startServer(config: Config): Promise<RunningServer> {
+export async function startServer(
+  config: Config,
+  opts: { print?: (s: string) => void } = {},
+): Promise<RunningServer> {
   const logger = createLogger(config.LOG_LEVEL);
   // Checks that fail in one sentence before anything is opened (StartupError).
   checkDataDir(config.DATA_DIR);
@@ -35,6 +38,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     adminPassword: config.ADMIN_PASSWORD,
     publicUrl,
     logger,
+    ...(opts.print ? { print: opts.print } : {}),
   });
   const app = await buildApp(services, tls ? { https: { cert: tls.cert, key: tls.key } } : {});
   services.queue.start();
@@ -56,6 +60,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
     await close().catch(() => undefined);
     throw err;
   }
+  // Says once, on the terminal, where links point (and warns when only this machine can open it).
+  (opts.print ?? ((s: string) => process.stdout.write(s)))(publicUrlNotice(config));
+  logger.info({ publicUrl }, 'links use this base URL');
   return { app, services, url: listening.url, reloadTls: listening.reloadTls, close };
 }
 

@@ -3,6 +3,9 @@ import type {} from '@fastify/websocket'; // route option `websocket: true`
 import type { WebSocket } from 'ws';
 import { z } from 'zod';
 import { userNameSchema } from '../auth/user-names.js';
+import { updateLoginMaterial } from '../auth/login-material-update.js';
+import { participantsFilePath } from '../auth/login-material.js';
+import { publicBaseUrl } from '../config/public-url.js';
 import { AppError } from '../errors.js';
 import { toAppError } from '../http/error-handler.js';
 import { parse } from '../http/parse.js';
@@ -213,8 +216,15 @@ export function adminApiRoutes(app: FastifyInstance, services: Services, rt: Adm
           'Only participants’ passwords can be reset here; use `comfy-multi users reset-password` for instructors.',
         );
       }
-      const { password } = await accounts.resetPassword(user);
+      const { password, account: updated } = await accounts.resetPassword(user);
       d.sessionsEnded = true;
+      // The new password reaches the participants file and so the next login cards.
+      await updateLoginMaterial(
+        store,
+        participantsFilePath(services.config.DATA_DIR),
+        publicBaseUrl(services.config),
+        { passwords: new Map([[user, { password, version: updated.passwordVersion }]]) },
+      ).catch((err: unknown) => request.log.warn({ err }, 'could not update the participants file'));
       live.markDirty('participants');
       // Shown once, to this instructor only; never logged or audited.
       return { user, password };

@@ -51,6 +51,33 @@ const duration = z
   .refine((ms) => ms === 0 || ms >= 60_000, 'must be at least 1m')
   .refine((ms) => ms <= 2_147_483_647, 'must be at most 24d');
 
+/**
+ * PUBLIC_URL: an http(s) origin. The server answers at the root of its host (`/login`, `/<user>/`),
+ * so a path (`https://host/workshop`) would make every link wrong; it is refused, not guessed.
+ */
+const publicUrl = z.string().transform((s, ctx) => {
+  let url: URL;
+  try {
+    url = new URL(s.trim());
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'expected a URL such as https://workshop.example.org' });
+    return z.NEVER;
+  }
+  const problem =
+    url.protocol !== 'http:' && url.protocol !== 'https:'
+      ? 'must start with http:// or https://'
+      : url.username || url.password
+        ? 'must not contain a user name or password'
+        : url.pathname !== '/' || url.search || url.hash
+          ? 'must be just scheme, host and optional port (no path, query or #): the server answers at the root of its host'
+          : null;
+  if (problem) {
+    ctx.addIssue({ code: 'custom', message: problem });
+    return z.NEVER;
+  }
+  return url.origin;
+});
+
 export const configSchema = z
   .object({
     HOST: z.string().min(1).default('0.0.0.0').describe('Address the server listens on.'),
@@ -66,12 +93,10 @@ export const configSchema = z
       .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
       .default('info')
       .describe('pino log level.'),
-    PUBLIC_URL: z
-      .string()
-      .url()
+    PUBLIC_URL: publicUrl
       .optional()
       .describe(
-        'URL participants use to reach the server (login links in credentials files). Default http://localhost:PORT (https:// with TLS_CERT). An https URL also makes session cookies `Secure`.',
+        'Address participants open to reach the server, e.g. https://workshop.example.org: the base of sign-in links and login cards. http(s) only, no path, query or user; a trailing slash is dropped. Default http://localhost:PORT (https:// with TLS_CERT; only this machine can open that). An https URL also makes session cookies `Secure`.',
       ),
     TRUST_PROXY: bool
       .default(false)

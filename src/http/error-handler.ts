@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ZodError } from 'zod';
 import { AppError, type ErrorCode } from '../errors.js';
+import { HTML_PAGE_CSP, errorPage, wantsHtmlPage } from './html-pages.js';
 
 /** Fastify's own error codes that mean the client sent something wrong. */
 const FASTIFY_CODES: Record<string, ErrorCode> = {
@@ -49,16 +50,32 @@ export function sendError(reply: FastifyReply, err: AppError): FastifyReply {
   return reply.status(err.status).type('application/json; charset=utf-8').send(err.toJSON());
 }
 
-/** One error handler for the whole app: JSON bodies from the error table, never a stack trace. */
+/**
+ * The error for this caller: a browser navigating to a page gets an HTML page (same status, the
+ * table's message and code, a link home); API clients get the JSON body.
+ */
+export function sendErrorTo(request: FastifyRequest, reply: FastifyReply, err: AppError): FastifyReply {
+  if (!wantsHtmlPage(request)) return sendError(reply, err);
+  if (err.retryAfter !== undefined) reply.header('retry-after', String(err.retryAfter));
+  return reply
+    .status(err.status)
+    .type('text/html; charset=utf-8')
+    .header('cache-control', 'no-store')
+    .header('content-security-policy', HTML_PAGE_CSP)
+    .send(errorPage(err, request.principal?.name ?? null));
+}
+
+/** One error handler for the whole app: bodies from the error table, never a stack trace. */
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const appErr = toAppError(err);
     if (appErr.code === 'INTERNAL') request.log.error({ err }, 'unhandled error');
     else request.log.debug({ code: appErr.code }, appErr.message);
-    return sendError(reply, appErr);
+    return sendErrorTo(request, reply, appErr);
   });
   app.setNotFoundHandler((request, reply) => {
-    return sendError(
+    return sendErrorTo(
+      request,
       reply,
       new AppError('NOT_FOUND', `No route for ${request.method} ${request.url.split('?')[0]}.`),
     );

@@ -32,6 +32,7 @@ import {
   type QueueSettings,
 } from './types.js';
 import { exportImportConformance } from './state-export.conformance.js';
+import { signInTokenConformance } from './sign-in-tokens.conformance.js';
 
 export interface OpenedStore {
   store: JobStore;
@@ -1732,6 +1733,14 @@ export function runStoreConformance(name: string, open: OpenStore): void {
     // ---------------------------------------------------------------------------------------------
     describe('export/import', () => {
       exportImportConformance(() => store, open);
+    });
+
+    describe('sign-in links', () => {
+      signInTokenConformance(
+        () => store,
+        open,
+        () => (ctx.reopen ? reopen().then(() => store) : null),
+      );
     });
   });
 }

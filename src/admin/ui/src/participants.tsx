@@ -94,11 +94,17 @@ export function ParticipantsSection({ ctx }: { ctx: Ctx }) {
         <Empty title="No participant accounts yet">
           <p>
             Create them on the server with <code>comfy-multi users init --count 20</code>; it writes their
-            login links to <code>data/participants.txt</code>.
+            passwords and sign-in links to <code>data/participants.txt</code> and printable login cards.
           </p>
         </Empty>
       ) : (
         <div class="table-wrap">
+          <p>
+            <a href="/api/v1/users/cards" target="_blank" rel="noopener">
+              Login cards
+            </a>{' '}
+            (printable: name, password while it is new, QR code of the sign-in link)
+          </p>
           <table class="table">
             <caption class="sr-only">Participants and their jobs</caption>
             <thead>

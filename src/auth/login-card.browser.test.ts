@@ -1,0 +1,97 @@
+/**
+ * In Debian's Chromium, the whole way of a login card: the instructor signs in with the form, opens
+ * the cards page from the dashboard's API, a card's QR code is read back from a screenshot (pixels
+ * Chromium drew, decoded by jsQR), and a fresh browser — the participant's, with no cookie at all —
+ * opens that link and lands in their own ComfyUI (the fixture frontend, whose script sets the title
+ * once its base path works). A regenerated card's old link then shows an error page, not JSON.
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import jsQRModule from 'jsqr';
+import { chromium, type Browser } from 'playwright-core';
+import { PNG } from 'pngjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startHarness, type Harness } from '../../test/support/app-harness.js';
+import { freePort } from '../../test/support/redis-server.js';
+import { updateLoginMaterial } from './login-material-update.js';
+import { participantsFilePath } from './login-material.js';
+
+const jsQR = jsQRModule.default;
+const CHROMIUM = '/usr/bin/chromium';
+const FRONTEND = fileURLToPath(new URL('../../test/fixtures/mini-frontend', import.meta.url));
+const TEACHER_PASSWORD = 'pw-teach-0123456789';
+
+describe.skipIf(!existsSync(CHROMIUM))('a login card, in Chromium', () => {
+  let h: Harness;
+  let base: string;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    const port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    h = await startHarness({ FRONTEND_DIR: FRONTEND, PUBLIC_URL: base });
+    await h.app.listen({ port, host: '127.0.0.1' });
+    await h.services.accounts.create('teach', 'instructor', TEACHER_PASSWORD);
+    await h.services.accounts.create('user001', 'participant');
+    await h.services.accounts.create('user002', 'participant');
+    await updateLoginMaterial(h.services.store, participantsFilePath(h.dataDir), base, { issue: 'missing' });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--no-first-run',
+      ],
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await h?.close();
+  });
+
+  it('scanning a printed card signs the participant into their own ComfyUI', async () => {
+    // The instructor: start page → sign-in form → dashboard; then the cards page.
+    const teacher = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+    const page = await teacher.newPage();
+    await page.goto(`${base}/`);
+    await page.fill('#user', 'teach');
+    await page.fill('#password', TEACHER_PASSWORD);
+    await Promise.all([page.waitForURL(`${base}/admin/`), page.click('button[type=submit]')]);
+    const cards = await page.goto(`${base}/api/v1/users/cards`);
+    expect(cards?.status()).toBe(200);
+    expect(await page.locator('article.card').count()).toBe(2);
+    const shot = await page.locator('article.card[data-user="user001"] svg.qr').screenshot();
+    await teacher.close();
+
+    const png = PNG.sync.read(shot);
+    const link = jsQR(new Uint8ClampedArray(png.data), png.width, png.height)?.data;
+    expect(link).toMatch(new RegExp(`^${base}/login/t/user001\\.`));
+
+    // The participant: a browser that never signed in.
+    const participant = await browser.newContext();
+    const p = await participant.newPage();
+    await p.goto(link!);
+    expect(new URL(p.url()).pathname).toBe('/user001/');
+    await p.waitForFunction("document.title === 'mini frontend ready'", undefined, { timeout: 15_000 });
+    // Signed in for the next visit too: the start page sends them back to their ComfyUI.
+    await p.goto(`${base}/`);
+    expect(new URL(p.url()).pathname).toBe('/user001/');
+
+    // A new card for user001 ends the old one: the old link now shows a page, not JSON.
+    await updateLoginMaterial(h.services.store, participantsFilePath(h.dataDir), base, {
+      issue: ['user001'],
+    });
+    const stranger = await browser.newContext();
+    const s = await stranger.newPage();
+    const res = await s.goto(link!);
+    expect(res?.status()).toBe(401);
+    expect(await s.locator('h1').textContent()).toBe('Please sign in');
+    await s.click('a[href="/"]');
+    await s.waitForSelector('form#login');
+    await stranger.close();
+    await participant.close();
+  }, 60_000);
+});
