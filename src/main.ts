@@ -8,7 +8,7 @@ import { openStore } from './store/index.js';
 import { startBackupSchedule } from './backup/schedule.js';
 import { checkDataDir } from './data-dir-check.js';
 import { healthBody } from './api/health-routes.js';
-import { listen, loadServerTls } from './http/listen.js';
+import { listen, loadServerTls, probePorts } from './http/listen.js';
 import { VERSION } from './version.js';
 import { publicBaseUrl } from './config/public-url.js';
 
@@ -27,6 +27,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   // Checks that fail in one sentence before anything is opened (StartupError).
   checkDataDir(config.DATA_DIR);
   const tls = loadServerTls(config, logger);
+  await probePorts(config);
   const store = await openStore(config);
   const services = await createServices(config, store, logger);
   const publicUrl = publicBaseUrl(config);

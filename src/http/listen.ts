@@ -4,6 +4,7 @@
  * one-sentence {@link StartupError}.
  */
 import type { Server } from 'node:http';
+import { createServer as createNetServer } from 'node:net';
 import type { Server as TlsServer } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -64,7 +65,33 @@ export function listenError(err: unknown, variable: string, host: string, port: 
   }
 }
 
-function listenPlain(server: Server, host: string, port: number): Promise<void> {
+/**
+ * Binds and releases HOST:port once, so a port in use (or not permitted) stops the start before
+ * the store is opened and accounts are created, and in a fraction of the time. The real listen
+ * later reports the same errors should the port be taken in between.
+ */
+export async function probePorts(config: Config): Promise<void> {
+  const ports: [string, number][] = [['PORT', config.PORT]];
+  if (config.TLS_CERT && config.HTTP_REDIRECT_PORT !== undefined) {
+    ports.push(['HTTP_REDIRECT_PORT', config.HTTP_REDIRECT_PORT]);
+  }
+  for (const [variable, port] of ports) {
+    if (port === 0) continue;
+    const probe = createNetServer();
+    try {
+      await listenPlain(probe, config.HOST, port);
+    } catch (err) {
+      throw listenError(err, variable, config.HOST, port);
+    }
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+  }
+}
+
+function listenPlain(
+  server: Server | ReturnType<typeof createNetServer>,
+  host: string,
+  port: number,
+): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error) => reject(err);
     server.once('error', onError);
