@@ -8,7 +8,7 @@ import { openStore } from './store/index.js';
 import { startBackupSchedule } from './backup/schedule.js';
 import { checkDataDir } from './data-dir-check.js';
 import { healthBody } from './api/health-routes.js';
-import { listen, loadServerTls, probePorts } from './http/listen.js';
+import { listen, loadServerTls, probePorts, type Listening } from './http/listen.js';
 import { VERSION } from './version.js';
 import { publicBaseUrl } from './config/public-url.js';
 
@@ -41,7 +41,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   services.queue.start();
   const backups = startBackupSchedule(services);
   let closing: Promise<void> | undefined;
-  let listening: Awaited<ReturnType<typeof listen>> | undefined;
+  let listening: Listening | undefined;
   const close = () =>
     (closing ??= (async () => {
       services.queue.stop();
