@@ -34,6 +34,8 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
     // ComfyUI's frontend calls /api/x and /api/x/ interchangeably.
     routerOptions: { ignoreTrailingSlash: true },
     ...(opts.https ? { https: opts.https } : {}),
+    // Typed as the default (http) instance: routes and plugins are the same either way, and only
+    // src/http/listen.ts touches the server itself (setSecureContext on SIGHUP).
   }) as unknown as FastifyInstance;
   app.decorateRequest('principal', null);
   installErrorHandling(app);

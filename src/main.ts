@@ -8,7 +8,7 @@ import { openStore } from './store/index.js';
 import { startBackupSchedule } from './backup/schedule.js';
 import { checkDataDir } from './data-dir-check.js';
 import { healthBody } from './api/health-routes.js';
-import { listen, loadServerTls } from './http/listen.js';
+import { listen, loadServerTls, probePorts, type Listening } from './http/listen.js';
 import { VERSION } from './version.js';
 import { publicBaseUrl, publicUrlNotice } from './config/public-url.js';
 
@@ -30,6 +30,7 @@ export async function startServer(
   // Checks that fail in one sentence before anything is opened (StartupError).
   checkDataDir(config.DATA_DIR);
   const tls = loadServerTls(config, logger);
+  await probePorts(config);
   const store = await openStore(config);
   const services = await createServices(config, store, logger);
   const publicUrl = publicBaseUrl(config);
@@ -44,7 +45,7 @@ export async function startServer(
   services.queue.start();
   const backups = startBackupSchedule(services);
   let closing: Promise<void> | undefined;
-  let listening: Awaited<ReturnType<typeof listen>> | undefined;
+  let listening: Listening | undefined;
   const close = () =>
     (closing ??= (async () => {
       services.queue.stop();

@@ -121,7 +121,7 @@ export const configSchema = z
     HTTP_REDIRECT_PORT: int(0, 65535)
       .optional()
       .describe(
-        'With TLS: also listen on this port (on HOST) for plain HTTP that only redirects to https (301, or 308 for non-GET) keeping path and query, and answers `/health`. Typically 80 with PORT=443. Default: unset (no plain-HTTP listener).',
+        'With TLS: also listen on this port (on HOST) for plain HTTP that only redirects to https (301, or 308 for non-GET) keeping path and query — to PUBLIC_URL when it is https, else to the requested host on PORT — and answers `/health` itself. Typically 80 with PORT=443. Default: unset (no plain-HTTP listener).',
       ),
     HSTS_MAX_AGE: int(0, 63_072_000)
       .default(31_536_000)

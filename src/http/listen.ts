@@ -4,13 +4,17 @@
  * one-sentence {@link StartupError}.
  */
 import type { Server } from 'node:http';
+import { createServer as createNetServer, type Server as NetServer } from 'node:net';
 import type { Server as TlsServer } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { StartupError, errorCode } from '../startup-error.js';
 import { createRedirectServer } from './redirect-server.js';
-import { describeCertificate, loadTlsMaterial, type TlsMaterial } from './tls.js';
+import { describeCertificate, expiryWarning, loadTlsMaterial, type TlsMaterial } from './tls.js';
+
+/** How often a running server looks at its certificate's expiry again (renewals do fail). */
+const EXPIRY_CHECK_MS = 12 * 3_600_000;
 
 function publicHost(config: Config): string | undefined {
   if (!config.PUBLIC_URL) return undefined;
@@ -64,7 +68,29 @@ export function listenError(err: unknown, variable: string, host: string, port: 
   }
 }
 
-function listenPlain(server: Server, host: string, port: number): Promise<void> {
+/**
+ * Binds and releases HOST:port once, so a port in use (or not permitted) stops the start before
+ * the store is opened and accounts are created, and in a fraction of the time. The real listen
+ * later reports the same errors should the port be taken in between.
+ */
+export async function probePorts(config: Config): Promise<void> {
+  const ports: [string, number][] = [['PORT', config.PORT]];
+  if (config.TLS_CERT && config.HTTP_REDIRECT_PORT !== undefined) {
+    ports.push(['HTTP_REDIRECT_PORT', config.HTTP_REDIRECT_PORT]);
+  }
+  for (const [variable, port] of ports) {
+    if (port === 0) continue;
+    const probe = createNetServer();
+    try {
+      await listenPlain(probe, config.HOST, port);
+    } catch (err) {
+      throw listenError(err, variable, config.HOST, port);
+    }
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+  }
+}
+
+function listenPlain(server: NetServer, host: string, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error) => reject(err);
     server.once('error', onError);
@@ -126,11 +152,21 @@ export async function listen(
     logger.info({ port: redirectPort }, 'redirecting plain HTTP to HTTPS');
   }
 
+  let current = tls;
+  // A workshop server runs for days: keep warning while the certificate nears its end.
+  const expiryCheck = current
+    ? setInterval(() => {
+        const warning = current && expiryWarning(current.notAfter);
+        if (warning) logger.warn(warning);
+      }, EXPIRY_CHECK_MS).unref()
+    : undefined;
+
   const reloadTls = (): boolean => {
     if (!tls || !config.TLS_CERT || !config.TLS_KEY) return false;
     try {
       const next = loadServerTls(config, logger)!;
       (app.server as unknown as TlsServer).setSecureContext({ cert: next.cert, key: next.key });
+      current = next;
       logger.info(describeCertificate(next), 'TLS certificate reloaded');
       return true;
     } catch (err) {
@@ -141,6 +177,7 @@ export async function listen(
   };
 
   const close = async () => {
+    clearInterval(expiryCheck);
     if (!redirect) return;
     const r = redirect;
     redirect = undefined;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestCa, type IssuedCert } from '../../test/support/certs.js';
 import { StartupError } from '../startup-error.js';
-import { loadTlsMaterial } from './tls.js';
+import { expiryWarning, loadTlsMaterial } from './tls.js';
 
 let dir: string;
 let ca: TestCa;
@@ -114,6 +114,17 @@ describe('loadTlsMaterial', () => {
     chmodSync(locked, 0o000);
     expect(problem(() => loadTlsMaterial(ec.fullchain, locked))).toMatch(
       /^TLS_KEY file .* cannot be read by user .* \(permission denied\)/,
+    );
+  });
+
+  it('expiryWarning: nothing 14 days ahead, days left inside that, "expired" after', () => {
+    const now = new Date('2026-12-01T00:00:00Z');
+    expect(expiryWarning(new Date('2026-12-15T00:00:00Z'), now)).toBeNull();
+    expect(expiryWarning(new Date('2026-12-04T12:00:00Z'), now)).toMatch(
+      /^The certificate in TLS_CERT expires in 3 days/,
+    );
+    expect(expiryWarning(new Date('2026-11-30T00:00:00Z'), now)).toMatch(
+      /expired on 2026-11-30.*browsers refuse it now/,
     );
   });
 });

@@ -136,12 +136,8 @@ export function loadTlsMaterial(
   }
 
   const warnings: string[] = [];
-  const daysLeft = (notAfter.getTime() - now.getTime()) / DAY_MS;
-  if (daysLeft < EXPIRY_WARNING_DAYS) {
-    warnings.push(
-      `The certificate in TLS_CERT expires in ${Math.max(0, Math.floor(daysLeft))} days (${notAfter.toISOString()}): renew it, then send the server SIGHUP to load it.`,
-    );
-  }
+  const soon = expiryWarning(notAfter, now);
+  if (soon) warnings.push(soon);
   const inFile = cert.toString('latin1').split('-----BEGIN CERTIFICATE-----').length - 1;
   if (inFile === 1 && leaf.issuer !== leaf.subject) {
     warnings.push(
@@ -154,6 +150,16 @@ export function loadTlsMaterial(
     );
   }
   return { cert, key, leaf, notAfter, warnings };
+}
+
+/** The warning for a certificate that ends within {@link EXPIRY_WARNING_DAYS}, else null. */
+export function expiryWarning(notAfter: Date, now = new Date()): string | null {
+  const daysLeft = (notAfter.getTime() - now.getTime()) / DAY_MS;
+  if (daysLeft >= EXPIRY_WARNING_DAYS) return null;
+  if (daysLeft <= 0) {
+    return `The certificate in TLS_CERT expired on ${notAfter.toISOString()}: browsers refuse it now. Renew it, then send the server SIGHUP to load it.`;
+  }
+  return `The certificate in TLS_CERT expires in ${Math.floor(daysLeft)} days (${notAfter.toISOString()}): renew it, then send the server SIGHUP to load it.`;
 }
 
 function nameMatches(leaf: X509Certificate, host: string): boolean {

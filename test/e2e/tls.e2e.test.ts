@@ -125,7 +125,7 @@ describe('HTTPS in the server', () => {
     expect(res.serial).toBe(first.serial);
   });
 
-  it('sets a Secure session cookie on login, and the participant gets WSS /user001/ws', async () => {
+  it('sets a Secure session cookie on login; WSS /user001/ws and the dashboard socket work', async () => {
     const cookie = await login('user001', USER_PASSWORD);
     expect(cookie).toMatch(/^cm_session=[^;]+;.*Secure/);
     const session = /^(cm_session=[^;]+)/.exec(cookie)![1]!;
@@ -136,6 +136,15 @@ describe('HTTPS in the server', () => {
     sockets.push(ws);
     const msg = await nextMessage(ws);
     expect(msg.type).toBe('status');
+
+    // The dashboard's live socket over WSS too (its page builds wss:// from location.protocol).
+    const admin = /^(cm_session=[^;]+)/.exec(await login('admin', ADMIN_PASSWORD))![1]!;
+    const live = await openSocket(`wss://127.0.0.1:${port}/admin/api/live`, {
+      ca: ca.caPem,
+      headers: { cookie: admin },
+    });
+    sockets.push(live);
+    expect(live.readyState).toBe(live.OPEN);
   });
 
   it('redirects plain HTTP to the same path and query over https, and answers /health there', async () => {
@@ -179,7 +188,8 @@ describe('HTTPS in the server', () => {
   });
 });
 
-describe('startup errors: one sentence, exit code 1, no stack trace', () => {
+// Each case starts a real process; generous per-test time for a loaded 2-core machine.
+describe('startup errors: one sentence, exit code 1, no stack trace', { timeout: 90_000 }, () => {
   /** Starts `serve` with `extra` over a fresh data folder and expects it to fail. */
   async function failing(extra: Record<string, string>, as?: number) {
     const data = mkdtempSync(join(dir, 'fail-'));
@@ -221,10 +231,18 @@ describe('startup errors: one sentence, exit code 1, no stack trace', () => {
     );
   });
 
-  it('a port in use, with TLS and without, and a redirect port in use', async () => {
-    const inUse = `error: PORT ${port} on 127.0.0.1 is already in use (another comfy-multi or web server?): stop that program or set PORT to a free port.`;
-    expect(await failing({ PORT: String(port) })).toBe(inUse);
-    expect(await failing({ PORT: String(port), TLS_CERT: '', TLS_KEY: '' })).toBe(inUse);
+  const inUse = () =>
+    `error: PORT ${port} on 127.0.0.1 is already in use (another comfy-multi or web server?): stop that program or set PORT to a free port.`;
+
+  it('a port in use, with TLS', async () => {
+    expect(await failing({ PORT: String(port) })).toBe(inUse());
+  });
+
+  it('a port in use, plain HTTP', async () => {
+    expect(await failing({ PORT: String(port), TLS_CERT: '', TLS_KEY: '' })).toBe(inUse());
+  });
+
+  it('a redirect port in use', async () => {
     expect(await failing({ HTTP_REDIRECT_PORT: String(redirectPort) })).toMatch(
       new RegExp(`^error: HTTP_REDIRECT_PORT ${redirectPort} on 127\\.0\\.0\\.1 is already in use`),
     );
