@@ -19,12 +19,18 @@ export function registerUsersLinks(users: Command): void {
     .description(
       'print participants’ sign-in links (making one for each participant who has none); --regenerate replaces them, --revoke ends them',
     )
-    .option('--regenerate', 'make new links for NAMES (default: every participant); old links stop working')
-    .option('--revoke', 'end the links of NAMES (required) without making new ones')
-    .action(async (names: string[], opts: { regenerate?: boolean; revoke?: boolean }) => {
+    .option('--regenerate', 'make new links for NAMES (or --all); their old links stop working')
+    .option('--revoke', 'end the links of NAMES without making new ones')
+    .option('--all', 'with --regenerate: every participant (every printed card stops working)')
+    .action(async (names: string[], opts: { regenerate?: boolean; revoke?: boolean; all?: boolean }) => {
       checkNames(names);
       if (opts.regenerate && opts.revoke) fail('use either --regenerate or --revoke', 2);
       if (opts.revoke && names.length === 0) fail('--revoke needs the names whose links to end', 2);
+      if (opts.all && (!opts.regenerate || names.length > 0))
+        fail('--all goes with --regenerate and no names', 2);
+      // Replacing every link invalidates every printed card: only when asked for explicitly.
+      if (opts.regenerate && names.length === 0 && !opts.all)
+        fail('--regenerate needs the names whose links to replace, or --all for every participant', 2);
       const config = cliConfig();
       const base = publicBaseUrl(config);
       const file = participantsFilePath(config.DATA_DIR);
@@ -59,8 +65,10 @@ export function registerUsersLinks(users: Command): void {
         }
       }
       process.stderr.write(
-        `${result.issued.length} new links; participants file ${file} updated.\n` +
-          `Print the cards again: comfy-multi users cards --out ${join(config.DATA_DIR, CARDS_FILE)}\n` +
+        `new links: ${result.issued.length}; participants file ${file} updated.\n` +
+          (result.issued.length + result.revoked.length > 0
+            ? `Print the cards again: comfy-multi users cards (writes ${join(config.DATA_DIR, CARDS_FILE)})\n`
+            : '') +
           linkNotHereNote(result.linkNotHere),
       );
     });
