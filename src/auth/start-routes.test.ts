@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from '../../test/support/app-harness.js';
 import { updateLoginMaterial } from './login-material-update.js';
@@ -172,6 +174,7 @@ describe('GET /api/v1/users/cards', () => {
     expect(res.statusCode).toBe(200);
     const password = res.json().password as string;
     expect(readParticipantsFile(file).get('alice')).toMatchObject({ password, token: before.token });
+    expect(readFileSync(join(h.dataDir, 'login-cards.html'), 'utf8')).toContain(`<code>${password}</code>`);
     const cards = await h.app.inject({
       url: '/api/v1/users/cards',
       headers: { authorization: `Bearer ${API_TOKEN}` },

@@ -5,8 +5,7 @@ import { isValidAccountName } from '../../auth/user-names.js';
 import { publicBaseUrl, publicUrlNotice } from '../../config/public-url.js';
 import { AppError } from '../../errors.js';
 import { cliConfig, fail, withStore } from '../context.js';
-import { CARDS_FILE } from './users-init.js';
-import { linkNotHereNote, updateLoginMaterial, writeCardsFile } from './users-material.js';
+import { CARDS_FILE, linkNotHereNote, updateLoginMaterial, writeCardsFile } from './users-material.js';
 
 function checkNames(names: string[]): void {
   for (const n of names) if (!isValidAccountName(n)) fail(`"${n}" is not a valid user name`, 2);
@@ -44,10 +43,16 @@ export function registerUsersLinks(users: Command): void {
               ? names
               : participants.map((a) => a.name)
             : ('missing' as const);
-        return updateLoginMaterial(store, file, base, {
-          ...(issue ? { issue } : {}),
-          ...(opts.revoke ? { revoke: names } : {}),
-        });
+        return updateLoginMaterial(
+          store,
+          file,
+          base,
+          {
+            ...(issue ? { issue } : {}),
+            ...(opts.revoke ? { revoke: names } : {}),
+          },
+          { cardsPath: join(config.DATA_DIR, CARDS_FILE) },
+        );
       }).catch((err: unknown) => {
         if (err instanceof AppError) fail(err.message);
         throw err;
@@ -67,7 +72,7 @@ export function registerUsersLinks(users: Command): void {
       process.stderr.write(
         `new links: ${result.issued.length}; participants file ${file} updated.\n` +
           (result.issued.length + result.revoked.length > 0
-            ? `Print the cards again: comfy-multi users cards (writes ${join(config.DATA_DIR, CARDS_FILE)})\n`
+            ? `login cards updated: ${join(config.DATA_DIR, CARDS_FILE)} (print the changed ones: comfy-multi users cards NAMES)\n`
             : '') +
           linkNotHereNote(result.linkNotHere),
       );
