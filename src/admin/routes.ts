@@ -1,9 +1,10 @@
+import { join } from 'node:path';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type {} from '@fastify/websocket'; // route option `websocket: true`
 import type { WebSocket } from 'ws';
 import { z } from 'zod';
 import { userNameSchema } from '../auth/user-names.js';
-import { updateLoginMaterial } from '../auth/login-material-update.js';
+import { CARDS_FILE, updateLoginMaterial } from '../auth/login-material-update.js';
 import { participantsFilePath } from '../auth/login-material.js';
 import { publicBaseUrl } from '../config/public-url.js';
 import { AppError } from '../errors.js';
@@ -224,6 +225,7 @@ export function adminApiRoutes(app: FastifyInstance, services: Services, rt: Adm
         participantsFilePath(services.config.DATA_DIR),
         publicBaseUrl(services.config),
         { passwords: new Map([[user, { password, version: updated.passwordVersion }]]) },
+        { cardsPath: join(services.config.DATA_DIR, CARDS_FILE) },
       ).catch((err: unknown) => request.log.warn({ err }, 'could not update the participants file'));
       live.markDirty('participants');
       // Shown once, to this instructor only; never logged or audited.

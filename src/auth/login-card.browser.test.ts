@@ -14,7 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from '../../test/support/app-harness.js';
 import { freePort } from '../../test/support/redis-server.js';
 import { updateLoginMaterial } from './login-material-update.js';
-import { participantsFilePath } from './login-material.js';
+import { renderLoginCards } from './login-cards.js';
+import { participantsFilePath, type ParticipantEntry } from './login-material.js';
 
 const jsQR = jsQRModule.default;
 const CHROMIUM = '/usr/bin/chromium';
@@ -94,4 +95,20 @@ describe.skipIf(!existsSync(CHROMIUM))('a login card, in Chromium', () => {
     await stranger.close();
     await participant.close();
   }, 60_000);
+
+  it('prints eight cards per A4 page and starts every room on a new page', async () => {
+    const entries: ParticipantEntry[] = Array.from({ length: 11 }, (_, i) => ({
+      user: `user${String(i + 1).padStart(3, '0')}`,
+      room: i < 9 ? 'Room A' : 'Room B',
+      password: 'Xk3pQ7mZr2Wv9TnB4cHd',
+      passwordVersion: 1,
+      token: `user${String(i + 1).padStart(3, '0')}.${'A'.repeat(43)}`,
+    }));
+    const page = await browser.newPage();
+    await page.setContent(renderLoginCards(entries, { baseUrl: 'https://workshop.example.org' }));
+    const pdf = (await page.pdf({ preferCSSPageSize: true })).toString('latin1');
+    await page.close();
+    // Room A: 8 + 1 cards on two pages, Room B on a third.
+    expect(pdf.match(/\/Type\s*\/Page[^s]/g)).toHaveLength(3);
+  });
 });

@@ -29,17 +29,20 @@ body { margin: 0; font: 11pt/1.35 system-ui, -apple-system, "Segoe UI", Roboto, 
 .screen p { margin: .25rem 0; }
 .room { display: grid; grid-template-columns: repeat(2, 95mm); grid-auto-rows: 69mm; justify-content: center; }
 .room + .room { break-before: page; page-break-before: always; }
-.card { border: 1px dashed #999; padding: 5mm; display: grid; grid-template-columns: 1fr 36mm; gap: 3mm;
+.card { border: 1px dashed #999; padding: 4mm 5mm; display: grid; grid-template-columns: 1fr 34mm;
+  grid-template-rows: auto 1fr auto; grid-template-areas: "head qr" "how how" "url url"; column-gap: 3mm;
   break-inside: avoid; page-break-inside: avoid; overflow: hidden; }
 .card:nth-child(${CARDS_PER_PAGE}n) { break-after: page; page-break-after: always; }
+.head { grid-area: head; min-width: 0; }
 .who { font-size: 17pt; font-weight: 700; margin: 0; word-break: break-all; }
 .meta { color: #555; font-size: 9pt; margin: 0 0 2mm; }
 .pw { margin: 2mm 0; }
-.pw code { font: 12pt/1.2 ui-monospace, "DejaVu Sans Mono", monospace; letter-spacing: .5px; word-break: break-all; }
-.url { font: 7.5pt/1.25 ui-monospace, "DejaVu Sans Mono", monospace; word-break: break-all; color: #333; margin: 0; }
-.how { font-size: 8.5pt; color: #333; margin: 1mm 0; }
-.qr { width: 36mm; height: 36mm; align-self: start; }
-.nolink { width: 36mm; height: 36mm; border: 1px solid #c00; color: #c00; font-size: 8pt; padding: 2mm; }
+.pw code { font: 11pt/1.2 ui-monospace, "DejaVu Sans Mono", monospace; letter-spacing: .5px; word-break: break-all; }
+.url { grid-area: url; font: 8pt/1.25 ui-monospace, "DejaVu Sans Mono", monospace; word-break: break-all; color: #111; margin: 0; }
+.how { grid-area: how; font-size: 8.5pt; color: #333; margin: 1.5mm 0 1mm; align-self: end; }
+.pw.none { font-size: 8.5pt; color: #333; }
+.qr, .nolink { grid-area: qr; width: 34mm; height: 34mm; }
+.nolink { border: 1px solid #c00; color: #c00; font-size: 8pt; padding: 2mm; }
 @media print { .screen { display: none; } }
 `;
 
@@ -77,14 +80,18 @@ function card(e: ParticipantEntry, baseUrl: string, title: string): string {
     : '<div class="nolink">No sign-in link known: ask the instructor.</div>';
   const password = e.password
     ? `<p class="pw">Password: <code>${esc(e.password)}</code></p>`
-    : '<p class="pw how">Password: not shown (sign in with the code or the link).</p>';
-  return `<article class="card" data-user="${esc(e.user)}"><div>
+    : '<p class="pw none">Password: not shown (sign in with the code or the link).</p>';
+  const start = `${baseUrl.replace(/\/+$/, '')}/`;
+  const how = link
+    ? `Open this address in your browser (or scan the code) to sign in${e.password ? `, or sign in at ${esc(start)} with your name and password` : ''}:`
+    : `Sign in at ${esc(start)} with your name and password.`;
+  return `<article class="card" data-user="${esc(e.user)}"><div class="head">
 <p class="meta">${esc(title)}${e.room ? ` · ${esc(e.room)}` : ''}</p>
 <p class="who">${esc(e.user)}</p>
 ${password}
-<p class="how">Scan the code with your phone or type the address into the browser on your computer:</p>
-${link ? `<p class="url">${esc(link)}</p>` : ''}
-</div>${qr}</article>`;
+</div>${qr}
+<p class="how">${how}</p>
+${link ? `<p class="url">${esc(link)}</p>` : ''}</article>`;
 }
 
 function cmp(a: string, b: string): number {

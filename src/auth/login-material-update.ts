@@ -1,3 +1,5 @@
+import { renameSync, writeFileSync } from 'node:fs';
+import { renderLoginCards } from './login-cards.js';
 import {
   emptyEntry,
   readParticipantsFile,
@@ -40,6 +42,7 @@ export async function updateLoginMaterial(
   path: string,
   baseUrl: string,
   changes: MaterialChanges = {},
+  opts: { cardsPath?: string } = {},
 ): Promise<MaterialResult> {
   const file = readParticipantsFile(path);
   for (const [user, p] of changes.passwords ?? []) {
@@ -84,5 +87,29 @@ export async function updateLoginMaterial(
   }
 
   writeParticipantsFile(path, entries, baseUrl);
-  return { entries, linkNotHere: [...notHere].sort(), issued, revoked };
+  const result = { entries, linkNotHere: [...notHere].sort(), issued, revoked };
+  // The printable cards follow every change (a reset, a new link, a new PUBLIC_URL).
+  if (opts.cardsPath) writeCardsFile(opts.cardsPath, entries, baseUrl, result.linkNotHere);
+  return result;
+}
+
+/** The login cards page beside the participants file: DATA_DIR/login-cards.html. */
+export const CARDS_FILE = 'login-cards.html';
+
+/** Writes a login cards page (mode 0600: it signs people in), atomically. */
+export function writeCardsFile(
+  path: string,
+  entries: readonly ParticipantEntry[],
+  baseUrl: string,
+  linkNotHere: readonly string[],
+  title?: string,
+): void {
+  const html = renderLoginCards(entries, {
+    baseUrl,
+    missingLinks: linkNotHere.filter((u) => entries.some((e) => e.user === u)),
+    ...(title ? { title } : {}),
+  });
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, html, { mode: 0o600 });
+  renameSync(tmp, path);
 }

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from '../../test/support/app-harness.js';
 import { updateLoginMaterial } from './login-material-update.js';
@@ -7,9 +9,10 @@ import { decodeSvgQr } from '../../test/support/qr-decode.js';
 
 const HTML = { accept: 'text/html,application/xhtml+xml,*/*;q=0.8' };
 let h: Harness;
+const API_TOKEN = 'start-routes-api-token-0123456789';
 
 beforeEach(async () => {
-  h = await startHarness({ PUBLIC_URL: 'https://workshop.example.org/' });
+  h = await startHarness({ PUBLIC_URL: 'https://workshop.example.org/', API_TOKENS: `ci:${API_TOKEN}` });
 });
 afterEach(async () => {
   await h.close();
@@ -156,5 +159,26 @@ describe('GET /api/v1/users/cards', () => {
       headers: { authorization: h.basic('alice', 'pw-alice-0123456789') },
     });
     expect(participant.statusCode).toBe(403);
+  });
+
+  it('a password reset on the dashboard reaches the participants file and the next cards', async () => {
+    await h.addUser('alice');
+    const file = participantsFilePath(h.dataDir);
+    await updateLoginMaterial(h.services.store, file, 'https://workshop.example.org', { issue: 'missing' });
+    const before = readParticipantsFile(file).get('alice')!;
+    const res = await h.app.inject({
+      method: 'POST',
+      url: '/admin/api/users/alice/reset-password',
+      headers: { authorization: `Bearer ${API_TOKEN}` },
+    });
+    expect(res.statusCode).toBe(200);
+    const password = res.json().password as string;
+    expect(readParticipantsFile(file).get('alice')).toMatchObject({ password, token: before.token });
+    expect(readFileSync(join(h.dataDir, 'login-cards.html'), 'utf8')).toContain(`<code>${password}</code>`);
+    const cards = await h.app.inject({
+      url: '/api/v1/users/cards',
+      headers: { authorization: `Bearer ${API_TOKEN}` },
+    });
+    expect(cards.body).toContain(`<code>${password}</code>`);
   });
 });

@@ -111,6 +111,8 @@ describe('the instructor’s path on the command line', () => {
     const out = await cli(['users', 'reset-password', 'user002']);
     const pw = /new password of user002: (\S+)/.exec(out)![1]!;
     expect(participants().get('user002')).toEqual({ password: pw, link: before.get('user002')!.link });
+    // …and the printable cards follow.
+    expect(readFileSync(join(dataDir, 'login-cards.html'), 'utf8')).toContain(`<code>${pw}</code>`);
     staleLink = before.get('user003')!.link;
     const regen = await cli(['users', 'links', '--regenerate', 'user003']);
     const newLink = new RegExp(`^user003\\t(\\S+)$`, 'm').exec(regen)![1]!;
@@ -120,6 +122,8 @@ describe('the instructor’s path on the command line', () => {
     await cli(['users', 'links', '--revoke', 'user001']);
     expect(participants().get('user001')).toEqual({ password: before.get('user001')!.password, link: '-' });
     await cli(['users', 'links', '--revoke'], {}, 2);
+    // Replacing every printed card only when asked for explicitly.
+    await cli(['users', 'links', '--regenerate'], {}, 2);
   });
 
   it('`serve` creates the missing instructor, says so, and the cards’ links sign participants in', async () => {

@@ -5,10 +5,7 @@ import { writeHtpasswd } from '../../auth/htpasswd.js';
 import { participantsFilePath } from '../../auth/login-material.js';
 import { publicBaseUrl, publicUrlNotice } from '../../config/public-url.js';
 import { cliConfig, fail, withStore } from '../context.js';
-import { linkNotHereNote, updateLoginMaterial, writeCardsFile } from './users-material.js';
-
-/** The login cards page `users init` writes beside the participants file. */
-export const CARDS_FILE = 'login-cards.html';
+import { CARDS_FILE, linkNotHereNote, updateLoginMaterial } from './users-material.js';
 
 export function registerUsersInit(users: Command): void {
   users
@@ -51,11 +48,16 @@ export function registerUsersInit(users: Command): void {
           passwords.set(name, { password, version: account.passwordVersion });
           created++;
         }
-        const r = await updateLoginMaterial(store, out, base, { passwords, rooms, issue: 'missing' });
+        const r = await updateLoginMaterial(
+          store,
+          out,
+          base,
+          { passwords, rooms, issue: 'missing' },
+          { cardsPath: cards },
+        );
         writeHtpasswd(join(config.DATA_DIR, 'htpasswd'), await accounts.list());
         return r;
       });
-      writeCardsFile(cards, result.entries, base, result.linkNotHere);
       process.stdout.write(
         `created ${created} participant accounts, kept ${kept} existing ones (their passwords are unchanged)\n` +
           `made ${result.issued.length} new sign-in links; ${result.entries.length} participants in all\n` +

@@ -5,8 +5,7 @@ import { isValidAccountName } from '../../auth/user-names.js';
 import { publicBaseUrl, publicUrlNotice } from '../../config/public-url.js';
 import { AppError } from '../../errors.js';
 import { cliConfig, fail, withStore } from '../context.js';
-import { CARDS_FILE } from './users-init.js';
-import { linkNotHereNote, updateLoginMaterial, writeCardsFile } from './users-material.js';
+import { CARDS_FILE, linkNotHereNote, updateLoginMaterial, writeCardsFile } from './users-material.js';
 
 function checkNames(names: string[]): void {
   for (const n of names) if (!isValidAccountName(n)) fail(`"${n}" is not a valid user name`, 2);
@@ -19,12 +18,18 @@ export function registerUsersLinks(users: Command): void {
     .description(
       'print participants’ sign-in links (making one for each participant who has none); --regenerate replaces them, --revoke ends them',
     )
-    .option('--regenerate', 'make new links for NAMES (default: every participant); old links stop working')
-    .option('--revoke', 'end the links of NAMES (required) without making new ones')
-    .action(async (names: string[], opts: { regenerate?: boolean; revoke?: boolean }) => {
+    .option('--regenerate', 'make new links for NAMES (or --all); their old links stop working')
+    .option('--revoke', 'end the links of NAMES without making new ones')
+    .option('--all', 'with --regenerate: every participant (every printed card stops working)')
+    .action(async (names: string[], opts: { regenerate?: boolean; revoke?: boolean; all?: boolean }) => {
       checkNames(names);
       if (opts.regenerate && opts.revoke) fail('use either --regenerate or --revoke', 2);
       if (opts.revoke && names.length === 0) fail('--revoke needs the names whose links to end', 2);
+      if (opts.all && (!opts.regenerate || names.length > 0))
+        fail('--all goes with --regenerate and no names', 2);
+      // Replacing every link invalidates every printed card: only when asked for explicitly.
+      if (opts.regenerate && names.length === 0 && !opts.all)
+        fail('--regenerate needs the names whose links to replace, or --all for every participant', 2);
       const config = cliConfig();
       const base = publicBaseUrl(config);
       const file = participantsFilePath(config.DATA_DIR);
@@ -38,10 +43,16 @@ export function registerUsersLinks(users: Command): void {
               ? names
               : participants.map((a) => a.name)
             : ('missing' as const);
-        return updateLoginMaterial(store, file, base, {
-          ...(issue ? { issue } : {}),
-          ...(opts.revoke ? { revoke: names } : {}),
-        });
+        return updateLoginMaterial(
+          store,
+          file,
+          base,
+          {
+            ...(issue ? { issue } : {}),
+            ...(opts.revoke ? { revoke: names } : {}),
+          },
+          { cardsPath: join(config.DATA_DIR, CARDS_FILE) },
+        );
       }).catch((err: unknown) => {
         if (err instanceof AppError) fail(err.message);
         throw err;
@@ -59,8 +70,10 @@ export function registerUsersLinks(users: Command): void {
         }
       }
       process.stderr.write(
-        `${result.issued.length} new links; participants file ${file} updated.\n` +
-          `Print the cards again: comfy-multi users cards --out ${join(config.DATA_DIR, CARDS_FILE)}\n` +
+        `new links: ${result.issued.length}; participants file ${file} updated.\n` +
+          (result.issued.length + result.revoked.length > 0
+            ? `login cards updated: ${join(config.DATA_DIR, CARDS_FILE)} (print the changed ones: comfy-multi users cards NAMES)\n`
+            : '') +
           linkNotHereNote(result.linkNotHere),
       );
     });

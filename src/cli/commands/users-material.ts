@@ -1,26 +1,9 @@
-import { writeFileSync, renameSync } from 'node:fs';
-import { renderLoginCards } from '../../auth/login-cards.js';
-import type { ParticipantEntry } from '../../auth/login-material.js';
-
-export { updateLoginMaterial, type MaterialChanges } from '../../auth/login-material-update.js';
-
-/** Writes a login cards page (mode 0600: it signs people in), atomically. */
-export function writeCardsFile(
-  path: string,
-  entries: readonly ParticipantEntry[],
-  baseUrl: string,
-  linkNotHere: readonly string[],
-  title?: string,
-): void {
-  const html = renderLoginCards(entries, {
-    baseUrl,
-    missingLinks: linkNotHere.filter((u) => entries.some((e) => e.user === u)),
-    ...(title ? { title } : {}),
-  });
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, html, { mode: 0o600 });
-  renameSync(tmp, path);
-}
+export {
+  CARDS_FILE,
+  updateLoginMaterial,
+  writeCardsFile,
+  type MaterialChanges,
+} from '../../auth/login-material-update.js';
 
 /** A note for participants whose link exists but is not in this file. */
 export function linkNotHereNote(users: readonly string[]): string {

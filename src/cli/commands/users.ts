@@ -11,7 +11,7 @@ import { participantsFilePath, signInLink } from '../../auth/login-material.js';
 import { SignInTokens } from '../../auth/sign-in-tokens.js';
 import { publicBaseUrl } from '../../config/public-url.js';
 import type { JobStore } from '../../store/types.js';
-import { updateLoginMaterial, type MaterialChanges } from './users-material.js';
+import { CARDS_FILE, updateLoginMaterial, type MaterialChanges } from './users-material.js';
 
 function roleOption(value: string): Role {
   if (!(ROLES as readonly string[]).includes(value)) fail(`--role must be one of ${ROLES.join(', ')}`, 2);
@@ -36,7 +36,9 @@ async function run<T extends object>(
       const changes = material?.(result);
       if (!changes) return result as T & { link?: string };
       const base = publicBaseUrl(config);
-      const m = await updateLoginMaterial(store, participantsFilePath(config.DATA_DIR), base, changes);
+      const m = await updateLoginMaterial(store, participantsFilePath(config.DATA_DIR), base, changes, {
+        cardsPath: join(config.DATA_DIR, CARDS_FILE),
+      });
       const name = (result as { account?: { name: string } }).account?.name;
       const token = m.entries.find((e) => e.user === name)?.token;
       return { ...result, link: token ? signInLink(base, token) : undefined };
