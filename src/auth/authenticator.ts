@@ -96,7 +96,8 @@ export class Authenticator {
     try {
       found = await this.accounts.verify(creds.name, creds.password);
     } catch (err) {
-      await permit.release();
+      if (err instanceof AppError && err.code === 'LOGIN_BUSY') await permit.busy();
+      else await permit.release();
       throw err;
     }
     if (!found) {

@@ -40,6 +40,14 @@ describe('MemoryLoginLimiter', () => {
     expect((await admit('10.0.0.1', 'bob')).ok).toBe(true);
   });
 
+  it('charges a login refused as busy to the address only', async () => {
+    const { admit, permit } = setup();
+    for (let i = 0; i < 100; i++) await (await permit('10.0.0.1', 'bob')).busy();
+    expect(refused(await admit('10.0.0.1', 'alice'))).toEqual({ scope: 'address', retryAfter: 9 });
+    // bob was not charged: from another address his pair and account are untouched.
+    expect((await admit('10.0.0.2', 'bob')).ok).toBe(true);
+  });
+
   it('slows one account at one address after the free failures, briefly, and forgets them', async () => {
     const { admit, failTimes, advance } = setup();
     await failTimes(5, '10.0.0.1', 'bob');

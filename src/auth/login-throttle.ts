@@ -43,8 +43,14 @@ export interface LoginPermit {
   fail(): Promise<void>;
   /** The password was right: empty the pair and trust it for a while. */
   succeed(): Promise<void>;
-  /** No password was checked (e.g. the server was too busy): forget the attempt. */
+  /** No password was checked because of an error on our side: forget the attempt. */
   release(): Promise<void>;
+  /**
+   * No password was checked because too many checks were waiting: counts against the address
+   * only, so one address flooding the bcrypt queue soon meets its ceiling and stops crowding out
+   * everyone else, while the accounts it named are not charged.
+   */
+  busy(): Promise<void>;
 }
 
 export type Admission =
@@ -138,13 +144,13 @@ export class MemoryLoginLimiter implements LoginLimiter {
       return { ...c, bucket: b };
     });
     let done = false;
-    const finish = (outcome: 'fail' | 'succeed' | 'release'): Promise<void> => {
+    const finish = (outcome: 'fail' | 'succeed' | 'release' | 'busy'): Promise<void> => {
       if (done) return Promise.resolve();
       done = true;
       const at = this.now();
       for (const h of held) {
         h.bucket.inFlight--;
-        if (outcome === 'fail') {
+        if (outcome === 'fail' || (outcome === 'busy' && h.scope === 'address')) {
           this.leak(h.bucket, h.limit, at);
           h.bucket.level += 1;
         }
@@ -163,6 +169,7 @@ export class MemoryLoginLimiter implements LoginLimiter {
         fail: () => finish('fail'),
         succeed: () => finish('succeed'),
         release: () => finish('release'),
+        busy: () => finish('busy'),
       },
     };
   }

@@ -49,6 +49,8 @@ describe('login throttling', () => {
     expect(codes.filter((c) => c === 401)).toHaveLength(5);
     expect(codes.filter((c) => c === 429)).toHaveLength(295);
     expect(harness.services.bcrypt.stats().compares).toBe(5);
+    const metrics = await harness.app.inject({ url: '/metrics' });
+    expect(metrics.body).toContain('comfy_multi_login_password_checks_total 5');
     const throttled = results.find((r) => r.statusCode === 429)!;
     expect(throttled.json().error.code).toBe('LOGIN_THROTTLED');
     expect(Number(throttled.headers['retry-after'])).toBeGreaterThan(0);
