@@ -17,6 +17,10 @@ const TARGETS: Record<string, string> = {
   'gateway.prompt_p99_ms_20': '≤ 20',
   'gateway.prompt_p99_ms': '≤ 20',
   'startup.restart_max_ms': '≤ 2000',
+  'login.spray_health_p99_ms': '≤ 50',
+  'login.spray_queue_p99_ms': '≤ 50',
+  'login.one_account_checks': '≤ 5',
+  'login.spray_checks': '≤ 100',
 };
 
 async function optional(name: string, load: () => Promise<Figures>): Promise<Figures | { error: string }> {
@@ -42,6 +46,9 @@ if (wanted('gateway')) {
 
 if (wanted('startup')) {
   results.startup = await optional('startup', async () => (await import('./startup.js')).benchStartup());
+}
+if (wanted('login')) {
+  results.login = await optional('login', async () => (await import('./login.js')).benchLogin());
 }
 
 if (wanted('backup')) {

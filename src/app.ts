@@ -72,6 +72,7 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
   app.addHook('onReady', async () => services.dispatcher.start());
   app.addHook('preClose', async () => services.hub.closeAll());
   app.addHook('onClose', async () => services.dispatcher.stop());
+  app.addHook('onClose', async () => services.bcrypt.close());
 
   await app.register(gatewayPlugin(services), { prefix: '/:user' });
   return app;

@@ -36,6 +36,10 @@ export const ERROR_CODES = {
   RATE_LIMITED: { status: 429, message: 'Too many requests; slow down.' },
   LOGIN_THROTTLED: { status: 429, message: 'Too many failed logins; wait before trying again.' },
   INTERNAL: { status: 500, message: 'Something went wrong on the server.' },
+  LOGIN_BUSY: {
+    status: 503,
+    message: 'The server is checking many logins right now; try again in a moment.',
+  },
   STORE_UNAVAILABLE: { status: 503, message: 'The state store cannot be reached.' },
   NO_FRONTEND: { status: 503, message: 'No ComfyUI frontend is available yet.' },
 } as const satisfies Record<string, { status: number; message: string }>;

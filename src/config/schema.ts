@@ -264,10 +264,40 @@ export const configSchema = z
       ),
     LOGIN_MAX_FAILURES: int(1, 1000)
       .default(5)
-      .describe('Failed logins per user or IP before further attempts are refused for a while.'),
+      .describe(
+        'Failed logins of one account from one address that cost nothing; then one more attempt every LOGIN_WINDOW_SECONDS / LOGIN_MAX_FAILURES seconds (12 s by default). A correct login empties the count. Default 5.',
+      ),
     LOGIN_WINDOW_SECONDS: int(1, 86_400)
       .default(60)
-      .describe('Window for LOGIN_MAX_FAILURES; the lockout doubles on each further failure.'),
+      .describe(
+        'Time in which the LOGIN_MAX_FAILURES failures of one account from one address are forgotten (they leak away evenly). Default 60.',
+      ),
+    LOGIN_ADDRESS_MAX_FAILURES: int(1, 100_000)
+      .default(100)
+      .describe(
+        'Failed logins from one address (an IPv6 /64 counts as one), over all accounts, allowed per LOGIN_ADDRESS_WINDOW_SECONDS. Well above a room behind one venue NAT (20 people × a few typos); stops a script trying many names. Default 100.',
+      ),
+    LOGIN_ADDRESS_WINDOW_SECONDS: int(1, 86_400)
+      .default(900)
+      .describe('Time in which LOGIN_ADDRESS_MAX_FAILURES failures are forgotten. Default 900 (15 min).'),
+    LOGIN_ACCOUNT_MAX_FAILURES: int(1, 100_000)
+      .default(30)
+      .describe(
+        'Failed logins of one account, over all addresses, allowed per LOGIN_ACCOUNT_WINDOW_SECONDS; beyond it one attempt every window / max seconds (6 s by default): slows guessing from many addresses without locking the participant out. Addresses the account signed in from in the last 12 hours are exempt. Default 30.',
+      ),
+    LOGIN_ACCOUNT_WINDOW_SECONDS: int(1, 86_400)
+      .default(180)
+      .describe('Time in which LOGIN_ACCOUNT_MAX_FAILURES failures are forgotten. Default 180.'),
+    LOGIN_BCRYPT_THREADS: int(0, 8)
+      .default(1)
+      .describe(
+        'Worker threads checking passwords (bcrypt, ~60 ms each): at most this many checks run at once, off the main thread, so a burst of logins never stalls /health or participants. 0 checks on the main thread, one at a time. Default 1.',
+      ),
+    LOGIN_QUEUE_MAX: int(1, 10_000)
+      .default(40)
+      .describe(
+        'Password checks allowed to wait for a free bcrypt thread; a login beyond that is refused at once with 503 LOGIN_BUSY and Retry-After. Default 40 (a whole room signing in at once, a few seconds of work).',
+      ),
 
     METRICS_TOKEN: z
       .string()
