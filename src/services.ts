@@ -17,7 +17,7 @@ import { JobEventBus } from './dispatch/job-event-bus.js';
 import { WorkerRegistry } from './dispatch/worker-registry.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
 import { WorkerHub } from './dispatch/worker-hub.js';
-import { BroadcastService } from './admin/broadcast.js';
+import { BroadcastService } from './broadcast/broadcast.js';
 import { ConnectionTracker } from './admin/connection-tracker.js';
 import { AuditLog } from './admin/audit-log.js';
 import { openFrontend, type FrontendCache, type FrontendSite } from './frontend/index.js';

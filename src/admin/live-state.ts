@@ -4,7 +4,7 @@ import { statusOf, type WorkerEntry, type WorkerRegistry } from '../dispatch/wor
 import type { QueueService } from '../scheduler/queue-service.js';
 import type { Job, JobStore } from '../store/types.js';
 import type { AuditLog } from './audit-log.js';
-import type { BroadcastService } from './broadcast.js';
+import type { BroadcastService } from '../broadcast/broadcast.js';
 import type { ConnectionTracker } from './connection-tracker.js';
 import type {
   FailureRow,

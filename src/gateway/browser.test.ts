@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { setBroadcast } from './status-routes.js';
+import { setBroadcast } from '../broadcast/broadcast.js';
 import { listen, runJobAsWorker, startHarness, uploadEnv, type Harness } from './test-kit.js';
 
 const CHROMIUM = '/usr/bin/chromium';

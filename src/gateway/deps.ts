@@ -9,7 +9,7 @@ import type { JobStore } from '../store/types.js';
 import type { Services } from '../services.js';
 import { TemplateSource } from './templates.js';
 import type { FrontendSite } from '../frontend/index.js';
-import type { BroadcastService } from '../admin/broadcast.js';
+import type { BroadcastService } from '../broadcast/broadcast.js';
 import type { AuditLog } from '../admin/audit-log.js';
 
 /** How many GPU workers are connected right now (the dispatcher's registry, when there is one). */

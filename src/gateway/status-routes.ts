@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.js';
 import { parse } from '../http/parse.js';
-import type { BlobStore } from '../store/types.js';
+import { getBroadcast } from '../broadcast/broadcast.js';
 import { isInstructor } from './access.js';
 import type { GatewayDeps } from './deps.js';
 import { NO_ENV_HINT, currentEnv } from './environment.js';
@@ -10,42 +10,7 @@ import { both, emptyOk, jsonBody, userOf } from './http-util.js';
 import type { UserSpace } from './user-space.js';
 import { WORKSHOP_EXTENSION_JS, WORKSHOP_EXTENSION_PATH } from './workshop-extension.js';
 
-const BROADCAST_NS = 'gateway';
-const BROADCAST_KEY = 'broadcast';
 const AVG_TTL_MS = 30_000;
-
-export interface Broadcast {
-  message: string;
-  at: number;
-  by: string;
-}
-
-export async function getBroadcast(store: BlobStore): Promise<Broadcast | null> {
-  const raw = await store.getBlob(BROADCAST_NS, BROADCAST_KEY);
-  if (!raw) return null;
-  try {
-    const b = JSON.parse(raw) as Broadcast;
-    return typeof b.message === 'string' && b.message !== '' ? b : null;
-  } catch {
-    return null;
-  }
-}
-
-/** Sets (or, with an empty message, clears) the message every participant's banner shows. */
-export async function setBroadcast(
-  store: BlobStore,
-  message: string,
-  by: string,
-  now = Date.now(),
-): Promise<Broadcast | null> {
-  if (message.trim() === '') {
-    await store.deleteBlob(BROADCAST_NS, BROADCAST_KEY);
-    return null;
-  }
-  const b: Broadcast = { message: message.trim(), at: now, by };
-  await store.putBlob(BROADCAST_NS, BROADCAST_KEY, JSON.stringify(b));
-  return b;
-}
 
 const broadcastBody = z.strictObject({ message: z.string().max(1000) });
 

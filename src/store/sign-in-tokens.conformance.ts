@@ -6,7 +6,7 @@
  */
 import { expect, it } from 'vitest';
 import { SIGN_IN_NS, SignInTokens } from '../auth/sign-in-tokens.js';
-import type { OpenStore } from './store.conformance.js';
+import type { OpenStore } from './conformance-types.js';
 import type { Account, JobStore } from './types.js';
 
 const T0 = 1_700_000_000_000;

@@ -7,7 +7,7 @@
 import { expect, it } from 'vitest';
 import { AppError } from '../errors.js';
 import { STATE_FORMAT } from './state-records.js';
-import type { OpenStore } from './store.conformance.js';
+import type { OpenStore } from './conformance-types.js';
 import type { ClaimRequest, ComfyPrompt, Job, JobStore, QueueSettings, StateRecord } from './types.js';
 
 const T0 = 1_700_000_000_000;

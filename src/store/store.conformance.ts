@@ -33,16 +33,9 @@ import {
 } from './types.js';
 import { exportImportConformance } from './state-export.conformance.js';
 import { signInTokenConformance } from './sign-in-tokens.conformance.js';
+import type { OpenStore, OpenedStore } from './conformance-types.js';
 
-export interface OpenedStore {
-  store: JobStore;
-  /** Closes `store` and opens the same database / keyspace again. */
-  reopen?: () => Promise<JobStore>;
-  /** Closes whichever store is open and removes its data. */
-  cleanup: () => Promise<void>;
-}
-
-export type OpenStore = (defaults: QueueSettings) => Promise<OpenedStore>;
+export type { OpenStore, OpenedStore };
 
 /** The defaults every conformance test store is opened with. */
 export const CONFORMANCE_DEFAULTS: QueueSettings = {

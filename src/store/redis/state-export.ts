@@ -23,12 +23,22 @@ import {
   type ImportCounts,
   type ImportOptions,
   type Job,
+  type JobStore,
   type StateRecord,
 } from '../types.js';
 import { ImportTracker, STATE_FORMAT, STATE_VERSION, notEmptyError, toAsync } from '../state-records.js';
 import type { RedisKeys } from './keys.js';
 import { LUA_DIR } from './lua-scripts.js';
-import type { RedisStore } from './redis-store.js';
+
+/**
+ * What export and import use of the Redis store: its client and key layout, and the store's own
+ * methods for the small records (so their encoding stays in one place). Named structurally rather
+ * than as `RedisStore`, so this module does not import the store that imports it.
+ */
+export type RedisStateStore = Pick<
+  JobStore,
+  'getSettings' | 'listAccounts' | 'listWorkerTokens' | 'getJob' | 'putAccount' | 'putWorkerToken' | 'putBlob'
+> & { readonly client: Redis; readonly keys: RedisKeys };
 
 const PAGE = 500;
 const JOB_BATCH = 200;
@@ -60,7 +70,7 @@ async function exec(multi: ReturnType<Redis['multi']>): Promise<unknown[]> {
   return res.map(([, v]) => v);
 }
 
-export async function* exportRedisState(store: RedisStore): AsyncGenerator<StateRecord> {
+export async function* exportRedisState(store: RedisStateStore): AsyncGenerator<StateRecord> {
   const { client, keys: k } = store;
   const [seq, front, served, hasSettings] = await exec(
     client.multi().get(k.seq).get(k.front).get(k.served).exists(k.settings),
@@ -201,7 +211,7 @@ function importScript(): string {
 }
 
 export async function importRedisState(
-  store: RedisStore,
+  store: RedisStateStore,
   records: AsyncIterable<StateRecord> | Iterable<StateRecord>,
   opts: ImportOptions,
 ): Promise<ImportCounts> {
