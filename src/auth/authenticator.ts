@@ -185,7 +185,8 @@ export class Authenticator {
   }
 }
 
-function principalOf(a: Account, via: 'basic' | 'session'): Principal {
+/** The principal an account signs in as (sessions carry its password version and creation time). */
+export function principalOf(a: Account, via: 'basic' | 'session'): Principal {
   return { name: a.name, role: a.role, via, passwordVersion: a.passwordVersion, createdAt: a.createdAt };
 }
 

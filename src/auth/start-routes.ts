@@ -5,7 +5,7 @@ import { SESSION_TTL_SECONDS, setSessionCookie } from '../http/auth-hooks.js';
 import { parse } from '../http/parse.js';
 import { wantsHtmlPage } from '../http/html-pages.js';
 import type { JobStore } from '../store/types.js';
-import type { Authenticator, Principal } from './authenticator.js';
+import { principalOf, type Authenticator, type Principal } from './authenticator.js';
 import { loginPage } from './login-page.js';
 import { SignInTokens } from './sign-in-tokens.js';
 
@@ -47,12 +47,7 @@ export function startRoutes(app: FastifyInstance, deps: { auth: Authenticator; s
       request.log.info({ ip: request.ip }, 'sign-in link refused');
       throw new AppError('SIGN_IN_LINK_INVALID');
     }
-    const principal: Principal = {
-      name: account.name,
-      role: account.role,
-      via: 'session',
-      passwordVersion: account.passwordVersion,
-    };
+    const principal = principalOf(account, 'session');
     setSessionCookie(request, reply, deps.auth.mintSession(principal, SESSION_TTL_SECONDS));
     request.log.info({ user: account.name }, 'signed in with a sign-in link');
     return reply.redirect(homeOf(principal), 303);
