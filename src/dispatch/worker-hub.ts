@@ -196,7 +196,7 @@ export class WorkerHub {
           'A binary frame must be a preview frame (see protocol.ts).',
         );
       const entry = dispatcher.current(session.workerId, session);
-      if (entry) dispatcher.preview(entry, frame.jobId, frame.comfyFrame);
+      if (entry) dispatcher.reports.preview(entry, frame.jobId, frame.comfyFrame);
       return;
     }
     let raw: unknown;
@@ -273,19 +273,19 @@ export class WorkerHub {
         this.deps.logger.info({ workerId: entry.id, hash: msg.hash }, 'stored ComfyUI environment snapshot');
         return;
       case 'heartbeat':
-        return dispatcher.heartbeat(entry, msg);
+        return dispatcher.reports.heartbeat(entry, msg);
       case 'job_started':
-        return dispatcher.jobStarted(entry, msg);
+        return dispatcher.reports.jobStarted(entry, msg);
       case 'job_event':
-        return dispatcher.jobEvent(entry, msg);
+        return dispatcher.reports.jobEvent(entry, msg);
       case 'job_completed':
-        return dispatcher.jobCompleted(entry, msg);
+        return dispatcher.reports.jobCompleted(entry, msg);
       case 'job_failed':
-        return dispatcher.jobFailed(entry, msg);
+        return dispatcher.reports.jobFailed(entry, msg);
       case 'job_released':
-        return dispatcher.jobReleased(entry, msg);
+        return dispatcher.reports.jobReleased(entry, msg);
       case 'job_cancelled':
-        return dispatcher.jobCancelled(entry, msg);
+        return dispatcher.reports.jobCancelled(entry, msg);
     }
   }
 
