@@ -69,7 +69,23 @@ export class Dispatcher {
     this.started = true;
     this.stopped = false;
     this.queue.on('event', this.onEvent);
+    this.queue.setLeaseKeeper(() => this.keepLeases());
     this.trigger();
+  }
+
+  /**
+   * Renews (or takes back) the lease of every job a connected, healthy worker holds. The queue
+   * runs this before the first sweep after store trouble, when heartbeat renewals may have failed
+   * although the workers kept running their jobs.
+   */
+  async keepLeases(): Promise<void> {
+    for (const worker of this.registry.online()) {
+      if (!worker.registered || !worker.healthy) continue;
+      for (const held of [...worker.held.values()]) {
+        if (held.cancelRequested) continue;
+        await this.queue.adopt(held.jobId, worker.id, held.attempt);
+      }
+    }
   }
 
   /** Stops reacting to events and waits for a running pass to end. */
@@ -77,6 +93,7 @@ export class Dispatcher {
     this.stopped = true;
     this.started = false;
     this.queue.off('event', this.onEvent);
+    this.queue.setLeaseKeeper(null);
     await this.idle();
   }
 
@@ -120,6 +137,8 @@ export class Dispatcher {
       if (candidates.length === 0) return;
       candidates.sort((a, b) => a.held.size - b.held.size || a.lastAssignedAt - b.lastAssignedAt);
       const worker = candidates[0]!;
+      // A revoke may come from another process: never hand a job to a worker whose token is gone.
+      if (worker.link?.authorized && !(await worker.link.authorized())) continue;
       const job = await this.queue.claim(worker.id, this.warmModelsForClaim(worker));
       if (!job) return;
       // The worker may have gone away, or been drained, while the claim ran.
@@ -306,9 +325,9 @@ export class Dispatcher {
   }
 
   /**
-   * Registers a worker after `hello`. Re-attaches the in-flight jobs it reports that the store
-   * still gives to it (same worker, same attempt, running) and renews their leases; returns the
-   * others as `forget`. Call {@link activate} once the welcome is sent.
+   * Registers a worker after `hello`. Re-adopts the in-flight jobs it reports (see
+   * {@link QueueService.adopt}: same attempt, held by it or lapsed and still in the queue) and
+   * renews their leases; returns the others as `forget`. Call {@link activate} once the welcome is sent.
    */
   async hello(
     link: WorkerLink,
@@ -339,10 +358,11 @@ export class Dispatcher {
     const forget: { jobId: string; attempt: number }[] = [];
     const now = this.clock();
     for (const f of msg.inFlight) {
-      const job = await this.queue.store.getJob(f.jobId);
-      const ours =
-        job !== null && job.status === 'running' && job.workerId === id && job.attempts === f.attempt;
-      if (ours && (await this.queue.renewLease(f.jobId, id, f.attempt))) {
+      // Re-adopt what the worker still runs: its lease is renewed, or (lapsed while it was away,
+      // not claimed since) the job is taken back from the queue, so nothing it runs runs twice.
+      const adopted = await this.queue.adopt(f.jobId, id, f.attempt);
+      const job = adopted ? await this.queue.store.getJob(f.jobId) : null;
+      if (job) {
         entry.held.set(job.id, {
           jobId: job.id,
           attempt: f.attempt,

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { QueueService } from '../scheduler/queue-service.js';
+import type { TransitionResult } from '../store/types.js';
 import type { AgentMessage } from '../worker/protocol.js';
 import type { JobEventBus } from './job-event-bus.js';
 import type { HeldJob, WorkerEntry } from './worker-registry.js';
@@ -87,17 +88,22 @@ export class WorkerReports {
         }
       }
       renewals.push(
-        this.queue.renewLease(held.jobId, entry.id, held.attempt).then((ok) => {
-          if (ok || entry.held.get(held.jobId) !== held || held.cancelRequested) return;
-          // The store no longer gives this attempt to this worker (lapsed, cancelled, ...).
-          entry.held.delete(held.jobId);
-          freed = true;
-          entry.link?.send({ type: 'cancel', jobId: held.jobId, attempt: held.attempt });
-          this.logger.warn(
-            { jobId: held.jobId, attempt: held.attempt, workerId: entry.id },
-            'lease lost; told worker to cancel',
-          );
-        }),
+        this.queue
+          .renewLease(held.jobId, entry.id, held.attempt)
+          // A lease that lapsed while renewals failed (the store was unreachable) but that nobody
+          // claimed since is taken back: the worker is still running the job.
+          .then((ok) => ok || this.queue.adopt(held.jobId, entry.id, held.attempt))
+          .then((ok) => {
+            if (ok || entry.held.get(held.jobId) !== held || held.cancelRequested) return;
+            // The store no longer gives this attempt to this worker (lapsed, cancelled, ...).
+            entry.held.delete(held.jobId);
+            freed = true;
+            entry.link?.send({ type: 'cancel', jobId: held.jobId, attempt: held.attempt });
+            this.logger.warn(
+              { jobId: held.jobId, attempt: held.attempt, workerId: entry.id },
+              'lease lost; told worker to cancel',
+            );
+          }),
       );
     }
     await Promise.all(renewals);
@@ -126,6 +132,23 @@ export class WorkerReports {
       (id, a) => this.queue.abandon(id, entry.id, a),
       'lost_by_worker',
     );
+  }
+
+  /**
+   * The worker's token was revoked: everything it holds goes back to the queue at its old place
+   * without counting the attempt (the worker did nothing wrong, and the job must not fail).
+   */
+  async revoked(entry: WorkerEntry): Promise<void> {
+    for (const held of [...entry.held.values()]) {
+      await this.finish(
+        entry,
+        held.jobId,
+        held.attempt,
+        'release',
+        (id, a) => this.queue.release(id, a),
+        'token_revoked',
+      );
+    }
   }
 
   jobStarted(entry: WorkerEntry, msg: Msg<'job_started'>): void {
@@ -243,7 +266,7 @@ export class WorkerReports {
     jobId: string,
     attempt: number,
     what: 'complete' | 'fail' | 'release',
-    apply: (jobId: string, attempt: number) => Promise<{ ok: boolean; duplicate?: boolean; reason?: string }>,
+    apply: (jobId: string, attempt: number) => Promise<TransitionResult>,
     note?: string,
   ): Promise<void> {
     const held = entry.held.get(jobId);
@@ -251,7 +274,15 @@ export class WorkerReports {
     if (held && held.attempt === attempt) entry.held.delete(jobId);
     try {
       const job = await this.queue.store.getJob(jobId);
-      if (!job || job.workerId !== entry.id) {
+      // A finish may come late, from an attempt whose lease lapsed (the control plane or the store
+      // was away): it ran, so the store accepts it while the job waits in the queue under that
+      // attempt or a later attempt runs elsewhere. Never the same attempt number held by another
+      // worker (an attempt given back and claimed again reuses its number).
+      const late =
+        what !== 'release' &&
+        job !== null &&
+        (attempt < job.attempts || (job.status === 'pending' && attempt === job.attempts));
+      if (!job || (job.workerId !== entry.id && !late)) {
         this.logger.warn(
           { jobId, attempt, workerId: entry.id, holder: job?.workerId ?? null, what },
           'report for a job this worker does not hold; ignored',
@@ -269,6 +300,12 @@ export class WorkerReports {
       if (r.duplicate) {
         this.logger.debug({ jobId, attempt, workerId: entry.id, what }, 'duplicate report; nothing to do');
         return;
+      }
+      if ('late' in r && r.late) {
+        this.logger.warn(
+          { jobId, attempt, workerId: entry.id, what, attempts: r.job?.attempts },
+          'late report of an attempt that lost its lease accepted; the job is done and runs nowhere else',
+        );
       }
       if (what === 'complete') {
         entry.completed += 1;
