@@ -6,7 +6,7 @@ import { Executor } from './executor.js';
 import type { FaultController } from './faults.js';
 import type { NodeCatalog } from './object-info.js';
 import { PromptQueue } from './prompt-queue.js';
-import type { DataDirs } from './types.js';
+import type { DataDirs, QueueItem } from './types.js';
 import { WsHub } from './ws-hub.js';
 
 export class Instance {
@@ -16,13 +16,25 @@ export class Instance {
   /** ComfyUI's `server.number`: every POST /prompt that reaches validation consumes one. */
   number = 0;
 
-  constructor(catalog: NodeCatalog, dirs: DataDirs, faults: FaultController) {
+  constructor(
+    catalog: NodeCatalog,
+    dirs: DataDirs,
+    faults: FaultController,
+    onStart?: (item: QueueItem) => void,
+  ) {
     this.hub = new WsHub({
       queueInfo: () => this.queueInfo(),
       runningNodeFor: (sid) => (this.executor.clientId === sid ? this.executor.lastNodeId : null),
     });
     this.queue = new PromptQueue(() => this.hub.sendJson('status', { status: this.queueInfo() }));
-    this.executor = new Executor({ queue: this.queue, hub: this.hub, catalog, dirs, faults });
+    this.executor = new Executor({
+      queue: this.queue,
+      hub: this.hub,
+      catalog,
+      dirs,
+      faults,
+      ...(onStart ? { onStart } : {}),
+    });
     this.executor.start();
   }
 

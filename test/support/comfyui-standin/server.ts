@@ -64,6 +64,18 @@ export interface StandinState {
   readonly clientIds: string[];
   /** The next prompt `number`. */
   readonly promptNumber: number;
+  /**
+   * Every prompt that started executing since the stand-in started (across simulated restarts,
+   * oldest first, the last 10,000): its id and the `filename_prefix` inputs of its nodes. Tests
+   * count how often a job really ran (not part of ComfyUI).
+   */
+  readonly executions: StandinExecution[];
+}
+
+export interface StandinExecution {
+  promptId: string;
+  filenamePrefixes: string[];
+  startedAt: number;
 }
 
 /** One HTTP request the stand-in received (not counting its own `/standin/*` control routes). */
@@ -133,7 +145,7 @@ class StandinServer {
       },
       opts.delayMs ?? 1000,
     );
-    this.instance = new Instance(this.catalog, dirs, this.faults);
+    this.instance = new Instance(this.catalog, dirs, this.faults, this.recordStart);
     this.site = new StaticSite({ frontendRoot: opts.frontendRoot, extensionDirs: opts.extensionDirs });
     addComfyRoutes(this.router, {
       instance: () => this.instance,
@@ -236,7 +248,7 @@ class StandinServer {
     await this.stopListening();
     this.instance.shutdown();
     this.faults.unhang();
-    this.instance = new Instance(this.catalog, this.dirs, this.faults);
+    this.instance = new Instance(this.catalog, this.dirs, this.faults, this.recordStart);
     this.crashed = false;
     await this.faults.setUnreachable(false);
   }
@@ -262,8 +274,18 @@ class StandinServer {
       history: inst.queue.getHistory(),
       clientIds: inst.hub.clientIds(),
       promptNumber: inst.number,
+      executions: [...this.executions],
     };
   }
+
+  private readonly executions: StandinExecution[] = [];
+  private readonly recordStart = (item: QueueItem): void => {
+    const prefixes = Object.values(item[2])
+      .map((n) => n.inputs.filename_prefix)
+      .filter((v): v is string => typeof v === 'string');
+    this.executions.push({ promptId: item[1], filenamePrefixes: prefixes, startedAt: Date.now() });
+    if (this.executions.length > 10_000) this.executions.splice(0, this.executions.length - 10_000);
+  };
 
   private stateJson() {
     const s = this.state();
