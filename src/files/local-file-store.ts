@@ -8,6 +8,8 @@ import { AppError } from '../errors.js';
 import type { FileStat, FileStore, WriteOptions } from './file-store.js';
 import { safeRelativePath } from './safe-path.js';
 
+const ignore = () => {};
+
 /** Files under one folder; directories 0700, files 0600 (least privilege). */
 export class LocalFileStore implements FileStore {
   readonly backend = 'local' as const;
@@ -21,10 +23,15 @@ export class LocalFileStore implements FileStore {
 
   async write(key: string, body: Readable | Buffer, opts: WriteOptions = {}): Promise<FileStat> {
     const path = this.pathOf(key);
-    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-    // Write beside, then rename: readers never see a half-written file.
-    const tmp = `${path}.${randomUUID()}.partial`;
+    // A stream body may fail (its client went away) while the folder is still being made, before
+    // pipeline() listens: without a listener from the start that error would crash the process.
+    // pipeline() still sees it (the stream is left errored) and rejects.
+    if (!Buffer.isBuffer(body)) body.on('error', ignore);
+    // Write beside, then rename: readers never see a half-written file. The scratch name is short
+    // and fixed-length, so a name that fits the file system's 255-byte limit also fits here.
+    const tmp = join(dirname(path), `.${randomUUID()}.partial`);
     try {
+      await mkdir(dirname(path), { recursive: true, mode: 0o700 });
       await pipeline(
         Buffer.isBuffer(body) ? Readable.from([body]) : body,
         createWriteStream(tmp, { mode: 0o600 }),
@@ -32,6 +39,7 @@ export class LocalFileStore implements FileStore {
       if (opts.mtimeMs !== undefined) await utimes(tmp, new Date(), new Date(opts.mtimeMs));
       await rename(tmp, path);
     } catch (err) {
+      if (!Buffer.isBuffer(body)) body.destroy();
       await rm(tmp, { force: true });
       throw err;
     }

@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { extname } from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { MultipartFile } from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../errors.js';
@@ -10,6 +11,8 @@ import type { GatewayDeps } from './deps.js';
 import { topLevelFiles } from './environment.js';
 import { both, q, userOf } from './http-util.js';
 import { contentTypeOf, dispositionFilename, isDangerousContentType } from './mime.js';
+
+const ignore = () => {};
 
 const AREAS = ['input', 'output', 'temp'] as const;
 type Area = (typeof AREAS)[number];
@@ -50,6 +53,9 @@ async function readUploadForm(
 ): Promise<{ fields: Record<string, string>; staged: Staged | null }> {
   const fields: Record<string, string> = {};
   let staged: Staged | null = null;
+  // A client gone before the handler ran (e.g. while its password was checked) has no more
+  // events to send: parsing its form would wait for ever.
+  if (request.raw.destroyed) throw new AppError('BAD_REQUEST', 'The upload was aborted.');
   try {
     for await (const part of request.parts()) {
       if (part.type === 'file') {
@@ -60,12 +66,19 @@ async function readUploadForm(
         }
         const key = userFileKey(user, 'temp', '.uploads', randomUUID());
         const hash = createHash('sha256');
-        const tee = new PassThrough();
-        file.file.on('data', (c: Buffer) => hash.update(c));
-        file.file.on('error', (err) => tee.destroy(err));
-        file.file.pipe(tee);
+        const hashing = new Transform({
+          transform(chunk: Buffer, _enc, cb) {
+            hash.update(chunk);
+            cb(null, chunk);
+          },
+        });
+        // A client that goes away mid-file errors the part; pipeline() hands that error on to
+        // `hashing`, whose consumer (the file store's write) rejects and removes what it wrote.
+        // The listener makes sure that error can never go unhandled, whenever it comes.
+        hashing.on('error', ignore);
+        pipeline(file.file, hashing).catch(ignore);
         staged = { key, sha256: '', size: 0, filename: file.filename ?? '' };
-        const stat = await files.write(key, tee);
+        const stat = await files.write(key, hashing);
         if (file.file.truncated)
           throw new AppError('PAYLOAD_TOO_LARGE', 'The upload is larger than UPLOAD_LIMIT.');
         staged.size = stat.size;
