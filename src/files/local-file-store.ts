@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AppError } from '../errors.js';
 import type { FileStat, FileStore, WriteOptions } from './file-store.js';
+import { isNameClash, NAME_CLASH_MESSAGE } from './name-clash.js';
 import { safeRelativePath } from './safe-path.js';
 
 const ignore = () => {};
@@ -41,7 +42,7 @@ export class LocalFileStore implements FileStore {
     } catch (err) {
       if (!Buffer.isBuffer(body)) body.destroy();
       await rm(tmp, { force: true });
-      throw err;
+      throw isNameClash(err) ? new AppError('CONFLICT', NAME_CLASH_MESSAGE) : err;
     }
     const s = await stat(path);
     return { key, size: s.size, mtimeMs: s.mtimeMs };
@@ -88,7 +89,11 @@ export class LocalFileStore implements FileStore {
     const src = this.pathOf(from);
     if (!(await this.stat(from))) throw new AppError('FILE_NOT_FOUND');
     const dest = this.pathOf(to);
-    await mkdir(dirname(dest), { recursive: true, mode: 0o700 });
-    await rename(src, dest);
+    try {
+      await mkdir(dirname(dest), { recursive: true, mode: 0o700 });
+      await rename(src, dest);
+    } catch (err) {
+      throw isNameClash(err) ? new AppError('CONFLICT', NAME_CLASH_MESSAGE) : err;
+    }
   }
 }
