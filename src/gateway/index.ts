@@ -29,7 +29,13 @@ export type { GatewayDeps } from './deps.js';
 export function gatewayPlugin(services: Services): FastifyPluginAsync {
   return async (app: FastifyInstance) => {
     const deps: GatewayDeps = gatewayDeps(services);
-    const space = new UserSpace(deps.files, deps.store, deps.templates, deps.clock);
+    const space = new UserSpace(
+      deps.files,
+      deps.store,
+      deps.templates,
+      deps.clock,
+      deps.config.SETTINGS_LIMIT,
+    );
 
     // ComfyUI reads bodies with aiohttp whatever their Content-Type (its frontend posts JSON as
     // text/plain, userdata as anything): every body reaches the handlers as raw bytes.
@@ -81,7 +87,7 @@ export function gatewayPlugin(services: Services): FastifyPluginAsync {
     }
 
     envRoutes(app, deps);
-    userdataRoutes(app, space);
+    userdataRoutes(app, space, deps.config);
     templateRoutes(app, deps);
     queueRoutes(app, deps);
     fileRoutes(app, deps);
