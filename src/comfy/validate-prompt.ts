@@ -527,7 +527,8 @@ export function validatePrompt(
   const validator = new PromptValidator(copy, objectInfo, options);
   const good: string[] = [];
   const failed: [string, PromptErrorItem[]][] = [];
-  const nodeErrors: Record<string, NodeError> = {};
+  // Null prototype: node ids are the client's strings, "__proto__" included.
+  const nodeErrors = Object.create(null) as Record<string, NodeError>;
   for (const o of outputs) {
     let valid: boolean;
     let reasons: PromptErrorItem[];
