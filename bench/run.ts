@@ -16,6 +16,7 @@ const TARGETS: Record<string, string> = {
   'gateway.rss_mb_20': '≤ 150',
   'gateway.prompt_p99_ms_20': '≤ 20',
   'gateway.prompt_p99_ms': '≤ 20',
+  'json.check_to_parse_ratio': '≤ 1',
 };
 
 async function optional(name: string, load: () => Promise<Figures>): Promise<Figures | { error: string }> {
@@ -37,6 +38,10 @@ if (wanted('dispatch')) {
 }
 if (wanted('gateway')) {
   results.gateway = await optional('gateway', async () => (await import('./gateway.js')).benchGateway());
+}
+
+if (wanted('json')) {
+  results.json = await optional('json', async () => (await import('./json-depth.js')).benchJsonDepth());
 }
 
 if (wanted('backup')) {
