@@ -2,6 +2,9 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import cookie from '@fastify/cookie';
 import { installErrorHandling } from './http/error-handler.js';
 import { installTransportSecurity } from './http/transport-security.js';
+import { installBoundedJsonParser } from './http/json-depth.js';
+import { installWsPayloadLimits } from './http/ws-limits.js';
+import { installRequestTimeouts, serverOptions } from './http/server-options.js';
 import { requireInstructor } from './http/auth-hooks.js';
 import { loginRoutes } from './auth/login-routes.js';
 import { startRoutes } from './auth/start-routes.js';
@@ -29,10 +32,10 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
   const app = Fastify({
     // pino's Logger is a FastifyBaseLogger; the cast keeps the instance's generic at the default.
     loggerInstance: logger as FastifyBaseLogger,
-    bodyLimit: config.BODY_LIMIT,
     trustProxy: config.TRUST_PROXY,
-    // ComfyUI's frontend calls /api/x and /api/x/ interchangeably.
-    routerOptions: { ignoreTrailingSlash: true },
+    // Body size, request time, URL parameter length; ComfyUI's frontend calls /api/x and /api/x/
+    // interchangeably (see src/http/server-options.ts).
+    ...serverOptions(config),
     ...(opts.https ? { https: opts.https } : {}),
     // Typed as the default (http) instance: routes and plugins are the same either way, and only
     // src/http/listen.ts touches the server itself (setSecureContext on SIGHUP).
@@ -40,6 +43,8 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
   app.decorateRequest('principal', null);
   installErrorHandling(app);
   installTransportSecurity(app, { publicUrl: config.PUBLIC_URL, hstsMaxAge: config.HSTS_MAX_AGE });
+  installRequestTimeouts(app, config);
+  installBoundedJsonParser(app);
   await app.register(cookie);
 
   healthRoutes(app, { store: services.store, version: VERSION });
@@ -66,6 +71,7 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
   );
 
   if (!app.hasPlugin('@fastify/websocket')) await app.register(fastifyWebsocket);
+  installWsPayloadLimits(app.websocketServer, config.WORKER_WS_MAX_PAYLOAD);
   await workerApi(app, services);
   // The dashboard (/admin/), /api/v1/status and /metrics; after @fastify/websocket.
   await adminRoutes(app, services);

@@ -203,7 +203,41 @@ export const configSchema = z
       .default(30)
       .describe('Finished jobs older than this are deleted (0 keeps them forever).'),
 
-    BODY_LIMIT: size.default(10 * 1024 * 1024).describe('Largest JSON request body, e.g. 10mb.'),
+    BODY_LIMIT: size
+      .default(10 * 1024 * 1024)
+      .describe(
+        'Largest request body of routes without a limit of their own (prompts, /api/v1 JSON), e.g. 10mb. Larger bodies get 413.',
+      ),
+    SETTINGS_LIMIT: size
+      .default(1024 * 1024)
+      .describe(
+        'Largest ComfyUI settings file of a participant (`/<user>/api/settings`; a real one is a few kB), e.g. 1mb. A POST that would make it larger gets 413.',
+      ),
+    USERDATA_LIMIT: size
+      .default(20 * 1024 * 1024)
+      .describe(
+        'Largest userdata file (a saved workflow, subgraph, template) a participant may write through `/<user>/api/userdata/…`, e.g. 20mb. Larger bodies get 413.',
+      ),
+    HEADERS_TIMEOUT_MS: int(1_000, 600_000)
+      .default(30_000)
+      .describe(
+        "How long a client may take to send a request's headers before the connection is closed (slowloris defence). Checked every 30 s, so the effective time is up to 30 s longer.",
+      ),
+    BODY_IDLE_TIMEOUT_MS: int(0, 3_600_000)
+      .default(60_000)
+      .describe(
+        'A request whose body stops arriving for this long is dropped (the connection is closed), so trickled bodies cannot hold connections open. A slow but steady upload is never cut. 0 disables.',
+      ),
+    REQUEST_TIMEOUT_MS: int(0, 86_400_000)
+      .default(3_600_000)
+      .describe(
+        'The longest a client may take to send one whole request, body included (Node.js `requestTimeout`; 1 h lets a 500 MB video upload finish at about 1 Mbit/s). 0 disables.',
+      ),
+    WORKER_WS_MAX_PAYLOAD: size
+      .default(64 * 1024 * 1024)
+      .describe(
+        "Largest WebSocket message a worker agent may send (its environment snapshot with ComfyUI's object_info is the biggest: about 0.5 MB for a bare ComfyUI, a few MB with many custom nodes), e.g. 64mb. Participants' and the dashboard's sockets take at most 64 kB.",
+      ),
     UPLOAD_LIMIT: size
       .default(50 * 1024 * 1024)
       .describe(

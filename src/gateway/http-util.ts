@@ -5,13 +5,23 @@ import type {
   RouteHandlerMethod,
   RouteShorthandOptions,
 } from 'fastify';
+import { Transform, type Readable } from 'node:stream';
 import { AppError } from '../errors.js';
+import { parseJsonBounded } from '../http/json-depth.js';
 
 type Method = 'GET' | 'POST' | 'DELETE' | 'PATCH' | 'PUT';
 
 /**
+ * The body limit of the gateway's control routes (queue, history, interrupt, cancel, ...): their
+ * bodies are a few ids at most. Routes that take more say so (prompt: BODY_LIMIT, settings:
+ * SETTINGS_LIMIT, userdata: USERDATA_LIMIT; uploads are multipart with UPLOAD_LIMIT).
+ */
+export const CONTROL_BODY_LIMIT = 256 * 1024;
+
+/**
  * Registers a route the way ComfyUI exposes it: both as `/x` and as `/api/x` (ComfyUI adds the
- * `/api` prefix to every route so a dev server can proxy them).
+ * `/api` prefix to every route so a dev server can proxy them). Bodies are limited to
+ * {@link CONTROL_BODY_LIMIT} unless `opts.bodyLimit` says otherwise.
  */
 export function both(
   app: FastifyInstance,
@@ -20,8 +30,9 @@ export function both(
   handler: RouteHandlerMethod,
   opts: RouteShorthandOptions = {},
 ): void {
-  app.route({ ...opts, method, url: path, handler });
-  app.route({ ...opts, method, url: `/api${path}`, handler });
+  const o = { bodyLimit: CONTROL_BODY_LIMIT, ...opts };
+  app.route({ ...o, method, url: path, handler });
+  app.route({ ...o, method, url: `/api${path}`, handler });
 }
 
 /** The raw body bytes (the gateway's content-type parsers hand every body over as a Buffer). */
@@ -33,6 +44,44 @@ export function rawBody(request: FastifyRequest): Buffer {
   return Buffer.from(JSON.stringify(b), 'utf8');
 }
 
+const ignore = () => {};
+
+/**
+ * The request body as a stream that fails with PAYLOAD_TOO_LARGE once it passes `limit` bytes
+ * (at once when Content-Length says so), for routes that stream their body to a file instead of
+ * buffering it. Its errors always have a listener; the consumer sees them through the stream.
+ */
+export function meteredBody(request: FastifyRequest, limit: number, what: string): Readable {
+  const tooLarge = () =>
+    new AppError('PAYLOAD_TOO_LARGE', `The body is larger than ${what} (${limit} bytes).`);
+  const declared = Number(request.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) throw tooLarge();
+  let seen = 0;
+  const meter = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      seen += chunk.length;
+      if (seen > limit) cb(tooLarge());
+      else cb(null, chunk);
+    },
+  });
+  meter.on('error', ignore);
+  // Not pipeline(): it would destroy the request, and with it the socket the error answer needs.
+  // Past the limit the rest of the body stays unread; the caller closes the connection after
+  // answering (see {@link closeAfterReply}).
+  const req = request.raw;
+  req.on('error', (err) => meter.destroy(err));
+  req.on('close', () => {
+    if (!req.complete) meter.destroy(new AppError('BAD_REQUEST', 'The request was aborted.'));
+  });
+  req.pipe(meter);
+  return meter;
+}
+
+/** Ends the connection after this answer (a body was left unread, so it cannot be reused). */
+export function closeAfterReply(reply: FastifyReply): void {
+  if (!reply.sent) reply.header('connection', 'close');
+}
+
 /**
  * The body parsed as JSON whatever its Content-Type, as aiohttp's `request.json()` does (clients
  * such as the ComfyUI frontend send JSON as text/plain). `undefined` for an empty body.
@@ -41,11 +90,7 @@ export function jsonBody(request: FastifyRequest): unknown {
   const buf = rawBody(request);
   const text = buf.toString('utf8').trim();
   if (text === '') return undefined;
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    throw new AppError('INVALID_JSON');
-  }
+  return parseJsonBounded(text);
 }
 
 /** Like {@link jsonBody}, but an empty or malformed body counts as `{}` (ComfyUI's /interrupt). */
