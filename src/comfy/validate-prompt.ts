@@ -500,7 +500,8 @@ export function validatePrompt(
   const validator = new PromptValidator(copy, objectInfo, options);
   const good: string[] = [];
   const failed: [string, PromptErrorItem[]][] = [];
-  const nodeErrors: Record<string, NodeError> = {};
+  // Keyed by node ids, which the client chooses: no prototype, so `__proto__` is a node like any other.
+  const nodeErrors = Object.create(null) as Record<string, NodeError>;
   for (const o of outputs) {
     let valid: boolean;
     let reasons: PromptErrorItem[];

@@ -45,7 +45,7 @@ export function userdataRoutes(app: FastifyInstance, space: UserSpace): void {
     const settings = await space.getSettings(userOf(request));
     return reply
       .type('application/json; charset=utf-8')
-      .send(JSON.stringify(id in settings ? settings[id] : null));
+      .send(JSON.stringify(Object.hasOwn(settings, id) ? settings[id] : null));
   });
   both(app, 'POST', '/settings', async (request, reply) => {
     const body = jsonBody(request);
