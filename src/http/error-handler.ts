@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ZodError } from 'zod';
 import { AppError, type ErrorCode } from '../errors.js';
+import { trackRouteMethods } from './method-not-allowed.js';
 
 /** Fastify's own error codes that mean the client sent something wrong. */
 const FASTIFY_CODES: Record<string, ErrorCode> = {
@@ -49,7 +50,11 @@ export function sendError(reply: FastifyReply, err: AppError): FastifyReply {
   return reply.status(err.status).type('application/json; charset=utf-8').send(err.toJSON());
 }
 
-/** One error handler for the whole app: JSON bodies from the error table, never a stack trace. */
+/**
+ * One error handler for the whole app: JSON bodies from the error table, never a stack trace. An
+ * unknown path is 404 NOT_FOUND; a known path asked with another method is 405 with `Allow`.
+ * Call before any route is registered (it watches them to know their methods).
+ */
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const appErr = toAppError(err);
@@ -57,7 +62,19 @@ export function installErrorHandling(app: FastifyInstance): void {
     else request.log.debug({ code: appErr.code }, appErr.message);
     return sendError(reply, appErr);
   });
+  const routes = trackRouteMethods(app);
   app.setNotFoundHandler((request, reply) => {
+    const allowed = routes.allowed(request.url);
+    if (allowed.length > 0 && !allowed.includes(request.method)) {
+      reply.header('allow', allowed.join(', '));
+      return sendError(
+        reply,
+        new AppError(
+          'METHOD_NOT_ALLOWED',
+          `${request.method} is not allowed here; use ${allowed.join(', ')}.`,
+        ),
+      );
+    }
     return sendError(
       reply,
       new AppError('NOT_FOUND', `No route for ${request.method} ${request.url.split('?')[0]}.`),
