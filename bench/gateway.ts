@@ -77,12 +77,13 @@ async function prepare(dir: string, users: string[]): Promise<string[]> {
   });
   try {
     const passwordHash = await hashPassword('bench-password-0123456789');
+    const createdAt = Date.now();
     for (const name of users)
       await store.putAccount({
         name,
         role: 'participant',
         passwordHash,
-        createdAt: Date.now(),
+        createdAt,
         passwordVersion: 1,
       });
     const env = snapshot();
@@ -91,7 +92,7 @@ async function prepare(dir: string, users: string[]): Promise<string[]> {
     await setCurrentEnv(store, { hash, workerId: 'bench', at: Date.now() });
     const signer = await SessionSigner.open(store);
     const e = Math.floor(Date.now() / 1000) + 3600;
-    return users.map((u) => signer.sign({ u, v: 1, e }));
+    return users.map((u) => signer.sign({ u, v: 1, e, s: SessionSigner.newId(), c: createdAt }));
   } finally {
     await store.close();
   }

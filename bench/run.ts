@@ -16,6 +16,10 @@ const TARGETS: Record<string, string> = {
   'gateway.rss_mb_20': '≤ 150',
   'gateway.prompt_p99_ms_20': '≤ 20',
   'gateway.prompt_p99_ms': '≤ 20',
+  'login.spray_health_p99_ms': '≤ 50',
+  'login.spray_queue_p99_ms': '≤ 50',
+  'login.one_account_checks': '≤ 5',
+  'login.spray_checks': '≤ 100',
 };
 
 async function optional(name: string, load: () => Promise<Figures>): Promise<Figures | { error: string }> {
@@ -37,6 +41,10 @@ if (wanted('dispatch')) {
 }
 if (wanted('gateway')) {
   results.gateway = await optional('gateway', async () => (await import('./gateway.js')).benchGateway());
+}
+
+if (wanted('login')) {
+  results.login = await optional('login', async () => (await import('./login.js')).benchLogin());
 }
 
 if (wanted('backup')) {

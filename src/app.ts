@@ -1,6 +1,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import cookie from '@fastify/cookie';
 import { installErrorHandling } from './http/error-handler.js';
+import { installRequestTimeouts, serverOptions } from './http/server-options.js';
 import { requireInstructor } from './http/auth-hooks.js';
 import { loginRoutes } from './auth/login-routes.js';
 import { frontendAdminRoutes, frontendRootRoutes } from './frontend/index.js';
@@ -21,13 +22,13 @@ export async function buildApp(services: Services): Promise<FastifyInstance> {
   const app = Fastify({
     // pino's Logger is a FastifyBaseLogger; the cast keeps the instance's generic at the default.
     loggerInstance: logger as FastifyBaseLogger,
-    bodyLimit: config.BODY_LIMIT,
     trustProxy: config.TRUST_PROXY,
-    // ComfyUI's frontend calls /api/x and /api/x/ interchangeably.
-    routerOptions: { ignoreTrailingSlash: true },
+    // Body size, request time, URL parameter length (see src/http/server-options.ts).
+    ...serverOptions(config),
   });
   app.decorateRequest('principal', null);
   installErrorHandling(app);
+  installRequestTimeouts(app, config);
   await app.register(cookie);
 
   healthRoutes(app, { store: services.store, version: VERSION });
@@ -57,6 +58,7 @@ export async function buildApp(services: Services): Promise<FastifyInstance> {
   app.addHook('onReady', async () => services.dispatcher.start());
   app.addHook('preClose', async () => services.hub.closeAll());
   app.addHook('onClose', async () => services.dispatcher.stop());
+  app.addHook('onClose', async () => services.bcrypt.close());
 
   await app.register(gatewayPlugin(services), { prefix: '/:user' });
   return app;

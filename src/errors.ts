@@ -26,11 +26,16 @@ export const ERROR_CODES = {
   FRONTEND_NOT_WANTED: { status: 409, message: 'This control plane does not mirror the ComfyUI frontend.' },
   FRONTEND_INCOMPLETE: { status: 409, message: 'Some files of the offered frontend have not arrived.' },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large.' },
+  URI_TOO_LONG: { status: 414, message: 'The URL is too long.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'The request body has an unsupported content type.' },
   QUEUE_LIMIT: { status: 429, message: 'Too many jobs are waiting for this user.' },
   RATE_LIMITED: { status: 429, message: 'Too many requests; slow down.' },
   LOGIN_THROTTLED: { status: 429, message: 'Too many failed logins; wait before trying again.' },
   INTERNAL: { status: 500, message: 'Something went wrong on the server.' },
+  LOGIN_BUSY: {
+    status: 503,
+    message: 'The server is checking many logins right now; try again in a moment.',
+  },
   STORE_UNAVAILABLE: { status: 503, message: 'The state store cannot be reached.' },
   NO_FRONTEND: { status: 503, message: 'No ComfyUI frontend is available yet.' },
 } as const satisfies Record<string, { status: number; message: string }>;

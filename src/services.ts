@@ -3,7 +3,10 @@ import type { Config } from './config/schema.js';
 import type { JobStore } from './store/types.js';
 import { AccountService } from './auth/account-service.js';
 import { Authenticator } from './auth/authenticator.js';
-import { LoginThrottle } from './auth/login-throttle.js';
+import { MemoryLoginLimiter } from './auth/login-throttle.js';
+import { BcryptPool } from './auth/bcrypt-pool.js';
+import { BCRYPT_COST } from './auth/passwords.js';
+import { SessionRevocations } from './auth/session-revocations.js';
 import { SessionSigner } from './auth/sessions.js';
 import { QueueService } from './scheduler/queue-service.js';
 import { extractModels } from './comfy/prompt-tools.js';
@@ -26,6 +29,8 @@ export interface Services {
   logger: Logger;
   accounts: AccountService;
   auth: Authenticator;
+  /** Bounded bcrypt work (logins, new passwords); closed with the app. */
+  bcrypt: BcryptPool;
   queue: QueueService;
   /** Users' files (inputs, outputs, temp, userdata). */
   files: FileStore;
@@ -50,12 +55,31 @@ export interface Services {
 }
 
 export async function createServices(config: Config, store: JobStore, logger: Logger): Promise<Services> {
-  const accounts = new AccountService(store);
-  const throttle = new LoginThrottle({
-    maxFailures: config.LOGIN_MAX_FAILURES,
-    windowMs: config.LOGIN_WINDOW_SECONDS * 1000,
+  const bcrypt = new BcryptPool({
+    threads: config.LOGIN_BCRYPT_THREADS,
+    maxQueued: config.LOGIN_QUEUE_MAX,
+    rounds: BCRYPT_COST,
   });
-  const auth = new Authenticator(accounts, throttle, config.API_TOKENS, await SessionSigner.open(store));
+  const accounts = new AccountService(store, Date.now, bcrypt);
+  const throttle = new MemoryLoginLimiter({
+    pair: { maxFailures: config.LOGIN_MAX_FAILURES, windowMs: config.LOGIN_WINDOW_SECONDS * 1000 },
+    address: {
+      maxFailures: config.LOGIN_ADDRESS_MAX_FAILURES,
+      windowMs: config.LOGIN_ADDRESS_WINDOW_SECONDS * 1000,
+    },
+    account: {
+      maxFailures: config.LOGIN_ACCOUNT_MAX_FAILURES,
+      windowMs: config.LOGIN_ACCOUNT_WINDOW_SECONDS * 1000,
+    },
+    trustedPairMs: 12 * 3_600_000,
+  });
+  const auth = new Authenticator(
+    accounts,
+    throttle,
+    config.API_TOKENS,
+    await SessionSigner.open(store),
+    new SessionRevocations(store),
+  );
   const queue = new QueueService(store, {
     leaseMs: config.LEASE_MS,
     maxAttempts: config.MAX_ATTEMPTS,
@@ -89,6 +113,7 @@ export async function createServices(config: Config, store: JobStore, logger: Lo
     logger,
     accounts,
     auth,
+    bcrypt,
     queue,
     files,
     bus,

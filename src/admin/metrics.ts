@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { statusOf, type WorkerRegistry } from '../dispatch/worker-registry.js';
 import type { QueueEvent, QueueService } from '../scheduler/queue-service.js';
 import { JOB_STATUSES, type JobStore } from '../store/types.js';
+import type { BcryptStats } from '../auth/bcrypt-pool.js';
 import type { ConnectionTracker, SocketKind } from './connection-tracker.js';
 
 const SOCKET_KINDS: SocketKind[] = ['participant', 'worker', 'admin', 'other'];
@@ -13,6 +14,8 @@ export interface MetricsDeps {
   queue: QueueService;
   workers: WorkerRegistry;
   tracker: ConnectionTracker;
+  /** The bcrypt pool's counters (password checks, logins refused as busy). */
+  logins?: () => BcryptStats;
 }
 
 /**
@@ -87,6 +90,36 @@ export class AdminMetrics {
         for (const r of rows) this.set({ user: r.user }, r.gpuMs / 1000);
       },
     });
+
+    const logins = deps.logins;
+    if (logins) {
+      new Counter({
+        name: 'comfy_multi_login_password_checks_total',
+        help: 'Passwords checked with bcrypt (logins that passed the throttle and the queue).',
+        registers,
+        collect: function (this: Counter) {
+          this.reset();
+          this.inc(logins().compares);
+        },
+      });
+      new Counter({
+        name: 'comfy_multi_login_busy_total',
+        help: 'Logins refused with LOGIN_BUSY because too many password checks were waiting.',
+        registers,
+        collect: function (this: Counter) {
+          this.reset();
+          this.inc(logins().refused);
+        },
+      });
+      new Gauge({
+        name: 'comfy_multi_login_checks_waiting',
+        help: 'Password checks waiting for a free bcrypt thread right now.',
+        registers,
+        collect: function (this: Gauge) {
+          this.set(logins().queued);
+        },
+      });
+    }
 
     new Gauge({
       name: 'comfy_multi_queue_paused',

@@ -57,7 +57,13 @@ export async function createAdminRuntime(
     { store, queue, workers },
     { intervalMs: config.DASHBOARD_SAMPLE_SECONDS * 1000, ...opts.sampler },
   );
-  const metrics = new AdminMetrics({ store, queue, workers, tracker: connections });
+  const metrics = new AdminMetrics({
+    store,
+    queue,
+    workers,
+    tracker: connections,
+    logins: () => services.bcrypt.stats(),
+  });
   const alerts = new AlertService(
     { store, queue, workers },
     {

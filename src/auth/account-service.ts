@@ -1,6 +1,12 @@
 import type { Account, JobStore, Role } from '../store/types.js';
 import { AppError } from '../errors.js';
-import { generatePassword, hashPassword, verifyPassword } from './passwords.js';
+import {
+  directHasher,
+  generatePassword,
+  hashPassword,
+  verifyPassword,
+  type PasswordHasher,
+} from './passwords.js';
 import { isValidAccountName } from './user-names.js';
 
 export interface CreatedAccount {
@@ -14,6 +20,7 @@ export class AccountService {
   constructor(
     private readonly store: JobStore,
     private readonly clock: () => number = Date.now,
+    private readonly hasher: PasswordHasher = directHasher,
   ) {}
 
   async create(name: string, role: Role, password?: string): Promise<CreatedAccount> {
@@ -28,7 +35,7 @@ export class AccountService {
     const account: Account = {
       name,
       role,
-      passwordHash: await hashPassword(plain),
+      passwordHash: await hashPassword(plain, this.hasher),
       createdAt: this.clock(),
       passwordVersion: 1,
     };
@@ -42,7 +49,7 @@ export class AccountService {
     const plain = password ?? generatePassword();
     const account = {
       ...existing,
-      passwordHash: await hashPassword(plain),
+      passwordHash: await hashPassword(plain, this.hasher),
       passwordVersion: existing.passwordVersion + 1,
     };
     await this.store.putAccount(account);
@@ -61,10 +68,15 @@ export class AccountService {
     return this.store.listAccounts();
   }
 
-  /** The account when name and password match; null otherwise, in the same time either way. */
+  /**
+   * The account when name and password match; null otherwise, in the same time whether or not the
+   * account exists (an unknown name is checked against a dummy hash). A name that is not a valid
+   * account name at all costs no bcrypt: that it cannot exist is public, so the time reveals nothing.
+   */
   async verify(name: string, password: string): Promise<Account | null> {
-    const account = isValidAccountName(name) ? await this.store.getAccount(name) : null;
-    const ok = await verifyPassword(password, account?.passwordHash ?? null);
+    if (!isValidAccountName(name)) return null;
+    const account = await this.store.getAccount(name);
+    const ok = await verifyPassword(password, account?.passwordHash ?? null, this.hasher);
     return ok ? account : null;
   }
 }

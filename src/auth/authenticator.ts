@@ -1,10 +1,12 @@
 import type { FastifyRequest } from 'fastify';
-import type { Role } from '../store/types.js';
+import type { Account, Role } from '../store/types.js';
 import { AppError } from '../errors.js';
 import type { AccountService } from './account-service.js';
-import type { LoginThrottle } from './login-throttle.js';
+import { addressKey, type LoginLimiter } from './login-throttle.js';
 import { hashToken, safeEqual } from './passwords.js';
-import { SESSION_COOKIE, type SessionSigner } from './sessions.js';
+import type { SessionRevocations } from './session-revocations.js';
+import { SESSION_COOKIE, SessionSigner, type SessionClaims } from './sessions.js';
+import { isValidAccountName } from './user-names.js';
 
 export interface Principal {
   name: string;
@@ -12,6 +14,10 @@ export interface Principal {
   via: 'basic' | 'token' | 'session';
   /** The account's passwordVersion, to mint a session after a Basic login. */
   passwordVersion?: number;
+  /** The account's createdAt, to mint a session. */
+  createdAt?: number;
+  /** The session's claims when signed in by cookie (so logout can revoke exactly this one). */
+  session?: SessionClaims;
 }
 
 /** A good Basic login is remembered this long, so API clients don't pay bcrypt on every request. */
@@ -39,7 +45,8 @@ export function parseBearer(header: string | undefined): string | null {
 
 /**
  * Works out who is calling: a Bearer API token (instructor rights), HTTP Basic against the
- * accounts, or a session cookie. Failed logins are throttled per IP and per name.
+ * accounts, or a session cookie. Password checks are throttled (`LoginLimiter`) before any bcrypt
+ * work, and the bcrypt work itself is bounded by the accounts' hasher (`BcryptPool`).
  */
 export class Authenticator {
   private readonly apiTokenHashes: { name: string; hash: string }[];
@@ -47,9 +54,10 @@ export class Authenticator {
 
   constructor(
     private readonly accounts: AccountService,
-    private readonly throttle: LoginThrottle,
+    private readonly throttle: LoginLimiter,
     apiTokens: { name: string; secret: string }[],
     readonly sessions: SessionSigner,
+    private readonly revocations: SessionRevocations,
   ) {
     this.apiTokenHashes = apiTokens.map((t) => ({ name: t.name, hash: hashToken(t.secret) }));
   }
@@ -65,26 +73,45 @@ export class Authenticator {
     return cookie ? this.fromSession(cookie) : null;
   }
 
-  /** Checks a name and password with throttling; throws INVALID_CREDENTIALS or LOGIN_THROTTLED. */
+  /**
+   * Checks a name and password. The throttle decides first (no bcrypt for a refused attempt);
+   * throws INVALID_CREDENTIALS, LOGIN_THROTTLED (429) or LOGIN_BUSY (503).
+   */
   async login(creds: BasicCredentials, ip: string): Promise<Principal> {
+    const lower = creds.name.toLowerCase();
+    // Names that cannot exist share one key, so random names cannot grow the throttle's memory.
+    const attempt = { address: addressKey(ip), account: isValidAccountName(lower) ? lower : '~invalid' };
     const cached = await this.fromBasicCache(creds);
-    if (cached) return cached;
-    const keys = [`ip:${ip}`, `user:${creds.name.toLowerCase()}`];
-    const wait = this.throttle.retryAfter(keys);
-    if (wait > 0) throw new AppError('LOGIN_THROTTLED', undefined, { retryAfter: wait });
-    const account = await this.accounts.verify(creds.name, creds.password);
-    if (!account) {
-      this.throttle.fail(keys);
+    if (cached) {
+      // Known-good credentials guess nothing; they only reset this person's count.
+      await this.throttle.succeeded(attempt);
+      return cached;
+    }
+    const admission = await this.throttle.admit(attempt);
+    if (!admission.ok) {
+      throw new AppError('LOGIN_THROTTLED', undefined, { retryAfter: admission.retryAfter });
+    }
+    const { permit } = admission;
+    let found;
+    try {
+      found = await this.accounts.verify(creds.name, creds.password);
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'LOGIN_BUSY') await permit.busy();
+      else await permit.release();
+      throw err;
+    }
+    if (!found) {
+      await permit.fail();
       throw new AppError('INVALID_CREDENTIALS');
     }
-    this.throttle.succeed([`user:${creds.name.toLowerCase()}`]);
+    await permit.succeed();
     if (this.basicCache.size >= BASIC_CACHE_MAX) this.basicCache.clear();
     this.basicCache.set(basicCacheKey(creds), {
-      name: account.name,
-      version: account.passwordVersion,
+      name: found.name,
+      version: found.passwordVersion,
       until: Date.now() + BASIC_CACHE_MS,
     });
-    return { name: account.name, role: account.role, via: 'basic', passwordVersion: account.passwordVersion };
+    return principalOf(found, 'basic');
   }
 
   /** A session token for a freshly signed-in principal, valid for `ttlSeconds`. */
@@ -93,21 +120,31 @@ export class Authenticator {
       u: p.name,
       v: p.passwordVersion ?? 0,
       e: Math.floor(Date.now() / 1000) + ttlSeconds,
+      s: SessionSigner.newId(),
+      c: p.createdAt ?? 0,
     });
+  }
+
+  /** Ends one session server-side (logout): its cookie is refused from now on, everywhere. */
+  async endSession(token: string | undefined): Promise<boolean> {
+    const claims = token ? this.sessions.verify(token) : null;
+    if (!claims) return false;
+    await this.revocations.revoke(claims);
+    return true;
   }
 
   private async fromSession(token: string): Promise<Principal | null> {
     const claims = this.sessions.verify(token);
     if (!claims) return null;
-    // Re-read the account: removal, role change or a password reset takes effect at once.
-    const account = await this.accounts.get(claims.u);
-    if (!account || account.passwordVersion !== claims.v) return null;
-    return {
-      name: account.name,
-      role: account.role,
-      via: 'session',
-      passwordVersion: account.passwordVersion,
-    };
+    // Re-read the account on every request: removal (even if re-created under the same name), a
+    // password reset, or a logout of this session takes effect at once.
+    const [account, revoked] = await Promise.all([
+      this.accounts.get(claims.u),
+      this.revocations.isRevoked(claims),
+    ]);
+    if (!account || revoked) return null;
+    if (account.passwordVersion !== claims.v || account.createdAt !== claims.c) return null;
+    return { ...principalOf(account, 'session'), session: claims };
   }
 
   private async fromBasicCache(creds: BasicCredentials): Promise<Principal | null> {
@@ -119,7 +156,7 @@ export class Authenticator {
       this.basicCache.delete(key);
       return null;
     }
-    return { name: account.name, role: account.role, via: 'basic', passwordVersion: account.passwordVersion };
+    return principalOf(account, 'basic');
   }
 
   private fromApiToken(token: string): Principal {
@@ -130,6 +167,10 @@ export class Authenticator {
     if (!match) throw new AppError('INVALID_TOKEN');
     return { name: `token:${match}`, role: 'instructor', via: 'token' };
   }
+}
+
+function principalOf(a: Account, via: 'basic' | 'session'): Principal {
+  return { name: a.name, role: a.role, via, passwordVersion: a.passwordVersion, createdAt: a.createdAt };
 }
 
 /** Keyed by a hash so the cache never holds a plain password. */

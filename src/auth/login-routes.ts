@@ -2,9 +2,10 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.js';
 import { parse } from '../http/parse.js';
-import { SESSION_TTL_SECONDS, setSessionCookie } from '../http/auth-hooks.js';
+import { checkLoginOrigin, SESSION_TTL_SECONDS, setSessionCookie } from '../http/auth-hooks.js';
 import type { Authenticator, Principal } from './authenticator.js';
 import { loginPage } from './login-page.js';
+import { safeNextPath } from './next-path.js';
 import { SESSION_COOKIE } from './sessions.js';
 
 const loginBody = z.object({
@@ -13,10 +14,9 @@ const loginBody = z.object({
   next: z.string().max(2048).optional(),
 });
 
-/** Only same-site paths: `/x`, never `//evil.example` or `https://…` (no open redirect). */
+/** Only a path on this site (see `safeNextPath`); anything else goes to the principal's home. */
 function safeNext(next: string | undefined, p: Principal): string {
-  if (next && /^\/(?![/\\])/.test(next)) return next;
-  return p.role === 'instructor' ? '/admin/' : `/${p.name}/`;
+  return safeNextPath(next) ?? (p.role === 'instructor' ? '/admin/' : `/${p.name}/`);
 }
 
 /** `/login` (form and JSON) and `/logout`. Browsers get a session cookie; scripts may use Basic instead. */
@@ -37,7 +37,7 @@ export function loginRoutes(app: FastifyInstance, auth: Authenticator): void {
     return reply
       .type('text/html; charset=utf-8')
       .header('cache-control', 'no-store')
-      .send(loginPage({ next }));
+      .send(loginPage({ next: safeNextPath(next) ?? '' }));
   });
 
   app.post('/login', async (request, reply) => {
@@ -45,6 +45,7 @@ export function loginRoutes(app: FastifyInstance, auth: Authenticator): void {
     const body = parse(loginBody, request.body);
     let principal: Principal;
     try {
+      checkLoginOrigin(request);
       principal = await auth.login({ name: body.user, password: body.password }, request.ip);
     } catch (err) {
       if (!isForm || !(err instanceof AppError)) throw err;
@@ -52,7 +53,7 @@ export function loginRoutes(app: FastifyInstance, auth: Authenticator): void {
       return reply
         .status(err.status)
         .type('text/html; charset=utf-8')
-        .send(loginPage({ next: body.next ?? '', error: err.message }));
+        .send(loginPage({ next: safeNextPath(body.next) ?? '', error: err.message }));
     }
     setSessionCookie(request, reply, auth.mintSession(principal, SESSION_TTL_SECONDS));
     const target = safeNext(body.next, principal);
@@ -61,6 +62,8 @@ export function loginRoutes(app: FastifyInstance, auth: Authenticator): void {
   });
 
   const logout = async (request: import('fastify').FastifyRequest, reply: import('fastify').FastifyReply) => {
+    // End the session on the server too: a copied cookie must not outlive the logout.
+    await auth.endSession(request.cookies?.[SESSION_COOKIE]);
     reply.clearCookie(SESSION_COOKIE, { path: '/' });
     if ((request.headers.accept ?? '').includes('text/html')) return reply.redirect('/login', 303);
     return { ok: true };

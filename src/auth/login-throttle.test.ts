@@ -1,42 +1,117 @@
 import { describe, expect, it } from 'vitest';
-import { LoginThrottle } from './login-throttle.js';
+import { addressKey, MemoryLoginLimiter, type Admission, type LoginPermit } from './login-throttle.js';
 
 function setup() {
   let now = 1_000_000;
-  const t = new LoginThrottle({ maxFailures: 3, windowMs: 60_000, now: () => now });
-  return { t, advance: (ms: number) => (now += ms) };
+  const limiter = new MemoryLoginLimiter(
+    {
+      pair: { maxFailures: 5, windowMs: 60_000 },
+      address: { maxFailures: 100, windowMs: 900_000 },
+      account: { maxFailures: 30, windowMs: 180_000 },
+      trustedPairMs: 3_600_000,
+    },
+    () => now,
+  );
+  const admit = (address: string, account: string) => limiter.admit({ address, account });
+  const permit = async (address: string, account: string): Promise<LoginPermit> => {
+    const a = await admit(address, account);
+    if (!a.ok) throw new Error(`refused: ${a.scope} ${a.retryAfter}s`);
+    return a.permit;
+  };
+  const failTimes = async (n: number, address: string, account: string) => {
+    for (let i = 0; i < n; i++) await (await permit(address, account)).fail();
+  };
+  return { limiter, admit, permit, failTimes, advance: (ms: number) => (now += ms) };
 }
 
-describe('LoginThrottle', () => {
-  it('allows attempts until the failure limit, then asks to wait', () => {
-    const { t } = setup();
-    t.fail(['ip:a']);
-    t.fail(['ip:a']);
-    expect(t.retryAfter(['ip:a'])).toBe(0);
-    t.fail(['ip:a']);
-    expect(t.retryAfter(['ip:a'])).toBe(60);
+const refused = (a: Admission) => (a.ok ? null : { scope: a.scope, retryAfter: a.retryAfter });
+
+describe('MemoryLoginLimiter', () => {
+  it('admits a burst only up to the limit, counting attempts still in flight', async () => {
+    const { admit } = setup();
+    const results = await Promise.all(Array.from({ length: 300 }, () => admit('10.0.0.1', 'bob')));
+    expect(results.filter((r) => r.ok)).toHaveLength(5);
+    expect(refused(results[5]!)).toEqual({ scope: 'pair', retryAfter: 1 });
   });
 
-  it('locks a user name tried from many addresses', () => {
-    const { t } = setup();
-    for (const ip of ['1', '2', '3']) t.fail([`ip:${ip}`, 'user:bob']);
-    expect(t.retryAfter(['ip:4', 'user:bob'])).toBe(60);
-    expect(t.retryAfter(['ip:4', 'user:alice'])).toBe(0);
+  it('releases a reservation without counting a failure', async () => {
+    const { admit, permit } = setup();
+    for (let i = 0; i < 20; i++) await (await permit('10.0.0.1', 'bob')).release();
+    expect((await admit('10.0.0.1', 'bob')).ok).toBe(true);
   });
 
-  it('doubles the lockout for each failure after it, and lifts it in time', () => {
-    const { t, advance } = setup();
-    for (let i = 0; i < 3; i++) t.fail(['k']);
-    advance(60_001);
-    expect(t.retryAfter(['k'])).toBe(0);
-    t.fail(['k']);
-    expect(t.retryAfter(['k'])).toBe(120);
+  it('charges a login refused as busy to the address only', async () => {
+    const { admit, permit } = setup();
+    for (let i = 0; i < 100; i++) await (await permit('10.0.0.1', 'bob')).busy();
+    expect(refused(await admit('10.0.0.1', 'alice'))).toEqual({ scope: 'address', retryAfter: 9 });
+    // bob was not charged: from another address his pair and account are untouched.
+    expect((await admit('10.0.0.2', 'bob')).ok).toBe(true);
   });
 
-  it('forgets a key after a successful login', () => {
-    const { t } = setup();
-    for (let i = 0; i < 3; i++) t.fail(['k']);
-    t.succeed(['k']);
-    expect(t.retryAfter(['k'])).toBe(0);
+  it('slows one account at one address after the free failures, briefly, and forgets them', async () => {
+    const { admit, failTimes, advance } = setup();
+    await failTimes(5, '10.0.0.1', 'bob');
+    expect(refused(await admit('10.0.0.1', 'bob'))).toEqual({ scope: 'pair', retryAfter: 12 });
+    advance(12_000);
+    expect((await admit('10.0.0.1', 'bob')).ok).toBe(true);
+  });
+
+  it('never refuses other people at the same address because one of them mistyped', async () => {
+    const { admit, failTimes } = setup();
+    await failTimes(5, '10.0.0.1', 'bob');
+    expect((await admit('10.0.0.1', 'alice')).ok).toBe(true);
+  });
+
+  it('lets a room behind one NAT type many passwords wrong before the address ceiling', async () => {
+    const { admit, failTimes } = setup();
+    for (let u = 0; u < 20; u++) await failTimes(4, '10.0.0.1', `user${u}`);
+    const a = await admit('10.0.0.1', 'user20');
+    expect(a.ok).toBe(true);
+    if (a.ok) await a.permit.release();
+    for (let u = 20; u < 40; u++) await failTimes(1, '10.0.0.1', `user${u}`);
+    expect(refused(await admit('10.0.0.1', 'user99'))).toEqual({ scope: 'address', retryAfter: 9 });
+  });
+
+  it('empties the pair after a correct login', async () => {
+    const { admit, permit, failTimes } = setup();
+    await failTimes(4, '10.0.0.1', 'bob');
+    await (await permit('10.0.0.1', 'bob')).succeed();
+    await failTimes(4, '10.0.0.1', 'bob');
+    expect((await admit('10.0.0.1', 'bob')).ok).toBe(true);
+  });
+
+  it('slows guessing of one account from many addresses, without locking out where it signed in', async () => {
+    const { admit, permit, failTimes, advance } = setup();
+    await (await permit('10.9.9.9', 'alice')).succeed();
+    for (let ip = 0; ip < 6; ip++) await failTimes(5, `10.1.0.${ip}`, 'alice');
+    expect(refused(await admit('10.2.0.1', 'alice'))).toEqual({ scope: 'account', retryAfter: 6 });
+    // Alice's own address signed in before: the guessers' ceiling does not apply to it.
+    expect((await admit('10.9.9.9', 'alice')).ok).toBe(true);
+    // Elsewhere it only slows: one attempt every 6 s.
+    advance(6_000);
+    expect((await admit('10.2.0.1', 'alice')).ok).toBe(true);
+  });
+
+  it('keeps a guesser at one address below the account ceiling', async () => {
+    const { admit, failTimes, advance } = setup();
+    // One attempt per 12 s from one address (the pair rate) for an hour...
+    await failTimes(5, '10.1.0.1', 'alice');
+    for (let i = 0; i < 300; i++) {
+      advance(12_000);
+      await failTimes(1, '10.1.0.1', 'alice');
+    }
+    // ...never fills the account bucket (it drains one per 6 s): alice elsewhere is not slowed.
+    expect((await admit('10.3.0.1', 'alice')).ok).toBe(true);
+  });
+});
+
+describe('addressKey', () => {
+  it('keeps IPv4, unwraps IPv4-mapped IPv6 and groups IPv6 by /64', () => {
+    expect(addressKey('192.0.2.7')).toBe('192.0.2.7');
+    expect(addressKey('::ffff:192.0.2.7')).toBe('192.0.2.7');
+    expect(addressKey('2001:db8:1:2:aaaa::1')).toBe('2001:db8:1:2::/64');
+    expect(addressKey('2001:db8:1:2:bbbb:cccc:dddd:eeee')).toBe('2001:db8:1:2::/64');
+    expect(addressKey('2001:db8::1')).toBe('2001:db8:0:0::/64');
+    expect(addressKey('::1')).toBe('0:0:0:0::/64');
   });
 });

@@ -10,13 +10,29 @@ export const BCRYPT_COST = 10;
  */
 const DUMMY_HASH = bcrypt.hashSync(randomBytes(16).toString('hex'), BCRYPT_COST);
 
-export function hashPassword(password: string): Promise<string> {
-  return bcrypt.hash(password, BCRYPT_COST);
+/** Where bcrypt runs: directly (CLI, tests) or through the server's bounded pool (`BcryptPool`). */
+export interface PasswordHasher {
+  hash(password: string): Promise<string>;
+  compare(password: string, hash: string): Promise<boolean>;
+}
+
+/** bcryptjs on the calling thread, unbounded: for the CLI and one-off work, not for the server. */
+export const directHasher: PasswordHasher = {
+  hash: (password) => bcrypt.hash(password, BCRYPT_COST),
+  compare: (password, hash) => bcrypt.compare(password, hash),
+};
+
+export function hashPassword(password: string, hasher: PasswordHasher = directHasher): Promise<string> {
+  return hasher.hash(password);
 }
 
 /** Constant-time check (bcrypt compares in constant time); `hash` null still costs one bcrypt. */
-export async function verifyPassword(password: string, hash: string | null): Promise<boolean> {
-  const ok = await bcrypt.compare(password, hash ?? DUMMY_HASH);
+export async function verifyPassword(
+  password: string,
+  hash: string | null,
+  hasher: PasswordHasher = directHasher,
+): Promise<boolean> {
+  const ok = await hasher.compare(password, hash ?? DUMMY_HASH);
   return ok && hash !== null;
 }
 

@@ -11,12 +11,18 @@ export interface SessionClaims {
   v: number;
   /** Expiry, epoch seconds. */
   e: number;
+  /** Random session id, so one session can be revoked (logout) without ending the others. */
+  s: string;
+  /** The account's createdAt: a removed account re-created under the same name starts afresh. */
+  c: number;
 }
 
 /**
- * Stateless session tokens: `base64url(JSON claims).base64url(HMAC-SHA256)`. The key lives in the
+ * Signed session tokens: `base64url(JSON claims).base64url(HMAC-SHA256)`. The key lives in the
  * store (blob `secrets/session`), so every control-plane process sharing a store accepts them and a
- * restart keeps participants signed in.
+ * restart keeps participants signed in. They are revocable server-side: the authenticator also
+ * checks the account (password version, creation time) and the revocation list
+ * (`SessionRevocations`) on every request.
  */
 export class SessionSigner {
   private constructor(private readonly key: Buffer) {}
@@ -45,11 +51,25 @@ export class SessionSigner {
     if (!safeEqual(token.slice(dot + 1), this.mac(body))) return null;
     try {
       const c = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as Partial<SessionClaims>;
-      if (typeof c.u !== 'string' || typeof c.v !== 'number' || typeof c.e !== 'number') return null;
+      if (
+        typeof c.u !== 'string' ||
+        typeof c.v !== 'number' ||
+        typeof c.e !== 'number' ||
+        typeof c.s !== 'string' ||
+        !/^[A-Za-z0-9_-]{16,64}$/.test(c.s) ||
+        typeof c.c !== 'number'
+      ) {
+        return null;
+      }
       return c.e > nowSeconds ? (c as SessionClaims) : null;
     } catch {
       return null;
     }
+  }
+
+  /** A fresh random session id. */
+  static newId(): string {
+    return randomBytes(16).toString('base64url');
   }
 
   private mac(body: string): string {

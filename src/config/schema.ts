@@ -151,7 +151,41 @@ export const configSchema = z
       .default(30)
       .describe('Finished jobs older than this are deleted (0 keeps them forever).'),
 
-    BODY_LIMIT: size.default(10 * 1024 * 1024).describe('Largest JSON request body, e.g. 10mb.'),
+    BODY_LIMIT: size
+      .default(10 * 1024 * 1024)
+      .describe(
+        'Largest request body of routes without a limit of their own (prompts, /api/v1 JSON), e.g. 10mb. Larger bodies get 413.',
+      ),
+    SETTINGS_LIMIT: size
+      .default(1024 * 1024)
+      .describe(
+        'Largest ComfyUI settings file of a participant (`/<user>/api/settings`; a real one is a few kB), e.g. 1mb. A POST that would make it larger gets 413.',
+      ),
+    USERDATA_LIMIT: size
+      .default(20 * 1024 * 1024)
+      .describe(
+        'Largest userdata file (a saved workflow, subgraph, template) a participant may write through `/<user>/api/userdata/…`, e.g. 20mb. Larger bodies get 413.',
+      ),
+    HEADERS_TIMEOUT_MS: int(1_000, 600_000)
+      .default(30_000)
+      .describe(
+        "How long a client may take to send a request's headers before the connection is closed (slowloris defence). Checked every 30 s, so the effective time is up to 30 s longer.",
+      ),
+    BODY_IDLE_TIMEOUT_MS: int(0, 3_600_000)
+      .default(60_000)
+      .describe(
+        'A request whose body stops arriving for this long is dropped (the connection is closed), so trickled bodies cannot hold connections open. A slow but steady upload is never cut. 0 disables.',
+      ),
+    REQUEST_TIMEOUT_MS: int(0, 86_400_000)
+      .default(3_600_000)
+      .describe(
+        'The longest a client may take to send one whole request, body included (Node.js `requestTimeout`; 1 h lets a 500 MB video upload finish at about 1 Mbit/s). 0 disables.',
+      ),
+    WORKER_WS_MAX_PAYLOAD: size
+      .default(64 * 1024 * 1024)
+      .describe(
+        "Largest WebSocket message a worker agent may send (its environment snapshot with ComfyUI's object_info is the biggest: about 0.5 MB for a bare ComfyUI, a few MB with many custom nodes), e.g. 64mb. Participants' and the dashboard's sockets take at most 64 kB.",
+      ),
     UPLOAD_LIMIT: size
       .default(50 * 1024 * 1024)
       .describe(
@@ -212,10 +246,40 @@ export const configSchema = z
       ),
     LOGIN_MAX_FAILURES: int(1, 1000)
       .default(5)
-      .describe('Failed logins per user or IP before further attempts are refused for a while.'),
+      .describe(
+        'Failed logins of one account from one address that cost nothing; then one more attempt every LOGIN_WINDOW_SECONDS / LOGIN_MAX_FAILURES seconds (12 s by default). A correct login empties the count. Default 5.',
+      ),
     LOGIN_WINDOW_SECONDS: int(1, 86_400)
       .default(60)
-      .describe('Window for LOGIN_MAX_FAILURES; the lockout doubles on each further failure.'),
+      .describe(
+        'Time in which the LOGIN_MAX_FAILURES failures of one account from one address are forgotten (they leak away evenly). Default 60.',
+      ),
+    LOGIN_ADDRESS_MAX_FAILURES: int(1, 100_000)
+      .default(100)
+      .describe(
+        'Failed logins from one address (an IPv6 /64 counts as one), over all accounts, allowed per LOGIN_ADDRESS_WINDOW_SECONDS. Well above a room behind one venue NAT (20 people × a few typos); stops a script trying many names. Default 100.',
+      ),
+    LOGIN_ADDRESS_WINDOW_SECONDS: int(1, 86_400)
+      .default(900)
+      .describe('Time in which LOGIN_ADDRESS_MAX_FAILURES failures are forgotten. Default 900 (15 min).'),
+    LOGIN_ACCOUNT_MAX_FAILURES: int(1, 100_000)
+      .default(30)
+      .describe(
+        'Failed logins of one account, over all addresses, allowed per LOGIN_ACCOUNT_WINDOW_SECONDS; beyond it one attempt every window / max seconds (6 s by default): slows guessing from many addresses without locking the participant out. Addresses the account signed in from in the last 12 hours are exempt. Default 30.',
+      ),
+    LOGIN_ACCOUNT_WINDOW_SECONDS: int(1, 86_400)
+      .default(180)
+      .describe('Time in which LOGIN_ACCOUNT_MAX_FAILURES failures are forgotten. Default 180.'),
+    LOGIN_BCRYPT_THREADS: int(0, 8)
+      .default(1)
+      .describe(
+        'Worker threads checking passwords (bcrypt, ~60 ms each): at most this many checks run at once, off the main thread, so a burst of logins never stalls /health or participants. 0 checks on the main thread, one at a time. Default 1.',
+      ),
+    LOGIN_QUEUE_MAX: int(1, 10_000)
+      .default(40)
+      .describe(
+        'Password checks allowed to wait for a free bcrypt thread; a login beyond that is refused at once with 503 LOGIN_BUSY and Retry-After. Default 40 (a whole room signing in at once, a few seconds of work).',
+      ),
 
     METRICS_TOKEN: z
       .string()

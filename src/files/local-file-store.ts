@@ -6,7 +6,10 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AppError } from '../errors.js';
 import type { FileStat, FileStore, WriteOptions } from './file-store.js';
+import { isNameClash, NAME_CLASH_MESSAGE } from './name-clash.js';
 import { safeRelativePath } from './safe-path.js';
+
+const ignore = () => {};
 
 /** Files under one folder; directories 0700, files 0600 (least privilege). */
 export class LocalFileStore implements FileStore {
@@ -21,10 +24,15 @@ export class LocalFileStore implements FileStore {
 
   async write(key: string, body: Readable | Buffer, opts: WriteOptions = {}): Promise<FileStat> {
     const path = this.pathOf(key);
-    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-    // Write beside, then rename: readers never see a half-written file.
-    const tmp = `${path}.${randomUUID()}.partial`;
+    // A stream body may fail (its client went away) while the folder is still being made, before
+    // pipeline() listens: without a listener from the start that error would crash the process.
+    // pipeline() still sees it (the stream is left errored) and rejects.
+    if (!Buffer.isBuffer(body)) body.on('error', ignore);
+    // Write beside, then rename: readers never see a half-written file. The scratch name is short
+    // and fixed-length, so a name that fits the file system's 255-byte limit also fits here.
+    const tmp = join(dirname(path), `.${randomUUID()}.partial`);
     try {
+      await mkdir(dirname(path), { recursive: true, mode: 0o700 });
       await pipeline(
         Buffer.isBuffer(body) ? Readable.from([body]) : body,
         createWriteStream(tmp, { mode: 0o600 }),
@@ -32,8 +40,9 @@ export class LocalFileStore implements FileStore {
       if (opts.mtimeMs !== undefined) await utimes(tmp, new Date(), new Date(opts.mtimeMs));
       await rename(tmp, path);
     } catch (err) {
+      if (!Buffer.isBuffer(body)) body.destroy();
       await rm(tmp, { force: true });
-      throw err;
+      throw isNameClash(err) ? new AppError('CONFLICT', NAME_CLASH_MESSAGE) : err;
     }
     const s = await stat(path);
     return { key, size: s.size, mtimeMs: s.mtimeMs };
@@ -80,7 +89,11 @@ export class LocalFileStore implements FileStore {
     const src = this.pathOf(from);
     if (!(await this.stat(from))) throw new AppError('FILE_NOT_FOUND');
     const dest = this.pathOf(to);
-    await mkdir(dirname(dest), { recursive: true, mode: 0o700 });
-    await rename(src, dest);
+    try {
+      await mkdir(dirname(dest), { recursive: true, mode: 0o700 });
+      await rename(src, dest);
+    } catch (err) {
+      throw isNameClash(err) ? new AppError('CONFLICT', NAME_CLASH_MESSAGE) : err;
+    }
   }
 }

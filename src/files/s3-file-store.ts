@@ -112,9 +112,10 @@ export class S3FileStore implements FileStore {
       try {
         await upload.done();
       } catch (err) {
+        // Stop the source (e.g. an upload still arriving from a client); its later errors stay
+        // caught by onError, which is left attached so none of them can go unhandled.
+        body.destroy();
         throw sourceError ?? err;
-      } finally {
-        body.off('error', onError);
       }
       if (sourceError) throw sourceError;
     }

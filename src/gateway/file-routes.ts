@@ -1,15 +1,20 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { extname } from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { MultipartFile } from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../errors.js';
+import { toAppError } from '../http/error-handler.js';
 import type { FileStore } from '../files/file-store.js';
+import { assertNoNameClash } from '../files/name-clash.js';
 import { safeRelativePath, userFileKey } from '../files/safe-path.js';
 import type { GatewayDeps } from './deps.js';
 import { topLevelFiles } from './environment.js';
 import { both, q, userOf } from './http-util.js';
 import { contentTypeOf, dispositionFilename, isDangerousContentType } from './mime.js';
+
+const ignore = () => {};
 
 const AREAS = ['input', 'output', 'temp'] as const;
 type Area = (typeof AREAS)[number];
@@ -50,6 +55,13 @@ async function readUploadForm(
 ): Promise<{ fields: Record<string, string>; staged: Staged | null }> {
   const fields: Record<string, string> = {};
   let staged: Staged | null = null;
+  // A client gone before the handler ran (e.g. while its password was checked) has no more
+  // events to send: parsing its form would wait for ever.
+  if (request.raw.destroyed) throw new AppError('BAD_REQUEST', 'The upload was aborted.');
+  // Errors of the form itself (no or wrong boundary, a part cut off, the client gone) are the
+  // client's: 400. The file store's own failures (disk full, S3 down) stay 500s.
+  let writing = false;
+  let partError: unknown;
   try {
     for await (const part of request.parts()) {
       if (part.type === 'file') {
@@ -60,12 +72,24 @@ async function readUploadForm(
         }
         const key = userFileKey(user, 'temp', '.uploads', randomUUID());
         const hash = createHash('sha256');
-        const tee = new PassThrough();
-        file.file.on('data', (c: Buffer) => hash.update(c));
-        file.file.on('error', (err) => tee.destroy(err));
-        file.file.pipe(tee);
+        const hashing = new Transform({
+          transform(chunk: Buffer, _enc, cb) {
+            hash.update(chunk);
+            cb(null, chunk);
+          },
+        });
+        // A client that goes away mid-file errors the part; pipeline() hands that error on to
+        // `hashing`, whose consumer (the file store's write) rejects and removes what it wrote.
+        // The listener makes sure that error can never go unhandled, whenever it comes.
+        hashing.on('error', ignore);
+        // The part may have failed already, before it was handed over.
+        partError = file.file.errored ?? undefined;
+        file.file.on('error', (err) => (partError ??= err));
+        pipeline(file.file, hashing).catch(ignore);
         staged = { key, sha256: '', size: 0, filename: file.filename ?? '' };
-        const stat = await files.write(key, tee);
+        writing = true;
+        const stat = await files.write(key, hashing);
+        writing = false;
         if (file.file.truncated)
           throw new AppError('PAYLOAD_TOO_LARGE', 'The upload is larger than UPLOAD_LIMIT.');
         staged.size = stat.size;
@@ -76,9 +100,18 @@ async function readUploadForm(
     }
   } catch (err) {
     if (staged) await files.delete(staged.key).catch(() => false);
-    throw err;
+    const fromForm = !writing || partError !== undefined || request.raw.destroyed;
+    throw fromForm ? formError(err) : err;
   }
   return { fields, staged };
+}
+
+/** A multipart parsing failure as the client's error. */
+function formError(err: unknown): AppError {
+  const mapped = toAppError(err);
+  if (mapped.code !== 'INTERNAL') return mapped;
+  const why = err instanceof Error && err.message.length < 200 ? ` (${err.message})` : '';
+  return new AppError('BAD_REQUEST', `The upload form is malformed or incomplete${why}.`);
 }
 
 /**
@@ -114,7 +147,10 @@ async function placeUpload(files: FileStore, user: string, staged: Staged, field
     }
   }
   if (duplicate) await files.delete(staged.key);
-  else await files.move(staged.key, userFileKey(user, typeField, subRel, name));
+  else {
+    await assertNoNameClash(files, user, typeField, subRel ? `${subRel}/${name}` : name);
+    await files.move(staged.key, userFileKey(user, typeField, subRel, name));
+  }
   return { name, subfolder, type: typeField };
 }
 

@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import { AppError } from '../errors.js';
 import type { FileStat, FileStore } from '../files/file-store.js';
+import { assertNoNameClash } from '../files/name-clash.js';
 import { safeRelativePath, userFileKey } from '../files/safe-path.js';
 import type { BlobStore } from '../store/types.js';
 import { KeyedLock } from './lock.js';
@@ -94,6 +95,7 @@ export class UserSpace {
 
   async write(user: string, rel: string, body: Buffer): Promise<UserdataEntry> {
     if (rel === '') throw new AppError('INVALID_PATH', 'A file name is required.');
+    await assertNoNameClash(this.files, user, 'userdata', rel);
     const s = await this.files.write(this.key(user, rel), body);
     return { path: rel, size: s.size, mtimeMs: s.mtimeMs, ctimeMs: s.mtimeMs, template: false };
   }
@@ -116,6 +118,7 @@ export class UserSpace {
       if (!body) throw new AppError('FILE_NOT_FOUND');
       return this.write(user, dest, body);
     }
+    await assertNoNameClash(this.files, user, 'userdata', dest);
     await this.files.move(this.key(user, from), this.key(user, dest));
     const s = await this.files.stat(this.key(user, dest));
     return {

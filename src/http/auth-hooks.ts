@@ -57,6 +57,35 @@ function checkOrigin(request: FastifyRequest): void {
   if (host !== request.host) throw new AppError('CSRF_FAILED', 'Cross-site request refused.');
 }
 
+/**
+ * Login CSRF: a cross-site page must not sign a browser into *our* site with the attacker's
+ * account (the victim would then work, and upload, inside the attacker's space). Browsers send
+ * `Origin` on every cross-site POST (`null` from sandboxed frames or with `no-referrer`), and
+ * `Sec-Fetch-Site` when they support Fetch Metadata, so a login POST is refused when any of them
+ * names another site, when `Origin` is `null`, or, lacking `Origin`, when `Referer` is another
+ * site. A request with none of these headers is not a browser acting on a victim's behalf (curl,
+ * scripts, API clients) and is allowed: it can only sign in whoever sends it.
+ */
+export function checkLoginOrigin(request: FastifyRequest): void {
+  const refuse = () =>
+    new AppError('CSRF_FAILED', 'Cross-site sign-in refused: open the login page of this site.');
+  if (request.headers['sec-fetch-site'] === 'cross-site') throw refuse();
+  const origin = request.headers.origin;
+  const referer = request.headers.referer;
+  const source = origin ?? referer;
+  if (source === undefined) return;
+  let host: string;
+  let ours: string;
+  try {
+    host = new URL(source).host;
+    // Normalised the same way (a default port is dropped), whatever the Host header spelled.
+    ours = new URL(`${request.protocol}://${request.host}`).host;
+  } catch {
+    throw refuse();
+  }
+  if (host !== ours) throw refuse();
+}
+
 /** A hook that requires any signed-in account; sets a session cookie after a good Basic login. */
 export function requireUser(auth: Authenticator) {
   return async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {

@@ -1,0 +1,124 @@
+/**
+ * Hostile input that used to answer 500 (issue 10): malformed multipart, names over 255 bytes,
+ * file/folder name clashes, over-long URL parameters. Each must be a 4xx from the error table.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { multipart, startHarness, tinyPng, upload, type Harness } from './test-kit.js';
+
+let h: Harness;
+let A: string;
+
+beforeAll(async () => {
+  h = await startHarness();
+  A = await h.addUser('user001');
+}, 60_000);
+
+afterAll(async () => {
+  await h.close();
+});
+
+const uploadImage = (fields: Record<string, string>, name: string, seed = 0) =>
+  upload(h.app, A, '/user001/api/upload/image', fields, { name, body: tinyPng(seed) });
+const userdata = (method: 'GET' | 'POST' | 'DELETE', path: string, payload = '{}') =>
+  h.app.inject({
+    method,
+    url: `/user001/api/userdata/${path}`,
+    headers: { authorization: A, 'content-type': 'application/json' },
+    ...(method === 'POST' ? { payload } : {}),
+  });
+
+function expectError(r: { statusCode: number; json(): unknown }, status: number, code: string) {
+  expect(r.statusCode).toBe(status);
+  expect((r.json() as { error: { code: string } }).error.code).toBe(code);
+}
+
+describe('malformed multipart', () => {
+  it.each([
+    ['no boundary', 'multipart/form-data'],
+    ['a wrong boundary', 'multipart/form-data; boundary=NOT-THE-ONE'],
+    ['an empty quoted boundary', 'multipart/form-data; boundary=""'],
+  ])('%s is a 400', async (_label, contentType) => {
+    const m = multipart({ type: 'input' }, { name: 'x.png', body: tinyPng() });
+    for (const url of ['/user001/upload/image', '/user001/api/upload/mask']) {
+      const r = await h.app.inject({
+        method: 'POST',
+        url,
+        headers: { authorization: A, 'content-type': contentType },
+        payload: m.payload,
+      });
+      expectError(r, 400, 'BAD_REQUEST');
+    }
+  });
+
+  it('a form cut off in its file part is a 400', async () => {
+    const m = multipart({ type: 'input' }, { name: 'cut.png', body: tinyPng() });
+    const r = await h.app.inject({
+      method: 'POST',
+      url: '/user001/api/upload/image',
+      headers: { authorization: A, 'content-type': m.contentType },
+      payload: m.payload.subarray(0, m.payload.length - 30),
+    });
+    expectError(r, 400, 'BAD_REQUEST');
+  });
+});
+
+describe('names longer than 255 bytes', () => {
+  const long = 'é'.repeat(127) + '.png'; // 131 characters, 258 bytes
+  const emoji = '😀'.repeat(64) + '.json'; // 69 characters, 261 bytes
+
+  it('uploads: INVALID_PATH for the file name and the subfolder', async () => {
+    expectError(await uploadImage({}, long), 400, 'INVALID_PATH');
+    expectError(await uploadImage({ subfolder: emoji }, 'ok.png'), 400, 'INVALID_PATH');
+    // 254 bytes still fit.
+    expect((await uploadImage({}, 'é'.repeat(125) + '.png')).statusCode).toBe(200);
+  });
+
+  it('userdata: INVALID_PATH', async () => {
+    expectError(await userdata('POST', encodeURIComponent(emoji)), 400, 'INVALID_PATH');
+    expectError(await userdata('POST', encodeURIComponent(`workflows/${emoji}`)), 400, 'INVALID_PATH');
+    expect((await userdata('POST', encodeURIComponent('😀'.repeat(62) + '.json'))).statusCode).toBe(200);
+  });
+});
+
+describe('file/folder name clashes', () => {
+  it('userdata: a file where a folder would be, and a folder where a file would be', async () => {
+    expect((await userdata('POST', 'clash1')).statusCode).toBe(200);
+    expectError(await userdata('POST', 'clash1%2Finner.json'), 409, 'CONFLICT');
+    expect((await userdata('POST', 'clash2%2Finner.json')).statusCode).toBe(200);
+    expectError(await userdata('POST', 'clash2'), 409, 'CONFLICT');
+    expectError(await userdata('POST', 'clash1/move/clash2'), 409, 'CONFLICT');
+    expectError(await userdata('POST', 'clash2%2Finner.json/move/clash1%2Fx.json'), 409, 'CONFLICT');
+    // Nothing was changed by the refused writes.
+    expect((await userdata('GET', 'clash1')).statusCode).toBe(200);
+    expect((await userdata('GET', 'clash2%2Finner.json')).statusCode).toBe(200);
+  });
+
+  it('uploads: into a subfolder named like a file, and a file named like a folder', async () => {
+    expect((await uploadImage({}, 'taken.png', 1)).statusCode).toBe(200);
+    const r = await uploadImage({ subfolder: 'taken.png' }, 'inner.png', 2);
+    expectError(r, 409, 'CONFLICT');
+    expect((await uploadImage({ subfolder: 'afolder' }, 'inner.png', 3)).statusCode).toBe(200);
+    expectError(await uploadImage({}, 'afolder', 4), 409, 'CONFLICT');
+    expectError(await uploadImage({ overwrite: 'true' }, 'afolder', 5), 409, 'CONFLICT');
+  });
+});
+
+describe('over-long URLs', () => {
+  it('a userdata path parameter longer than the router takes is 414 URI_TOO_LONG as JSON', async () => {
+    for (const method of ['POST', 'DELETE'] as const) {
+      const r = await userdata(method, 'a'.repeat(4000));
+      expectError(r, 414, 'URI_TOO_LONG');
+    }
+  });
+
+  it('long paths that fit are matched by their route (not a 414 or a frontend 404)', async () => {
+    const path = encodeURIComponent(`workflows/${'x'.repeat(200)}/${'y'.repeat(200)}.json`);
+    expect((await userdata('POST', path)).statusCode).toBe(200);
+    expect((await userdata('GET', path)).statusCode).toBe(200);
+    expect((await userdata('DELETE', path)).statusCode).toBe(204);
+  });
+
+  it('a badly encoded URL is a JSON 400', async () => {
+    expectError(await userdata('DELETE', '%E0%A4%A'), 400, 'BAD_REQUEST');
+  });
+});
