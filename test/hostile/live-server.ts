@@ -4,7 +4,7 @@
  * is unhealthy, so it never gets a job) and a few jobs that stay pending because no healthy worker
  * is connected. The corpus then runs against it; the invariants are checked at the end.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +24,8 @@ export const LIMITS = { BODY_LIMIT: 2 * 1024 * 1024, UPLOAD_LIMIT: 1024 * 1024 }
 
 export interface LiveServer {
   ctx: Ctx;
+  /** The entry point the server runs: `dist/cli/index.js` (compiled) or `src/cli/index.ts`. */
+  entry: string;
   proc: Proc;
   procs: Processes;
   dataDir: string;
@@ -36,6 +38,20 @@ export interface LiveServer {
     opts?: { as?: Actor; headers?: Record<string, string>; body?: string | Buffer | object },
   ): Promise<HttpResult>;
   stop(): Promise<void>;
+}
+
+/**
+ * The compiled server (`dist/`, what `npm start` runs; `npm test` builds it before the tests) when
+ * it is newer than every source file, else the sources through tsx as test/e2e runs them.
+ */
+export function serverEntry(): string {
+  const built = join(ROOT, 'dist/cli/index.js');
+  if (!existsSync(built)) return 'src/cli/index.ts';
+  const builtAt = statSync(built).mtimeMs;
+  const stale = readdirSync(join(ROOT, 'src'), { recursive: true, withFileTypes: true }).some(
+    (e) => e.isFile() && e.name.endsWith('.ts') && statSync(join(e.parentPath, e.name)).mtimeMs > builtAt,
+  );
+  return stale ? 'src/cli/index.ts' : 'dist/cli/index.js';
 }
 
 const secret = (label: string) => `${label}-${Math.random().toString(36).slice(2)}-hostile`;
@@ -56,7 +72,8 @@ export async function startLiveServer(): Promise<LiveServer> {
   };
   const tokens = { worker: secret('wk'), revoked: '', api: secret('api'), metrics: secret('metrics-token') };
   const baseEnv = { DATA_DIR: dataDir, LOG_LEVEL: 'warn', ADMIN_PASSWORD: passwords.admin! };
-  const proc = procs.run('serve', ['src/cli/index.ts', 'serve'], {
+  const entry = serverEntry();
+  const proc = procs.run('serve', [entry, 'serve'], {
     ...baseEnv,
     HOST: '127.0.0.1',
     PORT: String(port),
@@ -123,7 +140,7 @@ export async function startLiveServer(): Promise<LiveServer> {
     await waitFor(async () => (await fetch(`${base}/health`)).ok, 30_000, 'the control plane');
     // Accounts and tokens through the real CLI, all at once (the server made `admin` on its first start).
     const cli = (name: string, args: string[], stdin?: string) =>
-      procs.run(name, ['src/cli/index.ts', ...args], baseEnv, stdin);
+      procs.run(name, [entry, ...args], baseEnv, stdin);
     const adds = ['alice', 'bob', 'carol', 'erin', 'victim'].map(
       (u) => cli(`users-add-${u}`, ['users', 'add', u, '--password-stdin'], `${passwords[u]}\n`).exited,
     );
@@ -209,6 +226,7 @@ export async function startLiveServer(): Promise<LiveServer> {
     };
     return {
       ctx,
+      entry,
       proc,
       procs,
       dataDir,

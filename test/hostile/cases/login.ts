@@ -8,6 +8,13 @@ import type { Case, Ctx, Family, HttpResult } from '../types.js';
 const formLogin = (c: Ctx, user: string, next: string, extra = '') =>
   `user=${encodeURIComponent(user)}&password=${encodeURIComponent(c.passwords[user]!)}&next=${next}${extra}`;
 const FORM = { 'content-type': 'application/x-www-form-urlencoded' };
+/** A refused form login shows the form again (with the reason), no session cookie. */
+const loginPageAgain = (r: HttpResult) =>
+  !/text\/html/.test(r.headers['content-type'] ?? '')
+    ? 'not the login page'
+    : /cm_session=[^;]/.test(r.headers['set-cookie'] ?? '')
+      ? 'a session cookie was set'
+      : null;
 
 /** A form login of alice with this (already URL-encoded) `next` lands on a same-site path. */
 const redirect = (label: string, next: string, location = '/alice/'): Case => ({
@@ -61,7 +68,7 @@ const redirects: Case[] = [
     path: '/login',
     headers: { ...FORM, origin: 'https://evil.example' },
     body: (c) => formLogin(c, 'alice', '%2F'),
-    expect: { status: 403, code: 'CSRF_FAILED' },
+    expect: { status: 403, check: loginPageAgain },
   },
   {
     name: 'cross-site login POST with Origin null',
@@ -69,7 +76,7 @@ const redirects: Case[] = [
     path: '/login',
     headers: { ...FORM, origin: 'null' },
     body: (c) => formLogin(c, 'alice', '%2F'),
-    expect: { status: 403, code: 'CSRF_FAILED' },
+    expect: { status: 403, check: loginPageAgain },
   },
   {
     name: 'cross-site login POST via Referer only',
@@ -77,6 +84,14 @@ const redirects: Case[] = [
     path: '/login',
     headers: { ...FORM, 'sec-fetch-site': 'cross-site' },
     body: (c) => formLogin(c, 'alice', '%2F'),
+    expect: { status: 403, check: loginPageAgain },
+  },
+  {
+    name: 'cross-site JSON login POST',
+    method: 'POST',
+    path: '/login',
+    headers: { origin: 'https://evil.example' },
+    body: (c) => ({ user: 'alice', password: c.passwords.alice }),
     expect: { status: 403, code: 'CSRF_FAILED' },
   },
 ];
@@ -195,23 +210,6 @@ const logout: Case[] = [
     path: '/erin/api/queue',
     headers: (c) => ({ cookie: c.vars.erin! }),
     expect: { status: 401, code: 'UNAUTHORIZED' },
-  },
-  {
-    name: 'logout: cross-site POST does not log out',
-    method: 'POST',
-    path: '/logout',
-    prepare: async (c) => {
-      c.vars.erin2 = await c.freshSession('erin');
-    },
-    headers: (c) => ({ cookie: c.vars.erin2!, origin: 'https://evil.example' }),
-    expect: { status: 403, code: 'CSRF_FAILED' },
-  },
-  {
-    name: 'logout: the session survived the cross-site attempt',
-    method: 'GET',
-    path: '/erin/api/queue',
-    headers: (c) => ({ cookie: c.vars.erin2! }),
-    expect: { status: 200 },
   },
   { name: 'logout: without a session', method: 'POST', path: '/logout', expect: { status: 200 } },
 ];
