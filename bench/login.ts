@@ -16,7 +16,8 @@
  * `<burst>_loop_max_ms` (the server's longest event-loop stall).
  *
  * Run alone: `npm run build && npx tsx bench/login.ts` (env BENCH_LOGIN_THREADS sets
- * LOGIN_BCRYPT_THREADS, default the server's default; BENCH_LOGIN_BURST, default 1000).
+ * LOGIN_BCRYPT_THREADS, default the server's default; BENCH_LOGIN_BURST, default 1000;
+ * BENCH_LOGIN_PROF=<dir> writes the server's CPU profile there).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
@@ -176,6 +177,9 @@ export async function benchLogin(): Promise<Figures> {
   const cookie = await prepare(dir);
   const size = Number(process.env.BENCH_LOGIN_BURST ?? 1000);
   const child = fork(fileURLToPath(new URL('./gateway-server.mjs', import.meta.url)), [], {
+    execArgv: process.env.BENCH_LOGIN_PROF
+      ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_LOGIN_PROF}`]
+      : [],
     env: {
       ...process.env,
       DATA_DIR: dir,

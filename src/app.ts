@@ -1,6 +1,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import cookie from '@fastify/cookie';
 import { installErrorHandling } from './http/error-handler.js';
+import { installBoundedJsonParser } from './http/json-depth.js';
 import { installRequestTimeouts, serverOptions } from './http/server-options.js';
 import { requireInstructor } from './http/auth-hooks.js';
 import { loginRoutes } from './auth/login-routes.js';
@@ -29,6 +30,7 @@ export async function buildApp(services: Services): Promise<FastifyInstance> {
   app.decorateRequest('principal', null);
   installErrorHandling(app);
   installRequestTimeouts(app, config);
+  installBoundedJsonParser(app);
   await app.register(cookie);
 
   healthRoutes(app, { store: services.store, version: VERSION });

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { JOB_STATUSES, PRIORITIES, QUEUE_MODES } from '../store/types.js';
 import { userNameSchema } from '../auth/user-names.js';
+import { MAX_PROMPT_NODES } from '../comfy/validate-prompt.js';
 
 /** A ComfyUI API-format prompt: node id → {class_type, inputs}. Deeper checks happen in src/comfy. */
 export const apiPromptSchema = z
@@ -12,7 +13,10 @@ export const apiPromptSchema = z
     }),
   )
   .refine((p) => Object.keys(p).length > 0, 'a prompt needs at least one node')
-  .refine((p) => Object.keys(p).length <= 5000, 'a prompt may have at most 5000 nodes');
+  .refine(
+    (p) => Object.keys(p).length <= MAX_PROMPT_NODES,
+    `a prompt may have at most ${MAX_PROMPT_NODES} nodes`,
+  );
 
 export const createJobBody = z.strictObject({
   user: userNameSchema,

@@ -5,7 +5,7 @@ import type { AccountService } from './account-service.js';
 import { addressKey, type LoginLimiter } from './login-throttle.js';
 import { hashToken, safeEqual } from './passwords.js';
 import type { SessionRevocations } from './session-revocations.js';
-import { SESSION_COOKIE, SessionSigner, type SessionClaims } from './sessions.js';
+import { SESSION_COOKIE, SessionSigner } from './sessions.js';
 import { isValidAccountName } from './user-names.js';
 
 export interface Principal {
@@ -16,8 +16,6 @@ export interface Principal {
   passwordVersion?: number;
   /** The account's createdAt, to mint a session. */
   createdAt?: number;
-  /** The session's claims when signed in by cookie (so logout can revoke exactly this one). */
-  session?: SessionClaims;
 }
 
 /** A good Basic login is remembered this long, so API clients don't pay bcrypt on every request. */
@@ -144,7 +142,7 @@ export class Authenticator {
     ]);
     if (!account || revoked) return null;
     if (account.passwordVersion !== claims.v || account.createdAt !== claims.c) return null;
-    return { ...principalOf(account, 'session'), session: claims };
+    return principalOf(account, 'session');
   }
 
   private async fromBasicCache(creds: BasicCredentials): Promise<Principal | null> {

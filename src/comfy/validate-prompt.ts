@@ -22,6 +22,9 @@
  *   reported may differ from the one ComfyUI reports.
  * - A prompt that is not a JSON object (other than `[]` / `""`), or a node that is not an object,
  *   makes ComfyUI answer 500; we answer 400 `invalid_prompt` instead.
+ * - A prompt of more than {@link MAX_PROMPT_NODES} nodes is refused (`invalid_prompt`, "Prompt too
+ *   large"); ComfyUI has no such limit. Links are followed {@link MAX_LINK_DEPTH} deep at most, then
+ *   validation fails with RecursionError, which is what ComfyUI's recursion does near that depth.
  * - JSON numbers lose their int/float distinction, so `min`/`max` are printed as floats for FLOAT
  *   inputs and as ints otherwise (right for ~98% of ComfyUI's own inputs).
  * - Custom `VALIDATE_INPUTS` code is only known for the core file loaders (LoadImage & co.); file
@@ -88,6 +91,15 @@ const FILE_VALIDATORS: Record<string, { fn: string; input: string; what: string 
   LoadAudio: { fn: 'LoadAudio.VALIDATE_INPUTS', input: 'audio', what: 'audio' },
   LoadVideo: { fn: 'LoadVideo.validate_inputs', input: 'file', what: 'video' },
 };
+
+/** The most nodes a prompt may have (also checked by /api/v1/jobs). */
+export const MAX_PROMPT_NODES = 5000;
+
+/**
+ * How deep validation follows links before it stops with Python's RecursionError, as ComfyUI's
+ * recursive `validate_inputs` does a little below Python's default limit of 1000 frames.
+ */
+export const MAX_LINK_DEPTH = 990;
 
 /** `comfy_api` V3 match-type io type: accepted like `*` by current ComfyUI. */
 const MATCH_TYPE = 'COMFY_MATCHTYPE_V3';
@@ -212,6 +224,10 @@ class PromptValidator {
     // A cycle recurses in Python until RecursionError; every frame on the cycle is later
     // overwritten with its own result, which is what raising at re-entry reproduces.
     if (this.inProgress.has(uniqueId))
+      throw new PyException('RecursionError', 'maximum recursion depth exceeded');
+    // A long chain does the same in Python (its default limit is 1000 frames); here it also keeps
+    // the walk far from JavaScript's own stack limit, however the prompt is built.
+    if (this.inProgress.size >= MAX_LINK_DEPTH)
       throw new PyException('RecursionError', 'maximum recursion depth exceeded');
     this.inProgress.add(uniqueId);
     try {
@@ -465,6 +481,17 @@ export function validatePrompt(
       return fail(errorBody('prompt_no_outputs', 'Prompt has no outputs', ''));
     }
     return fail(errorBody('invalid_prompt', 'Cannot execute because the prompt is not a JSON object.', ''));
+  }
+
+  const nodeCount = Object.keys(prompt).length;
+  if (nodeCount > MAX_PROMPT_NODES) {
+    return fail(
+      errorBody(
+        'invalid_prompt',
+        'Prompt too large',
+        `A prompt may have at most ${MAX_PROMPT_NODES} nodes; this one has ${nodeCount}.`,
+      ),
+    );
   }
 
   const copy = structuredClone(prompt) as Record<string, MutableNode>;

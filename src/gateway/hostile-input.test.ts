@@ -3,14 +3,18 @@
  * file/folder name clashes, over-long URL parameters. Each must be a 4xx from the error table.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { multipart, startHarness, tinyPng, upload, type Harness } from './test-kit.js';
+import { MAX_PROMPT_NODES } from '../comfy/validate-prompt.js';
+import { multipart, startHarness, tinyPng, upload, uploadEnv, type Harness } from './test-kit.js';
 
 let h: Harness;
 let A: string;
+let I: string;
 
 beforeAll(async () => {
   h = await startHarness();
   A = await h.addUser('user001');
+  I = await h.addUser('teacher', 'instructor');
+  await uploadEnv(h);
 }, 60_000);
 
 afterAll(async () => {
@@ -120,5 +124,71 @@ describe('over-long URLs', () => {
 
   it('a badly encoded URL is a JSON 400', async () => {
     expectError(await userdata('DELETE', '%E0%A4%A'), 400, 'BAD_REQUEST');
+  });
+});
+
+describe('deep JSON and long prompt chains', () => {
+  const deep = (n: number) => '['.repeat(n) + ']'.repeat(n);
+  const post = (url: string, payload: string, auth = A) =>
+    h.app.inject({
+      method: 'POST',
+      url,
+      headers: { authorization: auth, 'content-type': 'application/json' },
+      payload,
+    });
+
+  /** EmptyImage → n × ImageInvert → SaveImage. */
+  function chain(n: number): Record<string, unknown> {
+    const p: Record<string, unknown> = {
+      '0': { class_type: 'EmptyImage', inputs: { width: 8, height: 8, batch_size: 1, color: 0 } },
+    };
+    for (let i = 1; i <= n; i++)
+      p[String(i)] = { class_type: 'ImageInvert', inputs: { image: [String(i - 1), 0] } };
+    p.save = { class_type: 'SaveImage', inputs: { images: [String(n), 0], filename_prefix: 'x' } };
+    return p;
+  }
+
+  it("100,000 nested arrays: a 400 naming the nesting, in ComfyUI's shape on /prompt", async () => {
+    const r = await post(
+      '/user001/api/prompt',
+      `{"prompt": {"1": {"class_type": "SaveImage", "inputs": {"x": ${deep(100_000)}}}}}`,
+    );
+    expect(r.statusCode).toBe(400);
+    expect(r.json().error.type).toBe('invalid_json');
+    expect(r.json().error.details).toMatch(/nested more than \d+ levels/);
+    expect(r.json().node_errors).toEqual({});
+  });
+
+  it('100,000 nested arrays: INVALID_JSON on settings, userdata-free JSON routes and /api/v1', async () => {
+    expectError(await post('/user001/api/settings', `{"a": ${deep(100_000)}}`), 400, 'INVALID_JSON');
+    expectError(await post('/user001/api/settings/x', deep(100_000)), 400, 'INVALID_JSON');
+    const jobs = await post(
+      '/api/v1/jobs',
+      `{"user": "user001", "prompt": {"1": {"class_type": "SaveImage", "inputs": {"x": ${deep(100_000)}}}}}`,
+      I,
+    );
+    expectError(jobs, 400, 'INVALID_JSON');
+    // Ordinary nesting still parses (a workflow with subgraphs nests about 15 levels).
+    expect((await post('/user001/api/settings/x', deep(60))).statusCode).toBe(200);
+  });
+
+  it(`more than ${MAX_PROMPT_NODES} nodes on /<user>/api/prompt: ComfyUI-shaped 400`, async () => {
+    const r = await post('/user001/api/prompt', JSON.stringify({ prompt: chain(MAX_PROMPT_NODES) }));
+    expect(r.statusCode).toBe(400);
+    expect(r.json().error).toMatchObject({ type: 'invalid_prompt', message: 'Prompt too large' });
+    expect(r.json().node_errors).toEqual({});
+  });
+
+  it('a chain of ~5,000 linked nodes: a validation error (RecursionError, as ComfyUI), not a 500', async () => {
+    const r = await post('/user001/api/prompt', JSON.stringify({ prompt: chain(MAX_PROMPT_NODES - 2) }));
+    expect(r.statusCode).toBe(400);
+    expect(r.json().error.type).toBe('prompt_outputs_failed_validation');
+    const errors = Object.values(r.json().node_errors as Record<string, { errors: { details: string }[] }>);
+    expect(errors.flatMap((e) => e.errors.map((x) => x.details))).toContain(
+      'maximum recursion depth exceeded',
+    );
+    // A short chain is fine.
+    const ok = await post('/user001/api/prompt', JSON.stringify({ prompt: chain(50) }));
+    expect(ok.statusCode).toBe(200);
   });
 });

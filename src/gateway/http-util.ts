@@ -5,7 +5,7 @@ import type {
   RouteHandlerMethod,
   RouteShorthandOptions,
 } from 'fastify';
-import { AppError } from '../errors.js';
+import { parseJsonBounded } from '../http/json-depth.js';
 
 type Method = 'GET' | 'POST' | 'DELETE' | 'PATCH' | 'PUT';
 
@@ -41,11 +41,7 @@ export function jsonBody(request: FastifyRequest): unknown {
   const buf = rawBody(request);
   const text = buf.toString('utf8').trim();
   if (text === '') return undefined;
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    throw new AppError('INVALID_JSON');
-  }
+  return parseJsonBounded(text);
 }
 
 /** Like {@link jsonBody}, but an empty or malformed body counts as `{}` (ComfyUI's /interrupt). */

@@ -129,12 +129,9 @@ export function queueRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     let body: unknown;
     try {
       body = jsonBody(request);
-    } catch {
-      return sendPromptError(
-        reply,
-        400,
-        comfyPromptError('invalid_json', 'Invalid request', 'The request body is not valid JSON.'),
-      );
+    } catch (err) {
+      const details = err instanceof AppError ? err.message : 'The request body is not valid JSON.';
+      return sendPromptError(reply, 400, comfyPromptError('invalid_json', 'Invalid request', details));
     }
     if (!isObject(body)) {
       return sendPromptError(
