@@ -36,14 +36,17 @@ export const FAMILIES: Family[] = [
 ];
 
 /**
- * Most the server's resident memory may grow over the whole run. Measured growth is ~? MB
- * (`HOSTILE_VERBOSE=1` prints it); the bound leaves room for allocator noise, not for a leak
- * that keeps what hostile requests sent (the corpus sends well over 100 MB in total).
+ * Memory bounds over the whole run (`HOSTILE_VERBOSE=1` prints the figures). HEAP_BOUND: the V8
+ * heap in use right after a forced full GC, before vs after: what the server really keeps.
+ * Measured: +2 MB. RSS_BOUND: resident memory (measured after that GC too), which also holds
+ * freed-but-not-returned heap and allocator pages. Measured: +14 MB. A leak of what the corpus
+ * sends (well over 100 MB in total) breaks either.
  */
+export const HEAP_BOUND = 16 * 1024 * 1024;
 export const RSS_BOUND = 64 * 1024 * 1024;
 
 let server: LiveServer;
-let rssBefore = 0;
+let before: { rss: number; heap: number };
 const results = new Map<string, Promise<Outcome[]>>();
 const skipped: { family: string; name: string; reason: string }[] = [];
 
@@ -78,7 +81,7 @@ beforeAll(async () => {
   const dup = names.filter((n, i) => names.indexOf(n) !== i);
   if (dup.length) throw new Error(`duplicate case names: ${dup.join(', ')}`);
   server = await startLiveServer();
-  rssBefore = server.rss();
+  before = { rss: server.rss(), heap: (await server.memoryAfterGc()).heapUsed };
   for (const f of FAMILIES) results.set(f.family, runFamily(f));
   results.set('fuzz', process.env.HOSTILE_FUZZ === '0' ? Promise.resolve([]) : runFuzz(server.ctx));
   // Nothing may reject: a family's failures are reported by its own test below.
@@ -140,13 +143,15 @@ describe('hostile-input corpus against a live control plane', () => {
       const health = await server.request('GET', '/health').catch(() => null);
       if (health?.status !== 200) broken.push(`/health answered ${health?.status ?? 'nothing'}`);
 
-      const growth = server.rss() - rssBefore;
+      const heap = (await server.memoryAfterGc()).heapUsed - before.heap;
+      const rss = server.rss() - before.rss;
       const mb = (n: number) => `${(n / 2 ** 20).toFixed(1)} MB`;
       if (process.env.HOSTILE_VERBOSE)
         console.log(
-          `hostile corpus: ${all.length} requests, RSS ${mb(rssBefore)} before, +${mb(growth)} after`,
+          `hostile corpus (${server.entry}): ${all.length} requests; heap after GC ${mb(before.heap)} ${heap >= 0 ? '+' : ''}${mb(heap)}, RSS ${mb(before.rss)} +${mb(rss)}`,
         );
-      if (growth >= RSS_BOUND) broken.push(`RSS grew by ${mb(growth)} (bound ${mb(RSS_BOUND)})`);
+      if (heap >= HEAP_BOUND) broken.push(`the heap after GC grew by ${mb(heap)} (bound ${mb(HEAP_BOUND)})`);
+      if (rss >= RSS_BOUND) broken.push(`RSS grew by ${mb(rss)} (bound ${mb(RSS_BOUND)})`);
 
       const { carol, alice } = server.ctx.jobs;
       for (const id of [...carol, ...alice]) {

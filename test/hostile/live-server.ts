@@ -20,7 +20,11 @@ import type { Actor, Ctx, HttpResult } from './types.js';
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 
 /** Limits small enough that "too large" cases are cheap to send. */
-export const LIMITS = { BODY_LIMIT: 2 * 1024 * 1024, UPLOAD_LIMIT: 1024 * 1024 } as const;
+export const LIMITS = {
+  BODY_LIMIT: 2 * 1024 * 1024,
+  UPLOAD_LIMIT: 1024 * 1024,
+  SETTINGS_LIMIT: 3 * 1024 * 1024,
+} as const;
 
 export interface LiveServer {
   ctx: Ctx;
@@ -31,6 +35,11 @@ export interface LiveServer {
   dataDir: string;
   /** Resident memory of the server process, bytes (Linux /proc). */
   rss(): number;
+  /**
+   * The server's `process.memoryUsage()` right after a full garbage collection, through the
+   * inspector (the test server listens for it on a loopback port): what is really retained.
+   */
+  memoryAfterGc(): Promise<NodeJS.MemoryUsage>;
   /** One request with Connection: close; throws when the server does not answer. */
   request(
     method: string,
@@ -73,7 +82,8 @@ export async function startLiveServer(): Promise<LiveServer> {
   const tokens = { worker: secret('wk'), revoked: '', api: secret('api'), metrics: secret('metrics-token') };
   const baseEnv = { DATA_DIR: dataDir, LOG_LEVEL: 'warn', ADMIN_PASSWORD: passwords.admin! };
   const entry = serverEntry();
-  const proc = procs.run('serve', [entry, 'serve'], {
+  // The inspector (loopback, random port) lets the run force a garbage collection before measuring.
+  const proc = procs.run('serve', ['--inspect=127.0.0.1:0', entry, 'serve'], {
     ...baseEnv,
     HOST: '127.0.0.1',
     PORT: String(port),
@@ -84,6 +94,11 @@ export async function startLiveServer(): Promise<LiveServer> {
     BODY_LIMIT: String(LIMITS.BODY_LIMIT),
     UPLOAD_LIMIT: String(LIMITS.UPLOAD_LIMIT),
     MAX_PENDING_PER_USER: '200',
+    SETTINGS_LIMIT: String(LIMITS.SETTINGS_LIMIT),
+    // Short enough that the slow-sender cases end within the run (Node checks every 30 s).
+    HEADERS_TIMEOUT_MS: '3000',
+    BODY_IDLE_TIMEOUT_MS: '3000',
+    REQUEST_TIMEOUT_MS: '8000',
   });
 
   const cookies: Partial<Record<Actor, string>> = {};
@@ -231,6 +246,7 @@ export async function startLiveServer(): Promise<LiveServer> {
       procs,
       dataDir,
       rss: () => rssOf(proc.child.pid!),
+      memoryAfterGc: () => memoryAfterGc(proc),
       request,
       async stop() {
         await procs.killAll();
@@ -242,6 +258,43 @@ export async function startLiveServer(): Promise<LiveServer> {
     await procs.killAll();
     rmSync(dataDir, { recursive: true, force: true });
     throw err;
+  }
+}
+
+/** Forces a full GC in the server through its inspector, then reads its memory usage. */
+async function memoryAfterGc(proc: Proc): Promise<NodeJS.MemoryUsage> {
+  const url = /Debugger listening on (ws:\/\/\S+)/.exec(proc.log.join(''))?.[1];
+  if (!url) throw new Error('the server did not start its inspector');
+  const ws = new WebSocket(url);
+  await new Promise<void>((res, rej) => {
+    ws.once('open', () => res());
+    ws.once('error', rej);
+  });
+  let id = 0;
+  const call = (method: string, params: Record<string, unknown> = {}) =>
+    new Promise<Record<string, unknown>>((res, rej) => {
+      const my = ++id;
+      const t = setTimeout(() => rej(new Error(`inspector ${method} timed out`)), 15_000);
+      const on = (data: WebSocket.RawData) => {
+        const msg = JSON.parse(String(data)) as { id?: number; result?: Record<string, unknown> };
+        if (msg.id !== my) return;
+        clearTimeout(t);
+        ws.off('message', on);
+        res(msg.result ?? {});
+      };
+      ws.on('message', on);
+      ws.send(JSON.stringify({ id: my, method, params }));
+    });
+  try {
+    await call('HeapProfiler.collectGarbage');
+    await call('HeapProfiler.collectGarbage');
+    const r = await call('Runtime.evaluate', {
+      expression: 'JSON.stringify(process.memoryUsage())',
+      returnByValue: true,
+    });
+    return JSON.parse((r.result as { value: string }).value) as NodeJS.MemoryUsage;
+  } finally {
+    ws.close();
   }
 }
 

@@ -479,8 +479,14 @@ const prompts: Case[] = [
     expect: { status: 400, comfy: 'invalid_prompt' },
   },
   {
-    name: 'prompt: 4,990-node chain (deep, but within the limit) is accepted',
+    // Within the node limit, but deeper than ComfyUI's own recursion goes: its RecursionError, not ours.
+    name: 'prompt: 4,990-node chain (within the limit, deeper than ComfyUI validates)',
     ...promptBody(() => ({ prompt: chainPrompt(4988) })),
+    expect: { status: 400, comfy: 'prompt_outputs_failed_validation' },
+  },
+  {
+    name: 'prompt: 500-node chain is accepted',
+    ...promptBody(() => ({ prompt: chainPrompt(498) })),
     expect: { status: 200 },
   },
   {
@@ -500,19 +506,19 @@ const prompts: Case[] = [
   {
     name: 'prompt: body nested 100,000 arrays deep',
     ...promptBody(`{"prompt":${deepJson(100_000)}}`),
-    expect: { status: 400, comfy: 'invalid_prompt' },
+    expect: { status: 400, comfy: 'invalid_json' },
   },
   {
     name: 'prompt: input value nested 100,000 objects deep',
     ...promptBody(
       `{"prompt":{"1":{"class_type":"SaveImage","inputs":{"images":${deepObject(100_000)},"filename_prefix":"x"}}}}`,
     ),
-    expect: { status: 400, comfy: 'invalid_prompt' },
+    expect: { status: 400, comfy: 'invalid_json' },
   },
   {
     name: 'prompt: extra_data nested 100,000 deep',
     ...promptBody(() => `{"prompt":${JSON.stringify(goodPrompt())},"extra_data":${deepObject(100_000)}}`),
-    expect: { status: 400, comfy: 'invalid_prompt' },
+    expect: { status: 400, comfy: 'invalid_json' },
   },
   {
     name: 'prompt: body over BODY_LIMIT',

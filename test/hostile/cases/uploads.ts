@@ -80,9 +80,9 @@ const basic: Case[] = [
     code: 'BAD_REQUEST',
   }),
   up(
-    'multipart with a 200-character boundary',
-    form('b'.repeat(200), {}, { name: 'a.png', body: PNG }),
-    { status: 400, code: 'BAD_REQUEST' },
+    'multipart with a 200-character boundary (longer than RFC 2046 allows; harmless)',
+    form('b'.repeat(200), { overwrite: 'true' }, { name: 'long-boundary.png', body: PNG }),
+    { status: 200, check: plainName },
     { headers: mp('b'.repeat(200)) },
   ),
   up('multipart body that is not multipart', 'hello, I am not a form', { status: 400, code: 'BAD_REQUEST' }),
