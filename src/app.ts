@@ -2,6 +2,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import cookie from '@fastify/cookie';
 import { installErrorHandling } from './http/error-handler.js';
 import { installBoundedJsonParser } from './http/json-depth.js';
+import { installWsPayloadLimits } from './http/ws-limits.js';
 import { installRequestTimeouts, serverOptions } from './http/server-options.js';
 import { requireInstructor } from './http/auth-hooks.js';
 import { loginRoutes } from './auth/login-routes.js';
@@ -54,6 +55,7 @@ export async function buildApp(services: Services): Promise<FastifyInstance> {
   );
 
   if (!app.hasPlugin('@fastify/websocket')) await app.register(fastifyWebsocket);
+  installWsPayloadLimits(app.websocketServer, config.WORKER_WS_MAX_PAYLOAD);
   await workerApi(app, services);
   // The dashboard (/admin/), /api/v1/status and /metrics; after @fastify/websocket.
   await adminRoutes(app, services);

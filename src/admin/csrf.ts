@@ -55,15 +55,5 @@ export class CsrfTokens {
   }
 }
 
-/** Refuses a WebSocket upgrade or request whose Origin is another site. */
-export function checkSameOrigin(request: FastifyRequest): void {
-  const origin = request.headers.origin;
-  if (!origin) return;
-  let host: string;
-  try {
-    host = new URL(origin).host;
-  } catch {
-    throw new AppError('CSRF_FAILED', 'Cross-site request refused.');
-  }
-  if (host !== request.host) throw new AppError('CSRF_FAILED', 'Cross-site request refused.');
-}
+/** Refuses a WebSocket upgrade or request whose Origin is another site (shared with the gateway). */
+export { checkSameOrigin } from '../http/same-origin.js';

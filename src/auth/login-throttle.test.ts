@@ -103,6 +103,14 @@ describe('MemoryLoginLimiter', () => {
     // ...never fills the account bucket (it drains one per 6 s): alice elsewhere is not slowed.
     expect((await admit('10.3.0.1', 'alice')).ok).toBe(true);
   });
+
+  it('keeps its memory bounded under a flood of distinct addresses and names', async () => {
+    const { limiter, failTimes } = setup();
+    for (let i = 0; i < 60_000; i++) {
+      await failTimes(1, `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, `name${i}`);
+    }
+    expect(limiter.size).toBeLessThanOrEqual(50_001 + 3);
+  });
 });
 
 describe('addressKey', () => {

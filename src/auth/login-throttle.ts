@@ -211,11 +211,13 @@ export class MemoryLoginLimiter implements LoginLimiter {
       if (b.inFlight === 0 && this.drained(k, b, t)) this.buckets.delete(k);
     }
     for (const [k, until] of this.trusted) if (until <= t) this.trusted.delete(k);
-    // Still too many (a flood of distinct names): drop the oldest idle ones. Pair buckets go first
-    // in practice; the address bucket of a flooding address is the one it keeps refilling.
-    for (const [k, b] of this.buckets) {
-      if (this.buckets.size <= MAX_BUCKETS * 0.9) break;
-      if (b.inFlight === 0 && k.startsWith('p\u0000')) this.buckets.delete(k);
+    // Still too many (a flood from very many addresses): drop the least recently created idle
+    // ones, pairs first. Forgetting a few counts under such a flood beats unbounded memory.
+    for (const prefix of ['p\u0000', '']) {
+      for (const [k, b] of this.buckets) {
+        if (this.buckets.size <= MAX_BUCKETS * 0.9) return;
+        if (b.inFlight === 0 && k.startsWith(prefix)) this.buckets.delete(k);
+      }
     }
   }
 

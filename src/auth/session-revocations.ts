@@ -1,7 +1,7 @@
 import type { BlobStore } from '../store/types.js';
 import type { SessionClaims } from './sessions.js';
 
-/** Blob namespace of revoked sessions; keys are `<expiry seconds>.<session id>`, values empty. */
+/** Blob namespace of revoked sessions; keys are `<expiry seconds>.<session id>`, values `1`. */
 export const REVOKED_SESSIONS_NS = 'sessions-revoked';
 
 /**
@@ -18,7 +18,7 @@ export class SessionRevocations {
   constructor(private readonly store: BlobStore) {}
 
   async revoke(claims: SessionClaims, nowSeconds = Math.floor(Date.now() / 1000)): Promise<void> {
-    await this.store.putBlob(REVOKED_SESSIONS_NS, key(claims), '');
+    await this.store.putBlob(REVOKED_SESSIONS_NS, key(claims), '1');
     await this.prune(nowSeconds);
   }
 

@@ -192,3 +192,64 @@ describe('deep JSON and long prompt chains', () => {
     expect(ok.statusCode).toBe(200);
   });
 });
+
+describe('body limits', () => {
+  const post = (url: string, payload: string | Buffer, contentType = 'application/json') =>
+    h.app.inject({
+      method: 'POST',
+      url,
+      headers: { authorization: A, 'content-type': contentType },
+      payload,
+    });
+  const MB = 1024 * 1024;
+
+  it('settings: a body over SETTINGS_LIMIT (1 MB) is 413, and so is one that would grow the file past it', async () => {
+    expectError(
+      await post('/user001/api/settings', JSON.stringify({ big: 'x'.repeat(MB) })),
+      413,
+      'PAYLOAD_TOO_LARGE',
+    );
+    expectError(
+      await post('/user001/api/settings/big', JSON.stringify('x'.repeat(MB))),
+      413,
+      'PAYLOAD_TOO_LARGE',
+    );
+    expect((await post('/user001/api/settings/a', JSON.stringify('a'.repeat(0.6 * MB)))).statusCode).toBe(
+      200,
+    );
+    const grow = await post('/user001/api/settings/b', JSON.stringify('b'.repeat(0.6 * MB)));
+    expectError(grow, 413, 'PAYLOAD_TOO_LARGE');
+    const settings = await h.app.inject({
+      method: 'GET',
+      url: '/user001/api/settings',
+      headers: { authorization: A },
+    });
+    expect(Object.keys(settings.json())).toContain('a');
+    expect(Object.keys(settings.json())).not.toContain('b');
+  });
+
+  it('a settings file made larger than the limit behind its back is not read into memory', async () => {
+    const file = `{"huge": "${'h'.repeat(3 * MB)}"}`;
+    expect((await post('/user001/api/userdata/comfy.settings.json', file)).statusCode).toBe(200);
+    const r = await h.app.inject({
+      method: 'GET',
+      url: '/user001/api/settings',
+      headers: { authorization: A },
+    });
+    expect(r.statusCode).toBe(200);
+    expect(r.json()).toEqual({});
+    // The next save replaces it with something within bounds.
+    expect((await post('/user001/api/settings/c', '"c"')).statusCode).toBe(200);
+  });
+
+  it('userdata files over USERDATA_LIMIT (20 MB) are 413', async () => {
+    const r = await post('/user001/api/userdata/workflows%2Fbig.json', Buffer.alloc(20 * MB + 1, 0x20));
+    expectError(r, 413, 'PAYLOAD_TOO_LARGE');
+  });
+
+  it('control routes take small bodies only', async () => {
+    const ids = Array.from({ length: 10_000 }, () => '00000000-0000-4000-8000-000000000000');
+    for (const url of ['/user001/api/queue', '/user001/api/history', '/user001/api/interrupt'])
+      expectError(await post(url, JSON.stringify({ delete: ids })), 413, 'PAYLOAD_TOO_LARGE');
+  });
+});

@@ -10,8 +10,16 @@ import { parseJsonBounded } from '../http/json-depth.js';
 type Method = 'GET' | 'POST' | 'DELETE' | 'PATCH' | 'PUT';
 
 /**
+ * The body limit of the gateway's control routes (queue, history, interrupt, cancel, ...): their
+ * bodies are a few ids at most. Routes that take more say so (prompt: BODY_LIMIT, settings:
+ * SETTINGS_LIMIT, userdata: USERDATA_LIMIT; uploads are multipart with UPLOAD_LIMIT).
+ */
+export const CONTROL_BODY_LIMIT = 256 * 1024;
+
+/**
  * Registers a route the way ComfyUI exposes it: both as `/x` and as `/api/x` (ComfyUI adds the
- * `/api` prefix to every route so a dev server can proxy them).
+ * `/api` prefix to every route so a dev server can proxy them). Bodies are limited to
+ * {@link CONTROL_BODY_LIMIT} unless `opts.bodyLimit` says otherwise.
  */
 export function both(
   app: FastifyInstance,
@@ -20,8 +28,9 @@ export function both(
   handler: RouteHandlerMethod,
   opts: RouteShorthandOptions = {},
 ): void {
-  app.route({ ...opts, method, url: path, handler });
-  app.route({ ...opts, method, url: `/api${path}`, handler });
+  const o = { bodyLimit: CONTROL_BODY_LIMIT, ...opts };
+  app.route({ ...o, method, url: path, handler });
+  app.route({ ...o, method, url: `/api${path}`, handler });
 }
 
 /** The raw body bytes (the gateway's content-type parsers hand every body over as a Buffer). */

@@ -16,6 +16,7 @@ import { UserSpace } from './user-space.js';
 import { userdataRoutes } from './userdata-routes.js';
 import { UserWsHub } from './ws-hub.js';
 import { AppError } from '../errors.js';
+import { checkSameOrigin } from '../http/same-origin.js';
 
 export type { GatewayDeps } from './deps.js';
 
@@ -28,7 +29,13 @@ export type { GatewayDeps } from './deps.js';
 export function gatewayPlugin(services: Services): FastifyPluginAsync {
   return async (app: FastifyInstance) => {
     const deps: GatewayDeps = gatewayDeps(services);
-    const space = new UserSpace(deps.files, deps.store, deps.templates, deps.clock);
+    const space = new UserSpace(
+      deps.files,
+      deps.store,
+      deps.templates,
+      deps.clock,
+      deps.config.SETTINGS_LIMIT,
+    );
 
     // ComfyUI reads bodies with aiohttp whatever their Content-Type (its frontend posts JSON as
     // text/plain, userdata as anything): every body reaches the handlers as raw bytes.
@@ -63,7 +70,11 @@ export function gatewayPlugin(services: Services): FastifyPluginAsync {
     app.addHook('onClose', async () => hub.close());
     if (app.hasDecorator('websocketServer')) {
       for (const path of ['/ws', '/api/ws']) {
-        app.get(path, { websocket: true }, (socket: WebSocket, request: FastifyRequest) => {
+        // Cross-site WebSocket hijacking: an upgrade carries the session cookie but no CSRF
+        // check; a page of another site must not open a participant's socket.
+        const preHandler = async (request: FastifyRequest) =>
+          checkSameOrigin(request, deps.config.PUBLIC_URL);
+        app.get(path, { websocket: true, preHandler }, (socket: WebSocket, request: FastifyRequest) => {
           hub.attach(
             userOf(request),
             (request.query as Record<string, unknown> | undefined)?.clientId,
@@ -76,7 +87,7 @@ export function gatewayPlugin(services: Services): FastifyPluginAsync {
     }
 
     envRoutes(app, deps);
-    userdataRoutes(app, space);
+    userdataRoutes(app, space, deps.config);
     templateRoutes(app, deps);
     queueRoutes(app, deps);
     fileRoutes(app, deps);

@@ -124,125 +124,132 @@ export function queueRoutes(app: FastifyInstance, deps: GatewayDeps): void {
 
   both(app, 'GET', '/prompt', async (request) => remaining(userOf(request)));
 
-  both(app, 'POST', '/prompt', async (request: FastifyRequest, reply: FastifyReply) => {
-    const user = userOf(request);
-    let body: unknown;
-    try {
-      body = jsonBody(request);
-    } catch (err) {
-      const details = err instanceof AppError ? err.message : 'The request body is not valid JSON.';
-      return sendPromptError(reply, 400, comfyPromptError('invalid_json', 'Invalid request', details));
-    }
-    if (!isObject(body)) {
-      return sendPromptError(
-        reply,
-        400,
-        comfyPromptError('invalid_prompt', 'Invalid request', 'The request body must be a JSON object.'),
-      );
-    }
-
-    let id: string | undefined;
-    if (body.prompt_id !== undefined && body.prompt_id !== null) {
-      if (typeof body.prompt_id !== 'string' || !UUID_RE.test(body.prompt_id)) {
+  both(
+    app,
+    'POST',
+    '/prompt',
+    async (request: FastifyRequest, reply: FastifyReply) => {
+      const user = userOf(request);
+      let body: unknown;
+      try {
+        body = jsonBody(request);
+      } catch (err) {
+        const details = err instanceof AppError ? err.message : 'The request body is not valid JSON.';
+        return sendPromptError(reply, 400, comfyPromptError('invalid_json', 'Invalid request', details));
+      }
+      if (!isObject(body)) {
         return sendPromptError(
           reply,
           400,
-          comfyPromptError(
-            'invalid_prompt_id',
-            'prompt_id must be a valid UUID',
-            'prompt_id must be a UUID string in canonical lowercase hyphenated form; omit it to let the server generate one',
-          ),
+          comfyPromptError('invalid_prompt', 'Invalid request', 'The request body must be a JSON object.'),
         );
       }
-      id = body.prompt_id;
-    }
-    const pet = body.partial_execution_targets;
-    const partial = Array.isArray(pet) && pet.every((x) => typeof x === 'string') ? (pet as string[]) : null;
 
-    let prompt: ComfyPrompt;
-    let outputs: string[] = [];
-    let nodeErrors: Record<string, unknown> = {};
-    const env = await currentEnv(store);
-    if (env) {
-      const exists = await fileChecker(deps, user, body.prompt);
-      const result = validatePrompt(body.prompt, env.objectInfo as ObjectInfo, {
-        partialExecutionTargets: partial,
-        ...(exists ? { inputFileExists: exists } : {}),
-      });
-      if (!result.ok) return sendPromptError(reply, result.status, result.body);
-      prompt = result.prompt;
-      outputs = result.outputs;
-      nodeErrors = result.nodeErrors;
-    } else {
-      // No worker ever described its ComfyUI: check the shape only; the worker validates later.
-      if (body.prompt === undefined)
-        return sendPromptError(
-          reply,
-          400,
-          comfyPromptError('no_prompt', 'No prompt provided', 'No prompt provided'),
-        );
-      const r = apiPromptSchema.safeParse(body.prompt);
-      if (!r.success) {
-        return sendPromptError(
-          reply,
-          400,
-          comfyPromptError(
-            'invalid_prompt',
-            'Invalid prompt',
-            r.error.issues[0]?.message ?? 'The prompt is malformed.',
-          ),
-        );
+      let id: string | undefined;
+      if (body.prompt_id !== undefined && body.prompt_id !== null) {
+        if (typeof body.prompt_id !== 'string' || !UUID_RE.test(body.prompt_id)) {
+          return sendPromptError(
+            reply,
+            400,
+            comfyPromptError(
+              'invalid_prompt_id',
+              'prompt_id must be a valid UUID',
+              'prompt_id must be a UUID string in canonical lowercase hyphenated form; omit it to let the server generate one',
+            ),
+          );
+        }
+        id = body.prompt_id;
       }
-      prompt = r.data as ComfyPrompt;
-    }
+      const pet = body.partial_execution_targets;
+      const partial =
+        Array.isArray(pet) && pet.every((x) => typeof x === 'string') ? (pet as string[]) : null;
 
-    const extra: Record<string, unknown> = isObject(body.extra_data) ? { ...body.extra_data } : {};
-    for (const k of SENSITIVE_EXTRA_DATA_KEYS) delete extra[k];
-    extra.create_time = deps.clock();
-    const principal = request.principal!;
-    const metadata: Record<string, unknown> = {
-      extra_data: extra,
-      outputs_to_execute: outputs,
-      submittedBy: principal.name,
-    };
-    if (typeof body.client_id === 'string' && body.client_id !== '')
-      metadata.client_id = body.client_id.slice(0, 200);
-    if (typeof body.number === 'number') metadata.number = body.number;
-    if (partial) metadata.partial_execution_targets = partial;
+      let prompt: ComfyPrompt;
+      let outputs: string[] = [];
+      let nodeErrors: Record<string, unknown> = {};
+      const env = await currentEnv(store);
+      if (env) {
+        const exists = await fileChecker(deps, user, body.prompt);
+        const result = validatePrompt(body.prompt, env.objectInfo as ObjectInfo, {
+          partialExecutionTargets: partial,
+          ...(exists ? { inputFileExists: exists } : {}),
+        });
+        if (!result.ok) return sendPromptError(reply, result.status, result.body);
+        prompt = result.prompt;
+        outputs = result.outputs;
+        nodeErrors = result.nodeErrors;
+      } else {
+        // No worker ever described its ComfyUI: check the shape only; the worker validates later.
+        if (body.prompt === undefined)
+          return sendPromptError(
+            reply,
+            400,
+            comfyPromptError('no_prompt', 'No prompt provided', 'No prompt provided'),
+          );
+        const r = apiPromptSchema.safeParse(body.prompt);
+        if (!r.success) {
+          return sendPromptError(
+            reply,
+            400,
+            comfyPromptError(
+              'invalid_prompt',
+              'Invalid prompt',
+              r.error.issues[0]?.message ?? 'The prompt is malformed.',
+            ),
+          );
+        }
+        prompt = r.data as ComfyPrompt;
+      }
 
-    try {
-      const job = await queue.enqueue({
-        ...(id ? { id } : {}),
-        user,
-        prompt,
-        priority: isInstructor(request) && principal.name === user ? 'instructor' : 'normal',
-        front: body.front === true && isInstructor(request),
-        metadata,
-      });
-      return { prompt_id: job.id, number: job.seq, node_errors: nodeErrors };
-    } catch (err) {
-      if (err instanceof QueueLimitError) {
-        reply.header('retry-after', String(err.retryAfter ?? 10));
-        return sendPromptError(
-          reply,
-          429,
-          comfyPromptError('queue_limit', 'Queue limit reached', err.message, err.details ?? {}),
-        );
+      const extra: Record<string, unknown> = isObject(body.extra_data) ? { ...body.extra_data } : {};
+      for (const k of SENSITIVE_EXTRA_DATA_KEYS) delete extra[k];
+      extra.create_time = deps.clock();
+      const principal = request.principal!;
+      const metadata: Record<string, unknown> = {
+        extra_data: extra,
+        outputs_to_execute: outputs,
+        submittedBy: principal.name,
+      };
+      if (typeof body.client_id === 'string' && body.client_id !== '')
+        metadata.client_id = body.client_id.slice(0, 200);
+      if (typeof body.number === 'number') metadata.number = body.number;
+      if (partial) metadata.partial_execution_targets = partial;
+
+      try {
+        const job = await queue.enqueue({
+          ...(id ? { id } : {}),
+          user,
+          prompt,
+          priority: isInstructor(request) && principal.name === user ? 'instructor' : 'normal',
+          front: body.front === true && isInstructor(request),
+          metadata,
+        });
+        return { prompt_id: job.id, number: job.seq, node_errors: nodeErrors };
+      } catch (err) {
+        if (err instanceof QueueLimitError) {
+          reply.header('retry-after', String(err.retryAfter ?? 10));
+          return sendPromptError(
+            reply,
+            429,
+            comfyPromptError('queue_limit', 'Queue limit reached', err.message, err.details ?? {}),
+          );
+        }
+        if (err instanceof AppError && err.code === 'CONFLICT') {
+          return sendPromptError(
+            reply,
+            400,
+            comfyPromptError(
+              'invalid_prompt_id',
+              'prompt_id is already in use',
+              'Omit prompt_id to let the server generate one.',
+            ),
+          );
+        }
+        throw err;
       }
-      if (err instanceof AppError && err.code === 'CONFLICT') {
-        return sendPromptError(
-          reply,
-          400,
-          comfyPromptError(
-            'invalid_prompt_id',
-            'prompt_id is already in use',
-            'Omit prompt_id to let the server generate one.',
-          ),
-        );
-      }
-      throw err;
-    }
-  });
+    },
+    { bodyLimit: deps.config.BODY_LIMIT },
+  );
 
   both(app, 'GET', '/queue', async (request) => {
     const user = userOf(request);

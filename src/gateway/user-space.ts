@@ -4,6 +4,7 @@ import type { FileStat, FileStore } from '../files/file-store.js';
 import { assertNoNameClash } from '../files/name-clash.js';
 import { safeRelativePath, userFileKey } from '../files/safe-path.js';
 import type { BlobStore } from '../store/types.js';
+import { parseJsonBounded } from '../http/json-depth.js';
 import { KeyedLock } from './lock.js';
 import type { TemplateFile, TemplateSource } from './templates.js';
 
@@ -58,6 +59,8 @@ export class UserSpace {
     private readonly blobs: BlobStore,
     readonly templates: TemplateSource,
     private readonly clock: () => number = Date.now,
+    /** SETTINGS_LIMIT: the largest settings file, in bytes. */
+    readonly settingsLimit = 1024 * 1024,
   ) {}
 
   /** Normalises a userdata path from a URL (ComfyUI unquotes `%` a second time) and checks it. */
@@ -163,7 +166,10 @@ export class UserSpace {
     const key = this.key(user, SETTINGS_FILE);
     if (!(await this.files.stat(key))) return {};
     try {
-      const parsed = JSON.parse((await readAll(await this.files.read(key))).toString('utf8')) as unknown;
+      // Bounded: a settings file over the limit (written before there was one, or as a userdata
+      // file) is not read into memory; it counts as corrupted and the next save replaces it.
+      const text = (await readAll(await this.files.read(key), this.settingsLimit)).toString('utf8');
+      const parsed = parseJsonBounded(text);
       return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)
         ? (parsed as Record<string, unknown>)
         : {};
@@ -180,10 +186,13 @@ export class UserSpace {
   ): Promise<void> {
     return this.lock.run(`settings:${user}`, async () => {
       const next = change(await this.getSettings(user));
-      await this.files.write(
-        this.key(user, SETTINGS_FILE),
-        Buffer.from(JSON.stringify(next, null, 4), 'utf8'),
-      );
+      const body = Buffer.from(JSON.stringify(next, null, 4), 'utf8');
+      if (body.length > this.settingsLimit)
+        throw new AppError(
+          'PAYLOAD_TOO_LARGE',
+          `The settings would take ${body.length} bytes, more than SETTINGS_LIMIT (${this.settingsLimit}).`,
+        );
+      await this.files.write(this.key(user, SETTINGS_FILE), body);
     });
   }
 

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Config } from '../config/schema.js';
 import { AppError } from '../errors.js';
 import { safeRelativePath } from '../files/safe-path.js';
 import { both, isObject, jsonBody, pyUnquote, q, rawBody, textReply, userOf } from './http-util.js';
@@ -23,7 +24,12 @@ const bool = (v: string | undefined, dflt: boolean) => (v === undefined ? dflt :
  * `users`, `settings` and `userdata` as ComfyUI's user manager answers them in single-user mode,
  * over the participant's own space (see {@link UserSpace}).
  */
-export function userdataRoutes(app: FastifyInstance, space: UserSpace): void {
+export function userdataRoutes(
+  app: FastifyInstance,
+  space: UserSpace,
+  limits: Pick<Config, 'SETTINGS_LIMIT' | 'USERDATA_LIMIT'>,
+): void {
+  const settingsBody = { bodyLimit: limits.SETTINGS_LIMIT };
   // ---- users: the single-user answer, so the frontend never shows its user picker ------------
   both(app, 'GET', '/users', async (request) => {
     await space.ensureSeeded(userOf(request));
@@ -47,21 +53,33 @@ export function userdataRoutes(app: FastifyInstance, space: UserSpace): void {
       .type('application/json; charset=utf-8')
       .send(JSON.stringify(Object.hasOwn(settings, id) ? settings[id] : null));
   });
-  both(app, 'POST', '/settings', async (request, reply) => {
-    const body = jsonBody(request);
-    if (!isObject(body))
-      throw new AppError('VALIDATION_FAILED', 'Settings must be a JSON object of id → value.');
-    await space.updateSettings(userOf(request), (s) => ({ ...s, ...body }));
-    return reply.status(200).type('application/octet-stream').send('');
-  });
-  both(app, 'POST', '/settings/:id', async (request, reply) => {
-    const { id } = request.params as { id: string };
-    if (!id) throw new AppError('BAD_REQUEST');
-    const value = jsonBody(request);
-    if (value === undefined) throw new AppError('INVALID_JSON');
-    await space.updateSettings(userOf(request), (s) => ({ ...s, [id]: value }));
-    return reply.status(200).type('application/octet-stream').send('');
-  });
+  both(
+    app,
+    'POST',
+    '/settings',
+    async (request, reply) => {
+      const body = jsonBody(request);
+      if (!isObject(body))
+        throw new AppError('VALIDATION_FAILED', 'Settings must be a JSON object of id → value.');
+      await space.updateSettings(userOf(request), (s) => ({ ...s, ...body }));
+      return reply.status(200).type('application/octet-stream').send('');
+    },
+    settingsBody,
+  );
+  both(
+    app,
+    'POST',
+    '/settings/:id',
+    async (request, reply) => {
+      const { id } = request.params as { id: string };
+      if (!id) throw new AppError('BAD_REQUEST');
+      const value = jsonBody(request);
+      if (value === undefined) throw new AppError('INVALID_JSON');
+      await space.updateSettings(userOf(request), (s) => ({ ...s, [id]: value }));
+      return reply.status(200).type('application/octet-stream').send('');
+    },
+    settingsBody,
+  );
 
   // ---- userdata listing ------------------------------------------------------------------------
   both(app, 'GET', '/userdata', async (request, reply) => {
@@ -144,17 +162,23 @@ export function userdataRoutes(app: FastifyInstance, space: UserSpace): void {
       .send(found.body);
   });
 
-  both(app, 'POST', '/userdata/:file', async (request: FastifyRequest, reply: FastifyReply) => {
-    const user = userOf(request);
-    const rel = paramPath((request.params as { file: string }).file);
-    const overwrite = q(request, 'overwrite') !== 'false';
-    const fullInfo = (q(request, 'full_info') ?? 'false').toLowerCase() === 'true';
-    if (!overwrite && (await space.stat(user, rel))) return textReply(reply, 409, 'File already exists');
-    const entry = await space.write(user, rel, rawBody(request));
-    return fullInfo
-      ? fileInfo(entry, '')
-      : reply.type('application/json; charset=utf-8').send(JSON.stringify(entry.path));
-  });
+  both(
+    app,
+    'POST',
+    '/userdata/:file',
+    async (request: FastifyRequest, reply: FastifyReply) => {
+      const user = userOf(request);
+      const rel = paramPath((request.params as { file: string }).file);
+      const overwrite = q(request, 'overwrite') !== 'false';
+      const fullInfo = (q(request, 'full_info') ?? 'false').toLowerCase() === 'true';
+      if (!overwrite && (await space.stat(user, rel))) return textReply(reply, 409, 'File already exists');
+      const entry = await space.write(user, rel, rawBody(request));
+      return fullInfo
+        ? fileInfo(entry, '')
+        : reply.type('application/json; charset=utf-8').send(JSON.stringify(entry.path));
+    },
+    { bodyLimit: limits.USERDATA_LIMIT },
+  );
 
   both(app, 'DELETE', '/userdata/:file', async (request, reply) => {
     const rel = paramPath((request.params as { file: string }).file);
