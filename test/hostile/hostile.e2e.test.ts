@@ -82,8 +82,17 @@ beforeAll(async () => {
   if (dup.length) throw new Error(`duplicate case names: ${dup.join(', ')}`);
   server = await startLiveServer();
   before = { rss: server.rss(), heap: (await server.memoryAfterGc()).heapUsed };
-  for (const f of FAMILIES) results.set(f.family, runFamily(f));
-  results.set('fuzz', process.env.HOSTILE_FUZZ === '0' ? Promise.resolve([]) : runFuzz(server.ctx));
+  const t0 = Date.now();
+  const timed = (name: string, p: Promise<Outcome[]>) =>
+    p.finally(() => {
+      if (process.env.HOSTILE_VERBOSE)
+        console.log(`hostile corpus: ${name} done after ${Date.now() - t0} ms`);
+    });
+  for (const f of FAMILIES) results.set(f.family, timed(f.family, runFamily(f)));
+  results.set(
+    'fuzz',
+    timed('fuzz', process.env.HOSTILE_FUZZ === '0' ? Promise.resolve([]) : runFuzz(server.ctx)),
+  );
   // Nothing may reject: a family's failures are reported by its own test below.
   for (const p of results.values()) p.catch(() => undefined);
 }, 120_000);

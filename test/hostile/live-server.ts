@@ -24,6 +24,7 @@ export const LIMITS = {
   BODY_LIMIT: 2 * 1024 * 1024,
   UPLOAD_LIMIT: 1024 * 1024,
   SETTINGS_LIMIT: 3 * 1024 * 1024,
+  USERDATA_LIMIT: 2 * 1024 * 1024,
 } as const;
 
 export interface LiveServer {
@@ -95,6 +96,7 @@ export async function startLiveServer(): Promise<LiveServer> {
     UPLOAD_LIMIT: String(LIMITS.UPLOAD_LIMIT),
     MAX_PENDING_PER_USER: '200',
     SETTINGS_LIMIT: String(LIMITS.SETTINGS_LIMIT),
+    USERDATA_LIMIT: String(LIMITS.USERDATA_LIMIT),
     // Short enough that the slow-sender cases end within the run (Node checks every 30 s).
     HEADERS_TIMEOUT_MS: '3000',
     BODY_IDLE_TIMEOUT_MS: '3000',

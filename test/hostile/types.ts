@@ -118,6 +118,8 @@ export interface WsCase extends Base {
   expect:
     | { refused: number; code?: ErrorCode }
     | { open: true; firstMessageType?: string }
+    /** The close code the client sees; 1006 (no close frame) when the server drops a socket mid-frame. */
+    /** The close code the client sees; 1006 (no close frame) when the server drops a socket mid-frame. */
     | { closeCode: number | number[]; withinMs?: number }
     | { errorMessage: string };
 }

@@ -647,11 +647,19 @@ const queueEtc: Case[] = [
     expect: { status: 200 },
   },
   {
-    name: 'queue: nested 100,000 deep',
+    name: 'queue: nested 100,000 deep (600 kB, over the small control-body limit)',
     as: 'alice',
     method: 'POST',
     path: `${A}/queue`,
     body: deepObject(100_000),
+    expect: { status: 413, code: 'PAYLOAD_TOO_LARGE' },
+  },
+  {
+    name: 'queue: nested 1,000 deep (small)',
+    as: 'alice',
+    method: 'POST',
+    path: `${A}/queue`,
+    body: deepObject(1000),
     expect: { status: 400, code: 'INVALID_JSON' },
   },
   {

@@ -155,7 +155,7 @@ const misc: Case[] = [
     expect: { status: 431 },
   },
   {
-    name: 'userdata: body over BODY_LIMIT',
+    name: 'userdata: body over USERDATA_LIMIT',
     as: 'alice',
     method: 'POST',
     path: `${U}/workflows%2Fhuge.json`,
