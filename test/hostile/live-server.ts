@@ -80,7 +80,13 @@ export async function startLiveServer(): Promise<LiveServer> {
     erin: secret('erin'),
     victim: secret('victim'),
   };
-  const tokens = { worker: secret('wk'), revoked: '', api: secret('api'), metrics: secret('metrics-token') };
+  const tokens = {
+    worker: secret('wk'),
+    revoked: '',
+    live: '',
+    api: secret('api'),
+    metrics: secret('metrics-token'),
+  };
   const baseEnv = { DATA_DIR: dataDir, LOG_LEVEL: 'warn', ADMIN_PASSWORD: passwords.admin! };
   const entry = serverEntry();
   // The inspector (loopback, random port) lets the run force a garbage collection before measuring.
@@ -119,6 +125,8 @@ export async function startLiveServer(): Promise<LiveServer> {
         return { authorization: `Bearer ${tokens.worker}` };
       case 'revokedWorker':
         return { authorization: `Bearer ${tokens.revoked}` };
+      case 'liveWorker':
+        return { authorization: `Bearer ${tokens.live}` };
       default: {
         const c = cookies[actor];
         if (!c) throw new Error(`no session for ${actor}`);
@@ -158,21 +166,29 @@ export async function startLiveServer(): Promise<LiveServer> {
     // Accounts and tokens through the real CLI, all at once (the server made `admin` on its first start).
     const cli = (name: string, args: string[], stdin?: string) =>
       procs.run(name, [entry, ...args], baseEnv, stdin);
+    const revokeToken = async (name: string): Promise<void> => {
+      const revoke = cli(`token-revoke-${name}`, ['workers', 'token', 'revoke', name]);
+      if ((await revoke.exited) !== 0) throw new Error(`token revoke failed:\n${revoke.log.join('')}`);
+    };
     const adds = ['alice', 'bob', 'carol', 'erin', 'victim'].map(
       (u) => cli(`users-add-${u}`, ['users', 'add', u, '--password-stdin'], `${passwords[u]}\n`).exited,
     );
-    const revoked = (async () => {
-      const create = cli('token-create', ['workers', 'token', 'create', 'gone']);
+    const createToken = async (name: string): Promise<string> => {
+      const create = cli(`token-create-${name}`, ['workers', 'token', 'create', name]);
       if ((await create.exited) !== 0) throw new Error(`token create failed:\n${create.log.join('')}`);
       const token = /^([A-Za-z0-9_.-]{20,})$/m.exec(create.log.join(''));
       if (!token) throw new Error(`no token in:\n${create.log.join('')}`);
-      tokens.revoked = token[1]!;
-      const revoke = cli('token-revoke', ['workers', 'token', 'revoke', 'gone']);
-      if ((await revoke.exited) !== 0) throw new Error(`token revoke failed:\n${revoke.log.join('')}`);
+      return token[1]!;
+    };
+    const revoked = (async () => {
+      tokens.revoked = await createToken('gone');
+      await revokeToken('gone');
     })();
+    const live = createToken('live').then((t) => (tokens.live = t));
     const codes = await Promise.all(adds);
     if (codes.some((c) => c !== 0)) throw new Error(`users add failed: ${codes.join(',')}\n${procs.logs()}`);
     await revoked;
+    await live;
 
     for (const u of ['alice', 'bob', 'admin'] as const) cookies[u] = await login(u);
     // A good Basic login is cached, so later throttling of *bad* logins cannot lock these out.
@@ -239,6 +255,7 @@ export async function startLiveServer(): Promise<LiveServer> {
       passwords,
       tokens,
       freshSession: (u) => login(u),
+      revokeToken,
       vars: {},
     };
     return {

@@ -164,6 +164,7 @@ function wsExchange(c: WsCase, ctx: Ctx): Promise<WsResult> {
       for (const f of send) {
         if (ws.readyState !== WebSocket.OPEN) break;
         if ('pause' in f) await new Promise((r) => setTimeout(r, f.pause));
+        else if ('act' in f) await f.act(ctx);
         else if ('text' in f) ws.send(f.text);
         else if ('binary' in f) ws.send(f.binary, { binary: true });
         // Raw bytes under the ws layer: malformed frames no library would produce.

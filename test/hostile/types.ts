@@ -15,7 +15,8 @@ export type Actor =
   | 'adminBasic' // instructor, HTTP Basic
   | 'api' // Bearer API token (instructor rights)
   | 'worker' // Bearer worker token
-  | 'revokedWorker'; // Bearer worker token that was revoked before the run
+  | 'revokedWorker' // Bearer worker token that was revoked before the run
+  | 'liveWorker'; // Bearer worker token that a case revokes while its socket is open
 
 /** What the run learned while setting up; every case may read it. */
 export interface Ctx {
@@ -33,7 +34,9 @@ export interface Ctx {
   passwords: Record<string, string>;
   /** Fresh session cookie of a throwaway account (`erin`), made on demand (logout cases). */
   freshSession(user: 'erin'): Promise<string>;
-  tokens: { worker: string; revoked: string; api: string; metrics: string };
+  tokens: { worker: string; revoked: string; live: string; api: string; metrics: string };
+  /** Revokes a worker token through the CLI (another process, as an instructor would). */
+  revokeToken(name: string): Promise<void>;
   /** Values one case leaves for a later one in a serial family (e.g. a cookie from before a logout). */
   vars: Record<string, string>;
 }
@@ -114,7 +117,15 @@ export interface WsCase extends Base {
   path: Dyn<string>;
   headers?: Dyn<Record<string, string>>;
   /** Frames to send after the socket opened: text, binary, or raw bytes written under the ws layer. */
-  send?: Dyn<({ text: string } | { binary: Buffer } | { raw: Buffer } | { pause: number })[]>;
+  send?: Dyn<
+    (
+      | { text: string }
+      | { binary: Buffer }
+      | { raw: Buffer }
+      | { pause: number }
+      | { act: (ctx: Ctx) => Promise<void> }
+    )[]
+  >;
   expect:
     | { refused: number; code?: ErrorCode }
     | { open: true; firstMessageType?: string }

@@ -488,4 +488,46 @@ const ws: Case[] = [
   },
 ];
 
+/** A token revoked (by the CLI, another process) while its agent is connected: the socket closes. */
+export const workerRevoked: Family = {
+  family: 'worker token revoked while connected',
+  serial: true,
+  cases: [
+    {
+      kind: 'ws',
+      name: 'worker ws: the token is revoked while connected; the next heartbeat closes it (4004)',
+      as: 'liveWorker',
+      path: wsPath,
+      send: [
+        { text: hello({ name: 'corpus-revoked' }) },
+        { pause: 200 },
+        { act: (c) => c.revokeToken('live') },
+        { text: JSON.stringify({ type: 'heartbeat', healthy: false, devices: [], inFlight: [] }) },
+      ],
+      expect: { closeCode: 4004, withinMs: 5000 },
+      knownIssue:
+        'a revoked token leaves its worker connected on this branch; branch `exactly` closes it with 4004 (issue 10): remove this line once merged',
+    },
+    {
+      name: 'worker PUT output with the token revoked during the run',
+      as: 'liveWorker',
+      prepare: async (c) => {
+        // The case above may have been skipped as a known issue: revoke here too (idempotent for the test).
+        await c.revokeToken('live').catch(() => undefined);
+      },
+      method: 'PUT',
+      path: out('x'),
+      body: 'x',
+      expect: { status: 401, code: 'INVALID_TOKEN' },
+    },
+    {
+      kind: 'ws',
+      name: 'worker ws with the token revoked during the run',
+      as: 'liveWorker',
+      path: wsPath,
+      expect: { refused: 401, code: 'INVALID_TOKEN' },
+    },
+  ],
+};
+
 export const worker: Family = { family: 'worker protocol', cases: [...http, ...ws] };
