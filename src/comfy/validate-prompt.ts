@@ -527,7 +527,7 @@ export function validatePrompt(
   const validator = new PromptValidator(copy, objectInfo, options);
   const good: string[] = [];
   const failed: [string, PromptErrorItem[]][] = [];
-  // Keyed by node ids, which the client chooses: no prototype, so `__proto__` is a node like any other.
+  // Null prototype: node ids are the client's strings, "__proto__" included.
   const nodeErrors = Object.create(null) as Record<string, NodeError>;
   for (const o of outputs) {
     let valid: boolean;

@@ -12,6 +12,7 @@ import { runInNewContext } from 'node:vm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AppError } from '../errors.js';
 import type { FileStore } from './file-store.js';
+import { assertNoNameClash } from './name-clash.js';
 import { userFileKey } from './safe-path.js';
 
 export interface OpenedFileStore {
@@ -292,6 +293,37 @@ export function runFileStoreConformance(
         expect(readGrowth, `buffer growth while reading ${size} bytes`).toBeLessThan(limit);
       },
     );
+
+    it('a body that fails before the store reads it (its client gone at once) rejects, never crashes', async () => {
+      // Issue 10: an error emitted while the store was still preparing (making the folder) had
+      // no listener yet and killed the process.
+      const boom = new Error('client gone');
+      for (const delay of [0, 1, 5]) {
+        const key = userFileKey('user001', 'temp', `.uploads/${delay}`, 'early.bin');
+        const body = new Readable({ read() {} });
+        body.push(Buffer.alloc(100, 3));
+        if (delay === 0) process.nextTick(() => body.destroy(boom));
+        else setTimeout(() => body.destroy(boom), delay);
+        await expect(files.write(key, body)).rejects.toBeTruthy();
+        expect(await files.stat(key)).toBeNull();
+      }
+      expect(await files.list('user001')).toEqual([]);
+    });
+
+    it('a file and a folder cannot share a name (assertNoNameClash), on every backend', async () => {
+      await files.write(userFileKey('user001', 'userdata', 'a.json'), Buffer.from('{}'));
+      await files.write(userFileKey('user001', 'userdata', 'dir', 'inner.json'), Buffer.from('{}'));
+      const clash = (rel: string) => assertNoNameClash(files, 'user001', 'userdata', rel);
+      await expect(clash('a.json/b.json')).rejects.toMatchObject({ code: 'CONFLICT' });
+      await expect(clash('a.json/deeper/b.json')).rejects.toMatchObject({ code: 'CONFLICT' });
+      await expect(clash('dir')).rejects.toMatchObject({ code: 'CONFLICT' });
+      await expect(clash('dir/inner.json')).resolves.toBeUndefined(); // replacing a file is fine
+      await expect(clash('dir/new.json')).resolves.toBeUndefined();
+      await expect(clash('other/x.json')).resolves.toBeUndefined();
+      // Another user's or area's files never clash.
+      await expect(assertNoNameClash(files, 'user002', 'userdata', 'a.json/b')).resolves.toBeUndefined();
+      await expect(assertNoNameClash(files, 'user001', 'input', 'dir')).resolves.toBeUndefined();
+    });
 
     it('parallel writes of different files all land', async () => {
       const keys = Array.from({ length: 20 }, (_, i) =>

@@ -32,6 +32,9 @@ export function safeRelativePath(...parts: string[]): string {
       segments.push(seg);
     }
   }
+  // `./C:/x` normalises to `C:/x`: refused like `C:/x` itself (found by fuzzing).
+  if (segments.length > 0 && /^[a-zA-Z]:/.test(segments[0]!))
+    throw new AppError('INVALID_PATH', 'The path contains characters or a form that is not allowed.');
   const joined = segments.join('/');
   if (Buffer.byteLength(joined, 'utf8') > MAX_PATH_BYTES)
     throw new AppError('INVALID_PATH', `The path is longer than ${MAX_PATH_BYTES} bytes (UTF-8).`);

@@ -172,6 +172,16 @@ describe('deep JSON and long prompt chains', () => {
     expect((await post('/user001/api/settings/x', deep(60))).statusCode).toBe(200);
   });
 
+  it('a node id "__proto__" is just a node id (found by fuzzing: was a 500)', async () => {
+    const r = await post(
+      '/user001/api/prompt',
+      '{"prompt": {"__proto__": {"class_type": "PreviewAudio", "inputs": {}}}}',
+    );
+    expect(r.statusCode).toBe(400);
+    expect(r.json().error.type).toBe('prompt_outputs_failed_validation');
+    expect(Object.keys(r.json().node_errors)).toEqual(['__proto__']);
+  });
+
   it(`more than ${MAX_PROMPT_NODES} nodes on /<user>/api/prompt: ComfyUI-shaped 400`, async () => {
     const r = await post('/user001/api/prompt', JSON.stringify({ prompt: chain(MAX_PROMPT_NODES) }));
     expect(r.statusCode).toBe(400);

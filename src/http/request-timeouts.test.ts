@@ -104,3 +104,18 @@ describe('request bodies that stop arriving', () => {
     expect(await closed).toMatch(/^HTTP\/1.1 200/);
   });
 });
+
+describe('bodies nobody reads', () => {
+  it('a trickled body sent to a route that answered without reading it is still cut', async () => {
+    const { s, closed } = await rawConnect();
+    // No credentials: answered 401 at once, the multipart body never read by a handler.
+    s.write(
+      `POST /user001/api/upload/image HTTP/1.1\r\nHost: x\r\n` +
+        `Content-Type: multipart/form-data; boundary=B\r\nContent-Length: 100000\r\n\r\n--B\r\n`,
+    );
+    const answer = await within(closed, 10 * IDLE_MS);
+    expect(answer).not.toBe('timeout');
+    expect(answer).toMatch(/^HTTP\/1.1 401/);
+    s.destroy();
+  });
+});

@@ -54,7 +54,7 @@ function hasBody(req: IncomingMessage): boolean {
  * a request body that stops arriving for BODY_IDLE_TIMEOUT_MS gets its connection closed. Only
  * silence counts: a slow but steady upload (say 500 MB of video over a venue's Wi-Fi) is never
  * cut, and neither is a body we are not reading yet (the bytes wait in our buffer, not the
- * client's) nor anything after the request (responses, WebSockets, keep-alive).
+ * client's) nor anything once the request body is complete (responses, WebSockets, keep-alive).
  */
 export function installRequestTimeouts(
   app: FastifyInstance,
@@ -68,8 +68,11 @@ export function installRequestTimeouts(
     const socket = req.socket;
     if (!hasBody(req) || req.complete || !socket) return done();
     let seen = socket.bytesRead;
+    // Runs until the body is complete, also after the response: a body nobody reads (a 401, or
+    // multipart sent to a JSON route) is drained by Node after the response, and a client could
+    // keep trickling it on the kept-alive connection.
     const timer = setInterval(() => {
-      if (req.complete || req.destroyed) return stop();
+      if (req.complete || req.destroyed || socket.destroyed) return stop();
       const now = socket.bytesRead;
       // Data waiting in our own buffer means we are the slow side, not the client.
       if (now !== seen || req.readableLength > 0) {
@@ -83,7 +86,7 @@ export function installRequestTimeouts(
     }, idleMs);
     timer.unref();
     const stop = () => clearInterval(timer);
-    reply.raw.once('close', stop);
+    socket.once('close', stop);
     req.once('end', stop);
     done();
   });
