@@ -8,7 +8,11 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } 
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createHmac } from 'node:crypto';
 import WebSocket from 'ws';
+import { loadConfig } from '../../src/config/load-config.js';
+import { defaultSettings } from '../../src/store/index.js';
+import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { testSnapshot } from '../../src/gateway/test-kit.js';
 import { canonicalJson, sha256Hex } from '../../src/worker/agent/canonical-json.js';
 import { modelFreePrompt } from '../support/prompts.js';
@@ -199,6 +203,23 @@ export async function startLiveServer(): Promise<LiveServer> {
     const me = await request('GET', '/admin/api/me', { as: 'admin' });
     const adminCsrf = (me.json as { csrfToken: string }).csrfToken;
 
+    // The session key, read through the store as any process sharing it would: to sign cookies
+    // that are genuine but expired, or for a password version or account that no longer matches.
+    const store = await openSqliteStore({
+      path: join(dataDir, 'comfy-multi.db'),
+      defaults: defaultSettings(loadConfig({ DATA_DIR: dataDir })),
+    });
+    const sessionKey = Buffer.from((await store.getBlob('secrets', 'session')) ?? '', 'hex');
+    await store.close();
+    const aliceToken = cookies.alice!.replace('cm_session=', '');
+    const aliceClaims = JSON.parse(
+      Buffer.from(aliceToken.split('.')[0]!, 'base64url').toString('utf8'),
+    ) as Record<string, unknown>;
+    const signedSession = (change: (claims: Record<string, unknown>) => Record<string, unknown>) => {
+      const body = Buffer.from(JSON.stringify(change({ ...aliceClaims }))).toString('base64url');
+      return `cm_session=${body}.${createHmac('sha256', sessionKey).update(body).digest('base64url')}`;
+    };
+
     await uploadEnvironment(base, tokens.worker);
     await waitFor(
       async () => {
@@ -255,6 +276,7 @@ export async function startLiveServer(): Promise<LiveServer> {
       passwords,
       tokens,
       freshSession: (u) => login(u),
+      signedSession,
       revokeToken,
       vars: {},
     };

@@ -35,6 +35,11 @@ export interface Ctx {
   /** Fresh session cookie of a throwaway account (`erin`), made on demand (logout cases). */
   freshSession(user: 'erin'): Promise<string>;
   tokens: { worker: string; revoked: string; live: string; api: string; metrics: string };
+  /**
+   * A `cookie` header holding a correctly signed session made from alice's claims after `change`
+   * (expired, another password version, another user): the signature alone must not be enough.
+   */
+  signedSession(change: (claims: Record<string, unknown>) => Record<string, unknown>): string;
   /** Revokes a worker token through the CLI (another process, as an instructor would). */
   revokeToken(name: string): Promise<void>;
   /** Values one case leaves for a later one in a serial family (e.g. a cookie from before a logout). */

@@ -332,6 +332,52 @@ const isolation: Case[] = [
   },
 ];
 
+/** Correctly signed sessions whose claims no longer hold: the signature alone is not enough. */
+const signed: Case[] = [
+  {
+    name: 'signed session cookie that expired a minute ago',
+    method: 'GET',
+    path: `${A}/queue`,
+    headers: (c) => ({ cookie: c.signedSession((k) => ({ ...k, e: Math.floor(Date.now() / 1000) - 60 })) }),
+    expect: { status: 401, code: 'UNAUTHORIZED' },
+  },
+  {
+    name: 'signed session cookie from before a password reset (old version)',
+    method: 'GET',
+    path: `${A}/queue`,
+    headers: (c) => ({ cookie: c.signedSession((k) => ({ ...k, v: Number(k.v) + 1 })) }),
+    expect: { status: 401, code: 'UNAUTHORIZED' },
+  },
+  {
+    name: 'signed session cookie of an account that does not exist',
+    method: 'GET',
+    path: '/ghost/api/queue',
+    headers: (c) => ({ cookie: c.signedSession((k) => ({ ...k, u: 'ghost' })) }),
+    expect: { status: 401, code: 'UNAUTHORIZED' },
+  },
+  {
+    name: 'signed session cookie with the claims of another account (bob) but alice’s creation time',
+    method: 'GET',
+    path: '/bob/api/queue',
+    headers: (c) => ({ cookie: c.signedSession((k) => ({ ...k, u: 'bob' })) }),
+    expect: { status: 401, code: 'UNAUTHORIZED' },
+  },
+  {
+    name: 'signed session cookie with claims of the wrong types',
+    method: 'GET',
+    path: `${A}/queue`,
+    headers: (c) => ({ cookie: c.signedSession((k) => ({ ...k, e: '9999999999', v: null })) }),
+    expect: { status: 401, code: 'UNAUTHORIZED' },
+  },
+  {
+    name: 'signed session cookie that is still valid (sanity: the forging works)',
+    method: 'GET',
+    path: `${A}/queue`,
+    headers: (c) => ({ cookie: c.signedSession((k) => k) }),
+    expect: { status: 200 },
+  },
+];
+
 const promptBody = (body: HttpCase['body'], headers?: Record<string, string>) => ({
   as: 'alice' as const,
   method: 'POST',
@@ -1019,5 +1065,5 @@ view.push(
 
 export const participant: Family = {
   family: 'participant API',
-  cases: [...isolation, ...prompts, ...queueEtc, ...methods, ...view],
+  cases: [...isolation, ...signed, ...prompts, ...queueEtc, ...methods, ...view],
 };
