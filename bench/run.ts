@@ -20,6 +20,7 @@ const TARGETS: Record<string, string> = {
   'login.spray_queue_p99_ms': '≤ 50',
   'login.one_account_checks': '≤ 5',
   'login.spray_checks': '≤ 100',
+  'json.check_to_parse_ratio': '≤ 1',
 };
 
 async function optional(name: string, load: () => Promise<Figures>): Promise<Figures | { error: string }> {
@@ -45,6 +46,10 @@ if (wanted('gateway')) {
 
 if (wanted('login')) {
   results.login = await optional('login', async () => (await import('./login.js')).benchLogin());
+}
+
+if (wanted('json')) {
+  results.json = await optional('json', async () => (await import('./json-depth.js')).benchJsonDepth());
 }
 
 if (wanted('backup')) {

@@ -2,6 +2,7 @@
  * Hostile input that used to answer 500 (issue 10): malformed multipart, names over 255 bytes,
  * file/folder name clashes, over-long URL parameters. Each must be a 4xx from the error table.
  */
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_PROMPT_NODES } from '../comfy/validate-prompt.js';
 import { multipart, startHarness, tinyPng, upload, uploadEnv, type Harness } from './test-kit.js';
@@ -255,6 +256,33 @@ describe('body limits', () => {
   it('userdata files over USERDATA_LIMIT (20 MB) are 413', async () => {
     const r = await post('/user001/api/userdata/workflows%2Fbig.json', Buffer.alloc(20 * MB + 1, 0x20));
     expectError(r, 413, 'PAYLOAD_TOO_LARGE');
+  });
+
+  it('userdata bodies are streamed: over the limit without Content-Length is 413 too, and leaves no file', async () => {
+    const chunks = (n: number) =>
+      Readable.from(
+        (function* () {
+          for (let i = 0; i < n; i++) yield Buffer.alloc(MB, 0x20);
+        })(),
+      );
+    const over = await h.app.inject({
+      method: 'POST',
+      url: '/user001/api/userdata/workflows%2Fstreamed.json',
+      headers: { authorization: A, 'content-type': 'application/json' },
+      payload: chunks(21),
+    });
+    expectError(over, 413, 'PAYLOAD_TOO_LARGE');
+    expect(over.headers.connection).toBe('close');
+    expect((await userdata('GET', 'workflows%2Fstreamed.json')).statusCode).toBe(404);
+    const ok = await h.app.inject({
+      method: 'POST',
+      url: '/user001/api/userdata/workflows%2Fstreamed.json',
+      headers: { authorization: A, 'content-type': 'application/json' },
+      payload: chunks(3),
+    });
+    expect(ok.statusCode).toBe(200);
+    const back = await userdata('GET', 'workflows%2Fstreamed.json');
+    expect(back.rawPayload.length).toBe(3 * MB);
   });
 
   it('control routes take small bodies only', async () => {

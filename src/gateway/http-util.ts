@@ -5,6 +5,8 @@ import type {
   RouteHandlerMethod,
   RouteShorthandOptions,
 } from 'fastify';
+import { Transform, type Readable } from 'node:stream';
+import { AppError } from '../errors.js';
 import { parseJsonBounded } from '../http/json-depth.js';
 
 type Method = 'GET' | 'POST' | 'DELETE' | 'PATCH' | 'PUT';
@@ -40,6 +42,44 @@ export function rawBody(request: FastifyRequest): Buffer {
   if (b === undefined || b === null) return Buffer.alloc(0);
   if (typeof b === 'string') return Buffer.from(b, 'utf8');
   return Buffer.from(JSON.stringify(b), 'utf8');
+}
+
+const ignore = () => {};
+
+/**
+ * The request body as a stream that fails with PAYLOAD_TOO_LARGE once it passes `limit` bytes
+ * (at once when Content-Length says so), for routes that stream their body to a file instead of
+ * buffering it. Its errors always have a listener; the consumer sees them through the stream.
+ */
+export function meteredBody(request: FastifyRequest, limit: number, what: string): Readable {
+  const tooLarge = () =>
+    new AppError('PAYLOAD_TOO_LARGE', `The body is larger than ${what} (${limit} bytes).`);
+  const declared = Number(request.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) throw tooLarge();
+  let seen = 0;
+  const meter = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      seen += chunk.length;
+      if (seen > limit) cb(tooLarge());
+      else cb(null, chunk);
+    },
+  });
+  meter.on('error', ignore);
+  // Not pipeline(): it would destroy the request, and with it the socket the error answer needs.
+  // Past the limit the rest of the body stays unread; the caller closes the connection after
+  // answering (see {@link closeAfterReply}).
+  const req = request.raw;
+  req.on('error', (err) => meter.destroy(err));
+  req.on('close', () => {
+    if (!req.complete) meter.destroy(new AppError('BAD_REQUEST', 'The request was aborted.'));
+  });
+  req.pipe(meter);
+  return meter;
+}
+
+/** Ends the connection after this answer (a body was left unread, so it cannot be reused). */
+export function closeAfterReply(reply: FastifyReply): void {
+  if (!reply.sent) reply.header('connection', 'close');
 }
 
 /**

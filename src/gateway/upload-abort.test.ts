@@ -127,4 +127,24 @@ describe('aborted uploads', () => {
     });
     expect(ok.status).toBe(200);
   }, 60_000);
+
+  it('a streamed userdata body over USERDATA_LIMIT gets its 413 over the wire (not a reset)', async () => {
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent >= 22) return controller.close();
+        sent++;
+        controller.enqueue(new Uint8Array(1024 * 1024).fill(0x20));
+      },
+    });
+    const r = await fetch(`http://127.0.0.1:${port}/user001/api/userdata/huge.json`, {
+      method: 'POST',
+      headers: { cookie, 'content-type': 'application/json' },
+      body,
+      duplex: 'half',
+    } as RequestInit);
+    expect(r.status).toBe(413);
+    expect(((await r.json()) as { error: { code: string } }).error.code).toBe('PAYLOAD_TOO_LARGE');
+    expect((await userFiles()).filter((f) => f.includes('userdata'))).toEqual([]);
+  }, 60_000);
 });

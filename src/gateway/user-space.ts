@@ -96,7 +96,7 @@ export class UserSpace {
     return body ? { body, entry } : null;
   }
 
-  async write(user: string, rel: string, body: Buffer): Promise<UserdataEntry> {
+  async write(user: string, rel: string, body: Buffer | Readable): Promise<UserdataEntry> {
     if (rel === '') throw new AppError('INVALID_PATH', 'A file name is required.');
     await assertNoNameClash(this.files, user, 'userdata', rel);
     const s = await this.files.write(this.key(user, rel), body);

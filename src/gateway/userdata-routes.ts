@@ -2,7 +2,17 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config/schema.js';
 import { AppError } from '../errors.js';
 import { safeRelativePath } from '../files/safe-path.js';
-import { both, isObject, jsonBody, pyUnquote, q, rawBody, textReply, userOf } from './http-util.js';
+import {
+  both,
+  closeAfterReply,
+  isObject,
+  jsonBody,
+  meteredBody,
+  pyUnquote,
+  q,
+  textReply,
+  userOf,
+} from './http-util.js';
 import { contentTypeOf, isDangerousContentType } from './mime.js';
 import type { UserdataEntry, UserSpace } from './user-space.js';
 
@@ -162,23 +172,29 @@ export function userdataRoutes(
       .send(found.body);
   });
 
-  both(
-    app,
-    'POST',
-    '/userdata/:file',
-    async (request: FastifyRequest, reply: FastifyReply) => {
+  // Userdata files are streamed to the file store, never held in memory: in a scope of their own
+  // whose parser leaves the body unread, metered against USERDATA_LIMIT while it is stored.
+  void app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', (_request, _payload, done) => done(null));
+    both(scope, 'POST', '/userdata/:file', async (request: FastifyRequest, reply: FastifyReply) => {
       const user = userOf(request);
       const rel = paramPath((request.params as { file: string }).file);
       const overwrite = q(request, 'overwrite') !== 'false';
       const fullInfo = (q(request, 'full_info') ?? 'false').toLowerCase() === 'true';
       if (!overwrite && (await space.stat(user, rel))) return textReply(reply, 409, 'File already exists');
-      const entry = await space.write(user, rel, rawBody(request));
+      let entry: UserdataEntry;
+      try {
+        entry = await space.write(user, rel, meteredBody(request, limits.USERDATA_LIMIT, 'USERDATA_LIMIT'));
+      } catch (err) {
+        closeAfterReply(reply);
+        throw err;
+      }
       return fullInfo
         ? fileInfo(entry, '')
         : reply.type('application/json; charset=utf-8').send(JSON.stringify(entry.path));
-    },
-    { bodyLimit: limits.USERDATA_LIMIT },
-  );
+    });
+  });
 
   both(app, 'DELETE', '/userdata/:file', async (request, reply) => {
     const rel = paramPath((request.params as { file: string }).file);
