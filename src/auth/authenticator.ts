@@ -2,7 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import type { Account, Role } from '../store/types.js';
 import { AppError } from '../errors.js';
 import type { AccountService } from './account-service.js';
-import { addressKey, type LoginLimiter } from './login-throttle.js';
+import { addressKey, type LoginAttempt, type LoginLimiter } from './login-throttle.js';
 import { hashToken, safeEqual } from './passwords.js';
 import type { SessionRevocations } from './session-revocations.js';
 import { SESSION_COOKIE, SessionSigner } from './sessions.js';
@@ -75,10 +75,15 @@ export class Authenticator {
    * Checks a name and password. The throttle decides first (no bcrypt for a refused attempt);
    * throws INVALID_CREDENTIALS, LOGIN_THROTTLED (429) or LOGIN_BUSY (503).
    */
-  async login(creds: BasicCredentials, ip: string): Promise<Principal> {
+  async login(creds: BasicCredentials, ip: string, deviceToken?: string): Promise<Principal> {
     const lower = creds.name.toLowerCase();
     // Names that cannot exist share one key, so random names cannot grow the throttle's memory.
-    const attempt = { address: addressKey(ip), account: isValidAccountName(lower) ? lower : '~invalid' };
+    const attempt: LoginAttempt = {
+      address: addressKey(ip),
+      account: isValidAccountName(lower) ? lower : '~invalid',
+    };
+    const device = deviceToken ? this.sessions.verifyDevice(deviceToken) : null;
+    if (device && device.u === lower) attempt.device = device.d;
     const cached = await this.fromBasicCache(creds);
     if (cached) {
       // Known-good credentials guess nothing; they only reset this person's count.
@@ -120,6 +125,19 @@ export class Authenticator {
       e: Math.floor(Date.now() / 1000) + ttlSeconds,
       s: SessionSigner.newId(),
       c: p.createdAt ?? 0,
+    });
+  }
+
+  /**
+   * A device cookie for a browser that just signed in as `p` (see `DeviceClaims`); keeps the
+   * browser's device id when its cookie was already for this account.
+   */
+  mintDevice(p: Principal, previous: string | undefined, ttlSeconds: number): string {
+    const old = previous ? this.sessions.verifyDevice(previous) : null;
+    return this.sessions.signDevice({
+      u: p.name,
+      d: old && old.u === p.name ? old.d : SessionSigner.newId(),
+      e: Math.floor(Date.now() / 1000) + ttlSeconds,
     });
   }
 

@@ -79,6 +79,9 @@ class Lane {
   async close(): Promise<void> {
     const w = this.worker;
     this.worker = null;
+    const cur = this.current;
+    this.current = null;
+    cur?.job.reject(new Error('bcrypt pool closed'));
     if (w) await w.terminate();
   }
 
@@ -118,6 +121,7 @@ export class BcryptPool {
   private readonly queue: Job[] = [];
   private readonly lanes: Lane[];
   private running = 0;
+  private closed = false;
   private readonly counts = { compares: 0, hashes: 0, refused: 0 };
 
   constructor(private readonly opts: BcryptPoolOptions) {
@@ -149,11 +153,15 @@ export class BcryptPool {
     return { ...this.counts, running: this.running, queued: this.queue.length };
   }
 
+  /** Stops the threads; checks still waiting or running fail. */
   async close(): Promise<void> {
+    this.closed = true;
+    for (const job of this.queue.splice(0)) job.reject(new Error('bcrypt pool closed'));
     await Promise.all(this.lanes.map((l) => l.close()));
   }
 
   private enqueue(task: Task): Promise<string | boolean> {
+    if (this.closed) return Promise.reject(new Error('bcrypt pool closed'));
     return new Promise((resolve, reject) => {
       this.queue.push({ task, resolve, reject });
       this.pump();

@@ -6,7 +6,7 @@ import { checkLoginOrigin, SESSION_TTL_SECONDS, setSessionCookie } from '../http
 import type { Authenticator, Principal } from './authenticator.js';
 import { loginPage } from './login-page.js';
 import { safeNextPath } from './next-path.js';
-import { SESSION_COOKIE } from './sessions.js';
+import { DEVICE_COOKIE, DEVICE_TTL_SECONDS, SESSION_COOKIE } from './sessions.js';
 
 const loginBody = z.object({
   user: z.string().min(1).max(64),
@@ -46,7 +46,11 @@ export function loginRoutes(app: FastifyInstance, auth: Authenticator): void {
     let principal: Principal;
     try {
       checkLoginOrigin(request);
-      principal = await auth.login({ name: body.user, password: body.password }, request.ip);
+      principal = await auth.login(
+        { name: body.user, password: body.password },
+        request.ip,
+        request.cookies?.[DEVICE_COOKIE],
+      );
     } catch (err) {
       if (!isForm || !(err instanceof AppError)) throw err;
       if (err.retryAfter) reply.header('retry-after', String(err.retryAfter));
@@ -56,6 +60,18 @@ export function loginRoutes(app: FastifyInstance, auth: Authenticator): void {
         .send(loginPage({ next: safeNextPath(body.next) ?? '', error: err.message }));
     }
     setSessionCookie(request, reply, auth.mintSession(principal, SESSION_TTL_SECONDS));
+    // Only ever sent to /login: it picks this browser's own throttle bucket next time.
+    reply.setCookie(
+      DEVICE_COOKIE,
+      auth.mintDevice(principal, request.cookies?.[DEVICE_COOKIE], DEVICE_TTL_SECONDS),
+      {
+        path: '/login',
+        httpOnly: true,
+        sameSite: 'lax',
+        secure: request.protocol === 'https',
+        maxAge: DEVICE_TTL_SECONDS,
+      },
+    );
     const target = safeNext(body.next, principal);
     if (isForm) return reply.redirect(target, 303);
     return { user: principal.name, role: principal.role, next: target };

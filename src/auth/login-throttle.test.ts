@@ -92,6 +92,16 @@ describe('MemoryLoginLimiter', () => {
     expect((await admit('10.2.0.1', 'alice')).ok).toBe(true);
   });
 
+  it('gives a browser that signed in before its own bucket, outside the account ceiling', async () => {
+    const { limiter, admit, failTimes } = setup();
+    await failTimes(5, '10.0.0.1', 'alice');
+    for (let ip = 0; ip < 5; ip++) await failTimes(5, `10.1.0.${ip}`, 'alice');
+    expect(refused(await admit('10.0.0.1', 'alice'))).toMatchObject({ scope: 'pair' });
+    expect(refused(await admit('10.2.0.1', 'alice'))).toMatchObject({ scope: 'account' });
+    const own = await limiter.admit({ address: '10.0.0.1', account: 'alice', device: 'dev1' });
+    expect(own.ok).toBe(true);
+  });
+
   it('keeps a guesser at one address below the account ceiling', async () => {
     const { admit, failTimes, advance } = setup();
     // One attempt per 12 s from one address (the pair rate) for an hour...

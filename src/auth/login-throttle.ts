@@ -35,6 +35,12 @@ export interface LoginLimits {
 export interface LoginAttempt {
   address: string;
   account: string;
+  /**
+   * Set when the browser proved (signed device cookie) it signed in as this account before: its
+   * attempts get a pair bucket of their own instead of the address's, and skip the account
+   * ceiling, so a guesser at the same address cannot slow the owner on that browser.
+   */
+  device?: string;
 }
 
 /** An admitted attempt. Exactly one of its methods must be called when the check is done. */
@@ -97,8 +103,8 @@ export class MemoryLoginLimiter implements LoginLimiter {
   // atomic for this process.
   admit(attempt: LoginAttempt): Promise<Admission> {
     const t = this.now();
-    const pairKey = `p\u0000${attempt.address}\u0000${attempt.account}`;
-    const trustedUntil = this.trusted.get(pairKey) ?? 0;
+    const pairKey = pairKeyOf(attempt);
+    const trustedUntil = attempt.device ? Infinity : (this.trusted.get(pairKey) ?? 0);
     const checks: { key: string; limit: BucketLimit; scope: 'pair' | 'address' | 'account' }[] = [
       { key: pairKey, limit: this.limits.pair, scope: 'pair' },
       { key: `a\u0000${attempt.address}`, limit: this.limits.address, scope: 'address' },
@@ -120,7 +126,7 @@ export class MemoryLoginLimiter implements LoginLimiter {
   }
 
   succeeded(attempt: LoginAttempt): Promise<void> {
-    const pairKey = `p\u0000${attempt.address}\u0000${attempt.account}`;
+    const pairKey = pairKeyOf(attempt);
     const b = this.buckets.get(pairKey);
     if (b?.inFlight === 0) this.buckets.delete(pairKey);
     else if (b) b.level = 0;
@@ -226,6 +232,10 @@ export class MemoryLoginLimiter implements LoginLimiter {
       key[0] === 'p' ? this.limits.pair : key[0] === 'a' ? this.limits.address : this.limits.account;
     return this.levelAt(b, limit, t) === 0;
   }
+}
+
+function pairKeyOf(a: LoginAttempt): string {
+  return a.device ? `p\u0000device:${a.device}\u0000${a.account}` : `p\u0000${a.address}\u0000${a.account}`;
 }
 
 /**

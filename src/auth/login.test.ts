@@ -99,6 +99,34 @@ describe('login throttling', () => {
     expect(res.statusCode).toBe(200);
   });
 
+  it('lets a participant back in on a browser they signed in from, while someone at the same address guesses', async () => {
+    const harness = await start();
+    await harness.addUser('alice');
+    await harness.addUser('mallory');
+    const first = await login(harness, 'alice', pw('alice'));
+    const device = first.cookies.find((c) => c.name === 'cm_device')!;
+    expect(device).toMatchObject({ path: '/login', httpOnly: true });
+    // Mallory, behind the same venue NAT, keeps guessing alice's password, with her own device cookie.
+    const own = (await login(harness, 'mallory', pw('mallory'))).cookies.find((c) => c.name === 'cm_device')!;
+    // A new password, so the correct one is not already remembered from the first login.
+    await harness.services.accounts.resetPassword('alice', 'alice-new-password-123');
+    for (let i = 0; i < 10; i++) {
+      await login(harness, 'alice', `guess${i}`, { headers: { cookie: `cm_device=${own.value}` } });
+    }
+    // Without the cookie, alice at that address is slowed like mallory (the known limit).
+    const stranger = await login(harness, 'alice', 'alice-new-password-123');
+    expect(stranger.statusCode).toBe(429);
+    // A forged device cookie is just ignored.
+    const forged = await login(harness, 'alice', 'alice-new-password-123', {
+      headers: { cookie: `cm_device=${device.value.slice(0, -2)}xx` },
+    });
+    expect(forged.statusCode).toBe(429);
+    const back = await login(harness, 'alice', 'alice-new-password-123', {
+      headers: { cookie: `cm_device=${device.value}` },
+    });
+    expect(back.statusCode).toBe(200);
+  });
+
   it('checks an unknown name against a dummy hash, like a known one', async () => {
     const harness = await start();
     await harness.addUser('alice');

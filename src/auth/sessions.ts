@@ -3,6 +3,10 @@ import type { BlobStore } from '../store/types.js';
 import { safeEqual } from './passwords.js';
 
 export const SESSION_COOKIE = 'cm_session';
+/** Remembers that this browser signed in as an account before (see `DeviceClaims`). */
+export const DEVICE_COOKIE = 'cm_device';
+/** Device cookies last a month: longer than any workshop, short enough to expire between them. */
+export const DEVICE_TTL_SECONDS = 30 * 86_400;
 
 export interface SessionClaims {
   /** Account name. */
@@ -15,6 +19,20 @@ export interface SessionClaims {
   s: string;
   /** The account's createdAt: a removed account re-created under the same name starts afresh. */
   c: number;
+}
+
+/**
+ * A browser that signed in as `u` before. Its later login attempts for `u` are throttled on their
+ * own (not with everyone else at the same address) and skip the account ceiling, so someone
+ * guessing that account, even from the same venue NAT, cannot slow its owner on a browser they
+ * used before. Not a credential: it only picks a throttle bucket.
+ */
+export interface DeviceClaims {
+  u: string;
+  /** Random device id. */
+  d: string;
+  /** Expiry, epoch seconds. */
+  e: number;
 }
 
 /**
@@ -39,32 +57,35 @@ export class SessionSigner {
   }
 
   sign(claims: SessionClaims): string {
-    const body = Buffer.from(JSON.stringify(claims)).toString('base64url');
-    return `${body}.${this.mac(body)}`;
+    return this.seal('session', claims);
+  }
+
+  signDevice(claims: DeviceClaims): string {
+    return this.seal('device', claims);
+  }
+
+  /** The device claims when the signature is right and they have not expired; otherwise null. */
+  verifyDevice(token: string, nowSeconds = Math.floor(Date.now() / 1000)): DeviceClaims | null {
+    const c = this.unseal('device', token) as Partial<DeviceClaims> | null;
+    if (!c || typeof c.u !== 'string' || typeof c.d !== 'string' || typeof c.e !== 'number') return null;
+    return c.e > nowSeconds ? (c as DeviceClaims) : null;
   }
 
   /** The claims when the signature is right and the session has not expired; otherwise null. */
   verify(token: string, nowSeconds = Math.floor(Date.now() / 1000)): SessionClaims | null {
-    const dot = token.indexOf('.');
-    if (dot <= 0 || token.length > 4096) return null;
-    const body = token.slice(0, dot);
-    if (!safeEqual(token.slice(dot + 1), this.mac(body))) return null;
-    try {
-      const c = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as Partial<SessionClaims>;
-      if (
-        typeof c.u !== 'string' ||
-        typeof c.v !== 'number' ||
-        typeof c.e !== 'number' ||
-        typeof c.s !== 'string' ||
-        !/^[A-Za-z0-9_-]{16,64}$/.test(c.s) ||
-        typeof c.c !== 'number'
-      ) {
-        return null;
-      }
-      return c.e > nowSeconds ? (c as SessionClaims) : null;
-    } catch {
+    const c = this.unseal('session', token) as Partial<SessionClaims> | null;
+    if (
+      !c ||
+      typeof c.u !== 'string' ||
+      typeof c.v !== 'number' ||
+      typeof c.e !== 'number' ||
+      typeof c.s !== 'string' ||
+      !/^[A-Za-z0-9_-]{16,64}$/.test(c.s) ||
+      typeof c.c !== 'number'
+    ) {
       return null;
     }
+    return c.e > nowSeconds ? (c as SessionClaims) : null;
   }
 
   /** A fresh random session id. */
@@ -72,7 +93,28 @@ export class SessionSigner {
     return randomBytes(16).toString('base64url');
   }
 
-  private mac(body: string): string {
-    return createHmac('sha256', this.key).update(body).digest('base64url');
+  // The kind is part of what is signed, so a device token never passes as a session or back.
+  private seal(kind: 'session' | 'device', claims: object): string {
+    const body = Buffer.from(JSON.stringify(claims)).toString('base64url');
+    return `${body}.${this.mac(kind, body)}`;
+  }
+
+  private unseal(kind: 'session' | 'device', token: string): Record<string, unknown> | null {
+    const dot = token.indexOf('.');
+    if (dot <= 0 || token.length > 4096) return null;
+    const body = token.slice(0, dot);
+    if (!safeEqual(token.slice(dot + 1), this.mac(kind, body))) return null;
+    try {
+      const c: unknown = JSON.parse(Buffer.from(body, 'base64url').toString('utf8'));
+      return typeof c === 'object' && c !== null ? (c as Record<string, unknown>) : null;
+    } catch {
+      return null;
+    }
+  }
+
+  private mac(kind: 'session' | 'device', body: string): string {
+    const h = createHmac('sha256', this.key);
+    if (kind === 'device') h.update('device\u0000');
+    return h.update(body).digest('base64url');
   }
 }
