@@ -61,7 +61,7 @@ export function userdataRoutes(
     const settings = await space.getSettings(userOf(request));
     return reply
       .type('application/json; charset=utf-8')
-      .send(JSON.stringify(id in settings ? settings[id] : null));
+      .send(JSON.stringify(Object.hasOwn(settings, id) ? settings[id] : null));
   });
   both(
     app,

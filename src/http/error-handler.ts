@@ -2,6 +2,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { ZodError } from 'zod';
 import { AppError, type ErrorCode } from '../errors.js';
 import { HTML_PAGE_CSP, errorPage, wantsHtmlPage } from './html-pages.js';
+import { trackRouteMethods } from './method-not-allowed.js';
 
 /** Fastify's own error codes that mean the client sent something wrong. */
 const FASTIFY_CODES: Record<string, ErrorCode> = {
@@ -65,7 +66,11 @@ export function sendErrorTo(request: FastifyRequest, reply: FastifyReply, err: A
     .send(errorPage(err, request.principal?.name ?? null));
 }
 
-/** One error handler for the whole app: bodies from the error table, never a stack trace. */
+/**
+ * One error handler for the whole app: bodies from the error table, never a stack trace. An
+ * unknown path is 404 NOT_FOUND; a known path asked with another method is 405 with `Allow`.
+ * Call before any route is registered (it watches them to know their methods).
+ */
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const appErr = toAppError(err);
@@ -73,7 +78,20 @@ export function installErrorHandling(app: FastifyInstance): void {
     else request.log.debug({ code: appErr.code }, appErr.message);
     return sendErrorTo(request, reply, appErr);
   });
+  const routes = trackRouteMethods(app);
   app.setNotFoundHandler((request, reply) => {
+    const allowed = routes.allowed(request.url);
+    if (allowed.length > 0 && !allowed.includes(request.method)) {
+      reply.header('allow', allowed.join(', '));
+      return sendErrorTo(
+        request,
+        reply,
+        new AppError(
+          'METHOD_NOT_ALLOWED',
+          `${request.method} is not allowed here; use ${allowed.join(', ')}.`,
+        ),
+      );
+    }
     return sendErrorTo(
       request,
       reply,

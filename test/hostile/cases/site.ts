@@ -1,0 +1,261 @@
+/** Frontend files (`/<user>/…`, `/assets/…`, `/favicon.ico`), health, readiness, status and metrics. */
+import type { Case, Family } from '../types.js';
+
+const traversals: [string, string][] = [
+  ['raw ../', '../../../package.json'],
+  ['%2e%2e', '%2e%2e/%2e%2e/%2e%2e/package.json'],
+  ['..%2f', '..%2f..%2f..%2fpackage.json'],
+  ['%2e%2e%2f', '%2e%2e%2f%2e%2e%2fpackage.json'],
+  ['backslash', '..%5c..%5c..%5cpackage.json'],
+  ['NUL', 'index.html%00.js'],
+  ['newline', 'a%0Ab.js'],
+];
+
+const frontend: Case[] = [
+  ...traversals.map(([form, p]): Case => ({
+    name: `frontend /assets/ ${form}`,
+    method: 'GET',
+    path: `/assets/${p}`,
+    expect: { status: 400, code: 'INVALID_PATH' },
+  })),
+  ...traversals.map(([form, p]): Case => ({
+    name: `frontend /alice/ ${form}`,
+    as: 'alice',
+    method: 'GET',
+    path: `/alice/${p}`,
+    expect: { status: 400, code: 'INVALID_PATH' },
+  })),
+  {
+    name: 'frontend: %252e double-encoded is a literal (missing) name',
+    method: 'GET',
+    path: '/assets/%252e%252e%252fpackage.json',
+    expect: { status: 404, code: 'NOT_FOUND' },
+  },
+  {
+    name: 'frontend: invalid percent-encoding',
+    as: 'alice',
+    method: 'GET',
+    path: '/alice/%ff%fe.js',
+    expect: { status: 400, code: 'BAD_REQUEST' },
+  },
+  {
+    name: 'frontend /assets/ absolute (an empty segment, stays inside)',
+    method: 'GET',
+    path: '/assets/%2Fetc%2Fpasswd',
+    expect: { status: 404, code: 'NOT_FOUND' },
+  },
+  {
+    name: 'frontend /alice/ absolute',
+    as: 'alice',
+    method: 'GET',
+    path: '/alice/%2Fetc%2Fpasswd',
+    expect: { status: 400, code: 'INVALID_PATH' },
+  },
+  {
+    name: 'frontend: broken percent-encoding',
+    as: 'alice',
+    method: 'GET',
+    path: '/alice/%zz.js',
+    expect: { status: 400, code: 'BAD_REQUEST' },
+  },
+  {
+    name: 'frontend: 300-character file name',
+    as: 'alice',
+    method: 'GET',
+    path: `/alice/${'a'.repeat(300)}.js`,
+    expect: { status: 400, code: 'INVALID_PATH' },
+  },
+  {
+    name: 'frontend: 4,000-character path',
+    method: 'GET',
+    path: `/assets/${'abc/'.repeat(1000)}x.js`,
+    expect: { status: 400, code: 'INVALID_PATH' },
+  },
+  {
+    name: 'frontend: index for alice (sanity)',
+    as: 'alice',
+    method: 'GET',
+    path: '/alice/',
+    expect: { status: 200 },
+  },
+  {
+    name: 'frontend: /alice redirects to /alice/',
+    as: 'alice',
+    method: 'GET',
+    path: '/alice',
+    expect: { status: 302, location: '/alice/' },
+  },
+  {
+    name: 'frontend: /alice?x redirect keeps only our path',
+    as: 'alice',
+    method: 'GET',
+    path: '/alice?next=//evil.example',
+    expect: { status: 302, location: '/alice/?next=//evil.example' },
+  },
+  {
+    name: 'frontend: a bundle (sanity)',
+    as: 'alice',
+    method: 'GET',
+    path: '/alice/assets/index-D4f9Lm2Q.js',
+    expect: { status: 200 },
+  },
+  {
+    name: 'frontend: a bundle anonymously needs a login',
+    method: 'GET',
+    path: '/alice/assets/index-D4f9Lm2Q.js',
+    expect: { status: 401, code: 'UNAUTHORIZED' },
+  },
+  {
+    name: 'frontend: bob cannot load alice frontend path',
+    as: 'bob',
+    method: 'GET',
+    path: '/alice/scripts/app.js',
+    expect: { status: 403, code: 'FORBIDDEN' },
+  },
+  {
+    name: 'frontend: root asset (sanity)',
+    method: 'GET',
+    path: '/assets/favicon.ico',
+    expect: { status: 200 },
+  },
+  { name: 'frontend: favicon', method: 'GET', path: '/favicon.ico', expect: { status: 200 } },
+  {
+    name: 'frontend: root asset that does not exist',
+    method: 'GET',
+    path: '/assets/nope.js',
+    expect: { status: 404, code: 'NOT_FOUND' },
+  },
+  {
+    name: 'frontend: user.css',
+    as: 'alice',
+    method: 'GET',
+    path: '/alice/user.css',
+    expect: { status: 200 },
+  },
+  {
+    name: 'frontend: POST to the favicon',
+    method: 'POST',
+    path: '/favicon.ico',
+    body: 'x',
+    expect: { status: 405, code: 'METHOD_NOT_ALLOWED' },
+  },
+  {
+    name: 'frontend: POST to an asset (a catch-all path: unknown)',
+    method: 'POST',
+    path: '/assets/favicon.ico',
+    body: 'x',
+    expect: { status: 404, code: 'NOT_FOUND' },
+  },
+  {
+    name: 'frontend: double slash at the root',
+    method: 'GET',
+    path: '//evil.example/assets/favicon.ico',
+    expect: { status: 404, code: 'NOT_FOUND' },
+  },
+  {
+    name: 'frontend: unknown top-level path',
+    method: 'GET',
+    path: '/.env',
+    expect: { status: 404, code: 'NOT_FOUND' },
+  },
+  {
+    name: 'frontend: dot file through a user',
+    as: 'alice',
+    method: 'GET',
+    path: '/alice/.git/config',
+    expect: { status: 404, code: 'NOT_FOUND' },
+  },
+];
+
+const health: Case[] = [
+  { name: 'health (sanity)', method: 'GET', path: '/health', expect: { status: 200 } },
+  { name: 'health HEAD', method: 'HEAD', path: '/health', expect: { status: 200 } },
+  {
+    name: 'health with a query of junk',
+    method: 'GET',
+    path: '/health?%00=%ff&a[b][c]=1',
+    expect: { status: 200 },
+  },
+  {
+    name: 'health POST',
+    method: 'POST',
+    path: '/health',
+    body: '{}',
+    expect: { status: 405, code: 'METHOD_NOT_ALLOWED' },
+  },
+  {
+    name: 'health OPTIONS (no CORS granted)',
+    method: 'OPTIONS',
+    path: '/health',
+    headers: { origin: 'https://evil.example', 'access-control-request-method': 'GET' },
+    expect: {
+      status: 405,
+      code: 'METHOD_NOT_ALLOWED',
+      check: (r) => (r.headers['access-control-allow-origin'] ? 'CORS granted' : null),
+    },
+  },
+  { name: 'ready (sanity)', method: 'GET', path: '/ready', expect: { status: 200 } },
+  {
+    name: 'metrics without the token',
+    method: 'GET',
+    path: '/metrics',
+    expect: { status: 401, code: 'UNAUTHORIZED' },
+  },
+  {
+    name: 'metrics with a wrong token',
+    method: 'GET',
+    path: '/metrics',
+    headers: { authorization: 'Bearer wrong-metrics-token' },
+    expect: { status: 401, code: 'INVALID_TOKEN' },
+  },
+  {
+    name: 'metrics with the API token',
+    as: 'api',
+    method: 'GET',
+    path: '/metrics',
+    expect: { status: 401, code: 'INVALID_TOKEN' },
+  },
+  {
+    name: 'metrics with a participant cookie',
+    as: 'alice',
+    method: 'GET',
+    path: '/metrics',
+    expect: { status: 401, code: 'UNAUTHORIZED' },
+  },
+  {
+    name: 'metrics with the token (sanity)',
+    method: 'GET',
+    path: '/metrics',
+    headers: (c) => ({ authorization: `Bearer ${c.tokens.metrics}` }),
+    expect: {
+      status: 200,
+      check: (r, c) => (r.body.includes(c.passwords.alice!) ? 'a password in the metrics' : null),
+    },
+  },
+  {
+    name: 'status anonymous',
+    method: 'GET',
+    path: '/api/v1/status',
+    expect: { status: 401, code: 'UNAUTHORIZED' },
+  },
+  {
+    name: 'status as a participant',
+    as: 'alice',
+    method: 'GET',
+    path: '/api/v1/status',
+    expect: { status: 403, code: 'FORBIDDEN' },
+  },
+  {
+    name: 'status as instructor reports unhealthy (jobs wait, no worker)',
+    as: 'api',
+    method: 'GET',
+    path: '/api/v1/status',
+    expect: {
+      status: 503,
+      designed5xx:
+        'the status endpoint answers 503 while jobs wait and no healthy worker is connected, by design',
+    },
+  },
+];
+
+export const site: Family = { family: 'frontend files, health and metrics', cases: [...frontend, ...health] };
