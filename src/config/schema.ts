@@ -205,9 +205,9 @@ export const configSchema = z
 
     BODY_LIMIT: size.default(10 * 1024 * 1024).describe('Largest JSON request body, e.g. 10mb.'),
     UPLOAD_LIMIT: size
-      .default(50 * 1024 * 1024)
+      .default(100 * 1024 * 1024)
       .describe(
-        'Largest file a participant may upload through ComfyUI (`/upload/image`, `/upload/mask`), e.g. 50mb. Larger uploads get 413.',
+        "Largest file a participant may upload through ComfyUI (`/upload/image`, `/upload/mask`), e.g. 500mb; the default is ComfyUI's own (100 MB, enough for short clips). Larger uploads get 413.",
       ),
     FRONTEND_DIR: z
       .string()
