@@ -44,6 +44,10 @@ if (wanted('startup')) {
   results.startup = await optional('startup', async () => (await import('./startup.js')).benchStartup());
 }
 
+if (wanted('ranges')) {
+  results.ranges = await optional('ranges', async () => (await import('./ranges.js')).benchRanges());
+}
+
 if (wanted('backup')) {
   results.backup = await optional('backup', async () => (await import('./backup.js')).benchBackup());
 }

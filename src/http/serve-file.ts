@@ -31,10 +31,6 @@ export async function sendStoredFile(
 ): Promise<FastifyReply> {
   const { size, mtimeMs } = file.stat;
   const v = validatorsOf(size, mtimeMs);
-  reply
-    .header('accept-ranges', 'bytes')
-    .header('etag', v.etag)
-    .header('last-modified', v.lastModified.toUTCString());
   const decision = decideFileResponse(
     {
       range: header(request, 'range'),
@@ -45,6 +41,19 @@ export async function sendStoredFile(
     size,
     v,
   );
+  const range = decision.status === 206 ? decision.range : null;
+  // Opened before any header is set: a file gone since its stat is a plain 404, without our headers.
+  // HEAD never opens it (Fastify drains a HEAD payload and keeps our Content-Length).
+  const body =
+    decision.status !== 200 && decision.status !== 206
+      ? null
+      : request.method === 'HEAD'
+        ? Readable.from([])
+        : await files.read(file.key, range ?? undefined);
+  reply
+    .header('accept-ranges', 'bytes')
+    .header('etag', v.etag)
+    .header('last-modified', v.lastModified.toUTCString());
   if (decision.status === 304) return reply.status(304).send();
   if (decision.status === 416) {
     reply.header('content-range', unsatisfiedRange(size));
@@ -58,10 +67,7 @@ export async function sendStoredFile(
     );
   }
   reply.header('content-type', file.contentType).header('content-disposition', file.contentDisposition);
-  const range = decision.status === 206 ? decision.range : null;
   if (range) reply.status(206).header('content-range', contentRange(range, size));
   reply.header('content-length', String(range ? range.end - range.start + 1 : size));
-  // Fastify drains a HEAD payload and keeps our Content-Length; an empty stream costs no read.
-  if (request.method === 'HEAD') return reply.send(Readable.from([]));
-  return reply.send(await files.read(file.key, range ?? undefined));
+  return reply.send(body);
 }
