@@ -55,6 +55,10 @@ if (wanted('json')) {
   results.json = await optional('json', async () => (await import('./json-depth.js')).benchJsonDepth());
 }
 
+if (wanted('ranges')) {
+  results.ranges = await optional('ranges', async () => (await import('./ranges.js')).benchRanges());
+}
+
 if (wanted('backup')) {
   results.backup = await optional('backup', async () => (await import('./backup.js')).benchBackup());
 }

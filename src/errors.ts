@@ -33,6 +33,7 @@ export const ERROR_CODES = {
   PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large.' },
   URI_TOO_LONG: { status: 414, message: 'The URL is too long.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'The request body has an unsupported content type.' },
+  RANGE_NOT_SATISFIABLE: { status: 416, message: 'The requested byte range is outside the file.' },
   QUEUE_LIMIT: { status: 429, message: 'Too many jobs are waiting for this user.' },
   RATE_LIMITED: { status: 429, message: 'Too many requests; slow down.' },
   LOGIN_THROTTLED: { status: 429, message: 'Too many failed logins; wait before trying again.' },

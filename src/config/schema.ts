@@ -239,9 +239,9 @@ export const configSchema = z
         "Largest WebSocket message a worker agent may send (its environment snapshot with ComfyUI's object_info is the biggest: about 0.5 MB for a bare ComfyUI, a few MB with many custom nodes), e.g. 64mb. Participants' and the dashboard's sockets take at most 64 kB.",
       ),
     UPLOAD_LIMIT: size
-      .default(50 * 1024 * 1024)
+      .default(100 * 1024 * 1024)
       .describe(
-        'Largest file a participant may upload through ComfyUI (`/upload/image`, `/upload/mask`), e.g. 50mb. Larger uploads get 413.',
+        "Largest file a participant may upload through ComfyUI (`/upload/image`, `/upload/mask`), e.g. 500mb; the default is ComfyUI's own (100 MB, enough for short clips). Larger uploads get 413.",
       ),
     FRONTEND_DIR: z
       .string()

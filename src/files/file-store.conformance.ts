@@ -39,7 +39,10 @@ async function sha256OfStream(stream: Readable): Promise<{ sha256: string; size:
 }
 
 /** `size` bytes of varied content in 1 MiB chunks, generated lazily, and the sha256 it will have. */
-function generated(size: number, seed = 1): { stream: () => Readable; sha256: string } {
+function generated(
+  size: number,
+  seed = 1,
+): { stream: () => Readable; sha256: string; tailSha256: (n: number) => string } {
   const chunk = (i: number, len: number) => {
     const b = Buffer.alloc(len);
     // Cheap but non-repeating: every 4-byte word depends on its chunk and offset.
@@ -51,6 +54,17 @@ function generated(size: number, seed = 1): { stream: () => Readable; sha256: st
   for (let i = 0; i < chunks; i++) h.update(chunk(i, Math.min(MiB, size - i * MiB)));
   return {
     sha256: h.digest('hex'),
+    /** sha256 of the last `n` bytes (n ≤ 1 MiB). */
+    tailSha256: (n: number) => {
+      const last = Math.floor((size - 1) / MiB);
+      const bytes = Buffer.concat([
+        last > 0 ? chunk(last - 1, MiB) : Buffer.alloc(0),
+        chunk(last, Math.min(MiB, size - last * MiB)),
+      ]);
+      return createHash('sha256')
+        .update(bytes.subarray(bytes.length - n))
+        .digest('hex');
+    },
     stream: () =>
       Readable.from(
         (function* () {
@@ -127,6 +141,25 @@ export function runFileStoreConformance(
       expect(s.mtimeMs).toBeGreaterThan(0);
       expect(await readAll(await files.read(key))).toEqual(body);
       expect(await files.stat(key)).toMatchObject({ key, size: body.length });
+    });
+
+    it('reads byte ranges: inclusive ends, open ends, clamped past the end, empty past the start', async () => {
+      const key = userFileKey('user001', 'output', 'job1', 'clip.mp4');
+      const body = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7 + (i >> 8)) & 0xff));
+      await files.write(key, body);
+      const range = async (start: number, end?: number) => readAll(await files.read(key, { start, end }));
+      expect(await range(0, 0)).toEqual(body.subarray(0, 1));
+      expect(await range(10, 19)).toEqual(body.subarray(10, 20));
+      expect(await range(123_456, 234_567)).toEqual(body.subarray(123_456, 234_568));
+      expect(await range(299_999, 299_999)).toEqual(body.subarray(299_999));
+      expect(await range(250_000)).toEqual(body.subarray(250_000));
+      expect(await range(299_000, 10_000_000)).toEqual(body.subarray(299_000));
+      expect(await range(300_000)).toEqual(Buffer.alloc(0));
+      expect(await range(400_000, 500_000)).toEqual(Buffer.alloc(0));
+      await expectAppError(
+        files.read(userFileKey('user001', 'output', 'nope.mp4'), { start: 0, end: 9 }),
+        'FILE_NOT_FOUND',
+      );
     });
 
     it('writes a stream, and a second write replaces the file', async () => {
@@ -288,6 +321,14 @@ export function runFileStoreConformance(
         });
         expect(read).toEqual({ sha256: data.sha256, size });
         expect((await files.stat(key))?.size).toBe(size);
+        // A range near the end (a seek in a video) reads only those bytes, not the whole file.
+        let tail: Buffer = Buffer.alloc(0);
+        const rangeGrowth = await peakBufferGrowth(async () => {
+          tail = await readAll(await files.read(key, { start: size - 100_000, end: size - 1 }));
+        });
+        expect(tail.length).toBe(100_000);
+        expect(createHash('sha256').update(tail).digest('hex')).toBe(data.tailSha256(100_000));
+        expect(rangeGrowth, 'buffer growth while reading the last 100 kB').toBeLessThan(8 * MiB);
         const limit = opts.maxBufferGrowth ?? 48 * MiB;
         expect(writeGrowth, `buffer growth while writing ${size} bytes`).toBeLessThan(limit);
         expect(readGrowth, `buffer growth while reading ${size} bytes`).toBeLessThan(limit);

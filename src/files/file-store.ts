@@ -20,12 +20,24 @@ export interface WriteOptions {
   mtimeMs?: number;
 }
 
+/** Byte positions of a range read, inclusive as in HTTP's `Content-Range`. */
+export interface ReadRange {
+  start: number;
+  /** Last byte to read; default the file's last. Past the end means up to the end. */
+  end?: number | undefined;
+}
+
 export interface FileStore {
   readonly backend: 'local' | 's3';
   /** Streams `body` to `key`, replacing any file there only once the write is complete. */
   write(key: string, body: Readable | Buffer, opts?: WriteOptions): Promise<FileStat>;
-  /** A stream of the file; throws AppError FILE_NOT_FOUND when absent. */
-  read(key: string): Promise<Readable>;
+  /**
+   * A stream of the file, or of the bytes `range.start`…`range.end` (inclusive; clamped to the
+   * file; empty when `start` is past the end). A range is read as a range from the backend
+   * (object storage: a `Range` GET), never by skipping through the whole file.
+   * Throws AppError FILE_NOT_FOUND when absent.
+   */
+  read(key: string, range?: ReadRange): Promise<Readable>;
   stat(key: string): Promise<FileStat | null>;
   /** Every file under `prefix` (recursive), sorted by key. */
   list(prefix: string): Promise<FileStat[]>;

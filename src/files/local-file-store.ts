@@ -5,7 +5,7 @@ import { dirname, join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AppError } from '../errors.js';
-import type { FileStat, FileStore, WriteOptions } from './file-store.js';
+import type { FileStat, FileStore, ReadRange, WriteOptions } from './file-store.js';
 import { isNameClash, NAME_CLASH_MESSAGE } from './name-clash.js';
 import { safeRelativePath } from './safe-path.js';
 
@@ -48,11 +48,15 @@ export class LocalFileStore implements FileStore {
     return { key, size: s.size, mtimeMs: s.mtimeMs };
   }
 
-  async read(key: string): Promise<Readable> {
+  async read(key: string, range?: ReadRange): Promise<Readable> {
     const path = this.pathOf(key);
     const s = await stat(path).catch(() => null);
     if (!s?.isFile()) throw new AppError('FILE_NOT_FOUND');
-    return createReadStream(path);
+    if (!range) return createReadStream(path);
+    // createReadStream seeks to `start` and stops after `end` (inclusive), as HTTP ranges count.
+    if (range.start >= s.size || (range.end !== undefined && range.end < range.start))
+      return Readable.from([]);
+    return createReadStream(path, { start: range.start, end: range.end ?? s.size - 1 });
   }
 
   async stat(key: string): Promise<FileStat | null> {

@@ -22,9 +22,9 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { AppError } from '../errors.js';
-import type { FileStat, FileStore } from './file-store.js';
+import type { FileStat, FileStore, ReadRange } from './file-store.js';
 import {
   createS3Client,
   copySource,
@@ -54,6 +54,32 @@ export interface S3FileStoreOptions extends S3ClientSettings {
 }
 
 const MiB = 1024 * 1024;
+
+/** The first `n` bytes of `source`, which is destroyed once they have passed. */
+function limitBytes(source: Readable, n: number): Readable {
+  let left = n;
+  const out = new PassThrough();
+  source.on('error', (err) => out.destroy(err));
+  source.on('data', (c: Buffer) => {
+    if (left <= 0) return;
+    const part = c.length > left ? c.subarray(0, left) : c;
+    left -= part.length;
+    if (!out.write(part)) source.pause();
+    if (left <= 0) {
+      out.end();
+      source.destroy();
+    }
+  });
+  out.on('drain', () => source.resume());
+  out.on('close', () => source.destroy());
+  source.on('end', () => out.end());
+  return out;
+}
+
+const isInvalidRange = (err: unknown) => {
+  const e = err as { name?: string; Code?: string; $metadata?: { httpStatusCode?: number } };
+  return e?.name === 'InvalidRange' || e?.Code === 'InvalidRange' || e?.$metadata?.httpStatusCode === 416;
+};
 const MAX_COPY = 5 * 1024 * MiB;
 
 export class S3FileStore implements FileStore {
@@ -124,16 +150,36 @@ export class S3FileStore implements FileStore {
     return s;
   }
 
-  async read(key: string): Promise<Readable> {
+  async read(key: string, range?: ReadRange): Promise<Readable> {
+    const Key = this.objectKey(key);
+    if (range && range.end !== undefined && range.end < range.start) {
+      if (!(await this.stat(key))) throw new AppError('FILE_NOT_FOUND');
+      return Readable.from([]);
+    }
     try {
-      const r = await this.client.send(
-        new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }),
-      );
-      if (r.Body instanceof Readable) return r.Body;
-      if (r.Body && Symbol.asyncIterator in r.Body) return Readable.from(r.Body as AsyncIterable<Uint8Array>);
-      throw new Error('S3 GetObject returned no stream');
+      // A range goes to the bucket as a `Range` header: only those bytes cross the network.
+      const Range = range ? `bytes=${range.start}-${range.end ?? ''}` : undefined;
+      const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key, Range }));
+      let body: Readable;
+      if (r.Body instanceof Readable) body = r.Body;
+      else if (r.Body && Symbol.asyncIterator in r.Body)
+        body = Readable.from(r.Body as AsyncIterable<Uint8Array>);
+      else throw new Error('S3 GetObject returned no stream');
+      if (!range) return body;
+      const served = /^bytes (\d+)-(\d+)\//.exec(r.ContentRange ?? '');
+      if (!served || Number(served[1]) !== range.start) {
+        body.destroy();
+        throw new Error(
+          `The bucket ignored the Range of a read (asked ${Range}, got ${r.ContentRange ?? 'none'})`,
+        );
+      }
+      // Some S3-compatible servers (s3rver) answer `bytes=0-0` with the rest of the object.
+      const wanted = range.end === undefined ? Infinity : range.end - range.start + 1;
+      return Number(served[2]) - range.start + 1 > wanted ? limitBytes(body, wanted) : body;
     } catch (err) {
       if (isNotFound(err)) throw new AppError('FILE_NOT_FOUND');
+      // 416 from the bucket: the range starts past the end (the contract says: no bytes).
+      if (range && isInvalidRange(err)) return Readable.from([]);
       throw err;
     }
   }

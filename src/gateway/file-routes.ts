@@ -9,6 +9,7 @@ import { toAppError } from '../http/error-handler.js';
 import type { FileStore } from '../files/file-store.js';
 import { assertNoNameClash } from '../files/name-clash.js';
 import { safeRelativePath, userFileKey } from '../files/safe-path.js';
+import { sendStoredFile } from '../http/serve-file.js';
 import type { GatewayDeps } from './deps.js';
 import { topLevelFiles } from './environment.js';
 import { both, q, userOf } from './http-util.js';
@@ -201,12 +202,12 @@ export function fileRoutes(app: FastifyInstance, deps: GatewayDeps): void {
         disposition = `attachment; ${disposition}`;
       }
     }
-    return reply
-      .header('content-type', type)
-      .header('content-disposition', disposition)
-      .header('content-length', String(s.size))
-      .header('last-modified', new Date(s.mtimeMs).toUTCString())
-      .send(await files.read(key));
+    return sendStoredFile(request, reply, files, {
+      key,
+      stat: s,
+      contentType: type,
+      contentDisposition: disposition,
+    });
   });
 
   const upload = async (request: FastifyRequest, mask: boolean) => {

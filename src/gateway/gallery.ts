@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { AppError } from '../errors.js';
 import type { FileStat, FileStore } from '../files/file-store.js';
 import { safeRelativePath, userFileKey } from '../files/safe-path.js';
+import { sendStoredFile } from '../http/serve-file.js';
 import type { GatewayDeps } from './deps.js';
 import { q, userOf } from './http-util.js';
 import { contentTypeOf, dispositionFilename, mediaKind } from './mime.js';
@@ -134,15 +135,13 @@ export function galleryRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     const s = await files.stat(key);
     if (!s) throw new AppError('FILE_NOT_FOUND');
     const name = rel.split('/').pop()!;
-    return reply
-      .header(
-        'content-type',
-        contentTypeOf(name) === 'text/html' ? 'application/octet-stream' : contentTypeOf(name),
-      )
-      .header('content-disposition', `attachment; ${dispositionFilename(name)}`)
-      .header('content-length', String(s.size))
-      .header('x-content-type-options', 'nosniff')
-      .send(await files.read(key));
+    reply.header('x-content-type-options', 'nosniff');
+    return sendStoredFile(request, reply, files, {
+      key,
+      stat: s,
+      contentType: contentTypeOf(name) === 'text/html' ? 'application/octet-stream' : contentTypeOf(name),
+      contentDisposition: `attachment; ${dispositionFilename(name)}`,
+    });
   });
 
   app.get('/gallery/download.zip', async (request, reply) => {
@@ -154,10 +153,12 @@ export function galleryRoutes(app: FastifyInstance, deps: GatewayDeps): void {
       mtime: new Date(o.mtimeMs),
       open: () => files.read(`${prefix}/${o.path}`),
     }));
+    // A streamed archive built on the fly has no stable bytes to address: no ranges (200 only).
     const stream = zipStream(entries);
     stream.on('error', (err) => request.log.warn({ err, user }, 'zip download aborted'));
     return reply
       .header('content-type', 'application/zip')
+      .header('accept-ranges', 'none')
       .header('content-disposition', `attachment; ${dispositionFilename(`${user}-outputs.zip`)}`)
       .header('cache-control', 'no-store')
       .send(stream);

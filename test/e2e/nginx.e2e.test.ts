@@ -239,6 +239,14 @@ describe('behind nginx with the printed config', () => {
     });
     expect(res.status, res.body.toString()).toBe(200);
     expect(JSON.parse(res.body.toString())).toMatchObject({ name: 'big.bin', type: 'input' });
+
+    // Ranges pass through nginx both ways (a video seeks behind it as without it).
+    const part = await viaNginx('/user001/view?filename=big.bin&type=input', {
+      headers: { cookie, range: 'bytes=1000-1999' },
+    });
+    expect(part.status).toBe(206);
+    expect(part.headers['content-range']).toBe(`bytes 1000-1999/${60 * MB}`);
+    expect(part.body.length).toBe(1000);
   });
 
   it('redirects plain HTTP to https with the path and query unchanged', async () => {
