@@ -62,15 +62,23 @@ async function sessionCookie(dir: string): Promise<string> {
     },
   });
   try {
+    const createdAt = Date.now();
     await store.putAccount({
       name: USER,
       role: 'participant',
       passwordHash: await hashPassword('bench-password-0123456789'),
-      createdAt: Date.now(),
+      createdAt,
       passwordVersion: 1,
     });
     const signer = await SessionSigner.open(store);
-    return `${SESSION_COOKIE}=${signer.sign({ u: USER, v: 1, e: Math.floor(Date.now() / 1000) + 3600 })}`;
+    const claims = {
+      u: USER,
+      v: 1,
+      e: Math.floor(Date.now() / 1000) + 3600,
+      s: SessionSigner.newId(),
+      c: createdAt,
+    };
+    return `${SESSION_COOKIE}=${signer.sign(claims)}`;
   } finally {
     await store.close();
   }
