@@ -11,6 +11,7 @@
 //   COMFYUI_ARGS     extra arguments for ComfyUI's main.py, split on spaces (e.g. "--lowvram")
 //   COMFYUI_COMMAND  a whole shell command instead of python main.py (tests start the stand-in)
 //   COMFYUI_START_TIMEOUT_SECONDS  how long ComfyUI may take to answer before it is restarted (600)
+/* global fetch, AbortSignal */
 import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 
