@@ -30,7 +30,7 @@ TOKEN_FILE=
 NAME=${WORKER_NAME:-}
 MODELS_LIST=${MODELS_LIST:-}
 MODELS_DIR=${MODELS_DIR:-}
-PREFIX=${PREFIX:-/opt/comfy-multi-gpu}
+PREFIX=${PREFIX:-}
 ETC_DIR=${ETC_DIR:-/etc/comfy-multi}
 SYSTEMD_DIR=${SYSTEMD_DIR:-/etc/systemd/system}
 SERVICE_USER=${SERVICE_USER:-comfy}
@@ -85,8 +85,12 @@ die() { say "error: $*"; exit 1; }
 [ -n "$NAME" ] || NAME=$(hostname | tr -c 'A-Za-z0-9._\n-' '-' | cut -c1-64)
 [[ $NAME =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ ]] || die "--name must be 1-64 letters, digits, '.', '_' or '-'"
 [ "$(id -u)" = 0 ] || die "run as root (sudo): it installs packages and services"
+# RunPod keeps only /workspace (its volume) when a pod restarts: everything big goes there.
+# Elsewhere, mount a persistent disk and pass --models-dir (and --prefix) on it.
+if [ -z "$PREFIX" ]; then
+  if [ -d /workspace ]; then PREFIX=/workspace/comfy-multi-gpu; else PREFIX=/opt/comfy-multi-gpu; fi
+fi
 if [ -z "$MODELS_DIR" ]; then
-  # RunPod keeps /workspace (its volume) when a pod is recreated; elsewhere, mount a disk and pass --models-dir.
   if [ -d /workspace ]; then MODELS_DIR=/workspace/models; else MODELS_DIR=/var/lib/comfy-multi-gpu/models; fi
 fi
 if [ -z "$AGENT_SRC" ] && [ -z "$REPO" ]; then
@@ -102,10 +106,12 @@ STATE=$PREFIX/state
 mkdir -p "$PREFIX" "$STATE" "$MODELS_DIR"
 did=0
 
-# step <name> <key> <function>: runs the function unless <name> is done with the same key.
+# step <name> <key> <function> [<check>]: runs the function unless <name> is done with the same key
+# and its result is still there (<check>: a recreated instance may keep the state folder but lose
+# /etc or /usr/local).
 step() {
-  local name=$1 key=$2 fn=$3
-  if [ "$(cat "$STATE/$name.done" 2>/dev/null || true)" = "$key" ]; then
+  local name=$1 key=$2 fn=$3 check=${4:-true}
+  if [ "$(cat "$STATE/$name.done" 2>/dev/null || true)" = "$key" ] && "$check"; then
     say "done already: $name"
     return
   fi
@@ -116,7 +122,9 @@ step() {
 }
 
 # ---- system packages ----------------------------------------------------------------------------------
+# Runs on every run (a no-op when nothing is missing): packages live outside the persistent prefix.
 install_packages() {
+  [ "$COMFYUI_STANDIN" != 1 ] || return 0
   local need=()
   command -v git >/dev/null || need+=(git)
   command -v curl >/dev/null || need+=(curl)
@@ -128,13 +136,23 @@ install_packages() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}"
+    did=$((did + 1))
   fi
 }
 
 service_user() {
   if ! id -u "$SERVICE_USER" >/dev/null 2>&1; then
+    say "creating the service user $SERVICE_USER"
     useradd --system --create-home --home-dir "/home/$SERVICE_USER" --shell /usr/sbin/nologin "$SERVICE_USER"
+    did=$((did + 1))
   fi
+}
+agent_present() { [ -f "$PREFIX/comfy-multi/dist/cli/index.js" ]; }
+comfyui_present() { [ -f "$PREFIX/ComfyUI/main.py" ]; }
+venv_present() { [ -x "$PREFIX/venv/bin/python" ]; }
+model_paths_present() { [ -f "$PREFIX/ComfyUI/extra_model_paths.yaml" ]; }
+services_present() {
+  [ -f "$ETC_DIR/worker.env" ] && [ -f "$SYSTEMD_DIR/comfyui.service" ] && [ -f "$SYSTEMD_DIR/comfy-multi-worker.service" ]
 }
 
 # ---- Node.js 24 -------------------------------------------------------------------------------------
@@ -404,18 +422,16 @@ start_services() {
 }
 
 # ---- run ------------------------------------------------------------------------------------------------
-if [ "$COMFYUI_STANDIN" != 1 ]; then
-  step packages "git curl python3-venv" install_packages
-fi
-step user "$SERVICE_USER" service_user
-step node "$NODE_VERSION" install_node
+install_packages
+service_user
+step node "$NODE_VERSION" install_node find_node
 find_node || die "no Node.js 24 found"
-step agent "$(agent_key)" install_agent
+step agent "$(agent_key)" install_agent agent_present
 if [ "$COMFYUI_STANDIN" != 1 ]; then
-  step comfyui "$COMFYUI_COMMIT" install_comfyui
-  step python "$COMFYUI_COMMIT $TORCH_INDEX_URL $TORCH_PACKAGES" install_python
+  step comfyui "$COMFYUI_COMMIT" install_comfyui comfyui_present
+  step python "$COMFYUI_COMMIT $TORCH_INDEX_URL $TORCH_PACKAGES" install_python venv_present
 fi
-step model-paths "$MODELS_DIR" model_paths
+step model-paths "$MODELS_DIR" model_paths model_paths_present
 models_key=$( (fetch_list 2>/dev/null || true) | sha256sum | cut -c1-32)
 # The models step also checks the files are still there (a recreated instance may have lost them).
 if [ "$(cat "$STATE/models.done" 2>/dev/null || true)" = "$models_key" ] && [ -n "$MODELS_LIST" ]; then
@@ -425,7 +441,7 @@ if [ "$(cat "$STATE/models.done" 2>/dev/null || true)" = "$models_key" ] && [ -n
 fi
 step models "$models_key" install_models
 config_key=$(printf '%s\n' "$SERVER" "$TOKEN" "$NAME" "$COMFYUI_PORT" "$SERVICE_USER" "$PREFIX" "$NODE_BIN" "$COMFYUI_STANDIN" | sha256sum | cut -c1-32)
-step services "$config_key" write_config_and_units
+step services "$config_key" write_config_and_units services_present
 if [ "$did" -eq 0 ]; then
   say "nothing to do: everything is installed"
   # Without systemd nothing restarts the services after a reboot: this command does.

@@ -192,6 +192,15 @@ describe.skipIf(skip !== null)(`deploy/gpu/install.sh${skip ? ` (skipped: ${skip
     expect(sha(modelPath())).toBe(MODEL_SHA);
   }, 120_000);
 
+  it('a restarted instance that lost /etc (state kept) writes its settings again', async () => {
+    rmSync(dirs.etc, { recursive: true, force: true });
+    const run = await install();
+    expect(run.code, run.out).toBe(0);
+    expect(run.out).toContain('step: services');
+    expect(run.out).not.toContain('step: agent');
+    expect(readFileSync(join(dirs.etc, 'worker.env'), 'utf8')).toContain('WORKER_NAME=gpu-test\n');
+  }, 120_000);
+
   it('a recreated instance (state gone, models volume kept) keeps its models', async () => {
     rmSync(dirs.prefix, { recursive: true, force: true });
     const before = modelRequests().length;
