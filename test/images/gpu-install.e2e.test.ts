@@ -17,6 +17,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Processes, waitFor } from '../support/processes.js';
+import { freePort } from '../support/redis-server.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const SCRIPT = join(ROOT, 'deploy/gpu/install.sh');
@@ -73,7 +75,11 @@ interface Run {
   code: number | null;
   out: string;
 }
-function install(extraEnv: Record<string, string> = {}, list = `file://${dirs.list}`): Promise<Run> {
+function install(
+  extraEnv: Record<string, string> = {},
+  list = `file://${dirs.list}`,
+  serverUrl = 'http://127.0.0.1:9',
+): Promise<Run> {
   const env = {
     ...process.env,
     COMFYUI_STANDIN: '1',
@@ -87,7 +93,7 @@ function install(extraEnv: Record<string, string> = {}, list = `file://${dirs.li
   };
   const args = [
     '--server',
-    'http://127.0.0.1:9',
+    serverUrl,
     '--name',
     'gpu-test',
     '--agent-src',
@@ -108,6 +114,15 @@ function install(extraEnv: Record<string, string> = {}, list = `file://${dirs.li
       done({ code, out });
     });
   });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 const modelPath = () => join(dirs.models, REL);
@@ -209,6 +224,54 @@ describe.skipIf(skip !== null)(`deploy/gpu/install.sh${skip ? ` (skipped: ${skip
     expect(run.out).toContain(`model present and verified: ${REL}`);
     expect(modelRequests().length).toBe(before);
     expect(existsSync(join(dirs.prefix, 'comfy-multi/dist/cli/index.js'))).toBe(true);
+  }, 300_000);
+
+  it('without systemd, starts the supervisor: the stand-in and the agent run a job for a control plane', async () => {
+    const procs = new Processes();
+    const dataDir = join(work, 'control-plane');
+    const [port, comfyPort] = await Promise.all([freePort(), freePort()]);
+    const serverUrl = `http://127.0.0.1:${port}`;
+    const token = 'gpu-install-test-token-0123456789';
+    const env = { DATA_DIR: dataDir, ADMIN_PASSWORD: 'gpu-install-admin-pw', LOG_LEVEL: 'warn' };
+    const pidFile = join(dirs.prefix, 'supervisor.pid');
+    try {
+      procs.run('serve', ['src/cli/index.ts', 'serve'], {
+        ...env,
+        HOST: '127.0.0.1',
+        PORT: String(port),
+        WORKER_TOKENS: `gpu-install:${token}`,
+      });
+      await waitFor(async () => (await fetch(`${serverUrl}/health`)).ok, 30_000, 'the control plane');
+      await procs.run('users-add', ['src/cli/index.ts', 'users', 'add', 'alice'], env).exited;
+      const run = await install(
+        { NO_START: '0', COMFY_MULTI_TOKEN: token, COMFYUI_PORT: String(comfyPort) },
+        `file://${dirs.list}`,
+        serverUrl,
+      );
+      expect(run.code, run.out).toBe(0);
+      expect(run.out).toContain('no systemd here');
+      const check = procs.run(
+        'job-check',
+        ['test/images/job-check.ts', serverUrl, env.ADMIN_PASSWORD, 'alice', 'gpu-test'],
+        {},
+      );
+      const code = await check.exited;
+      expect(
+        code,
+        `${check.log.join('')}\n${readFileSync(join(dirs.prefix, 'supervisor.log'), 'utf8').slice(-3000)}`,
+      ).toBe(0);
+      // A graceful stop: the supervisor stops the agent, then the stand-in, and exits.
+      const pid = Number(readFileSync(pidFile, 'utf8'));
+      process.kill(pid, 'SIGTERM');
+      await waitFor(() => !alive(pid), 60_000, 'the supervisor to exit');
+      expect(readFileSync(join(dirs.prefix, 'supervisor.log'), 'utf8')).toContain('supervisor: stopped');
+    } finally {
+      if (existsSync(pidFile)) {
+        const pid = Number(readFileSync(pidFile, 'utf8'));
+        if (alive(pid)) process.kill(-pid, 'SIGKILL');
+      }
+      await procs.killAll();
+    }
   }, 300_000);
 
   it('refuses a models list entry without a sha256, saying which', async () => {
