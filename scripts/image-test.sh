@@ -90,6 +90,9 @@ cleanup() {
   bh rm --all >/dev/null 2>&1
   if [ "${IMAGE_TEST_KEEP:-0}" != 1 ]; then
     for i in "${images[@]}"; do bh rmi -f "$i" >/dev/null 2>&1; done
+    # Also what an interrupted earlier run left behind (only test images live in this storage).
+    bh images --format '{{.Name}}:{{.Tag}}' | grep -E '^localhost/comfy-multi(-gpu)?-image-test:' |
+      xargs -r "${BH[@]}" rmi -f >/dev/null 2>&1
     bh rmi --prune >/dev/null 2>&1 # the build's cached layers too; the base images stay
   fi
   cp "$TIMINGS" "$CACHE/image-test-timings.txt" 2>/dev/null
@@ -97,6 +100,7 @@ cleanup() {
     for f in "$WORK"/logs/*; do log "--- $(basename "$f") (last 30 lines)"; tail -n 30 "$f" >&2; done
   fi
   rm -rf "$WORK"
+  log "cleaned up"
   log "figures:"
   cat "$CACHE/image-test-timings.txt" >&2
   exit "$rc"
@@ -114,6 +118,23 @@ bg() {
   setsid "$@" >"$WORK/logs/$name" 2>&1 &
   pids+=("$!")
   echo "$!"
+}
+
+# init_in_session <session id>: the host pid of the tini process in that session (read from /proc,
+# so procps is not needed).
+init_in_session() {
+  local f line rest
+  for f in /proc/[0-9]*/stat; do
+    line=$(cat "$f" 2>/dev/null) || continue
+    [[ $line == *" (tini) "* ]] || continue
+    rest=${line##*) }
+    read -r _state _ppid _pgrp session _ <<<"$rest"
+    if [ "$session" = "$1" ]; then
+      echo "${line%% *}"
+      return 0
+    fi
+  done
+  return 1
 }
 
 free_port() { node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"; }
@@ -275,7 +296,7 @@ control_plane() {
   # (`buildah run` does not forward signals, so the test signals tini itself: found by its session.)
   log "stopping the control plane with SIGTERM to the image's init (tini)"
   local init_pid
-  init_pid=$(ps -e -o pid=,sid=,comm= | awk -v s="$serve_pid" '$2 == s && $3 == "tini" { print $1; exit }')
+  init_pid=$(init_in_session "$serve_pid" || true)
   [ -n "$init_pid" ] || die "no tini process in the control plane's container"
   kill -TERM "$init_pid"
   local rc=0
@@ -321,7 +342,7 @@ gpu() {
   timed "gpu: a job through the image's agent" 180 node --import tsx test/images/job-check.ts \
     "http://127.0.0.1:$CP_PORT" "$ADMIN_PASSWORD" alice gpu-image-test
   local init_pid
-  init_pid=$(ps -e -o pid=,sid=,comm= | awk -v s="$gpu_pid" '$2 == s && $3 == "tini" { print $1; exit }')
+  init_pid=$(init_in_session "$gpu_pid" || true)
   [ -n "$init_pid" ] || die "no tini process in the GPU container"
   kill -TERM "$init_pid"
   timeout 60 tail --pid="$gpu_pid" -f /dev/null || die "the GPU image did not stop within 60 s of SIGTERM"
