@@ -1,7 +1,7 @@
 # comfy-multi control plane. Build: docker build -t comfy-multi .
 # Run:   docker run -d -p 8080:8080 -v comfy-multi-data:/data -e PUBLIC_URL=https://workshop.example.org comfy-multi
-# (or compose.yaml). The image runs `comfy-multi serve` as an unprivileged user (uid 10001); every CLI command
-# works the same way: docker compose run --rm control-plane users list
+# (or compose.yaml). The image runs `comfy-multi serve` as an unprivileged user (uid 10001); every CLI
+# command works the same way: docker compose exec control-plane comfy-multi users list
 #
 # Node 24 LTS on Debian 12. The tag follows Node 24's patch releases (security fixes); pin a digest
 # (node:24-bookworm-slim@sha256:…) if you need bit-for-bit rebuilds.
@@ -49,8 +49,9 @@ ENV HOST=0.0.0.0 \
 VOLUME ["/data"]
 EXPOSE 8080
 USER 10001:10001
-# Liveness: GET /health on the configured port (slim images have no curl; node's fetch does it).
+# Liveness: GET /health on the configured port (slim images have no curl; node does it). HTTPS when
+# the server has TLS_CERT; loopback, so the certificate's name is not checked.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+  CMD ["node", "-e", "const h=require(process.env.TLS_CERT?'https':'http');h.get({host:'127.0.0.1',port:process.env.PORT||8080,path:'/health',rejectUnauthorized:false,timeout:4000},r=>process.exit(r.statusCode===200?0:1)).on('error',()=>process.exit(1)).on('timeout',()=>process.exit(1))"]
 ENTRYPOINT ["/usr/bin/tini", "--", "node", "/app/bin/comfy-multi.js"]
 CMD ["serve"]

@@ -270,6 +270,8 @@ control_plane() {
   [ "$curl_status" = 200 ] || die "/api/v1/status answered $curl_status"
   timed "control plane: HEALTHCHECK" 60 "${CRUN[@]}" "${health[@]:1}"
 
+  # `comfy-multi` is on the image's PATH too (docker compose exec control-plane comfy-multi …).
+  timeout 60 "${CRUN[@]}" comfy-multi --version >/dev/null || die "comfy-multi is not on the image's PATH"
   token=$(timeout 120 "${CRUN[@]}" "${entrypoint[@]}" workers token create image-test | sed -n 2p)
   [ -n "$token" ] || die "no worker token from 'workers token create' in the image"
   timeout 120 "${CRUN[@]}" "${entrypoint[@]}" users add alice >/dev/null
