@@ -224,6 +224,8 @@ install_comfyui() {
   git -C "$dir" checkout --quiet --force "$COMFYUI_COMMIT"
   grep -qx "comfyui-frontend-package==$COMFYUI_FRONTEND_VERSION" "$dir/requirements.txt" ||
     die "ComfyUI $COMFYUI_COMMIT does not pin comfyui-frontend-package==$COMFYUI_FRONTEND_VERSION"
+  # ComfyUI writes into its own folder (user/, output/, temp/, custom_nodes/).
+  chown -R "$SERVICE_USER:" "$dir"
 }
 install_python() {
   [ -x "$PREFIX/venv/bin/python" ] || python3 -m venv "$PREFIX/venv"
