@@ -161,7 +161,7 @@ build_rootfs() {
   local dir=$WORK/rootfs
   debootstrap --variant=minbase bookworm "$dir" "$DEBIAN_MIRROR" >"$WORK/logs/debootstrap" 2>&1
   # What the official slim images leave out too: downloaded packages, package lists, device nodes.
-  rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/* "$dir"/dev/* "$dir"/var/log/*.log
+  rm -rf "${dir:?}"/var/cache/apt/archives/*.deb "${dir:?}"/var/lib/apt/lists/* "${dir:?}"/dev/* "${dir:?}"/var/log/*.log
   tar -C "$dir" --numeric-owner -cf "$rootfs_tar.part" .
   mv "$rootfs_tar.part" "$rootfs_tar"
   rm -rf "$dir"

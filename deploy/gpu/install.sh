@@ -196,9 +196,11 @@ install_agent() {
     git -C "$tmp/src" checkout --quiet "$REF"
     src=$tmp/src
   fi
-  local npm="$(dirname "$NODE_BIN")/npm"
+  local npm node_dir
+  node_dir=$(dirname "$NODE_BIN")
+  npm=$node_dir/npm
   [ -x "$npm" ] || npm=$(command -v npm)
-  export PATH="$(dirname "$NODE_BIN"):$PATH"
+  export PATH="$node_dir:$PATH"
   if [ ! -f "$src/dist/cli/index.js" ] || [ ! -f "$src/src/admin/ui/dist/index.html" ]; then
     # Build it (--ignore-scripts: no node-gyp for better-sqlite3, which ships prebuilt binaries).
     (cd "$src" && "$npm" ci --ignore-scripts --no-audit --no-fund && "$npm" run build)
@@ -413,7 +415,10 @@ start_services() {
       done <"$ETC_DIR/worker.env"
       export COMFYUI_DIR=$PREFIX/ComfyUI COMFYUI_PYTHON=$PREFIX/venv/bin/python COMFYUI_PORT=$COMFYUI_PORT \
         COMFY_MULTI_BIN=$PREFIX/comfy-multi/bin/comfy-multi.js
-      [ "$COMFYUI_STANDIN" != 1 ] || export COMFYUI_COMMAND="cd $AGENT_SRC && exec $(comfyui_exec)"
+      if [ "$COMFYUI_STANDIN" = 1 ]; then
+        COMFYUI_COMMAND="cd $AGENT_SRC && exec $(comfyui_exec)"
+        export COMFYUI_COMMAND
+      fi
       cd "$PREFIX"
       exec setsid nohup "$NODE_BIN" "$PREFIX/comfy-multi/deploy/supervisor.mjs" >>"$log" 2>&1 </dev/null
     ) &
