@@ -149,6 +149,11 @@ export class Authenticator {
     return true;
   }
 
+  /** Whether a session token still signs its holder in (not logged out, reset or removed). */
+  async sessionValid(token: string): Promise<boolean> {
+    return (await this.fromSession(token)) !== null;
+  }
+
   private async fromSession(token: string): Promise<Principal | null> {
     const claims = this.sessions.verify(token);
     if (!claims) return null;

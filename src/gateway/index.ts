@@ -15,6 +15,8 @@ import { templateRoutes } from './template-routes.js';
 import { UserSpace } from './user-space.js';
 import { userdataRoutes } from './userdata-routes.js';
 import { UserWsHub } from './ws-hub.js';
+import { WsSessionWatch } from './ws-session-watch.js';
+import { SESSION_COOKIE } from '../auth/sessions.js';
 import { AppError } from '../errors.js';
 import { checkSameOrigin } from '../http/same-origin.js';
 
@@ -67,7 +69,11 @@ export function gatewayPlugin(services: Services): FastifyPluginAsync {
       logger: deps.logger,
       serverFeatures: () => serverFeatures(deps.config.UPLOAD_LIMIT),
     });
-    app.addHook('onClose', async () => hub.close());
+    const sessions = new WsSessionWatch();
+    app.addHook('onClose', async () => {
+      hub.close();
+      sessions.close();
+    });
     if (app.hasDecorator('websocketServer')) {
       for (const path of ['/ws', '/api/ws']) {
         // Cross-site WebSocket hijacking: an upgrade carries the session cookie but no CSRF
@@ -80,6 +86,10 @@ export function gatewayPlugin(services: Services): FastifyPluginAsync {
             (request.query as Record<string, unknown> | undefined)?.clientId,
             socket,
           );
+          const token = request.cookies?.[SESSION_COOKIE];
+          if (request.principal?.via === 'session' && token) {
+            sessions.add(socket, () => deps.auth.sessionValid(token));
+          }
         });
       }
     } else {
