@@ -2,6 +2,7 @@
  * One "ComfyUI process lifetime": queue, history, WebSocket hub, executor and the prompt number
  * counter. A simulated restart throws the instance away and builds a fresh one (files stay).
  */
+import type { ExecutionLog } from './exec-log.js';
 import { Executor } from './executor.js';
 import type { FaultController } from './faults.js';
 import type { NodeCatalog } from './object-info.js';
@@ -16,13 +17,20 @@ export class Instance {
   /** ComfyUI's `server.number`: every POST /prompt that reaches validation consumes one. */
   number = 0;
 
-  constructor(catalog: NodeCatalog, dirs: DataDirs, faults: FaultController) {
+  constructor(catalog: NodeCatalog, dirs: DataDirs, faults: FaultController, executions?: ExecutionLog) {
     this.hub = new WsHub({
       queueInfo: () => this.queueInfo(),
       runningNodeFor: (sid) => (this.executor.clientId === sid ? this.executor.lastNodeId : null),
     });
     this.queue = new PromptQueue(() => this.hub.sendJson('status', { status: this.queueInfo() }));
-    this.executor = new Executor({ queue: this.queue, hub: this.hub, catalog, dirs, faults });
+    this.executor = new Executor({
+      queue: this.queue,
+      hub: this.hub,
+      catalog,
+      dirs,
+      faults,
+      ...(executions ? { executions } : {}),
+    });
     this.executor.start();
   }
 
