@@ -161,7 +161,7 @@ function checkReRuns(
     else figures.unfinished++;
     const job = byId.get(jobId);
     const faultsDuring = input.faults
-      .filter((f) => f.at >= list[0]!.start - 1000 && f.at <= last.start)
+      .filter((f) => f.at >= (job ? Date.parse(job.createdAt) : list[0]!.start) && f.at <= last.start)
       .map((f) => (f.gpu === null ? f.kind : `${f.kind}(gpu${f.gpu})`));
     bad.push(
       `${jobId} (${job?.user ?? '?'}, ${job?.status ?? '?'}): ran ${list.length}× ` +

@@ -109,17 +109,23 @@ export class Participant {
 
   // ---- lifecycle -------------------------------------------------------------------------------
 
-  /** Logs in (retrying while the server is down), opens the socket, then acts until `until`. */
-  async run(until: number): Promise<void> {
-    while (!this.cookie && Date.now() < until) {
+  /** Logs in (retrying while the server is down), opens the socket, then acts while `active()`. */
+  async run(active: () => boolean): Promise<void> {
+    while (!this.cookie && active()) {
       if (!(await this.login(false))) await this.sleep(3000);
     }
     this.connect('start');
-    await this.sleep(this.rng.between(...this.timing.firstMs));
-    while (Date.now() < until && !this.stopping) {
+    await this.think(this.rng.between(...this.timing.firstMs), active);
+    while (active() && !this.stopping) {
       await this.act();
-      await this.sleep(Math.min(this.rng.between(...this.timing.thinkMs), Math.max(0, until - Date.now())));
+      await this.think(this.rng.between(...this.timing.thinkMs), active);
     }
+  }
+
+  /** Waits `ms`, or less once the soak's load phase is over. */
+  private async think(ms: number, active: () => boolean): Promise<void> {
+    const end = Date.now() + ms;
+    while (Date.now() < end && active() && !this.stopping) await this.sleep(Math.min(1000, end - Date.now()));
   }
 
   /** A last look at the history, then the socket closes for good. */

@@ -142,17 +142,17 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       );
     }
     const runner = new FaultRunner(cluster, faultRng, log);
-    let loadOver = false;
     const progress = setInterval(() => {
       const accepted = participants.reduce((n, p) => n + p.counters.accepted, 0);
       log(`load: ${accepted} jobs accepted, ${runner.records.length}/${plan.length} faults`);
     }, 30_000);
-    const faultsDone = runner.run(plan, loadStart, () => loadOver);
-    await Promise.all(participants.map((p) => p.run(until)));
-    loadOver = true;
-    clearInterval(progress);
-    log('load over; finishing the current fault');
+    // Every planned fault happens: when recoveries took long, the load goes on until the last one is over.
+    let faultsOver = false;
+    const faultsDone = runner.run(plan, loadStart, () => false).finally(() => (faultsOver = true));
+    await Promise.all(participants.map((p) => p.run(() => Date.now() < until || !faultsOver)));
     await faultsDone;
+    clearInterval(progress);
+    log('load over');
 
     // Drain: every GPU back, every job to its end. Participants keep their sockets meanwhile.
     const drainStart = Date.now();
