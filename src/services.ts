@@ -72,7 +72,7 @@ export async function createServices(config: Config, store: JobStore, logger: Lo
   const dispatcher = new Dispatcher(queue, workers, bus, logger);
   const { site: frontend, cache: frontendCache } = await openFrontend(config, logger);
   const hub = new WorkerHub(
-    { store, dispatcher, bus, logger },
+    { store, dispatcher, bus, logger, verifyTokenHash: (hash) => workerTokens.verifyHash(hash) },
     {
       // At least three heartbeats per lease, so one lost beat never costs a job.
       leaseMs: config.LEASE_MS,

@@ -86,7 +86,14 @@ export class WorkerTokenService {
 
   /** The name of the token, or null when it is unknown or revoked. */
   async verify(token: string): Promise<string | null> {
-    const hash = hashToken(token);
+    return this.verifyHash(hashToken(token));
+  }
+
+  /**
+   * As {@link verify}, from the token's sha256: the control plane re-checks a connected worker's
+   * token with it (a revoke may happen in another process, e.g. the CLI) without keeping the token.
+   */
+  async verifyHash(hash: string): Promise<string | null> {
     const stored = await this.store.listWorkerTokens();
     // Compare against every candidate, without stopping at the first match.
     let match: string | null = null;

@@ -100,7 +100,7 @@ describe('Dispatcher', () => {
       for (const name of ['a', 'b', 'c']) {
         const entry = registry.get(`tok:${name}`)!;
         for (const h of [...entry.held.values()]) {
-          await dispatcher.jobCompleted(entry, {
+          await dispatcher.reports.jobCompleted(entry, {
             type: 'job_completed',
             jobId: h.jobId,
             attempt: h.attempt,
@@ -189,7 +189,7 @@ describe('Dispatcher: urgent jobs', () => {
     const b1 = await queue.enqueue({ user: 'bob', prompt: PROMPT });
     await dispatcher.idle();
     expect(link.assigned()).toEqual([a1.id, b1.id]);
-    dispatcher.jobStarted(entry, { type: 'job_started', jobId: a1.id, attempt: 1 });
+    dispatcher.reports.jobStarted(entry, { type: 'job_started', jobId: a1.id, attempt: 1 });
 
     const a2 = await queue.enqueue({ user: 'alice', prompt: PROMPT });
     await queue.update(a2.id, { front: true });

@@ -13,6 +13,7 @@ export async function workerApi(app: FastifyInstance, services: Services): Promi
   await app.register(
     async (w) => {
       w.decorateRequest('workerTokenName', null);
+      w.decorateRequest('workerTokenHash', null);
       w.addHook('onRequest', requireWorkerToken(services.workerTokens));
       services.hub.routes(w);
       await workerFilesRoutes(w, {

@@ -1,12 +1,15 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../errors.js';
 import { parseBearer } from '../auth/authenticator.js';
+import { hashToken } from '../auth/passwords.js';
 import type { WorkerTokenService } from '../auth/worker-tokens.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
     /** Name of the worker token the request authenticated with (routes under /worker/v1 only). */
     workerTokenName: string | null;
+    /** sha256 of that token, to re-check it while a worker stays connected (never the token). */
+    workerTokenHash: string | null;
   }
 }
 
@@ -22,8 +25,10 @@ export function requireWorkerToken(tokens: WorkerTokenService) {
       reply.header('www-authenticate', 'Bearer realm="comfy-multi-worker"');
       throw new AppError('UNAUTHORIZED', 'A worker token is required: Authorization: Bearer <token>.');
     }
-    const name = await tokens.verify(token);
+    const hash = hashToken(token);
+    const name = await tokens.verifyHash(hash);
     if (!name) throw new AppError('INVALID_TOKEN');
     request.workerTokenName = name;
+    request.workerTokenHash = hash;
   };
 }

@@ -43,6 +43,10 @@ async function heldBy(request: FastifyRequest, store: JobStore, id: string, atte
   const token = request.workerTokenName;
   const job = await store.getJob(id);
   if (!job) throw new AppError('JOB_NOT_FOUND', `No job with id ${id}.`);
+  // Outputs of an attempt that lost its lease but ran (the control plane was away) are still
+  // welcome while its finish can be accepted: the job waits in the queue under that attempt, or a
+  // later attempt runs (the first finish wins). See JobStore.complete.
+  if (attempt !== undefined && token && isLateAttempt(job, attempt)) return job;
   if (!token || !job.workerId || tokenNameOfWorker(job.workerId) !== token) {
     throw new AppError('FORBIDDEN', 'This worker does not hold that job.');
   }
@@ -51,6 +55,13 @@ async function heldBy(request: FastifyRequest, store: JobStore, id: string, atte
     throw new AppError('CONFLICT', `${which} is no longer running on this worker.`);
   }
   return job;
+}
+
+function isLateAttempt(job: Job, attempt: number): boolean {
+  return (
+    (job.status === 'pending' && job.attempts === attempt) ||
+    (job.status === 'running' && job.attempts > attempt)
+  );
 }
 
 /** Splits `a/b/c.png` into subfolder `a/b` and filename `c.png`, refusing anything unsafe. */

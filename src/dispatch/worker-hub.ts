@@ -4,10 +4,12 @@ import type { Logger } from 'pino';
 import type { RawData, WebSocket } from 'ws';
 import type { JobStore } from '../store/types.js';
 import {
+  CLOSE_TOKEN_REVOKED,
   PROTOCOL_VERSION,
   agentMessage,
   decodePreviewFrame,
   type AgentMessage,
+  type ReportType,
   type ServerMessage,
 } from '../worker/protocol.js';
 import { canonicalJson, sha256Hex } from '../worker/agent/canonical-json.js';
@@ -26,6 +28,8 @@ export const CLOSE_CODES = {
   GARBAGE: 4002,
   /** `hello` spoke a protocol version this server does not. */
   UNSUPPORTED_PROTOCOL: 4003,
+  /** The worker token was revoked: do not reconnect with it. */
+  TOKEN_REVOKED: CLOSE_TOKEN_REVOKED,
   /** The server is shutting down. */
   GOING_AWAY: 1001,
 } as const;
@@ -48,11 +52,23 @@ export interface WorkerHubDeps {
   dispatcher: Dispatcher;
   bus: JobEventBus;
   logger: Logger;
+  /**
+   * Re-checks a connected worker's token by its sha256 (the token's name when still valid). A
+   * revoke may happen in another process (the CLI), so it is asked on every heartbeat and before
+   * every job is given to the worker. Without it tokens are checked only when connecting.
+   */
+  verifyTokenHash?: (hash: string) => Promise<string | null>;
 }
 
 /** One agent connection. It is the dispatcher's {@link WorkerLink} for that worker. */
 class Session implements WorkerLink {
   workerId: string | null = null;
+  /** The agent keeps reports until acknowledged (`hello.acks`). */
+  acks = false;
+  /** The token was revoked: the connection is closing and takes nothing more. */
+  revoked = false;
+  /** Set by the hub: re-checks the token; false (and the connection closes) once it is revoked. */
+  check: (() => Promise<boolean>) | null = null;
   /** Messages are handled strictly in order, one at a time. */
   chain: Promise<void> = Promise.resolve();
   private readonly badFrames: number[] = [];
@@ -62,15 +78,21 @@ class Session implements WorkerLink {
   constructor(
     readonly socket: WebSocket,
     readonly tokenName: string,
+    readonly tokenHash: string | null,
     readonly remote: string,
   ) {}
 
   get open(): boolean {
-    return this.socket.readyState === OPEN;
+    return this.socket.readyState === OPEN && !this.revoked;
+  }
+
+  authorized(): Promise<boolean> {
+    return this.check ? this.check() : Promise.resolve(!this.revoked);
   }
 
   send(message: ServerMessage): boolean {
-    if (!this.open) return false;
+    if (this.socket.readyState !== OPEN) return false;
+    if (this.revoked) return false;
     this.socket.send(JSON.stringify(message));
     return true;
   }
@@ -136,9 +158,10 @@ export class WorkerHub {
       socket.terminate();
       return;
     }
-    const session = new Session(socket, tokenName, request.ip);
+    const session = new Session(socket, tokenName, request.workerTokenHash, request.ip);
     const log = this.deps.logger;
     this.sessions.add(session);
+    session.check = () => this.checkToken(session);
     session.timer = setTimeout(() => {
       log.warn({ workerId: session.workerId, token: tokenName }, 'worker silent too long; disconnecting');
       session.close(CLOSE_CODES.SILENT, 'no heartbeat');
@@ -172,6 +195,40 @@ export class WorkerHub {
     log.info({ token: tokenName, remote: session.remote }, 'worker connected');
   }
 
+  /**
+   * Whether the session's token is still valid. A revoked one closes the connection with
+   * {@link CLOSE_CODES.TOKEN_REVOKED} after giving the worker's jobs back to the queue (their
+   * attempts do not count), so a revoke never fails a job.
+   */
+  private async checkToken(session: Session): Promise<boolean> {
+    if (session.revoked) return false;
+    const verify = this.deps.verifyTokenHash;
+    if (!verify || !session.tokenHash) return true;
+    let name: string | null;
+    try {
+      name = await verify(session.tokenHash);
+    } catch (err) {
+      // The store is away: keep the worker (its heartbeats keep leases alive); check again later.
+      this.deps.logger.debug({ err, workerId: session.workerId }, 'could not re-check a worker token');
+      return true;
+    }
+    if (name === session.tokenName) return true;
+    if (session.revoked) return false;
+    session.revoked = true;
+    const log = this.deps.logger;
+    log.warn(
+      { workerId: session.workerId, token: session.tokenName },
+      'worker token revoked; giving back its jobs and closing the connection',
+    );
+    const entry = session.workerId ? this.deps.dispatcher.current(session.workerId, session) : null;
+    if (entry) await this.deps.dispatcher.reports.revoked(entry);
+    if (session.socket.readyState === OPEN)
+      session.socket.close(CLOSE_CODES.TOKEN_REVOKED, 'worker token revoked');
+    session.closeTimer ??= setTimeout(() => session.socket.terminate(), 2000);
+    session.closeTimer.unref();
+    return false;
+  }
+
   private bad(session: Session, code: string, message: string): void {
     session.send({ type: 'error', code, message });
     if (session.strike(Date.now())) {
@@ -196,7 +253,7 @@ export class WorkerHub {
           'A binary frame must be a preview frame (see protocol.ts).',
         );
       const entry = dispatcher.current(session.workerId, session);
-      if (entry) dispatcher.preview(entry, frame.jobId, frame.comfyFrame);
+      if (entry) dispatcher.reports.preview(entry, frame.jobId, frame.comfyFrame);
       return;
     }
     let raw: unknown;
@@ -231,13 +288,19 @@ export class WorkerHub {
     if (!session.workerId) return this.bad(session, 'hello_required', 'Send hello first.');
     const entry = dispatcher.current(session.workerId, session);
     if (!entry) return; // replaced by a newer connection
-    return this.route(entry, msg);
+    if (msg.type === 'heartbeat' && !(await session.authorized())) return;
+    await this.route(entry, msg);
+    // Only now is the report recorded (a store failure threw above): the agent may forget it.
+    if (session.acks && isReport(msg)) {
+      session.send({ type: 'ack', report: msg.type, jobId: msg.jobId, attempt: msg.attempt });
+    }
   }
 
   private async hello(session: Session, msg: Extract<AgentMessage, { type: 'hello' }>): Promise<void> {
     const { dispatcher, store } = this.deps;
     const { entry, forget } = await dispatcher.hello(session, session.tokenName, msg);
     session.workerId = entry.id;
+    session.acks = msg.acks === true;
     const needEnv = !(await hasEnv(store, msg.envHash));
     if (!needEnv) await this.makeCurrent(msg.envHash, entry.id);
     session.send({
@@ -249,6 +312,7 @@ export class WorkerHub {
       needEnv,
       forget,
       mirrorFrontend: this.opts.mirrorFrontend?.() ?? false,
+      acks: true,
     });
     if (entry.draining) session.send({ type: 'drain', draining: true });
     dispatcher.activate(entry, session);
@@ -273,19 +337,19 @@ export class WorkerHub {
         this.deps.logger.info({ workerId: entry.id, hash: msg.hash }, 'stored ComfyUI environment snapshot');
         return;
       case 'heartbeat':
-        return dispatcher.heartbeat(entry, msg);
+        return dispatcher.reports.heartbeat(entry, msg);
       case 'job_started':
-        return dispatcher.jobStarted(entry, msg);
+        return dispatcher.reports.jobStarted(entry, msg);
       case 'job_event':
-        return dispatcher.jobEvent(entry, msg);
+        return dispatcher.reports.jobEvent(entry, msg);
       case 'job_completed':
-        return dispatcher.jobCompleted(entry, msg);
+        return dispatcher.reports.jobCompleted(entry, msg);
       case 'job_failed':
-        return dispatcher.jobFailed(entry, msg);
+        return dispatcher.reports.jobFailed(entry, msg);
       case 'job_released':
-        return dispatcher.jobReleased(entry, msg);
+        return dispatcher.reports.jobReleased(entry, msg);
       case 'job_cancelled':
-        return dispatcher.jobCancelled(entry, msg);
+        return dispatcher.reports.jobCancelled(entry, msg);
     }
   }
 
@@ -307,6 +371,15 @@ function toBuffer(data: RawData): Buffer {
   if (Buffer.isBuffer(data)) return data;
   if (Array.isArray(data)) return Buffer.concat(data);
   return Buffer.from(data);
+}
+
+function isReport(m: AgentMessage): m is Extract<AgentMessage, { type: ReportType }> {
+  return (
+    m.type === 'job_completed' ||
+    m.type === 'job_failed' ||
+    m.type === 'job_released' ||
+    m.type === 'job_cancelled'
+  );
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -23,6 +23,8 @@ export interface WorkerLink {
   send(message: ServerMessage): boolean;
   close(code: number, reason: string): void;
   readonly open: boolean;
+  /** Whether the worker's token is still valid (re-checked before each job is given to it). */
+  authorized?(): Promise<boolean>;
 }
 
 export interface JobProgress {

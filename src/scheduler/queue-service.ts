@@ -74,6 +74,12 @@ export class QueueService extends EventEmitter<{ event: [QueueEvent] }> {
   private readonly clock: () => number;
   /** The pending order, shared by every reader until the queue changes (see {@link pendingOrder}). */
   private order: { at: number; jobs: Promise<Job[]> } | null = null;
+  /** A store call failed since the last good sweep: leases may have lapsed without anyone's fault. */
+  private storeTrouble = false;
+  /** Renews the leases of jobs live workers still hold (the dispatcher), run before a doubtful sweep. */
+  private leaseKeeper: (() => Promise<void>) | null = null;
+  /** Set by {@link start} until every running lease got a fresh lease after the (re)start. */
+  private startGrace: Promise<void> | null = null;
 
   constructor(
     readonly store: JobStore,
@@ -104,8 +110,16 @@ export class QueueService extends EventEmitter<{ event: [QueueEvent] }> {
     return this.order.jobs;
   }
 
+  /**
+   * Starts the lease sweeper. Every running job first gets a fresh lease (now + leaseMs): after a
+   * restart or an outage its worker gets a whole lease to reconnect and say it still runs it, so a
+   * restart never sends a job that is running (or finished) somewhere to another worker.
+   */
   start(): void {
     if (this.sweepTimer) return;
+    this.startGrace = this.extendRunningLeases().catch((err: unknown) => {
+      this.opts.logger?.warn({ err }, 'could not extend running leases after the start');
+    });
     this.sweepTimer = setInterval(() => {
       this.sweep().catch((err: unknown) => this.opts.logger?.error({ err }, 'lease sweep failed'));
     }, this.opts.sweepIntervalMs ?? 1000);
@@ -136,8 +150,34 @@ export class QueueService extends EventEmitter<{ event: [QueueEvent] }> {
     return job;
   }
 
-  renewLease(jobId: string, workerId: string, attempt: number): Promise<boolean> {
-    return this.store.renewLease(jobId, workerId, attempt, this.opts.leaseMs, this.clock());
+  /** Who renews the leases live workers hold before a sweep that follows store trouble. */
+  setLeaseKeeper(keeper: (() => Promise<void>) | null): void {
+    this.leaseKeeper = keeper;
+  }
+
+  async renewLease(jobId: string, workerId: string, attempt: number): Promise<boolean> {
+    try {
+      return await this.store.renewLease(jobId, workerId, attempt, this.opts.leaseMs, this.clock());
+    } catch (err) {
+      this.storeTrouble = true;
+      throw err;
+    }
+  }
+
+  /**
+   * A worker still runs this attempt: renew its lease, or take the job back from the queue for it
+   * when the lease lapsed and nobody claimed it since (see {@link JobStore.adopt}).
+   */
+  async adopt(jobId: string, workerId: string, attempt: number): Promise<boolean> {
+    const before = await this.store.getJob(jobId);
+    if (!before) return false;
+    const ok = await this.store.adopt(jobId, workerId, attempt, this.opts.leaseMs, this.clock());
+    if (ok && before.status === 'pending') {
+      const job = await this.store.getJob(jobId);
+      this.opts.logger?.info({ jobId, attempt, workerId }, 'worker still runs a lapsed job; taken back');
+      if (job) this.emit('event', { type: 'claimed', job });
+    }
+    return ok;
   }
 
   async complete(jobId: string, attempt: number, outputs: JobOutput[]): Promise<TransitionResult> {
@@ -200,6 +240,45 @@ export class QueueService extends EventEmitter<{ event: [QueueEvent] }> {
 
   /** Requeues jobs whose lease lapsed, and prunes old history once an hour. */
   async sweep(): Promise<void> {
+    if (this.startGrace) await this.startGrace;
+    try {
+      // After store trouble the renewals of live workers may have failed: renew what they still hold
+      // before anything counts as lapsed.
+      if (this.storeTrouble && this.leaseKeeper) await this.leaseKeeper();
+      await this.requeueLapsed();
+      this.storeTrouble = false;
+    } catch (err) {
+      this.storeTrouble = true;
+      throw err;
+    }
+  }
+
+  /** Every running job gets a lease of now + leaseMs (its worker keeps it by renewing). */
+  private async extendRunningLeases(): Promise<void> {
+    let cursor: string | undefined;
+    let n = 0;
+    do {
+      const page = await this.store.listJobs({
+        status: 'running',
+        limit: 500,
+        order: 'asc',
+        ...(cursor ? { cursor } : {}),
+      });
+      for (const j of page.jobs) {
+        if (
+          j.workerId &&
+          (await this.store.renewLease(j.id, j.workerId, j.attempts, this.opts.leaseMs, this.clock()))
+        )
+          n++;
+      }
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor);
+    if (n > 0)
+      this.opts.logger?.info({ jobs: n }, 'running jobs keep a fresh lease while their workers reconnect');
+    this.startGrace = null;
+  }
+
+  private async requeueLapsed(): Promise<void> {
     const now = this.clock();
     const { requeued, failed } = await this.store.requeueExpired(now, this.opts.maxAttempts);
     for (const job of requeued) {

@@ -187,7 +187,16 @@ export interface WorkerToken {
 
 /** Outcome of a transition keyed by `(jobId, attempt)`. */
 export type TransitionResult =
-  | { ok: true; job: Job; duplicate?: boolean }
+  | {
+      ok: true;
+      job: Job;
+      duplicate?: boolean;
+      /**
+       * The finish came from an attempt whose lease had lapsed: the job was back in the queue, or
+       * already re-claimed by a later attempt (which the caller must now tell to stop).
+       */
+      late?: boolean;
+    }
   | { ok: false; reason: 'not_found' | 'stale' | 'not_running' | 'terminal'; job?: Job };
 
 export interface RequeueResult {
@@ -263,8 +272,23 @@ export interface JobStore extends BlobStore {
     leaseMs: number,
     now: number,
   ): Promise<boolean>;
+  /**
+   * Ends an attempt as completed. Besides the running attempt, a *late* finish is accepted: from
+   * the attempt whose lease lapsed while the job waits in the queue again (`pending`, `attempts`
+   * unchanged), or from an earlier attempt while a later one runs (the first finish wins; the
+   * result says `late` so the caller stops the other). A job that finished never runs again.
+   */
   complete(jobId: string, attempt: number, outputs: JobOutput[], now: number): Promise<TransitionResult>;
+  /** As {@link complete}, ending `failed`. */
   fail(jobId: string, attempt: number, error: JobError, now: number): Promise<TransitionResult>;
+  /**
+   * A worker says (after reconnecting, or while its leases could not be renewed) that it still
+   * runs this attempt: renews the lease when the worker holds it (as {@link renewLease}), or takes
+   * the job back from the queue for that worker when its lease lapsed and nobody claimed it since
+   * (`pending` with `attempts === attempt`: running again, same attempt, lease now + leaseMs).
+   * False otherwise (finished, cancelled, or claimed by a later attempt).
+   */
+  adopt(jobId: string, workerId: string, attempt: number, leaseMs: number, now: number): Promise<boolean>;
   /** Gives a claimed job back to the queue at its old place, without counting a lost attempt. */
   release(jobId: string, attempt: number, now: number): Promise<TransitionResult>;
   /** Cancels a pending or running job. Terminal jobs stay as they are (`ok: false, reason: terminal`). */

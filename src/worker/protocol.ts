@@ -16,6 +16,12 @@ import { z } from 'zod';
 
 export const PROTOCOL_VERSION = 1;
 
+/**
+ * WebSocket close code: the worker token was revoked. The agent must not reconnect with it (its
+ * jobs were already given back to the queue); it logs why and stops.
+ */
+export const CLOSE_TOKEN_REVOKED = 4004;
+
 const jobRef = { jobId: z.string().min(1).max(128), attempt: z.number().int().min(1) };
 
 export const jobOutputSchema = z.strictObject({
@@ -70,6 +76,11 @@ export const helloMessage = z.object({
   healthy: z.boolean(),
   /** The agent is stopping: send it nothing new, keep renewing what it holds. Absent means false. */
   stopping: z.boolean().optional(),
+  /**
+   * The agent keeps each report (`job_completed`, `job_failed`, `job_released`, `job_cancelled`)
+   * until the server answers `ack`, and sends unacknowledged ones again. Absent means false.
+   */
+  acks: z.boolean().optional(),
 });
 
 /** Everything the per-user ComfyUI needs while no GPU is online. */
@@ -155,6 +166,8 @@ export const welcomeMessage = z.object({
    * ComfyUI serves (offer it with `POST /worker/v1/frontend/offers`). Absent means false.
    */
   mirrorFrontend: z.boolean().optional(),
+  /** The server acknowledges every report (`ack`) once it is recorded. Absent means false. */
+  acks: z.boolean().optional(),
 });
 
 export const assignMessage = z.object({
@@ -176,6 +189,16 @@ export const releaseMessage = z.object({ type: z.literal('release'), ...jobRef }
 
 export const drainMessage = z.object({ type: z.literal('drain'), draining: z.boolean() });
 
+/** The reports an agent keeps until the server acknowledges them. */
+export const REPORT_TYPES = ['job_completed', 'job_failed', 'job_released', 'job_cancelled'] as const;
+export type ReportType = (typeof REPORT_TYPES)[number];
+
+/**
+ * A report (`report` names its type) of that attempt is recorded in the store, or was judged
+ * stale: either way, do not send it again. Sent only to agents whose `hello` said `acks: true`.
+ */
+export const ackMessage = z.object({ type: z.literal('ack'), report: z.enum(REPORT_TYPES), ...jobRef });
+
 export const serverErrorMessage = z.object({
   type: z.literal('error'),
   code: z.string(),
@@ -188,6 +211,7 @@ export const serverMessage = z.discriminatedUnion('type', [
   cancelMessage,
   releaseMessage,
   drainMessage,
+  ackMessage,
   serverErrorMessage,
 ]);
 export type ServerMessage = z.infer<typeof serverMessage>;

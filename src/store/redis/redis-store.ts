@@ -350,6 +350,8 @@ export class RedisStore implements JobStore {
     switch (tag) {
       case 'ok':
         return { ok: true, job: parseJob(r[1]) };
+      case 'late':
+        return { ok: true, job: parseJob(r[1]), late: true };
       case 'duplicate':
         return { ok: true, job: parseJob(r[1]), duplicate: true };
       case 'not_found':
@@ -535,6 +537,24 @@ export class RedisStore implements JobStore {
       [k.leases],
       [k.prefix, jobId, workerId, attempt, now + leaseMs],
     )) as unknown;
+    return r === 1;
+  }
+
+  async adopt(
+    jobId: string,
+    workerId: string,
+    attempt: number,
+    leaseMs: number,
+    now: number,
+  ): Promise<boolean> {
+    const r = (await this.run('adopt', this.transitionKeys(), [
+      this.keys.prefix,
+      jobId,
+      workerId,
+      attempt,
+      now,
+      now + leaseMs,
+    ])) as unknown;
     return r === 1;
   }
 

@@ -37,6 +37,11 @@ export function prepareJobStatements(db: Database.Database) {
     renew: db.prepare<[number, string, string, number], unknown>(
       `UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND status = 'running' AND worker_id = ? AND attempts = ?`,
     ),
+    /** A lapsed attempt taken back by its worker: running again, attempts unchanged. */
+    adopt: db.prepare<[string, number, number, number], unknown>(
+      `UPDATE jobs SET status = 'running', worker_id = ?, lease_expires_at = ?, started_at = ?
+       WHERE seq = ? AND status = 'pending'`,
+    ),
     finish: db.prepare<[string, number, number], unknown>(
       'UPDATE jobs SET status = ?, finished_at = ?, lease_expires_at = NULL WHERE seq = ?',
     ),

@@ -189,12 +189,33 @@ export class SqliteStore implements JobStore {
     return this.settle(jobId, attempt, 'completed', (st) => {
       this.s.finish.run('completed', now, st.seq);
       this.s.setOutputs.run(JSON.stringify(outputs), st.seq);
-      this.users.apply(st.user, finishDelta('running', 'completed', st.started_at, now), false);
+      this.users.apply(
+        st.user,
+        finishDelta(st.status, 'completed', st.started_at, now),
+        st.status === 'pending',
+      );
     });
   }
 
   async fail(jobId: string, attempt: number, error: JobError, now: number): Promise<TransitionResult> {
-    return this.settle(jobId, attempt, 'failed', (st) => this.failRunning(st, error, now));
+    return this.settle(jobId, attempt, 'failed', (st) => this.failJob(st, error, now));
+  }
+
+  async adopt(
+    jobId: string,
+    workerId: string,
+    attempt: number,
+    leaseMs: number,
+    now: number,
+  ): Promise<boolean> {
+    return this.write(() => {
+      if (this.s.renew.run(now + leaseMs, jobId, workerId, attempt).changes === 1) return true;
+      const st = this.jobs.state(jobId);
+      if (!st || st.status !== 'pending' || attempt < 1 || st.attempts !== attempt) return false;
+      this.s.adopt.run(workerId, now + leaseMs, now, st.seq);
+      this.users.apply(st.user, { pending: -1, running: 1 }, true);
+      return true;
+    });
   }
 
   async release(jobId: string, attempt: number, _now: number): Promise<TransitionResult> {
@@ -225,7 +246,7 @@ export class SqliteStore implements JobStore {
       const failed: number[] = [];
       for (const st of this.s.expired.all(now)) {
         if (st.attempts >= maxAttempts) {
-          this.failRunning(
+          this.failJob(
             st,
             {
               reason: 'worker_lost',
@@ -431,6 +452,10 @@ export class SqliteStore implements JobStore {
         apply(st);
         return { ok: true, job: this.jobs.bySeq(st.seq) };
       }
+      if (to !== 'pending' && isLateFinish(st, attempt)) {
+        apply(st);
+        return { ok: true, job: this.jobs.bySeq(st.seq), late: true };
+      }
       const job = this.jobs.bySeq(st.seq);
       // A repeat of the worker's own report is harmless; but an attempt that the lease sweeper
       // already failed as worker_lost was not ended by this worker, so its late report is refused.
@@ -441,11 +466,23 @@ export class SqliteStore implements JobStore {
     });
   }
 
-  private failRunning(st: JobStateRow, error: JobError, now: number): void {
+  /** A pending or running job ends as failed. */
+  private failJob(st: JobStateRow, error: JobError, now: number): void {
     this.s.finish.run('failed', now, st.seq);
     this.s.setError.run(JSON.stringify(error), st.seq);
-    this.users.apply(st.user, finishDelta('running', 'failed', st.started_at, now), false);
+    this.users.apply(st.user, finishDelta(st.status, 'failed', st.started_at, now), st.status === 'pending');
   }
+}
+
+/**
+ * A finish from an attempt that lost its lease but did run: the job waits in the queue under that
+ * same attempt, or a later attempt has claimed it since (the first finish wins).
+ */
+function isLateFinish(st: JobStateRow, attempt: number): boolean {
+  if (attempt < 1) return false;
+  return (
+    (st.status === 'pending' && st.attempts === attempt) || (st.status === 'running' && st.attempts > attempt)
+  );
 }
 
 export async function openSqliteStore(opts: SqliteStoreOptions): Promise<SqliteStore> {

@@ -2,6 +2,8 @@
   Ends a running attempt as completed or failed. Idempotent per (job, attempt): repeating the
   call that already ended this attempt answers 'duplicate' and changes nothing. An attempt that
   requeue-expired failed (lease lost) was not ended by the worker: its late fail is 'terminal'.
+  A late finish of an attempt that lost its lease but did run is accepted ('late'): the job waits
+  in the queue under that same attempt, or a later attempt has claimed it since (first finish wins).
 
   KEYS[1] heads, seq order           <p>heads:seq
   KEYS[2] heads, prio order          <p>heads:prio
@@ -21,7 +23,7 @@
   ARGV[6] its JSON value
   ARGV[7] now (finishedAt)
 
-  Returns {'ok' | 'duplicate' | 'stale' | 'terminal', job (flat hash)} | {'not_found'}
+  Returns {'ok' | 'late' | 'duplicate' | 'stale' | 'terminal', job (flat hash)} | {'not_found'}
 ]]
 --- @include "common"
 --- @include "heads"
@@ -36,8 +38,14 @@ if f.status == to and sameAttempt and not f.lostLease then
   return { 'duplicate', redis.call('HGETALL', jobKey(id)) }
 end
 if TERMINAL[f.status] then return { 'terminal', redis.call('HGETALL', jobKey(id)) } end
-if f.status ~= 'running' or not sameAttempt then return { 'stale', redis.call('HGETALL', jobKey(id)) } end
+local attempt, held = tonumber(ARGV[3]), tonumber(f.attempts)
+local late = attempt >= 1
+  and ((f.status == 'pending' and held == attempt) or (f.status == 'running' and held > attempt))
+if not late and (f.status ~= 'running' or not sameAttempt) then
+  return { 'stale', redis.call('HGETALL', jobKey(id)) }
+end
 
 redis.call('HSET', jobKey(id), ARGV[5], ARGV[6])
 endJob(K, id, f, to, now)
+if late then return { 'late', redis.call('HGETALL', jobKey(id)) } end
 return { 'ok', redis.call('HGETALL', jobKey(id)) }

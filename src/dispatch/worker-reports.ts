@@ -1,0 +1,322 @@
+import type { Logger } from 'pino';
+import type { QueueService } from '../scheduler/queue-service.js';
+import type { TransitionResult } from '../store/types.js';
+import type { AgentMessage } from '../worker/protocol.js';
+import type { JobEventBus } from './job-event-bus.js';
+import type { HeldJob, WorkerEntry } from './worker-registry.js';
+
+type Msg<T extends AgentMessage['type']> = Extract<AgentMessage, { type: T }>;
+
+/** Heartbeats in a row a held job may be missing from before it counts as lost by the worker. */
+const LOST_AFTER_MISSED_BEATS = 2;
+
+export interface WorkerReportsDeps {
+  queue: QueueService;
+  bus: JobEventBus;
+  logger: Logger;
+  clock: () => number;
+  /** Asks the dispatcher for a dispatch pass (a slot may have been freed). */
+  trigger: () => void;
+}
+
+/**
+ * What a registered worker tells the control plane about its jobs (heartbeats, starts, ComfyUI
+ * events, previews, outcomes), applied to the registry entry and the queue. The dispatcher owns
+ * one and hands it every such message; assigning work stays with the dispatcher.
+ */
+export class WorkerReports {
+  private readonly queue: QueueService;
+  private readonly bus: JobEventBus;
+  private readonly logger: Logger;
+  private readonly clock: () => number;
+  private readonly trigger: () => void;
+
+  constructor(deps: WorkerReportsDeps) {
+    this.queue = deps.queue;
+    this.bus = deps.bus;
+    this.logger = deps.logger;
+    this.clock = deps.clock;
+    this.trigger = deps.trigger;
+  }
+
+  /** Updates health and devices, syncs job states and renews the lease of every job the worker holds. */
+  async heartbeat(entry: WorkerEntry, msg: Msg<'heartbeat'>): Promise<void> {
+    const now = this.clock();
+    const wasHealthy = entry.healthy;
+    entry.lastHeartbeatAt = now;
+    entry.healthy = msg.healthy;
+    if (msg.stopping && !entry.stopping) {
+      this.logger.info({ workerId: entry.id }, 'worker stopping; it finishes what it holds');
+    }
+    entry.stopping = msg.stopping ?? false;
+    entry.devices = msg.devices;
+    if (wasHealthy !== msg.healthy) {
+      this.logger.warn(
+        { workerId: entry.id, healthy: msg.healthy },
+        msg.healthy ? 'worker healthy again' : 'worker unhealthy',
+      );
+    }
+    const reported = new Map(msg.inFlight.map((f) => [f.jobId, f]));
+    let freed = false;
+    const renewals: Promise<void>[] = [];
+    const lost: HeldJob[] = [];
+    for (const held of [...entry.held.values()]) {
+      const r = reported.get(held.jobId);
+      if (held.cancelRequested) {
+        // The agent no longer has it: the cancel is done even if it never said so.
+        if (!r) {
+          entry.held.delete(held.jobId);
+          freed = true;
+        }
+        continue;
+      }
+      if (r && r.attempt === held.attempt) {
+        held.missedBeats = 0;
+        if (r.state === 'running' && held.state !== 'running') this.markStarted(entry, held, now);
+        else if (r.state === 'queued' && held.state === 'assigned') held.state = 'queued';
+      }
+      // While ComfyUI is unreachable, leases are left to lapse so the jobs return to the queue.
+      if (!msg.healthy) continue;
+      if (!r || r.attempt !== held.attempt) {
+        // One miss can be a heartbeat that crossed the `assign` on the wire; a job missing from
+        // two in a row is one the agent no longer has (it never reported an outcome). Without this,
+        // its lease would be renewed for as long as the worker stays connected.
+        held.missedBeats = (held.missedBeats ?? 0) + 1;
+        if (held.missedBeats >= LOST_AFTER_MISSED_BEATS) {
+          lost.push(held);
+          continue;
+        }
+      }
+      renewals.push(
+        this.queue
+          .renewLease(held.jobId, entry.id, held.attempt)
+          // A lease that lapsed while renewals failed (the store was unreachable) but that nobody
+          // claimed since is taken back: the worker is still running the job.
+          .then((ok) => ok || this.queue.adopt(held.jobId, entry.id, held.attempt))
+          .then((ok) => {
+            if (ok || entry.held.get(held.jobId) !== held || held.cancelRequested) return;
+            // The store no longer gives this attempt to this worker (lapsed, cancelled, ...).
+            entry.held.delete(held.jobId);
+            freed = true;
+            entry.link?.send({ type: 'cancel', jobId: held.jobId, attempt: held.attempt });
+            this.logger.warn(
+              { jobId: held.jobId, attempt: held.attempt, workerId: entry.id },
+              'lease lost; told worker to cancel',
+            );
+          }),
+      );
+    }
+    await Promise.all(renewals);
+    for (const held of lost) await this.lostByWorker(entry, held);
+    if (freed || lost.length > 0 || (!wasHealthy && msg.healthy)) this.trigger();
+  }
+
+  /**
+   * A job the worker stopped reporting without an outcome goes back to the queue as a lost
+   * attempt (like a lapsed lease): the next claim is a new attempt, so nothing the old one might
+   * still report can be mistaken for it, and a prompt that keeps vanishing fails after
+   * MAX_ATTEMPTS instead of looping.
+   */
+  private async lostByWorker(entry: WorkerEntry, held: HeldJob): Promise<void> {
+    this.logger.warn(
+      { jobId: held.jobId, attempt: held.attempt, workerId: entry.id, state: held.state },
+      'worker no longer reports this job; returning it to the queue',
+    );
+    // In case the agent still has it somewhere: stop it, do not report it.
+    entry.link?.send({ type: 'cancel', jobId: held.jobId, attempt: held.attempt });
+    await this.finish(
+      entry,
+      held.jobId,
+      held.attempt,
+      'release',
+      (id, a) => this.queue.abandon(id, entry.id, a),
+      'lost_by_worker',
+    );
+  }
+
+  /**
+   * The worker's token was revoked: everything it holds goes back to the queue at its old place
+   * without counting the attempt (the worker did nothing wrong, and the job must not fail).
+   */
+  async revoked(entry: WorkerEntry): Promise<void> {
+    for (const held of [...entry.held.values()]) {
+      await this.finish(
+        entry,
+        held.jobId,
+        held.attempt,
+        'release',
+        (id, a) => this.queue.release(id, a),
+        'token_revoked',
+      );
+    }
+  }
+
+  jobStarted(entry: WorkerEntry, msg: Msg<'job_started'>): void {
+    const held = entry.held.get(msg.jobId);
+    if (!held || held.attempt !== msg.attempt) {
+      this.logger.debug(
+        { jobId: msg.jobId, attempt: msg.attempt, workerId: entry.id },
+        'job_started for a job not held; ignored',
+      );
+      return;
+    }
+    if (held.state !== 'running') this.markStarted(entry, held, this.clock());
+  }
+
+  private markStarted(entry: WorkerEntry, held: HeldJob, now: number): void {
+    held.state = 'running';
+    held.startedAt ??= now;
+    held.progress = null;
+    held.node = null;
+    entry.warmModels = held.models;
+    this.bus.publish({
+      kind: 'status',
+      jobId: held.jobId,
+      user: held.user,
+      status: 'started',
+      jobStatus: 'running',
+      workerId: entry.id,
+      job: null,
+    });
+  }
+
+  /** A relayed ComfyUI event: updates the worker's progress and goes out on the bus. */
+  jobEvent(entry: WorkerEntry, msg: Msg<'job_event'>): void {
+    const held = entry.held.get(msg.jobId);
+    if (!held || held.attempt !== msg.attempt || held.cancelRequested) return;
+    const { type, data } = msg.event;
+    const d = (typeof data === 'object' && data !== null ? data : {}) as Record<string, unknown>;
+    if (type === 'execution_start' && held.state !== 'running') this.markStarted(entry, held, this.clock());
+    else if (type === 'executing') {
+      held.node = typeof d.node === 'string' ? d.node : null;
+      held.progress = null;
+    } else if (type === 'progress' && typeof d.value === 'number' && typeof d.max === 'number') {
+      held.progress = { value: d.value, max: d.max };
+      if (typeof d.node === 'string') held.node = d.node;
+    }
+    this.bus.publish({
+      kind: 'event',
+      jobId: held.jobId,
+      user: held.user,
+      workerId: entry.id,
+      event: { type, data },
+    });
+  }
+
+  /** A ComfyUI binary frame (preview image) for a held job. */
+  preview(entry: WorkerEntry, jobId: string, frame: Buffer): boolean {
+    const held = entry.held.get(jobId);
+    if (!held || held.cancelRequested) return false;
+    this.bus.publish({ kind: 'preview', jobId, user: held.user, workerId: entry.id, preview: frame });
+    return true;
+  }
+
+  async jobCompleted(entry: WorkerEntry, msg: Msg<'job_completed'>): Promise<void> {
+    await this.finish(entry, msg.jobId, msg.attempt, 'complete', (id, a) =>
+      this.queue.complete(id, a, msg.outputs),
+    );
+  }
+
+  async jobFailed(entry: WorkerEntry, msg: Msg<'job_failed'>): Promise<void> {
+    await this.finish(entry, msg.jobId, msg.attempt, 'fail', (id, a) => this.queue.fail(id, a, msg.error));
+  }
+
+  async jobReleased(entry: WorkerEntry, msg: Msg<'job_released'>): Promise<void> {
+    const held = entry.held.get(msg.jobId);
+    // A job that was running when its ComfyUI died may be what killed it (an out-of-memory video,
+    // say). Counting that attempt means such a prompt fails after MAX_ATTEMPTS instead of taking
+    // down every GPU in turn; a job given back before it started costs nothing.
+    const lostWhileRunning =
+      held?.attempt === msg.attempt && held.state === 'running' && msg.reason === 'comfyui_unreachable';
+    await this.finish(
+      entry,
+      msg.jobId,
+      msg.attempt,
+      'release',
+      (id, a) => (lostWhileRunning ? this.queue.abandon(id, entry.id, a) : this.queue.release(id, a)),
+      msg.reason,
+    );
+  }
+
+  /** The agent cancelled the job in ComfyUI. If nobody asked for it, the job fails as `interrupted`. */
+  async jobCancelled(entry: WorkerEntry, msg: Msg<'job_cancelled'>): Promise<void> {
+    const held = entry.held.get(msg.jobId);
+    const asked = held?.attempt === msg.attempt && held.cancelRequested;
+    if (asked || !held || held.attempt !== msg.attempt) {
+      if (held?.attempt === msg.attempt) entry.held.delete(msg.jobId);
+      this.trigger();
+      return;
+    }
+    await this.finish(entry, msg.jobId, msg.attempt, 'fail', (id, a) =>
+      this.queue.fail(id, a, {
+        reason: 'interrupted',
+        message: 'The worker cancelled the job without being asked to.',
+      }),
+    );
+  }
+
+  /**
+   * Applies a worker's final word on an attempt: frees its slot, then completes, fails or releases
+   * the job in the store keyed by `(jobId, attempt)`, but only when the store still gives that
+   * job to this worker. A duplicate report of the same attempt is harmless; a stale one is logged
+   * and ignored.
+   */
+  private async finish(
+    entry: WorkerEntry,
+    jobId: string,
+    attempt: number,
+    what: 'complete' | 'fail' | 'release',
+    apply: (jobId: string, attempt: number) => Promise<TransitionResult>,
+    note?: string,
+  ): Promise<void> {
+    const held = entry.held.get(jobId);
+    // Free the slot first, so the queue's `finished` event does not look like a cancellation.
+    if (held && held.attempt === attempt) entry.held.delete(jobId);
+    try {
+      const job = await this.queue.store.getJob(jobId);
+      // A finish may come late, from an attempt whose lease lapsed (the control plane or the store
+      // was away): it ran, so the store accepts it while the job waits in the queue under that
+      // attempt or a later attempt runs elsewhere. Never the same attempt number held by another
+      // worker (an attempt given back and claimed again reuses its number).
+      const late =
+        what !== 'release' &&
+        job !== null &&
+        (attempt < job.attempts || (job.status === 'pending' && attempt === job.attempts));
+      if (!job || (job.workerId !== entry.id && !late)) {
+        this.logger.warn(
+          { jobId, attempt, workerId: entry.id, holder: job?.workerId ?? null, what },
+          'report for a job this worker does not hold; ignored',
+        );
+        return;
+      }
+      const r = await apply(jobId, attempt);
+      if (!r.ok) {
+        this.logger.warn(
+          { jobId, attempt, workerId: entry.id, what, reason: r.reason },
+          'stale report ignored',
+        );
+        return;
+      }
+      if (r.duplicate) {
+        this.logger.debug({ jobId, attempt, workerId: entry.id, what }, 'duplicate report; nothing to do');
+        return;
+      }
+      if ('late' in r && r.late) {
+        this.logger.warn(
+          { jobId, attempt, workerId: entry.id, what, attempts: r.job?.attempts },
+          'late report of an attempt that lost its lease accepted; the job is done and runs nowhere else',
+        );
+      }
+      if (what === 'complete') {
+        entry.completed += 1;
+        entry.warmModels = job.models;
+      } else if (what === 'fail') entry.failed += 1;
+      this.logger.info(
+        { jobId, attempt, workerId: entry.id, what, ...(note ? { reason: note } : {}) },
+        `job ${what}d by worker`,
+      );
+    } finally {
+      this.trigger();
+    }
+  }
+}
