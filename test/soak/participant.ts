@@ -130,6 +130,12 @@ export class Participant {
 
   /** A last look at the history, then the socket closes for good. */
   async finish(): Promise<void> {
+    // A refresh a late `status` message asked for still counts: run it now rather than drop it.
+    if (this.refreshTimer) {
+      clearTimeout(this.refreshTimer);
+      this.refreshTimer = null;
+      this.refreshing = this.refreshing.then(() => this.refresh('status-refresh'));
+    }
     await this.refreshing;
     const h = await this.get(`/${this.name}/api/history`).catch(() => null);
     if (h && h.status === 200) {
