@@ -58,6 +58,8 @@ export function formatReport(r: SoakReport): string {
       ],
     ]),
   );
+  const reasons = Object.entries(r.figures.failureReasons);
+  if (reasons.length) out.push(`failed jobs by reason: ${reasons.map(([k, v]) => `${k} ${v}`).join(', ')}`);
   out.push('');
   out.push(
     table([

@@ -51,6 +51,8 @@ export interface SoakReport {
   figures: {
     jobs: number;
     byStatus: Record<string, number>;
+    /** Failed jobs by `error.reason` (e.g. `worker_lost` after every attempt died with its GPU). */
+    failureReasons: Record<string, number>;
     participants: ParticipantCounters;
     reRuns: CheckResult['reRuns'];
     learned: Record<string, number>;
@@ -194,7 +196,14 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     });
     const counters = sumCounters(participants.map((p) => p.counters));
     const byStatus: Record<string, number> = {};
-    for (const j of jobs) byStatus[j.status] = (byStatus[j.status] ?? 0) + 1;
+    const failureReasons: Record<string, number> = {};
+    for (const j of jobs) {
+      byStatus[j.status] = (byStatus[j.status] ?? 0) + 1;
+      if (j.status === 'failed') {
+        const reason = j.error?.reason ?? 'unknown';
+        failureReasons[reason] = (failureReasons[reason] ?? 0) + 1;
+      }
+    }
     report = {
       ok: checks.invariants.every((x) => x.ok),
       options: o,
@@ -206,6 +215,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       figures: {
         jobs: jobs.length,
         byStatus,
+        failureReasons,
         participants: counters,
         reRuns: checks.reRuns,
         learned: checks.learned,
