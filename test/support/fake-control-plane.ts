@@ -39,6 +39,8 @@ export interface WelcomeOptions {
   forget?: (inFlight: { jobId: string; attempt: number }[]) => { jobId: string; attempt: number }[];
   /** Sent as `welcome.mirrorFrontend` when set; absent otherwise. */
   mirrorFrontend?: boolean;
+  /** Sent as `welcome.acks` when set (the test then acknowledges reports with `send`). */
+  acks?: boolean;
 }
 
 /** What the frontend mirror endpoints received. */
@@ -72,6 +74,8 @@ export interface FakeControlPlane {
   send(msg: ServerMessage): void;
   /** Drops the current agent socket (as a crash or network cut would). */
   dropConnection(): void;
+  /** Closes the current agent socket with this WebSocket close code. */
+  closeWith(code: number, reason: string): void;
   /** Next message matching `pred` (already received ones after `fromIndex` count). */
   waitFor<T extends AgentMessage['type']>(
     type: T,
@@ -282,6 +286,7 @@ export async function startFakeControlPlane(
           needEnv: w.needEnv ?? false,
           forget: w.forget ? w.forget(msg.inFlight) : [],
           ...(w.mirrorFrontend !== undefined ? { mirrorFrontend: w.mirrorFrontend } : {}),
+          ...(w.acks !== undefined ? { acks: w.acks } : {}),
         };
         ws.send(JSON.stringify(welcome));
       }
@@ -313,6 +318,10 @@ export async function startFakeControlPlane(
     },
     dropConnection() {
       current?.terminate();
+      current = undefined;
+    },
+    closeWith(code, reason) {
+      current?.close(code, reason);
       current = undefined;
     },
     ofType(type) {

@@ -155,6 +155,12 @@ export function registerWorker(program: Command): void {
         logger,
         mirrorFrontend: args.frontendMirror,
         ...(args.frontendDir ? { frontendDir: args.frontendDir } : {}),
+        // Reconnecting with a revoked token is pointless: exit with EX_CONFIG (78), which a service
+        // manager should not restart (systemd: RestartPreventExitStatus=78).
+        onRevoked: () => {
+          logger.error('worker token revoked; exiting with status 78 (configuration error)');
+          void agent.stop({ graceMs: 0 }).finally(() => process.exit(78));
+        },
       });
       logger.info(
         {

@@ -13,6 +13,7 @@ import { modelFreePrompt } from '../../../test/support/prompts.js';
 import { startStandin, type Standin } from '../../../test/support/comfyui-standin/server.js';
 import { encodeRgbPng, solidImage } from '../../../test/support/comfyui-standin/image.js';
 import { createAgent, type AgentHandle, type WorkerAgent } from './index.js';
+import { CLOSE_TOKEN_REVOKED } from '../protocol.js';
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 const logger = pino({ level: process.env.AGENT_TEST_LOG ?? 'silent' });
@@ -38,7 +39,13 @@ let agent: AgentHandle | undefined;
 let agentInstance: WorkerAgent | undefined;
 
 function start(
-  opts: { prefetch?: number; token?: string; comfyuiUrl?: string; mirrorFrontend?: boolean } = {},
+  opts: {
+    prefetch?: number;
+    token?: string;
+    comfyuiUrl?: string;
+    mirrorFrontend?: boolean;
+    onRevoked?: () => void;
+  } = {},
 ): AgentHandle {
   agentInstance = createAgent({
     serverUrl: cp.url,
@@ -52,6 +59,7 @@ function start(
     probeTimeoutMs: 2000,
     failuresToUnhealthy: 1,
     backoff: { baseMs: 50, maxMs: 300 },
+    ...(opts.onRevoked ? { onRevoked: opts.onRevoked } : {}),
   });
   agentInstance.start();
   agent = agentInstance;
@@ -121,10 +129,13 @@ describe('registration', () => {
     expect(cp.ofType('env')).toHaveLength(0);
   });
 
-  it('is refused with a wrong token and keeps retrying', async () => {
+  it('is refused with a wrong token and asks again only after a minute instead of hammering', async () => {
     cp = await startFakeControlPlane();
     start({ token: 'definitely-wrong' });
-    await waitFor(() => cp.rejected.filter((s) => s === 401).length >= 2, 10_000, 'two 401s');
+    await waitFor(() => cp.rejected.filter((s) => s === 401).length >= 1, 10_000, 'a 401');
+    // The normal backoff would have retried several times within a second.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(cp.rejected.filter((s) => s === 401)).toHaveLength(1);
     expect(cp.connections()).toBe(0);
     expect(agent!.status().control.lastError).toMatch(/401/);
   });
@@ -358,6 +369,52 @@ describe('failures', () => {
     const done = await cp.waitFor('job_completed', (m) => m.jobId === jobId);
     expect(done.outputs).toHaveLength(1);
     expect(cp.ofType('job_completed').filter((m) => m.jobId === jobId)).toHaveLength(1);
+  });
+
+  it('keeps a report until it is acknowledged: sent again first thing after a reconnect, never after the ack', async () => {
+    cp = await startFakeControlPlane({ welcome: { acks: true } });
+    start();
+    await cp.waitFor('hello', (h) => h.healthy && h.acks === true);
+    const jobId = `job-${randomUUID()}`;
+    assign(jobId, modelFreePrompt({ color: 0x212121 }));
+    await cp.waitFor('job_completed', (m) => m.jobId === jobId);
+    // The control plane died before recording it (no ack): the report must come again.
+    cp.dropConnection();
+    const on = (conn: number) => cp.messages.filter((m) => m.conn === conn).map((m) => m.msg);
+    await waitFor(() => on(2).some((m) => m.type === 'job_completed'), 10_000, 'the report again');
+    const second = on(2);
+    expect(second[0]?.type).toBe('hello');
+    const hello = second[0]!;
+    // Announced as still ours, so the server re-adopts it instead of running it again.
+    expect(hello.type === 'hello' && hello.inFlight).toEqual([{ jobId, attempt: 1, state: 'running' }]);
+    expect(second[1]).toMatchObject({ type: 'job_completed', jobId, attempt: 1 });
+    cp.send({ type: 'ack', report: 'job_completed', jobId, attempt: 1 });
+    await waitFor(() => agent!.status().control.outbox === 0, 5000, 'outbox empty');
+    cp.dropConnection();
+    await waitFor(() => on(3).some((m) => m.type === 'heartbeat'), 10_000, 'a third connection');
+    expect(on(3).filter((m) => m.type === 'job_completed')).toEqual([]);
+    const hello3 = on(3)[0]!;
+    expect(hello3.type === 'hello' && hello3.inFlight).toEqual([]);
+  });
+
+  it('stops when its token is revoked (4004): drops its jobs in ComfyUI, reports nothing, does not reconnect', async () => {
+    cp = await startFakeControlPlane({ welcome: { acks: true } });
+    let revoked = 0;
+    start({ onRevoked: () => revoked++ });
+    await cp.waitFor('hello', (h) => h.healthy);
+    const jobId = `job-${randomUUID()}`;
+    assign(jobId, modelFreePrompt({ sleep: { seconds: 5, steps: 50, seed: 31 } }));
+    await cp.waitFor('job_started', (m) => m.jobId === jobId);
+    cp.closeWith(CLOSE_TOKEN_REVOKED, 'worker token revoked');
+    await waitFor(() => revoked === 1, 5000, 'onRevoked');
+    await standin.waitForIdle(5000);
+    expect(agent!.status().jobs).toEqual([]);
+    expect(agent!.status().control).toMatchObject({ outbox: 0, lastError: 'the worker token was revoked' });
+    // No reconnect and no report: the control plane already gave the job back.
+    await new Promise((r) => setTimeout(r, 500));
+    expect(cp.connections()).toBe(1);
+    expect(cp.ofType('job_failed')).toEqual([]);
+    expect(cp.ofType('job_completed')).toEqual([]);
   });
 
   it('drops a job the control plane forgot while it was away, and stops it in ComfyUI', async () => {

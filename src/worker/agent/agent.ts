@@ -44,6 +44,11 @@ export interface AgentSettings {
   frontendDir?: string | undefined;
   /** Between failed mirror tries. Default 10 s doubling to 10 min. */
   frontendRetry?: BackoffOptions | undefined;
+  /**
+   * The control plane revoked the worker token: the agent has dropped its jobs (they are back in
+   * the queue) and stopped talking. The CLI exits; default: nothing more.
+   */
+  onRevoked?: (() => void) | undefined;
 }
 
 export interface AgentStatus {
@@ -115,6 +120,7 @@ export class WorkerAgent {
       }),
       onWelcome: (w) => this.onWelcome(w),
       onMessage: (m) => this.onServerMessage(m),
+      onRevoked: () => void this.onRevoked(),
     });
     this.frontend = settings.mirrorFrontend
       ? new FrontendMirror({
@@ -233,6 +239,20 @@ export class WorkerAgent {
     this.log.info('agent stopped');
   }
 
+  /**
+   * The token was revoked. The control plane already gave our jobs back to the queue (uncounted),
+   * so make sure ComfyUI runs none of them, forget their reports and stop.
+   */
+  private async onRevoked(): Promise<void> {
+    this.log.error(
+      { held: this.jobs.size },
+      'worker token revoked: dropping every job (the control plane requeued them) and stopping',
+    );
+    this.link.clearOutbox();
+    await Promise.all(this.jobs.all().map((j) => this.runner.abandon(j, 'worker token revoked')));
+    this.settings.onRevoked?.();
+  }
+
   // ---- control plane -----------------------------------------------------------------------
 
   private reportHealthy(): boolean {
@@ -254,6 +274,7 @@ export class WorkerAgent {
       warmModels: this.warmModels.slice(0, 256),
       healthy: this.reportHealthy(),
       stopping: this.stopping,
+      acks: true,
     };
   }
 
@@ -264,7 +285,9 @@ export class WorkerAgent {
       attempt: j.attempt,
       state: j.state === 'running' || j.state === 'finishing' ? 'running' : 'queued',
     }));
+    // A finish waiting for its ack is announced too, so the server keeps the job ours meanwhile.
     for (const m of this.link.pendingOutcomes()) {
+      if (m.type !== 'job_completed' && m.type !== 'job_failed') continue;
       if (!out.some((o) => o.jobId === m.jobId && o.attempt === m.attempt)) {
         out.push({ jobId: m.jobId, attempt: m.attempt, state: 'running' });
       }

@@ -1,22 +1,34 @@
 /**
  * The agent's one outbound WebSocket to the control plane (`<server>/worker/v1/ws`): connects
  * with the worker token, says `hello`, waits for `welcome`, sends heartbeats, reconnects with
- * exponential backoff and jitter, and keeps job reports that could not be sent (completion,
- * failure, cancel, release) until the next connection so no outcome is lost.
+ * exponential backoff and jitter, and keeps every job report (completion, failure, cancel,
+ * release) until the control plane acknowledges it (`ack`, sent once the store recorded it):
+ * unacknowledged reports go out again, in order, first thing after every welcome and again when
+ * an ack is overdue. So a job that finished is reported even across a control-plane restart or a
+ * store outage, and never runs twice.
  */
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
-import { serverMessage, type AgentMessage, type ServerMessage } from '../protocol.js';
+import { CLOSE_TOKEN_REVOKED, serverMessage, type AgentMessage, type ServerMessage } from '../protocol.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
 
 type HelloMessage = Extract<AgentMessage, { type: 'hello' }>;
 type HeartbeatMessage = Extract<AgentMessage, { type: 'heartbeat' }>;
 type WelcomeMessage = Extract<ServerMessage, { type: 'welcome' }>;
 /** Reports that must reach the server even across a reconnect. */
-type OutcomeMessage = Extract<
+export type OutcomeMessage = Extract<
   AgentMessage,
   { type: 'job_completed' | 'job_failed' | 'job_cancelled' | 'job_released' }
 >;
+
+interface OutboxEntry {
+  msg: OutcomeMessage;
+  /** When it last went out on a connection (performance.now()), null while unsent. */
+  sentAt: number | null;
+}
+
+const reportKey = (m: { type: string; jobId: string; attempt: number }): string =>
+  `${m.type}:${m.jobId}#${m.attempt}`;
 
 export type LinkState = 'connecting' | 'handshake' | 'ready' | 'closed';
 
@@ -32,6 +44,11 @@ export interface ControlLinkOptions {
   onMessage: (msg: Exclude<ServerMessage, WelcomeMessage>) => void;
   /** Called when a ready connection is lost. */
   onDisconnect?: () => void;
+  /**
+   * The control plane closed the connection because the worker token was revoked (close code
+   * 4004). The link has stopped; it does not reconnect with that token.
+   */
+  onRevoked?: () => void;
   backoff?: BackoffOptions;
   /** How long to wait for `welcome` after `hello`. Default 10 s. */
   handshakeTimeoutMs?: number;
@@ -57,7 +74,8 @@ export class ControlLink {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private handshakeTimer: NodeJS.Timeout | undefined;
   private welcome: WelcomeMessage | undefined;
-  private readonly outbox: OutcomeMessage[] = [];
+  /** Reports not yet acknowledged, oldest first. */
+  private readonly outbox: OutboxEntry[] = [];
   private missedPongs = 0;
   private lastError: string | undefined;
   private connects = 0;
@@ -141,22 +159,33 @@ export class ControlLink {
     return true;
   }
 
-  /** Sends now, or after the next welcome if disconnected. */
+  /**
+   * Sends a report now (or after the next welcome when disconnected) and keeps it until the
+   * control plane acknowledges it. A server that does not acknowledge (`welcome.acks` absent) gets
+   * each report once, as before.
+   */
   sendOutcome(msg: OutcomeMessage): void {
-    if (!this.send(msg)) this.outbox.push(msg);
+    const key = reportKey(msg);
+    if (this.outbox.some((e) => reportKey(e.msg) === key)) return;
+    const entry: OutboxEntry = { msg, sentAt: null };
+    this.outbox.push(entry);
+    this.transmit(entry);
   }
 
-  /** Forget queued outcomes of a job (the server no longer knows it). */
-  dropOutcomes(jobId: string, attempt: number): void {
-    for (let i = this.outbox.length - 1; i >= 0; i--) {
-      const m = this.outbox[i]!;
-      if (m.jobId === jobId && m.attempt === attempt) this.outbox.splice(i, 1);
-    }
+  private transmit(entry: OutboxEntry): void {
+    if (!this.send(entry.msg)) return;
+    entry.sentAt = performance.now();
+    if (this.welcome?.acks !== true) this.outbox.splice(this.outbox.indexOf(entry), 1);
   }
 
-  /** Jobs whose outcome waits in the outbox; they still count as in flight for `hello`. */
+  /** Reports not yet acknowledged, oldest first; finished jobs among them count as in flight for `hello`. */
   pendingOutcomes(): readonly OutcomeMessage[] {
-    return this.outbox;
+    return this.outbox.map((e) => e.msg);
+  }
+
+  /** Forgets every unacknowledged report (the token was revoked: nobody will take them). */
+  clearOutbox(): void {
+    this.outbox.length = 0;
   }
 
   /** Sends a heartbeat now (e.g. when health changes), outside the regular beat. */
@@ -184,7 +213,12 @@ export class ControlLink {
         code === 401
           ? 'the control plane rejected the worker token (401)'
           : `the control plane answered the WebSocket upgrade with HTTP ${code}`;
-      logger.error({ status: code, url }, `${this.lastError}; retrying`);
+      logger.error(
+        { status: code, url },
+        code === 401
+          ? `${this.lastError}: it is wrong or was revoked; asking again in a minute`
+          : `${this.lastError}; retrying`,
+      );
       res.resume();
       ws.terminate();
     });
@@ -215,7 +249,19 @@ export class ControlLink {
       this.clearTimers();
       this.state = 'closed';
       if (this.stopped) return;
-      const delay = backoffDelay(this.attempt++, this.opts.backoff ?? DEFAULT_BACKOFF);
+      if (code === CLOSE_TOKEN_REVOKED) {
+        this.stopped = true;
+        this.lastError = 'the worker token was revoked';
+        logger.error(
+          'the control plane revoked this worker token; not reconnecting. Create a new one with `comfy-multi workers token create NAME` and restart the agent with it',
+        );
+        this.opts.onRevoked?.();
+        return;
+      }
+      // A refused token will not become valid by itself: ask again rarely instead of hammering.
+      const delay = rejected
+        ? Math.max(60_000, backoffDelay(this.attempt++, this.opts.backoff ?? DEFAULT_BACKOFF))
+        : backoffDelay(this.attempt++, this.opts.backoff ?? DEFAULT_BACKOFF);
       if (wasReady) {
         logger.warn(
           { code, reason: reason.toString(), retryInMs: delay },
@@ -258,13 +304,26 @@ export class ControlLink {
         'connected to the control plane',
       );
       this.opts.onWelcome(parsed);
+      // Unacknowledged reports first, in order. A finish is sent even for a job the server
+      // "forgot" (its lease lapsed and it may run elsewhere): the store still accepts the first
+      // finish, so the job does not run again. A give-back or cancel of a forgotten job is moot.
       const forget = new Set(parsed.forget.map((f) => `${f.jobId}#${f.attempt}`));
-      const queued = this.outbox.splice(0).filter((m) => !forget.has(`${m.jobId}#${m.attempt}`));
-      for (const m of queued) this.sendOutcome(m);
+      for (let i = this.outbox.length - 1; i >= 0; i--) {
+        const m = this.outbox[i]!.msg;
+        const moot = m.type === 'job_released' || m.type === 'job_cancelled';
+        if (moot && forget.has(`${m.jobId}#${m.attempt}`)) this.outbox.splice(i, 1);
+      }
+      for (const e of [...this.outbox]) this.transmit(e);
       this.startHeartbeat(ws, parsed.heartbeatMs);
       return;
     }
     if (this.state !== 'ready') return;
+    if (parsed.type === 'ack') {
+      const key = reportKey({ type: parsed.report, jobId: parsed.jobId, attempt: parsed.attempt });
+      const i = this.outbox.findIndex((e) => reportKey(e.msg) === key);
+      if (i >= 0) this.outbox.splice(i, 1);
+      return;
+    }
     this.opts.onMessage(parsed);
   }
 
@@ -280,6 +339,12 @@ export class ControlLink {
       }
       ws.ping();
       this.send(this.opts.heartbeat());
+      // An ack overdue by three beats: the server could not record the report (its store was
+      // away?). Send it again; a report recorded twice is harmless.
+      const now = performance.now();
+      for (const e of [...this.outbox]) {
+        if (e.sentAt !== null && now - e.sentAt > 3 * interval) this.transmit(e);
+      }
     }, interval);
   }
 

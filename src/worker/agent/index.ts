@@ -48,6 +48,11 @@ export interface AgentOptions {
   frontendDir?: string;
   /** Between failed frontend mirror tries. Default 10 s doubling to 10 min, with jitter. */
   frontendRetry?: BackoffOptions;
+  /**
+   * Called once the control plane revoked the worker token (the agent dropped its jobs and stopped
+   * talking to it; call `stop()` to end the rest). Default: nothing.
+   */
+  onRevoked?: () => void;
 }
 
 export interface AgentHandle {
@@ -93,6 +98,7 @@ export function createAgent(opts: AgentOptions): WorkerAgent {
       mirrorFrontend: opts.mirrorFrontend ?? true,
       frontendDir: opts.frontendDir,
       frontendRetry: opts.frontendRetry,
+      onRevoked: opts.onRevoked,
     },
     comfy,
   );

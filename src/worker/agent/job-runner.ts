@@ -156,7 +156,7 @@ export class JobRunner {
         this.fail(job, { reason: 'invalid_prompt', message: err.message, details: { ...err.body } });
       } else if (err instanceof HttpError) {
         // The control plane failed to hand over an input.
-        if (err.status === 403 || err.status === 409)
+        if (err.status === 401 || err.status === 403 || err.status === 409)
           this.drop(job, `control plane refused input download (${err.status})`);
         else if (err.transient) await this.giveBack(job, 'input download failed; retry elsewhere');
         else
@@ -260,7 +260,13 @@ export class JobRunner {
       this.log.info({ jobId: job.jobId, attempt: job.attempt, outputs: stored.length }, 'job completed');
     } catch (err) {
       if (!this.jobs.holds(job)) return;
-      if (err instanceof HttpError && (err.status === 403 || err.status === 404 || err.status === 409)) {
+      if (err instanceof HttpError && err.status === 401) {
+        // The token was revoked: the control plane gives the job back to the queue. Never a failure.
+        this.drop(job, 'control plane refused the worker token (revoked?); the job goes back to the queue');
+      } else if (
+        err instanceof HttpError &&
+        (err.status === 403 || err.status === 404 || err.status === 409)
+      ) {
         this.drop(job, `control plane refused the upload (${err.status}); the job is no longer ours`);
       } else if (isUnreachable(err)) {
         this.health.suspect((err as Error).message);
@@ -294,13 +300,17 @@ export class JobRunner {
         return await transferOutput(this.comfy, this.cp, job, out, job.abort.signal);
       } catch (err) {
         // Only the control plane's side is retried here; a ComfyUI failure is handled by the caller.
+        // A control plane that is away (restarting, no answer, 502-504) is never the job's fault:
+        // keep trying for as long as we hold the job, so a finished job is not failed or re-run.
+        const away =
+          err instanceof HttpError && (err.status === 0 || (err.status >= 502 && err.status <= 504));
         const retry =
           !job.abort.signal.aborted &&
-          attempt + 1 < this.settings.uploadAttempts &&
           err instanceof HttpError &&
-          err.transient;
+          err.transient &&
+          (away || attempt + 1 < this.settings.uploadAttempts);
         if (!retry) throw err;
-        const delay = backoffDelay(attempt, { baseMs: 200, maxMs: 5000 });
+        const delay = backoffDelay(Math.min(attempt, 20), { baseMs: 200, maxMs: 5000 });
         this.log.warn(
           { jobId: job.jobId, file: out.filename, err: (err as Error).message, retryInMs: delay },
           'output upload failed; retrying',

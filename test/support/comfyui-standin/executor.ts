@@ -48,6 +48,8 @@ export interface ExecutorDeps {
   catalog: NodeCatalog;
   dirs: DataDirs;
   faults: FaultController;
+  /** Called as each prompt starts executing (test bookkeeping, not ComfyUI). */
+  onStart?: (item: QueueItem) => void;
   /** Records each execution (start, end, outcome); optional. */
   executions?: ExecutionLog;
 }
@@ -146,6 +148,7 @@ export class Executor {
       if (this.clientId !== null || broadcast) this.emit(event, stamped, this.clientId);
     };
 
+    this.deps.onStart?.(item);
     addMessage('execution_start', { prompt_id: promptId }, false);
     await this.cache.setPrompt(prompt, {
       isChanged: async (id) => isChanged(prompt[id]!.class_type, prompt[id]!.inputs, this.deps.dirs),

@@ -7,7 +7,7 @@ import { Executor } from './executor.js';
 import type { FaultController } from './faults.js';
 import type { NodeCatalog } from './object-info.js';
 import { PromptQueue } from './prompt-queue.js';
-import type { DataDirs } from './types.js';
+import type { DataDirs, QueueItem } from './types.js';
 import { WsHub } from './ws-hub.js';
 
 export class Instance {
@@ -17,7 +17,13 @@ export class Instance {
   /** ComfyUI's `server.number`: every POST /prompt that reaches validation consumes one. */
   number = 0;
 
-  constructor(catalog: NodeCatalog, dirs: DataDirs, faults: FaultController, executions?: ExecutionLog) {
+  constructor(
+    catalog: NodeCatalog,
+    dirs: DataDirs,
+    faults: FaultController,
+    onStart?: (item: QueueItem) => void,
+    executions?: ExecutionLog,
+  ) {
     this.hub = new WsHub({
       queueInfo: () => this.queueInfo(),
       runningNodeFor: (sid) => (this.executor.clientId === sid ? this.executor.lastNodeId : null),
@@ -29,6 +35,7 @@ export class Instance {
       catalog,
       dirs,
       faults,
+      ...(onStart ? { onStart } : {}),
       ...(executions ? { executions } : {}),
     });
     this.executor.start();

@@ -71,6 +71,18 @@ export interface StandinState {
   readonly clientIds: string[];
   /** The next prompt `number`. */
   readonly promptNumber: number;
+  /**
+   * Every prompt that started executing since the stand-in started (across simulated restarts,
+   * oldest first, the last 10,000): its id and the `filename_prefix` inputs of its nodes. Tests
+   * count how often a job really ran (not part of ComfyUI).
+   */
+  readonly executions: StandinExecution[];
+}
+
+export interface StandinExecution {
+  promptId: string;
+  filenamePrefixes: string[];
+  startedAt: number;
 }
 
 /** One HTTP request the stand-in received (not counting its own `/standin/*` control routes). */
@@ -124,7 +136,7 @@ class StandinServer {
   private readonly catalog: NodeCatalog;
   private readonly site: StaticSite;
   readonly requests: StandinRequest[] = [];
-  readonly executions: ExecutionLog;
+  readonly executionLog: ExecutionLog;
   port: number;
 
   constructor(
@@ -143,8 +155,8 @@ class StandinServer {
       },
       opts.delayMs ?? 1000,
     );
-    this.executions = new ExecutionLog(opts.executionLog);
-    this.instance = new Instance(this.catalog, dirs, this.faults, this.executions);
+    this.executionLog = new ExecutionLog(opts.executionLog);
+    this.instance = new Instance(this.catalog, dirs, this.faults, this.recordStart, this.executionLog);
     this.site = new StaticSite({ frontendRoot: opts.frontendRoot, extensionDirs: opts.extensionDirs });
     addComfyRoutes(this.router, {
       instance: () => this.instance,
@@ -247,7 +259,7 @@ class StandinServer {
     await this.stopListening();
     this.instance.shutdown();
     this.faults.unhang();
-    this.instance = new Instance(this.catalog, this.dirs, this.faults, this.executions);
+    this.instance = new Instance(this.catalog, this.dirs, this.faults, this.recordStart, this.executionLog);
     this.crashed = false;
     await this.faults.setUnreachable(false);
   }
@@ -273,8 +285,18 @@ class StandinServer {
       history: inst.queue.getHistory(),
       clientIds: inst.hub.clientIds(),
       promptNumber: inst.number,
+      executions: [...this.executions],
     };
   }
+
+  private readonly executions: StandinExecution[] = [];
+  private readonly recordStart = (item: QueueItem): void => {
+    const prefixes = Object.values(item[2])
+      .map((n) => n.inputs.filename_prefix)
+      .filter((v): v is string => typeof v === 'string');
+    this.executions.push({ promptId: item[1], filenamePrefixes: prefixes, startedAt: Date.now() });
+    if (this.executions.length > 10_000) this.executions.splice(0, this.executions.length - 10_000);
+  };
 
   private stateJson() {
     const s = this.state();
@@ -313,7 +335,7 @@ export async function startStandin(opts: StandinOptions = {}): Promise<Standin> 
       return server.state();
     },
     requests: server.requests,
-    executions: server.executions.records,
+    executions: server.executionLog.records,
     clearRequests: () => void server.requests.splice(0),
     waitForIdle: (timeoutMs = 10_000) =>
       waitUntil(() => server.instance.queue.tasksRemaining() === 0, timeoutMs),

@@ -1,0 +1,236 @@
+/**
+ * Control-plane restarts end to end, through real processes: `comfy-multi serve` (SQLite), one
+ * worker agent (`comfy-multi worker`) and one ComfyUI stand-in (or a real ComfyUI with
+ * `COMFYUI_URL`). The control plane is killed with SIGKILL while a slow job runs and started
+ * again (a) within the lease and (b) after an outage longer than the lease, during which the job
+ * finishes. Either way the job completes once, with its outputs once, and ComfyUI executed it
+ * exactly once: reports wait in the agent until acknowledged and running jobs are re-adopted.
+ */
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { modelFreePrompt, type ApiPrompt } from '../support/prompts.js';
+import { Processes, waitFor, type Proc } from '../support/processes.js';
+import { freePort } from '../support/redis-server.js';
+
+const REAL_COMFYUI = process.env.COMFYUI_URL?.replace(/\/+$/, '') || null;
+const ADMIN_PASSWORD = 'e2e-admin-password';
+const TOKEN = 'restart-secret-1';
+const WORKER_ID = 'w1:gpu-r';
+
+const procs = new Processes();
+let dataDir: string;
+let port: number;
+let serverUrl: string;
+let comfyUrl: string;
+let server: Proc | null = null;
+const auth = `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}`;
+
+interface JobView {
+  id: string;
+  user: string;
+  status: string;
+  attempts: number;
+  outputs: { filename: string; subfolder: string; type: string }[];
+}
+
+async function api<T>(method: string, path: string, body?: unknown): Promise<{ status: number; json: T }> {
+  const res = await fetch(`${serverUrl}${path}`, {
+    method,
+    headers: { authorization: auth, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  const text = await res.text();
+  return { status: res.status, json: (text ? JSON.parse(text) : null) as T };
+}
+
+/** Starts the control plane on the same port and data folder every time. */
+async function startServer(leaseMs: number): Promise<void> {
+  server = procs.run(`serve-${procs.all.length}`, ['src/cli/index.ts', 'serve'], {
+    DATA_DIR: dataDir,
+    LOG_LEVEL: 'info',
+    ADMIN_PASSWORD,
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    LEASE_MS: String(leaseMs),
+    HEARTBEAT_MS: '500',
+    WORKER_TOKENS: `w1:${TOKEN}`,
+  });
+  await waitFor(async () => (await fetch(`${serverUrl}/health`)).ok, 60_000, 'the control plane');
+}
+
+async function killServer(): Promise<void> {
+  const s = server!;
+  procs.kill(s, 'SIGKILL');
+  await s.exited;
+  server = null;
+}
+
+const workerView = async () =>
+  (
+    await api<{ workers: { id: string; status: string; heldJobs: { jobId: string; state: string }[] }[] }>(
+      'GET',
+      '/api/v1/workers',
+    )
+  ).json.workers.find((w) => w.id === WORKER_ID);
+
+const waitIdle = () =>
+  waitFor(async () => (await workerView())?.status === 'idle', 60_000, 'the worker connected and idle');
+
+let colour = 0x203040;
+/** Keeps ComfyUI busy for `seconds` (the stand-in's sleep node, or heavy scaling on a real one). */
+function slowPrompt(seconds: number): ApiPrompt {
+  colour += 0x000101;
+  if (!REAL_COMFYUI)
+    return modelFreePrompt({ color: colour, sleep: { seconds, steps: Math.max(2, seconds * 2) } });
+  const prompt: ApiPrompt = {
+    '1': { class_type: 'EmptyImage', inputs: { width: 2048, height: 2048, batch_size: 1, color: colour } },
+  };
+  let last = '1';
+  for (let i = 0; i < seconds * 2; i++) {
+    const id = String(10 + i);
+    const size = i % 2 === 0 ? 4096 : 2048;
+    prompt[id] = {
+      class_type: 'ImageScale',
+      inputs: { image: [last, 0], upscale_method: 'lanczos', width: size, height: size, crop: 'disabled' },
+    };
+    last = id;
+  }
+  prompt['3'] = { class_type: 'SaveImage', inputs: { images: [last, 0], filename_prefix: 'ci' } };
+  return prompt;
+}
+
+/** How often ComfyUI started executing a prompt of this job (its prefixes carry `/<jobId>/`). */
+async function executionsOf(jobId: string): Promise<number> {
+  if (!REAL_COMFYUI) {
+    const state = (await (await fetch(`${comfyUrl}/standin/state`)).json()) as {
+      executions: { filenamePrefixes: string[] }[];
+    };
+    return state.executions.filter((e) => e.filenamePrefixes.some((p) => p.includes(`/${jobId}/`))).length;
+  }
+  const all = (await (await fetch(`${comfyUrl}/history`)).json()) as Record<
+    string,
+    { prompt: [number, string, Record<string, { inputs: Record<string, unknown> }>] }
+  >;
+  return Object.values(all).filter((h) =>
+    Object.values(h.prompt[2]).some((n) => String(n.inputs.filename_prefix ?? '').includes(`/${jobId}/`)),
+  ).length;
+}
+
+/** Every file stored for the job in its owner's output space. */
+function outputFilesOf(job: JobView): string[] {
+  const dir = join(dataDir, 'files', job.user, 'output');
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((d) => d.isFile() && join(d.parentPath, d.name).includes(job.id))
+    .map((d) => join(d.parentPath, d.name));
+}
+
+async function runningInComfy(jobId: string): Promise<void> {
+  await waitFor(
+    async () => (await workerView())?.heldJobs.some((h) => h.jobId === jobId && h.state === 'running'),
+    60_000,
+    `job ${jobId} running in ComfyUI`,
+  );
+}
+
+async function expectRanOnce(jobId: string): Promise<void> {
+  const job = await waitFor(
+    async () => {
+      const j = (await api<JobView>('GET', `/api/v1/jobs/${jobId}`)).json;
+      return j.status === 'completed' || j.status === 'failed' ? j : null;
+    },
+    90_000,
+    `job ${jobId} to finish`,
+  );
+  expect(job.status).toBe('completed');
+  expect(job.attempts).toBe(1);
+  expect(job.outputs).toHaveLength(1);
+  // The outputs exist once: the listed file, and no second set from a re-run.
+  const files = outputFilesOf(job);
+  const out = job.outputs[0]!;
+  expect(files).toEqual([join(dataDir, 'files', job.user, out.type, out.subfolder, out.filename)]);
+  expect(await executionsOf(jobId)).toBe(1);
+}
+
+async function withLogs(fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (err) {
+    console.error(procs.logs());
+    throw err;
+  }
+}
+
+beforeAll(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), 'cm-e2e-restart-'));
+  const comfyPort = await freePort();
+  port = await freePort();
+  serverUrl = `http://127.0.0.1:${port}`;
+  if (REAL_COMFYUI) comfyUrl = REAL_COMFYUI;
+  else {
+    const dir = join(dataDir, 'standin');
+    mkdirSync(dir, { recursive: true });
+    procs.run(
+      'standin',
+      ['test/support/comfyui-standin/main.ts', '--port', String(comfyPort), '--dir', dir],
+      {},
+    );
+    comfyUrl = `http://127.0.0.1:${comfyPort}`;
+  }
+  await startServer(30_000);
+  await procs.run('users-add', ['src/cli/index.ts', 'users', 'add', 'alice'], {
+    DATA_DIR: dataDir,
+    LOG_LEVEL: 'warn',
+    ADMIN_PASSWORD,
+  }).exited;
+  await waitFor(async () => (await fetch(`${comfyUrl}/system_stats`)).ok, 30_000, 'ComfyUI');
+  procs.run(
+    'worker',
+    ['src/cli/index.ts', 'worker', '--server', serverUrl, '--comfyui', comfyUrl, '--name', 'gpu-r'],
+    { COMFY_MULTI_TOKEN: TOKEN, LOG_LEVEL: 'info' },
+  );
+  await waitIdle();
+}, 120_000);
+
+afterAll(async () => {
+  await procs.killAll();
+  if (process.env.E2E_KEEP !== '1' && dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('a control-plane restart', () => {
+  it(
+    'within the lease: the worker reconnects, keeps running its job, and the result is accepted; nothing re-runs',
+    () =>
+      withLogs(async () => {
+        const r = await api<JobView>('POST', '/api/v1/jobs', { user: 'alice', prompt: slowPrompt(6) });
+        expect(r.status).toBe(201);
+        await runningInComfy(r.json.id);
+        await killServer();
+        await startServer(30_000);
+        await expectRanOnce(r.json.id);
+      }),
+    180_000,
+  );
+
+  it(
+    'longer than the lease, while the job finishes: the report waits in the agent and the job does not run again',
+    () =>
+      withLogs(async () => {
+        // A short lease, so an outage of twice the lease stays quick.
+        await killServer();
+        await startServer(3000);
+        await waitIdle();
+        const r = await api<JobView>('POST', '/api/v1/jobs', { user: 'alice', prompt: slowPrompt(3) });
+        expect(r.status).toBe(201);
+        await runningInComfy(r.json.id);
+        await killServer();
+        // The job finishes in ComfyUI while nobody listens; the outage outlasts the lease twice.
+        await new Promise((resolve) => setTimeout(resolve, 6000));
+        await startServer(3000);
+        await expectRanOnce(r.json.id);
+      }),
+    180_000,
+  );
+});
