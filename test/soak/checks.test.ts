@@ -2,6 +2,9 @@
  * The soak's judgement on small hand-made cases: which re-runs are allowed (the job was in flight
  * on a GPU that died or froze) and which are not, and how memory growth is measured.
  */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { ExecutionRecord } from '../support/comfyui-standin/exec-log.js';
 import { executionsByJob, memoryFigures, runChecks, type CheckInput } from './checks.js';
@@ -82,6 +85,44 @@ describe('soak checks', () => {
     expect(reRun.examples).toHaveLength(1);
     expect(reRun.examples[0]).toContain('again');
     expect(reRun.examples[0]).toContain('after it had finished');
+  });
+
+  it("finds outputs missing, unlisted or in another user's space; a cancelled job's leftover is only noted", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'soak-checks-'));
+    try {
+      const put = (user: string, rel: string) => {
+        mkdirSync(join(dir, user, 'output', rel, '..'), { recursive: true });
+        writeFileSync(join(dir, user, 'output', rel), 'png');
+      };
+      const ok = {
+        ...job('ok'),
+        outputs: [{ nodeId: '3', filename: 'ci_00001_.png', subfolder: 'ok', type: 'output', size: 3 }],
+      };
+      const missing = {
+        ...job('missing'),
+        outputs: [{ nodeId: '3', filename: 'ci_00001_.png', subfolder: 'missing', type: 'output' }],
+      };
+      const cancelled = { ...job('cancelled'), status: 'cancelled' };
+      const bobs = {
+        ...job('bobs'),
+        user: 'bob',
+        outputs: [{ nodeId: '3', filename: 'a.png', subfolder: 'bobs', type: 'output' }],
+      };
+      put('alice', 'ok/ci_00001_.png');
+      put('alice', 'ok/ci_00002_.png'); // a second copy without a second execution
+      put('alice', 'cancelled/ci_00001_.png');
+      put('bob', 'bobs/a.png');
+      put('bob', 'ok/ci_00001_.png'); // alice's job in bob's space
+      const result = runChecks({ ...input([], [], [ok, missing, cancelled, bobs]), filesDir: dir });
+      const outputs = result.invariants.find((i) => i.name.startsWith('outputs'))!;
+      expect(outputs.violations).toBe(3);
+      expect(outputs.examples.join('\n')).toContain('missing from alice');
+      expect(outputs.examples.join('\n')).toContain('ok/ci_00002_.png: not an output');
+      expect(outputs.examples.join('\n')).toContain("bob/output/ok/ci_00001_.png: belongs to alice's job");
+      expect(outputs.detail).toContain('1 by jobs cancelled while their outputs were uploading');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('judges memory growth per control-plane life, after a minute of warm-up', () => {

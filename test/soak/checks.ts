@@ -191,6 +191,7 @@ function checkOutputs(
   const bad: string[] = [];
   let files = 0;
   let orphansAfterLoss = 0;
+  const cancelledLeftovers: string[] = [];
   const users = existsSync(input.filesDir) ? readdirSync(input.filesDir) : [];
   const listed = new Map<string, Set<string>>();
   for (const j of input.jobs) {
@@ -217,12 +218,21 @@ function checkOutputs(
       else if (!listed.get(user)?.has(rel)) {
         // A second copy: fine only when an attempt died on its GPU after uploading.
         if ((byJob.get(jobId)?.length ?? 0) > 1) orphansAfterLoss++;
+        // Cancelled between the upload and the completion report: the cancel wins, the file stays
+        // (in its owner's space, listed nowhere). Reported, not counted as a violation.
+        else if (owner.status === 'cancelled') cancelledLeftovers.push(`${user}/output/${rel}`);
         else bad.push(`${user}/output/${rel}: not an output of job ${jobId} (${owner.status})`);
       }
     }
   }
-  const detail = `${files} output files in ${users.length} spaces; ${orphansAfterLoss} left by attempts lost with their GPU`;
-  return invariant('outputs exactly once, only in the owner\u2019s space', bad, detail);
+  const detail =
+    `${files} output files in ${users.length} spaces; ${orphansAfterLoss} left by attempts lost with their GPU, ` +
+    `${cancelledLeftovers.length} by jobs cancelled while their outputs were uploading (not counted)`;
+  const inv = invariant('outputs exactly once, only in the owner\u2019s space', bad, detail);
+  inv.examples.push(
+    ...cancelledLeftovers.slice(0, 5).map((f) => `(note) ${f}: its job was cancelled after the upload`),
+  );
+  return inv;
 }
 
 function checkStreams(
