@@ -40,6 +40,8 @@ export interface MemoryFigures {
   judgedMinutes: number;
   boundMb: number;
   maxBoundMb: number;
+  /** Median RSS per minute since the first sample, with the control-plane life it belongs to. */
+  perMinute: { minute: number; mb: number; life: number }[];
 }
 
 export interface CheckInput {
@@ -299,7 +301,17 @@ export function memoryFigures(rss: RssSample[], boundMb: number, maxBoundMb: num
     growth = growth === null ? g : Math.max(growth, g);
     judged = Math.max(judged, (t1 - t0 - WARMUP) / 60_000);
   }
+  const perMinute: MemoryFigures['perMinute'] = [];
+  const start = rss[0]?.t ?? 0;
+  const buckets = new Map<number, RssSample[]>();
+  for (const x of rss) {
+    const minute = Math.floor((x.t - start) / 60_000);
+    (buckets.get(minute) ?? buckets.set(minute, []).get(minute)!).push(x);
+  }
+  for (const [minute, xs] of buckets)
+    perMinute.push({ minute, mb: round1(median(xs.map((x) => x.mb))), life: xs[xs.length - 1]!.life });
   return {
+    perMinute,
     samples: rss.length,
     firstMb: round1(mbs[0] ?? 0),
     lastMb: round1(mbs[mbs.length - 1] ?? 0),
