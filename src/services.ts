@@ -69,7 +69,7 @@ export async function createServices(config: Config, store: JobStore, logger: Lo
   const bus = new JobEventBus((err) => logger.error({ err }, 'job event listener failed'));
   const workers = new WorkerRegistry({ retentionMs: config.WORKER_OFFLINE_RETENTION_MINUTES * 60_000 });
   const workerTokens = new WorkerTokenService(store, config.WORKER_TOKENS);
-  const dispatcher = new Dispatcher(queue, workers, bus, logger);
+  const dispatcher = new Dispatcher(queue, workers, bus, logger, { files });
   const { site: frontend, cache: frontendCache } = await openFrontend(config, logger);
   const hub = new WorkerHub(
     { store, dispatcher, bus, logger, verifyTokenHash: (hash) => workerTokens.verifyHash(hash) },

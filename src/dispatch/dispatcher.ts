@@ -5,6 +5,7 @@ import { priorityRank, type Job, type JobStatus, type QueueMode } from '../store
 import type { AgentMessage } from '../worker/protocol.js';
 import type { JobEventBus, JobStatusKind } from './job-event-bus.js';
 import { WorkerReports } from './worker-reports.js';
+import type { FileStore } from '../files/file-store.js';
 import {
   acceptsWork,
   capacityOf,
@@ -21,6 +22,8 @@ type Msg<T extends AgentMessage['type']> = Extract<AgentMessage, { type: T }>;
 
 export interface DispatcherOptions {
   clock?: () => number;
+  /** Users' files, to remove stray outputs of a job's other attempts when it completes. */
+  files?: FileStore;
 }
 
 /**
@@ -61,6 +64,7 @@ export class Dispatcher {
       logger,
       clock: this.clock,
       trigger: () => this.trigger(),
+      files: opts.files,
     });
   }
 

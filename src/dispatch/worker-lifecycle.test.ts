@@ -3,6 +3,8 @@
  * acknowledged, a worker that comes back after its leases lapsed, two attempts finishing.
  * Real control plane (SQLite, HTTP on a free port), scripted agents over real WebSockets.
  */
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CLOSE_TOKEN_REVOKED } from '../worker/protocol.js';
 import {
@@ -118,6 +120,33 @@ describe('reports are acknowledged once recorded', () => {
   });
 });
 
+describe('a store that fails while a report arrives', () => {
+  it('does not acknowledge a report the store did not record; the repeat is recorded and acked', async () => {
+    cp = await startControlPlane();
+    const { agent: a } = await agent(await cp.token('gpu-f'), { name: 'f1' });
+    const j = await cp.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    await a.next('assign');
+    // The store goes away for one write (Redis restarting, say).
+    const store = cp.store;
+    const complete = store.complete.bind(store);
+    let failures = 1;
+    store.complete = async (...args) => {
+      if (failures-- > 0) throw new Error('Connection is closed.');
+      return complete(...args);
+    };
+    a.send({ type: 'job_completed', jobId: j.id, attempt: 1, outputs: [] });
+    expect(await a.next('error')).toMatchObject({ code: 'internal' });
+    expect(await a.none('ack', 300)).toBe(true);
+    expect((await job(j.id))?.status).toBe('running');
+    // Still held by the worker meanwhile, so its lease keeps being renewed.
+    expect(cp.services.workers.view(a.workerId)?.heldJobs.map((h) => h.jobId)).toEqual([j.id]);
+    // The agent sends it again (overdue ack, or after reconnecting): now it counts.
+    a.send({ type: 'job_completed', jobId: j.id, attempt: 1, outputs: [] });
+    expect(await a.next('ack')).toMatchObject({ jobId: j.id, attempt: 1 });
+    expect(await job(j.id)).toMatchObject({ status: 'completed', attempts: 1 });
+  });
+});
+
 describe('a worker that comes back after its leases lapsed', () => {
   it('re-adopts a lapsed job it still runs instead of letting it run again', async () => {
     cp = await startControlPlane({ HEARTBEAT_MS: '300', LEASE_MS: '1000' });
@@ -147,10 +176,21 @@ describe('a worker that comes back after its leases lapsed', () => {
     await first.agent.next('assign');
     await first.agent.terminate();
     await lapsed(j.id);
-    const second = await agent(await cp.token('gpu-d'), { name: 'd1' });
+    const tokenD = await cp.token('gpu-d');
+    const second = await agent(tokenD, { name: 'd1' });
     second.agent.heartbeatEvery(100, () => [{ jobId: j.id, attempt: 2, state: 'running' }]);
     const re = await second.agent.next('assign', () => true, 15_000);
     expect(re.job).toMatchObject({ jobId: j.id, attempt: 2 });
+    // The later attempt has uploaded part of its outputs already.
+    const partial = await rawRequest(
+      cp.url,
+      'PUT',
+      `/worker/v1/jobs/${j.id}/attempts/2/outputs/9/${j.id}/b.png`,
+      { headers: { authorization: `Bearer ${tokenD}` }, body: 'other' },
+    );
+    expect(partial.status).toBe(200);
+    const outDir = join(cp.dir, 'files', 'alice', 'output', j.id);
+    expect(readdirSync(outDir)).toEqual(['b.png']);
     // The first worker had finished (its outputs uploaded late, its report delivered on reconnect).
     const back = await agent(token, { name: 'c1' });
     const put = await rawRequest(
@@ -171,6 +211,8 @@ describe('a worker that comes back after its leases lapsed', () => {
     });
     await back.agent.next('ack');
     expect(await job(j.id)).toMatchObject({ status: 'completed', outputs: [{ filename: 'a.png' }] });
+    // One set of outputs in the user's space: the losing attempt's file is gone.
+    expect(readdirSync(outDir)).toEqual(['a.png']);
     await second.agent.next('cancel', (m) => m.jobId === j.id && m.attempt === 2);
     // The cancelled attempt's own report changes nothing.
     second.agent.send({ type: 'job_cancelled', jobId: j.id, attempt: 2 });

@@ -1,6 +1,9 @@
 import type { Logger } from 'pino';
 import type { QueueService } from '../scheduler/queue-service.js';
-import type { TransitionResult } from '../store/types.js';
+import type { Job, TransitionResult } from '../store/types.js';
+import type { FileStore } from '../files/file-store.js';
+import { userFileKey } from '../files/safe-path.js';
+import { jobSegment } from '../worker/agent/files.js';
 import type { AgentMessage } from '../worker/protocol.js';
 import type { JobEventBus } from './job-event-bus.js';
 import type { HeldJob, WorkerEntry } from './worker-registry.js';
@@ -17,6 +20,8 @@ export interface WorkerReportsDeps {
   clock: () => number;
   /** Asks the dispatcher for a dispatch pass (a slot may have been freed). */
   trigger: () => void;
+  /** Users' files: stray outputs of a job's other attempts are removed when it completes. */
+  files?: FileStore | undefined;
 }
 
 /**
@@ -37,6 +42,36 @@ export class WorkerReports {
     this.logger = deps.logger;
     this.clock = deps.clock;
     this.trigger = deps.trigger;
+    this.files = deps.files;
+  }
+
+  private readonly files: FileStore | undefined;
+
+  /**
+   * A job completed: files in its output folders that its outputs do not list came from another
+   * attempt (one that uploaded part of its outputs, then lost its worker or the race to finish).
+   * They go, so the user's space holds exactly one set of the job's outputs. Best effort.
+   */
+  private async removeStrayOutputs(job: Job): Promise<void> {
+    if (!this.files || job.outputs.length === 0) return;
+    const seg = jobSegment(job.id);
+    const keep = new Set<string>();
+    const areas = new Set<'output' | 'temp'>();
+    for (const o of job.outputs) {
+      areas.add(o.type);
+      keep.add(userFileKey(job.user, o.type, o.subfolder, o.filename));
+    }
+    try {
+      for (const area of areas) {
+        for (const f of await this.files.list(userFileKey(job.user, area, seg))) {
+          if (keep.has(f.key)) continue;
+          await this.files.delete(f.key);
+          this.logger.info({ jobId: job.id, key: f.key }, 'removed an output of another attempt of the job');
+        }
+      }
+    } catch (err) {
+      this.logger.warn({ err, jobId: job.id }, 'could not remove stray outputs of a completed job');
+    }
   }
 
   /** Updates health and devices, syncs job states and renews the lease of every job the worker holds. */
@@ -271,7 +306,8 @@ export class WorkerReports {
   ): Promise<void> {
     const held = entry.held.get(jobId);
     // Free the slot first, so the queue's `finished` event does not look like a cancellation.
-    if (held && held.attempt === attempt) entry.held.delete(jobId);
+    const freed = held && held.attempt === attempt ? held : null;
+    if (freed) entry.held.delete(jobId);
     try {
       const job = await this.queue.store.getJob(jobId);
       // A finish may come late, from an attempt whose lease lapsed (the control plane or the store
@@ -310,11 +346,17 @@ export class WorkerReports {
       if (what === 'complete') {
         entry.completed += 1;
         entry.warmModels = job.models;
+        await this.removeStrayOutputs(r.job);
       } else if (what === 'fail') entry.failed += 1;
       this.logger.info(
         { jobId, attempt, workerId: entry.id, what, ...(note ? { reason: note } : {}) },
         `job ${what}d by worker`,
       );
+    } catch (err) {
+      // The store did not take it (unreachable?): the job is still ours until the agent's repeat
+      // of the report gets through, so keep renewing its lease meanwhile.
+      if (freed && !entry.held.has(jobId)) entry.held.set(jobId, freed);
+      throw err;
     } finally {
       this.trigger();
     }

@@ -5,6 +5,8 @@
  * again (a) within the lease and (b) after an outage longer than the lease, during which the job
  * finishes. Either way the job completes once, with its outputs once, and ComfyUI executed it
  * exactly once: reports wait in the agent until acknowledged and running jobs are re-adopted.
+ * Then a worker token is revoked by the CLI (another process) while its agent runs a job: the agent
+ * is disconnected and exits (78), the job goes back to the queue uncounted and completes elsewhere.
  */
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -230,6 +232,67 @@ describe('a control-plane restart', () => {
         await new Promise((resolve) => setTimeout(resolve, 6000));
         await startServer(3000);
         await expectRanOnce(r.json.id);
+      }),
+    180_000,
+  );
+});
+
+describe('revoking a worker token from the CLI while its agent runs a job', () => {
+  it(
+    'disconnects the agent (it exits 78), requeues the job uncounted, and the job completes on another GPU',
+    () =>
+      withLogs(async () => {
+        const env = { DATA_DIR: dataDir, LOG_LEVEL: 'warn', ADMIN_PASSWORD };
+        const created = procs.run(
+          'token-create',
+          ['src/cli/index.ts', 'workers', 'token', 'create', 'rv'],
+          env,
+        );
+        expect(await created.exited).toBe(0);
+        const token = created.log.join('').split('\n')[1]!.trim();
+        expect(token.length).toBeGreaterThan(20);
+        // Keep the first GPU out of the way so the job goes to the one about to lose its token.
+        expect((await api('POST', `/api/v1/workers/${WORKER_ID}/drain`, { draining: true })).status).toBe(
+          200,
+        );
+        const doomed = procs.run(
+          'worker-rv',
+          ['src/cli/index.ts', 'worker', '--server', serverUrl, '--comfyui', comfyUrl, '--name', 'gpu-rv'],
+          { COMFY_MULTI_TOKEN: token, LOG_LEVEL: 'info' },
+        );
+        const r = await api<JobView>('POST', '/api/v1/jobs', { user: 'alice', prompt: slowPrompt(20) });
+        expect(r.status).toBe(201);
+        await waitFor(
+          async () =>
+            (await api<JobView & { workerId: string | null }>('GET', `/api/v1/jobs/${r.json.id}`)).json
+              .workerId === 'rv:gpu-rv',
+          60_000,
+          'the job on the doomed worker',
+        );
+        const revoke = procs.run(
+          'token-revoke',
+          ['src/cli/index.ts', 'workers', 'token', 'revoke', 'rv'],
+          env,
+        );
+        expect(await revoke.exited).toBe(0);
+        expect(await doomed.exited).toBe(78);
+        expect(doomed.log.join('')).toMatch(/revoked/);
+        const back = (await api<JobView>('GET', `/api/v1/jobs/${r.json.id}`)).json;
+        expect(back).toMatchObject({ status: 'pending', attempts: 0 });
+        // The job was not failed; another GPU runs it as its first counted attempt.
+        expect((await api('POST', `/api/v1/workers/${WORKER_ID}/drain`, { draining: false })).status).toBe(
+          200,
+        );
+        const done = await waitFor(
+          async () => {
+            const j = (await api<JobView>('GET', `/api/v1/jobs/${r.json.id}`)).json;
+            return j.status === 'completed' || j.status === 'failed' ? j : null;
+          },
+          90_000,
+          'the job to finish elsewhere',
+        );
+        expect(done).toMatchObject({ status: 'completed', attempts: 1 });
+        expect(done.outputs).toHaveLength(1);
       }),
     180_000,
   );

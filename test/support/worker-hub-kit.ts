@@ -44,7 +44,10 @@ export interface ControlPlane {
   close(): Promise<void>;
 }
 
-export async function startControlPlane(env: Record<string, string> = {}): Promise<ControlPlane> {
+export async function startControlPlane(
+  env: Record<string, string> = {},
+  opts: { openStore?: (config: Config) => Promise<JobStore> } = {},
+): Promise<ControlPlane> {
   const dir = mkdtempSync(join(tmpdir(), 'cm-dispatch-'));
   const config = loadConfig({
     DATA_DIR: dir,
@@ -54,7 +57,9 @@ export async function startControlPlane(env: Record<string, string> = {}): Promi
     MAX_RUNNING_PER_USER: '100',
     ...env,
   });
-  const store = await openSqliteStore({ path: join(dir, 'state.db'), defaults: defaultSettings(config) });
+  const store = opts.openStore
+    ? await opts.openStore(config)
+    : await openSqliteStore({ path: join(dir, 'state.db'), defaults: defaultSettings(config) });
   const services = await createServices(config, store, pino({ level: 'silent' }));
   const app = await buildApp(services);
   await app.listen({ port: 0, host: '127.0.0.1' });

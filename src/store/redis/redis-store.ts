@@ -18,17 +18,14 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { AppError, QueueLimitError } from '../../errors.js';
 import {
-  compareHeads,
   selectJob,
   serviceOrder,
-  userHeads,
   type Candidate,
   type SelectInput,
   type UserServeState,
 } from '../../scheduler/policy.js';
 import {
   JOB_STATUSES,
-  PRIORITIES,
   QUEUE_MODES,
   type Account,
   type ClaimRequest,
@@ -37,7 +34,6 @@ import {
   type JobOutput,
   type JobPage,
   type JobQuery,
-  type JobStatus,
   type JobStore,
   type NewJob,
   type Priority,
@@ -58,6 +54,24 @@ import { registerLuaScripts, type ScriptRunner } from './lua-scripts.js';
 import { preselect } from './preselect.js';
 import { exportRedisState, importRedisState } from './state-export.js';
 import { createRedisClient, isConnectionError, redactRedisUrl, waitUntilReady } from './redis-client.js';
+import {
+  byCodePoint,
+  checkLimits,
+  checkPriority,
+  clampLimit,
+  decodeCursor,
+  encodeCursor,
+  headFrom,
+  jobFrom,
+  onlyContenders,
+  own,
+  parseJob,
+  record,
+  usersOf,
+  type Flat,
+  type Head,
+  type HeadTuple,
+} from './redis-rows.js';
 
 export interface OpenRedisStoreOptions {
   /** `redis://[user:password@]host:port[/db]`; the store creates and owns the client. */
@@ -81,8 +95,6 @@ const MAX_CLAIM_ROUNDS = 50;
 const REQUEUE_BATCH = 200;
 const DELETE_BATCH = 500;
 const MIN_REDIS = [6, 2] as const;
-
-type Flat = string[];
 
 /** Opens a Redis job store: connects (failing fast with STORE_UNAVAILABLE), checks the server, loads the scripts. */
 export async function openRedisStore(opts: OpenRedisStoreOptions): Promise<RedisStore> {
@@ -145,129 +157,6 @@ export async function openRedisStore(opts: OpenRedisStoreOptions): Promise<Redis
 }
 
 // ---------------------------------------------------------------------------------------------
-// Decoding
-
-function record(flat: Flat): Record<string, string | undefined> {
-  const h: Record<string, string | undefined> = Object.create(null) as Record<string, string | undefined>;
-  for (let i = 0; i + 1 < flat.length; i += 2) h[flat[i]!] = flat[i + 1];
-  return h;
-}
-
-function numOrNull(v: string | undefined): number | null {
-  return v === undefined || v === '' ? null : Number(v);
-}
-
-function jobFrom(h: Record<string, string | undefined>): Job {
-  return {
-    id: h.id!,
-    seq: Number(h.seq),
-    user: h.user!,
-    status: h.status as JobStatus,
-    priority: h.priority as Priority,
-    front: Number(h.front ?? 0),
-    prompt: JSON.parse(h.prompt ?? '{}') as Job['prompt'],
-    models: JSON.parse(h.models ?? '[]') as string[],
-    metadata: JSON.parse(h.metadata ?? '{}') as Record<string, unknown>,
-    attempts: Number(h.attempts ?? 0),
-    skips: Number(h.skips ?? 0),
-    workerId: h.workerId ?? null,
-    leaseExpiresAt: numOrNull(h.leaseExpiresAt),
-    createdAt: Number(h.createdAt),
-    startedAt: numOrNull(h.startedAt),
-    finishedAt: numOrNull(h.finishedAt),
-    error: h.error ? (JSON.parse(h.error) as JobError) : null,
-    outputs: JSON.parse(h.outputs ?? '[]') as JobOutput[],
-  };
-}
-
-function parseJob(flat: unknown): Job {
-  return jobFrom(record(flat as Flat));
-}
-
-/**
- * A head as lua/includes/heads.lua writes it: the policy's Candidate plus the user's serve state,
- * `[id, user, seq, priority, front, skips, models, lastServed, running]`.
- */
-type HeadTuple = [string, string, number, Priority, number, number, string[], number, number];
-
-interface Head {
-  candidate: Candidate;
-  state: UserServeState;
-}
-
-function headFrom([id, user, seq, priority, front, skips, models, lastServed, running]: HeadTuple): Head {
-  return { candidate: { id, user, seq, priority, front, skips, models }, state: { lastServed, running } };
-}
-
-function usersOf(heads: readonly Head[]): Map<string, UserServeState> {
-  const users = new Map<string, UserServeState>();
-  for (const h of heads) users.set(h.candidate.user, h.state);
-  return users;
-}
-
-/**
- * Drops the users who cannot be among the first `n` picks of `serviceOrder`: a user whose head
- * ranks below the n-th head is beaten, at each of the first n picks, by some user ranked above it
- * and not picked yet (heads of unpicked users do not change), so only the n best users matter.
- */
-function onlyContenders(
-  mode: QueueMode,
-  candidates: Candidate[],
-  users: ReadonlyMap<string, UserServeState>,
-  n: number,
-): Candidate[] {
-  const heads = userHeads(mode, candidates);
-  if (heads.length <= n) return candidates;
-  const keep = new Set(
-    heads
-      .sort(compareHeads(mode, users))
-      .slice(0, n)
-      .map((h) => h.user),
-  );
-  return candidates.filter((c) => keep.has(c.user));
-}
-
-/** Byte order of the UTF-8 encodings, like SQLite's BINARY collation. */
-function byCodePoint(a: string, b: string): number {
-  return a === b ? 0 : Buffer.compare(Buffer.from(a), Buffer.from(b));
-}
-
-function encodeCursor(seq: number): string {
-  return Buffer.from(`seq:${seq}`).toString('base64url');
-}
-
-function decodeCursor(cursor: string): string {
-  const m = /^seq:(\d+)$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
-  if (!m) throw new AppError('BAD_REQUEST', 'The page cursor is not valid.');
-  return m[1]!;
-}
-
-function clampLimit(limit: number | undefined): number {
-  if (limit === undefined || !Number.isFinite(limit)) return 50;
-  return Math.min(500, Math.max(1, Math.floor(limit)));
-}
-
-function checkPriority(p: Priority): void {
-  if (!PRIORITIES.includes(p)) throw new AppError('VALIDATION_FAILED', `Unknown priority ${String(p)}.`);
-}
-
-/** Own property of a reply object, never something inherited from Object.prototype. */
-function own(o: Record<string, string | undefined>, key: string): string | undefined {
-  return Object.hasOwn(o, key) ? o[key] : undefined;
-}
-
-function checkLimits(l: Partial<QueueLimits>, where: string): void {
-  for (const [k, v] of Object.entries(l)) {
-    if (v === undefined) continue;
-    if (k !== 'maxPendingPerUser' && k !== 'maxRunningPerUser') {
-      throw new AppError('VALIDATION_FAILED', `Unknown limit ${where}.${k}.`);
-    }
-    if (!Number.isInteger(v) || v < 0) {
-      throw new AppError('VALIDATION_FAILED', `${where}.${k} must be a whole number of at least 0.`);
-    }
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 
 export class RedisStore implements JobStore {

@@ -235,6 +235,9 @@ export class WorkerAgent {
     this.health.stop();
     await this.frontend?.stop();
     await this.closeSocket();
+    // Give the last reports a moment to be acknowledged, so a job that finished during the grace
+    // period is recorded as done rather than run again after its lease lapses.
+    await this.link.whenAcknowledged(Math.min(5000, Math.max(1000, graceMs)));
     await this.link.stop();
     this.log.info('agent stopped');
   }

@@ -183,6 +183,23 @@ export class ControlLink {
     return this.outbox.map((e) => e.msg);
   }
 
+  /** Resolves once every report is acknowledged, or after `timeoutMs` (at once when not connected). */
+  whenAcknowledged(timeoutMs: number): Promise<void> {
+    if (this.outbox.length === 0 || !this.ready) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.drainWaiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.drainWaiters.add(done);
+    });
+  }
+
+  /** Callers of {@link whenAcknowledged} waiting for the outbox to empty. */
+  private readonly drainWaiters = new Set<() => void>();
+
   /** Forgets every unacknowledged report (the token was revoked: nobody will take them). */
   clearOutbox(): void {
     this.outbox.length = 0;
@@ -322,6 +339,7 @@ export class ControlLink {
       const key = reportKey({ type: parsed.report, jobId: parsed.jobId, attempt: parsed.attempt });
       const i = this.outbox.findIndex((e) => reportKey(e.msg) === key);
       if (i >= 0) this.outbox.splice(i, 1);
+      if (this.outbox.length === 0) for (const w of [...this.drainWaiters]) w();
       return;
     }
     this.opts.onMessage(parsed);

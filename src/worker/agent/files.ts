@@ -24,7 +24,7 @@ export function endpoint(cp: ControlPlaneHttp, path: string): string {
 const SAFE_SEGMENT = /^[A-Za-z0-9._-]{1,128}$/;
 
 /** A path segment for the job: its id when that is path-safe, else a sanitized form. */
-function jobSegment(jobId: string): string {
+export function jobSegment(jobId: string): string {
   if (SAFE_SEGMENT.test(jobId) && !jobId.startsWith('.')) return jobId;
   return (
     jobId
