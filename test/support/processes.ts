@@ -21,9 +21,19 @@ export interface Proc {
 export class Processes {
   readonly all: Proc[] = [];
 
-  /** Starts `node --import tsx ...args`; `stdin`, when given, is written and closed. */
-  run(name: string, args: string[], env: Record<string, string>, stdin?: string): Proc {
-    const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
+  /**
+   * Starts `node --import tsx ...args` (`node ...args` with `tsx: false`, e.g. for the compiled
+   * `bin/comfy-multi.js`); `stdin`, when given, is written and closed.
+   */
+  run(
+    name: string,
+    args: string[],
+    env: Record<string, string>,
+    stdin?: string,
+    opts: { tsx?: boolean } = {},
+  ): Proc {
+    const nodeArgs = opts.tsx === false ? args : ['--import', 'tsx', ...args];
+    const child = spawn(process.execPath, nodeArgs, {
       cwd: ROOT,
       env: { ...process.env, ...env, NODE_ENV: 'test' },
       stdio: [stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],

@@ -6,6 +6,7 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { encodeRgbPng, describeValue, type ImageBatch } from './image.js';
 import { ExecutionList } from './exec-order.js';
+import type { ExecutionLog, ExecutionOutcome } from './exec-log.js';
 import type { FaultController, ExecutionErrorFault } from './faults.js';
 import { NodeError, isChanged, randomTempSuffix, runNode, type NodeContext } from './nodes.js';
 import type { NodeCatalog } from './object-info.js';
@@ -49,6 +50,8 @@ export interface ExecutorDeps {
   faults: FaultController;
   /** Called as each prompt starts executing (test bookkeeping, not ComfyUI). */
   onStart?: (item: QueueItem) => void;
+  /** Records each execution (start, end, outcome); optional. */
+  executions?: ExecutionLog;
 }
 
 /** What a finished job leaves in the history. */
@@ -107,10 +110,12 @@ export class Executor {
       if (!next) return;
       await this.deps.faults.waitWhileHung();
       if (this.stopped) return;
+      this.deps.executions?.started(next.item);
       const result = await this.execute(next.item).catch((err: unknown) => {
         if (err instanceof Stopped) return null;
         return this.internalFailure(next.item, err);
       });
+      this.deps.executions?.ended(next.item, result && !this.stopped ? outcomeOf(result) : 'abandoned');
       if (!result || this.stopped) return;
       this.deps.queue.taskDone(next.taskId, result.history, result.status);
       if (this.clientId !== null) {
@@ -382,6 +387,13 @@ export class Executor {
   private sendText(id: NodeId, text: string): void {
     if (!this.stopped) this.deps.hub.sendBinary(BinaryEvent.TEXT, textPayload(id, text), null);
   }
+}
+
+function outcomeOf(result: JobResult): ExecutionOutcome {
+  if (result.status.status_str === 'success') return 'completed';
+  return result.status.messages.some(([event]) => event === 'execution_interrupted')
+    ? 'interrupted'
+    : 'error';
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

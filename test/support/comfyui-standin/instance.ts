@@ -2,6 +2,7 @@
  * One "ComfyUI process lifetime": queue, history, WebSocket hub, executor and the prompt number
  * counter. A simulated restart throws the instance away and builds a fresh one (files stay).
  */
+import type { ExecutionLog } from './exec-log.js';
 import { Executor } from './executor.js';
 import type { FaultController } from './faults.js';
 import type { NodeCatalog } from './object-info.js';
@@ -21,6 +22,7 @@ export class Instance {
     dirs: DataDirs,
     faults: FaultController,
     onStart?: (item: QueueItem) => void,
+    executions?: ExecutionLog,
   ) {
     this.hub = new WsHub({
       queueInfo: () => this.queueInfo(),
@@ -34,6 +36,7 @@ export class Instance {
       dirs,
       faults,
       ...(onStart ? { onStart } : {}),
+      ...(executions ? { executions } : {}),
     });
     this.executor.start();
   }

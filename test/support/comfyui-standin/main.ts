@@ -1,7 +1,7 @@
 /**
  * CLI: `npm run standin -- --port 8188 [--host 127.0.0.1] [--dir /tmp/x] [--delay-ms 1000]
  * [--model checkpoints/sd15.safetensors ...] [--frontend-root <built frontend>]
- * [--extension-dir <node name>=<web folder> ...]`. Prints one line `comfyui-standin listening on
+ * [--extension-dir <node name>=<web folder> ...] [--execution-log <file.jsonl>]`. Prints one line `comfyui-standin listening on
  * <url> (data: <dir>)` once ready. A dieMidJob fault exits the process (code 1), like a crash.
  */
 import { rmSync } from 'node:fs';
@@ -39,6 +39,7 @@ async function main(): Promise<void> {
       model: { type: 'string', multiple: true, default: [] },
       'frontend-root': { type: 'string' },
       'extension-dir': { type: 'string', multiple: true, default: [] },
+      'execution-log': { type: 'string' },
     },
   });
   const standin = await startStandin({
@@ -49,6 +50,7 @@ async function main(): Promise<void> {
     models: parseModels(values.model),
     ...(values['frontend-root'] ? { frontendRoot: values['frontend-root'] } : {}),
     extensionDirs: parseExtensionDirs(values['extension-dir']),
+    ...(values['execution-log'] ? { executionLog: values['execution-log'] } : {}),
     onCrash: () => {
       console.error('comfyui-standin: simulated crash (dieMidJob), exiting');
       if (!values.dir) rmSync(standin.dirs.root, { recursive: true, force: true }); // our own temp dir

@@ -10,6 +10,7 @@ import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { WebSocketServer } from 'ws';
+import { ExecutionLog, type ExecutionRecord } from './exec-log.js';
 import { FaultController, type FaultControls, type UnreachableMode } from './faults.js';
 import { Router, reply, requestCtx, send } from './http-util.js';
 import { encodeRgbPng, solidImage } from './image.js';
@@ -23,6 +24,7 @@ import type { DataDirs, HistoryEntry, QueueItem } from './types.js';
 
 export type { FaultControls, FaultSnapshot, ExecutionErrorFault, UnreachableMode } from './faults.js';
 export type { ApiPrompt, DataDirs, HistoryEntry, QueueItem } from './types.js';
+export type { ExecutionOutcome, ExecutionRecord } from './exec-log.js';
 
 export interface StandinOptions {
   /** Default 0 (a free port). */
@@ -50,6 +52,11 @@ export interface StandinOptions {
    * then lists their `.js` files (and those under `<frontendRoot>/extensions/`). Default: none.
    */
   extensionDirs?: Record<string, string>;
+  /**
+   * Append every execution's start and end (JSON lines, see exec-log.ts) to this file, written
+   * synchronously so a killed process loses nothing. Default: none (kept in memory only).
+   */
+  executionLog?: string;
 }
 
 export interface StandinState {
@@ -96,6 +103,8 @@ export interface Standin {
   /** The last 10,000 HTTP requests, oldest first; `clearRequests()` empties the list. */
   readonly requests: readonly StandinRequest[];
   clearRequests(): void;
+  /** Every execution's start and end, oldest first (the last 10,000 records). */
+  readonly executions: readonly ExecutionRecord[];
   /** Resolves once nothing is queued or running. */
   waitForIdle(timeoutMs?: number): Promise<void>;
   /** A ComfyUI restart: fresh queue/history/cache/counter, same port and files. Also revives a crash. */
@@ -127,6 +136,7 @@ class StandinServer {
   private readonly catalog: NodeCatalog;
   private readonly site: StaticSite;
   readonly requests: StandinRequest[] = [];
+  readonly executionLog: ExecutionLog;
   port: number;
 
   constructor(
@@ -145,7 +155,8 @@ class StandinServer {
       },
       opts.delayMs ?? 1000,
     );
-    this.instance = new Instance(this.catalog, dirs, this.faults, this.recordStart);
+    this.executionLog = new ExecutionLog(opts.executionLog);
+    this.instance = new Instance(this.catalog, dirs, this.faults, this.recordStart, this.executionLog);
     this.site = new StaticSite({ frontendRoot: opts.frontendRoot, extensionDirs: opts.extensionDirs });
     addComfyRoutes(this.router, {
       instance: () => this.instance,
@@ -248,7 +259,7 @@ class StandinServer {
     await this.stopListening();
     this.instance.shutdown();
     this.faults.unhang();
-    this.instance = new Instance(this.catalog, this.dirs, this.faults, this.recordStart);
+    this.instance = new Instance(this.catalog, this.dirs, this.faults, this.recordStart, this.executionLog);
     this.crashed = false;
     await this.faults.setUnreachable(false);
   }
@@ -324,6 +335,7 @@ export async function startStandin(opts: StandinOptions = {}): Promise<Standin> 
       return server.state();
     },
     requests: server.requests,
+    executions: server.executionLog.records,
     clearRequests: () => void server.requests.splice(0),
     waitForIdle: (timeoutMs = 10_000) =>
       waitUntil(() => server.instance.queue.tasksRemaining() === 0, timeoutMs),
