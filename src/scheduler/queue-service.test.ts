@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { openSqliteStore } from '../store/sqlite/sqlite-store.js';
 import type { JobStore } from '../store/types.js';
 import { QueueService } from './queue-service.js';
+import { AGENT_MAX_RECONNECT_MS } from '../worker/protocol.js';
 
 const LEASE = 30_000;
 const PROMPT = { '1': { class_type: 'EmptyImage', inputs: {} } };
@@ -51,9 +52,14 @@ describe('QueueService leases', () => {
     now += 2 * LEASE;
     queue.start();
     await queue.sweep();
-    expect(await store.getJob(job.id)).toMatchObject({ status: 'running', leaseExpiresAt: now + LEASE });
-    // A worker that never comes back loses it one lease later.
-    now += LEASE;
+    // A whole lease past the agents' longest reconnect back-off: an agent still backing off after
+    // the outage reconnects and reports before anyone else may claim the job.
+    expect(await store.getJob(job.id)).toMatchObject({
+      status: 'running',
+      leaseExpiresAt: now + LEASE + AGENT_MAX_RECONNECT_MS,
+    });
+    // A worker that never comes back loses it then.
+    now += LEASE + AGENT_MAX_RECONNECT_MS;
     await queue.sweep();
     expect(await store.getJob(job.id)).toMatchObject({ status: 'pending', attempts: 1 });
   });

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
+import { AGENT_MAX_RECONNECT_MS } from '../worker/protocol.js';
 import type {
   ComfyPrompt,
   Job,
@@ -111,9 +112,10 @@ export class QueueService extends EventEmitter<{ event: [QueueEvent] }> {
   }
 
   /**
-   * Starts the lease sweeper. Every running job first gets a fresh lease (now + leaseMs): after a
-   * restart or an outage its worker gets a whole lease to reconnect and say it still runs it, so a
-   * restart never sends a job that is running (or finished) somewhere to another worker.
+   * Starts the lease sweeper. Every running job first gets a fresh lease (now + leaseMs + the
+   * agents' longest reconnect back-off): after a restart or an outage its worker gets a whole lease
+   * past its next reconnect attempt to say it still runs (or finished) it, so a restart never sends
+   * such a job to another worker.
    */
   start(): void {
     if (this.sweepTimer) return;
@@ -267,7 +269,13 @@ export class QueueService extends EventEmitter<{ event: [QueueEvent] }> {
       for (const j of page.jobs) {
         if (
           j.workerId &&
-          (await this.store.renewLease(j.id, j.workerId, j.attempts, this.opts.leaseMs, this.clock()))
+          (await this.store.renewLease(
+            j.id,
+            j.workerId,
+            j.attempts,
+            this.opts.leaseMs + AGENT_MAX_RECONNECT_MS,
+            this.clock(),
+          ))
         )
           n++;
       }

@@ -22,6 +22,13 @@ export const PROTOCOL_VERSION = 1;
  */
 export const CLOSE_TOKEN_REVOKED = 4004;
 
+/**
+ * The longest an agent waits between two reconnect attempts (before jitter). A control plane that
+ * comes back gives running jobs this much more than a lease, so an agent still in its back-off
+ * after a long outage reconnects and reports before anyone else can claim its job.
+ */
+export const AGENT_MAX_RECONNECT_MS = 15_000;
+
 const jobRef = { jobId: z.string().min(1).max(128), attempt: z.number().int().min(1) };
 
 export const jobOutputSchema = z.strictObject({

@@ -1,3 +1,5 @@
+import { AGENT_MAX_RECONNECT_MS } from '../protocol.js';
+
 /** Reconnect timing: exponential backoff with "equal jitter" (half fixed, half random). */
 export interface BackoffOptions {
   /** First delay, before jitter. Default 250 ms. */
@@ -6,7 +8,7 @@ export interface BackoffOptions {
   maxMs: number;
 }
 
-export const DEFAULT_BACKOFF: BackoffOptions = { baseMs: 250, maxMs: 15_000 };
+export const DEFAULT_BACKOFF: BackoffOptions = { baseMs: 250, maxMs: AGENT_MAX_RECONNECT_MS };
 
 /**
  * Delay before reconnect number `attempt` (0-based): between half and all of
