@@ -505,14 +505,12 @@ export const workerRevoked: Family = {
         { text: JSON.stringify({ type: 'heartbeat', healthy: false, devices: [], inFlight: [] }) },
       ],
       expect: { closeCode: 4004, withinMs: 5000 },
-      knownIssue:
-        'a revoked token leaves its worker connected on this branch; branch `exactly` closes it with 4004 (issue 10): remove this line once merged',
     },
     {
       name: 'worker PUT output with the token revoked during the run',
       as: 'liveWorker',
       prepare: async (c) => {
-        // The case above may have been skipped as a known issue: revoke here too (idempotent for the test).
+        // Revoke here too, so this case stands on its own (revoking twice is harmless).
         await c.revokeToken('live').catch(() => undefined);
       },
       method: 'PUT',
