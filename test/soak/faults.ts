@@ -93,7 +93,7 @@ export function planFaults(rng: Rng, o: PlanOptions): PlannedFault[] {
       kind === 'control-plane-outage'
         ? o.outageMs
         : kind === 'worker-freeze'
-          ? o.leaseMs * 1.5 + rng.between(1000, 3000)
+          ? o.leaseMs * 1.25 + rng.between(1000, 3000)
           : rng.between(1500, 5000),
     ),
   }));

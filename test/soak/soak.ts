@@ -23,7 +23,7 @@ export interface SoakOptions {
   leaseMs?: number;
   /** HEARTBEAT_MS. Default 1000. */
   heartbeatMs?: number;
-  /** The long outage. Default 45 s, or for runs under 10 minutes max(1.5 × lease, 10 % of the run). */
+  /** The long outage. Default 45 s, or for runs under 10 minutes max(lease + 4 s, 10 % of the run). */
   outageMs?: number;
   /** Participants' think time between two "Queue" presses. Default 20–90 s. */
   thinkMs?: [number, number];
@@ -78,7 +78,7 @@ function resolved(o: SoakOptions) {
     seed: o.seed,
     leaseMs,
     heartbeatMs: o.heartbeatMs ?? 1000,
-    outageMs: o.outageMs ?? (o.minutes >= 10 ? 45_000 : Math.round(Math.max(leaseMs * 1.5, loadMs * 0.1))),
+    outageMs: o.outageMs ?? (o.minutes >= 10 ? 45_000 : Math.round(Math.max(leaseMs + 4000, loadMs * 0.1))),
     thinkMs: o.thinkMs ?? ([20_000, 90_000] as [number, number]),
     rssGrowthBoundMb: o.rssGrowthBoundMb ?? 64,
     rssMaxBoundMb: o.rssMaxBoundMb ?? 512,
