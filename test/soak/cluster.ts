@@ -5,6 +5,7 @@
  * record) plus one worker agent. Each piece can be killed, frozen and restarted; the control
  * plane's resident memory is sampled throughout.
  */
+import { readParticipantsFile } from '../../src/auth/login-material.js';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -164,9 +165,9 @@ export class Cluster {
       { tsx: this.cli().tsx },
     );
     if ((await init.exited) !== 0) throw new Error(`users init failed:\n${init.log.join('')}`);
-    for (const line of readFileSync(join(this.opts.dir, 'participants.txt'), 'utf8').split('\n')) {
-      const [name, password] = line.split('\t');
-      if (name && password && !name.startsWith('#')) this.passwords.set(name, password);
+    // The participants file as `users init` writes it (the same reader the CLI uses).
+    for (const [name, entry] of readParticipantsFile(join(this.opts.dir, 'participants.txt'))) {
+      if (entry.password) this.passwords.set(name, entry.password);
     }
     await Promise.all(this.gpus.map((g) => this.startStandin(g)));
     for (const g of this.gpus) this.startAgent(g);
