@@ -36,7 +36,7 @@ export interface MemoryFigures {
   maxMb: number;
   /** Per control-plane life long enough to judge: median of the last minute minus median of the minute after warm-up. */
   growthAfterWarmupMb: number | null;
-  /** How many minutes of one process life the growth figure covers. */
+  /** How many minutes (after warm-up) of the process life with the largest growth the figure covers. */
   judgedMinutes: number;
   boundMb: number;
   maxBoundMb: number;
@@ -298,8 +298,11 @@ export function memoryFigures(rss: RssSample[], boundMb: number, maxBoundMb: num
     const early = samples.filter((s) => s.t >= t0 + WARMUP && s.t < t0 + WARMUP + WINDOW).map((s) => s.mb);
     const late = samples.filter((s) => s.t > t1 - WINDOW).map((s) => s.mb);
     const g = median(late) - median(early);
-    growth = growth === null ? g : Math.max(growth, g);
-    judged = Math.max(judged, (t1 - t0 - WARMUP) / 60_000);
+    // The worst life, with its own length (not the longest life's).
+    if (growth === null || g > growth) {
+      growth = g;
+      judged = (t1 - t0 - WARMUP) / 60_000;
+    }
   }
   const perMinute: MemoryFigures['perMinute'] = [];
   const start = rss[0]?.t ?? 0;

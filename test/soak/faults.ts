@@ -128,8 +128,10 @@ export class FaultRunner {
       // control plane away: the stand-ins' records still tell what runs
     }
     const open = new Map<string, string>();
+    // Only the live stand-in processes: an execution a killed one never ended is not in flight.
+    const live = new Set(gpus.map((g) => g.standin?.child.pid).filter((p) => p !== undefined));
     for (const r of this.cluster.executions()) {
-      if (!gpus.some((g) => g.index === r.gpu)) continue;
+      if (!gpus.some((g) => g.index === r.gpu) || !live.has(r.pid)) continue;
       const key = `${r.gpu}:${r.pid}:${r.promptId}`;
       if (r.event === 'start') open.set(key, jobOfPrefixes(r.prefixes) ?? '');
       else open.delete(key);
