@@ -23,11 +23,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { hashPassword } from '../src/auth/passwords.js';
-import { SESSION_COOKIE, SessionSigner } from '../src/auth/sessions.js';
+import { SESSION_COOKIE } from '../src/auth/sessions.js';
 import { S3FileStore } from '../src/files/s3-file-store.js';
-import { openSqliteStore } from '../src/store/sqlite/sqlite-store.js';
 import { S3RVER_CREDENTIALS, startS3Server } from '../test/support/s3-server.js';
+import { participantSession } from './sessions.js';
 import { median } from './stats.js';
 
 type Figures = Record<string, number>;
@@ -49,39 +48,6 @@ function ask(child: ChildProcess, type: string): Promise<Record<string, unknown>
     child.on('message', on);
     if (type !== 'ready') child.send({ type });
   });
-}
-
-async function sessionCookie(dir: string): Promise<string> {
-  const store = await openSqliteStore({
-    path: join(dir, 'comfy-multi.db'),
-    defaults: {
-      mode: 'round_robin',
-      paused: false,
-      limits: { maxPendingPerUser: 10, maxRunningPerUser: 1 },
-      userLimits: {},
-    },
-  });
-  try {
-    const createdAt = Date.now();
-    await store.putAccount({
-      name: USER,
-      role: 'participant',
-      passwordHash: await hashPassword('bench-password-0123456789'),
-      createdAt,
-      passwordVersion: 1,
-    });
-    const signer = await SessionSigner.open(store);
-    const claims = {
-      u: USER,
-      v: 1,
-      e: Math.floor(Date.now() / 1000) + 3600,
-      s: SessionSigner.newId(),
-      c: createdAt,
-    };
-    return `${SESSION_COOKIE}=${signer.sign(claims)}`;
-  } finally {
-    await store.close();
-  }
 }
 
 interface Timing {
@@ -121,7 +87,8 @@ async function measure(
   dir: string,
   size: number,
 ): Promise<Figures> {
-  const cookie = await sessionCookie(dir);
+  const token = await participantSession(dir, USER, { maxPendingPerUser: 10 });
+  const cookie = `${SESSION_COOKIE}=${token}`;
   const child = fork(fileURLToPath(new URL('./gateway-server.mjs', import.meta.url)), [], {
     env: { ...process.env, DATA_DIR: dir, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'silent', ...env },
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
