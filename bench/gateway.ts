@@ -15,7 +15,7 @@
  * Run alone: `npx tsx bench/gateway.ts`
  * (env BENCH_GATEWAY_USERS, default `20,100,1000`; BENCH_GATEWAY_PROMPTS, default 300).
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork } from 'node:child_process';
 import http from 'node:http';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -28,6 +28,7 @@ import { SESSION_COOKIE } from '../src/auth/sessions.js';
 import { saveEnv, setCurrentEnv } from '../src/dispatch/env-snapshots.js';
 import type { EnvSnapshot } from '../src/worker/protocol.js';
 import { modelFreePrompt } from '../test/support/prompts.js';
+import { ask } from './server-process.js';
 import { participantSessions } from './sessions.js';
 import { percentile } from './stats.js';
 
@@ -48,20 +49,6 @@ function snapshot(): EnvSnapshot {
     extensions: [],
     systemStats: { system: { comfyui_version: '0.3.64' }, devices: [] },
   };
-}
-
-function ask(child: ChildProcess, type: string): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${type} answer from the server process`)), 60_000);
-    const on = (m: Record<string, unknown>) => {
-      if (m.type !== type) return;
-      clearTimeout(timer);
-      child.off('message', on);
-      resolve(m);
-    };
-    child.on('message', on);
-    if (type !== 'ready') child.send({ type });
-  });
 }
 
 async function prepare(dir: string, users: string[]): Promise<string[]> {

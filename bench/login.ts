@@ -26,26 +26,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SESSION_COOKIE } from '../src/auth/sessions.js';
+import { ask } from './server-process.js';
 import { participantSession } from './sessions.js';
 import { percentile } from './stats.js';
 
 type Figures = Record<string, number>;
 
 const PARTICIPANT = 'user001';
-
-function ask(child: ChildProcess, type: string): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${type} answer from the server process`)), 60_000);
-    const on = (m: Record<string, unknown>) => {
-      if (m.type !== type) return;
-      clearTimeout(timer);
-      child.off('message', on);
-      resolve(m);
-    };
-    child.on('message', on);
-    if (type !== 'ready') child.send({ type });
-  });
-}
 
 function request(
   agent: http.Agent,

@@ -16,7 +16,7 @@
  * Run: `npm run bench -- ranges` (or `npx tsx bench/ranges.ts` after `npm run build`);
  * BENCH_RANGES_MB sets the size (default 1024).
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork } from 'node:child_process';
 import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -26,6 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { SESSION_COOKIE } from '../src/auth/sessions.js';
 import { S3FileStore } from '../src/files/s3-file-store.js';
 import { S3RVER_CREDENTIALS, startS3Server } from '../test/support/s3-server.js';
+import { ask } from './server-process.js';
 import { participantSession } from './sessions.js';
 import { median } from './stats.js';
 
@@ -35,20 +36,6 @@ const MiB = 1024 * 1024;
 const USER = 'user0001';
 const KEY = `${USER}/output/job1/big.mp4`;
 const VIEW = `/${USER}/api/view?filename=big.mp4&subfolder=job1&type=output`;
-
-function ask(child: ChildProcess, type: string): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${type} answer from the server process`)), 60_000);
-    const on = (m: Record<string, unknown>) => {
-      if (m.type !== type) return;
-      clearTimeout(timer);
-      child.off('message', on);
-      resolve(m);
-    };
-    child.on('message', on);
-    if (type !== 'ready') child.send({ type });
-  });
-}
 
 interface Timing {
   status: number;
