@@ -15,7 +15,7 @@
  * Run alone: `npx tsx bench/gateway.ts`
  * (env BENCH_GATEWAY_USERS, default `20,100,1000`; BENCH_GATEWAY_PROMPTS, default 300).
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork } from 'node:child_process';
 import http from 'node:http';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -24,12 +24,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
-import { hashPassword } from '../src/auth/passwords.js';
-import { SESSION_COOKIE, SessionSigner } from '../src/auth/sessions.js';
+import { SESSION_COOKIE } from '../src/auth/sessions.js';
 import { saveEnv, setCurrentEnv } from '../src/dispatch/env-snapshots.js';
-import { openSqliteStore } from '../src/store/sqlite/sqlite-store.js';
 import type { EnvSnapshot } from '../src/worker/protocol.js';
 import { modelFreePrompt } from '../test/support/prompts.js';
+import { ask } from './server-process.js';
+import { participantSessions } from './sessions.js';
 import { percentile } from './stats.js';
 
 type Figures = Record<string, number>;
@@ -51,51 +51,16 @@ function snapshot(): EnvSnapshot {
   };
 }
 
-function ask(child: ChildProcess, type: string): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${type} answer from the server process`)), 60_000);
-    const on = (m: Record<string, unknown>) => {
-      if (m.type !== type) return;
-      clearTimeout(timer);
-      child.off('message', on);
-      resolve(m);
-    };
-    child.on('message', on);
-    if (type !== 'ready') child.send({ type });
-  });
-}
-
 async function prepare(dir: string, users: string[]): Promise<string[]> {
-  const store = await openSqliteStore({
-    path: join(dir, 'comfy-multi.db'),
-    defaults: {
-      mode: 'round_robin',
-      paused: false,
-      limits: { maxPendingPerUser: 1_000_000, maxRunningPerUser: 1 },
-      userLimits: {},
+  return participantSessions(dir, users, {
+    maxPendingPerUser: 1_000_000,
+    setup: async (store) => {
+      const env = snapshot();
+      const hash = createHash('sha256').update(JSON.stringify(env)).digest('hex');
+      await saveEnv(store, hash, env);
+      await setCurrentEnv(store, { hash, workerId: 'bench', at: Date.now() });
     },
   });
-  try {
-    const passwordHash = await hashPassword('bench-password-0123456789');
-    const createdAt = Date.now();
-    for (const name of users)
-      await store.putAccount({
-        name,
-        role: 'participant',
-        passwordHash,
-        createdAt,
-        passwordVersion: 1,
-      });
-    const env = snapshot();
-    const hash = createHash('sha256').update(JSON.stringify(env)).digest('hex');
-    await saveEnv(store, hash, env);
-    await setCurrentEnv(store, { hash, workerId: 'bench', at: Date.now() });
-    const signer = await SessionSigner.open(store);
-    const e = Math.floor(Date.now() / 1000) + 3600;
-    return users.map((u) => signer.sign({ u, v: 1, e, s: SessionSigner.newId(), c: createdAt }));
-  } finally {
-    await store.close();
-  }
 }
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });

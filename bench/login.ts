@@ -25,56 +25,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { hashPassword } from '../src/auth/passwords.js';
-import { SESSION_COOKIE, SessionSigner } from '../src/auth/sessions.js';
-import { openSqliteStore } from '../src/store/sqlite/sqlite-store.js';
+import { SESSION_COOKIE } from '../src/auth/sessions.js';
+import { ask } from './server-process.js';
+import { participantSession } from './sessions.js';
 import { percentile } from './stats.js';
 
 type Figures = Record<string, number>;
 
 const PARTICIPANT = 'user001';
-
-function ask(child: ChildProcess, type: string): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${type} answer from the server process`)), 60_000);
-    const on = (m: Record<string, unknown>) => {
-      if (m.type !== type) return;
-      clearTimeout(timer);
-      child.off('message', on);
-      resolve(m);
-    };
-    child.on('message', on);
-    if (type !== 'ready') child.send({ type });
-  });
-}
-
-/** A participant with a signed session, as a login would have made it. */
-async function prepare(dir: string): Promise<string> {
-  const store = await openSqliteStore({
-    path: join(dir, 'comfy-multi.db'),
-    defaults: {
-      mode: 'round_robin',
-      paused: false,
-      limits: { maxPendingPerUser: 100, maxRunningPerUser: 1 },
-      userLimits: {},
-    },
-  });
-  try {
-    const createdAt = Date.now();
-    await store.putAccount({
-      name: PARTICIPANT,
-      role: 'participant',
-      passwordHash: await hashPassword('bench-password-0123456789'),
-      createdAt,
-      passwordVersion: 1,
-    });
-    const signer = await SessionSigner.open(store);
-    const e = Math.floor(Date.now() / 1000) + 3600;
-    return signer.sign({ u: PARTICIPANT, v: 1, e, s: SessionSigner.newId(), c: createdAt });
-  } finally {
-    await store.close();
-  }
-}
 
 function request(
   agent: http.Agent,
@@ -174,7 +132,7 @@ async function burst(
 
 export async function benchLogin(): Promise<Figures> {
   const dir = await mkdtemp(join(tmpdir(), 'cm-bench-login-'));
-  const cookie = await prepare(dir);
+  const cookie = await participantSession(dir, PARTICIPANT, { maxPendingPerUser: 100 });
   const size = Number(process.env.BENCH_LOGIN_BURST ?? 1000);
   const child = fork(fileURLToPath(new URL('./gateway-server.mjs', import.meta.url)), [], {
     execArgv: process.env.BENCH_LOGIN_PROF

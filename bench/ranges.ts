@@ -16,18 +16,18 @@
  * Run: `npm run bench -- ranges` (or `npx tsx bench/ranges.ts` after `npm run build`);
  * BENCH_RANGES_MB sets the size (default 1024).
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork } from 'node:child_process';
 import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { hashPassword } from '../src/auth/passwords.js';
-import { SESSION_COOKIE, SessionSigner } from '../src/auth/sessions.js';
+import { SESSION_COOKIE } from '../src/auth/sessions.js';
 import { S3FileStore } from '../src/files/s3-file-store.js';
-import { openSqliteStore } from '../src/store/sqlite/sqlite-store.js';
 import { S3RVER_CREDENTIALS, startS3Server } from '../test/support/s3-server.js';
+import { ask } from './server-process.js';
+import { participantSession } from './sessions.js';
 import { median } from './stats.js';
 
 type Figures = Record<string, number>;
@@ -36,53 +36,6 @@ const MiB = 1024 * 1024;
 const USER = 'user0001';
 const KEY = `${USER}/output/job1/big.mp4`;
 const VIEW = `/${USER}/api/view?filename=big.mp4&subfolder=job1&type=output`;
-
-function ask(child: ChildProcess, type: string): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${type} answer from the server process`)), 60_000);
-    const on = (m: Record<string, unknown>) => {
-      if (m.type !== type) return;
-      clearTimeout(timer);
-      child.off('message', on);
-      resolve(m);
-    };
-    child.on('message', on);
-    if (type !== 'ready') child.send({ type });
-  });
-}
-
-async function sessionCookie(dir: string): Promise<string> {
-  const store = await openSqliteStore({
-    path: join(dir, 'comfy-multi.db'),
-    defaults: {
-      mode: 'round_robin',
-      paused: false,
-      limits: { maxPendingPerUser: 10, maxRunningPerUser: 1 },
-      userLimits: {},
-    },
-  });
-  try {
-    const createdAt = Date.now();
-    await store.putAccount({
-      name: USER,
-      role: 'participant',
-      passwordHash: await hashPassword('bench-password-0123456789'),
-      createdAt,
-      passwordVersion: 1,
-    });
-    const signer = await SessionSigner.open(store);
-    const claims = {
-      u: USER,
-      v: 1,
-      e: Math.floor(Date.now() / 1000) + 3600,
-      s: SessionSigner.newId(),
-      c: createdAt,
-    };
-    return `${SESSION_COOKIE}=${signer.sign(claims)}`;
-  } finally {
-    await store.close();
-  }
-}
 
 interface Timing {
   status: number;
@@ -121,7 +74,8 @@ async function measure(
   dir: string,
   size: number,
 ): Promise<Figures> {
-  const cookie = await sessionCookie(dir);
+  const token = await participantSession(dir, USER, { maxPendingPerUser: 10 });
+  const cookie = `${SESSION_COOKIE}=${token}`;
   const child = fork(fileURLToPath(new URL('./gateway-server.mjs', import.meta.url)), [], {
     env: { ...process.env, DATA_DIR: dir, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'silent', ...env },
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],

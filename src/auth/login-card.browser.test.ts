@@ -5,24 +5,23 @@
  * opens that link and lands in their own ComfyUI (the fixture frontend, whose script sets the title
  * once its base path works). A regenerated card's old link then shows an error page, not JSON.
  */
-import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import jsQRModule from 'jsqr';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { PNG } from 'pngjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from '../../test/support/app-harness.js';
+import { HAS_CHROMIUM, launchChromium } from '../../test/support/chromium.js';
 import { freePort } from '../../test/support/redis-server.js';
 import { updateLoginMaterial } from './login-material-update.js';
 import { renderLoginCards } from './login-cards.js';
 import { participantsFilePath, type ParticipantEntry } from './login-material.js';
 
 const jsQR = jsQRModule.default;
-const CHROMIUM = '/usr/bin/chromium';
 const FRONTEND = fileURLToPath(new URL('../../test/fixtures/mini-frontend', import.meta.url));
 const TEACHER_PASSWORD = 'pw-teach-0123456789';
 
-describe.skipIf(!existsSync(CHROMIUM))('a login card, in Chromium', () => {
+describe.skipIf(!HAS_CHROMIUM)('a login card, in Chromium', () => {
   let h: Harness;
   let base: string;
   let browser: Browser;
@@ -36,16 +35,7 @@ describe.skipIf(!existsSync(CHROMIUM))('a login card, in Chromium', () => {
     await h.services.accounts.create('user001', 'participant');
     await h.services.accounts.create('user002', 'participant');
     await updateLoginMaterial(h.services.store, participantsFilePath(h.dataDir), base, { issue: 'missing' });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--no-first-run',
-      ],
-    });
+    browser = await launchChromium();
   }, 60_000);
 
   afterAll(async () => {

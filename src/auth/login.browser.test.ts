@@ -3,17 +3,20 @@
  * another site after they typed their real password, a page on another site cannot sign the
  * browser in, and after logout the old cookie is dead on the server.
  */
-import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from '../../test/support/app-harness.js';
+import {
+  ALLOW_LOOPBACK_FROM_FULFILLED_PAGES,
+  HAS_CHROMIUM,
+  launchChromium,
+} from '../../test/support/chromium.js';
 import { SESSION_COOKIE } from './sessions.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const PASSWORD = 'pw-user001-0123456789';
 
-describe.skipIf(!existsSync(CHROMIUM))('signing in with Chromium', () => {
+describe.skipIf(!HAS_CHROMIUM)('signing in with Chromium', () => {
   let h: Harness;
   let base: string;
   let browser: Browser;
@@ -23,18 +26,8 @@ describe.skipIf(!existsSync(CHROMIUM))('signing in with Chromium', () => {
     await h.services.accounts.create('user001', 'participant', PASSWORD);
     await h.app.listen({ port: 0, host: '127.0.0.1' });
     base = `http://127.0.0.1:${(h.app.server.address() as AddressInfo).port}`;
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--no-first-run',
-        // The attacker's page is fulfilled by the test; let it reach the loopback server.
-        '--disable-features=LocalNetworkAccessChecks,PrivateNetworkAccessChecks,BlockInsecurePrivateNetworkRequests',
-      ],
-    });
+    // The attacker's page is fulfilled by the test; let it reach the loopback server.
+    browser = await launchChromium([ALLOW_LOOPBACK_FROM_FULFILLED_PAGES]);
   }, 60_000);
 
   afterAll(async () => {

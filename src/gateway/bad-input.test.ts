@@ -4,11 +4,9 @@
  * own space.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
-import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { modelFreePrompt } from '../../test/support/prompts.js';
-import { startHarness, tinyPng, upload, uploadEnv, type Harness } from './test-kit.js';
+import { startHarness, storedFiles, tinyPng, upload, uploadEnv, type Harness } from './test-kit.js';
 
 let h: Harness;
 let A: string;
@@ -28,21 +26,6 @@ afterAll(async () => {
 const get = (url: string) => h.app.inject({ method: 'GET', url, headers: { authorization: A } });
 const post = (url: string, payload: string | Buffer, contentType = 'application/json') =>
   h.app.inject({ method: 'POST', url, headers: { authorization: A, 'content-type': contentType }, payload });
-
-/** Every file the server holds, relative to its files root. */
-async function allFiles(): Promise<string[]> {
-  const root = join(h.dataDir, 'files');
-  const out: string[] = [];
-  const walk = async (dir: string): Promise<void> => {
-    for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
-      const full = join(dir, e.name);
-      if (e.isDirectory()) await walk(full);
-      else out.push(relative(root, full));
-    }
-  };
-  await walk(root);
-  return out.sort();
-}
 
 const TRAVERSALS = [
   '../x',
@@ -77,7 +60,7 @@ describe('bad input', () => {
   });
 
   it("refuses traversal in uploads and writes nothing outside the user's space", async () => {
-    const before = await allFiles();
+    const before = await storedFiles(h);
     for (const t of TRAVERSALS.filter((x) => x !== '..\\..\\x' || true)) {
       const sub = await upload(
         h.app,
@@ -136,13 +119,13 @@ describe('bad input', () => {
     const notMultipart = await post('/user001/api/upload/image', '{"image": "x"}');
     expect(notMultipart.statusCode).toBeGreaterThanOrEqual(400);
     expect(notMultipart.statusCode).toBeLessThan(500);
-    const added = (await allFiles()).filter((f) => !before.includes(f));
+    const added = (await storedFiles(h)).filter((f) => !before.includes(f));
     for (const f of added)
       expect(f.startsWith('user001/input/') && !f.slice('user001/input/'.length).includes('/')).toBe(true);
   });
 
   it('answers 413 for uploads over UPLOAD_LIMIT and keeps nothing of them', async () => {
-    const before = await allFiles();
+    const before = await storedFiles(h);
     const big = Buffer.alloc(20 * 1024, 7);
     const r = await upload(
       h.app,
@@ -153,11 +136,11 @@ describe('bad input', () => {
     );
     expect(r.statusCode).toBe(413);
     expect(r.json().error.code).toBe('PAYLOAD_TOO_LARGE');
-    expect(await allFiles()).toEqual(before);
+    expect(await storedFiles(h)).toEqual(before);
   });
 
   it('refuses traversal in userdata and settings', async () => {
-    const before = await allFiles();
+    const before = await storedFiles(h);
     const bad = [
       '..%2F..%2Fuser002%2Fuserdata%2Fx.json',
       '%252e%252e%252fx.json',
@@ -188,7 +171,7 @@ describe('bad input', () => {
       expect((await get(`/user001/api/v2/userdata?path=${d}`)).statusCode, d).toBe(400);
     }
     expect((await get('/user001/api/userdata')).statusCode).toBe(400);
-    expect(await allFiles()).toEqual(before);
+    expect(await storedFiles(h)).toEqual(before);
   });
 
   it('answers malformed bodies with 400, never 500', async () => {

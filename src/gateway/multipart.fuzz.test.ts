@@ -4,11 +4,9 @@
  * truncated, spliced or corrupted. Never a 5xx, always a JSON answer, nothing written outside the
  * user's space and no staged upload left behind.
  */
-import { readdir } from 'node:fs/promises';
-import { join, relative } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startHarness, tinyPng, type Harness } from './test-kit.js';
+import { startHarness, storedFiles, tinyPng, type Harness } from './test-kit.js';
 
 let h: Harness;
 let A: string;
@@ -22,20 +20,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await h.close();
 });
-
-async function allFiles(): Promise<string[]> {
-  const root = join(h.dataDir, 'files');
-  const out: string[] = [];
-  const walk = async (dir: string): Promise<void> => {
-    for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
-      const full = join(dir, e.name);
-      if (e.isDirectory()) await walk(full);
-      else out.push(relative(root, full));
-    }
-  };
-  await walk(root);
-  return out;
-}
 
 const nasty = fc.oneof(
   fc.string({ maxLength: 40 }),
@@ -159,7 +143,7 @@ function contentType(style: string, boundary: string): string {
 
 describe('multipart parsing under fuzzing', () => {
   it('never answers 5xx, always JSON, writes only inside the user space, leaves no staged file', async () => {
-    const before = new Set(await allFiles());
+    const before = new Set(await storedFiles(h));
     await fc.assert(
       fc.asyncProperty(
         fc.stringMatching(/^[A-Za-z0-9'()+_,\-.:=?]{1,70}$/),
@@ -187,7 +171,7 @@ describe('multipart parsing under fuzzing', () => {
       ),
       { numRuns: 400 },
     );
-    const after = (await allFiles()).filter((f) => !before.has(f));
+    const after = (await storedFiles(h)).filter((f) => !before.has(f));
     for (const f of after)
       expect(
         f.startsWith('user001/input/') || f.startsWith('user001/output/') || f.startsWith('user001/temp/'),

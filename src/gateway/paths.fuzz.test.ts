@@ -3,11 +3,9 @@
  * `%2e`, NUL, unicode and long names to userdata (read, write, move, delete), `/view` and the
  * upload subfolder. Never a 5xx, and nothing is written outside user001's own space.
  */
-import { readdir } from 'node:fs/promises';
-import { join, relative } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startHarness, tinyPng, upload, type Harness } from './test-kit.js';
+import { startHarness, storedFiles, tinyPng, upload, type Harness } from './test-kit.js';
 
 let h: Harness;
 let A: string;
@@ -21,20 +19,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await h.close();
 });
-
-async function allFiles(): Promise<string[]> {
-  const root = join(h.dataDir, 'files');
-  const out: string[] = [];
-  const walk = async (dir: string): Promise<void> => {
-    for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
-      const full = join(dir, e.name);
-      if (e.isDirectory()) await walk(full);
-      else out.push(relative(root, full));
-    }
-  };
-  await walk(root);
-  return out;
-}
 
 const piece = fc.oneof(
   fc.constantFrom(
@@ -116,6 +100,6 @@ describe('path-taking routes under fuzzing', () => {
       ),
       { numRuns: 600 },
     );
-    for (const f of await allFiles()) expect(f.startsWith('user001/'), f).toBe(true);
+    for (const f of await storedFiles(h)) expect(f.startsWith('user001/'), f).toBe(true);
   }, 120_000);
 });

@@ -5,7 +5,9 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
+import { join, relative } from 'node:path';
 import { WebSocket } from 'ws';
 import { saveEnv, setCurrentEnv } from '../dispatch/env-snapshots.js';
 import { userFileKey } from '../files/safe-path.js';
@@ -145,6 +147,25 @@ export async function runJobAsWorker(
   if (!r.ok) throw new Error(`complete failed: ${r.reason}`);
   if (opts.events !== false) publish('executing', { node: null, prompt_id: job.id });
   return r.job;
+}
+
+/**
+ * Every file the harness's local file store holds, relative to its root (`<user>/<type>/…`),
+ * sorted: what tests compare before and after a request to see that nothing was written outside
+ * the user's space or left staged.
+ */
+export async function storedFiles(h: Harness): Promise<string[]> {
+  const root = join(h.dataDir, 'files');
+  const out: string[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+      const full = join(dir, e.name);
+      if (e.isDirectory()) await walk(full);
+      else out.push(relative(root, full));
+    }
+  };
+  await walk(root);
+  return out.sort();
 }
 
 /** Listens on a random local port (for WebSocket clients) and returns its base URL. */

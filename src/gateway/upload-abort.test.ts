@@ -3,11 +3,9 @@
  * request half-way): a client that sends the start of a file part and then stops, half-closes or
  * resets the connection must never crash the process nor leave a file behind.
  */
-import { readdir } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
-import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listen, startHarness, tinyPng, type Harness } from './test-kit.js';
+import { listen, startHarness, storedFiles, tinyPng, type Harness } from './test-kit.js';
 
 let h: Harness;
 let port: number;
@@ -24,26 +22,12 @@ beforeAll(async () => {
   // stored (Basic's bcrypt check would let it land before the handler runs).
   const r = await fetch(`${base}/user001/api/users`, { headers: { authorization: basic } });
   cookie = /cm_session=[^;]+/.exec(r.headers.get('set-cookie') ?? '')![0];
-  uploadedBefore = await userFiles();
+  uploadedBefore = await storedFiles(h);
 }, 60_000);
 
 afterAll(async () => {
   await h.close();
 });
-
-async function userFiles(): Promise<string[]> {
-  const root = join(h.dataDir, 'files');
-  const out: string[] = [];
-  const walk = async (dir: string): Promise<void> => {
-    for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
-      const full = join(dir, e.name);
-      if (e.isDirectory()) await walk(full);
-      else out.push(relative(root, full));
-    }
-  };
-  await walk(root);
-  return out.sort();
-}
 
 type Ending = 'destroy' | 'end' | 'reset';
 
@@ -79,10 +63,10 @@ const field = (name: string, value: string) =>
 
 /** Waits until the server has cleaned up (a staged upload is removed once the abort is seen). */
 async function settledFiles(): Promise<string[]> {
-  let files = await userFiles();
+  let files = await storedFiles(h);
   for (let i = 0; i < 100 && files.join() !== uploadedBefore.join(); i++) {
     await new Promise((r) => setTimeout(r, 50));
-    files = await userFiles();
+    files = await storedFiles(h);
   }
   return files;
 }
@@ -145,6 +129,6 @@ describe('aborted uploads', () => {
     } as RequestInit);
     expect(r.status).toBe(413);
     expect(((await r.json()) as { error: { code: string } }).error.code).toBe('PAYLOAD_TOO_LARGE');
-    expect((await userFiles()).filter((f) => f.includes('userdata'))).toEqual([]);
+    expect((await storedFiles(h)).filter((f) => f.includes('userdata'))).toEqual([]);
   }, 60_000);
 });

@@ -3,13 +3,17 @@
  * `/<user>/api/view`, and in the gallery, the way it does from a plain ComfyUI (which answers
  * ranges with 206). Without range support Chromium cannot seek: `currentTime = 1` reads back 0.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { readFileSync } from 'node:fs';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  ALLOW_LOOPBACK_FROM_FULFILLED_PAGES,
+  HAS_CHROMIUM,
+  launchChromium,
+} from '../../test/support/chromium.js';
 import { userFileKey } from '../files/safe-path.js';
 import { listen, startHarness, type Harness } from './test-kit.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const PASSWORD = 'pw-user001-0123456789';
 // 4 s, 160×120, keyframe every second, moov at the end; see test/fixtures/video/README.md.
 const CLIP = readFileSync(new URL('../../test/fixtures/video/seek-4s.mp4', import.meta.url));
@@ -39,7 +43,7 @@ async function seekToOne(
   })`)) as { duration: number; currentTime: number; seekableEnd: number };
 }
 
-describe.skipIf(!existsSync(CHROMIUM))('a participant’s video in Chromium', () => {
+describe.skipIf(!HAS_CHROMIUM)('a participant’s video in Chromium', () => {
   let h: Harness;
   let base: string;
   let browser: Browser;
@@ -49,19 +53,11 @@ describe.skipIf(!existsSync(CHROMIUM))('a participant’s video in Chromium', ()
     await h.services.accounts.create('user001', 'participant', PASSWORD);
     await h.services.files.write(userFileKey('user001', 'output', 'job1', 'clip.mp4'), CLIP);
     base = await listen(h);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--no-first-run',
-        '--autoplay-policy=no-user-gesture-required',
-        // The page is fulfilled by the test, not loaded from 127.0.0.1 (see browser.test.ts).
-        '--disable-features=LocalNetworkAccessChecks,PrivateNetworkAccessChecks,BlockInsecurePrivateNetworkRequests',
-      ],
-    });
+    browser = await launchChromium([
+      '--autoplay-policy=no-user-gesture-required',
+      // The page is fulfilled by the test, not loaded from 127.0.0.1 (see browser.test.ts).
+      ALLOW_LOOPBACK_FROM_FULFILLED_PAGES,
+    ]);
   }, 60_000);
 
   afterAll(async () => {
