@@ -66,7 +66,9 @@ export function installRequestTimeouts(
   app.addHook('onRequest', (request, reply, done) => {
     const req = request.raw;
     const socket = req.socket;
-    if (!hasBody(req) || req.complete || !socket) return done();
+    // `inject` (tests, in-process callers) hands over a stand-in socket that can neither stall nor
+    // be destroyed: only real connections are watched.
+    if (!hasBody(req) || req.complete || typeof socket?.destroy !== 'function') return done();
     let seen = socket.bytesRead;
     // Runs until the body is complete, also after the response: a body nobody reads (a 401, or
     // multipart sent to a JSON route) is drained by Node after the response, and a client could
