@@ -17,6 +17,8 @@ import type { JobStore } from '../store/types.js';
 import { loadEnv } from '../dispatch/env-snapshots.js';
 import { missingModels, modelsOfWorkflow } from '../comfy/workflow-models.js';
 import type { TemplateSource } from '../gateway/templates.js';
+import { isLocalOnly } from '../config/public-url.js';
+import { EXPIRY_WARNING_DAYS } from '../http/tls.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
 
@@ -34,8 +36,6 @@ const GB = 1024 ** 3;
 export const DISK_WARN_BYTES = 10 * GB;
 /** Below this much, writes will fail during the day: a failure. */
 export const DISK_FAIL_BYTES = 1 * GB;
-/** A certificate expiring sooner than this is a warning. */
-export const CERT_WARN_DAYS = 14;
 /** Clock skew beyond this is a warning; S3 and R2 refuse signed requests beyond 15 minutes. */
 export const SKEW_WARN_MS = 30_000;
 export const SKEW_FAIL_MS = 5 * 60_000;
@@ -59,11 +59,6 @@ const errorText = (err: unknown) => (err instanceof Error ? err.message : String
 
 function formatBytes(n: number): string {
   return n >= GB ? `${(n / GB).toFixed(1)} GB` : `${Math.round(n / 1024 ** 2)} MB`;
-}
-
-function isLocalHost(hostname: string): boolean {
-  const h = hostname.replace(/^\[|\]$/g, '');
-  return h === 'localhost' || h.endsWith('.localhost') || h === '::1' || /^127\./.test(h) || h === '0.0.0.0';
 }
 
 export async function checkStore(store: JobStore, config: Config): Promise<CheckResult> {
@@ -169,7 +164,7 @@ export async function checkCertificate(certPath: string | undefined, now = Date.
       'Renew the certificate, then `systemctl reload comfy-multi` (SIGHUP).',
     );
   }
-  if (days < CERT_WARN_DAYS) {
+  if (days < EXPIRY_WARNING_DAYS) {
     return warn(
       'certificate',
       `${certPath} (${subject}) expires in ${days} days (${cert.validTo}).`,
@@ -222,7 +217,7 @@ export async function checkPublicUrl(config: Config): Promise<CheckResult> {
     );
   }
   const url = new URL(config.PUBLIC_URL);
-  if (isLocalHost(url.hostname)) {
+  if (isLocalOnly(config.PUBLIC_URL)) {
     return warn(
       'public-url',
       `PUBLIC_URL is ${config.PUBLIC_URL}: participants' machines cannot open it.`,
