@@ -25,6 +25,7 @@ import {
   type ServerView,
 } from '../../doctor/checks.js';
 import { authOf, serverOf } from './status.js';
+import { isLocalOnly } from '../../config/public-url.js';
 
 export const DOCTOR_EXIT = { OK: 0, FAILED: 1, CONFIG: 2 } as const;
 
@@ -115,9 +116,7 @@ async function askServer(
 function clockTargets(config: Config, server: string): { name: string; url: string }[] {
   const out: { name: string; url: string }[] = [];
   if (config.FILES === 's3' && config.S3_ENDPOINT) out.push({ name: 'S3', url: config.S3_ENDPOINT });
-  const host = new URL(server).hostname;
-  if (!['127.0.0.1', 'localhost', '::1', '[::1]'].includes(host))
-    out.push({ name: 'server', url: `${server}/health` });
+  if (!isLocalOnly(server)) out.push({ name: 'server', url: `${server}/health` });
   return out;
 }
 
