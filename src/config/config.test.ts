@@ -14,7 +14,7 @@ describe('config', () => {
     expect(c.LEASE_MS).toBe(30_000);
     expect(c.BODY_LIMIT).toBe(10 * 1024 * 1024);
     // ComfyUI's own default (--max-upload-size 100): footage for video workflows fits.
-    expect(c.UPLOAD_LIMIT).toBe(100 * 1024 * 1024);
+    expect(c.UPLOAD_LIMIT).toBe(1024 ** 3);
   });
 
   it('parses numbers, sizes, booleans and token lists', () => {

@@ -239,9 +239,21 @@ export const configSchema = z
         "Largest WebSocket message a worker agent may send (its environment snapshot with ComfyUI's object_info is the biggest: about 0.5 MB for a bare ComfyUI, a few MB with many custom nodes), e.g. 64mb. Participants' and the dashboard's sockets take at most 64 kB.",
       ),
     UPLOAD_LIMIT: size
-      .default(100 * 1024 * 1024)
+      .default(1024 ** 3)
       .describe(
-        "Largest file a participant may upload through ComfyUI (`/upload/image`, `/upload/mask`), e.g. 500mb; the default is ComfyUI's own (100 MB, enough for short clips). Larger uploads get 413.",
+        "Largest file a participant may upload through ComfyUI (`/upload/image`, `/upload/mask`; LoadVideo's upload uses `/upload/image` too), e.g. 500mb. The default, 1 GB, is sized for footage (a minute of 4K phone video is about 400 MB); ComfyUI's own is 100 MB. Uploads are streamed to the file store, never held in memory. Larger uploads get 413 with the limit in the message, a declared larger body before any of it is read.",
+      ),
+    FFPROBE_PATH: z
+      .string()
+      .default('ffprobe')
+      .describe(
+        "ffprobe (Debian's `ffmpeg` package) for the gallery's video durations: a path, or a name looked up on PATH. Optional: when it cannot be run the gallery shows videos without durations. Empty turns it off.",
+      ),
+    FFMPEG_PATH: z
+      .string()
+      .default('ffmpeg')
+      .describe(
+        "ffmpeg (Debian's `ffmpeg` package) for the gallery's video poster frames, made once per video and cached in DATA_DIR/cache/posters: a path, or a name looked up on PATH. Optional: when it cannot be run the gallery's videos show their first frame as the browser loads it. Empty turns it off.",
       ),
     FRONTEND_DIR: z
       .string()

@@ -50,6 +50,11 @@ export interface FileStore {
   presignPut?(key: string, expiresSec: number): Promise<string>;
   /** Object storage only: a time-limited URL to GET `key` directly. */
   presignGet?(key: string, expiresSec: number): Promise<string>;
+  /**
+   * Local backend only: the file's path on this machine, for tools that need to open it (ffprobe
+   * and ffmpeg seek around in a video, which a stream cannot do). Checked like every other key.
+   */
+  localPath?(key: string): string;
   /** Releases connections (object storage); a no-op or absent locally. */
   close?(): void;
 }

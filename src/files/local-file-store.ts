@@ -22,6 +22,10 @@ export class LocalFileStore implements FileStore {
     return join(this.root, safeRelativePath(key));
   }
 
+  localPath(key: string): string {
+    return this.pathOf(key);
+  }
+
   async write(key: string, body: Readable | Buffer, opts: WriteOptions = {}): Promise<FileStat> {
     const path = this.pathOf(key);
     // A stream body may fail (its client went away) while the folder is still being made, before

@@ -136,6 +136,27 @@ describe('bad input', () => {
     );
     expect(r.statusCode).toBe(413);
     expect(r.json().error.code).toBe('PAYLOAD_TOO_LARGE');
+    // The limit is in the message: what the participant (or instructor) can act on.
+    expect(r.json().error.message).toContain('4 KB');
+    expect(r.json().error.message).toContain('UPLOAD_LIMIT');
+    expect(await storedFiles(h)).toEqual(before);
+  });
+
+  it('refuses a declared body far over UPLOAD_LIMIT before reading it, and closes the connection', async () => {
+    const before = await storedFiles(h);
+    const r = await h.app.inject({
+      method: 'POST',
+      url: '/user001/api/upload/image',
+      headers: {
+        authorization: A,
+        'content-type': 'multipart/form-data; boundary=BOUND',
+        'content-length': String(50 * 1024 * 1024),
+      },
+      payload: '--BOUND\r\n',
+    });
+    expect(r.statusCode).toBe(413);
+    expect(r.json().error.message).toContain('4 KB');
+    expect(r.headers.connection).toBe('close');
     expect(await storedFiles(h)).toEqual(before);
   });
 

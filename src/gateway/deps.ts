@@ -1,4 +1,6 @@
+import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { VideoPreviews } from '../media/video-previews.js';
 import type { Config } from '../config/schema.js';
 import type { Authenticator } from '../auth/authenticator.js';
 import type { AccountService } from '../auth/account-service.js';
@@ -33,6 +35,8 @@ export interface GatewayDeps {
   broadcast: BroadcastService;
   audit: AuditLog;
   templates: TemplateSource;
+  /** Poster frames and durations of the gallery's videos (ffmpeg/ffprobe, optional). */
+  previews: VideoPreviews;
   clock: () => number;
 }
 
@@ -52,6 +56,12 @@ export function gatewayDeps(services: Services): GatewayDeps {
     broadcast: s.broadcast,
     audit: s.audit,
     templates: new TemplateSource(s.config.TEMPLATES_DIR ?? null, s.config.DEFAULT_WORKFLOW ?? null),
+    previews: new VideoPreviews(s.files, {
+      ffprobe: s.config.FFPROBE_PATH,
+      ffmpeg: s.config.FFMPEG_PATH,
+      cacheDir: join(s.config.DATA_DIR, 'cache', 'posters'),
+      logger: s.logger,
+    }),
     clock: Date.now,
   };
 }

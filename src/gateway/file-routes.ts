@@ -12,10 +12,37 @@ import { safeRelativePath, userFileKey } from '../files/safe-path.js';
 import { sendStoredFile } from '../http/serve-file.js';
 import type { GatewayDeps } from './deps.js';
 import { topLevelFiles } from './environment.js';
-import { both, q, userOf } from './http-util.js';
+import { both, closeAfterReply, q, userOf } from './http-util.js';
 import { contentTypeOf, dispositionFilename, isDangerousContentType } from './mime.js';
 
 const ignore = () => {};
+
+/**
+ * Room for the rest of an upload form besides the file (boundaries, part headers, the `type`,
+ * `subfolder`, `overwrite` and `original_ref` fields): a body declared larger than UPLOAD_LIMIT
+ * plus this cannot hold an acceptable file, so it is refused before any of it is read.
+ */
+const FORM_OVERHEAD = 1024 * 1024;
+
+/** 1.5 GB, 500 MB, 64 KB: the limit as a person reads it (binary units, as the config parses them). */
+export function readableSize(n: number): string {
+  const units: [number, string][] = [
+    [1024 ** 3, 'GB'],
+    [1024 ** 2, 'MB'],
+    [1024, 'KB'],
+  ];
+  for (const [unit, name] of units)
+    if (n >= unit) return `${Number((n / unit).toFixed(1)).toString()} ${name}`;
+  return `${n} bytes`;
+}
+
+/** The 413 of an upload, with the limit in the message (what the participant can act on). */
+export function uploadTooLarge(limit: number): AppError {
+  return new AppError(
+    'PAYLOAD_TOO_LARGE',
+    `The file is larger than the upload limit of ${readableSize(limit)} (UPLOAD_LIMIT, ${limit} bytes). Trim or re-encode it, or ask the instructor to raise UPLOAD_LIMIT.`,
+  );
+}
 
 const AREAS = ['input', 'output', 'temp'] as const;
 type Area = (typeof AREAS)[number];
@@ -53,6 +80,7 @@ async function readUploadForm(
   request: FastifyRequest,
   files: FileStore,
   user: string,
+  limit: number,
 ): Promise<{ fields: Record<string, string>; staged: Staged | null }> {
   const fields: Record<string, string> = {};
   let staged: Staged | null = null;
@@ -91,8 +119,7 @@ async function readUploadForm(
         writing = true;
         const stat = await files.write(key, hashing);
         writing = false;
-        if (file.file.truncated)
-          throw new AppError('PAYLOAD_TOO_LARGE', 'The upload is larger than UPLOAD_LIMIT.');
+        if (file.file.truncated) throw uploadTooLarge(limit);
         staged.size = stat.size;
         staged.sha256 = hash.digest('hex');
       } else if (typeof part.value === 'string') {
@@ -102,6 +129,7 @@ async function readUploadForm(
   } catch (err) {
     if (staged) await files.delete(staged.key).catch(() => false);
     const fromForm = !writing || partError !== undefined || request.raw.destroyed;
+    if ((err as { code?: unknown }).code === 'FST_REQ_FILE_TOO_LARGE') throw uploadTooLarge(limit);
     throw fromForm ? formError(err) : err;
   }
   return { fields, staged };
@@ -210,9 +238,17 @@ export function fileRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     });
   });
 
-  const upload = async (request: FastifyRequest, mask: boolean) => {
+  const limit = deps.config.UPLOAD_LIMIT;
+  const upload = async (request: FastifyRequest, reply: FastifyReply, mask: boolean) => {
     const user = userOf(request);
-    const { fields, staged } = await readUploadForm(request, files, user);
+    // A declared body that cannot fit is refused at once: a browser sending a 3 GB clip learns
+    // it in a moment, not after the upload. The unread body means the connection cannot be reused.
+    const declared = Number(request.headers['content-length']);
+    if (Number.isFinite(declared) && declared > limit + FORM_OVERHEAD) {
+      closeAfterReply(reply);
+      throw uploadTooLarge(limit);
+    }
+    const { fields, staged } = await readUploadForm(request, files, user, limit);
     if (!staged) throw new AppError('BAD_REQUEST', 'The form has no "image" file part.');
     try {
       if (mask) {
@@ -241,8 +277,8 @@ export function fileRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     }
   };
 
-  both(app, 'POST', '/upload/image', async (request) => upload(request, false));
-  both(app, 'POST', '/upload/mask', async (request) => upload(request, true));
+  both(app, 'POST', '/upload/image', async (request, reply) => upload(request, reply, false));
+  both(app, 'POST', '/upload/mask', async (request, reply) => upload(request, reply, true));
 
   for (const prefix of ['/internal', '/api/internal']) {
     app.get(`${prefix}/files/:directoryType`, async (request, reply) => {

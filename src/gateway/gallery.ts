@@ -1,14 +1,30 @@
+import { readFile } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
 import { AppError } from '../errors.js';
 import type { FileStat, FileStore } from '../files/file-store.js';
 import { safeRelativePath, userFileKey } from '../files/safe-path.js';
+import { parse } from '../http/parse.js';
 import { sendStoredFile } from '../http/serve-file.js';
+import type { VideoInfo, VideoPreviews } from '../media/video-previews.js';
 import type { GatewayDeps } from './deps.js';
 import { q, userOf } from './http-util.js';
 import { contentTypeOf, dispositionFilename, mediaKind } from './mime.js';
 import { zipStream } from './zip.js';
 
 const MAX_SHOWN = 1000;
+
+/**
+ * How long the gallery page waits for videos' durations it has not probed before. Probes that take
+ * longer go on in the background (cached for the next load); the page shows those without one.
+ */
+const PROBE_BUDGET_MS = 2_000;
+
+const KINDS = ['video', 'image', 'audio', 'other'] as const;
+type Kind = (typeof KINDS)[number];
+const KIND_LABEL: Record<Kind, string> = { video: 'Videos', image: 'Images', audio: 'Audio', other: 'Other' };
+
+const galleryQuery = z.object({ kind: z.enum(KINDS).optional() }).loose();
 
 export interface OutputFile {
   /** Path under the user's output folder. */
@@ -55,8 +71,29 @@ function humanSize(n: number): string {
   return `${(n / 1024 ** 3).toFixed(2)} GB`;
 }
 
-export function renderGallery(user: string, outputs: OutputFile[]): string {
+/** 0:04, 1:02:03: a video's length as players show it. */
+export function clockTime(sec: number): string {
+  const t = Math.round(sec);
+  const h = Math.floor(t / 3600);
+  const m = Math.floor((t % 3600) / 60);
+  const ss = String(t % 60).padStart(2, '0');
+  return h ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
+}
+
+export interface GalleryView {
+  /** Only files of this kind (the page's filter), or all. */
+  kind?: Kind | undefined;
+  /** Known durations of videos, by path. */
+  videos?: ReadonlyMap<string, VideoInfo>;
+  /** Whether `/gallery/poster` can make poster frames (ffmpeg). */
+  posters?: boolean;
+}
+
+export function renderGallery(user: string, all: OutputFile[], view: GalleryView = {}): string {
   const base = `/${encodeURIComponent(user)}`;
+  const counts = new Map<Kind, number>();
+  for (const o of all) counts.set(mediaKind(o.filename), (counts.get(mediaKind(o.filename)) ?? 0) + 1);
+  const outputs = view.kind ? all.filter((o) => mediaKind(o.filename) === view.kind) : all;
   const shown = outputs.slice(0, MAX_SHOWN);
   const total = outputs.reduce((n, o) => n + o.size, 0);
   const cards = shown
@@ -66,25 +103,50 @@ export function renderGallery(user: string, outputs: OutputFile[]): string {
         subfolder: o.subfolder,
         type: 'output',
       }).toString();
-      const view = `${base}/view?${qs}`;
+      const viewUrl = `${base}/view?${qs}`;
       const dl = `${base}/gallery/download?${new URLSearchParams({ path: o.path }).toString()}`;
       const kind = mediaKind(o.filename);
+      const info = view.videos?.get(o.path);
+      // With a poster nothing of the video is fetched until it is played (a page of 200 clips on
+      // a workshop's Wi-Fi); without one the browser loads just enough to show its first frame.
+      const poster = `${base}/gallery/poster?${new URLSearchParams({ path: o.path, v: `${o.size}-${Math.trunc(o.mtimeMs)}` }).toString()}`;
       const media =
         kind === 'image'
-          ? `<a href="${esc(view)}"><img src="${esc(view)}" alt="${esc(o.filename)}" loading="lazy"></a>`
+          ? `<a href="${esc(viewUrl)}"><img src="${esc(viewUrl)}" alt="${esc(o.filename)}" loading="lazy"></a>`
           : kind === 'video'
-            ? `<video controls preload="metadata" src="${esc(view)}"></video>`
+            ? view.posters
+              ? `<video controls playsinline preload="none" poster="${esc(poster)}" src="${esc(viewUrl)}"></video>`
+              : `<video controls playsinline preload="metadata" src="${esc(viewUrl)}"></video>`
             : kind === 'audio'
-              ? `<audio controls preload="none" src="${esc(view)}"></audio>`
+              ? `<audio controls preload="none" src="${esc(viewUrl)}"></audio>`
               : `<div class="file">${esc(o.filename)}</div>`;
+      const duration =
+        info?.durationSec != null
+          ? ` · <span class="duration">${esc(clockTime(info.durationSec))}</span>`
+          : '';
       const when = new Date(o.mtimeMs).toISOString().replace('T', ' ').slice(0, 19);
-      return `<figure>${media}<figcaption><span title="${esc(o.path)}">${esc(o.filename)}</span><br><small>${esc(when)} UTC · ${esc(humanSize(o.size))}</small> · <a href="${esc(dl)}" download>download</a></figcaption></figure>`;
+      return `<figure class="${kind}">${media}<figcaption><span title="${esc(o.path)}">${esc(o.filename)}</span><br><small>${esc(when)} UTC · ${esc(humanSize(o.size))}${duration}</small> · <a href="${esc(dl)}" download>download</a></figcaption></figure>`;
     })
     .join('\n');
   const more =
     outputs.length > shown.length
       ? `<p>Showing the newest ${shown.length} of ${outputs.length} files; the zip has them all.</p>`
       : '';
+  const filters =
+    counts.size > 1
+      ? `<nav>${[
+          view.kind ? `<a href="${base}/gallery">All (${all.length})</a>` : `<b>All (${all.length})</b>`,
+          ...KINDS.filter((k) => counts.has(k)).map((k) =>
+            view.kind === k
+              ? `<b>${KIND_LABEL[k]} (${counts.get(k)})</b>`
+              : `<a href="${base}/gallery?kind=${k}">${KIND_LABEL[k]} (${counts.get(k)})</a>`,
+          ),
+        ].join(' · ')}</nav>`
+      : '';
+  const zip = `${base}/gallery/download.zip${view.kind ? `?kind=${view.kind}` : ''}`;
+  const empty = view.kind
+    ? `<p class="empty">No ${KIND_LABEL[view.kind].toLowerCase()} here. <a href="${base}/gallery">Show everything</a></p>`
+    : '<p class="empty">Nothing here yet. Queue a prompt in ComfyUI; everything your workflows save appears here, newest first.</p>';
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>My outputs · ${esc(user)}</title>
@@ -103,10 +165,41 @@ figcaption{padding:8px;font-size:12px;word-break:break-all}
 </style></head>
 <body>
 <header><h1>My outputs</h1><span>${outputs.length} file${outputs.length === 1 ? '' : 's'} · ${esc(humanSize(total))}</span>
-${outputs.length ? `<a href="${base}/gallery/download.zip" download>Download all (zip)</a>` : ''}
+${filters}
+${outputs.length ? `<a href="${zip}" download>Download ${view.kind ? 'these' : 'all'} (zip)</a>` : ''}
 <a href="${base}/">Back to ComfyUI</a></header>
-${outputs.length ? `${more}<main>\n${cards}\n</main>` : '<p class="empty">Nothing here yet. Queue a prompt in ComfyUI; everything your workflows save appears here, newest first.</p>'}
+${outputs.length ? `${more}<main>\n${cards}\n</main>` : empty}
 </body></html>`;
+}
+
+/** Durations of the videos among `outputs`, as many as are known or found within `budgetMs`. */
+async function videoInfos(
+  previews: VideoPreviews,
+  prefix: string,
+  outputs: OutputFile[],
+  budgetMs: number,
+): Promise<Map<string, VideoInfo>> {
+  const found = new Map<string, VideoInfo>();
+  if (!(await previews.durationsAvailable())) return found;
+  const all = outputs
+    .filter((o) => mediaKind(o.filename) === 'video')
+    .map((o) =>
+      previews
+        .info({ key: `${prefix}/${o.path}`, size: o.size, mtimeMs: o.mtimeMs })
+        .then((info) => {
+          if (info) found.set(o.path, info);
+        })
+        .catch(() => {}),
+    );
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.all(all),
+    new Promise((r) => {
+      timer = setTimeout(r, budgetMs);
+    }),
+  ]);
+  clearTimeout(timer);
+  return new Map(found);
 }
 
 /** `/<user>/gallery`: the participant's outputs, one file, or all of them as a zip. */
@@ -115,7 +208,11 @@ export function galleryRoutes(app: FastifyInstance, deps: GatewayDeps): void {
 
   app.get('/gallery', async (request, reply) => {
     const user = userOf(request);
-    const html = renderGallery(user, await listOutputs(files, user));
+    const { kind } = parse(galleryQuery, request.query);
+    const all = await listOutputs(files, user);
+    const shown = (kind ? all.filter((o) => mediaKind(o.filename) === kind) : all).slice(0, MAX_SHOWN);
+    const videos = await videoInfos(deps.previews, userFileKey(user, 'output'), shown, PROBE_BUDGET_MS);
+    const html = renderGallery(user, all, { kind, videos, posters: await deps.previews.postersAvailable() });
     return reply
       .type('text/html; charset=utf-8')
       .header('cache-control', 'no-store')
@@ -144,9 +241,31 @@ export function galleryRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     });
   });
 
+  // A poster frame of one of the user's videos (made once, then cached). 404 when there is none
+  // (not a video, no ffmpeg, undecodable): the player then shows what the browser loads itself.
+  app.get('/gallery/poster', async (request, reply) => {
+    const user = userOf(request);
+    const raw = q(request, 'path');
+    if (!raw) throw new AppError('BAD_REQUEST', 'Give ?path=<video under your outputs>.');
+    const rel = safeRelativePath(raw);
+    if (mediaKind(rel) !== 'video') throw new AppError('FILE_NOT_FOUND');
+    const key = userFileKey(user, 'output', rel);
+    const s = await files.stat(key);
+    if (!s) throw new AppError('FILE_NOT_FOUND');
+    const jpg = await deps.previews.poster(s);
+    if (!jpg) throw new AppError('FILE_NOT_FOUND', 'No poster frame for this video.');
+    // The page's URL names the file's size and time (`v=`): a replaced video gets a new URL.
+    return reply
+      .type('image/jpeg')
+      .header('cache-control', 'private, max-age=86400')
+      .header('x-content-type-options', 'nosniff')
+      .send(await readFile(jpg));
+  });
+
   app.get('/gallery/download.zip', async (request, reply) => {
     const user = userOf(request);
-    const outputs = await listOutputs(files, user);
+    const { kind } = parse(galleryQuery, request.query);
+    const outputs = (await listOutputs(files, user)).filter((o) => !kind || mediaKind(o.filename) === kind);
     const prefix = userFileKey(user, 'output');
     const entries = outputs.map((o) => ({
       name: o.path,
@@ -159,7 +278,10 @@ export function galleryRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     return reply
       .header('content-type', 'application/zip')
       .header('accept-ranges', 'none')
-      .header('content-disposition', `attachment; ${dispositionFilename(`${user}-outputs.zip`)}`)
+      .header(
+        'content-disposition',
+        `attachment; ${dispositionFilename(`${user}-${kind ? `${kind}-` : ''}outputs.zip`)}`,
+      )
       .header('cache-control', 'no-store')
       .send(stream);
   });
