@@ -2,7 +2,10 @@
  * In Debian's Chromium: a participant's mp4 output plays and seeks in a `<video>` loaded through
  * `/<user>/api/view`, and in the gallery, the way it does from a plain ComfyUI (which answers
  * ranges with 206). Without range support Chromium cannot seek: `currentTime = 1` reads back 0.
- * In the gallery the clip shows its poster frame (with ffmpeg), plays in place and seeks.
+ * In the participant's ComfyUI page (the mini frontend fixture, served by comfy-multi) a video
+ * output announced over the socket plays and seeks as the real frontend's node preview shows it; in
+ * the gallery the clip shows its poster frame (with ffmpeg), plays in place and seeks. The same
+ * against the real frontend and a real ComfyUI: test/e2e/video-parity.e2e.test.ts.
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -13,8 +16,66 @@ import {
   HAS_CHROMIUM,
   launchChromium,
 } from '../../test/support/chromium.js';
+import { fileURLToPath } from 'node:url';
 import { userFileKey } from '../files/safe-path.js';
-import { listen, startHarness, type Harness } from './test-kit.js';
+import type { JobOutput } from '../store/types.js';
+import { listen, startHarness, uploadEnv, type Harness } from './test-kit.js';
+
+const MINI_FRONTEND = fileURLToPath(new URL('../../test/fixtures/mini-frontend', import.meta.url));
+
+/** The model-free video workflow of the real-frontend comparison (test/e2e/video-parity.e2e.test.ts). */
+const VIDEO_PROMPT = {
+  '1': { class_type: 'EmptyImage', inputs: { width: 64, height: 64, batch_size: 24, color: 0 } },
+  '2': { class_type: 'CreateVideo', inputs: { images: ['1', 0], fps: 8 } },
+  '3': {
+    class_type: 'SaveVideo',
+    inputs: { video: ['2', 0], filename_prefix: 'video/ComfyUI', format: 'auto', codec: 'auto' },
+  },
+};
+
+/**
+ * What a worker agent does for that workflow on a real ComfyUI 0.3.64: SaveVideo's `executed`
+ * carries the clip under `images` with `animated: [true]` (as recorded from the real one), and
+ * the file lands in the participant's `<job id>/video/` folder.
+ */
+async function runVideoJob(h: Harness): Promise<void> {
+  const { queue, bus, files } = h.services;
+  const job = await queue.claim('fake-worker', []);
+  if (!job) throw new Error('no job to claim');
+  const filename = 'ComfyUI_00001_.mp4';
+  const subfolder = `${job.id}/video`;
+  const stat = await files.write(userFileKey(job.user, 'output', subfolder, filename), CLIP);
+  const publish = (type: string, data: Record<string, unknown>) =>
+    bus.publish({
+      kind: 'event',
+      jobId: job.id,
+      user: job.user,
+      workerId: 'fake-worker',
+      event: { type, data },
+    });
+  publish('execution_start', { prompt_id: job.id, timestamp: Date.now() });
+  publish('executed', {
+    node: '3',
+    display_node: '3',
+    output: {
+      images: [{ filename, subfolder: `${job.user}/${subfolder}`, type: 'output' }],
+      animated: [true],
+    },
+    prompt_id: job.id,
+  });
+  publish('execution_success', { prompt_id: job.id, timestamp: Date.now() });
+  const output: JobOutput = {
+    nodeId: '3',
+    filename,
+    subfolder,
+    type: 'output',
+    kind: 'images',
+    size: stat.size,
+  };
+  const r = await queue.complete(job.id, job.attempts, [output]);
+  if (!r.ok) throw new Error(`complete failed: ${r.reason}`);
+  publish('executing', { node: null, prompt_id: job.id });
+}
 
 const PASSWORD = 'pw-user001-0123456789';
 const HAS_FFMPEG = (() => {
@@ -59,7 +120,8 @@ describe.skipIf(!HAS_CHROMIUM)('a participant’s video in Chromium', () => {
   let browser: Browser;
 
   beforeAll(async () => {
-    h = await startHarness();
+    h = await startHarness({ FRONTEND_DIR: MINI_FRONTEND });
+    await uploadEnv(h);
     await h.services.accounts.create('user001', 'participant', PASSWORD);
     await h.services.files.write(userFileKey('user001', 'output', 'job1', 'clip.mp4'), CLIP);
     base = await listen(h);
@@ -82,7 +144,7 @@ describe.skipIf(!HAS_CHROMIUM)('a participant’s video in Chromium', () => {
     const page = await context.newPage();
     const statuses: number[] = [];
     page.on('response', (r) => {
-      if (r.url().includes('clip.mp4')) statuses.push(r.status());
+      if (r.url().includes('.mp4')) statuses.push(r.status());
     });
     return { context, page, statuses };
   };
@@ -96,6 +158,69 @@ describe.skipIf(!HAS_CHROMIUM)('a participant’s video in Chromium', () => {
     const r = await seekToOne(page);
     expect(r.duration).toBeCloseTo(4, 1);
     expect(r.seekableEnd).toBeCloseTo(4, 1);
+    expect(r.currentTime).toBeCloseTo(1, 1);
+    expect(statuses).toContain(206);
+    await context.close();
+  }, 60_000);
+
+  it('plays and seeks a video output in the participant’s ComfyUI page, as its node preview does', async () => {
+    // The frontend comfy-multi serves (the mini fixture here), signed in with the session
+    // cookie; the page queues the workflow, hears `executed` on its socket and shows the clip the
+    // way the real frontend's node preview does: a <video> at `api/view?filename&type&subfolder`.
+    const login = await fetch(`${base}/user001/api/users`, {
+      headers: { authorization: `Basic ${Buffer.from(`user001:${PASSWORD}`).toString('base64')}` },
+    });
+    const session = /cm_session=([^;]+)/.exec(login.headers.get('set-cookie') ?? '')![1]!;
+    const context = await browser.newContext();
+    await context.addCookies([{ name: 'cm_session', value: session, url: base }]);
+    const page = await context.newPage();
+    const statuses: number[] = [];
+    page.on('response', (r) => {
+      if (r.url().includes('ComfyUI_00001_.mp4')) statuses.push(r.status());
+    });
+    await page.goto(`${base}/user001/`);
+    expect(await page.title()).toBe('mini frontend ready');
+    await page.evaluate(`(async () => {
+      window.executed = [];
+      const ws = new WebSocket(new URL('ws?clientId=page1', location.href.replace(/^http/, 'ws')));
+      ws.onmessage = (e) => {
+        if (typeof e.data !== 'string') return;
+        const m = JSON.parse(e.data);
+        if (m.type === 'executed') window.executed.push(m.data.output);
+      };
+      await new Promise((r) => (ws.onopen = r));
+      const res = await fetch('api/prompt', {
+        method: 'POST',
+        body: JSON.stringify({ prompt: ${JSON.stringify(VIDEO_PROMPT)}, client_id: 'page1' }),
+      });
+      if (res.status !== 200) throw new Error('prompt: ' + res.status + ' ' + (await res.text()));
+    })()`);
+    await runVideoJob(h);
+    await expect.poll(() => page.evaluate('window.executed.length'), { timeout: 15_000 }).toBe(1);
+    const output = (await page.evaluate('window.executed[0]')) as {
+      images: { filename: string; subfolder: string; type: string }[];
+      animated: boolean[];
+    };
+    expect(output.animated).toEqual([true]);
+    await page.evaluate(`(() => {
+      const f = window.executed[0].images[0];
+      const v = document.createElement('video');
+      v.controls = true;
+      v.muted = true;
+      v.src = 'api/view?filename=' + encodeURIComponent(f.filename) + '&type=' + f.type +
+        '&subfolder=' + encodeURIComponent(f.subfolder) + '&rand=' + Math.random();
+      document.body.appendChild(v);
+    })()`);
+    const played = await page.evaluate(
+      "document.querySelector('video').play().then(() => 'ok', (e) => String(e))",
+    );
+    expect(played).toBe('ok');
+    await expect
+      .poll(() => page.evaluate("document.querySelector('video').currentTime"), { timeout: 15_000 })
+      .toBeGreaterThan(0.2);
+    await page.evaluate("document.querySelector('video').pause()");
+    const r = await seekToOne(page);
+    expect(r.duration).toBeCloseTo(4, 1);
     expect(r.currentTime).toBeCloseTo(1, 1);
     expect(statuses).toContain(206);
     await context.close();
