@@ -132,6 +132,17 @@ describe.skipIf(!FFPROBE || !FFMPEG)('video previews with ffprobe/ffmpeg', () =>
     expect(starts()).toBe(tried);
     expect(await previews.durationsAvailable()).toBe(true);
   }, 30_000);
+
+  it('refuses a playlist posing as a video (it would read other files)', async () => {
+    // An HLS playlist named .mp4 that points at a real clip elsewhere on the machine: ffmpeg
+    // would happily probe and decode that clip through it.
+    writeFileSync(join(dir, 'elsewhere.mp4'), CLIP);
+    const playlist = `#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4.0,\nfile://${join(dir, 'elsewhere.mp4')}\n#EXT-X-ENDLIST\n`;
+    await files.write('u/output/e/playlist.mp4', Buffer.from(playlist));
+    const s = await stat('u/output/e/playlist.mp4');
+    expect(await previews.info(s)).toBeNull();
+    expect(await previews.poster(s)).toBeNull();
+  }, 30_000);
 });
 
 describe('video previews without the tools', () => {

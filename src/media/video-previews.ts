@@ -40,6 +40,9 @@ export interface VideoPreviewsOptions {
   logger?: Pick<Logger, 'warn'>;
 }
 
+/** The demuxers of the video files the gallery shows (mp4/mov/m4v, mkv/webm, avi): nothing else. */
+const VIDEO_DEMUXERS = 'mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi';
+
 /** Poster width in pixels at most (a gallery card is about 220 px wide; 2× for high-DPI screens). */
 const POSTER_WIDTH = 480;
 
@@ -155,7 +158,7 @@ export class VideoPreviews {
           'format=duration:stream=codec_type,width,height,duration',
           '-of',
           'json',
-          source,
+          ...source,
         ]);
         const parsed = probeSchema.safeParse(JSON.parse(out));
         if (parsed.success) {
@@ -200,8 +203,7 @@ export class VideoPreviews {
           '-y',
           '-ss',
           seek.toFixed(3),
-          '-i',
-          source,
+          ...source,
           '-frames:v',
           '1',
           '-vf',
@@ -232,12 +234,25 @@ export class VideoPreviews {
     });
   }
 
-  /** What ffmpeg opens: the local file itself, or a short-lived URL of the object in the bucket. */
-  private async sourceOf(key: string): Promise<string | null> {
-    // `file:` and an absolute path: no name can be taken for an option or another protocol.
-    if (this.files.localPath) return `file:${resolve(this.files.localPath(key))}`;
-    if (this.files.presignGet) return this.files.presignGet(key, 15 * 60);
-    return null;
+  /**
+   * What ffmpeg opens (the local file itself, or a short-lived URL of the object in the bucket), as
+   * the input options and the input. A participant can put any bytes in their outputs (an upload
+   * with `type=output`): a "video" that is really an HLS or concat playlist would make ffmpeg read
+   * other files or URLs. Only the protocol the source needs and only video container demuxers are
+   * allowed, so such a file is simply not a video.
+   */
+  private async sourceOf(key: string): Promise<string[] | null> {
+    let protocols: string;
+    let url: string;
+    if (this.files.localPath) {
+      // `file:` and an absolute path: no name can be taken for an option or another protocol.
+      url = `file:${resolve(this.files.localPath(key))}`;
+      protocols = 'file';
+    } else if (this.files.presignGet) {
+      url = await this.files.presignGet(key, 15 * 60);
+      protocols = 'http,https,tcp,tls';
+    } else return null;
+    return ['-protocol_whitelist', protocols, '-format_whitelist', VIDEO_DEMUXERS, '-i', url];
   }
 
   private once<T>(id: string, work: () => Promise<T>): Promise<T> {

@@ -1,0 +1,66 @@
+/**
+ * Posters and durations with the S3 file store (a real s3rver): ffprobe and ffmpeg read the video
+ * through a short-lived presigned URL, seeking with HTTP ranges, instead of a local file.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startS3Server, type S3ServerHandle } from '../../test/support/s3-server.js';
+import { S3FileStore } from '../files/s3-file-store.js';
+import { VideoPreviews } from './video-previews.js';
+
+const CLIP = readFileSync(new URL('../../test/fixtures/video/seek-4s.mp4', import.meta.url));
+const hasTools = (() => {
+  try {
+    execFileSync('sh', ['-c', 'command -v ffprobe && command -v ffmpeg'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+describe.skipIf(!hasTools)('video previews from S3', () => {
+  let s3: S3ServerHandle;
+  let files: S3FileStore;
+  let dir: string;
+  const saved: Record<string, string | undefined> = {};
+
+  beforeAll(async () => {
+    s3 = await startS3Server({ buckets: ['files'] });
+    for (const [k, v] of Object.entries(s3.env)) {
+      saved[k] = process.env[k];
+      process.env[k] = v;
+    }
+    files = new S3FileStore({
+      bucket: 'files',
+      prefix: `previews-${randomUUID()}/`,
+      endpoint: s3.endpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
+    });
+    dir = mkdtempSync(join(tmpdir(), 'cm-previews-s3-'));
+  }, 60_000);
+
+  afterAll(async () => {
+    files?.close?.();
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+    await s3?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('probes and makes the poster through a presigned URL', async () => {
+    await files.write('user001/output/job1/clip.mp4', CLIP);
+    const s = (await files.stat('user001/output/job1/clip.mp4'))!;
+    const previews = new VideoPreviews(files, { ffprobe: 'ffprobe', ffmpeg: 'ffmpeg', cacheDir: dir });
+    expect(await previews.info(s)).toEqual({ durationSec: expect.closeTo(4, 1), width: 160, height: 120 });
+    const jpg = await previews.poster(s);
+    expect(jpg).not.toBeNull();
+    expect(readFileSync(jpg!).subarray(0, 3).toString('hex')).toBe('ffd8ff');
+  }, 60_000);
+});
