@@ -59,6 +59,10 @@ if (wanted('ranges')) {
   results.ranges = await optional('ranges', async () => (await import('./ranges.js')).benchRanges());
 }
 
+if (wanted('video')) {
+  results.video = await optional('video', async () => (await import('./video.js')).benchVideo());
+}
+
 if (wanted('backup')) {
   results.backup = await optional('backup', async () => (await import('./backup.js')).benchBackup());
 }
