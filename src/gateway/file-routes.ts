@@ -277,8 +277,19 @@ export function fileRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     }
   };
 
-  both(app, 'POST', '/upload/image', async (request, reply) => upload(request, reply, false));
-  both(app, 'POST', '/upload/mask', async (request, reply) => upload(request, reply, true));
+  // The ComfyUI frontend shows a failed upload as `<status> - <statusText>` and never reads the
+  // body: the limit goes into the reason phrase too (HTTP/1.1 only; HTTP/2 has none).
+  const withReason = async (request: FastifyRequest, reply: FastifyReply, mask: boolean) => {
+    try {
+      return await upload(request, reply, mask);
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'PAYLOAD_TOO_LARGE')
+        reply.raw.statusMessage = `Payload Too Large (upload limit ${readableSize(limit)})`;
+      throw err;
+    }
+  };
+  both(app, 'POST', '/upload/image', async (request, reply) => withReason(request, reply, false));
+  both(app, 'POST', '/upload/mask', async (request, reply) => withReason(request, reply, true));
 
   for (const prefix of ['/internal', '/api/internal']) {
     app.get(`${prefix}/files/:directoryType`, async (request, reply) => {

@@ -126,6 +126,8 @@ describe('video inputs', () => {
       duplex: 'half',
     } as RequestInit);
     expect(r.status).toBe(413);
+    // What the ComfyUI frontend's toast shows: `413 - <statusText>`.
+    expect(r.statusText).toBe('Payload Too Large (upload limit 64 KB)');
     const err = ((await r.json()) as { error: { code: string; message: string } }).error;
     expect(err.code).toBe('PAYLOAD_TOO_LARGE');
     expect(err.message).toContain('64 KB');
