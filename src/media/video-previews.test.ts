@@ -133,6 +133,18 @@ describe.skipIf(!FFPROBE || !FFMPEG)('video previews with ffprobe/ffmpeg', () =>
     expect(await previews.durationsAvailable()).toBe(true);
   }, 30_000);
 
+  it('still answers with a cache it cannot write (durations), and never throws', async () => {
+    writeFileSync(join(dir, 'not-a-folder'), '');
+    const broken = new VideoPreviews(files, {
+      ffprobe: FFPROBE!,
+      ffmpeg: FFMPEG!,
+      cacheDir: join(dir, 'not-a-folder', 'cache'),
+    });
+    const s = await stat('u/output/a/clip.mp4');
+    expect((await broken.info(s))?.width).toBe(160);
+    expect(await broken.poster(s)).toBeNull();
+  }, 30_000);
+
   it('refuses a playlist posing as a video (it would read other files)', async () => {
     // An HLS playlist named .mp4 that points at a real clip elsewhere on the machine: ffmpeg
     // would happily probe and decode that clip through it.

@@ -174,7 +174,11 @@ export class VideoPreviews {
         if (err instanceof Unavailable) return null; // not this file's fault: do not remember it
         result = null;
       }
-      await writeAtomically(`${base}.json`, JSON.stringify(result ? { ok: true, ...result } : { ok: false }));
+      // An unwritable cache costs a probe per page load, not the answer.
+      await writeAtomically(
+        `${base}.json`,
+        JSON.stringify(result ? { ok: true, ...result } : { ok: false }),
+      ).catch(() => undefined);
       return result;
     });
   }
@@ -193,7 +197,6 @@ export class VideoPreviews {
       const source = await this.sourceOf(file.key);
       if (!source) return null;
       const at = Math.min(1, ((await this.info(file))?.durationSec ?? 0) / 10);
-      await mkdir(join(base, '..'), { recursive: true, mode: 0o700 });
       const tmp = `${base}.${randomUUID()}.partial.jpg`;
       const frame = (seek: number) =>
         this.run(this.opts.ffmpeg, [
@@ -219,6 +222,7 @@ export class VideoPreviews {
           tmp,
         ]);
       try {
+        await mkdir(join(base, '..'), { recursive: true, mode: 0o700 });
         await frame(at);
         // Seeking past the last frame writes nothing: try the very first frame.
         if (!(await exists(tmp))) await frame(0);
@@ -226,9 +230,9 @@ export class VideoPreviews {
         await rename(tmp, jpg);
         return jpg;
       } catch (err) {
-        await rm(tmp, { force: true });
+        await rm(tmp, { force: true }).catch(() => undefined);
         if (err instanceof Unavailable) return null;
-        await writeAtomically(`${base}.nojpg`, '');
+        await writeAtomically(`${base}.nojpg`, '').catch(() => undefined);
         return null;
       }
     });
