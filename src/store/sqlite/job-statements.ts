@@ -57,7 +57,7 @@ export function prepareJobStatements(db: Database.Database) {
     ),
     setFront: db.prepare<[number, number], unknown>('UPDATE jobs SET front = ? WHERE seq = ?'),
     expired: db.prepare<[number], JobStateRow>(
-      `SELECT seq, user, status, attempts, started_at FROM jobs INDEXED BY jobs_lease
+      `SELECT seq, user, status, attempts, started_at, served_before FROM jobs INDEXED BY jobs_lease
        WHERE status = 'running' AND lease_expires_at <= ? ORDER BY lease_expires_at, seq`,
     ),
     ping: db.prepare<[], unknown>('SELECT 1'),

@@ -221,7 +221,7 @@ export class SqliteStore implements JobStore {
   async release(jobId: string, attempt: number, _now: number): Promise<TransitionResult> {
     return this.settle(jobId, attempt, 'pending', (st) => {
       this.s.requeue.run(1, st.seq);
-      this.users.apply(st.user, { running: -1, pending: 1 }, true);
+      this.users.apply(st.user, { running: -1, pending: 1, unserve: st.served_before }, true);
     });
   }
 
@@ -257,7 +257,7 @@ export class SqliteStore implements JobStore {
           failed.push(st.seq);
         } else {
           this.s.requeue.run(0, st.seq);
-          this.users.apply(st.user, { running: -1, pending: 1 }, true);
+          this.users.apply(st.user, { running: -1, pending: 1, unserve: st.served_before }, true);
           requeued.push(st.seq);
         }
       }
