@@ -8,7 +8,6 @@ import { CARDS_FILE, updateLoginMaterial } from '../auth/login-material-update.j
 import { participantsFilePath } from '../auth/login-material.js';
 import { publicBaseUrl } from '../config/public-url.js';
 import { AppError } from '../errors.js';
-import { toAppError } from '../http/error-handler.js';
 import { parse } from '../http/parse.js';
 import type { Services } from '../services.js';
 import { PRIORITIES, QUEUE_MODES, type QueueLimits } from '../store/types.js';
@@ -68,18 +67,9 @@ export function adminApiRoutes(app: FastifyInstance, services: Services, rt: Adm
     rt.csrf.check(request);
     const by = request.principal!.name;
     const details: Record<string, unknown> = {};
-    try {
-      const result = await fn(details);
-      await audit.record({ by, action, target, details, ok: true });
-      request.log.info({ by, action, target, details }, 'instructor action');
-      return result;
-    } catch (err) {
-      const e = toAppError(err);
-      await audit
-        .record({ by, action, target, details, ok: false, error: e.code })
-        .catch((auditErr: unknown) => request.log.error({ err: auditErr }, 'could not write the audit log'));
-      throw err;
-    }
+    const result = await audit.audited(by, action, target, fn, details);
+    request.log.info({ by, action, target, details }, 'instructor action');
+    return result;
   }
 
   app.get('/me', async (request, reply): Promise<MeInfo> => {

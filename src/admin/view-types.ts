@@ -115,6 +115,7 @@ export interface FailureRow {
 }
 
 export const AUDIT_ACTIONS = [
+  'job.submit',
   'job.cancel',
   'job.front',
   'job.priority',
@@ -123,6 +124,7 @@ export const AUDIT_ACTIONS = [
   'queue.resume',
   'queue.limits',
   'user.limits',
+  'user.priority',
   'user.reset_password',
   'worker.drain',
   'worker.undrain',
