@@ -14,7 +14,10 @@ export interface QueueInfo {
   mode: QueueMode;
   paused: boolean;
   limits: QueueLimits;
+  /** `running` is what ComfyUI executes (or nobody knows: its worker went away); not `next`. */
   counts: StatusCounts;
+  /** Jobs sent ahead to a GPU that ComfyUI has not started yet. */
+  next: number;
 }
 
 /** A waiting job, in the order the active policy will serve it. */
@@ -89,7 +92,9 @@ export interface ParticipantRow {
   /** Open ComfyUI tabs (WebSockets on `/<user>/ws`); 0 = offline. */
   online: number;
   pending: number;
+  /** Running in ComfyUI; jobs sent ahead to a GPU are `next`. */
   running: number;
+  next: number;
   completed: number;
   failed: number;
   cancelled: number;

@@ -23,6 +23,7 @@ import {
   storeStatusesOf,
 } from './history-shape.js';
 import { checkPrompt } from './prompt-check.js';
+import { sentAheadJobs } from '../dispatch/worker-registry.js';
 
 /** ComfyUI's `execution.SENSITIVE_EXTRA_DATA_KEYS`: never stored, never shown back. */
 const SENSITIVE_EXTRA_DATA_KEYS = ['auth_token_comfy_org', 'api_key_comfy_org'];
@@ -178,13 +179,23 @@ export function queueRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     { bodyLimit: deps.config.BODY_LIMIT },
   );
 
+  /** The user's jobs sent ahead to a GPU that ComfyUI has not started: shown pending, not running. */
+  const sentAhead = (user: string): ReadonlySet<string> =>
+    new Set(sentAheadJobs(deps.workers?.online() ?? [], user).keys());
+
   both(app, 'GET', '/queue', async (request) => {
     const user = userOf(request);
     const [running, pending] = await Promise.all([
       store.listJobs({ user, status: 'running', limit: 500, order: 'asc' }),
       store.listJobs({ user, status: 'pending', limit: 500, order: 'asc' }),
     ]);
-    return { queue_running: running.jobs.map(queueTuple), queue_pending: pending.jobs.map(queueTuple) };
+    const ahead = sentAhead(user);
+    const next = running.jobs.filter((j) => ahead.has(j.id));
+    return {
+      queue_running: running.jobs.filter((j) => !ahead.has(j.id)).map(queueTuple),
+      // Sent ahead first: they start before anything still in the central queue.
+      queue_pending: [...next, ...pending.jobs].map(queueTuple),
+    };
   });
 
   both(app, 'POST', '/queue', async (request, reply) => {
@@ -308,10 +319,16 @@ export function queueRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     }
     const workflowId = q(request, 'workflow_id');
 
-    const jobs = (await userJobs(store, user, [...new Set(storeStatusesOf(statuses))])).filter(
+    // A job sent ahead is `pending` to ComfyUI's eyes until ComfyUI starts it.
+    const ahead = sentAhead(user);
+    const wanted = new Set(storeStatusesOf(statuses));
+    if (wanted.has('pending')) wanted.add('running');
+    const jobs = (await userJobs(store, user, [...wanted])).filter(
       (j) => j.status === 'pending' || j.status === 'running' || inHistory(j),
     );
-    let items = jobs.map((j) => jobItem(j));
+    let items = jobs
+      .map((j) => jobItem(j, false, ahead.has(j.id)))
+      .filter((i) => statuses.includes(i.status as ComfyJobStatus));
     if (workflowId) items = items.filter((i) => i.workflow_id === workflowId);
     const key =
       sortBy === 'execution_duration'
@@ -333,7 +350,7 @@ export function queueRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     if (!job || !(job.status === 'pending' || job.status === 'running' || inHistory(job))) {
       return reply.status(404).send({ error: 'Job not found' });
     }
-    return jobItem(job, true);
+    return jobItem(job, true, sentAhead(userOf(request)).has(job.id));
   });
 
   const cancelOwn = async (user: string, id: string): Promise<boolean> => {

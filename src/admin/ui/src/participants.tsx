@@ -56,6 +56,7 @@ function Row({ ctx, p }: { ctx: Ctx; p: ParticipantRow }) {
       </td>
       <td class="num">{p.pending || <span class="muted">0</span>}</td>
       <td class="num">{p.running || <span class="muted">0</span>}</td>
+      <td class="num">{p.next || <span class="muted">0</span>}</td>
       <td class="num">{p.completed || <span class="muted">0</span>}</td>
       <td class="num">{p.failed ? <span class="bad">{p.failed}</span> : <span class="muted">0</span>}</td>
       <td class="num">{p.gpuSeconds > 0 ? shortDuration(p.gpuSeconds) : <span class="muted">—</span>}</td>
@@ -115,7 +116,10 @@ export function ParticipantsSection({ ctx }: { ctx: Ctx }) {
                   <abbr title="Jobs waiting">Wait</abbr>
                 </th>
                 <th scope="col" class="num">
-                  <abbr title="Jobs running">Run</abbr>
+                  <abbr title="Jobs running in ComfyUI">Run</abbr>
+                </th>
+                <th scope="col" class="num">
+                  <abbr title="Jobs sent ahead to a GPU, not started yet">Next</abbr>
                 </th>
                 <th scope="col" class="num">
                   <abbr title="Jobs completed">Done</abbr>
