@@ -7,6 +7,7 @@ import {
   type WorkerRegistry,
 } from '../dispatch/worker-registry.js';
 import type { QueueService } from '../scheduler/queue-service.js';
+import { userLevels } from '../scheduler/user-priority.js';
 import type { Job, JobStore } from '../store/types.js';
 import type { AuditLog } from './audit-log.js';
 import type { BroadcastService } from '../broadcast/broadcast.js';
@@ -261,10 +262,11 @@ export class LiveState {
   }
 
   private async participants(): Promise<ParticipantRow[]> {
-    const [accounts, counters, settings] = await Promise.all([
+    const [accounts, counters, settings, levels] = await Promise.all([
       this.deps.accounts.list(),
       this.deps.store.userCounters(),
       this.deps.store.getSettings(),
+      userLevels(this.deps.store),
     ]);
     const byUser = new Map(counters.map((c) => [c.user, c]));
     const roles = new Map(accounts.map((a) => [a.name, a.role]));
@@ -293,6 +295,7 @@ export class LiveState {
         gpuSeconds: Math.round((c?.gpuMs ?? 0) / 1000),
         lastActivityAt: c?.lastActivityAt ?? null,
         limits: override && Object.keys(override).length > 0 ? { ...override } : null,
+        priority: levels[user] ?? null,
       });
     }
     return rows.sort((a, b) => (a.user < b.user ? -1 : a.user > b.user ? 1 : 0));

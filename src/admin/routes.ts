@@ -11,6 +11,7 @@ import { AppError } from '../errors.js';
 import { parse } from '../http/parse.js';
 import type { Services } from '../services.js';
 import { PRIORITIES, QUEUE_MODES, type QueueLimits } from '../store/types.js';
+import { USER_LEVELS } from '../scheduler/user-priority.js';
 import { VERSION } from '../version.js';
 import type { AdminRuntime } from './runtime.js';
 import { CSRF_HEADER, checkSameOrigin } from './csrf.js';
@@ -34,6 +35,7 @@ const userLimitsBody = z.strictObject({
   maxRunningPerUser: runningLimit.nullable().optional(),
 });
 const drainBody = z.strictObject({ draining: z.boolean() });
+const userPriorityBody = z.strictObject({ priority: z.enum(USER_LEVELS).nullable() });
 const broadcastBody = z.strictObject({ message: z.string().max(1000) });
 const auditQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(200).default(100) });
 
@@ -191,6 +193,20 @@ export function adminApiRoutes(app: FastifyInstance, services: Services, rt: Adm
       d.to = { ...current };
       const s = await queue.updateSettings({ userLimits });
       return { user, limits: s.userLimits[user] ?? null, defaults: s.limits };
+    });
+  });
+
+  // Raise (or lower) one participant: all their jobs, waiting now and queued later.
+  app.post('/users/:user/priority', (request) => {
+    const { user } = parse(userParams, request.params);
+    const { priority } = parse(userPriorityBody, request.body);
+    return act(request, 'user.priority', user, async (d) => {
+      if (!(await accounts.get(user))) throw new AppError('USER_NOT_FOUND', `No user named ${user}.`);
+      d.to = priority;
+      const r = await queue.setUserLevel(user, priority);
+      Object.assign(d, { from: r.from, jobsChanged: r.changed });
+      live.markDirty('participants');
+      return { user, priority, jobsChanged: r.changed };
     });
   });
 

@@ -102,6 +102,8 @@ export interface ParticipantRow {
   lastActivityAt: number | null;
   /** Per-user overrides of the queue limits, null when the defaults apply. */
   limits: Partial<QueueLimits> | null;
+  /** The participant's own level (all their jobs, now and later); null: `normal`. */
+  priority: 'high' | 'low' | null;
 }
 
 export interface FailureRow {
