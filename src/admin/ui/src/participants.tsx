@@ -40,6 +40,11 @@ function Row({ ctx, p }: { ctx: Ctx; p: ParticipantRow }) {
             own limits
           </span>
         ) : null}
+        {p.priority ? (
+          <span class="tag tag-front" title={`All jobs of ${p.user} have ${p.priority} priority`}>
+            {p.priority} priority
+          </span>
+        ) : null}
       </td>
       <td>
         {p.online > 0 ? (
@@ -71,6 +76,14 @@ function Row({ ctx, p }: { ctx: Ctx; p: ParticipantRow }) {
           onClick={() => ctx.open({ kind: 'user-limits', user: p.user })}
         >
           Limits
+        </button>
+        <button
+          type="button"
+          class="btn btn-small"
+          aria-label={`Priority of ${p.user}: ${p.priority ?? 'normal'}. Change`}
+          onClick={() => ctx.open({ kind: 'user-priority', user: p.user })}
+        >
+          Priority
         </button>
         <button
           type="button"
