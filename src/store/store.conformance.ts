@@ -759,6 +759,23 @@ export function runStoreConformance(name: string, open: OpenStore): void {
         expect(await store.countByStatus('a')).toMatchObject({ running: 1, pending: 0, completed: 1 });
       });
 
+      it('adopting a lapsed job uses its user’s turn again, as its claim did', async () => {
+        await store.updateSettings({ mode: 'round_robin', limits: { maxRunningPerUser: 5 } });
+        const a1 = await add('a');
+        const a2 = await add('a');
+        must(await claim('w1'));
+        const b1 = await add('b');
+        await store.requeueExpired(T0 + LEASE, 3);
+        // Handed back, a1 goes ahead of b again…
+        expect(ids(await store.pendingInOrder(10))).toEqual(ids([a1, b1, a2]));
+        // …but once its worker takes it back, a has had its turn: b goes before a2.
+        expect(await store.adopt(a1.id, 'w1', 1, LEASE, T0 + LEASE + 1)).toBe(true);
+        expect(ids(await store.pendingInOrder(10))).toEqual(ids([b1, a2]));
+        // Handed back once more, the turn comes back again.
+        await store.release(a1.id, 1, T0 + LEASE + 2);
+        expect(ids(await store.pendingInOrder(10))).toEqual(ids([a1, b1, a2]));
+      });
+
       it('adopt survives a reopen like any other state', async () => {
         if (!ctx.reopen) return;
         const a = await add('a');

@@ -212,8 +212,10 @@ export class SqliteStore implements JobStore {
       if (this.s.renew.run(now + leaseMs, jobId, workerId, attempt).changes === 1) return true;
       const st = this.jobs.state(jobId);
       if (!st || st.status !== 'pending' || attempt < 1 || st.attempts !== attempt) return false;
-      this.s.adopt.run(workerId, now + leaseMs, now, st.seq);
-      this.users.apply(st.user, { pending: -1, running: 1 }, true);
+      // Running again uses the user's turn again, exactly as its claim did (a hand-back gave it back).
+      const before = this.s.lastServed.get(st.user) ?? 0;
+      this.s.adopt.run(workerId, now + leaseMs, now, before, st.seq);
+      this.users.apply(st.user, { pending: -1, running: 1, served: this.s.nextServe.get()! }, true);
       return true;
     });
   }
