@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { toAppError } from '../http/error-handler.js';
 import type { BlobStore } from '../store/types.js';
 import type { AuditAction, AuditEntry } from './view-types.js';
 
@@ -79,6 +80,32 @@ export class AuditLog extends EventEmitter<{ entry: [AuditEntry] }> {
     this.emit('entry', entry);
     if (++this.appended % 100 === 0) void this.prune().catch(() => {});
     return entry;
+  }
+
+  /**
+   * Runs one instructor action and records it either way: `ok` with the details `fn` filled in, or
+   * the error code it failed with (then the error is rethrown). Every state-changing call of the
+   * dashboard and of `/api/v1` goes through here, so the activity log misses none.
+   */
+  async audited<T>(
+    by: string,
+    action: AuditAction,
+    target: string | null,
+    fn: (details: Record<string, unknown>) => Promise<T>,
+    details: Record<string, unknown> = {},
+  ): Promise<T> {
+    let result: T;
+    try {
+      result = await fn(details);
+    } catch (err) {
+      // A failed write of the log must not hide the action's own error.
+      await this.record({ by, action, target, details, ok: false, error: toAppError(err).code }).catch(
+        () => {},
+      );
+      throw err;
+    }
+    await this.record({ by, action, target, details, ok: true });
+    return result;
   }
 
   /** The most recent entries, newest first. */

@@ -1,7 +1,13 @@
 import type { AccountService } from '../auth/account-service.js';
 import { workflowName } from '../comfy/prompt-tools.js';
-import { statusOf, type WorkerEntry, type WorkerRegistry } from '../dispatch/worker-registry.js';
+import {
+  sentAheadJobs,
+  statusOf,
+  type WorkerEntry,
+  type WorkerRegistry,
+} from '../dispatch/worker-registry.js';
 import type { QueueService } from '../scheduler/queue-service.js';
+import { userLevels } from '../scheduler/user-priority.js';
 import type { Job, JobStore } from '../store/types.js';
 import type { AuditLog } from './audit-log.js';
 import type { BroadcastService } from '../broadcast/broadcast.js';
@@ -137,7 +143,14 @@ export class LiveState {
       this.deps.store.getSettings(),
       this.deps.store.countByStatus(),
     ]);
-    return { mode: settings.mode, paused: settings.paused, limits: settings.limits, counts };
+    const next = Math.min(sentAheadJobs(this.deps.workers.online()).size, counts.running);
+    return {
+      mode: settings.mode,
+      paused: settings.paused,
+      limits: settings.limits,
+      counts: { ...counts, running: counts.running - next },
+      next,
+    };
   }
 
   private async pending(): Promise<PendingRow[]> {
@@ -249,10 +262,11 @@ export class LiveState {
   }
 
   private async participants(): Promise<ParticipantRow[]> {
-    const [accounts, counters, settings] = await Promise.all([
+    const [accounts, counters, settings, levels] = await Promise.all([
       this.deps.accounts.list(),
       this.deps.store.userCounters(),
       this.deps.store.getSettings(),
+      userLevels(this.deps.store),
     ]);
     const byUser = new Map(counters.map((c) => [c.user, c]));
     const roles = new Map(accounts.map((a) => [a.name, a.role]));
@@ -260,22 +274,28 @@ export class LiveState {
     const names = new Set<string>(accounts.filter((a) => a.role === 'participant').map((a) => a.name));
     for (const c of counters)
       if (c.pending + c.running + c.completed + c.failed + c.cancelled > 0) names.add(c.user);
+    const nextByUser = new Map<string, number>();
+    for (const u of sentAheadJobs(this.deps.workers.online()).values())
+      nextByUser.set(u, (nextByUser.get(u) ?? 0) + 1);
     const rows: ParticipantRow[] = [];
     for (const user of names) {
       const c = byUser.get(user);
+      const next = Math.min(nextByUser.get(user) ?? 0, c?.running ?? 0);
       const override = settings.userLimits[user];
       rows.push({
         user,
         role: roles.get(user) ?? 'participant',
         online: this.deps.tracker.tabsOf(user),
         pending: c?.pending ?? 0,
-        running: c?.running ?? 0,
+        running: (c?.running ?? 0) - next,
+        next,
         completed: c?.completed ?? 0,
         failed: c?.failed ?? 0,
         cancelled: c?.cancelled ?? 0,
         gpuSeconds: Math.round((c?.gpuMs ?? 0) / 1000),
         lastActivityAt: c?.lastActivityAt ?? null,
         limits: override && Object.keys(override).length > 0 ? { ...override } : null,
+        priority: levels[user] ?? null,
       });
     }
     return rows.sort((a, b) => (a.user < b.user ? -1 : a.user > b.user ? 1 : 0));

@@ -8,10 +8,10 @@ import { CARDS_FILE, updateLoginMaterial } from '../auth/login-material-update.j
 import { participantsFilePath } from '../auth/login-material.js';
 import { publicBaseUrl } from '../config/public-url.js';
 import { AppError } from '../errors.js';
-import { toAppError } from '../http/error-handler.js';
 import { parse } from '../http/parse.js';
 import type { Services } from '../services.js';
 import { PRIORITIES, QUEUE_MODES, type QueueLimits } from '../store/types.js';
+import { USER_LEVELS } from '../scheduler/user-priority.js';
 import { VERSION } from '../version.js';
 import type { AdminRuntime } from './runtime.js';
 import { CSRF_HEADER, checkSameOrigin } from './csrf.js';
@@ -35,6 +35,7 @@ const userLimitsBody = z.strictObject({
   maxRunningPerUser: runningLimit.nullable().optional(),
 });
 const drainBody = z.strictObject({ draining: z.boolean() });
+const userPriorityBody = z.strictObject({ priority: z.enum(USER_LEVELS).nullable() });
 const broadcastBody = z.strictObject({ message: z.string().max(1000) });
 const auditQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(200).default(100) });
 
@@ -68,18 +69,9 @@ export function adminApiRoutes(app: FastifyInstance, services: Services, rt: Adm
     rt.csrf.check(request);
     const by = request.principal!.name;
     const details: Record<string, unknown> = {};
-    try {
-      const result = await fn(details);
-      await audit.record({ by, action, target, details, ok: true });
-      request.log.info({ by, action, target, details }, 'instructor action');
-      return result;
-    } catch (err) {
-      const e = toAppError(err);
-      await audit
-        .record({ by, action, target, details, ok: false, error: e.code })
-        .catch((auditErr: unknown) => request.log.error({ err: auditErr }, 'could not write the audit log'));
-      throw err;
-    }
+    const result = await audit.audited(by, action, target, fn, details);
+    request.log.info({ by, action, target, details }, 'instructor action');
+    return result;
   }
 
   app.get('/me', async (request, reply): Promise<MeInfo> => {
@@ -201,6 +193,20 @@ export function adminApiRoutes(app: FastifyInstance, services: Services, rt: Adm
       d.to = { ...current };
       const s = await queue.updateSettings({ userLimits });
       return { user, limits: s.userLimits[user] ?? null, defaults: s.limits };
+    });
+  });
+
+  // Raise (or lower) one participant: all their jobs, waiting now and queued later.
+  app.post('/users/:user/priority', (request) => {
+    const { user } = parse(userParams, request.params);
+    const { priority } = parse(userPriorityBody, request.body);
+    return act(request, 'user.priority', user, async (d) => {
+      if (!(await accounts.get(user))) throw new AppError('USER_NOT_FOUND', `No user named ${user}.`);
+      d.to = priority;
+      const r = await queue.setUserLevel(user, priority);
+      Object.assign(d, { from: r.from, jobsChanged: r.changed });
+      live.markDirty('participants');
+      return { user, priority, jobsChanged: r.changed };
     });
   });
 

@@ -143,9 +143,11 @@ export async function createAdminRuntime(
       unsubscribes.push(() => queue.off('event', onQueue));
       unsubscribes.push(
         bus.subscribeAll((m) => {
-          // Progress, current node and ComfyUI starting a job: what the worker cards show.
-          if (m.kind === 'event' || (m.kind === 'status' && m.status === 'started'))
-            live.markDirty('workers');
+          // Progress, current node and ComfyUI starting a job: what the worker cards show. A start
+          // also turns a job sent ahead (next) into a running one in the tiles and participants.
+          if (m.kind === 'event') live.markDirty('workers');
+          else if (m.kind === 'status' && m.status === 'started')
+            live.markDirty('workers', 'queue', 'participants');
         }),
       );
       // A worker (re)connecting may bring a new mirrored frontend (shown in the health footer).

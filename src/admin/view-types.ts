@@ -14,7 +14,10 @@ export interface QueueInfo {
   mode: QueueMode;
   paused: boolean;
   limits: QueueLimits;
+  /** `running` is what ComfyUI executes (or nobody knows: its worker went away); not `next`. */
   counts: StatusCounts;
+  /** Jobs sent ahead to a GPU that ComfyUI has not started yet. */
+  next: number;
 }
 
 /** A waiting job, in the order the active policy will serve it. */
@@ -89,7 +92,9 @@ export interface ParticipantRow {
   /** Open ComfyUI tabs (WebSockets on `/<user>/ws`); 0 = offline. */
   online: number;
   pending: number;
+  /** Running in ComfyUI; jobs sent ahead to a GPU are `next`. */
   running: number;
+  next: number;
   completed: number;
   failed: number;
   cancelled: number;
@@ -97,6 +102,8 @@ export interface ParticipantRow {
   lastActivityAt: number | null;
   /** Per-user overrides of the queue limits, null when the defaults apply. */
   limits: Partial<QueueLimits> | null;
+  /** The participant's own level (all their jobs, now and later); null: `normal`. */
+  priority: 'high' | 'low' | null;
 }
 
 export interface FailureRow {
@@ -115,6 +122,7 @@ export interface FailureRow {
 }
 
 export const AUDIT_ACTIONS = [
+  'job.submit',
   'job.cancel',
   'job.front',
   'job.priority',
@@ -123,6 +131,7 @@ export const AUDIT_ACTIONS = [
   'queue.resume',
   'queue.limits',
   'user.limits',
+  'user.priority',
   'user.reset_password',
   'worker.drain',
   'worker.undrain',

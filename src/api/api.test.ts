@@ -292,8 +292,8 @@ describe('bad input', () => {
   const cases: [string, Record<string, unknown>, number, string][] = [
     ['unknown user', { user: 'nobody', prompt: PROMPT }, 404, 'USER_NOT_FOUND'],
     ['no prompt', { user: 'alice' }, 400, 'VALIDATION_FAILED'],
-    ['empty prompt', { user: 'alice', prompt: {} }, 400, 'VALIDATION_FAILED'],
-    ['node without class_type', { user: 'alice', prompt: { '1': { inputs: {} } } }, 400, 'VALIDATION_FAILED'],
+    ['empty prompt', { user: 'alice', prompt: {} }, 400, 'INVALID_PROMPT'],
+    ['node without class_type', { user: 'alice', prompt: { '1': { inputs: {} } } }, 400, 'INVALID_PROMPT'],
     ['bad priority', { user: 'alice', prompt: PROMPT, priority: 'urgent' }, 400, 'VALIDATION_FAILED'],
     ['unknown field', { user: 'alice', prompt: PROMPT, evil: 1 }, 400, 'VALIDATION_FAILED'],
     ['bad user name', { user: '../etc', prompt: PROMPT }, 400, 'VALIDATION_FAILED'],

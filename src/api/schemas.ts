@@ -20,7 +20,8 @@ export const apiPromptSchema = z
 
 export const createJobBody = z.strictObject({
   user: userNameSchema,
-  prompt: apiPromptSchema,
+  /** Checked by `checkPrompt` exactly as `/<user>/api/prompt` checks it (ComfyUI's error body). */
+  prompt: z.unknown(),
   priority: z.enum(PRIORITIES).optional(),
   front: z.boolean().optional(),
   metadata: z.record(z.string(), z.unknown()).optional(),

@@ -47,6 +47,8 @@ export class Dispatcher {
   private again = false;
   /** Pending jobs that became more urgent while every slot was full (see {@link preempt}). */
   private readonly urgent = new Set<string>();
+  /** The queue is paused (as of the last settings event): jobs sent ahead are taken back. */
+  private paused = false;
   /** Applies what workers report about their jobs (heartbeats, events, outcomes). */
   readonly reports: WorkerReports;
 
@@ -75,6 +77,15 @@ export class Dispatcher {
     this.queue.on('event', this.onEvent);
     this.queue.setLeaseKeeper(() => this.keepLeases());
     this.trigger();
+    // Paused before this process started: settings events only report changes.
+    this.queue.store.getSettings().then(
+      (s) => {
+        if (!s.paused || this.paused) return;
+        this.paused = true;
+        this.takeBackSentAhead('queue paused');
+      },
+      (err: unknown) => this.logger.warn({ err }, 'could not read the queue settings'),
+    );
   }
 
   /**
@@ -199,7 +210,32 @@ export class Dispatcher {
       return false;
     }
     this.logger.debug({ jobId: job.id, attempt: job.attempts, workerId: worker.id }, 'job assigned');
+    // Claimed just before a pause took effect: it must not start either.
+    if (this.paused) this.requestRelease(worker, held, 'queue paused');
     return true;
+  }
+
+  /**
+   * Pause means nothing new starts: every job sent ahead to a worker that ComfyUI has not started
+   * is asked back. The agent takes it out of ComfyUI's queue (or keeps it, if ComfyUI started it
+   * meanwhile) and answers `job_released`; the job returns to its old place in the queue.
+   */
+  private takeBackSentAhead(why: string): void {
+    for (const worker of this.registry.online()) {
+      for (const held of worker.held.values()) {
+        if (held.state !== 'running') this.requestRelease(worker, held, why);
+      }
+    }
+  }
+
+  private requestRelease(worker: WorkerEntry, held: HeldJob, why: string): void {
+    if (held.releaseRequested || held.cancelRequested || !worker.link?.open) return;
+    held.releaseRequested = true;
+    const sent = worker.link.send({ type: 'release', jobId: held.jobId, attempt: held.attempt });
+    this.logger.info(
+      { jobId: held.jobId, workerId: worker.id, why, sent },
+      'asked a worker to give a job back',
+    );
   }
 
   // ---- priority changes while every slot is full ------------------------------------------------
@@ -225,16 +261,7 @@ export class Dispatcher {
       if ((await this.queue.store.countByStatus(job.user)).running >= limit) continue;
       const victim = this.releasable().find(({ held }) => outranks(job, held, settings.mode));
       if (!victim) continue;
-      victim.held.releaseRequested = true;
-      const sent = victim.worker.link?.send({
-        type: 'release',
-        jobId: victim.held.jobId,
-        attempt: victim.held.attempt,
-      });
-      this.logger.info(
-        { jobId: victim.held.jobId, workerId: victim.worker.id, for: job.id, sent },
-        'asked a worker to give back a prefetched job for a more urgent one',
-      );
+      this.requestRelease(victim.worker, victim.held, `a more urgent job: ${job.id}`);
     }
   }
 
@@ -260,6 +287,8 @@ export class Dispatcher {
   private handleQueueEvent(e: QueueEvent): void {
     try {
       if (e.type === 'settings') {
+        this.paused = e.settings.paused;
+        if (this.paused) this.takeBackSentAhead('queue paused');
         this.trigger();
         return;
       }
@@ -407,6 +436,11 @@ export class Dispatcher {
       return;
     }
     entry.registered = true;
+    // Jobs it re-announced but ComfyUI has not started stay off the GPU while the queue is paused.
+    if (this.paused) {
+      for (const held of entry.held.values())
+        if (held.state !== 'running') this.requestRelease(entry, held, 'queue paused');
+    }
     this.trigger();
   }
 

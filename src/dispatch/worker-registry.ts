@@ -332,3 +332,19 @@ export function toView(w: WorkerEntry): WorkerView {
     jobsFailed: w.failed,
   };
 }
+
+/**
+ * Jobs sent ahead: held by a connected worker but not started by its ComfyUI (assigned, or waiting
+ * in ComfyUI's own queue), as job id → user. The store counts them `running`; every view shows
+ * them as next instead, so "running" is only what ComfyUI executes.
+ */
+export function sentAheadJobs(
+  online: readonly { held: ReadonlyMap<string, { user: string; state: string }> }[],
+  user?: string,
+): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const w of online)
+    for (const [jobId, h] of w.held)
+      if (h.state !== 'running' && (user === undefined || h.user === user)) out.set(jobId, h.user);
+  return out;
+}

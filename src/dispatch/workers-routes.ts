@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
+import type { AuditLog } from '../admin/audit-log.js';
 import { AppError } from '../errors.js';
 import { parse } from '../http/parse.js';
 import type { Dispatcher } from './dispatcher.js';
@@ -17,7 +18,7 @@ const drainBody = z.strictObject({ draining: z.boolean().optional() });
  */
 export function workersRoutes(
   app: FastifyInstance,
-  deps: { workers: WorkerRegistry; dispatcher: Dispatcher },
+  deps: { workers: WorkerRegistry; dispatcher: Dispatcher; audit: AuditLog },
 ): void {
   app.get('/workers', () => ({ workers: deps.workers.list() }));
 
@@ -31,11 +32,15 @@ export function workersRoutes(
   app.post('/workers/:id/drain', (request) => {
     const { id } = parse(idParams, request.params);
     const body = parse(drainBody, request.body ?? {});
-    const view = deps.dispatcher.setDraining(id, body.draining ?? true);
-    request.log.info(
-      { by: request.principal?.name, workerId: id, draining: view.draining },
-      'worker drain changed',
-    );
-    return view;
+    const draining = body.draining ?? true;
+    const by = request.principal?.name ?? 'unknown';
+    // Audited like the dashboard's Drain.
+    return deps.audit.audited(by, draining ? 'worker.drain' : 'worker.undrain', id, async (d) => {
+      d.via = 'api';
+      const view = deps.dispatcher.setDraining(id, draining);
+      d.name = view.name;
+      request.log.info({ by, workerId: id, draining: view.draining }, 'worker drain changed');
+      return view;
+    });
   });
 }

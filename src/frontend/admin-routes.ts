@@ -30,21 +30,20 @@ export function frontendAdminRoutes(
 
   app.put('/frontend/current', async (request) => {
     const { versionId } = parse(useBody, request.body);
-    if (!deps.cache) {
-      throw new AppError(
-        'FRONTEND_NOT_WANTED',
-        'Frontends are not mirrored here (FRONTEND_DIR is set, or FRONTEND_MIRROR=false).',
-      );
-    }
-    const previous = deps.cache.current()?.id ?? null;
-    const v = await deps.cache.use(versionId);
-    await deps.audit.record({
-      by: request.principal?.name ?? 'unknown',
-      action: 'frontend.use',
-      target: v.id,
-      details: { label: v.label, previous },
-      ok: true,
+    const by = request.principal?.name ?? 'unknown';
+    // Audited whether it works or not, like every state-changing /api/v1 call.
+    return deps.audit.audited(by, 'frontend.use', versionId, async (d) => {
+      d.via = 'api';
+      if (!deps.cache) {
+        throw new AppError(
+          'FRONTEND_NOT_WANTED',
+          'Frontends are not mirrored here (FRONTEND_DIR is set, or FRONTEND_MIRROR=false).',
+        );
+      }
+      d.previous = deps.cache.current()?.id ?? null;
+      const v = await deps.cache.use(versionId);
+      d.label = v.label;
+      return deps.site.status();
     });
-    return deps.site.status();
   });
 }

@@ -192,9 +192,12 @@ function prune<T extends Record<string, unknown>>(o: T): Partial<T> {
   return out as Partial<T>;
 }
 
-/** One item of `GET /api/jobs`; `detail` adds what `GET /api/jobs/{id}` carries. */
-export function jobItem(job: Job, detail = false): Record<string, unknown> {
-  const status = comfyStatusOf(job.status);
+/**
+ * One item of `GET /api/jobs`; `detail` adds what `GET /api/jobs/{id}` carries. A job `sentAhead`
+ * (held by a GPU, not started by its ComfyUI) is `pending`, as it is in ComfyUI's own queue.
+ */
+export function jobItem(job: Job, detail = false, sentAhead = false): Record<string, unknown> {
+  const status = sentAhead && job.status === 'running' ? 'pending' : comfyStatusOf(job.status);
   const base = {
     id: job.id,
     status,

@@ -1,13 +1,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, QueueLimitError } from '../errors.js';
-import { apiPromptSchema } from '../api/schemas.js';
-import { validatePrompt } from '../comfy/validate-prompt.js';
-import type { ObjectInfo } from '../comfy/protocol.js';
-import { safeRelativePath, userFileKey } from '../files/safe-path.js';
-import type { ComfyPrompt, Job, JobStatus, JobStore } from '../store/types.js';
+import type { Job, JobStatus, JobStore } from '../store/types.js';
 import { isInstructor } from './access.js';
 import type { GatewayDeps } from './deps.js';
-import { currentEnv } from './environment.js';
 import {
   both,
   comfyPromptError,
@@ -27,18 +22,11 @@ import {
   queueTuple,
   storeStatusesOf,
 } from './history-shape.js';
+import { checkPrompt } from './prompt-check.js';
+import { sentAheadJobs } from '../dispatch/worker-registry.js';
 
 /** ComfyUI's `execution.SENSITIVE_EXTRA_DATA_KEYS`: never stored, never shown back. */
 const SENSITIVE_EXTRA_DATA_KEYS = ['auth_token_comfy_org', 'api_key_comfy_org'];
-/** Loader nodes whose file inputs ComfyUI checks for existence while validating. */
-const FILE_LOADERS = new Set([
-  'LoadImage',
-  'LoadImageMask',
-  'LoadImageOutput',
-  'LoadAudio',
-  'LoadVideo',
-  'LoadLatent',
-]);
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** Most of one user's jobs read for a history or jobs listing. */
 const MAX_SCAN = 5000;
@@ -77,33 +65,6 @@ async function tryCancel(deps: GatewayDeps, job: Job): Promise<boolean> {
       return false;
     throw err;
   }
-}
-
-/** `folder_paths.exists_annotated_filepath` over the user's own input/output/temp files. */
-async function fileChecker(
-  deps: GatewayDeps,
-  user: string,
-  prompt: unknown,
-): Promise<((name: string) => boolean) | undefined> {
-  if (!isObject(prompt)) return undefined;
-  const needed = Object.values(prompt).some(
-    (n) => isObject(n) && typeof n.class_type === 'string' && FILE_LOADERS.has(n.class_type),
-  );
-  if (!needed) return undefined;
-  const sets = new Map<string, Set<string>>();
-  for (const area of ['input', 'output', 'temp'] as const) {
-    const prefix = `${userFileKey(user, area)}/`;
-    sets.set(area, new Set((await deps.files.list(prefix)).map((f) => f.key.slice(prefix.length))));
-  }
-  return (name: string) => {
-    const m = /^(.*) \[(input|output|temp)\]$/.exec(name);
-    const area = m ? m[2]! : 'input';
-    try {
-      return sets.get(area)!.has(safeRelativePath(m ? m[1]! : name));
-    } catch {
-      return false;
-    }
-  };
 }
 
 function sendPromptError(reply: FastifyReply, status: number, body: unknown): FastifyReply {
@@ -164,42 +125,9 @@ export function queueRoutes(app: FastifyInstance, deps: GatewayDeps): void {
       const partial =
         Array.isArray(pet) && pet.every((x) => typeof x === 'string') ? (pet as string[]) : null;
 
-      let prompt: ComfyPrompt;
-      let outputs: string[] = [];
-      let nodeErrors: Record<string, unknown> = {};
-      const env = await currentEnv(store);
-      if (env) {
-        const exists = await fileChecker(deps, user, body.prompt);
-        const result = validatePrompt(body.prompt, env.objectInfo as ObjectInfo, {
-          partialExecutionTargets: partial,
-          ...(exists ? { inputFileExists: exists } : {}),
-        });
-        if (!result.ok) return sendPromptError(reply, result.status, result.body);
-        prompt = result.prompt;
-        outputs = result.outputs;
-        nodeErrors = result.nodeErrors;
-      } else {
-        // No worker ever described its ComfyUI: check the shape only; the worker validates later.
-        if (body.prompt === undefined)
-          return sendPromptError(
-            reply,
-            400,
-            comfyPromptError('no_prompt', 'No prompt provided', 'No prompt provided'),
-          );
-        const r = apiPromptSchema.safeParse(body.prompt);
-        if (!r.success) {
-          return sendPromptError(
-            reply,
-            400,
-            comfyPromptError(
-              'invalid_prompt',
-              'Invalid prompt',
-              r.error.issues[0]?.message ?? 'The prompt is malformed.',
-            ),
-          );
-        }
-        prompt = r.data as ComfyPrompt;
-      }
+      const checked = await checkPrompt(deps, user, body.prompt, partial);
+      if (!checked.ok) return sendPromptError(reply, checked.status, checked.body);
+      const { prompt, outputs, nodeErrors } = checked;
 
       const extra: Record<string, unknown> = isObject(body.extra_data) ? { ...body.extra_data } : {};
       for (const k of SENSITIVE_EXTRA_DATA_KEYS) delete extra[k];
@@ -251,13 +179,23 @@ export function queueRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     { bodyLimit: deps.config.BODY_LIMIT },
   );
 
+  /** The user's jobs sent ahead to a GPU that ComfyUI has not started: shown pending, not running. */
+  const sentAhead = (user: string): ReadonlySet<string> =>
+    new Set(sentAheadJobs(deps.workers?.online() ?? [], user).keys());
+
   both(app, 'GET', '/queue', async (request) => {
     const user = userOf(request);
     const [running, pending] = await Promise.all([
       store.listJobs({ user, status: 'running', limit: 500, order: 'asc' }),
       store.listJobs({ user, status: 'pending', limit: 500, order: 'asc' }),
     ]);
-    return { queue_running: running.jobs.map(queueTuple), queue_pending: pending.jobs.map(queueTuple) };
+    const ahead = sentAhead(user);
+    const next = running.jobs.filter((j) => ahead.has(j.id));
+    return {
+      queue_running: running.jobs.filter((j) => !ahead.has(j.id)).map(queueTuple),
+      // Sent ahead first: they start before anything still in the central queue.
+      queue_pending: [...next, ...pending.jobs].map(queueTuple),
+    };
   });
 
   both(app, 'POST', '/queue', async (request, reply) => {
@@ -381,10 +319,16 @@ export function queueRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     }
     const workflowId = q(request, 'workflow_id');
 
-    const jobs = (await userJobs(store, user, [...new Set(storeStatusesOf(statuses))])).filter(
+    // A job sent ahead is `pending` to ComfyUI's eyes until ComfyUI starts it.
+    const ahead = sentAhead(user);
+    const wanted = new Set(storeStatusesOf(statuses));
+    if (wanted.has('pending')) wanted.add('running');
+    const jobs = (await userJobs(store, user, [...wanted])).filter(
       (j) => j.status === 'pending' || j.status === 'running' || inHistory(j),
     );
-    let items = jobs.map((j) => jobItem(j));
+    let items = jobs
+      .map((j) => jobItem(j, false, ahead.has(j.id)))
+      .filter((i) => statuses.includes(i.status as ComfyJobStatus));
     if (workflowId) items = items.filter((i) => i.workflow_id === workflowId);
     const key =
       sortBy === 'execution_duration'
@@ -406,7 +350,7 @@ export function queueRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     if (!job || !(job.status === 'pending' || job.status === 'running' || inHistory(job))) {
       return reply.status(404).send({ error: 'Job not found' });
     }
-    return jobItem(job, true);
+    return jobItem(job, true, sentAhead(userOf(request)).has(job.id));
   });
 
   const cancelOwn = async (user: string, id: string): Promise<boolean> => {

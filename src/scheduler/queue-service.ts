@@ -14,6 +14,7 @@ import type {
   TransitionResult,
 } from '../store/types.js';
 import { AppError } from '../errors.js';
+import { effectivePriority, saveUserLevel, userLevels, type UserLevel } from './user-priority.js';
 
 export interface QueueServiceOptions {
   /** Default 30 000. */
@@ -135,7 +136,9 @@ export class QueueService extends EventEmitter<{ event: [QueueEvent] }> {
 
   async enqueue(input: Omit<NewJob, 'models'>): Promise<Job> {
     const models = this.opts.modelsOf?.(input.prompt) ?? [];
-    const job = await this.store.enqueue({ ...input, models }, this.clock());
+    const level = (await userLevels(this.store))[input.user];
+    const priority = effectivePriority(input.priority ?? 'normal', level);
+    const job = await this.store.enqueue({ ...input, priority, models }, this.clock());
     this.emit('event', { type: 'enqueued', job });
     return job;
   }
@@ -232,6 +235,40 @@ export class QueueService extends EventEmitter<{ event: [QueueEvent] }> {
     if (patch.front) job = (await this.store.moveToFront(jobId)) ?? job;
     this.emit('event', { type: 'updated', job });
     return job;
+  }
+
+  /**
+   * Gives a participant their own level (null: back to `normal`), for the jobs they queue from now
+   * on and those waiting now: each waiting job at the default (or at the old level) moves to the new
+   * one. Returns the old level and how many waiting jobs changed.
+   */
+  async setUserLevel(
+    user: string,
+    level: UserLevel | null,
+  ): Promise<{ from: UserLevel | null; changed: number }> {
+    const from = (await userLevels(this.store))[user] ?? null;
+    // Stored first: a job queued meanwhile gets the new level from enqueue, or is found below.
+    await saveUserLevel(this.store, user, level);
+    const target: Priority = level ?? 'normal';
+    let changed = 0;
+    let cursor: string | undefined;
+    do {
+      const page = await this.store.listJobs({
+        user,
+        status: 'pending',
+        limit: 500,
+        ...(cursor ? { cursor } : {}),
+      });
+      for (const j of page.jobs) {
+        if (j.priority === target || (j.priority !== 'normal' && j.priority !== from)) continue;
+        const job = await this.store.setPriority(j.id, target);
+        if (job?.status !== 'pending') continue;
+        changed++;
+        this.emit('event', { type: 'updated', job });
+      }
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor);
+    return { from, changed };
   }
 
   async updateSettings(patch: Parameters<JobStore['updateSettings']>[0]): Promise<QueueSettings> {

@@ -104,7 +104,7 @@ export const stateRecordSchema = z.discriminatedUnion('type', [
   }),
   z.object({ type: z.literal('blob'), ns: z.string().min(1), key: z.string(), value: z.string() }),
   z.object({ type: z.literal('user'), user: z.string().min(1), lastServed: count }),
-  z.object({ type: z.literal('job'), job }),
+  z.object({ type: z.literal('job'), job, servedBefore: count.optional() }),
 ]);
 
 /** One record as a line of the file. */

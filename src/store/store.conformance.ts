@@ -759,6 +759,23 @@ export function runStoreConformance(name: string, open: OpenStore): void {
         expect(await store.countByStatus('a')).toMatchObject({ running: 1, pending: 0, completed: 1 });
       });
 
+      it('adopting a lapsed job uses its user’s turn again, as its claim did', async () => {
+        await store.updateSettings({ mode: 'round_robin', limits: { maxRunningPerUser: 5 } });
+        const a1 = await add('a');
+        const a2 = await add('a');
+        must(await claim('w1'));
+        const b1 = await add('b');
+        await store.requeueExpired(T0 + LEASE, 3);
+        // Handed back, a1 goes ahead of b again…
+        expect(ids(await store.pendingInOrder(10))).toEqual(ids([a1, b1, a2]));
+        // …but once its worker takes it back, a has had its turn: b goes before a2.
+        expect(await store.adopt(a1.id, 'w1', 1, LEASE, T0 + LEASE + 1)).toBe(true);
+        expect(ids(await store.pendingInOrder(10))).toEqual(ids([b1, a2]));
+        // Handed back once more, the turn comes back again.
+        await store.release(a1.id, 1, T0 + LEASE + 2);
+        expect(ids(await store.pendingInOrder(10))).toEqual(ids([a1, b1, a2]));
+      });
+
       it('adopt survives a reopen like any other state', async () => {
         if (!ctx.reopen) return;
         const a = await add('a');
@@ -939,6 +956,52 @@ export function runStoreConformance(name: string, open: OpenStore): void {
         expect(must(await claim()).id).toBe(a1.id);
         expect(must(await claim()).id).toBe(b1.id);
         expect(must(await claim()).id).toBe(a2.id);
+      });
+
+      describe('a job handed back keeps its turn against users who queued after it', () => {
+        const handBack = {
+          release: (j: Job) => store.release(j.id, j.attempts, T0 + 5),
+          'lapsed lease': () => store.requeueExpired(T0 + LEASE, 3),
+        };
+        for (const [how, giveBack] of Object.entries(handBack)) {
+          for (const mode of ['round_robin', 'priority'] as const) {
+            it(`${how}, ${mode}`, async () => {
+              await store.updateSettings({ mode });
+              const b0 = await add('b');
+              expect(must(await claim('w0')).id).toBe(b0.id); // b was served before a
+              const a1 = await add('a');
+              const a2 = await add('a');
+              const ja = must(await claim('w1'));
+              expect(ja.id).toBe(a1.id);
+              // Queued while a1 was on a GPU: without the turn back, c and d would go before a1.
+              const c1 = await add('c');
+              const d1 = await add('d');
+              const b1 = await add('b');
+              await store.complete(b0.id, 1, [], T0 + 1);
+              await giveBack(ja);
+              expect(must(await store.getJob(a1.id)).status).toBe('pending');
+              expect(ids(await store.pendingInOrder(10))).toEqual(ids([a1, c1, d1, b1, a2]));
+              expect(must(await claim('w2', T0 + LEASE + 1)).id).toBe(a1.id);
+            });
+          }
+        }
+
+        it('two jobs of one user handed back: the earliest turn comes back', async () => {
+          await store.updateSettings({ mode: 'round_robin', limits: { maxRunningPerUser: 5 } });
+          const a1 = await add('a');
+          const a2 = await add('a');
+          const b1 = await add('b');
+          const b2 = await add('b');
+          const ja1 = must(await claim('w1'));
+          const jb1 = must(await claim('w2'));
+          const ja2 = must(await claim('w3'));
+          expect(ids([ja1, jb1, ja2])).toEqual(ids([a1, b1, a2]));
+          const c1 = await add('c');
+          // a2 is given back after a1: a's mark must end at its value before a1's claim.
+          await store.release(a1.id, 1, T0 + 5);
+          await store.release(a2.id, 1, T0 + 6);
+          expect(ids(await store.pendingInOrder(10))).toEqual(ids([a1, c1, b2, a2]));
+        });
       });
 
       it('release after completion is terminal and changes nothing', async () => {
@@ -1254,6 +1317,8 @@ export function runStoreConformance(name: string, open: OpenStore): void {
                 status: JobStatus;
                 attempts: number;
                 lease: number;
+                /** The user's lastServed before the claim that started it: a hand-back restores it. */
+                servedBefore: number;
               }
               const jobs = new Map<string, MJob>();
               const order: string[] = [];
@@ -1272,7 +1337,11 @@ export function runStoreConformance(name: string, open: OpenStore): void {
                 order.map((id) => jobs.get(id)!).filter((j) => j.status === 'pending');
               const toPending = (j: MJob) => {
                 j.status = 'pending';
-                users.set(j.user, { ...user(j.user), running: user(j.user).running - 1 });
+                const u = user(j.user);
+                users.set(j.user, {
+                  lastServed: Math.min(u.lastServed, j.servedBefore),
+                  running: u.running - 1,
+                });
               };
               const toTerminal = (j: MJob, status: JobStatus) => {
                 if (j.status === 'running')
@@ -1308,7 +1377,13 @@ export function runStoreConformance(name: string, open: OpenStore): void {
                       expect(j.front).toBeGreaterThan(maxFront);
                       maxFront = j.front;
                     } else expect(j.front).toBe(0);
-                    jobs.set(j.id, { ...toCandidate(j), status: 'pending', attempts: 0, lease: 0 });
+                    jobs.set(j.id, {
+                      ...toCandidate(j),
+                      status: 'pending',
+                      attempts: 0,
+                      lease: 0,
+                      servedBefore: 0,
+                    });
                     order.push(j.id);
                     break;
                   }
@@ -1336,6 +1411,7 @@ export function runStoreConformance(name: string, open: OpenStore): void {
                     j.status = 'running';
                     j.attempts += 1;
                     j.lease = now + lease;
+                    j.servedBefore = user(j.user).lastServed;
                     expect(got.attempts).toBe(j.attempts);
                     users.set(j.user, { lastServed: ++serveCounter, running: user(j.user).running + 1 });
                     for (const s of sel.skipped) jobs.get(s.id)!.skips += 1;

@@ -235,7 +235,11 @@ export type StateRecord =
   | { type: 'blob'; ns: string; key: string; value: string }
   /** A user's serve state (`lastServed`), kept even when the user has no jobs left. */
   | { type: 'user'; user: string; lastServed: number }
-  | { type: 'job'; job: Job };
+  /**
+   * `servedBefore` (running jobs only): the user's `lastServed` before the claim, which a
+   * hand-back restores; absent when unknown.
+   */
+  | { type: 'job'; job: Job; servedBefore?: number };
 
 export interface ImportOptions {
   /** Replace whatever the store holds. Without it, importing into a non-empty store is refused. */

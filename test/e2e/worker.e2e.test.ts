@@ -493,6 +493,45 @@ describe('worker agents end to end', () => {
   );
 
   it(
+    "Pause means nothing new starts: a job sent ahead into ComfyUI's queue is taken back",
+    () =>
+      withLogs(async () => {
+        const w2 = `/api/v1/workers/${encodeURIComponent(workerId('w2'))}/drain`;
+        expect((await api('POST', w2, { draining: true })).status).toBe(200);
+        try {
+          const running = await submit('alice', longPrompt(3));
+          const sentAhead = await submit('bob', quickPrompt());
+          await waitForRunningOn(running.id);
+          await waitFor(
+            async () =>
+              (await listWorkers()).find((w) =>
+                w.heldJobs.some((h) => h.jobId === sentAhead.id && h.state === 'queued'),
+              ),
+            10_000,
+            'the second job sent ahead into ComfyUI',
+          );
+          expect((await api('PUT', '/api/v1/queue', { paused: true })).status).toBe(200);
+          // Back in the central queue, unstarted and its attempt uncounted; the running one finishes.
+          const back = await waitForJob(sentAhead.id, ['pending'], 10_000);
+          expect(back).toMatchObject({ attempts: 0, workerId: null });
+          expect((await waitForJob(running.id, ['completed', 'failed'])).status).toBe('completed');
+          // Well past the moment ComfyUI would have started it (the issue saw ~6 s): still waiting,
+          // never run, and the GPU holds nothing.
+          await new Promise((r) => setTimeout(r, 3000));
+          expect((await getJob(sentAhead.id)).status).toBe('pending');
+          expect(await comfyHistoryOf('w1', sentAhead.id)).toEqual([]);
+          const w1 = (await listWorkers()).find((w) => w.id === workerId('w1'));
+          expect(w1?.heldJobs).toEqual([]);
+        } finally {
+          expect((await api('PUT', '/api/v1/queue', { paused: false })).status).toBe(200);
+          await api('POST', w2, { draining: false });
+        }
+        await waitForWorkersIdle();
+      }),
+    60_000,
+  );
+
+  it(
     "fails a job with ComfyUI's error details on execution_error",
     () =>
       withLogs(async () => {

@@ -11,7 +11,8 @@
  * Jobs
  *   <p>job:<id>             hash, one field per `Job` field; absent field = null; numbers as
  *                           decimal strings; prompt, models, metadata, error, outputs as JSON;
- *                           plus `lostLease` = '1' when requeueExpired failed it (not a Job field)
+ *                           plus `lostLease` = '1' when requeueExpired failed it, and while it
+ *                           runs `servedBefore`, its user's lastServed before the claim (not Job fields)
  *
  * Scheduling (pending jobs only)
  *   <p>pq:seq:<user>        zset id → -front for moved jobs, else seq  (headOrder of fifo, round_robin)

@@ -436,14 +436,11 @@ export class RedisStore implements JobStore {
     leaseMs: number,
     now: number,
   ): Promise<boolean> {
-    const r = (await this.run('adopt', this.transitionKeys(), [
-      this.keys.prefix,
-      jobId,
-      workerId,
-      attempt,
-      now,
-      now + leaseMs,
-    ])) as unknown;
+    const r = (await this.run(
+      'adopt',
+      [...this.transitionKeys(), this.keys.served],
+      [this.keys.prefix, jobId, workerId, attempt, now, now + leaseMs],
+    )) as unknown;
     return r === 1;
   }
 

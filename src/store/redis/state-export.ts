@@ -112,7 +112,11 @@ export async function* exportRedisState(store: RedisStateStore): AsyncGenerator<
     for (let i = 0; i < page.length; i += 2) ids.push(page[i]!);
     // getJob keeps the hash decoding in one place (the store); auto-pipelining batches the reads.
     const jobs = await Promise.all(ids.map((id) => store.getJob(id)));
-    for (const job of jobs) if (job) yield { type: 'job', job };
+    for (const job of jobs) {
+      if (!job) continue;
+      const before = job.status === 'running' ? await client.hget(k.job(job.id), 'servedBefore') : null;
+      yield before === null ? { type: 'job', job } : { type: 'job', job, servedBefore: Number(before) };
+    }
     if (page.length < PAGE * 2) return;
     after = `(${page[page.length - 1]!}`;
   }
@@ -157,7 +161,7 @@ async function isEmpty(client: Redis, k: RedisKeys): Promise<boolean> {
 }
 
 /** The job as the store's Lua scripts keep it: absent field = null, numbers as decimal strings. */
-function jobFields(j: Job): Record<string, string> {
+function jobFields(j: Job, servedBefore: number | undefined): Record<string, string> {
   const f: Record<string, string> = {
     id: j.id,
     seq: String(j.seq),
@@ -180,6 +184,7 @@ function jobFields(j: Job): Record<string, string> {
   if (j.error !== null) f.error = JSON.stringify(j.error);
   // requeue-expired marks the jobs it failed, so a late report from the lost worker is 'terminal'.
   if (j.status === 'failed' && j.error?.reason === 'worker_lost') f.lostLease = '1';
+  if (j.status === 'running' && servedBefore !== undefined) f.servedBefore = String(servedBefore);
   return f;
 }
 
@@ -228,14 +233,14 @@ export async function importRedisState(
 
   const tracker = new ImportTracker();
   const pendingUsers = new Set<string>();
-  let batch: Job[] = [];
+  let batch: { job: Job; servedBefore?: number }[] = [];
 
   const flush = async (): Promise<void> => {
     if (batch.length === 0) return;
     const m = client.multi();
     const pendingIds: string[] = [];
-    for (const j of batch) {
-      m.hset(k.job(j.id), jobFields(j));
+    for (const { job: j, servedBefore } of batch) {
+      m.hset(k.job(j.id), jobFields(j, servedBefore));
       m.zadd(k.idxAll, j.seq, j.id);
       m.zadd(k.idxStatus(j.status), j.seq, j.id);
       m.zadd(k.idxUser(j.user), j.seq, j.id);
@@ -264,7 +269,7 @@ export async function importRedisState(
     switch (r.type) {
       case 'job':
         if (!JOB_STATUSES.includes(r.job.status)) throw new Error(`unknown job status ${r.job.status}`);
-        batch.push(r.job);
+        batch.push({ job: r.job, servedBefore: r.servedBefore });
         if (batch.length >= JOB_BATCH) await flush();
         break;
       case 'settings':

@@ -38,10 +38,14 @@ export function prepareJobStatements(db: Database.Database) {
       `UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND status = 'running' AND worker_id = ? AND attempts = ?`,
     ),
     /** A lapsed attempt taken back by its worker: running again, attempts unchanged. */
-    adopt: db.prepare<[string, number, number, number], unknown>(
-      `UPDATE jobs SET status = 'running', worker_id = ?, lease_expires_at = ?, started_at = ?
-       WHERE seq = ? AND status = 'pending'`,
+    adopt: db.prepare<[string, number, number, number, number], unknown>(
+      `UPDATE jobs SET status = 'running', worker_id = ?, lease_expires_at = ?, started_at = ?,
+       served_before = ? WHERE seq = ? AND status = 'pending'`,
     ),
+    lastServed: db.prepare<[string], number>('SELECT last_served FROM user_state WHERE user = ?').pluck(),
+    nextServe: db
+      .prepare<[], number>('UPDATE meta SET serve = serve + 1 WHERE id = 1 RETURNING serve')
+      .pluck(),
     finish: db.prepare<[string, number, number], unknown>(
       'UPDATE jobs SET status = ?, finished_at = ?, lease_expires_at = NULL WHERE seq = ?',
     ),
@@ -57,7 +61,7 @@ export function prepareJobStatements(db: Database.Database) {
     ),
     setFront: db.prepare<[number, number], unknown>('UPDATE jobs SET front = ? WHERE seq = ?'),
     expired: db.prepare<[number], JobStateRow>(
-      `SELECT seq, user, status, attempts, started_at FROM jobs INDEXED BY jobs_lease
+      `SELECT seq, user, status, attempts, started_at, served_before FROM jobs INDEXED BY jobs_lease
        WHERE status = 'running' AND lease_expires_at <= ? ORDER BY lease_expires_at, seq`,
     ),
     ping: db.prepare<[], unknown>('SELECT 1'),

@@ -30,6 +30,8 @@ export interface JobStateRow {
   status: JobStatus;
   attempts: number;
   started_at: number | null;
+  /** The user's `last_served` before the claim that started this job; null when unknown. */
+  served_before: number | null;
 }
 
 /** Select list for full jobs; append a WHERE clause. */
@@ -112,7 +114,7 @@ export class JobReader {
       `${JOB_SELECT} WHERE j.seq IN (SELECT value FROM json_each(?))`,
     );
     this.stateStmt = db.prepare<[string], JobStateRow>(
-      'SELECT seq, user, status, attempts, started_at FROM jobs WHERE id = ?',
+      'SELECT seq, user, status, attempts, started_at, served_before FROM jobs WHERE id = ?',
     );
   }
 

@@ -70,7 +70,7 @@ export class Scheduler {
   private readonly serveCounter: Database.Statement<[], number>;
   private readonly frontOrder: Database.Statement<[number], number>;
   private readonly seqOrder: Database.Statement<[number], number>;
-  private readonly start: Database.Statement<[string, number, number, number], unknown>;
+  private readonly start: Database.Statement<[string, number, number, number, number], unknown>;
   private readonly skip: Database.Statement<[number], unknown>;
   private readonly nextServe: Database.Statement<[], number>;
 
@@ -114,9 +114,9 @@ export class Scheduler {
          WHERE status = 'pending' AND front = 0 ORDER BY seq LIMIT ?`,
       )
       .pluck();
-    this.start = db.prepare<[string, number, number, number], unknown>(
+    this.start = db.prepare<[string, number, number, number, number], unknown>(
       `UPDATE jobs SET status = 'running', worker_id = ?, attempts = attempts + 1, lease_expires_at = ?,
-       started_at = ? WHERE seq = ? AND status = 'pending'`,
+       started_at = ?, served_before = ? WHERE seq = ? AND status = 'pending'`,
     );
     this.skip = db.prepare<[number], unknown>('UPDATE jobs SET skips = skips + 1 WHERE seq = ?');
     this.nextServe = db
@@ -177,7 +177,8 @@ export class Scheduler {
 
     const seq = seqById.get(sel.job.id)!;
     for (const s of sel.skipped) this.skip.run(seqById.get(s.id)!);
-    if (this.start.run(req.workerId, req.now + req.leaseMs, req.now, seq).changes !== 1) {
+    const servedBefore = users.get(sel.job.user)!.lastServed;
+    if (this.start.run(req.workerId, req.now + req.leaseMs, req.now, servedBefore, seq).changes !== 1) {
       throw new Error(`job ${sel.job.id} stopped being pending inside the claim transaction`);
     }
     this.users.apply(sel.job.user, { pending: -1, running: 1, served: this.nextServe.get()! }, true);

@@ -106,7 +106,13 @@ CREATE TABLE blobs (
 );
 `;
 
-export const MIGRATIONS: readonly string[] = [V1];
+/**
+ * `served_before`: the user's `last_served` just before the claim that started the job, so a job
+ * handed back (release, lapsed lease) gives its user their turn back (see `UserDelta.unserve`).
+ */
+const V2 = `ALTER TABLE jobs ADD COLUMN served_before INTEGER;`;
+
+export const MIGRATIONS: readonly string[] = [V1, V2];
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
 /** Sets the per-connection pragmas. WAL is persistent in the file; the rest are per connection. */

@@ -212,8 +212,10 @@ export class SqliteStore implements JobStore {
       if (this.s.renew.run(now + leaseMs, jobId, workerId, attempt).changes === 1) return true;
       const st = this.jobs.state(jobId);
       if (!st || st.status !== 'pending' || attempt < 1 || st.attempts !== attempt) return false;
-      this.s.adopt.run(workerId, now + leaseMs, now, st.seq);
-      this.users.apply(st.user, { pending: -1, running: 1 }, true);
+      // Running again uses the user's turn again, exactly as its claim did (a hand-back gave it back).
+      const before = this.s.lastServed.get(st.user) ?? 0;
+      this.s.adopt.run(workerId, now + leaseMs, now, before, st.seq);
+      this.users.apply(st.user, { pending: -1, running: 1, served: this.s.nextServe.get()! }, true);
       return true;
     });
   }
@@ -221,7 +223,7 @@ export class SqliteStore implements JobStore {
   async release(jobId: string, attempt: number, _now: number): Promise<TransitionResult> {
     return this.settle(jobId, attempt, 'pending', (st) => {
       this.s.requeue.run(1, st.seq);
-      this.users.apply(st.user, { running: -1, pending: 1 }, true);
+      this.users.apply(st.user, { running: -1, pending: 1, unserve: st.served_before }, true);
     });
   }
 
@@ -257,7 +259,7 @@ export class SqliteStore implements JobStore {
           failed.push(st.seq);
         } else {
           this.s.requeue.run(0, st.seq);
-          this.users.apply(st.user, { running: -1, pending: 1 }, true);
+          this.users.apply(st.user, { running: -1, pending: 1, unserve: st.served_before }, true);
           requeued.push(st.seq);
         }
       }

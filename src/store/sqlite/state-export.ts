@@ -71,8 +71,15 @@ export async function* exportSqliteState(db: Database.Database, path: string): A
       .prepare('SELECT user, last_served FROM user_state WHERE last_served > 0 ORDER BY user')
       .iterate() as IterableIterator<{ user: string; last_served: number }>;
     for (const u of users) yield { type: 'user', user: u.user, lastServed: u.last_served };
-    const jobs = snap.prepare(`${JOB_SELECT} ORDER BY j.seq`).iterate() as IterableIterator<JobRow>;
-    for (const row of jobs) yield { type: 'job', job: plainJob(toJob(row)) };
+    const jobs = snap
+      .prepare(`${JOB_SELECT.replace('SELECT', 'SELECT j.served_before,')} ORDER BY j.seq`)
+      .iterate() as IterableIterator<JobRow & { served_before: number | null }>;
+    for (const row of jobs) {
+      const job = plainJob(toJob(row));
+      yield row.served_before !== null && job.status === 'running'
+        ? { type: 'job', job, servedBefore: row.served_before }
+        : { type: 'job', job };
+    }
     snap.exec('COMMIT');
   } finally {
     snap.close();
@@ -135,9 +142,9 @@ export async function importSqliteState(
   const blobs = new Blobs(db);
   const insertJob = db.prepare(
     `INSERT INTO jobs (seq, id, user, status, priority, prio_rank, front, attempts, skips, worker_id,
-       lease_expires_at, created_at, started_at, finished_at, models)
+       lease_expires_at, created_at, started_at, finished_at, models, served_before)
      VALUES (@seq, @id, @user, @status, @priority, @rank, @front, @attempts, @skips, @workerId,
-       @leaseExpiresAt, @createdAt, @startedAt, @finishedAt, @models)`,
+       @leaseExpiresAt, @createdAt, @startedAt, @finishedAt, @models, @servedBefore)`,
   );
   const insertData = db.prepare(
     'INSERT INTO job_data (seq, error, outputs, metadata, prompt) VALUES (?, ?, ?, ?, ?)',
@@ -193,6 +200,7 @@ export async function importSqliteState(
             startedAt: j.startedAt,
             finishedAt: j.finishedAt,
             models: JSON.stringify(j.models),
+            servedBefore: r.servedBefore ?? null,
           });
           insertData.run(
             j.seq,

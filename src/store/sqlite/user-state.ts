@@ -17,6 +17,11 @@ export interface UserDelta {
   activity?: number;
   /** New `last_served`. */
   served?: number;
+  /**
+   * A job handed back: `last_served` returns to this (its value before that job's claim) unless it
+   * is already lower, so the user gets back the turn the claim used. Null: unknown, no change.
+   */
+  unserve?: number | null;
 }
 
 /** The delta for one job leaving `from` (pending/running) for the terminal `to`. */
@@ -50,7 +55,8 @@ const DELTA_SET = `pending = pending + @pending, running = running + @running,
   gpu_ms = gpu_ms + @gpuMs,
   last_activity = CASE WHEN @activity IS NULL THEN last_activity
     WHEN last_activity IS NULL OR last_activity < @activity THEN @activity ELSE last_activity END,
-  last_served = coalesce(@served, last_served)`;
+  last_served = CASE WHEN @unserve IS NOT NULL AND @unserve < last_served THEN @unserve
+    ELSE coalesce(@served, last_served) END`;
 
 const HEAD = `FROM jobs WHERE user = @user AND status = 'pending' ORDER BY front DESC, seq LIMIT 1`;
 const PHEAD = `FROM jobs WHERE user = @user AND status = 'pending' ORDER BY front DESC, prio_rank, seq LIMIT 1`;
@@ -123,6 +129,7 @@ export class UserState {
       gpuMs: d.gpuMs ?? 0,
       activity: d.activity ?? null,
       served: d.served ?? null,
+      unserve: d.unserve ?? null,
     });
   }
 

@@ -15,11 +15,18 @@ function limits(v: unknown): string {
   return parts.length > 0 ? parts.join(', ') : 'defaults';
 }
 
-/** One audit entry in words. */
+/** One audit entry in words; calls made through `/api/v1` (scripts) say so. */
 export function describe(e: AuditEntry): string {
+  const what = describeAction(e);
+  return e.details.via === 'api' ? `${what} (API)` : what;
+}
+
+function describeAction(e: AuditEntry): string {
   const d = e.details;
   const job = `job #${str(d.number)} of ${str(d.user)}`;
   switch (e.action) {
+    case 'job.submit':
+      return `queued ${job}${d.front === true ? ' at the front' : ''}`;
     case 'job.cancel':
       return `cancelled ${job}`;
     case 'job.front':
@@ -36,6 +43,10 @@ export function describe(e: AuditEntry): string {
       return `set the limits per participant to ${limits(d.to)}`;
     case 'user.limits':
       return `set the limits of ${str(e.target)} to ${limits(d.to)}`;
+    case 'user.priority':
+      return d.to === null
+        ? `gave ${str(e.target)} the normal priority again`
+        : `raised ${str(e.target)} to priority ${str(d.to)} (all their jobs)`;
     case 'user.reset_password':
       return `reset the password of ${str(e.target)}`;
     case 'worker.drain':

@@ -291,6 +291,11 @@ export function App() {
             tone={q.counts.pending > 0 && usable === 0 ? 'tone-bad' : ''}
           />
           <Tile label="running" value={q.counts.running} />
+          <Tile
+            label="next on a GPU"
+            value={q.next}
+            hint={q.next > 0 ? 'sent ahead, not started' : undefined}
+          />
           <Tile label="done" value={q.counts.completed} />
           <Tile label="failed" value={q.counts.failed} tone={q.counts.failed > 0 ? 'tone-warn' : ''} />
           <Tile

@@ -18,6 +18,7 @@ export interface Ctx {
 export type FormDialog =
   | { kind: 'priority'; jobId: string; number: number; user: string; priority: string }
   | { kind: 'user-limits'; user: string }
+  | { kind: 'user-priority'; user: string }
   | { kind: 'queue-limits' }
   | { kind: 'broadcast' }
   | { kind: 'password'; user: string; password: string };

@@ -107,6 +107,65 @@ function PriorityDialog({ ctx, d, onClose }: FormProps<'priority'>) {
   );
 }
 
+const USER_LEVELS: { value: 'high' | 'normal' | 'low'; label: string; help: string }[] = [
+  { value: 'high', label: 'High', help: 'All their jobs go ahead of normal ones.' },
+  { value: 'normal', label: 'Normal', help: 'Like everybody else (the default).' },
+  { value: 'low', label: 'Low', help: 'Their jobs run only when nothing else waits.' },
+];
+
+/** Raise (or lower) one participant: every job of theirs, waiting now and queued later. */
+function UserPriorityDialog({ ctx, d, onClose }: FormProps<'user-priority'>) {
+  const row = ctx.s.participants.find((p) => p.user === d.user);
+  const [value, setValue] = useState<'high' | 'normal' | 'low'>(row?.priority ?? 'normal');
+  const { busy, submit } = useSubmit(ctx, onClose);
+  return (
+    <Dialog
+      title={`Priority of ${d.user}`}
+      onClose={onClose}
+      initialFocus="input:checked"
+      footer={<Footer busy={busy} label="Set priority" onClose={onClose} form="uprio-form" />}
+    >
+      <form
+        id="uprio-form"
+        onSubmit={(e) => {
+          e.preventDefault();
+          void submit(async () => {
+            const r = await action<{ jobsChanged: number }>(`/users/${encodeURIComponent(d.user)}/priority`, {
+              priority: value === 'normal' ? null : value,
+            });
+            return `${d.user} now has ${value} priority (${r.jobsChanged} waiting job(s) changed).`;
+          });
+        }}
+      >
+        <p>For every job of {d.user}: those waiting now and those they queue later.</p>
+        <fieldset class="choices">
+          <legend class="sr-only">Priority</legend>
+          {USER_LEVELS.map((p) => (
+            <label key={p.value} class="choice">
+              <input
+                type="radio"
+                name="user-priority"
+                value={p.value}
+                checked={value === p.value}
+                onChange={() => setValue(p.value)}
+              />
+              <span>
+                <b>{p.label}</b> <span class="muted">{p.help}</span>
+              </span>
+            </label>
+          ))}
+        </fieldset>
+        {ctx.s.queue.mode !== 'priority' ? (
+          <p class="note">
+            The queue is in <b>{MODE_LABEL[ctx.s.queue.mode]}</b> order: priority only counts in{' '}
+            <b>Priority</b> order.
+          </p>
+        ) : null}
+      </form>
+    </Dialog>
+  );
+}
+
 function numberOrNull(v: string): number | null {
   const n = Number(v);
   return v.trim() === '' || !Number.isInteger(n) || n < 1 ? null : n;
@@ -343,6 +402,8 @@ export function FormDialogs({ ctx, dialog, onClose }: { ctx: Ctx; dialog: FormDi
       return <PriorityDialog ctx={ctx} d={dialog} onClose={onClose} />;
     case 'user-limits':
       return <UserLimitsDialog ctx={ctx} d={dialog} onClose={onClose} />;
+    case 'user-priority':
+      return <UserPriorityDialog ctx={ctx} d={dialog} onClose={onClose} />;
     case 'queue-limits':
       return <QueueLimitsDialog ctx={ctx} d={dialog} onClose={onClose} />;
     case 'broadcast':

@@ -40,6 +40,11 @@ function Row({ ctx, p }: { ctx: Ctx; p: ParticipantRow }) {
             own limits
           </span>
         ) : null}
+        {p.priority ? (
+          <span class="tag tag-front" title={`All jobs of ${p.user} have ${p.priority} priority`}>
+            {p.priority} priority
+          </span>
+        ) : null}
       </td>
       <td>
         {p.online > 0 ? (
@@ -56,6 +61,7 @@ function Row({ ctx, p }: { ctx: Ctx; p: ParticipantRow }) {
       </td>
       <td class="num">{p.pending || <span class="muted">0</span>}</td>
       <td class="num">{p.running || <span class="muted">0</span>}</td>
+      <td class="num">{p.next || <span class="muted">0</span>}</td>
       <td class="num">{p.completed || <span class="muted">0</span>}</td>
       <td class="num">{p.failed ? <span class="bad">{p.failed}</span> : <span class="muted">0</span>}</td>
       <td class="num">{p.gpuSeconds > 0 ? shortDuration(p.gpuSeconds) : <span class="muted">—</span>}</td>
@@ -70,6 +76,14 @@ function Row({ ctx, p }: { ctx: Ctx; p: ParticipantRow }) {
           onClick={() => ctx.open({ kind: 'user-limits', user: p.user })}
         >
           Limits
+        </button>
+        <button
+          type="button"
+          class="btn btn-small"
+          aria-label={`Priority of ${p.user}: ${p.priority ?? 'normal'}. Change`}
+          onClick={() => ctx.open({ kind: 'user-priority', user: p.user })}
+        >
+          Priority
         </button>
         <button
           type="button"
@@ -115,7 +129,10 @@ export function ParticipantsSection({ ctx }: { ctx: Ctx }) {
                   <abbr title="Jobs waiting">Wait</abbr>
                 </th>
                 <th scope="col" class="num">
-                  <abbr title="Jobs running">Run</abbr>
+                  <abbr title="Jobs running in ComfyUI">Run</abbr>
+                </th>
+                <th scope="col" class="num">
+                  <abbr title="Jobs sent ahead to a GPU, not started yet">Next</abbr>
                 </th>
                 <th scope="col" class="num">
                   <abbr title="Jobs completed">Done</abbr>

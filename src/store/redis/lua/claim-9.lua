@@ -1,6 +1,7 @@
 --[[
   Applies a claim chosen by the policy, if the chosen job is still pending: the job starts
-  running under the worker's lease, the user's last-served mark and running count move, and every
+  running under the worker's lease, the user's last-served mark and running count move (the old
+  mark is kept on the job as `servedBefore`), and every
   job affinity passed over (and still pending) gets one more skip.
 
   KEYS[1] heads, seq order           <p>heads:seq
@@ -41,6 +42,8 @@ moveStatus(id, user, seq, 'pending', 'running')
 redis.call('HINCRBY', jk, 'attempts', 1)
 redis.call('HSET', jk, 'status', 'running', 'workerId', ARGV[4], 'leaseExpiresAt', deadline, 'startedAt', now)
 redis.call('ZADD', KEYS[9], deadline, id)
+-- The user's mark before this claim, so a hand-back can give the turn back (requeueRunning).
+redis.call('HSET', jk, 'servedBefore', redis.call('HGET', H.served, user) or '0')
 redis.call('HSET', H.served, user, redis.call('INCR', KEYS[8]))
 redis.call('HINCRBY', H.running, user, 1)
 

@@ -33,8 +33,9 @@ for _, id in ipairs(ids) do
   if not f or f.status ~= 'running' then
     redis.call('ZREM', K.leases, id)
   elseif tonumber(f.attempts) >= maxAttempts then
-    local message = 'The worker ' .. (f.workerId or '?') .. ' stopped renewing its lease; attempt '
-      .. f.attempts .. ' of ' .. ARGV[3] .. ' was the last.'
+    -- Worded exactly as the SQLite store does: a store migration must not change what users see.
+    local message = 'The worker running this job stopped renewing its lease; gave up after '
+      .. f.attempts .. ' attempt(s).'
     redis.call('HSET', jobKey(id), 'error', cjson.encode({ reason = 'worker_lost', message = message }),
       'lostLease', '1')
     endJob(K, id, f, 'failed', now)

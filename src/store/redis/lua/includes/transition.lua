@@ -23,7 +23,12 @@ end
 local function requeueRunning(K, id, f, attemptsDelta)
   local jk = jobKey(id)
   leaveRunning(K, id, f.user)
-  redis.call('HDEL', jk, 'workerId', 'leaseExpiresAt', 'startedAt')
+  -- The user gets back the turn the claim used: their last-served mark returns to its value
+  -- before the claim, unless it is lower already (another of their jobs was handed back too).
+  local before = tonumber(redis.call('HGET', jk, 'servedBefore'))
+  local cur = tonumber(redis.call('HGET', K.heads.served, f.user) or '0')
+  if before and before < cur then redis.call('HSET', K.heads.served, f.user, before) end
+  redis.call('HDEL', jk, 'workerId', 'leaseExpiresAt', 'startedAt', 'servedBefore')
   redis.call('HSET', jk, 'status', 'pending', 'attempts', tonumber(f.attempts) + attemptsDelta)
   moveStatus(id, f.user, f.seq, 'running', 'pending')
   addPending(f.user, id, f.seq, f.front, f.priority)

@@ -2,7 +2,8 @@
   A worker still runs this attempt (it says so after reconnecting, or while its leases could not
   be renewed): renew the lease when it holds the job, or take the job back from the queue for it
   when its lease lapsed and nobody claimed it since (pending, same attempt). The attempt is not
-  counted again and the user's serve order is left alone.
+  counted again; taken back from the queue, it uses its user's turn again as its claim did (the
+  hand-back gave the turn back), keeping the old mark as `servedBefore`.
 
   KEYS[1] heads, seq order           <p>heads:seq
   KEYS[2] heads, prio order          <p>heads:prio
@@ -13,6 +14,7 @@
   KEYS[7] leases by deadline         <p>leases
   KEYS[8] finished jobs by time      <p>idx:finished
   KEYS[9] GPU time, by user          <p>gpu
+  KEYS[10] serve counter             <p>served
 
   ARGV[1] key prefix
   ARGV[2] job id
@@ -45,5 +47,7 @@ moveStatus(id, f.user, f.seq, 'pending', 'running')
 redis.call('HSET', jk, 'status', 'running', 'workerId', workerId, 'leaseExpiresAt', deadline, 'startedAt', now)
 redis.call('ZADD', K.leases, deadline, id)
 redis.call('HINCRBY', K.heads.running, f.user, 1)
+redis.call('HSET', jk, 'servedBefore', redis.call('HGET', K.heads.served, f.user) or '0')
+redis.call('HSET', K.heads.served, f.user, redis.call('INCR', KEYS[10]))
 refreshHeads(K.heads, f.user)
 return 1
