@@ -268,7 +268,9 @@ class Converter {
     if (dto.node.mode === MODE_NEVER) return undefined;
     if (dto.node.mode === MODE_BYPASS) {
       const index = this.bypassSlot(dto, slot, type);
-      return index === -1 ? undefined : this.resolveInput(dto, index, visited);
+      // A bypassed node without inputs passes nothing (the frontend throws SlotIndexError here).
+      if (index === -1 || index >= dto.node.inputs.length) return undefined;
+      return this.resolveInput(dto, index, visited);
     }
     const sub = this.subgraphOf(dto.node);
     if (sub) {
