@@ -12,6 +12,7 @@ import { loginCardsRoutes } from './auth/login-cards-routes.js';
 import { frontendAdminRoutes, frontendRootRoutes } from './frontend/index.js';
 import { healthRoutes } from './api/health-routes.js';
 import { jobsRoutes } from './api/jobs-routes.js';
+import { workflowRoutes } from './api/workflow-routes.js';
 import { queueRoutes } from './api/queue-routes.js';
 import fastifyWebsocket from '@fastify/websocket';
 import { workerApi } from './dispatch/worker-api.js';
@@ -58,6 +59,7 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
     async (api) => {
       api.addHook('onRequest', requireInstructor(services.auth));
       jobsRoutes(api, services);
+      workflowRoutes(api, services);
       queueRoutes(api, services);
       workersRoutes(api, services);
       loginCardsRoutes(api, services);

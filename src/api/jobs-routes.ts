@@ -6,8 +6,9 @@ import type { AccountService } from '../auth/account-service.js';
 import type { JobStatus } from '../store/types.js';
 import { jobView } from './job-view.js';
 import { createJobBody, jobIdParams, listJobsQuery, patchJobBody } from './schemas.js';
+import { jobBodyWithApiPrompt, refuseMissingModels, type WorkflowPromptDeps } from './workflow-prompt.js';
 
-export interface JobsRoutesDeps {
+export interface JobsRoutesDeps extends WorkflowPromptDeps {
   queue: QueueService;
   accounts: AccountService;
 }
@@ -17,8 +18,10 @@ export function jobsRoutes(app: FastifyInstance, deps: JobsRoutesDeps): void {
   const { queue, accounts } = deps;
 
   app.post('/jobs', async (request, reply) => {
-    const body = parse(createJobBody, request.body);
+    // A UI-format workflow becomes its API prompt first, so everything after sees one format.
+    const body = parse(createJobBody, await jobBodyWithApiPrompt(request.body, deps));
     if (!(await accounts.get(body.user))) throw new AppError('USER_NOT_FOUND', `No user named ${body.user}.`);
+    await refuseMissingModels(body.prompt, deps);
     const job = await queue.enqueue({
       user: body.user,
       prompt: body.prompt,

@@ -2,12 +2,14 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, QueueLimitError } from '../errors.js';
 import { apiPromptSchema } from '../api/schemas.js';
 import { validatePrompt } from '../comfy/validate-prompt.js';
+import { missingModelsError } from '../comfy/model-requirements.js';
 import type { ObjectInfo } from '../comfy/protocol.js';
 import { safeRelativePath, userFileKey } from '../files/safe-path.js';
 import type { ComfyPrompt, Job, JobStatus, JobStore } from '../store/types.js';
 import { isInstructor } from './access.js';
 import type { GatewayDeps } from './deps.js';
 import { currentEnv } from './environment.js';
+import { knownModelHolders, objectInfoOfAllWorkers } from '../dispatch/known-models.js';
 import {
   both,
   comfyPromptError,
@@ -170,11 +172,17 @@ export function queueRoutes(app: FastifyInstance, deps: GatewayDeps): void {
       const env = await currentEnv(store);
       if (env) {
         const exists = await fileChecker(deps, user, body.prompt);
-        const result = validatePrompt(body.prompt, env.objectInfo as ObjectInfo, {
+        // Loader combos list every known worker's files, and a file no worker has is refused
+        // here, in ComfyUI's words, rather than after the job reached a GPU.
+        const holders = await knownModelHolders(store, deps.workers);
+        const objectInfo = objectInfoOfAllWorkers(env.objectInfo as ObjectInfo, holders);
+        const result = validatePrompt(body.prompt, objectInfo, {
           partialExecutionTargets: partial,
           ...(exists ? { inputFileExists: exists } : {}),
         });
         if (!result.ok) return sendPromptError(reply, result.status, result.body);
+        const missing = missingModelsError(result.prompt, holders, { objectInfo, outputs: result.outputs });
+        if (missing) return sendPromptError(reply, 400, missing);
         prompt = result.prompt;
         outputs = result.outputs;
         nodeErrors = result.nodeErrors;
