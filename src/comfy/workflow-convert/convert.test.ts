@@ -1,7 +1,8 @@
 /**
  * The converter against the real frontend: each UI-format workflow in the shared fixtures (and a
  * small legacy one with a PrimitiveNode, a Reroute, a bypassed and a muted node) converts to the
- * prompt ComfyUI frontend 1.45's own `graphToPrompt` made of it (recorded by
+ * prompt ComfyUI frontend 1.45's own `graphToPrompt` made of it; so do a nested-subgraph workflow in
+ * schema 1 and the Flux workflow with instance widget values that differ from the inner ones (recorded by
  * test/fixtures/workflow-convert/make-references.ts). `_meta.title` is compared only where the
  * workflow sets a title: otherwise the frontend takes it from its locale files.
  */
@@ -42,6 +43,11 @@ const cases: { name: string; workflow: string; reference: URL }[] = [
       workflow: `${WORKFLOW_FIXTURES}/${f}`,
       reference: new URL(f.replace(/\.json$/, '.frontend.api.json'), HERE),
     })),
+  ...['nested_subgraphs_schema1', 'flux2_instance_values'].map((name) => ({
+    name: `${name}.json`,
+    workflow: new URL(`${name}.json`, HERE).pathname,
+    reference: new URL(`${name}.frontend.api.json`, HERE),
+  })),
   {
     name: 'legacy_primitive_reroute_bypass.json',
     workflow: new URL('legacy_primitive_reroute_bypass.json', HERE).pathname,

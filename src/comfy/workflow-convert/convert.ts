@@ -156,48 +156,30 @@ class Converter {
 
   /**
    * The value of an unlinked subgraph-instance input that feeds a widget inside (the promoted
-   * widget): the instance's own `widgets_values` entry for it, else the inner widget's value.
+   * widget): the inner widget's value. The instance's own `widgets_values` only mirror those;
+   * frontend 1.45 queues the inner value even when they differ (recorded in
+   * flux2_instance_values.frontend.api.json), and so do we.
    */
   instanceWidgetValue(instance: Dto, index: number): { value: unknown } | undefined {
     const sub = this.subgraphOf(instance.node)!;
     const io = sub.inputs[index];
     if (!io) return undefined;
-    let inner: { value: unknown } | undefined;
     for (const linkId of io.linkIds) {
       const link = sub.links.get(linkId);
       const target = link ? sub.nodes.get(String(link.target_id)) : undefined;
       const slot = target && link ? target.inputs[link.target_slot] : undefined;
-      if (!target || !slot?.widget) continue;
+      if (!target || !link || !slot?.widget) continue;
       if (this.subgraphOf(target)) {
-        const innerDto = this.dtos.get(
-          [...instance.path, String(instance.node.id), String(target.id)].join(':'),
-        );
-        inner = innerDto ? this.instanceWidgetValue(innerDto, link!.target_slot) : undefined;
-      } else {
-        const values = this.widgetValues(target, sub);
-        if (!values.has(slot.widget.name)) continue;
-        inner = { value: values.get(slot.widget.name) };
+        const innerId = [...instance.path, String(instance.node.id), String(target.id)].join(':');
+        const innerDto = this.dtos.get(innerId);
+        const inner = innerDto ? this.instanceWidgetValue(innerDto, link.target_slot) : undefined;
+        if (inner) return inner;
+        continue;
       }
-      if (inner) break;
+      const values = this.widgetValues(target, sub);
+      if (values.has(slot.widget.name)) return { value: values.get(slot.widget.name) };
     }
-    if (!inner) return undefined;
-    const own = this.ownPromotedValue(instance.node, io.name);
-    return own === undefined || own === null ? inner : { value: own };
-  }
-
-  /** The instance's saved value for the promoted widget of subgraph input `name`. */
-  ownPromotedValue(node: UiNode, name: string): unknown {
-    const values = node.widgets_values;
-    if (!Array.isArray(values)) return isObject(values) ? values[name] : undefined;
-    const proxies = node.properties.proxyWidgets;
-    if (Array.isArray(proxies)) {
-      const i = proxies.findIndex((p) => Array.isArray(p) && p[0] === '-1' && p[1] === name);
-      return i >= 0 ? values[i] : undefined;
-    }
-    // Older saves: one value per widget input of the instance, in input order.
-    const widgetInputs = node.inputs.filter((s) => s.widget);
-    const i = widgetInputs.findIndex((s) => s.name === name);
-    return i >= 0 ? values[i] : undefined;
+    return undefined;
   }
 
   // ---- link resolution (ExecutableNodeDTO.resolveInput / resolveOutput) ------------------------
