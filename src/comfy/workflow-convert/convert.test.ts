@@ -2,7 +2,8 @@
  * The converter against the real frontend: each UI-format workflow in the shared fixtures (and a
  * small legacy one with a PrimitiveNode, a Reroute, a bypassed and a muted node) converts to the
  * prompt ComfyUI frontend 1.45's own `graphToPrompt` made of it; so do a nested-subgraph workflow in
- * schema 1 and the Flux workflow with instance widget values that differ from the inner ones (recorded by
+ * schema 1, the Flux workflow with instance widget values that differ from the inner ones, and
+ * dynamic-prompt text with comments (recorded by
  * test/fixtures/workflow-convert/make-references.ts). `_meta.title` is compared only where the
  * workflow sets a title: otherwise the frontend takes it from its locale files.
  */
@@ -43,7 +44,7 @@ const cases: { name: string; workflow: string; reference: URL }[] = [
       workflow: `${WORKFLOW_FIXTURES}/${f}`,
       reference: new URL(f.replace(/\.json$/, '.frontend.api.json'), HERE),
     })),
-  ...['nested_subgraphs_schema1', 'flux2_instance_values'].map((name) => ({
+  ...['nested_subgraphs_schema1', 'flux2_instance_values', 'dynamic_prompts'].map((name) => ({
     name: `${name}.json`,
     workflow: new URL(`${name}.json`, HERE).pathname,
     reference: new URL(`${name}.frontend.api.json`, HERE),
@@ -64,7 +65,8 @@ describe('convertWorkflow matches the real frontend', () => {
     it(c.name, () => {
       const workflow = readJson(c.workflow);
       const reference = readJson(c.reference) as ApiPromptOut;
-      const result = convertWorkflow(workflow, TEST_OBJECT_INFO);
+      // The references were recorded with Math.random = () => 0 (dynamic prompts pick the first option).
+      const result = convertWorkflow(workflow, TEST_OBJECT_INFO, { random: () => 0 });
       if (!result.ok) throw new Error(result.error.message);
       expect(withoutTitles(result.prompt)).toEqual(withoutTitles(reference));
       expect(explicitTitles(workflow, result.prompt)).toEqual(explicitTitles(workflow, reference));
@@ -125,6 +127,13 @@ describe('hand-checked details', () => {
     const r = convertWorkflow(wf, TEST_OBJECT_INFO);
     expect(r).toMatchObject({ ok: false, error: { node_id: '5', class_type: 'KSampler' } });
     if (!r.ok) expect(r.error.message).toMatch(/input "positive" uses link 5, which does not exist/);
+  });
+
+  it('resolves dynamic prompts with the random it is given, comments stripped', () => {
+    const wf = readJson(new URL('dynamic_prompts.json', HERE));
+    const last = convertWorkflow(wf, TEST_OBJECT_INFO, { random: () => 0.99 });
+    expect(last.ok && last.prompt['2']!.inputs.text).toBe('a teal cat \nsecond  line {kept} x');
+    expect(last.ok && last.prompt['3']!.inputs.text).toBe('blue http:');
   });
 
   it('boxes array widget values so ComfyUI does not read them as links', () => {

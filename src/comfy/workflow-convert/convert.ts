@@ -4,8 +4,14 @@
  * `<instance>:<inner>` ids (`ExecutableNodeDTO`), muted nodes (mode 2) produce nothing, bypassed
  * nodes (mode 4) pass a matching input through, Reroute nodes pass their input through, a legacy
  * PrimitiveNode writes its value into the widgets it feeds (`applyToGraph`), and each remaining
- * node's widget values are named through object_info. Inputs linked to nodes that are not in the
- * prompt are dropped, as the frontend does.
+ * node's widget values are named through object_info (dynamic-prompt text resolved, as the
+ * frontend's widgets do when queueing). Inputs linked to nodes that are not in the prompt are
+ * dropped, as the frontend does.
+ *
+ * Known differences: legacy group nodes (`workflow>…`) are refused with a message asking to convert
+ * them to a subgraph; frontend-only nodes of custom extensions are unknown node types; a bypassed
+ * node without inputs passes nothing (the frontend throws); `_meta.title` is the node's title or
+ * the object_info display name (the frontend translates the latter).
  */
 import type { NodeDef, ObjectInfo } from '../protocol.js';
 import {
@@ -18,6 +24,7 @@ import {
   type Workflow,
   readWorkflow,
 } from './graph.js';
+import { processDynamicPrompt } from './dynamic-prompts.js';
 import { defaultWidgetValue, widgetSlots } from './widgets.js';
 
 export type ApiNode = { inputs: Record<string, unknown>; class_type: string; _meta: { title: string } };
@@ -61,6 +68,7 @@ class Converter {
   constructor(
     readonly wf: Workflow,
     readonly objectInfo: ObjectInfo,
+    readonly random: () => number,
   ) {}
 
   subgraphOf(node: UiNode): Graph | undefined {
@@ -288,7 +296,17 @@ class Converter {
         `${this.label(dto)}: no connected worker's ComfyUI knows the node type "${dto.node.type}" (a custom node that is not installed?).`,
       );
     const inputs: Record<string, unknown> = {};
-    for (const [name, v] of this.widgetValues(dto.node, dto.graph)) inputs[name] = box(v);
+    // The widgets' serializeValue: dynamic-prompt text is resolved (values that come in through a
+    // subgraph input below are not, as in the frontend).
+    const dynamic = new Set(
+      widgetSlots(def)
+        .filter((w) => w.spec?.[1]?.dynamicPrompts === true)
+        .map((w) => w.name),
+    );
+    for (const [name, v] of this.widgetValues(dto.node, dto.graph))
+      inputs[name] = box(
+        dynamic.has(name) && typeof v === 'string' ? processDynamicPrompt(v, this.random) : v,
+      );
     dto.node.inputs.forEach((input, i) => {
       const r = this.resolveInput(dto, i, new Set());
       if (!r) return;
@@ -331,9 +349,16 @@ export type ConvertResult =
  * node definitions). Never throws for bad input: a broken workflow gives `ok: false` and a
  * message naming the node.
  */
-export function convertWorkflow(workflow: unknown, objectInfo: ObjectInfo): ConvertResult {
+export function convertWorkflow(
+  workflow: unknown,
+  objectInfo: ObjectInfo,
+  opts: { random?: () => number } = {},
+): ConvertResult {
   try {
-    return { ok: true, prompt: new Converter(readWorkflow(workflow), objectInfo).run() };
+    return {
+      ok: true,
+      prompt: new Converter(readWorkflow(workflow), objectInfo, opts.random ?? Math.random).run(),
+    };
   } catch (err) {
     if (err instanceof ConvertError)
       return { ok: false, error: { message: err.message, node_id: err.nodeId, class_type: err.classType } };
