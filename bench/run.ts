@@ -22,6 +22,8 @@ const TARGETS: Record<string, string> = {
   'login.one_account_checks': '≤ 5',
   'login.spray_checks': '≤ 100',
   'json.check_to_parse_ratio': '≤ 1',
+  'convert.ltx2_median_ms': '≤ 10',
+  'convert.chain2000_median_ms': '≤ 100',
 };
 
 async function optional(name: string, load: () => Promise<Figures>): Promise<Figures | { error: string }> {
@@ -57,6 +59,10 @@ if (wanted('json')) {
 
 if (wanted('ranges')) {
   results.ranges = await optional('ranges', async () => (await import('./ranges.js')).benchRanges());
+}
+
+if (wanted('convert')) {
+  results.convert = await optional('convert', async () => (await import('./convert.js')).benchConvert());
 }
 
 if (wanted('backup')) {
