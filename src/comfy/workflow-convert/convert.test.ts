@@ -161,6 +161,60 @@ describe('hand-checked details', () => {
     }
   });
 
+  it('keeps hostile ids and names as plain keys', () => {
+    const wf = {
+      nodes: [
+        {
+          id: '__proto__',
+          type: 'EmptyImage',
+          mode: 0,
+          outputs: [{ name: 'IMAGE', type: 'IMAGE', links: [1] }],
+          widgets_values: [8, 8, 1, 0],
+        },
+        {
+          id: 2,
+          type: 'SaveImage',
+          mode: 0,
+          inputs: [{ name: 'images', type: 'IMAGE', link: 1 }],
+          widgets_values: ['x'],
+        },
+      ],
+      links: [[1, '__proto__', 0, 2, 0, 'IMAGE']],
+    };
+    const r = convertWorkflow(wf, TEST_OBJECT_INFO);
+    if (!r.ok) throw new Error(r.error.message);
+    expect(Object.keys(r.prompt).sort()).toEqual(['2', '__proto__']);
+    expect(Object.getPrototypeOf(r.prompt)).toBe(Object.prototype);
+    expect(r.prompt['2']!.inputs.images).toEqual(['__proto__', 0]);
+  });
+
+  it('answers a message, not a stack overflow, for absurdly deep bypass chains', () => {
+    const n = 20_000;
+    const nodes: unknown[] = [
+      {
+        id: 0,
+        type: 'EmptyImage',
+        mode: 0,
+        outputs: [{ name: 'IMAGE', type: 'IMAGE', links: [1] }],
+        widgets_values: [8, 8, 1, 0],
+      },
+    ];
+    const links: unknown[][] = [];
+    for (let i = 1; i <= n; i++) {
+      const last = i === n;
+      nodes.push({
+        id: i,
+        type: last ? 'SaveImage' : 'ImageInvert',
+        mode: last ? 0 : 4,
+        inputs: [{ name: last ? 'images' : 'image', type: 'IMAGE', link: i }],
+        outputs: last ? [] : [{ name: 'IMAGE', type: 'IMAGE', links: [i + 1] }],
+      });
+      links.push([i, i - 1, 0, i, 0, 'IMAGE']);
+    }
+    const r = convertWorkflow({ nodes, links }, TEST_OBJECT_INFO);
+    expect(r).toMatchObject({ ok: false, error: { message: expect.stringMatching(/too deeply/) } });
+  });
+
   it('reports a subgraph that contains itself', () => {
     const sg = {
       id: 'loop',

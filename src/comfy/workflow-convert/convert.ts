@@ -57,6 +57,11 @@ function validConnection(a: string, b: string): boolean {
   return xs.some((t) => ys.includes(t));
 }
 
+/** `obj[key] = value` that also works for `__proto__` (ids and names come from the workflow). */
+function setOwn(obj: object, key: string, value: unknown): void {
+  Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
 /** Array widget values are boxed so ComfyUI does not read them as links. */
 const box = (v: unknown): unknown => (Array.isArray(v) ? { __value__: v } : v);
 
@@ -118,7 +123,9 @@ class Converter {
   // ---- widgets ----------------------------------------------------------------------------------
 
   def(node: UiNode): NodeDef | undefined {
-    return Object.hasOwn(this.objectInfo, node.type) ? this.objectInfo[node.type] : undefined;
+    const def = Object.hasOwn(this.objectInfo, node.type) ? this.objectInfo[node.type] : undefined;
+    // A custom node's malformed definition (no `input`) is treated like a missing one.
+    return def && isObject(def.input) ? def : undefined;
   }
 
   /** The node's prompt widgets by name, from `widgets_values` (list or name-keyed object). */
@@ -304,13 +311,15 @@ class Converter {
         .map((w) => w.name),
     );
     for (const [name, v] of this.widgetValues(dto.node, dto.graph))
-      inputs[name] = box(
-        dynamic.has(name) && typeof v === 'string' ? processDynamicPrompt(v, this.random) : v,
+      setOwn(
+        inputs,
+        name,
+        box(dynamic.has(name) && typeof v === 'string' ? processDynamicPrompt(v, this.random) : v),
       );
     dto.node.inputs.forEach((input, i) => {
       const r = this.resolveInput(dto, i, new Set());
       if (!r) return;
-      inputs[input.name] = 'link' in r ? r.link : box(r.value);
+      setOwn(inputs, input.name, 'link' in r ? r.link : box(r.value));
     });
     const title = dto.node.title ?? def.display_name ?? dto.node.type;
     return { inputs, class_type: dto.node.type, _meta: { title } };
@@ -328,7 +337,7 @@ class Converter {
           dto,
           `${this.label(dto)} is a legacy group node; open the workflow in ComfyUI and convert it to a subgraph.`,
         );
-      out[dto.id] = this.nodeToApi(dto);
+      setOwn(out, dto.id, this.nodeToApi(dto));
     }
     // Drop links to nodes that are not in the prompt (the frontend does the same).
     for (const node of Object.values(out)) {
@@ -362,6 +371,16 @@ export function convertWorkflow(
   } catch (err) {
     if (err instanceof ConvertError)
       return { ok: false, error: { message: err.message, node_id: err.nodeId, class_type: err.classType } };
+    // Link resolution recurses through bypassed nodes, Reroutes and subgraph levels.
+    if (err instanceof RangeError)
+      return {
+        ok: false,
+        error: {
+          message: 'The workflow nests bypassed nodes, Reroutes or subgraphs too deeply to follow.',
+          node_id: null,
+          class_type: null,
+        },
+      };
     throw err;
   }
 }
