@@ -4,7 +4,9 @@
  * and `/<user>/api/prompt` against the model files of every known worker.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WORKFLOW_FIXTURES } from '../../test/support/fixtures.js';
 import { saveEnv } from '../dispatch/env-snapshots.js';
@@ -219,5 +221,62 @@ describe('POST /<user>/api/prompt model check', () => {
         },
       },
     });
+  });
+});
+
+describe('GET /api/v1/templates/models', () => {
+  it('shows per template which worker lacks which file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cm-templates-'));
+    writeFileSync(join(dir, 'flux.json'), JSON.stringify(flux()));
+    writeFileSync(join(dir, 'broken.json'), '{"nodes": [');
+    const t = await startHarness({ TEMPLATES_DIR: dir });
+    try {
+      const admin = await t.addUser('teacher', 'instructor');
+      const env = snapshot({ ...FLUX_MODELS, vae: [] });
+      const hash = createHash('sha256').update(JSON.stringify(env)).digest('hex');
+      await saveEnv(t.services.store, hash, env);
+      t.services.workers.connect(
+        'w1',
+        {
+          name: 'gpu1',
+          tokenName: 'test',
+          agentVersion: '1',
+          comfyuiVersion: '0.3.64',
+          devices: [],
+          envHash: hash,
+          prefetch: 1,
+          inFlight: [],
+          warmModels: [],
+          healthy: true,
+        } as unknown as Parameters<typeof t.services.workers.connect>[1],
+        { send: () => false, close: () => {}, open: false },
+      );
+      const r = await t.app.inject({
+        method: 'GET',
+        url: '/api/v1/templates/models',
+        headers: { authorization: admin },
+      });
+      expect(r.statusCode).toBe(200);
+      const byName = Object.fromEntries(r.json().templates.map((x: { name: string }) => [x.name, x]));
+      expect(byName['broken.json']).toMatchObject({ error: 'not valid JSON' });
+      expect(byName['flux.json'].workers).toEqual([
+        {
+          id: 'w1',
+          name: 'gpu1',
+          connected: true, // linked (the registry's view), though the stand-in link is closed
+          needed: [
+            'diffusion_models/flux-2-klein-base-9b-fp8.safetensors',
+            'text_encoders/qwen_3_8b_fp8mixed.safetensors',
+            'vae/flux2-vae.safetensors',
+          ],
+          optional: ['diffusion_models/flux-2-klein-9b-fp8.safetensors'],
+          missing: ['vae/flux2-vae.safetensors'],
+          missingOptional: ['diffusion_models/flux-2-klein-9b-fp8.safetensors'],
+        },
+      ]);
+    } finally {
+      await t.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

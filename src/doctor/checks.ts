@@ -16,10 +16,8 @@ import type { FileStore } from '../files/file-store.js';
 import type { JobStore } from '../store/types.js';
 import { loadEnv } from '../dispatch/env-snapshots.js';
 import { missingModels, modelsOfWorkflow } from '../comfy/workflow-models.js';
-import { requiredModelPaths } from '../comfy/model-requirements.js';
-import { convertWorkflow, isUiWorkflow } from '../comfy/workflow-convert/index.js';
+import { workflowModelNeeds } from '../comfy/workflow-needs.js';
 import type { ObjectInfo } from '../comfy/protocol.js';
-import type { ComfyPrompt } from '../store/types.js';
 import type { TemplateSource } from '../gateway/templates.js';
 import { isLocalOnly } from '../config/public-url.js';
 import { EXPIRY_WARNING_DAYS } from '../http/tls.js';
@@ -300,28 +298,6 @@ export function checkFrontend(view: ServerView | null, config: Config): CheckRes
   return ok('frontend', `${fe.source}${fe.label ? ` (${fe.label})` : ''}.`);
 }
 
-/**
- * What a template needs on one worker: with the worker's object_info, the model files of the
- * prompt the template converts to (the same requirement sets the submit check and the scheduler
- * use); without it, every file its loaders name. `optional` are files only muted or bypassed
- * nodes load (a participant may switch them on). A template the worker cannot run is `error`.
- */
-function templateNeeds(
-  workflow: unknown,
-  objectInfo: ObjectInfo,
-): { needed: string[]; optional: string[]; error?: string } {
-  const all = modelsOfWorkflow(workflow);
-  if (Object.keys(objectInfo).length === 0) return { needed: all, optional: [] };
-  let prompt: unknown = workflow;
-  if (isUiWorkflow(workflow)) {
-    const r = convertWorkflow(workflow, objectInfo);
-    if (!r.ok) return { needed: all, optional: [], error: r.error.message };
-    prompt = r.prompt;
-  }
-  const needed = requiredModelPaths(prompt as ComfyPrompt, objectInfo);
-  return { needed, optional: all.filter((p) => !needed.includes(p)) };
-}
-
 /** Every template's model files on every connected worker, from the workers' env snapshots. */
 export async function checkTemplateModels(
   templates: TemplateSource,
@@ -377,7 +353,7 @@ export async function checkTemplateModels(
     const env = await loadEnv(store, w.envHash!);
     if (!env) continue;
     for (const t of wanted) {
-      const needs = templateNeeds(t.workflow, env.objectInfo as ObjectInfo);
+      const needs = workflowModelNeeds(t.workflow, env.objectInfo as ObjectInfo);
       if (needs.error) gaps.push(`${w.name} cannot run ${t.template}: ${needs.error}`);
       const missing = missingModels(needs.needed, env.models);
       if (missing.length > 0) gaps.push(`${w.name} lacks ${missing.join(', ')} (${t.template})`);
