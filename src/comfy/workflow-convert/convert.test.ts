@@ -215,6 +215,20 @@ describe('hand-checked details', () => {
     expect(r).toMatchObject({ ok: false, error: { message: expect.stringMatching(/too deeply/) } });
   });
 
+  it('asks for a legacy group node to be converted to a subgraph, naming it', () => {
+    const wf = {
+      nodes: [{ id: 4, type: 'workflow>My group', mode: 0 }],
+      links: [],
+      extra: { groupNodes: {} },
+    };
+    const r = convertWorkflow(wf, TEST_OBJECT_INFO);
+    expect(r).toMatchObject({ ok: false, error: { node_id: '4', class_type: 'workflow>My group' } });
+    if (!r.ok)
+      expect(r.error.message).toMatch(
+        /legacy group node; open the workflow in ComfyUI and convert it to a subgraph/,
+      );
+  });
+
   it('reports a subgraph that contains itself', () => {
     const sg = {
       id: 'loop',
