@@ -22,6 +22,8 @@ const TARGETS: Record<string, string> = {
   'login.one_account_checks': '≤ 5',
   'login.spray_checks': '≤ 100',
   'json.check_to_parse_ratio': '≤ 1',
+  'convert.ltx2_median_ms': '≤ 10',
+  'convert.chain2000_median_ms': '≤ 100',
 };
 
 async function optional(name: string, load: () => Promise<Figures>): Promise<Figures | { error: string }> {
@@ -61,6 +63,10 @@ if (wanted('ranges')) {
 
 if (wanted('video')) {
   results.video = await optional('video', async () => (await import('./video.js')).benchVideo());
+}
+
+if (wanted('convert')) {
+  results.convert = await optional('convert', async () => (await import('./convert.js')).benchConvert());
 }
 
 if (wanted('backup')) {

@@ -12,6 +12,8 @@ import { loginCardsRoutes } from './auth/login-cards-routes.js';
 import { frontendAdminRoutes, frontendRootRoutes } from './frontend/index.js';
 import { healthRoutes } from './api/health-routes.js';
 import { jobsRoutes } from './api/jobs-routes.js';
+import { workflowRoutes } from './api/workflow-routes.js';
+import { TemplateSource } from './gateway/templates.js';
 import { queueRoutes } from './api/queue-routes.js';
 import fastifyWebsocket from '@fastify/websocket';
 import { workerApi } from './dispatch/worker-api.js';
@@ -58,6 +60,13 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
     async (api) => {
       api.addHook('onRequest', requireInstructor(services.auth));
       jobsRoutes(api, services);
+      workflowRoutes(api, {
+        ...services,
+        templates: new TemplateSource(
+          services.config.TEMPLATES_DIR ?? null,
+          services.config.DEFAULT_WORKFLOW ?? null,
+        ),
+      });
       queueRoutes(api, services);
       workersRoutes(api, services);
       loginCardsRoutes(api, services);

@@ -7,6 +7,7 @@ export const ERROR_CODES = {
   INVALID_JSON: { status: 400, message: 'The request body is not valid JSON.' },
   VALIDATION_FAILED: { status: 400, message: 'The request does not match the expected shape.' },
   INVALID_PROMPT: { status: 400, message: 'The prompt is not a valid ComfyUI API-format prompt.' },
+  INVALID_WORKFLOW: { status: 400, message: 'The UI-format workflow cannot be converted to a prompt.' },
   INVALID_PATH: { status: 400, message: 'The path is not allowed.' },
   HASH_MISMATCH: { status: 400, message: 'The uploaded content does not match its sha256.' },
   UNAUTHORIZED: { status: 401, message: 'Authentication is required.' },

@@ -9,7 +9,7 @@ import { BCRYPT_COST } from './auth/passwords.js';
 import { SessionRevocations } from './auth/session-revocations.js';
 import { SessionSigner } from './auth/sessions.js';
 import { QueueService } from './scheduler/queue-service.js';
-import { extractModels } from './comfy/prompt-tools.js';
+import { requiredModelPaths } from './comfy/model-requirements.js';
 import type { FileStore } from './files/file-store.js';
 import { openFileStore } from './files/index.js';
 import { WorkerTokenService } from './auth/worker-tokens.js';
@@ -86,7 +86,8 @@ export async function createServices(config: Config, store: JobStore, logger: Lo
     affinityWindow: config.AFFINITY_WINDOW,
     affinityMaxSkips: config.AFFINITY_MAX_SKIPS,
     historyRetentionMs: config.HISTORY_RETENTION_DAYS * 86_400_000,
-    modelsOf: (prompt) => extractModels(prompt),
+    // Model affinity uses the same requirement sets as the submit check and doctor.
+    modelsOf: (prompt) => requiredModelPaths(prompt),
     logger,
   });
   const files = await openFileStore(config);

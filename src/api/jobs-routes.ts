@@ -10,8 +10,9 @@ import type { ComfyPromptErrorBody } from '../comfy/protocol.js';
 import type { Job, JobStatus } from '../store/types.js';
 import { jobView } from './job-view.js';
 import { createJobBody, jobIdParams, listJobsQuery, patchJobBody } from './schemas.js';
+import { jobBodyWithApiPrompt, type WorkflowPromptDeps } from './workflow-prompt.js';
 
-export interface JobsRoutesDeps {
+export interface JobsRoutesDeps extends WorkflowPromptDeps {
   queue: QueueService;
   accounts: AccountService;
   files: FileStore;
@@ -44,7 +45,8 @@ export function jobsRoutes(app: FastifyInstance, deps: JobsRoutesDeps): void {
   const { queue, accounts, audit } = deps;
 
   app.post('/jobs', async (request, reply) => {
-    const body = parse(createJobBody, request.body);
+    // A UI-format workflow becomes its API prompt first, so everything after sees one format.
+    const body = parse(createJobBody, await jobBodyWithApiPrompt(request.body, deps));
     let job: Job;
     try {
       job = await audit.audited(
@@ -57,7 +59,7 @@ export function jobsRoutes(app: FastifyInstance, deps: JobsRoutesDeps): void {
           // The participant's own /<user>/api/prompt check, so a prompt that cannot run is refused
           // here, with the same body, instead of failing later on a GPU.
           const checked = await checkPrompt(
-            { store: queue.store, files: deps.files },
+            { store: queue.store, files: deps.files, workers: deps.workers },
             body.user,
             body.prompt,
           );

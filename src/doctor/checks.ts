@@ -16,6 +16,8 @@ import type { FileStore } from '../files/file-store.js';
 import type { JobStore } from '../store/types.js';
 import { loadEnv } from '../dispatch/env-snapshots.js';
 import { missingModels, modelsOfWorkflow } from '../comfy/workflow-models.js';
+import { workflowModelNeeds } from '../comfy/workflow-needs.js';
+import type { ObjectInfo } from '../comfy/protocol.js';
 import type { TemplateSource } from '../gateway/templates.js';
 import { isLocalOnly } from '../config/public-url.js';
 import { EXPIRY_WARNING_DAYS } from '../http/tls.js';
@@ -303,25 +305,36 @@ export async function checkTemplateModels(
   store: JobStore,
 ): Promise<CheckResult> {
   const files = await templates.list();
-  const wanted: { template: string; models: string[] }[] = [];
+  const wanted: { template: string; workflow: unknown; models: string[] }[] = [];
+  const broken: string[] = [];
   for (const t of files) {
     const body = await templates.read(t.path);
     if (!body) continue;
     try {
-      wanted.push({ template: t.path, models: modelsOfWorkflow(JSON.parse(body.toString('utf8'))) });
+      const workflow: unknown = JSON.parse(body.toString('utf8'));
+      wanted.push({ template: t.path, workflow, models: modelsOfWorkflow(workflow) });
     } catch {
-      wanted.push({ template: t.path, models: [] });
+      broken.push(`${t.path} is not valid JSON`);
     }
   }
   const def = await templates.defaultWorkflow();
   if (def) {
     try {
-      wanted.push({ template: def.name, models: modelsOfWorkflow(JSON.parse(def.body.toString('utf8'))) });
+      const workflow: unknown = JSON.parse(def.body.toString('utf8'));
+      wanted.push({ template: def.name, workflow, models: modelsOfWorkflow(workflow) });
     } catch {
       /* an unreadable default workflow is the gateway's problem to report */
     }
   }
-  if (wanted.length === 0) return skip('models', 'no templates (TEMPLATES_DIR, DEFAULT_WORKFLOW) to check.');
+  if (wanted.length === 0 && broken.length === 0)
+    return skip('models', 'no templates (TEMPLATES_DIR, DEFAULT_WORKFLOW) to check.');
+  // A template that is not JSON fails with or without workers: the instructor put it there.
+  if (broken.length > 0 && (!view || !view.workers.some((w) => w.connected && w.envHash)))
+    return fail(
+      'models',
+      `${broken.join('; ')}.`,
+      'Fix or remove the file: a template is a workflow saved by ComfyUI.',
+    );
   const needed = wanted.reduce((n, w) => n + w.models.length, 0);
   if (!view)
     return skip(
@@ -334,21 +347,25 @@ export async function checkTemplateModels(
       'models',
       `${wanted.length} templates need ${needed} model files; no worker connected to check.`,
     );
-  const gaps: string[] = [];
+  const gaps: string[] = [...broken];
+  const optionalGaps: string[] = [];
   for (const w of workers) {
     const env = await loadEnv(store, w.envHash!);
     if (!env) continue;
     for (const t of wanted) {
-      const missing = missingModels(t.models, env.models);
+      const needs = workflowModelNeeds(t.workflow, env.objectInfo as ObjectInfo);
+      if (needs.error) gaps.push(`${w.name} cannot run ${t.template}: ${needs.error}`);
+      const missing = missingModels(needs.needed, env.models);
       if (missing.length > 0) gaps.push(`${w.name} lacks ${missing.join(', ')} (${t.template})`);
+      const optional = missingModels(needs.optional, env.models);
+      if (optional.length > 0)
+        optionalGaps.push(
+          `${w.name} lacks ${optional.join(', ')} (${t.template}, muted or bypassed nodes only)`,
+        );
     }
   }
-  if (gaps.length > 0) {
-    return fail(
-      'models',
-      `${gaps.join('; ')}.`,
-      "Copy the files into the worker's ComfyUI models folders (deploy/gpu/install.sh --models).",
-    );
-  }
+  const fix = "Copy the files into the worker's ComfyUI models folders (deploy/gpu/install.sh --models).";
+  if (gaps.length > 0) return fail('models', `${[...gaps, ...optionalGaps].join('; ')}.`, fix);
+  if (optionalGaps.length > 0) return warn('models', `${optionalGaps.join('; ')}.`, fix);
   return ok('models', `every worker holds the ${needed} model files of ${wanted.length} templates.`);
 }

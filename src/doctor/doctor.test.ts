@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -7,7 +7,7 @@ import { runDoctor } from '../cli/commands/doctor.js';
 import { saveEnv } from '../dispatch/env-snapshots.js';
 import { TemplateSource } from '../gateway/templates.js';
 import { startHarness, type Harness } from '../../test/support/app-harness.js';
-import { WORKFLOW_FIXTURES } from '../../test/support/fixtures.js';
+import { COMFY_FIXTURES, WORKFLOW_FIXTURES } from '../../test/support/fixtures.js';
 import { checkCertificate, checkTemplateModels, type ServerView } from './checks.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -141,5 +141,68 @@ describe('template models check', () => {
     expect(r.message).toBe(
       'gpu1 lacks loras/ltx-2-19b-lora-camera-control-dolly-left.safetensors (ltx2.json).',
     );
+  });
+
+  /** The LTX-2 template on one worker with object_info (0.3.64 + the newer nodes it uses). */
+  async function ltxOnWorker(models: Record<string, string[]>, extraTemplate?: [string, string]) {
+    const h = await startHarness();
+    cleanups.push(() => h.close());
+    const templates = join(h.dataDir, 'templates');
+    await mkdir(templates);
+    await copyFile(join(WORKFLOW_FIXTURES, 'ltx2_text_to_video.json'), join(templates, 'ltx2.json'));
+    if (extraTemplate) await writeFile(join(templates, extraTemplate[0]), extraTemplate[1]);
+    const objectInfo = {
+      ...JSON.parse(await readFile(join(COMFY_FIXTURES, 'object_info.json'), 'utf8')),
+      ...JSON.parse(
+        await readFile(
+          new URL('../../test/fixtures/workflow-convert/object_info-newer-nodes.json', import.meta.url),
+          'utf8',
+        ),
+      ),
+    };
+    const hash = 'b'.repeat(64);
+    await saveEnv(h.services.store, hash, {
+      comfyuiVersion: '0.3.64',
+      objectInfo,
+      embeddings: [],
+      models,
+      extensions: [],
+      systemStats: {},
+    });
+    const view: ServerView = {
+      status: { healthy: true, problems: [], workers: { total: 1, usable: 1 }, frontend: null },
+      workers: [{ id: 'w1', name: 'gpu1', connected: true, envHash: hash }],
+    };
+    return checkTemplateModels(new TemplateSource(templates, null), view, h.services.store);
+  }
+  const LTX_MODELS = {
+    checkpoints: ['ltx-2-19b-dev-fp8.safetensors'],
+    latent_upscale_models: ['ltx-2-spatial-upscaler-x2-1.0.safetensors'],
+    loras: ['ltx-2-19b-distilled-lora-384.safetensors'],
+    text_encoders: ['gemma_3_12B_it_fp4_mixed.safetensors'],
+  };
+
+  it('with object_info, fails only for files the converted prompt loads; bypassed loaders warn', async () => {
+    const r = await ltxOnWorker(LTX_MODELS);
+    expect(r.status).toBe('warn');
+    expect(r.message).toBe(
+      'gpu1 lacks loras/ltx-2-19b-lora-camera-control-dolly-left.safetensors (ltx2.json, muted or bypassed nodes only).',
+    );
+    const lacking = await ltxOnWorker({ ...LTX_MODELS, latent_upscale_models: [] });
+    expect(lacking.status).toBe('fail');
+    expect(lacking.message).toMatch(
+      /^gpu1 lacks latent_upscale_models\/ltx-2-spatial-upscaler-x2-1\.0\.safetensors \(ltx2\.json\)/,
+    );
+  });
+
+  it('names a template the worker cannot run, and one that is not JSON', async () => {
+    const r = await ltxOnWorker(LTX_MODELS, [
+      'custom.json',
+      JSON.stringify({ nodes: [{ id: 3, type: 'NotInstalledNode', mode: 0 }], links: [], version: 0.4 }),
+    ]);
+    expect(r.status).toBe('fail');
+    expect(r.message).toContain('gpu1 cannot run custom.json: node 3 (NotInstalledNode)');
+    const broken = await ltxOnWorker(LTX_MODELS, ['broken.json', '{"nodes": [']);
+    expect(broken.message).toContain('broken.json is not valid JSON');
   });
 });

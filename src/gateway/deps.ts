@@ -17,6 +17,8 @@ import type { AuditLog } from '../admin/audit-log.js';
 /** How many GPU workers are connected right now (the dispatcher's registry, when there is one). */
 export interface WorkerPresence {
   online(): readonly { held: ReadonlyMap<string, { user: string; state: string }> }[];
+  /** Every known worker (online or recently gone), for the model files they hold. */
+  all?(): readonly { envHash: string | null }[];
 }
 
 /** What the per-user ComfyUI API needs from the rest of the control plane. */

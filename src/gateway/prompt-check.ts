@@ -4,8 +4,10 @@
  * error body, so a prompt that cannot run never reaches a GPU.
  */
 import { apiPromptSchema } from '../api/schemas.js';
+import { missingModelsError } from '../comfy/model-requirements.js';
 import type { ComfyPromptErrorBody, ObjectInfo } from '../comfy/protocol.js';
 import { validatePrompt } from '../comfy/validate-prompt.js';
+import { type KnownWorkers, knownModelHolders, objectInfoOfAllWorkers } from '../dispatch/known-models.js';
 import type { FileStore } from '../files/file-store.js';
 import { safeRelativePath, userFileKey } from '../files/safe-path.js';
 import type { BlobStore, ComfyPrompt } from '../store/types.js';
@@ -57,9 +59,11 @@ async function fileChecker(
 /**
  * Validates `prompt` for `user` as ComfyUI would: against the stored `object_info` (and the user's
  * own files for loader nodes), or, while no worker has described its ComfyUI yet, by shape only.
+ * Loader lists hold every known worker's files, and a model file no known worker has is refused
+ * here, in ComfyUI's words (`value_not_in_list` naming the file), not after the job reached a GPU.
  */
 export async function checkPrompt(
-  deps: { store: BlobStore; files: FileStore },
+  deps: { store: BlobStore; files: FileStore; workers?: KnownWorkers | null },
   user: string,
   prompt: unknown,
   partialExecutionTargets: string[] | null = null,
@@ -67,11 +71,15 @@ export async function checkPrompt(
   const env = await currentEnv(deps.store);
   if (env) {
     const exists = await fileChecker(deps.files, user, prompt);
-    const result = validatePrompt(prompt, env.objectInfo as ObjectInfo, {
+    const holders = await knownModelHolders(deps.store, deps.workers ?? null);
+    const objectInfo = objectInfoOfAllWorkers(env.objectInfo as ObjectInfo, holders);
+    const result = validatePrompt(prompt, objectInfo, {
       partialExecutionTargets,
       ...(exists ? { inputFileExists: exists } : {}),
     });
     if (!result.ok) return { ok: false, status: result.status, body: result.body };
+    const missing = missingModelsError(result.prompt, holders, { objectInfo, outputs: result.outputs });
+    if (missing) return { ok: false, status: 400, body: missing };
     return { ok: true, prompt: result.prompt, outputs: result.outputs, nodeErrors: result.nodeErrors };
   }
   // No worker ever described its ComfyUI: check the shape only; the worker validates later.

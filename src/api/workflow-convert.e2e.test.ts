@@ -1,0 +1,102 @@
+/**
+ * A UI-format workflow (schema 1, a subgraph nested in a subgraph, a bypassed node) sent to
+ * `POST /api/v1/jobs` is converted by the control plane, run by a real worker agent on the ComfyUI
+ * stand-in, and its output arrives. With `COMFYUI_URL` set, a real ComfyUI runs it instead and
+ * the test runs unchanged.
+ */
+import { readFileSync } from 'node:fs';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startStandin, type Standin } from '../../test/support/comfyui-standin/server.js';
+import { getCurrentEnv } from '../dispatch/env-snapshots.js';
+import { listen, startHarness, type Harness } from '../gateway/test-kit.js';
+import { startAgent, type AgentHandle } from '../worker/agent/index.js';
+
+const REAL_COMFYUI = process.env.COMFYUI_URL?.replace(/\/+$/, '') || null;
+const TOKEN = 'convert-e2e-worker-token-0123456789';
+
+let h: Harness;
+let standin: Standin | undefined;
+let agent: AgentHandle;
+let teacher: string;
+
+async function until(fn: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** The nested-subgraph fixture without its PrimitiveInt (the stand-in runs only a few node types). */
+function workflow(): Record<string, unknown> {
+  const wf = JSON.parse(
+    readFileSync(
+      new URL('../../test/fixtures/workflow-convert/nested_subgraphs_schema1.json', import.meta.url),
+      'utf8',
+    ),
+  );
+  wf.nodes = wf.nodes.filter((n: { id: number }) => n.id !== 3);
+  wf.links = wf.links.filter((l: { id: number }) => l.id !== 9);
+  wf.nodes.find((n: { id: number }) => n.id === 1).inputs[0].link = null;
+  wf.nodes.find((n: { id: number }) => n.id === 2).widgets_values = ['convert-e2e'];
+  return wf;
+}
+
+beforeAll(async () => {
+  h = await startHarness({ WORKER_TOKENS: `gpu:${TOKEN}` });
+  teacher = await h.addUser('teacher', 'instructor');
+  await h.addUser('user001');
+  const base = await listen(h);
+  if (!REAL_COMFYUI) standin = await startStandin({});
+  agent = startAgent({
+    serverUrl: base,
+    token: TOKEN,
+    comfyuiUrl: REAL_COMFYUI ?? standin!.url,
+    name: 'gpu-convert',
+    prefetch: 0,
+    logger: pino({ level: 'silent' }),
+    probeIntervalMs: 200,
+    backoff: { baseMs: 50, maxMs: 300 },
+  });
+  await until(() => h.services.workers.online().length === 1, 30_000, 'the worker to register');
+  await until(
+    async () => (await getCurrentEnv(h.services.store)) !== null,
+    30_000,
+    'the environment snapshot',
+  );
+}, 90_000);
+
+afterAll(async () => {
+  await agent?.stop();
+  await standin?.close();
+  await h?.close();
+});
+
+describe('a UI-format workflow through /api/v1/jobs', () => {
+  it('is converted, runs on the worker and produces its output', async () => {
+    const r = await h.app.inject({
+      method: 'POST',
+      url: '/api/v1/jobs',
+      headers: { authorization: teacher, 'content-type': 'application/json' },
+      payload: JSON.stringify({ user: 'user001', prompt: workflow() }),
+    });
+    expect(r.statusCode).toBe(201);
+    const id = r.json().id as string;
+    const job = await h.services.store.getJob(id);
+    // Flattened: the inner EmptyImage keeps its own width (the instance input is unlinked).
+    expect(job!.prompt['1:10:20']).toMatchObject({
+      class_type: 'EmptyImage',
+      inputs: { width: 512, height: 512, batch_size: 1, color: 0 },
+    });
+    expect(job!.prompt['2']!.inputs.images).toEqual(['1:11', 0]);
+    await until(
+      async () => ['completed', 'failed'].includes((await h.services.store.getJob(id))!.status),
+      60_000,
+      'the job to finish',
+    );
+    const done = await h.services.store.getJob(id);
+    expect(done!.status).toBe('completed');
+    expect(done!.outputs.map((o) => o.filename)).toEqual([expect.stringMatching(/convert-e2e.*\.png$/)]);
+  }, 90_000);
+});
