@@ -4,10 +4,11 @@
  * what is going on and reloads itself.
  */
 import { join } from 'node:path';
-import type { FastifyReply } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../errors.js';
 import { safeRelativePath } from '../files/safe-path.js';
-import { FrontendAssets, sendFrontendFile, sendIndex } from './frontend-assets.js';
+import { FrontendAssets, sendFrontendFile } from './frontend-assets.js';
+import type { FrontendFile } from '../worker/protocol.js';
 import type { FrontendCache, FrontendVersion } from './frontend-cache.js';
 
 /** For /api/v1/status and the dashboard. */
@@ -23,9 +24,9 @@ export interface FrontendStatus {
 }
 
 export interface FrontendSite {
-  serveIndex(reply: FastifyReply): Promise<FastifyReply>;
+  serveIndex(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply>;
   /** A file of the frontend by its URL path below `/<user>/` (or the site root); NOT_FOUND if none. */
-  serveAsset(reply: FastifyReply, relPath: string): Promise<FastifyReply>;
+  serveAsset(request: FastifyRequest, reply: FastifyReply, relPath: string): Promise<FastifyReply>;
   /** True when workers should offer their frontend (see `welcome.mirrorFrontend`). */
   wantsMirror(): boolean;
   status(): FrontendStatus;
@@ -35,14 +36,14 @@ export interface FrontendSite {
 export class FolderFrontend implements FrontendSite {
   constructor(private readonly assets: FrontendAssets) {}
 
-  async serveIndex(reply: FastifyReply): Promise<FastifyReply> {
-    return sendIndex(reply, await this.assets.indexHtml());
+  serveIndex(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+    return this.serveAsset(request, reply, 'index.html');
   }
 
-  async serveAsset(reply: FastifyReply, relPath: string): Promise<FastifyReply> {
+  async serveAsset(request: FastifyRequest, reply: FastifyReply, relPath: string): Promise<FastifyReply> {
     const file = await this.assets.locate(relPath);
     if (!file) throw notFound(relPath);
-    return sendFrontendFile(reply, file);
+    return sendFrontendFile(request, reply, file);
   }
 
   wantsMirror(): boolean {
@@ -61,25 +62,44 @@ export class FolderFrontend implements FrontendSite {
  * `cache` is null when FRONTEND_MIRROR=false: then only the explanation page is served.
  */
 export class MirroredFrontend implements FrontendSite {
-  /** Per version: its folder, and its files' sizes by path (from the manifest: no disk access). */
-  private readonly opened = new Map<string, { assets: FrontendAssets; sizes: Map<string, number> }>();
+  /** Per version: its folder, and its files by path (from the manifest: no disk access). */
+  private readonly opened = new Map<string, Opened>();
 
   constructor(private readonly cache: FrontendCache | null) {}
 
-  async serveIndex(reply: FastifyReply): Promise<FastifyReply> {
+  async serveIndex(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
     const cur = this.cache?.current();
     if (!cur) return sendWaitingPage(reply, this.cache !== null);
-    return sendIndex(reply, await this.open(cur).assets.indexHtml());
+    return this.send(request, reply, cur, 'index.html') ?? Promise.reject(notFound('index.html'));
   }
 
-  async serveAsset(reply: FastifyReply, relPath: string): Promise<FastifyReply> {
+  async serveAsset(request: FastifyRequest, reply: FastifyReply, relPath: string): Promise<FastifyReply> {
     const rel = safeRelativePath(relPath);
     for (const v of this.cache?.list() ?? []) {
-      const { assets, sizes } = this.open(v);
-      const size = sizes.get(rel);
-      if (size !== undefined) return sendFrontendFile(reply, { rel, path: join(assets.root, rel), size });
+      const sent = this.send(request, reply, v, rel);
+      if (sent) return sent;
     }
     throw notFound(relPath);
+  }
+
+  /** Sends `rel` of version `v` (null when `v` has no such file). */
+  private send(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    v: FrontendVersion,
+    rel: string,
+  ): FastifyReply | null {
+    const { root, files } = this.open(v);
+    const f = files.get(rel);
+    if (!f) return null;
+    return sendFrontendFile(request, reply, {
+      rel,
+      path: join(root, rel),
+      size: f.size,
+      tag: f.sha256.slice(0, 32),
+      modifiedMs: v.createdAt,
+      copies: this.cache?.encodedCopiesOf(f.sha256),
+    });
   }
 
   wantsMirror(): boolean {
@@ -96,20 +116,22 @@ export class MirroredFrontend implements FrontendSite {
     };
   }
 
-  private open(v: FrontendVersion): { assets: FrontendAssets; sizes: Map<string, number> } {
+  private open(v: FrontendVersion): Opened {
     let o = this.opened.get(v.id);
     if (!o) {
       // Versions are few (FRONTEND_KEEP_VERSIONS); forget folders that were deleted.
       const live = new Set(this.cache?.list().map((x) => x.id));
       for (const k of this.opened.keys()) if (!live.has(k)) this.opened.delete(k);
-      o = {
-        assets: new FrontendAssets(this.cache!.dirOf(v.id)),
-        sizes: new Map(v.files.map((f) => [f.path, f.size])),
-      };
+      o = { root: this.cache!.dirOf(v.id), files: new Map(v.files.map((f) => [f.path, f])) };
       this.opened.set(v.id, o);
     }
     return o;
   }
+}
+
+interface Opened {
+  root: string;
+  files: Map<string, FrontendFile>;
 }
 
 function notFound(relPath: string): AppError {

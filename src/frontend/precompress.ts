@@ -1,0 +1,194 @@
+/**
+ * Brotli and gzip copies of a frontend's text files, made once when a version is stored and kept
+ * on disk beside it, so that twenty participants opening ComfyUI over one venue link get its
+ * 15 MB of JavaScript as about 3 MB, and the server compresses nothing per request.
+ *
+ * Files are keyed by their sha256 (contents shared by several versions are compressed once):
+ *
+ *     <dir>/<sha256>.br     brotli, quality 11 (slow to make, smallest to send)
+ *     <dir>/<sha256>.gz     gzip, level 9, for clients without brotli
+ *     <dir>/<sha256>.none   made empty when compression saves too little to be worth it
+ *
+ * Compression runs in libuv's thread pool (zlib's async API), one file at a time, so it neither
+ * blocks the event loop nor takes more than one core of a shared machine; until a file's copies
+ * exist it is served uncompressed.
+ */
+import { randomBytes } from 'node:crypto';
+import { readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { extname, join } from 'node:path';
+import { promisify } from 'node:util';
+import { brotliCompress, constants, gzip } from 'node:zlib';
+import type { Logger } from 'pino';
+
+export type Encoding = 'br' | 'gzip';
+
+/** One stored compressed copy. */
+export interface EncodedCopy {
+  path: string;
+  size: number;
+}
+
+export type EncodedCopies = Partial<Record<Encoding, EncodedCopy>>;
+
+/** A file to compress: its content hash and where its bytes are. */
+export interface CompressJob {
+  sha256: string;
+  path: string;
+  rel: string;
+}
+
+const SUFFIX: Record<Encoding, string> = { br: '.br', gzip: '.gz' };
+const SKIP = '.none';
+const FILE_MODE = 0o600;
+
+/**
+ * Extensions worth compressing: text and uncompressed fonts. Images, woff/woff2, audio and video
+ * are compressed already.
+ */
+const COMPRESSIBLE = new Set([
+  '.js',
+  '.mjs',
+  '.cjs',
+  '.css',
+  '.html',
+  '.htm',
+  '.json',
+  '.map',
+  '.svg',
+  '.txt',
+  '.md',
+  '.xml',
+  '.csv',
+  '.wasm',
+  '.ttf',
+  '.otf',
+  '.eot',
+  '.ico',
+]);
+
+/** Smaller files fit in a packet or two either way. */
+const MIN_SIZE = 512;
+/** A copy is kept only when it is at most this share of the original. */
+const MAX_RATIO = 0.9;
+
+export function isCompressible(rel: string, size: number): boolean {
+  return size >= MIN_SIZE && COMPRESSIBLE.has(extname(rel).toLowerCase());
+}
+
+const brotli = promisify(brotliCompress);
+const gz = promisify(gzip);
+
+async function encode(data: Buffer, enc: Encoding, rel: string): Promise<Buffer> {
+  if (enc === 'gzip') return gz(data, { level: 9 });
+  const text = !['.wasm', '.ttf', '.otf', '.eot', '.ico'].includes(extname(rel).toLowerCase());
+  return brotli(data, {
+    params: {
+      [constants.BROTLI_PARAM_QUALITY]: constants.BROTLI_MAX_QUALITY,
+      [constants.BROTLI_PARAM_SIZE_HINT]: data.length,
+      [constants.BROTLI_PARAM_MODE]: text ? constants.BROTLI_MODE_TEXT : constants.BROTLI_MODE_GENERIC,
+    },
+  });
+}
+
+export class Precompressor {
+  /** sha256 → its copies (an empty object: compressed, not worth keeping). */
+  private readonly known = new Map<string, EncodedCopies>();
+  private queue: CompressJob[] = [];
+  private running: Promise<void> | null = null;
+
+  constructor(
+    private readonly dir: string,
+    private readonly tmpDir: string,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Learns which copies are on disk already (at start-up). */
+  async load(): Promise<void> {
+    for (const name of await readdir(this.dir)) {
+      const m = /^([0-9a-f]{64})(\.br|\.gz|\.none)$/.exec(name);
+      if (!m) continue;
+      const sha = m[1]!;
+      const copies = this.known.get(sha) ?? {};
+      this.known.set(sha, copies);
+      if (m[2] === SKIP) continue;
+      const size = (await stat(join(this.dir, name)).catch(() => null))?.size;
+      if (size !== undefined) copies[m[2] === '.br' ? 'br' : 'gzip'] = { path: join(this.dir, name), size };
+    }
+  }
+
+  /** The copies of a content, if made (none while it waits its turn, or when not worth it). */
+  copiesOf(sha256: string): EncodedCopies | undefined {
+    return this.known.get(sha256);
+  }
+
+  /** Queues the files not compressed yet; returns at once (see {@link idle}). */
+  add(jobs: readonly CompressJob[]): void {
+    const queued = new Set(this.queue.map((j) => j.sha256));
+    for (const j of jobs) {
+      if (this.known.has(j.sha256) || queued.has(j.sha256)) continue;
+      queued.add(j.sha256);
+      this.queue.push(j);
+    }
+    if (this.queue.length > 0) this.running ??= this.drain();
+  }
+
+  /** Resolves once every queued file has been compressed (for tests, benches and shutdown). */
+  async idle(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  /** Deletes the copies of contents no kept version names. */
+  async prune(named: ReadonlySet<string>): Promise<void> {
+    this.queue = this.queue.filter((j) => named.has(j.sha256));
+    for (const name of await readdir(this.dir)) {
+      const sha = name.slice(0, 64);
+      if (named.has(sha)) continue;
+      this.known.delete(sha);
+      await rm(join(this.dir, name), { force: true });
+    }
+  }
+
+  private async drain(): Promise<void> {
+    const started = Date.now();
+    let files = 0;
+    let before = 0;
+    let after = 0;
+    try {
+      for (let job = this.queue.shift(); job; job = this.queue.shift()) {
+        try {
+          const data = await readFile(job.path);
+          const copies: EncodedCopies = {};
+          for (const enc of ['br', 'gzip'] as const) {
+            const out = await encode(data, enc, job.rel);
+            if (out.length > data.length * MAX_RATIO) continue;
+            copies[enc] = await this.write(job.sha256 + SUFFIX[enc], out);
+          }
+          if (!copies.br && !copies.gzip) await this.write(job.sha256 + SKIP, Buffer.alloc(0));
+          this.known.set(job.sha256, copies);
+          files += 1;
+          before += data.length;
+          after += copies.br?.size ?? data.length;
+        } catch (err) {
+          // A version deleted meanwhile, a full disk: that file is served uncompressed.
+          this.logger.warn({ err, file: job.rel }, 'could not precompress a frontend file');
+        }
+      }
+    } finally {
+      this.running = null;
+    }
+    if (files > 0) {
+      this.logger.info(
+        { files, bytes: before, brotliBytes: after, ms: Date.now() - started },
+        'precompressed frontend files',
+      );
+    }
+  }
+
+  private async write(name: string, data: Buffer): Promise<EncodedCopy> {
+    const tmp = join(this.tmpDir, `c-${randomBytes(6).toString('hex')}`);
+    await writeFile(tmp, data, { mode: FILE_MODE });
+    const path = join(this.dir, name);
+    await rename(tmp, path);
+    return { path, size: data.length };
+  }
+}
