@@ -22,6 +22,7 @@ const TARGETS: Record<string, string> = {
   'login.one_account_checks': '≤ 5',
   'login.spray_checks': '≤ 100',
   'json.check_to_parse_ratio': '≤ 1',
+  'firstload.comfy_multi.first_load_ratio_pct': '≤ 25',
 };
 
 async function optional(name: string, load: () => Promise<Figures>): Promise<Figures | { error: string }> {
@@ -57,6 +58,12 @@ if (wanted('json')) {
 
 if (wanted('ranges')) {
   results.ranges = await optional('ranges', async () => (await import('./ranges.js')).benchRanges());
+}
+
+if (wanted('firstload')) {
+  results.firstload = await optional('firstload', async () =>
+    (await import('./firstload.js')).benchFirstLoad(),
+  );
 }
 
 if (wanted('backup')) {
