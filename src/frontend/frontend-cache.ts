@@ -136,6 +136,11 @@ export class FrontendCache {
     return this.precompressor.copiesOf(sha256);
   }
 
+  /** Stops making compressed copies (at shutdown); what is made so far stays. */
+  close(): Promise<void> {
+    return this.precompressor.close();
+  }
+
   /** Resolves once every kept version's compressed copies have been made. */
   precompressed(): Promise<void> {
     return this.precompressor.idle();

@@ -95,6 +95,7 @@ export class Precompressor {
   private readonly known = new Map<string, EncodedCopies>();
   private queue: CompressJob[] = [];
   private running: Promise<void> | null = null;
+  private closed = false;
 
   constructor(
     private readonly dir: string,
@@ -123,6 +124,7 @@ export class Precompressor {
 
   /** Queues the files not compressed yet; returns at once (see {@link idle}). */
   add(jobs: readonly CompressJob[]): void {
+    if (this.closed) return;
     const queued = new Set(this.queue.map((j) => j.sha256));
     for (const j of jobs) {
       if (this.known.has(j.sha256) || queued.has(j.sha256)) continue;
@@ -135,6 +137,16 @@ export class Precompressor {
   /** Resolves once every queued file has been compressed (for tests, benches and shutdown). */
   async idle(): Promise<void> {
     while (this.running) await this.running;
+  }
+
+  /**
+   * Stops: drops what waits and lets the file in hand finish (zlib's work cannot be cancelled),
+   * so nothing is written into the folder once this resolves.
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.queue = [];
+    await this.idle();
   }
 
   /** Deletes the copies of contents no kept version names. */
@@ -160,6 +172,7 @@ export class Precompressor {
           const copies: EncodedCopies = {};
           for (const enc of ['br', 'gzip'] as const) {
             const out = await encode(data, enc, job.rel);
+            if (this.closed) return;
             if (out.length > data.length * MAX_RATIO) continue;
             copies[enc] = await this.write(job.sha256 + SUFFIX[enc], out);
           }
