@@ -3,6 +3,9 @@
  * the version mirrored from a worker (FrontendCache), or, before either exists, a page that says
  * what is going on and reloads itself.
  */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../errors.js';
@@ -10,6 +13,7 @@ import { safeRelativePath } from '../files/safe-path.js';
 import { FrontendAssets, sendFrontendFile } from './frontend-assets.js';
 import type { FrontendFile } from '../worker/protocol.js';
 import type { FrontendCache, FrontendVersion } from './frontend-cache.js';
+import { isCompressible, type Precompressor } from './precompress.js';
 
 /** For /api/v1/status and the dashboard. */
 export interface FrontendStatus {
@@ -30,11 +34,40 @@ export interface FrontendSite {
   /** True when workers should offer their frontend (see `welcome.mirrorFrontend`). */
   wantsMirror(): boolean;
   status(): FrontendStatus;
+  /** Stops background work (compression) at shutdown. */
+  close(): Promise<void>;
 }
 
-/** FRONTEND_DIR: one folder, fixed for the life of the process. */
+/**
+ * FRONTEND_DIR: one folder, fixed for the life of the process. Its text files are compressed once
+ * in the background (see {@link precompressFolder}); a file whose size or modification time
+ * changed since is served as it is.
+ */
 export class FolderFrontend implements FrontendSite {
-  constructor(private readonly assets: FrontendAssets) {}
+  /** Compressible files by path, with what they were when hashed. */
+  private readonly hashed = new Map<string, { sha256: string; size: number; mtimeMs: number }>();
+
+  constructor(
+    private readonly assets: FrontendAssets,
+    private readonly precompressor: Precompressor | null = null,
+  ) {}
+
+  /** Hashes the folder's compressible files and queues those without copies. */
+  async precompressFolder(): Promise<void> {
+    if (!this.precompressor) return;
+    const jobs = [];
+    for (const file of await listFiles(this.assets.root)) {
+      if (!isCompressible(file.rel, file.size)) continue;
+      const sha256 = await sha256Of(file.path);
+      this.hashed.set(file.rel, { sha256, size: file.size, mtimeMs: file.mtimeMs });
+      jobs.push({ sha256, path: file.path, rel: file.rel });
+    }
+    this.precompressor.add(jobs);
+  }
+
+  close(): Promise<void> {
+    return this.precompressor?.close() ?? Promise.resolve();
+  }
 
   serveIndex(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
     return this.serveAsset(request, reply, 'index.html');
@@ -43,7 +76,10 @@ export class FolderFrontend implements FrontendSite {
   async serveAsset(request: FastifyRequest, reply: FastifyReply, relPath: string): Promise<FastifyReply> {
     const file = await this.assets.locate(relPath);
     if (!file) throw notFound(relPath);
-    return sendFrontendFile(request, reply, file);
+    const h = this.hashed.get(file.rel);
+    const same = h && h.size === file.size && h.mtimeMs === file.modifiedMs;
+    const copies = same ? this.precompressor?.copiesOf(h.sha256) : undefined;
+    return sendFrontendFile(request, reply, { ...file, copies });
   }
 
   wantsMirror(): boolean {
@@ -66,6 +102,10 @@ export class MirroredFrontend implements FrontendSite {
   private readonly opened = new Map<string, Opened>();
 
   constructor(private readonly cache: FrontendCache | null) {}
+
+  close(): Promise<void> {
+    return this.cache?.close() ?? Promise.resolve();
+  }
 
   async serveIndex(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
     const cur = this.cache?.current();
@@ -127,6 +167,31 @@ export class MirroredFrontend implements FrontendSite {
     }
     return o;
   }
+}
+
+interface Listed {
+  rel: string;
+  path: string;
+  size: number;
+  mtimeMs: number;
+}
+
+/** Every file below `root` (symbolic links are followed, as when serving). */
+async function listFiles(root: string, rel = ''): Promise<Listed[]> {
+  const out: Listed[] = [];
+  for (const name of await readdir(join(root, rel))) {
+    const r = rel ? `${rel}/${name}` : name;
+    const s = await stat(join(root, r)).catch(() => null);
+    if (s?.isDirectory()) out.push(...(await listFiles(root, r)));
+    else if (s?.isFile()) out.push({ rel: r, path: join(root, r), size: s.size, mtimeMs: s.mtimeMs });
+  }
+  return out;
+}
+
+async function sha256Of(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest('hex');
 }
 
 interface Opened {

@@ -4,7 +4,7 @@
  * and 304s, while ranges and clients without compression get the file as it is.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { brotliDecompressSync, gunzipSync } from 'node:zlib';
@@ -167,5 +167,43 @@ describe('precompressed frontend files', () => {
     const res = await get('/alice/assets/index-Aaaa1111.js', { 'accept-encoding': 'br' });
     expect(res.headers['content-encoding']).toBe('br');
     expect(brotliDecompressSync(res.rawPayload).equals(BUNDLE)).toBe(true);
+  });
+});
+
+describe('precompressed FRONTEND_DIR files', () => {
+  it('compresses the folder once in the background, and never serves a copy of a file changed since', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cm-frontend-dir-'));
+    const cacheDir = join(dir, 'cache');
+    const site = join(dir, 'site');
+    await mkdir(join(site, 'assets'), { recursive: true });
+    await writeFile(join(site, 'index.html'), SITE['index.html']!);
+    await writeFile(join(site, 'assets', 'index-Aaaa1111.js'), BUNDLE);
+    const h = await startHarness({ FRONTEND_DIR: site, FRONTEND_CACHE_DIR: cacheDir });
+    try {
+      const alice = await h.addUser('alice');
+      const get = (url: string) =>
+        h.app.inject({ url, headers: { authorization: alice, 'accept-encoding': 'br, gzip' } });
+      const deadline = Date.now() + 20_000;
+      let res = await get('/alice/assets/index-Aaaa1111.js');
+      while (res.headers['content-encoding'] !== 'br' && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100));
+        res = await get('/alice/assets/index-Aaaa1111.js');
+      }
+      expect(res.headers['content-encoding']).toBe('br');
+      expect(brotliDecompressSync(res.rawPayload).equals(BUNDLE)).toBe(true);
+      const etag = res.headers.etag as string;
+      expect(etag).toMatch(/-br"$/);
+
+      // Someone edits the folder under the running server: the old copy must not be sent.
+      const edited = Buffer.concat([BUNDLE, Buffer.from('export const edited = 1;\n')]);
+      await writeFile(join(site, 'assets', 'index-Aaaa1111.js'), edited);
+      const after = await get('/alice/assets/index-Aaaa1111.js');
+      expect(after.headers['content-encoding']).toBeUndefined();
+      expect(after.rawPayload.equals(edited)).toBe(true);
+      expect(after.headers.etag).not.toBe(etag);
+    } finally {
+      await h.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -105,6 +105,10 @@ export class Precompressor {
 
   /** Learns which copies are on disk already (at start-up). */
   async load(): Promise<void> {
+    // Copies being written when the process last stopped.
+    for (const name of await readdir(this.tmpDir)) {
+      if (name.startsWith('c-')) await rm(join(this.tmpDir, name), { force: true });
+    }
     for (const name of await readdir(this.dir)) {
       const m = /^([0-9a-f]{64})(\.br|\.gz|\.none)$/.exec(name);
       if (!m) continue;
