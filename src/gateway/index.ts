@@ -19,6 +19,7 @@ import { WsSessionWatch } from './ws-session-watch.js';
 import { SESSION_COOKIE } from '../auth/sessions.js';
 import { AppError } from '../errors.js';
 import { checkSameOrigin } from '../http/same-origin.js';
+import { installJsonCompression } from '../http/compress-json.js';
 
 export type { GatewayDeps } from './deps.js';
 
@@ -53,6 +54,8 @@ export function gatewayPlugin(services: Services): FastifyPluginAsync {
     }
 
     app.addHook('onRequest', gatewayAccess(deps));
+    // object_info & co. travel compressed, as from ComfyUI with --enable-compress-response-body.
+    installJsonCompression(app);
 
     // `/<user>` → `/<user>/`; `/<user>/` itself is the ComfyUI frontend's index.html.
     app.get('/', async (request, reply) => {
