@@ -9,15 +9,14 @@
  *     <dir>/<sha256>.gz     gzip, level 9, for clients without brotli
  *     <dir>/<sha256>.none   made empty when compression saves too little to be worth it
  *
- * Compression runs in libuv's thread pool (zlib's async API), one file at a time, so it neither
- * blocks the event loop nor takes more than one core of a shared machine; until a file's copies
- * exist it is served uncompressed.
+ * Compression runs in a worker thread at the lowest priority, one file at a time, so it neither
+ * blocks the event loop nor takes CPU others need; until a file's copies exist it is served
+ * uncompressed.
  */
 import { randomBytes } from 'node:crypto';
 import { readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { extname, join } from 'node:path';
-import { promisify } from 'node:util';
-import { brotliCompress, constants, gzip } from 'node:zlib';
+import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 
 export type Encoding = 'br' | 'gzip';
@@ -75,19 +74,82 @@ export function isCompressible(rel: string, size: number): boolean {
   return size >= MIN_SIZE && COMPRESSIBLE.has(extname(rel).toLowerCase());
 }
 
-const brotli = promisify(brotliCompress);
-const gz = promisify(gzip);
+/**
+ * The compressing thread: brotli at quality 11 takes about a minute of CPU for ComfyUI's frontend,
+ * so it runs in a worker thread that lowers its own priority (nice 19, Linux: a thread's id is a
+ * process id to setpriority), giving way to the event loop, to ComfyUI and to everything else on
+ * the machine while using what is idle. Plain JavaScript, so it runs the same under tsx and from
+ * dist/.
+ */
+const THREAD_SOURCE = `
+const { parentPort } = require('node:worker_threads');
+const { readlinkSync } = require('node:fs');
+const { setPriority } = require('node:os');
+const zlib = require('node:zlib');
+try { setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), 19); } catch {}
+parentPort.on('message', ({ id, data, enc, text }) => {
+  try {
+    const out = enc === 'gzip'
+      ? zlib.gzipSync(data, { level: 9 })
+      : zlib.brotliCompressSync(data, { params: {
+          [zlib.constants.BROTLI_PARAM_QUALITY]: zlib.constants.BROTLI_MAX_QUALITY,
+          [zlib.constants.BROTLI_PARAM_SIZE_HINT]: data.length,
+          [zlib.constants.BROTLI_PARAM_MODE]: text ? zlib.constants.BROTLI_MODE_TEXT : zlib.constants.BROTLI_MODE_GENERIC,
+        } });
+    parentPort.postMessage({ id, out });
+  } catch (err) {
+    parentPort.postMessage({ id, error: String(err) });
+  }
+});
+`;
 
-async function encode(data: Buffer, enc: Encoding, rel: string): Promise<Buffer> {
-  if (enc === 'gzip') return gz(data, { level: 9 });
-  const text = !['.wasm', '.ttf', '.otf', '.eot', '.ico'].includes(extname(rel).toLowerCase());
-  return brotli(data, {
-    params: {
-      [constants.BROTLI_PARAM_QUALITY]: constants.BROTLI_MAX_QUALITY,
-      [constants.BROTLI_PARAM_SIZE_HINT]: data.length,
-      [constants.BROTLI_PARAM_MODE]: text ? constants.BROTLI_MODE_TEXT : constants.BROTLI_MODE_GENERIC,
-    },
-  });
+type Pending = Map<number, { resolve: (b: Buffer) => void; reject: (e: Error) => void }>;
+
+/** One compressing thread, started on first use; {@link stop} ends it, work in hand included. */
+class CompressThread {
+  private current: { worker: Worker; pending: Pending } | null = null;
+  private next = 0;
+
+  encode(data: Buffer, enc: Encoding, rel: string): Promise<Buffer> {
+    const { worker, pending } = (this.current ??= this.start());
+    const id = this.next++;
+    const text = !['.wasm', '.ttf', '.otf', '.eot', '.ico'].includes(extname(rel).toLowerCase());
+    return new Promise((resolve, reject) => {
+      pending.set(id, { resolve, reject });
+      worker.postMessage({ id, data, enc, text });
+    });
+  }
+
+  async stop(): Promise<void> {
+    const c = this.current;
+    this.current = null;
+    if (c) await c.worker.terminate();
+  }
+
+  private start(): { worker: Worker; pending: Pending } {
+    const worker = new Worker(THREAD_SOURCE, { eval: true });
+    const pending: Pending = new Map();
+    const c = { worker, pending };
+    const failAll = (err: Error) => {
+      for (const p of pending.values()) p.reject(err);
+      pending.clear();
+    };
+    // Never what keeps the process alive.
+    worker.unref();
+    worker.on('message', (m: { id: number; out?: Uint8Array; error?: string }) => {
+      const p = pending.get(m.id);
+      pending.delete(m.id);
+      if (!p) return;
+      if (m.out) p.resolve(Buffer.from(m.out.buffer, m.out.byteOffset, m.out.byteLength));
+      else p.reject(new Error(m.error ?? 'compression failed'));
+    });
+    worker.on('error', failAll);
+    worker.on('exit', () => {
+      if (this.current === c) this.current = null;
+      failAll(new Error('the compressing thread stopped'));
+    });
+    return c;
+  }
 }
 
 export class Precompressor {
@@ -96,6 +158,7 @@ export class Precompressor {
   private queue: CompressJob[] = [];
   private running: Promise<void> | null = null;
   private closed = false;
+  private readonly thread = new CompressThread();
 
   constructor(
     private readonly dir: string,
@@ -150,6 +213,7 @@ export class Precompressor {
   async close(): Promise<void> {
     this.closed = true;
     this.queue = [];
+    await this.thread.stop();
     await this.idle();
   }
 
@@ -175,7 +239,7 @@ export class Precompressor {
           const data = await readFile(job.path);
           const copies: EncodedCopies = {};
           for (const enc of ['br', 'gzip'] as const) {
-            const out = await encode(data, enc, job.rel);
+            const out = await this.thread.encode(data, enc, job.rel);
             if (this.closed) return;
             if (out.length > data.length * MAX_RATIO) continue;
             copies[enc] = await this.write(job.sha256 + SUFFIX[enc], out);
@@ -186,12 +250,15 @@ export class Precompressor {
           before += data.length;
           after += copies.br?.size ?? data.length;
         } catch (err) {
+          if (this.closed) return;
           // A version deleted meanwhile, a full disk: that file is served uncompressed.
           this.logger.warn({ err, file: job.rel }, 'could not precompress a frontend file');
         }
       }
     } finally {
       this.running = null;
+      // Idle until the next version: no thread kept for nothing.
+      if (this.queue.length === 0) void this.thread.stop();
     }
     if (files > 0) {
       this.logger.info(
