@@ -64,13 +64,21 @@ async function measure(context: BrowserContext, url: string, reload: boolean): P
   // A reload as F5 does it: Chromium revalidates what its cache holds, and nothing is bypassed.
   await cdp.send('Network.setCacheDisabled', { cacheDisabled: false });
   const decoded = new Map<string, number>();
+  const urls = new Map<string, string>();
+  const perUrl: [string, number][] = [];
   let wireBytes = 0;
   let requests = 0;
-  cdp.on('Network.requestWillBeSent', () => (requests += 1));
+  cdp.on('Network.requestWillBeSent', (e: { requestId: string; request: { url: string } }) => {
+    requests += 1;
+    urls.set(e.requestId, e.request.url);
+  });
   cdp.on('Network.dataReceived', (e: { requestId: string; dataLength: number }) =>
     decoded.set(e.requestId, (decoded.get(e.requestId) ?? 0) + e.dataLength),
   );
-  cdp.on('Network.loadingFinished', (e: { encodedDataLength: number }) => (wireBytes += e.encodedDataLength));
+  cdp.on('Network.loadingFinished', (e: { requestId: string; encodedDataLength: number }) => {
+    wireBytes += e.encodedDataLength;
+    perUrl.push([urls.get(e.requestId) ?? '?', e.encodedDataLength]);
+  });
   if (reload) await page.reload({ waitUntil: 'load' });
   else await page.goto(url, { waitUntil: 'load' });
   await page.waitForLoadState('networkidle', { timeout: 60_000 }).catch(() => undefined);
@@ -78,6 +86,12 @@ async function measure(context: BrowserContext, url: string, reload: boolean): P
   await new Promise((r) => setTimeout(r, 2000));
   await page.waitForLoadState('networkidle', { timeout: 30_000 }).catch(() => undefined);
   await cdp.detach();
+  // BENCH_FIRSTLOAD_DETAIL=1: where the bytes went, largest first (on stderr).
+  if (process.env.BENCH_FIRSTLOAD_DETAIL) {
+    const top = perUrl.sort((a, b) => b[1] - a[1]).slice(0, 25);
+    console.error(`${reload ? 'reload' : 'first load'} of ${url}:`);
+    for (const [u, n] of top) console.error(`  ${String(n).padStart(9)}  ${new URL(u).pathname}`);
+  }
   return { wireBytes, decodedBytes: [...decoded.values()].reduce((a, b) => a + b, 0), requests };
 }
 
