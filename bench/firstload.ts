@@ -90,7 +90,10 @@ async function measure(context: BrowserContext, url: string, reload: boolean): P
   if (process.env.BENCH_FIRSTLOAD_DETAIL) {
     const top = perUrl.sort((a, b) => b[1] - a[1]).slice(0, 25);
     console.error(`${reload ? 'reload' : 'first load'} of ${url}:`);
-    for (const [u, n] of top) console.error(`  ${String(n).padStart(9)}  ${new URL(u).pathname}`);
+    for (const [u, n] of top)
+      console.error(
+        `  ${String(n).padStart(9)}  ${u.startsWith('http') ? new URL(u).pathname : u.slice(0, 40)}`,
+      );
   }
   return { wireBytes, decodedBytes: [...decoded.values()].reduce((a, b) => a + b, 0), requests };
 }

@@ -46,4 +46,20 @@ describe("the gateway's JSON answers, compressed for clients that take it", () =
     });
     expect(head.headers['content-encoding']).toBeUndefined();
   });
+
+  it("sends the workshop extension compressed, and a 304 when the browser's copy is current", async () => {
+    const url = '/alice/extensions/comfy-multi/workshop.js';
+    const plain = await get(url);
+    const br = await get(url, 'br');
+    expect(br.headers['content-encoding']).toBe('br');
+    expect(brotliDecompressSync(br.rawPayload).equals(plain.rawPayload)).toBe(true);
+    const etag = br.headers.etag as string;
+    expect(etag).toMatch(/^W\/"/);
+    const again = await h.app.inject({
+      url,
+      headers: { authorization: alice, 'accept-encoding': 'br', 'if-none-match': etag },
+    });
+    expect(again.statusCode).toBe(304);
+    expect(again.rawPayload.length).toBe(0);
+  });
 });

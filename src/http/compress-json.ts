@@ -1,6 +1,6 @@
 /**
- * Compression of the gateway's larger JSON and text answers, as ComfyUI's
- * `--enable-compress-response-body` does: `object_info` alone is about 320 kB of JSON on every page
+ * Compression of the gateway's larger JSON, text and script answers (the workshop extension), as
+ * ComfyUI's `--enable-compress-response-body` does: `object_info` alone is about 320 kB of JSON on every page
  * load and shrinks to under 30 kB. Made per answer (it differs per participant: their input files
  * are in it) with fast settings, brotli quality 5 (about 4 ms for object_info) or gzip level 6, in
  * zlib's thread pool. Files are not handled here: they are served from precompressed copies
@@ -20,7 +20,8 @@ const gz = promisify(gzip);
 function compressible(reply: FastifyReply): boolean {
   const type = String(reply.getHeader('content-type') ?? '');
   return (
-    /^(application\/json|text\/plain)\b/i.test(type) && reply.getHeader('content-encoding') === undefined
+    /^(application\/json|text\/plain|text\/javascript)\b/i.test(type) &&
+    reply.getHeader('content-encoding') === undefined
   );
 }
 
