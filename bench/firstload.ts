@@ -68,14 +68,18 @@ async function measure(context: BrowserContext, url: string, reload: boolean): P
   const perUrl: [string, number][] = [];
   let wireBytes = 0;
   let requests = 0;
+  // `data:` URLs (a wasm module inlined in a bundle) cross no network: not counted.
+  const network = (id: string) => urls.has(id);
   cdp.on('Network.requestWillBeSent', (e: { requestId: string; request: { url: string } }) => {
+    if (!/^https?:/.test(e.request.url)) return;
     requests += 1;
     urls.set(e.requestId, e.request.url);
   });
-  cdp.on('Network.dataReceived', (e: { requestId: string; dataLength: number }) =>
-    decoded.set(e.requestId, (decoded.get(e.requestId) ?? 0) + e.dataLength),
-  );
+  cdp.on('Network.dataReceived', (e: { requestId: string; dataLength: number }) => {
+    if (network(e.requestId)) decoded.set(e.requestId, (decoded.get(e.requestId) ?? 0) + e.dataLength);
+  });
   cdp.on('Network.loadingFinished', (e: { requestId: string; encodedDataLength: number }) => {
+    if (!network(e.requestId)) return;
     wireBytes += e.encodedDataLength;
     perUrl.push([urls.get(e.requestId) ?? '?', e.encodedDataLength]);
   });
@@ -90,10 +94,7 @@ async function measure(context: BrowserContext, url: string, reload: boolean): P
   if (process.env.BENCH_FIRSTLOAD_DETAIL) {
     const top = perUrl.sort((a, b) => b[1] - a[1]).slice(0, 25);
     console.error(`${reload ? 'reload' : 'first load'} of ${url}:`);
-    for (const [u, n] of top)
-      console.error(
-        `  ${String(n).padStart(9)}  ${u.startsWith('http') ? new URL(u).pathname : u.slice(0, 40)}`,
-      );
+    for (const [u, n] of top) console.error(`  ${String(n).padStart(9)}  ${new URL(u).pathname}`);
   }
   return { wireBytes, decodedBytes: [...decoded.values()].reduce((a, b) => a + b, 0), requests };
 }
