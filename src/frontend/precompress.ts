@@ -70,8 +70,11 @@ const MIN_SIZE = 512;
 /** A copy is kept only when it is at most this share of the original. */
 const MAX_RATIO = 0.9;
 
+/** Frontend bundles are a few MB at most; a larger file is read whole to compress, so not at all. */
+const MAX_SIZE = 32 * 1024 * 1024;
+
 export function isCompressible(rel: string, size: number): boolean {
-  return size >= MIN_SIZE && COMPRESSIBLE.has(extname(rel).toLowerCase());
+  return size >= MIN_SIZE && size <= MAX_SIZE && COMPRESSIBLE.has(extname(rel).toLowerCase());
 }
 
 /**

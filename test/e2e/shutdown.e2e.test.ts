@@ -19,7 +19,7 @@ const GRACE_MS = 1500;
 /** Process exit, closing the store, a loaded CI machine. */
 const SLACK_MS = 4000;
 const USER_PASSWORD = 'e2e-user001-password';
-const BIG = 'assets/big-0123abcd.js';
+const BIG = 'assets/big-0123abcd.png';
 
 const procs = new Processes();
 let dir: string;
