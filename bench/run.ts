@@ -56,14 +56,14 @@ if (wanted('json')) {
   results.json = await optional('json', async () => (await import('./json-depth.js')).benchJsonDepth());
 }
 
-if (wanted('ranges')) {
-  results.ranges = await optional('ranges', async () => (await import('./ranges.js')).benchRanges());
-}
-
 if (wanted('firstload')) {
   results.firstload = await optional('firstload', async () =>
     (await import('./firstload.js')).benchFirstLoad(),
   );
+}
+
+if (wanted('ranges')) {
+  results.ranges = await optional('ranges', async () => (await import('./ranges.js')).benchRanges());
 }
 
 if (wanted('backup')) {
