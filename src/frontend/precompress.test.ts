@@ -35,8 +35,8 @@ describe('precompressed frontend files', () => {
   let cacheDir: string;
   let alice: string;
 
-  async function mirror(): Promise<void> {
-    const files = Object.entries(SITE).map(([path, b]) => ({ path, size: b.length, sha256: sha(b) }));
+  async function mirror(site: Record<string, Buffer> = SITE): Promise<void> {
+    const files = Object.entries(site).map(([path, b]) => ({ path, size: b.length, sha256: sha(b) }));
     const offer = await h.app.inject({
       method: 'POST',
       url: '/worker/v1/frontend/offers',
@@ -44,7 +44,7 @@ describe('precompressed frontend files', () => {
       payload: { source: 'http', comfyuiVersion: '0.3.64', frontendVersion: '1.45.0', files },
     });
     const answer = offer.json() as { versionId: string; missing: string[] };
-    const bySha = new Map(Object.values(SITE).map((b) => [sha(b), b]));
+    const bySha = new Map(Object.values(site).map((b) => [sha(b), b]));
     for (const m of answer.missing) {
       const res = await h.app.inject({
         method: 'PUT',
@@ -69,7 +69,11 @@ describe('precompressed frontend files', () => {
 
   beforeEach(async () => {
     cacheDir = await mkdtemp(join(tmpdir(), 'cm-frontend-precompress-'));
-    h = await startHarness({ WORKER_TOKENS: `gpu1:${TOKEN}`, FRONTEND_CACHE_DIR: cacheDir });
+    h = await startHarness({
+      WORKER_TOKENS: `gpu1:${TOKEN}`,
+      FRONTEND_CACHE_DIR: cacheDir,
+      FRONTEND_KEEP_VERSIONS: '1',
+    });
     alice = await h.addUser('alice');
     await mirror();
   });
@@ -142,6 +146,20 @@ describe('precompressed frontend files', () => {
     const past = await get('/alice/assets/index-Aaaa1111.js', { range: `bytes=${BUNDLE.length}-` });
     expect(past.statusCode).toBe(416);
     expect(past.json()).toMatchObject({ error: { code: 'RANGE_NOT_SATISFIABLE' } });
+  });
+
+  it("deletes the copies of a version no longer kept, and keeps the shared contents' ones", async () => {
+    const bundle2 = Buffer.concat([BUNDLE, Buffer.from('export const next = 2;\n')]);
+    const next = { ...SITE, 'assets/index-Dddd4444.js': bundle2 };
+    delete next['assets/index-Aaaa1111.js'];
+    await mirror(next);
+    const encoded = (await readdir(join(cacheDir, 'encoded'))).sort();
+    const index = sha(SITE['index.html']!);
+    expect(encoded).toEqual(
+      [`${index}.br`, `${index}.gz`, `${sha(bundle2)}.br`, `${sha(bundle2)}.gz`].sort(),
+    );
+    const res = await get('/alice/assets/index-Dddd4444.js', { 'accept-encoding': 'br' });
+    expect(brotliDecompressSync(res.rawPayload).equals(bundle2)).toBe(true);
   });
 
   it('leaves images and tiny files alone, and keeps the copies across a restart', async () => {
