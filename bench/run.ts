@@ -24,6 +24,7 @@ const TARGETS: Record<string, string> = {
   'json.check_to_parse_ratio': '≤ 1',
   'convert.ltx2_median_ms': '≤ 10',
   'convert.chain2000_median_ms': '≤ 100',
+  'firstload.comfy_multi.first_load_ratio_pct': '≤ 25',
 };
 
 async function optional(name: string, load: () => Promise<Figures>): Promise<Figures | { error: string }> {
@@ -55,6 +56,12 @@ if (wanted('login')) {
 }
 if (wanted('json')) {
   results.json = await optional('json', async () => (await import('./json-depth.js')).benchJsonDepth());
+}
+
+if (wanted('firstload')) {
+  results.firstload = await optional('firstload', async () =>
+    (await import('./firstload.js')).benchFirstLoad(),
+  );
 }
 
 if (wanted('ranges')) {

@@ -88,6 +88,7 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
   app.addHook('preClose', async () => services.hub.closeAll());
   app.addHook('onClose', async () => services.dispatcher.stop());
   app.addHook('onClose', async () => services.bcrypt.close());
+  app.addHook('onClose', async () => services.frontend.close());
 
   await app.register(gatewayPlugin(services), { prefix: '/:user' });
   return app;

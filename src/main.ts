@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import { buildApp } from './app.js';
 import { ensureAdmin } from './bootstrap.js';
@@ -11,6 +12,9 @@ import { healthBody } from './api/health-routes.js';
 import { listen, loadServerTls, probePorts, type Listening } from './http/listen.js';
 import { VERSION } from './version.js';
 import { publicBaseUrl, publicUrlNotice } from './config/public-url.js';
+
+/** How long after SHUTDOWN_GRACE_MS the process exits even if closing has not finished. */
+const BACKSTOP_MS = 5_000;
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -51,7 +55,7 @@ export async function startServer(
       services.queue.stop();
       await backups?.stop();
       await listening?.close();
-      await app.close(); // stops accepting and waits for in-flight requests
+      await closeWithinGrace(app, config.SHUTDOWN_GRACE_MS, logger);
       await store.close();
       services.files.close?.();
     })());
@@ -67,11 +71,36 @@ export async function startServer(
   return { app, services, url: listening.url, reloadTls: listening.reloadTls, close };
 }
 
+/**
+ * `app.close()` stops accepting and waits for requests in flight and WebSockets to end, which a
+ * client that stops reading (a laptop lid closed mid-download) or never answers a close frame would
+ * make last for ever. After `graceMs` the remaining connections are closed.
+ */
+export async function closeWithinGrace(app: FastifyInstance, graceMs: number, logger: Logger): Promise<void> {
+  const force = setTimeout(() => {
+    const sockets = app.websocketServer?.clients.size ?? 0;
+    logger.warn({ graceMs, sockets }, 'shutdown grace over: closing the connections still open');
+    // Upgraded sockets are no longer the HTTP server's to close, but its close() waits for them.
+    for (const ws of app.websocketServer?.clients ?? []) ws.terminate();
+    app.server.closeAllConnections();
+  }, graceMs);
+  try {
+    await app.close();
+  } finally {
+    clearTimeout(force);
+  }
+}
+
 /** Runs until SIGTERM/SIGINT, then shuts down gracefully. */
 export async function serveForever(config: Config): Promise<void> {
   const server = await startServer(config);
   const stop = (signal: string) => {
-    server.services.logger.info({ signal }, 'shutting down');
+    server.services.logger.info({ signal, graceMs: config.SHUTDOWN_GRACE_MS }, 'shutting down');
+    // The last resort, should something else hang (a store that does not close): exit anyway.
+    setTimeout(() => {
+      server.services.logger.error('shutdown did not finish after the grace period; exiting');
+      process.exit(1);
+    }, config.SHUTDOWN_GRACE_MS + BACKSTOP_MS).unref();
     server.close().then(
       () => process.exit(0),
       (err: unknown) => {

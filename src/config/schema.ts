@@ -233,6 +233,11 @@ export const configSchema = z
       .describe(
         'The longest a client may take to send one whole request, body included (Node.js `requestTimeout`; 1 h lets a 500 MB video upload finish at about 1 Mbit/s). 0 disables.',
       ),
+    SHUTDOWN_GRACE_MS: int(0, 600_000)
+      .default(10_000)
+      .describe(
+        "On SIGTERM/SIGINT, how long requests in flight (a download, a page load) and open WebSockets get to finish; then their connections are closed and the process exits. Keep it below the service manager's stop timeout (systemd: 90 s; Docker: 10 s, so give the container a longer `stop_grace_period`).",
+      ),
     WORKER_WS_MAX_PAYLOAD: size
       .default(64 * 1024 * 1024)
       .describe(

@@ -1,15 +1,26 @@
 import { createReadStream } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { FastifyReply } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { AppError } from '../errors.js';
 import { safeRelativePath } from '../files/safe-path.js';
 import { contentTypeOf } from '../gateway/mime.js';
+import { chooseEncoding } from '../http/accept-encoding.js';
+import { sendErrorTo } from '../http/error-handler.js';
+import { contentRange, decideFileResponse, unsatisfiedRange, validatorsOf } from '../http/ranges.js';
+import type { EncodedCopies } from './precompress.js';
 
 /** A file of a frontend folder, found and checked, ready to send. */
 export interface FrontendFileRef {
   rel: string;
   path: string;
   size: number;
+  /** Names this content (its sha256, or size and mtime): ETags are made from it. */
+  tag: string;
+  /** For `Last-Modified` (epoch ms). */
+  modifiedMs: number;
+  /** Brotli/gzip copies, when made (see precompress.ts). */
+  copies?: EncodedCopies | undefined;
 }
 
 /**
@@ -19,8 +30,6 @@ export interface FrontendFileRef {
  * rebuild.
  */
 export class FrontendAssets {
-  private index: Promise<string> | null = null;
-
   constructor(readonly root: string) {}
 
   /** Throws a clear error at start-up when the folder is not a built frontend. */
@@ -34,12 +43,6 @@ export class FrontendAssets {
     return new FrontendAssets(root);
   }
 
-  /** `index.html`, read once: the folder of one version never changes under a running server. */
-  indexHtml(): Promise<string> {
-    this.index ??= readFile(join(this.root, 'index.html'), 'utf8');
-    return this.index;
-  }
-
   /**
    * The file at `relPath` (decoded, as the router hands it over), or null when there is none.
    * Throws INVALID_PATH for a path that tries to leave the folder.
@@ -49,22 +52,77 @@ export class FrontendAssets {
     if (!rel) return null;
     const path = join(this.root, rel);
     const s = await stat(path).catch(() => null);
-    return s?.isFile() ? { rel, path, size: s.size } : null;
+    if (!s?.isFile()) return null;
+    return {
+      rel,
+      path,
+      size: s.size,
+      tag: validatorsOf(s.size, s.mtimeMs).etag.slice(1, -1),
+      modifiedMs: s.mtimeMs,
+    };
   }
 }
 
-/** Sends `index.html`, never cached: it names the hashed bundles, so a new build is picked up. */
-export function sendIndex(reply: FastifyReply, html: string): FastifyReply {
-  return reply.type('text/html; charset=utf-8').header('cache-control', 'no-cache').send(html);
-}
+const header = (request: FastifyRequest, name: string): string | undefined => {
+  const v = request.headers[name];
+  return Array.isArray(v) ? v.join(', ') : v;
+};
 
-/** Streams one frontend file with its content type and caching. */
-export function sendFrontendFile(reply: FastifyReply, file: FrontendFileRef): FastifyReply {
+/**
+ * Sends one frontend file: its brotli or gzip copy when the browser takes one (`Vary:
+ * Accept-Encoding`, an ETag per coding), 304 for a matching `If-None-Match`/`If-Modified-Since`,
+ * and one byte range of the uncompressed file for a `Range` (ranges of a compressed copy would
+ * confuse caches and help nobody: browsers ask ranges of media, not of scripts).
+ */
+export function sendFrontendFile(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  file: FrontendFileRef,
+): FastifyReply {
+  const range = header(request, 'range');
+  const available = (['br', 'gzip'] as const).filter((c) => file.copies?.[c]);
+  const coding = range ? 'identity' : chooseEncoding(header(request, 'accept-encoding'), available);
+  const copy = coding === 'identity' ? null : file.copies![coding]!;
+  const size = copy ? copy.size : file.size;
+  // Strong ETags, one per coding: each is a different sequence of bytes.
+  const v = validatorsOf(file.size, file.modifiedMs);
+  const etag = `"${file.tag}${coding === 'identity' ? '' : `-${coding}`}"`;
+  const decision = decideFileResponse(
+    {
+      range,
+      ifRange: header(request, 'if-range'),
+      ifNoneMatch: header(request, 'if-none-match'),
+      ifModifiedSince: header(request, 'if-modified-since'),
+    },
+    size,
+    { etag, lastModified: v.lastModified },
+  );
   // Vite names bundles by content hash; everything else may change between builds.
   const immutable = /^assets\/.+-[A-Za-z0-9_-]{8,}\.\w+$/.test(file.rel);
-  return reply
-    .type(contentTypeOf(file.rel))
-    .header('content-length', file.size)
-    .header('cache-control', immutable ? 'public, max-age=31536000, immutable' : 'no-cache')
-    .send(createReadStream(file.path));
+  reply
+    .header('vary', 'Accept-Encoding')
+    .header('etag', etag)
+    .header('last-modified', v.lastModified.toUTCString())
+    .header('cache-control', immutable ? 'public, max-age=31536000, immutable' : 'no-cache');
+  if (available.length === 0) reply.header('accept-ranges', 'bytes');
+  if (decision.status === 304) return reply.status(304).send();
+  reply.type(file.rel === 'index.html' ? 'text/html; charset=utf-8' : contentTypeOf(file.rel));
+  if (decision.status === 416) {
+    reply.header('content-range', unsatisfiedRange(size));
+    return sendErrorTo(
+      request,
+      reply,
+      new AppError('RANGE_NOT_SATISFIABLE', `The file has ${size} bytes; the range is outside them.`),
+    );
+  }
+  if (copy) reply.header('content-encoding', coding);
+  if (decision.status === 206) {
+    const r = decision.range;
+    return reply
+      .status(206)
+      .header('content-range', contentRange(r, size))
+      .header('content-length', r.end - r.start + 1)
+      .send(createReadStream(file.path, { start: r.start, end: r.end }));
+  }
+  return reply.header('content-length', size).send(createReadStream(copy ? copy.path : file.path));
 }

@@ -8,6 +8,7 @@
  *     versions/<versionId>/...    a version's files at their site paths (hard links to blobs)
  *     manifests/<versionId>.json  what the version holds, who sent it, when it was last offered
  *     current.json                {"versionId": ...}: the version served at /<user>/
+ *     encoded/<sha256>.br|.gz     compressed copies of text files, made once (precompress.ts)
  *     tmp/                        uploads and versions being assembled (emptied at start-up)
  *
  * A version folder appears whole (assembled in tmp/, then renamed), so a crash never leaves half a
@@ -28,6 +29,7 @@ import {
   type FrontendOffer,
   type FrontendOfferAnswer,
 } from '../worker/protocol.js';
+import { isCompressible, Precompressor, type EncodedCopies } from './precompress.js';
 
 /** One mirrored frontend version. */
 export interface FrontendVersion {
@@ -97,10 +99,12 @@ export class FrontendCache {
   private chain: Promise<unknown> = Promise.resolve();
   private readonly clock: () => number;
   private readonly ttl: number;
+  private readonly precompressor: Precompressor;
 
   private constructor(private readonly opts: FrontendCacheOptions) {
     this.clock = opts.clock ?? Date.now;
     this.ttl = opts.pendingTtlMs ?? 30 * 60_000;
+    this.precompressor = new Precompressor(join(opts.root, 'encoded'), join(opts.root, 'tmp'), opts.logger);
   }
 
   /** Opens (creating if needed) the cache folder and loads the versions it holds. */
@@ -125,6 +129,21 @@ export class FrontendCache {
     return [...this.versions.values()].sort(
       (a, b) => Number(b.id === cur) - Number(a.id === cur) || b.offeredAt - a.offeredAt,
     );
+  }
+
+  /** The brotli/gzip copies of a content, once made (served instead when the browser takes them). */
+  encodedCopiesOf(sha256: string): EncodedCopies | undefined {
+    return this.precompressor.copiesOf(sha256);
+  }
+
+  /** Stops making compressed copies (at shutdown); what is made so far stays. */
+  close(): Promise<void> {
+    return this.precompressor.close();
+  }
+
+  /** Resolves once every kept version's compressed copies have been made. */
+  precompressed(): Promise<void> {
+    return this.precompressor.idle();
   }
 
   /** The folder holding a version's files. */
@@ -251,6 +270,7 @@ export class FrontendCache {
       await this.writeManifest(p.version);
       await this.setCurrent(id);
       await this.collectGarbage();
+      this.precompress(p.version);
       const v = p.version;
       this.opts.logger.info(
         { versionId: id, label: v.label, files: v.files.length, bytes: v.bytes, workerId: v.workerId },
@@ -320,6 +340,15 @@ export class FrontendCache {
     }
   }
 
+  /** Queues the version's text files for compression, in the background. */
+  private precompress(v: FrontendVersion): void {
+    this.precompressor.add(
+      v.files
+        .filter((f) => isCompressible(f.path, f.size))
+        .map((f) => ({ sha256: f.sha256, path: this.blobPath(f.sha256), rel: f.path })),
+    );
+  }
+
   private async writeManifest(v: FrontendVersion): Promise<void> {
     await writeAtomic(join(this.opts.root, 'manifests', `${v.id}.json`), JSON.stringify(v), this.opts.root);
   }
@@ -351,11 +380,12 @@ export class FrontendCache {
     for (const name of await readdir(join(this.opts.root, 'blobs'))) {
       if (!named.has(name)) await rm(this.blobPath(name), { force: true });
     }
+    await this.precompressor.prune(named);
   }
 
   private async load(): Promise<void> {
     const root = this.opts.root;
-    for (const sub of ['blobs', 'versions', 'manifests', 'tmp'])
+    for (const sub of ['blobs', 'versions', 'manifests', 'tmp', 'encoded'])
       await mkdir(join(root, sub), { recursive: true, mode: DIR_MODE });
     // Uploads and assemblies cut short by a stop or crash.
     for (const name of await readdir(join(root, 'tmp')))
@@ -369,6 +399,9 @@ export class FrontendCache {
       () => null,
     );
     this.currentId = typeof cur === 'string' && this.versions.has(cur) ? cur : (this.list()[0]?.id ?? null);
+    // Versions stored before compressed copies existed, or whose compression a stop cut short.
+    await this.precompressor.load();
+    for (const v of this.list()) this.precompress(v);
   }
 }
 

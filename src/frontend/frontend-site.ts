@@ -3,12 +3,17 @@
  * the version mirrored from a worker (FrontendCache), or, before either exists, a page that says
  * what is going on and reloads itself.
  */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { FastifyReply } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../errors.js';
 import { safeRelativePath } from '../files/safe-path.js';
-import { FrontendAssets, sendFrontendFile, sendIndex } from './frontend-assets.js';
+import { FrontendAssets, sendFrontendFile } from './frontend-assets.js';
+import type { FrontendFile } from '../worker/protocol.js';
 import type { FrontendCache, FrontendVersion } from './frontend-cache.js';
+import { isCompressible, type Precompressor } from './precompress.js';
 
 /** For /api/v1/status and the dashboard. */
 export interface FrontendStatus {
@@ -23,26 +28,58 @@ export interface FrontendStatus {
 }
 
 export interface FrontendSite {
-  serveIndex(reply: FastifyReply): Promise<FastifyReply>;
+  serveIndex(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply>;
   /** A file of the frontend by its URL path below `/<user>/` (or the site root); NOT_FOUND if none. */
-  serveAsset(reply: FastifyReply, relPath: string): Promise<FastifyReply>;
+  serveAsset(request: FastifyRequest, reply: FastifyReply, relPath: string): Promise<FastifyReply>;
   /** True when workers should offer their frontend (see `welcome.mirrorFrontend`). */
   wantsMirror(): boolean;
   status(): FrontendStatus;
+  /** Stops background work (compression) at shutdown. */
+  close(): Promise<void>;
 }
 
-/** FRONTEND_DIR: one folder, fixed for the life of the process. */
+/**
+ * FRONTEND_DIR: one folder, fixed for the life of the process. Its text files are compressed once
+ * in the background (see {@link precompressFolder}); a file whose size or modification time
+ * changed since is served as it is.
+ */
 export class FolderFrontend implements FrontendSite {
-  constructor(private readonly assets: FrontendAssets) {}
+  /** Compressible files by path, with what they were when hashed. */
+  private readonly hashed = new Map<string, { sha256: string; size: number; mtimeMs: number }>();
 
-  async serveIndex(reply: FastifyReply): Promise<FastifyReply> {
-    return sendIndex(reply, await this.assets.indexHtml());
+  constructor(
+    private readonly assets: FrontendAssets,
+    private readonly precompressor: Precompressor | null = null,
+  ) {}
+
+  /** Hashes the folder's compressible files and queues those without copies. */
+  async precompressFolder(): Promise<void> {
+    if (!this.precompressor) return;
+    const jobs = [];
+    for (const file of await listFiles(this.assets.root)) {
+      if (!isCompressible(file.rel, file.size)) continue;
+      const sha256 = await sha256Of(file.path);
+      this.hashed.set(file.rel, { sha256, size: file.size, mtimeMs: file.mtimeMs });
+      jobs.push({ sha256, path: file.path, rel: file.rel });
+    }
+    this.precompressor.add(jobs);
   }
 
-  async serveAsset(reply: FastifyReply, relPath: string): Promise<FastifyReply> {
+  close(): Promise<void> {
+    return this.precompressor?.close() ?? Promise.resolve();
+  }
+
+  serveIndex(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+    return this.serveAsset(request, reply, 'index.html');
+  }
+
+  async serveAsset(request: FastifyRequest, reply: FastifyReply, relPath: string): Promise<FastifyReply> {
     const file = await this.assets.locate(relPath);
     if (!file) throw notFound(relPath);
-    return sendFrontendFile(reply, file);
+    const h = this.hashed.get(file.rel);
+    const same = h && h.size === file.size && h.mtimeMs === file.modifiedMs;
+    const copies = same ? this.precompressor?.copiesOf(h.sha256) : undefined;
+    return sendFrontendFile(request, reply, { ...file, copies });
   }
 
   wantsMirror(): boolean {
@@ -61,25 +98,48 @@ export class FolderFrontend implements FrontendSite {
  * `cache` is null when FRONTEND_MIRROR=false: then only the explanation page is served.
  */
 export class MirroredFrontend implements FrontendSite {
-  /** Per version: its folder, and its files' sizes by path (from the manifest: no disk access). */
-  private readonly opened = new Map<string, { assets: FrontendAssets; sizes: Map<string, number> }>();
+  /** Per version: its folder, and its files by path (from the manifest: no disk access). */
+  private readonly opened = new Map<string, Opened>();
 
   constructor(private readonly cache: FrontendCache | null) {}
 
-  async serveIndex(reply: FastifyReply): Promise<FastifyReply> {
-    const cur = this.cache?.current();
-    if (!cur) return sendWaitingPage(reply, this.cache !== null);
-    return sendIndex(reply, await this.open(cur).assets.indexHtml());
+  close(): Promise<void> {
+    return this.cache?.close() ?? Promise.resolve();
   }
 
-  async serveAsset(reply: FastifyReply, relPath: string): Promise<FastifyReply> {
+  async serveIndex(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+    const cur = this.cache?.current();
+    if (!cur) return sendWaitingPage(reply, this.cache !== null);
+    return this.send(request, reply, cur, 'index.html') ?? Promise.reject(notFound('index.html'));
+  }
+
+  async serveAsset(request: FastifyRequest, reply: FastifyReply, relPath: string): Promise<FastifyReply> {
     const rel = safeRelativePath(relPath);
     for (const v of this.cache?.list() ?? []) {
-      const { assets, sizes } = this.open(v);
-      const size = sizes.get(rel);
-      if (size !== undefined) return sendFrontendFile(reply, { rel, path: join(assets.root, rel), size });
+      const sent = this.send(request, reply, v, rel);
+      if (sent) return sent;
     }
     throw notFound(relPath);
+  }
+
+  /** Sends `rel` of version `v` (null when `v` has no such file). */
+  private send(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    v: FrontendVersion,
+    rel: string,
+  ): FastifyReply | null {
+    const { root, files } = this.open(v);
+    const f = files.get(rel);
+    if (!f) return null;
+    return sendFrontendFile(request, reply, {
+      rel,
+      path: join(root, rel),
+      size: f.size,
+      tag: f.sha256.slice(0, 32),
+      modifiedMs: v.createdAt,
+      copies: this.cache?.encodedCopiesOf(f.sha256),
+    });
   }
 
   wantsMirror(): boolean {
@@ -96,20 +156,47 @@ export class MirroredFrontend implements FrontendSite {
     };
   }
 
-  private open(v: FrontendVersion): { assets: FrontendAssets; sizes: Map<string, number> } {
+  private open(v: FrontendVersion): Opened {
     let o = this.opened.get(v.id);
     if (!o) {
       // Versions are few (FRONTEND_KEEP_VERSIONS); forget folders that were deleted.
       const live = new Set(this.cache?.list().map((x) => x.id));
       for (const k of this.opened.keys()) if (!live.has(k)) this.opened.delete(k);
-      o = {
-        assets: new FrontendAssets(this.cache!.dirOf(v.id)),
-        sizes: new Map(v.files.map((f) => [f.path, f.size])),
-      };
+      o = { root: this.cache!.dirOf(v.id), files: new Map(v.files.map((f) => [f.path, f])) };
       this.opened.set(v.id, o);
     }
     return o;
   }
+}
+
+interface Listed {
+  rel: string;
+  path: string;
+  size: number;
+  mtimeMs: number;
+}
+
+/** Every file below `root` (symbolic links are followed, as when serving). */
+async function listFiles(root: string, rel = ''): Promise<Listed[]> {
+  const out: Listed[] = [];
+  for (const name of await readdir(join(root, rel))) {
+    const r = rel ? `${rel}/${name}` : name;
+    const s = await stat(join(root, r)).catch(() => null);
+    if (s?.isDirectory()) out.push(...(await listFiles(root, r)));
+    else if (s?.isFile()) out.push({ rel: r, path: join(root, r), size: s.size, mtimeMs: s.mtimeMs });
+  }
+  return out;
+}
+
+async function sha256Of(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+interface Opened {
+  root: string;
+  files: Map<string, FrontendFile>;
 }
 
 function notFound(relPath: string): AppError {

@@ -8,7 +8,9 @@ import type { FrontendSite } from './frontend-site.js';
  */
 export function frontendRootRoutes(app: FastifyInstance, frontend: FrontendSite): void {
   app.get('/assets/*', async (request, reply) =>
-    frontend.serveAsset(reply, `assets/${(request.params as { '*': string })['*']}`),
+    frontend.serveAsset(request, reply, `assets/${(request.params as { '*': string })['*']}`),
   );
-  app.get('/favicon.ico', async (_request, reply) => frontend.serveAsset(reply, 'assets/favicon.ico'));
+  app.get('/favicon.ico', async (request, reply) =>
+    frontend.serveAsset(request, reply, 'assets/favicon.ico'),
+  );
 }

@@ -19,6 +19,7 @@ import { WsSessionWatch } from './ws-session-watch.js';
 import { SESSION_COOKIE } from '../auth/sessions.js';
 import { AppError } from '../errors.js';
 import { checkSameOrigin } from '../http/same-origin.js';
+import { installJsonCompression } from '../http/compress-json.js';
 
 export type { GatewayDeps } from './deps.js';
 
@@ -53,13 +54,15 @@ export function gatewayPlugin(services: Services): FastifyPluginAsync {
     }
 
     app.addHook('onRequest', gatewayAccess(deps));
+    // object_info & co. travel compressed, as from ComfyUI with --enable-compress-response-body.
+    installJsonCompression(app);
 
     // `/<user>` → `/<user>/`; `/<user>/` itself is the ComfyUI frontend's index.html.
     app.get('/', async (request, reply) => {
       const user = userOf(request);
       const [path, query] = splitUrl(request.raw.url ?? '');
       if (!path.endsWith('/')) return reply.redirect(`/${encodeURIComponent(user)}/${query}`, 302);
-      return deps.frontend.serveIndex(reply);
+      return deps.frontend.serveIndex(request, reply);
     });
 
     const hub = new UserWsHub({
@@ -106,8 +109,8 @@ export function gatewayPlugin(services: Services): FastifyPluginAsync {
 
     // index.html links `user.css`, which no frontend ships (ComfyUI answers 404 unless an admin
     // put one in its web root): an empty stylesheet saves every page load a console error.
-    app.get('/user.css', async (_request, reply) =>
-      deps.frontend.serveAsset(reply, 'user.css').catch((err: unknown) => {
+    app.get('/user.css', async (request, reply) =>
+      deps.frontend.serveAsset(request, reply, 'user.css').catch((err: unknown) => {
         if (!(err instanceof AppError) || err.code !== 'NOT_FOUND') throw err;
         return reply.type('text/css; charset=utf-8').header('cache-control', 'no-cache').send('');
       }),
@@ -116,7 +119,7 @@ export function gatewayPlugin(services: Services): FastifyPluginAsync {
     // Everything else under /<user>/ is a file of the ComfyUI frontend (its bundles, fonts,
     // bundled extensions). Fastify tries every route above first.
     app.get('/*', async (request, reply) =>
-      deps.frontend.serveAsset(reply, (request.params as { '*': string })['*']),
+      deps.frontend.serveAsset(request, reply, (request.params as { '*': string })['*']),
     );
   };
 }

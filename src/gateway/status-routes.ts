@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.js';
@@ -35,13 +36,19 @@ export function statusRoutes(app: FastifyInstance, deps: GatewayDeps, space: Use
     return avg.ms;
   };
 
+  // Revalidated on every page load: a weak ETag (the same for its compressed forms) makes that a 304.
+  const etag = `W/"${createHash('sha256').update(WORKSHOP_EXTENSION_JS).digest('hex').slice(0, 32)}"`;
   for (const path of [WORKSHOP_EXTENSION_PATH, `/api${WORKSHOP_EXTENSION_PATH}`]) {
-    app.get(path, async (_request, reply) =>
+    app.get(path, async (request, reply) => {
       reply
         .type('text/javascript; charset=utf-8')
         .header('cache-control', 'no-cache')
-        .send(WORKSHOP_EXTENSION_JS),
-    );
+        .header('etag', etag)
+        .header('vary', 'Accept-Encoding');
+      const tags = String(request.headers['if-none-match'] ?? '').split(',');
+      if (tags.some((t) => t.trim().replace(/^W\//, '') === etag.slice(2))) return reply.status(304).send();
+      return reply.send(WORKSHOP_EXTENSION_JS);
+    });
   }
 
   both(app, 'GET', '/comfy-multi/status', async (request, reply) => {

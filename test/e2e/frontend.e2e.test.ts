@@ -135,6 +135,15 @@ describe('the ComfyUI frontend, mirrored from a worker', () => {
     expect(files.length).toBeGreaterThan(0);
     for (const f of files) {
       const [mine, theirs] = await Promise.all([fromServer(f), fromComfy(f)]);
+      if (f === 'user.css' && theirs.status === 404) {
+        // The real index.html links a `user.css` hook that no frontend ships: ComfyUI answers
+        // 404, the gateway (on purpose) an empty stylesheet, sparing every page load an error.
+        await theirs.arrayBuffer();
+        expect(mine.status, f).toBe(200);
+        expect(mine.headers.get('content-type'), f).toMatch(/^text\/css/);
+        expect((await bytes(mine)).length, f).toBe(0);
+        continue;
+      }
       expect(mine.status, f).toBe(theirs.status);
       expect((await bytes(mine)).equals(await bytes(theirs)), f).toBe(true);
     }
