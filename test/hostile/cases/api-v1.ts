@@ -173,12 +173,13 @@ const jobs: Case[] = [
     expect: { status: 400, code: 'VALIDATION_FAILED' },
   },
   {
+    // The prompt is checked exactly as /<user>/api/prompt checks it: ComfyUI's body, code INVALID_PROMPT.
     name: 'v1 jobs: prompt is a list',
     as: 'api',
     method: 'POST',
     path: `${V}/jobs`,
     body: { user: 'bob', prompt: [] },
-    expect: { status: 400, code: 'VALIDATION_FAILED' },
+    expect: { status: 400, code: 'INVALID_PROMPT' },
   },
   {
     name: 'v1 jobs: empty prompt',
@@ -186,7 +187,7 @@ const jobs: Case[] = [
     method: 'POST',
     path: `${V}/jobs`,
     body: { user: 'bob', prompt: {} },
-    expect: { status: 400, code: 'VALIDATION_FAILED' },
+    expect: { status: 400, code: 'INVALID_PROMPT' },
   },
   {
     name: 'v1 jobs: 5,001 nodes',
@@ -199,7 +200,7 @@ const jobs: Case[] = [
         Array.from({ length: 5001 }, (_, i) => [`n${i}`, { class_type: 'X', inputs: {} }]),
       ),
     }),
-    expect: { status: 400, code: 'VALIDATION_FAILED' },
+    expect: { status: 400, code: 'INVALID_PROMPT' },
   },
   {
     name: 'v1 jobs: metadata nested 100,000 deep',
