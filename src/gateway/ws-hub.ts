@@ -18,8 +18,11 @@ const MAX_CLIENT_FRAME = 64 * 1024;
 /** Preview frames are dropped for a client this far behind (they are only previews). */
 const MAX_BUFFERED = 8 * 1024 * 1024;
 const MAX_SOCKETS_PER_USER = 32;
-/** After a job ends, how long to wait for the worker's own final events before making them up. */
-const SYNTH_GRACE_MS = 500;
+/**
+ * A safety net only: how long an ended job waits for its worker's `worker_done` before its ending
+ * is made up anyway. Normally the worker's own events (or `worker_done`) end it at once.
+ */
+const WORKER_END_FALLBACK_MS = 30_000;
 /** How long a finished job's live state is kept (late events, reconnects). */
 const LIVE_TTL_MS = 60_000;
 const TERMINAL_EVENTS = new Set(['execution_success', 'execution_error', 'execution_interrupted']);
@@ -44,6 +47,11 @@ interface LiveJob {
   progress: Record<string, unknown> | null;
   progressState: Record<string, unknown> | null;
   expires: number | null;
+  /** The worker holding this attempt let it go (`worker_done`): no more of its events will come. */
+  workerDone: boolean;
+  /** Ended in the store while the worker may still send ComfyUI's own ending: the job as it ended. */
+  awaitingEnd: Job | null;
+  fallback: NodeJS.Timeout | null;
 }
 
 export interface UserWsHubDeps {
@@ -195,7 +203,11 @@ export class UserWsHub {
     const job = e.job;
     if (e.type === 'claimed' || e.type === 'enqueued') {
       const l = this.liveOf(job.id, job.user, clientIdOf(job));
-      if (e.type === 'claimed') l.expires = null;
+      if (e.type === 'claimed') {
+        l.expires = null;
+        l.workerDone = false;
+        l.awaitingEnd = null;
+      }
     }
     if (e.type === 'requeued') {
       const l = this.live.get(job.id);
@@ -207,6 +219,7 @@ export class UserWsHub {
         l.started = false;
         l.terminal = false;
         l.executing = l.progress = l.progressState = null;
+        l.awaitingEnd = null;
       }
     }
     if (this.clients.has(job.user)) {
@@ -220,24 +233,43 @@ export class UserWsHub {
   }
 
   /**
-   * A job ended. Workers relay ComfyUI's own final events; when they did not (cancelled while
-   * running, worker lost, or no relay at all), make up ComfyUI's ending after a short grace so the
-   * participant's UI never keeps showing a job as running.
+   * A job ended in the store. Its worker relays ComfyUI's own ending: a finished job's right after
+   * this (the worker's report is what ended it), a cancelled one's once ComfyUI has actually
+   * stopped. Only when the worker let the job go without it (`worker_done`: lost, no relay, events
+   * missed) or never had it is ComfyUI's ending made up, so the participant's UI never keeps
+   * showing a job as running and never sees a made-up ending before the real one.
    */
   private finished(job: Job): void {
     const l = this.liveOf(job.id, job.user, clientIdOf(job));
     l.expires = this.clock() + LIVE_TTL_MS;
     if (l.terminal) return;
     if (!l.started && job.startedAt === null && job.status === 'cancelled') return;
+    if (l.workerDone || job.workerId === null) {
+      this.synthesizeEnd(job, l);
+      return;
+    }
+    l.awaitingEnd = job;
+    if (l.fallback) return;
     const t = setTimeout(() => {
       this.timers.delete(t);
-      this.inOrder(job.user, async () => {
-        if (l.terminal) return;
-        this.synthesizeEnd(job, l);
-      });
-    }, SYNTH_GRACE_MS);
+      l.fallback = null;
+      this.inOrder(job.user, () => this.endWithoutWorker(l));
+    }, WORKER_END_FALLBACK_MS);
     t.unref();
     this.timers.add(t);
+    l.fallback = t;
+  }
+
+  /** The job ended and its worker has nothing more to say: make up the ending it did not relay. */
+  private endWithoutWorker(l: LiveJob): void {
+    const job = l.awaitingEnd;
+    l.awaitingEnd = null;
+    if (l.fallback) {
+      clearTimeout(l.fallback);
+      this.timers.delete(l.fallback);
+      l.fallback = null;
+    }
+    if (job && !l.terminal) this.synthesizeEnd(job, l);
   }
 
   private synthesizeEnd(job: Job, l: LiveJob): void {
@@ -285,6 +317,13 @@ export class UserWsHub {
 
   private async onBus(m: JobBusMessage): Promise<void> {
     if (m.kind === 'status') return;
+    if (m.kind === 'worker_done') {
+      const l = this.live.get(m.jobId);
+      if (!l || l.user !== m.user) return;
+      l.workerDone = true;
+      this.endWithoutWorker(l);
+      return;
+    }
     let l = this.live.get(m.jobId);
     if (!l) {
       const job = await this.deps.store.getJob(m.jobId).catch(() => null);
@@ -418,6 +457,9 @@ export class UserWsHub {
         progress: null,
         progressState: null,
         expires: null,
+        workerDone: false,
+        awaitingEnd: null,
+        fallback: null,
       };
       this.live.set(jobId, l);
     } else if (clientId && !l.clientId) l.clientId = clientId;
