@@ -25,7 +25,7 @@ import {
   rewriteInputs,
   rewriteOutputPrefixes,
 } from '../../comfy/prompt-tools.js';
-import type { ComfyPrompt, JobError, JobOutput } from '../../store/types.js';
+import type { ComfyPrompt, JobError } from '../../store/types.js';
 import { encodePreviewFrame, type ServerMessage } from '../protocol.js';
 import { isUnreachable } from './comfy-env.js';
 import type { ControlLink } from './control-link.js';
