@@ -22,6 +22,10 @@ const TARGETS: Record<string, string> = {
   'login.one_account_checks': '≤ 5',
   'login.spray_checks': '≤ 100',
   'json.check_to_parse_ratio': '≤ 1',
+  'roundtrip.ws_overhead_median_ms': '≤ 5',
+  'roundtrip.ws_overhead_p90_ms': '≤ 10',
+  'roundtrip.poll_overhead_median_ms': '≤ 5',
+  'roundtrip.poll_overhead_p90_ms': '≤ 10',
 };
 
 async function optional(name: string, load: () => Promise<Figures>): Promise<Figures | { error: string }> {
@@ -57,6 +61,12 @@ if (wanted('json')) {
 
 if (wanted('ranges')) {
   results.ranges = await optional('ranges', async () => (await import('./ranges.js')).benchRanges());
+}
+
+if (wanted('roundtrip')) {
+  results.roundtrip = await optional('roundtrip', async () =>
+    (await import('./roundtrip.js')).benchRoundtrip(),
+  );
 }
 
 if (wanted('backup')) {
