@@ -202,7 +202,8 @@ describe("the owner's /ws gets every ComfyUI event of a job, in order, exactly o
     async () => {
       const ids: string[] = [];
       // Queued at once, so each job's end and the next one's start overlap at the agent.
-      for (let i = 0; i < JOBS; i++) ids.push(await submit(modelFreePrompt({ color: (i * 7919) & 0xffffff })));
+      for (let i = 0; i < JOBS; i++)
+        ids.push(await submit(modelFreePrompt({ color: (i * 7919) & 0xffffff })));
       await allEnded(ids, 60_000 + JOBS * 400);
       const byJob = promptIdsByJob();
       for (const id of ids) {
