@@ -149,6 +149,7 @@ beforeAll(async () => {
       MAX_PENDING_PER_USER: '100000',
       HISTORY_RETENTION_DAYS: '0',
     }),
+    { print: () => {} },
   );
   comfy = new RecordingComfyClient({ baseUrl: comfyuiUrl, clientId: `comfy-multi-${randomUUID()}` });
   agent = new WorkerAgent(
