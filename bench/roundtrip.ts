@@ -10,7 +10,8 @@
  * Two client styles, each measured as alternating pairs (direct, through, direct, ...):
  *
  * - `ws`: waits on `/ws` for the first of `execution_success` / `executing {node: null}`, then
- *   reads `/history/<id>` and fetches every output with `/view`;
+ *   fetches with `/view` every output the `executed` messages named (as ComfyUI's own websocket
+ *   example script does);
  * - `poll`: polls `/history/<id>` every 5 ms until the entry is there, then fetches the outputs.
  *
  * Printed: median and p90 of both sides and of the per-pair difference (through − direct).
@@ -29,7 +30,7 @@ import type { Worker } from 'node:worker_threads';
 import { WebSocket } from 'ws';
 import { SESSION_COOKIE } from '../src/auth/sessions.js';
 import { modelFreePrompt } from '../test/support/prompts.js';
-import { clock, nextMessage, tsWorker, type TapEvent } from './dispatch-threads.js';
+import { nextMessage, tsWorker } from './dispatch-threads.js';
 import { ask } from './server-process.js';
 import { participantSession } from './sessions.js';
 import { median, percentile } from './stats.js';
@@ -79,6 +80,14 @@ interface Side {
   /** prompt id → resolve, and prompt ids whose end already arrived. */
   waiters: Map<string, () => void>;
   ended: Set<string>;
+  /** Outputs named by `executed`, by prompt id. */
+  outputs: Map<string, FileRef[]>;
+}
+
+interface FileRef {
+  filename: string;
+  subfolder: string;
+  type: string;
 }
 
 function openSocket(side: Side): Promise<void> {
@@ -88,9 +97,17 @@ function openSocket(side: Side): Promise<void> {
     ws.on('error', reject);
     ws.on('message', (data, isBinary) => {
       if (isBinary) return;
-      const m = JSON.parse(String(data)) as { type: string; data?: { prompt_id?: string; node?: unknown } };
+      const m = JSON.parse(String(data)) as {
+        type: string;
+        data?: { prompt_id?: string; node?: unknown; output?: { images?: FileRef[] } };
+      };
       const pid = m.data?.prompt_id;
       if (typeof pid !== 'string') return;
+      if (m.type === 'executed') {
+        let list = side.outputs.get(pid);
+        if (!list) side.outputs.set(pid, (list = []));
+        list.push(...(m.data?.output?.images ?? []));
+      }
       if (m.type === 'execution_success' || (m.type === 'executing' && m.data?.node === null)) {
         if (side.ended.has(pid)) return;
         side.ended.add(pid);
@@ -115,9 +132,7 @@ async function submit(side: Side): Promise<string> {
   return (JSON.parse(String(r.body)) as { prompt_id: string }).prompt_id;
 }
 
-type Entry = {
-  outputs?: Record<string, { images?: { filename: string; subfolder: string; type: string }[] }>;
-};
+type Entry = { outputs?: Record<string, { images?: FileRef[] }> };
 
 async function history(side: Side, id: string): Promise<Entry | null> {
   const r = await request(`${side.api}/history/${id}`, { headers: side.headers });
@@ -126,52 +141,42 @@ async function history(side: Side, id: string): Promise<Entry | null> {
 }
 
 /** Every output's bytes; the figure is meaningless if one is missing, so that throws. */
-async function fetchOutputs(side: Side, entry: Entry): Promise<number> {
+async function fetchOutputs(side: Side, files: FileRef[]): Promise<number> {
   let bytes = 0;
-  for (const node of Object.values(entry.outputs ?? {})) {
-    for (const img of node.images ?? []) {
-      const q = new URLSearchParams({ filename: img.filename, subfolder: img.subfolder, type: img.type });
-      const r = await request(`${side.api}/view?${q.toString()}`, { headers: side.headers });
-      if (r.status !== 200 || r.body.length === 0)
-        throw new Error(`${side.name}: /view answered ${r.status}`);
-      bytes += r.body.length;
-    }
+  for (const img of files) {
+    const q = new URLSearchParams({ filename: img.filename, subfolder: img.subfolder, type: img.type });
+    const r = await request(`${side.api}/view?${q.toString()}`, { headers: side.headers });
+    if (r.status !== 200 || r.body.length === 0) throw new Error(`${side.name}: /view answered ${r.status}`);
+    bytes += r.body.length;
   }
-  if (bytes === 0) throw new Error(`${side.name}: the history entry lists no output`);
+  if (bytes === 0) throw new Error(`${side.name}: no output named`);
   return bytes;
 }
 
+const filesOf = (entry: Entry): FileRef[] =>
+  Object.values(entry.outputs ?? {}).flatMap((n) => n.images ?? []);
+
+/** BENCH_DEBUG: when (ms after submitting) each side's `POST /prompt` answered and the end was heard. */
 const phases: Record<string, number[]> = {};
-const taps: TapEvent[] = [];
 const mark = (name: string, v: number) => (phases[name] ??= []).push(v);
 
 async function roundTrip(side: Side, style: 'ws' | 'poll'): Promise<number> {
   const t0 = performance.now();
-  const c0 = clock();
-  taps.length = 0;
   const id = await submit(side);
   if (process.env.BENCH_DEBUG) mark(`${side.name}.${style}.posted`, performance.now() - t0);
-  let entry: Entry | null;
+  let files: FileRef[];
   if (style === 'ws') {
     if (!side.ended.has(id)) await new Promise<void>((r) => side.waiters.set(id, r));
     side.waiters.delete(id);
-    if (process.env.BENCH_DEBUG) {
-      mark(`${side.name}.${style}.ended`, performance.now() - t0);
-      const rec = taps.find((t) => t.kind === 'received');
-      const fin = taps.find((t) => t.kind === 'finished');
-      if (rec && fin) {
-        mark(`${side.name}.${style}.comfy_received`, rec.at - c0);
-        mark(`${side.name}.${style}.comfy_finished`, fin.at - c0);
-        mark(`${side.name}.${style}.client_end`, clock() - c0);
-      }
-    }
-    entry = await history(side, id);
-    if (!entry) throw new Error(`${side.name}: /history has no entry after the job's end was announced`);
+    if (process.env.BENCH_DEBUG) mark(`${side.name}.${style}.ended`, performance.now() - t0);
+    files = side.outputs.get(id) ?? [];
+    side.outputs.delete(id);
   } else {
+    let entry: Entry | null;
     while (!(entry = await history(side, id))) await new Promise((r) => setTimeout(r, POLL_MS));
+    files = filesOf(entry);
   }
-  if (process.env.BENCH_DEBUG) mark(`${side.name}.${style}.history`, performance.now() - t0);
-  await fetchOutputs(side, entry);
+  await fetchOutputs(side, files);
   return performance.now() - t0;
 }
 
@@ -235,9 +240,6 @@ export async function benchRoundtrip(): Promise<Figures> {
     let comfyuiUrl = process.env.COMFYUI_URL?.replace(/\/+$/, '');
     if (!comfyuiUrl) {
       standin = tsWorker('./dispatch-standin-thread.ts', { delayMs: 0 });
-      standin.on('message', (m: unknown) => {
-        if (typeof (m as TapEvent).at === 'number') taps.push(m as TapEvent);
-      });
       comfyuiUrl = (
         await nextMessage(
           standin,
@@ -263,6 +265,7 @@ export async function benchRoundtrip(): Promise<Figures> {
       socket: null,
       waiters: new Map(),
       ended: new Set(),
+      outputs: new Map(),
     });
     const direct = side('direct', comfyuiUrl, `${comfyuiUrl.replace(/^http/, 'ws')}/ws`, {});
     const through = side(

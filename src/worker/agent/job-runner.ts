@@ -34,6 +34,7 @@ import type { HealthMonitor } from './health.js';
 import { HttpError } from './http-stream.js';
 import { outputKey, type AgentJob, type JobTable } from './jobs.js';
 import { OutputUploads } from './output-uploads.js';
+import { recoverAfterSocketGap, sweepBuried } from './comfy-recovery.js';
 
 type Msg<T extends ServerMessage['type']> = Extract<ServerMessage, { type: T }>;
 
@@ -57,12 +58,12 @@ export interface JobRunnerDeps {
 }
 
 export class JobRunner {
-  private readonly comfy: ComfyClient;
+  readonly comfy: ComfyClient;
   private readonly cp: ControlPlaneHttp;
-  private readonly jobs: JobTable;
+  readonly jobs: JobTable;
   private readonly link: JobRunnerDeps['link'];
-  private readonly health: JobRunnerDeps['health'];
-  private readonly log: Logger;
+  readonly health: JobRunnerDeps['health'];
+  readonly log: Logger;
   private readonly uploads: OutputUploads;
   /** Serialises preparing and queueing, so ComfyUI's queue keeps the order jobs were assigned in. */
   private queueChain: Promise<void> = Promise.resolve();
@@ -296,7 +297,7 @@ export class JobRunner {
     });
   }
 
-  private markStarted(job: AgentJob): void {
+  markStarted(job: AgentJob): void {
     if (job.state !== 'queued' && job.state !== 'preparing') return;
     job.state = 'running';
     job.startedAt = performance.now();
@@ -469,62 +470,17 @@ export class JobRunner {
   }
 
   /** After ComfyUI comes back: make sure no prompt we gave up still waits or runs there. */
-  async sweepBuried(): Promise<void> {
-    const buried = this.jobs.buried();
-    if (buried.length === 0) return;
-    try {
-      const q = await this.comfy.getQueue();
-      const ids = new Set(buried);
-      const pending = q.queue_pending.map((i) => i[1]).filter((id) => ids.has(id));
-      if (pending.length > 0) await this.comfy.deleteFromQueue(pending);
-      for (const item of q.queue_running) if (ids.has(item[1])) await this.comfy.interrupt(item[1]);
-    } catch (err) {
-      this.log.debug({ err: (err as Error).message }, 'could not sweep given-up prompts');
-    }
+  sweepBuried(): Promise<void> {
+    return sweepBuried(this);
   }
 
-  /**
-   * The ComfyUI socket was down for a while, so events may be lost. For each job ComfyUI holds,
-   * look it up: finished ones are completed from `/history`; ones still queued or running carry on.
-   */
-  async recoverAfterSocketGap(): Promise<void> {
-    // `finishing` but not settling: its final `executing` may have been lost in the gap.
-    const held = this.jobs
-      .all()
-      .filter(
-        (j) => j.state === 'queued' || j.state === 'running' || (j.state === 'finishing' && !j.settling),
-      );
-    if (held.length === 0) return;
-    try {
-      const q = await this.comfy.getQueue();
-      for (const job of held) {
-        if (!this.jobs.holds(job)) continue;
-        const running = q.queue_running.some((i) => i[1] === job.promptId);
-        const pending = q.queue_pending.some((i) => i[1] === job.promptId);
-        if (running) {
-          this.markStarted(job);
-          continue;
-        }
-        if (pending) continue;
-        const history = await this.comfy.history(job.promptId);
-        const entry = history[job.promptId];
-        if (!this.jobs.holds(job)) continue;
-        if (!entry) {
-          await this.giveBack(job, 'ComfyUI lost the prompt (restarted?)');
-          continue;
-        }
-        this.settleFromHistory(job, entry);
-      }
-    } catch (err) {
-      this.log.warn(
-        { err: (err as Error).message },
-        'could not reconcile jobs after the ComfyUI socket reconnected',
-      );
-      this.health.suspect((err as Error).message);
-    }
+  /** The ComfyUI socket was down for a while, so events may be lost: see {@link recoverAfterSocketGap}. */
+  recoverAfterSocketGap(): Promise<void> {
+    return recoverAfterSocketGap(this);
   }
 
-  private settleFromHistory(job: AgentJob, entry: HistoryEntry): void {
+  /** ComfyUI's history says how the prompt ended (its events were lost): report that. */
+  settleFromHistory(job: AgentJob, entry: HistoryEntry): void {
     const outcome = outcomeFromHistory(job.promptId, entry);
     this.log.info({ jobId: job.jobId, outcome: outcome.status }, 'settled a job from ComfyUI history');
     if (job.state === 'queued') this.markStarted(job);
