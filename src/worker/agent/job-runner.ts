@@ -35,6 +35,7 @@ import { HttpError } from './http-stream.js';
 import { outputKey, type AgentJob, type JobTable } from './jobs.js';
 import { OutputUploads } from './output-uploads.js';
 import { recoverAfterSocketGap, sweepBuried } from './comfy-recovery.js';
+import { clampError, withoutClientId } from './job-messages.js';
 
 type Msg<T extends ServerMessage['type']> = Extract<ServerMessage, { type: T }>;
 
@@ -276,7 +277,7 @@ export class JobRunner {
       if (final) void this.settle(job);
       return;
     }
-    const step = (job.relay ?? Promise.resolve()).then(async () => {
+    this.behindRelay(job, async () => {
       if (wait) {
         try {
           await wait;
@@ -291,6 +292,11 @@ export class JobRunner {
       send();
       if (final) await this.settle(job);
     });
+  }
+
+  /** Runs `task` once everything queued on the job's relay before it is done. */
+  private behindRelay(job: AgentJob, task: () => Promise<void> | void): void {
+    const step = (job.relay ?? Promise.resolve()).then(task);
     job.relay = step;
     void step.then(() => {
       if (job.relay === step) job.relay = null;
@@ -305,11 +311,21 @@ export class JobRunner {
     this.link.send({ type: 'job_started', jobId: job.jobId, attempt: job.attempt });
   }
 
-  /** Binary frames (previews, progress text) of a running job, relayed unchanged and tagged with its id. */
+  /**
+   * Binary frames (previews, progress text) of a running job, relayed unchanged and tagged with its
+   * id, behind any text event still waiting (a preview belongs to the node announced before it).
+   */
   onComfyBinary(_frame: BinaryFrame, pid: string | null, raw: Buffer): void {
     const job = pid ? this.jobs.byPromptId(pid) : undefined;
     if (!job || job.state !== 'running') return;
-    this.link.sendBinary(encodePreviewFrame(job.jobId, raw));
+    const frame = encodePreviewFrame(job.jobId, raw);
+    if (!job.relay) {
+      this.link.sendBinary(frame);
+      return;
+    }
+    this.behindRelay(job, () => {
+      if (this.jobs.holds(job)) this.link.sendBinary(frame);
+    });
   }
 
   // ---- outcomes ------------------------------------------------------------------------------
@@ -502,20 +518,4 @@ export class JobRunner {
     this.link.sendOutcome({ type: 'job_cancelled', jobId: job.jobId, attempt: job.attempt });
     this.log.info({ jobId: job.jobId, attempt: job.attempt }, 'job cancelled; ComfyUI has stopped it');
   }
-}
-
-/** ComfyUI's `client_id` is the agent's; a browser's id in the job's extra_data must not leak in. */
-function withoutClientId(extra: Record<string, unknown>): Record<string, unknown> {
-  const { client_id: _drop, ...rest } = extra;
-  return rest;
-}
-
-/** Keeps a JobError inside the protocol's limits. */
-function clampError(e: JobError): JobError {
-  const out: JobError = { ...e, reason: e.reason.slice(0, 64), message: e.message.slice(0, 20_000) };
-  if (e.nodeId) out.nodeId = e.nodeId.slice(0, 64);
-  if (e.nodeType) out.nodeType = e.nodeType.slice(0, 256);
-  if (e.exceptionType) out.exceptionType = e.exceptionType.slice(0, 256);
-  if (e.traceback) out.traceback = e.traceback.slice(-500).map((l) => l.slice(0, 20_000));
-  return out;
 }
