@@ -98,18 +98,23 @@ async function submit(prompt: ApiPrompt): Promise<string> {
   return r.json.prompt_id as string;
 }
 
-/** ComfyUI's prompt id for each job: its outputs are saved under `<user>/<job id>/`. */
-function promptIdsByJob(): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const [pid, events] of comfy.sent) {
-    for (const e of events) {
-      if (e.type !== 'executed' && e.type !== 'execution_start') continue;
-      const text = JSON.stringify(e.data);
-      const m = new RegExp(`"subfolder":"${USER}/([^/"]+)`).exec(text);
-      if (m) out.set(m[1]!, pid);
-    }
-  }
-  return out;
+/**
+ * ComfyUI's prompt ids in the order it started them. One participant's jobs run one after the
+ * other in submit order on the one worker, so the n-th is the n-th job (checked against the
+ * output folder `<user>/<job id>/` where there is one).
+ */
+function promptsInStartOrder(): string[] {
+  return [...comfy.sent.entries()]
+    .filter(([, events]) => events.some((e) => e.type === 'execution_start'))
+    .map(([pid]) => pid);
+}
+
+/** A prompt whose output is text, not a file: its job has nothing to upload. */
+function textOutputPrompt(color: number): ApiPrompt {
+  return {
+    '1': { class_type: 'EmptyImage', inputs: { width: 8, height: 8, batch_size: 1, color } },
+    '2': { class_type: 'PreviewAny', inputs: { source: ['1', 0] } },
+  };
 }
 
 function ownerSequence(jobId: string): Event[] {
@@ -202,17 +207,22 @@ describe("the owner's /ws gets every ComfyUI event of a job, in order, exactly o
     `${JOBS} back-to-back jobs${REAL_COMFYUI ? ' on a real ComfyUI' : ''}`,
     async () => {
       const ids: string[] = [];
-      // Queued at once, so each job's end and the next one's start overlap at the agent.
-      for (let i = 0; i < JOBS; i++)
-        ids.push(await submit(modelFreePrompt({ color: (i * 7919) & 0xffffff })));
+      // Queued at once, so each job's end and the next one's start overlap at the agent. Every
+      // fifth has no file to upload: its outcome is ready the moment ComfyUI's verdict arrives,
+      // before ComfyUI's final `executing` (which the agent used to drop).
+      for (let i = 0; i < JOBS; i++) {
+        const color = (i * 7919) & 0xffffff;
+        ids.push(await submit(i % 5 === 4 ? textOutputPrompt(color) : modelFreePrompt({ color })));
+      }
       await allEnded(ids, 60_000 + JOBS * 400);
-      const byJob = promptIdsByJob();
-      for (const id of ids) {
+      const prompts = promptsInStartOrder();
+      expect(prompts.length).toBe(ids.length);
+      for (const [i, id] of ids.entries()) {
         const job = (await server.services.store.getJob(id))!;
         expect(job.status, id).toBe('completed');
-        const pid = byJob.get(id);
-        expect(pid, `ComfyUI prompt of ${id}`).toBeDefined();
-        const sent = comfy.sent.get(pid!)!.map((e) => asOwnerSees(e, id));
+        const raw = comfy.sent.get(prompts[i]!)!;
+        if (i % 5 !== 4) expect(JSON.stringify(raw)).toContain(`"subfolder":"${USER}/${id}`);
+        const sent = raw.map((e) => asOwnerSees(e, id));
         expect(ownerSequence(id), `events of job ${id}`).toEqual(sent);
         // ComfyUI's own last word, not one made up by the control plane.
         expect(sent.at(-1)).toEqual({ type: 'executing', data: { node: null, prompt_id: id } });
@@ -240,12 +250,10 @@ describe("the owner's /ws gets every ComfyUI event of a job, in order, exactly o
         expect(r.status).toBe(200);
         await allEnded([id], 30_000);
       }
-      const byPrompt = new Map<string, string>();
-      for (const [pid, events] of comfy.sent) {
-        // These prompts save nothing: map them by ComfyUI's start order, which is the submit order.
-        if (events.some((e) => e.type === 'execution_interrupted')) byPrompt.set(pid, pid);
-      }
-      const interrupted = [...byPrompt.keys()];
+      // These prompts save nothing: mapped by ComfyUI's start order, which is the submit order.
+      const interrupted = promptsInStartOrder().filter((pid) =>
+        comfy.sent.get(pid)!.some((e) => e.type === 'execution_interrupted'),
+      );
       expect(interrupted.length).toBe(ids.length);
       for (const [i, id] of ids.entries()) {
         expect((await server.services.store.getJob(id))!.status).toBe('cancelled');
