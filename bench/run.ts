@@ -45,6 +45,12 @@ if (wanted('redis')) results.redis = await optional('redis', () => benchStore('r
 if (wanted('dispatch')) {
   results.dispatch = await optional('dispatch', async () => (await import('./dispatch.js')).benchDispatch());
 }
+if (wanted('roundtrip')) {
+  results.roundtrip = await optional('roundtrip', async () =>
+    (await import('./roundtrip.js')).benchRoundtrip(),
+  );
+}
+
 if (wanted('gateway')) {
   results.gateway = await optional('gateway', async () => (await import('./gateway.js')).benchGateway());
 }
@@ -61,12 +67,6 @@ if (wanted('json')) {
 
 if (wanted('ranges')) {
   results.ranges = await optional('ranges', async () => (await import('./ranges.js')).benchRanges());
-}
-
-if (wanted('roundtrip')) {
-  results.roundtrip = await optional('roundtrip', async () =>
-    (await import('./roundtrip.js')).benchRoundtrip(),
-  );
 }
 
 if (wanted('backup')) {
