@@ -1,16 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { RawData, WebSocket } from 'ws';
-import {
-  BinaryEventType,
-  PreviewImageFormat,
-  decodeBinaryFrame,
-  encodeBinaryFrame,
-} from '../comfy/protocol.js';
 import type { JobBusMessage, JobEventBus } from '../dispatch/job-event-bus.js';
 import type { QueueEvent, QueueService } from '../scheduler/queue-service.js';
 import { isTerminal, type Job, type JobStore } from '../store/types.js';
 import { clientIdOf, historyOutputs } from './history-shape.js';
+import { PreviewFrames } from './ws-preview.js';
 
 const OPEN = 1;
 /** Text frames from browsers are tiny (`feature_flags`); anything bigger is ignored. */
@@ -51,6 +46,8 @@ interface LiveJob {
   workerDone: boolean;
   /** Ended in the store while the worker may still send ComfyUI's own ending: the job as it ended. */
   awaitingEnd: Job | null;
+  /** The ending the owner saw was made up here: the worker's own, should it still come, is dropped. */
+  madeUp: boolean;
   fallback: NodeJS.Timeout | null;
 }
 
@@ -207,6 +204,7 @@ export class UserWsHub {
         l.expires = null;
         l.workerDone = false;
         l.awaitingEnd = null;
+        l.madeUp = false;
       }
     }
     if (e.type === 'requeued') {
@@ -220,6 +218,7 @@ export class UserWsHub {
         l.terminal = false;
         l.executing = l.progress = l.progressState = null;
         l.awaitingEnd = null;
+        l.madeUp = false;
       }
     }
     if (this.clients.has(job.user)) {
@@ -311,6 +310,7 @@ export class UserWsHub {
     this.toJob(l, { type: 'executing', data: { node: null, prompt_id: id } });
     l.terminal = true;
     l.started = true;
+    l.madeUp = true;
   }
 
   // ---- worker events -------------------------------------------------------------------------
@@ -332,6 +332,8 @@ export class UserWsHub {
       // A late event of a job that already ended: keep its state only briefly.
       if (!job || isTerminal(job.status)) l.expires = this.clock() + LIVE_TTL_MS;
     }
+    // Never a second ending (the safety net fired before a very slow interrupt finished).
+    if (l.madeUp) return;
     if (m.kind === 'preview') {
       this.previewToJob(l, m.preview);
       return;
@@ -357,54 +359,11 @@ export class UserWsHub {
   private previewToJob(l: LiveJob, frame: Buffer): void {
     const targets = this.targetsOf(l);
     if (targets.length === 0) return;
-    let decoded: ReturnType<typeof decodeBinaryFrame> | null;
-    try {
-      decoded = decodeBinaryFrame(frame);
-    } catch {
-      decoded = null;
-    }
-    const node = typeof l.executing?.node === 'string' ? l.executing.node : null;
-    const displayNode = typeof l.executing?.display_node === 'string' ? l.executing.display_node : node;
-    let type1: Buffer | null = null;
-    let type4: Buffer | null = null;
+    const shapes = new PreviewFrames(frame, l.jobId, l.executing);
     for (const c of targets) {
       if (c.socket.readyState !== OPEN || c.socket.bufferedAmount > MAX_BUFFERED) continue;
-      let out = frame;
-      if (decoded?.name === 'PREVIEW_IMAGE' || decoded?.name === 'PREVIEW_IMAGE_WITH_METADATA') {
-        if (c.flags.supports_preview_metadata === true) {
-          type4 ??= encodeBinaryFrame({
-            event: BinaryEventType.PREVIEW_IMAGE_WITH_METADATA,
-            name: 'PREVIEW_IMAGE_WITH_METADATA',
-            metadata:
-              decoded.name === 'PREVIEW_IMAGE_WITH_METADATA'
-                ? { ...decoded.metadata, prompt_id: l.jobId }
-                : {
-                    node_id: node ?? undefined,
-                    display_node_id: displayNode,
-                    parent_node_id: null,
-                    real_node_id: node,
-                    prompt_id: l.jobId,
-                  },
-            mime: decoded.mime,
-            image: decoded.image,
-          });
-          out = type4;
-        } else {
-          type1 ??=
-            decoded.name === 'PREVIEW_IMAGE'
-              ? frame
-              : encodeBinaryFrame({
-                  event: BinaryEventType.PREVIEW_IMAGE,
-                  name: 'PREVIEW_IMAGE',
-                  format: decoded.mime === 'image/png' ? PreviewImageFormat.PNG : PreviewImageFormat.JPEG,
-                  mime: decoded.mime,
-                  image: decoded.image,
-                });
-          out = type1;
-        }
-      }
       try {
-        c.socket.send(out, { binary: true });
+        c.socket.send(shapes.for(c.flags.supports_preview_metadata === true), { binary: true });
       } catch (err) {
         this.deps.logger.debug({ err }, 'preview send failed');
       }
@@ -459,6 +418,7 @@ export class UserWsHub {
         expires: null,
         workerDone: false,
         awaitingEnd: null,
+        madeUp: false,
         fallback: null,
       };
       this.live.set(jobId, l);
