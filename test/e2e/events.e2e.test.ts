@@ -81,6 +81,8 @@ let comfy: RecordingComfyClient;
 let agent: WorkerAgent;
 let auth: string;
 let owner: { ws: WebSocket; texts: Event[] };
+/** `/view` of every file an `executed` named, asked the moment it arrived: the status answered. */
+const viewedOnArrival: Promise<{ file: string; status: number }>[] = [];
 
 async function post(path: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
   const res = await fetch(`${server.url}/${USER}/api${path}`, {
@@ -188,7 +190,24 @@ beforeAll(async () => {
   });
   const texts: Event[] = [];
   ws.on('message', (data, isBinary) => {
-    if (!isBinary) texts.push(JSON.parse(String(data)) as Event);
+    if (isBinary) return;
+    const m = JSON.parse(String(data)) as Event;
+    texts.push(m);
+    // Announced means downloadable: `/view` never waits, so a file not stored yet would be a 404.
+    const images = (m.data?.output as { images?: { filename: string; subfolder: string; type: string }[] })
+      ?.images;
+    if (m.type !== 'executed' || !images) return;
+    for (const f of images) {
+      const q = new URLSearchParams({ filename: f.filename, subfolder: f.subfolder, type: f.type });
+      viewedOnArrival.push(
+        fetch(`${server.url}/${USER}/api/view?${q.toString()}`, { headers: { authorization: auth } }).then(
+          async (r) => {
+            await r.arrayBuffer();
+            return { file: `${f.subfolder}/${f.filename}`, status: r.status };
+          },
+        ),
+      );
+    }
   });
   await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
   owner = { ws, texts };
@@ -227,6 +246,9 @@ describe("the owner's /ws gets every ComfyUI event of a job, in order, exactly o
         // ComfyUI's own last word, not one made up by the control plane.
         expect(sent.at(-1)).toEqual({ type: 'executing', data: { node: null, prompt_id: id } });
       }
+      const views = await Promise.all(viewedOnArrival);
+      expect(views.length).toBeGreaterThanOrEqual(JOBS - Math.ceil(JOBS / 5));
+      expect(views.filter((v) => v.status !== 200)).toEqual([]);
     },
     (120 + JOBS * 0.5) * 1000,
   );
