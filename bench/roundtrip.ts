@@ -156,7 +156,7 @@ async function fetchOutputs(side: Side, files: FileRef[]): Promise<number> {
 const filesOf = (entry: Entry): FileRef[] =>
   Object.values(entry.outputs ?? {}).flatMap((n) => n.images ?? []);
 
-/** BENCH_DEBUG: when (ms after submitting) each side's `POST /prompt` answered and the end was heard. */
+/** BENCH_DEBUG: when (ms after submitting) each side's `POST /prompt` answered and it knew the job ended. */
 const phases: Record<string, number[]> = {};
 const mark = (name: string, v: number) => (phases[name] ??= []).push(v);
 
@@ -174,6 +174,7 @@ async function roundTrip(side: Side, style: 'ws' | 'poll'): Promise<number> {
   } else {
     let entry: Entry | null;
     while (!(entry = await history(side, id))) await new Promise((r) => setTimeout(r, POLL_MS));
+    if (process.env.BENCH_DEBUG) mark(`${side.name}.${style}.ended`, performance.now() - t0);
     files = filesOf(entry);
   }
   await fetchOutputs(side, files);
