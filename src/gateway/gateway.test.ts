@@ -314,13 +314,19 @@ describe('front and late outputs', () => {
     expect((await h.services.store.getJob(own))!.priority).toBe('instructor');
   });
 
-  it('waits briefly in /view for an output a running job has not uploaded yet', async () => {
+  it('does not wait in /view for an output a running job has not stored (it was never announced)', async () => {
     await uploadEnv(h);
     await post('/user001/api/prompt', { prompt: modelFreePrompt() });
     const job = (await h.services.queue.claim('w', []))!;
-    setTimeout(() => void h.services.files.write(`user001/output/${job.id}/late.png`, tinyPng()), 400);
+    const t0 = performance.now();
     const r = await get(`/user001/api/view?filename=late.png&subfolder=${job.id}&type=output`);
-    expect(r.statusCode).toBe(200);
+    expect(r.statusCode).toBe(404);
+    // The old /view re-checked every 250 ms for 10 s while the user had a running job.
+    expect(performance.now() - t0).toBeLessThan(5000);
+    await h.services.files.write(`user001/output/${job.id}/late.png`, tinyPng());
+    expect(
+      (await get(`/user001/api/view?filename=late.png&subfolder=${job.id}&type=output`)).statusCode,
+    ).toBe(200);
   });
 });
 
