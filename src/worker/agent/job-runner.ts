@@ -21,6 +21,7 @@ import type {
 import {
   extractModels,
   inputReferences,
+  keyedOutputs,
   outputsFromExecuted,
   rewriteInputs,
   rewriteOutputPrefixes,
@@ -196,8 +197,7 @@ export class JobRunner {
     const m = msg as ComfyWsMessage;
     switch (m.type) {
       case 'executed':
-        for (const out of outputsFromExecuted(m.data))
-          job.outputs.set(`${out.type}/${out.subfolder}/${out.filename}`, out);
+        for (const [key, out] of keyedOutputs(outputsFromExecuted(m.data))) job.outputs.set(key, out);
         return;
       case 'execution_success':
         void this.finish(job);
@@ -286,7 +286,9 @@ export class JobRunner {
     const worker = async () => {
       while (next < outputs.length) {
         const i = next++;
-        stored[i] = await this.uploadOne(job, outputs[i]!);
+        const out = outputs[i]!;
+        // Non-file entries (`animated`, `text`, ...) are reported as they are.
+        stored[i] = out.value === undefined ? await this.uploadOne(job, out) : out;
       }
     };
     const n = Math.max(1, Math.min(this.settings.uploadConcurrency, outputs.length));
@@ -463,7 +465,7 @@ export class JobRunner {
     this.log.info({ jobId: job.jobId, outcome: outcome.status }, 'settled a job from ComfyUI history');
     if (outcome.status !== 'success') return this.fail(job, jobErrorFromOutcome(outcome)!);
     if (job.state === 'queued') this.markStarted(job);
-    for (const out of outcome.outputs) job.outputs.set(`${out.type}/${out.subfolder}/${out.filename}`, out);
+    for (const [key, out] of keyedOutputs(outcome.outputs)) job.outputs.set(key, out);
     void this.finish(job);
   }
 }
