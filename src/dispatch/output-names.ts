@@ -123,7 +123,11 @@ export class OutputNamer {
    * other key and entry stays as it is, in order. VHS's `workflow` (the name of the PNG beside the
    * video) is renamed with it; `fullpath` (the worker's own disk path) is dropped.
    */
-  async nameUi(user: string, jobId: string, output: Record<string, unknown>): Promise<Record<string, unknown>> {
+  async nameUi(
+    user: string,
+    jobId: string,
+    output: Record<string, unknown>,
+  ): Promise<Record<string, unknown>> {
     const refs: { key: string; i: number; field: 'filename' | 'workflow' }[] = [];
     const locs: OutputLocation[] = [];
     for (const [key, items] of Object.entries(output)) {
@@ -188,7 +192,12 @@ export class OutputNamer {
 }
 
 function isFileItem(x: unknown): x is Record<string, unknown> & { filename: string } {
-  return typeof x === 'object' && x !== null && !Array.isArray(x) && typeof (x as { filename?: unknown }).filename === 'string';
+  return (
+    typeof x === 'object' &&
+    x !== null &&
+    !Array.isArray(x) &&
+    typeof (x as { filename?: unknown }).filename === 'string'
+  );
 }
 
 function location(item: Record<string, unknown> & { filename: string }): OutputLocation {

@@ -14,10 +14,7 @@ const c = (subfolder: string, prefix: string, counter: number, floor?: number): 
   ...(floor === undefined ? {} : { floor }),
 });
 
-export function outputNameConformance(
-  current: () => JobStore,
-  reopen: () => Promise<JobStore> | null,
-): void {
+export function outputNameConformance(current: () => JobStore, reopen: () => Promise<JobStore> | null): void {
   it('output names: one counter per (user, subfolder, prefix), continuing across jobs', async () => {
     const store = current();
     expect(await store.nameOutputs('alice', 'j1', [c('', 'bar', 1), c('', 'bar', 2)])).toEqual([1, 2]);
@@ -27,9 +24,9 @@ export function outputNameConformance(
     expect(await store.nameOutputs('bob', 'j3', [c('', 'bar', 1)])).toEqual([1]);
     // A claim made again (a repeated event, upload or report) keeps its number; several files
     // sharing one worker counter (VHS writes x_00001.mp4 and x_00001.png) share one number.
-    expect(await store.nameOutputs('alice', 'j1', [c('', 'bar', 2), c('', 'bar', 1), c('', 'bar', 2)])).toEqual([
-      2, 1, 2,
-    ]);
+    expect(
+      await store.nameOutputs('alice', 'j1', [c('', 'bar', 2), c('', 'bar', 1), c('', 'bar', 2)]),
+    ).toEqual([2, 1, 2]);
     expect(await store.nameOutputs('alice', 'j1', [c('', 'bar', 3)])).toEqual([4]);
     expect(await store.nameOutputs('alice', 'j1', [])).toEqual([]);
     // Names are case- and character-exact, and unusual characters are only data.
