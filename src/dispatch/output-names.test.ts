@@ -115,6 +115,7 @@ describe('OutputNamer', () => {
       images: [{ filename: 'clip_00001_.mp4', subfolder: 'alice/j1/video', type: 'output' }],
       animated: [true],
       text: ['hello'],
+      inputs: [{ filename: 'photo.png', subfolder: 'alice/sub', type: 'input' }],
     };
     await namer.name('alice', 'j0', [out('clip_00001_.mp4', 'alice/j0/video')]);
     const named = await namer.nameUi('alice', 'j1', ui);
@@ -123,6 +124,8 @@ describe('OutputNamer', () => {
         images: [{ filename: 'clip_00002_.mp4', subfolder: 'video', type: 'output' }],
         animated: [true],
         text: ['hello'],
+        // A file of the participant's inputs, where they see it (the worker keeps it in `alice/`).
+        inputs: [{ filename: 'photo.png', subfolder: 'sub', type: 'input' }],
       }),
     );
     expect(ui.images[0]!.filename).toBe('clip_00001_.mp4'); // the input is left alone

@@ -133,7 +133,7 @@ export class OutputNamer {
     for (const [key, items] of Object.entries(output)) {
       if (!Array.isArray(items)) continue;
       items.forEach((item: unknown, i) => {
-        if (!isFileItem(item)) return;
+        if (!isFileItem(item) || item.type === 'input') return;
         const loc = location(item);
         refs.push({ key, i, field: 'filename' });
         locs.push(loc);
@@ -143,11 +143,10 @@ export class OutputNamer {
         }
       });
     }
-    if (locs.length === 0) return output;
     const names = await this.name(user, jobId, locs);
     const result: Record<string, unknown> = {};
     for (const [key, items] of Object.entries(output))
-      result[key] = Array.isArray(items) ? items.map((x: unknown) => (isFileItem(x) ? { ...x } : x)) : items;
+      result[key] = Array.isArray(items) ? items.map((x: unknown) => inputSeenByUser(user, x)) : items;
     refs.forEach((ref, n) => {
       const item = (result[ref.key] as Record<string, unknown>[])[ref.i]!;
       const name = names[n]!;
@@ -176,7 +175,11 @@ export class OutputNamer {
       }
     });
     const names = await this.name(user, jobId, locs);
-    const result = outputs.map((o) => ({ ...o, ...(o.extra ? { extra: { ...o.extra } } : {}) }));
+    const result = outputs.map((o) =>
+      o.value !== undefined
+        ? { ...o, value: inputSeenByUser(user, o.value) }
+        : { ...o, ...(o.extra ? { extra: { ...o.extra } } : {}) },
+    );
     refs.forEach((ref, n) => {
       const o = result[ref.i]!;
       const name = names[n]!;
@@ -189,6 +192,17 @@ export class OutputNamer {
     });
     return result;
   }
+}
+
+/**
+ * A copy of a ui entry; one naming a file in ComfyUI's input folder (`type: input`) gets the
+ * subfolder the participant sees: the agent puts their inputs under `<user>/…` on the worker.
+ */
+function inputSeenByUser(user: string, x: unknown): unknown {
+  if (!isFileItem(x)) return x;
+  if (x.type !== 'input' || typeof x.subfolder !== 'string') return { ...x };
+  const s = x.subfolder.replace(/\\/g, '/');
+  return { ...x, subfolder: s === user ? '' : s.startsWith(`${user}/`) ? s.slice(user.length + 1) : s };
 }
 
 function isFileItem(x: unknown): x is Record<string, unknown> & { filename: string } {
