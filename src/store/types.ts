@@ -82,11 +82,6 @@ export interface JobOutput {
   extra?: Record<string, unknown>;
 }
 
-/** Whether an output is a file (and not a non-file `ui` entry such as `animated` or `text`). */
-export function isOutputFile(o: JobOutput): boolean {
-  return o.value === undefined;
-}
-
 /**
  * One output file name to number in its owner's own sequence: ComfyUI named it
  * `<prefix>_<counter>...` in `subfolder` (the participant's own subfolder) on the worker.
