@@ -239,7 +239,10 @@ function checkOutputs(
       // (in its owner's space, listed nowhere). Reported, not counted as a violation.
       else if (excuse.cancelled) cancelledLeftovers.push(`${user}/output/${rel}`);
       else if (otherUser) bad.push(`${user}/output/${rel}: an output of ${otherUser[0]}'s, not listed here`);
-      else bad.push(`${user}/output/${rel}: not an output of any job${owner ? ` (${jobId} ${owner.status})` : ''}`);
+      else
+        bad.push(
+          `${user}/output/${rel}: not an output of any job${owner ? ` (${jobId} ${owner.status})` : ''}`,
+        );
     }
   }
   const detail =
