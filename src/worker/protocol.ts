@@ -185,6 +185,11 @@ export const welcomeMessage = z.object({
   mirrorFrontend: z.boolean().optional(),
   /** The server acknowledges every report (`ack`) once it is recorded. Absent means false. */
   acks: z.boolean().optional(),
+  /**
+   * The server records every entry of a node's output: `job_completed` may list non-file entries
+   * (`value`) and file fields (`extra`). Absent means false: send files only, as before.
+   */
+  outputEntries: z.boolean().optional(),
 });
 
 export const assignMessage = z.object({
