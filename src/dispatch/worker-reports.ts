@@ -6,6 +6,7 @@ import { userFileKey } from '../files/safe-path.js';
 import { jobSegment } from '../worker/agent/files.js';
 import type { AgentMessage } from '../worker/protocol.js';
 import type { JobEventBus, JobEventMessage } from './job-event-bus.js';
+import { OutputNamer } from './output-names.js';
 import type { HeldJob, WorkerEntry } from './worker-registry.js';
 
 type Msg<T extends AgentMessage['type']> = Extract<AgentMessage, { type: T }>;
@@ -45,6 +46,7 @@ export class WorkerReports {
     this.clock = deps.clock;
     this.trigger = deps.trigger;
     this.files = deps.files;
+    this.namer = new OutputNamer(deps.queue.store, deps.files);
   }
 
   private readonly files: FileStore | undefined;
@@ -55,6 +57,8 @@ export class WorkerReports {
   isReporting(jobId: string): boolean {
     return this.reporting.has(jobId);
   }
+  /** Participant-facing output names (ComfyUI's own naming; see output-names.ts). */
+  private readonly namer: OutputNamer;
 
   /**
    * A job completed: files in its output folders that its outputs do not list came from another
@@ -67,6 +71,7 @@ export class WorkerReports {
     const keep = new Set<string>();
     const areas = new Set<'output' | 'temp'>();
     for (const o of job.outputs) {
+      if (o.value !== undefined) continue;
       areas.add(o.type);
       keep.add(userFileKey(job.user, o.type, o.subfolder, o.filename));
     }
@@ -227,15 +232,22 @@ export class WorkerReports {
   }
 
   /**
-   * A relayed ComfyUI event: updates the worker's progress and goes out on the bus. From ComfyUI's
-   * verdict on, events wait for the outcome report to be recorded (see {@link HeldJob.ending});
-   * a cancelled job's go out at once (it is already cancelled in the store), so the owner sees
-   * ComfyUI's own `execution_interrupted` when ComfyUI has actually stopped.
+   * A relayed ComfyUI event: updates the worker's progress and goes out on the bus. An `executed`
+   * event's files go out under the names the participant sees (the names history, `/view` and the
+   * gallery use too); everything else in it stays as ComfyUI sent it. From ComfyUI's verdict on,
+   * events wait for the outcome report to be recorded (see {@link HeldJob.ending}); a cancelled
+   * job's go out at once (it is already cancelled in the store), so the owner sees ComfyUI's own
+   * `execution_interrupted` when ComfyUI has actually stopped. (The worker hub handles one
+   * worker's messages one after another, so awaiting the names keeps the events in order.)
    */
-  jobEvent(entry: WorkerEntry, msg: Msg<'job_event'>): void {
+  async jobEvent(entry: WorkerEntry, msg: Msg<'job_event'>): Promise<void> {
     const held = entry.held.get(msg.jobId);
     if (!held || held.attempt !== msg.attempt) return;
-    const { type, data } = msg.event;
+    const { type } = msg.event;
+    let data = msg.event.data;
+    if (type === 'executed' && isRecord(data) && isRecord(data.output)) {
+      data = { ...data, output: await this.namer.nameUi(held.user, held.jobId, data.output) };
+    }
     const d = (typeof data === 'object' && data !== null ? data : {}) as Record<string, unknown>;
     if (type === 'execution_start' && held.state !== 'running') this.markStarted(entry, held, this.clock());
     else if (type === 'executing') {
@@ -269,10 +281,13 @@ export class WorkerReports {
     return true;
   }
 
+  /** The outputs are reported under the job's own names and recorded under the participant's. */
   async jobCompleted(entry: WorkerEntry, msg: Msg<'job_completed'>): Promise<void> {
-    await this.finish(entry, msg.jobId, msg.attempt, 'complete', (id, a) =>
-      this.queue.complete(id, a, msg.outputs),
-    );
+    await this.finish(entry, msg.jobId, msg.attempt, 'complete', async (id, a) => {
+      const job = await this.queue.store.getJob(id);
+      const outputs = job ? await this.namer.nameOutputs(job.user, id, msg.outputs) : msg.outputs;
+      return this.queue.complete(id, a, outputs);
+    });
   }
 
   async jobFailed(entry: WorkerEntry, msg: Msg<'job_failed'>): Promise<void> {
@@ -394,4 +409,8 @@ export class WorkerReports {
       this.trigger();
     }
   }
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

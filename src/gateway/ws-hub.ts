@@ -339,9 +339,9 @@ export class UserWsHub {
       return;
     }
     const type = m.event.type;
-    let data = isRecord(m.event.data) ? withPromptId(m.event.data, m.jobId) : m.event.data;
-    if (type === 'executed' && isRecord(data) && isRecord(data.output))
-      data = { ...data, output: toStoredLocations(data.output, l.user, l.jobId) };
+    // An `executed` output already names files as the participant sees them (the dispatcher
+    // renamed them, see dispatch/output-names.ts).
+    const data = isRecord(m.event.data) ? withPromptId(m.event.data, m.jobId) : m.event.data;
     if (isRecord(data)) {
       if (type === 'execution_start') l.started = true;
       else if (type === 'executing') {
@@ -446,48 +446,6 @@ export class UserWsHub {
       for (const [id, l] of this.live) if (!l.started) this.live.delete(id);
     }
   }
-}
-
-/** The job's folder in its owner's space, as the worker agent names it (see worker/agent/files.ts). */
-function jobSegment(jobId: string): string {
-  if (/^[A-Za-z0-9._-]{1,128}$/.test(jobId) && !jobId.startsWith('.')) return jobId;
-  return (
-    jobId
-      .replace(/[^A-Za-z0-9._-]+/g, '_')
-      .replace(/^[._]+/, '')
-      .slice(0, 128) || 'job'
-  );
-}
-
-/**
- * An `executed` output as the participant's ComfyUI must see it. The worker's ComfyUI saved files
- * under `<user>/<jobId>/<own subfolder>` (the agent's output namespace) and the agent uploaded them
- * to `<jobId>/<own subfolder>` in the owner's space: rewrite each file item's subfolder the same
- * way, so `/view` finds what the event names. Items already in the stored form are left alone.
- */
-export function toStoredLocations(
-  output: Record<string, unknown>,
-  user: string,
-  jobId: string,
-): Record<string, unknown> {
-  const job = jobSegment(jobId);
-  const root = `${user}/${job}`;
-  const out: Record<string, unknown> = {};
-  for (const [key, items] of Object.entries(output)) {
-    if (!Array.isArray(items)) {
-      out[key] = items;
-      continue;
-    }
-    out[key] = items.map((item: unknown) => {
-      if (!isRecord(item) || typeof item.filename !== 'string' || typeof item.subfolder !== 'string')
-        return item;
-      const sub = item.subfolder.replace(/\\/g, '/');
-      if (sub === job || sub.startsWith(`${job}/`)) return item;
-      const own = sub === root ? '' : sub.startsWith(`${root}/`) ? sub.slice(root.length + 1) : sub;
-      return { ...item, subfolder: [job, own].filter((s) => s !== '').join('/') };
-    });
-  }
-  return out;
 }
 
 /** Event data with every `prompt_id` (top level and per node) set to our job id. */

@@ -21,6 +21,7 @@ import type {
 import {
   extractModels,
   inputReferences,
+  keyedOutputs,
   outputsFromExecuted,
   rewriteInputs,
   rewriteOutputPrefixes,
@@ -32,7 +33,7 @@ import type { ControlLink } from './control-link.js';
 import { confineReference, transferInput, type ControlPlaneHttp } from './files.js';
 import type { HealthMonitor } from './health.js';
 import { HttpError } from './http-stream.js';
-import { outputKey, type AgentJob, type JobTable } from './jobs.js';
+import type { AgentJob, JobTable } from './jobs.js';
 import { OutputUploads } from './output-uploads.js';
 import { recoverAfterSocketGap, sweepBuried } from './comfy-recovery.js';
 import { clampError, withoutClientId } from './job-messages.js';
@@ -213,9 +214,11 @@ export class JobRunner {
     switch (m.type) {
       case 'executed': {
         const outs = outputsFromExecuted(m.data);
-        for (const out of outs) job.outputs.set(outputKey(out), out);
-        if (!job.cancelling && outs.length > 0)
-          wait = Promise.all(outs.map((o) => this.uploads.start(job, o)));
+        for (const [key, out] of keyedOutputs(outs)) job.outputs.set(key, out);
+        // Non-file entries (`animated`, `text`, ...) are reported as they are; files move now.
+        const files = outs.filter((o) => o.value === undefined);
+        if (!job.cancelling && files.length > 0)
+          wait = Promise.all(files.map((o) => this.uploads.start(job, o)));
         break;
       }
       case 'execution_success':
@@ -500,7 +503,8 @@ export class JobRunner {
     const outcome = outcomeFromHistory(job.promptId, entry);
     this.log.info({ jobId: job.jobId, outcome: outcome.status }, 'settled a job from ComfyUI history');
     if (job.state === 'queued') this.markStarted(job);
-    if (outcome.status === 'success') for (const out of outcome.outputs) job.outputs.set(outputKey(out), out);
+    if (outcome.status === 'success')
+      for (const [key, out] of keyedOutputs(outcome.outputs)) job.outputs.set(key, out);
     this.ended(
       job,
       outcome.status === 'success'

@@ -47,7 +47,10 @@ export class OutputUploads {
 
   /** Every output the job has reported, uploaded, in the order ComfyUI reported them. */
   all(job: AgentJob): Promise<JobOutput[]> {
-    return Promise.all([...job.outputs.values()].map((o) => this.start(job, o)));
+    // Non-file entries (`animated`, `text`, ...) are reported as they are.
+    return Promise.all(
+      [...job.outputs.values()].map((o) => (o.value === undefined ? this.start(job, o) : Promise.resolve(o))),
+    );
   }
 
   private async limited<T>(job: AgentJob, task: () => Promise<T>): Promise<T> {
