@@ -25,6 +25,10 @@ const TARGETS: Record<string, string> = {
   'convert.ltx2_median_ms': '≤ 10',
   'convert.chain2000_median_ms': '≤ 100',
   'firstload.comfy_multi.first_load_ratio_pct': '≤ 25',
+  'roundtrip.ws_overhead_median_ms': '≤ 5',
+  'roundtrip.ws_overhead_p90_ms': '≤ 10',
+  'roundtrip.poll_overhead_median_ms': '≤ 5',
+  'roundtrip.poll_overhead_p90_ms': '≤ 10',
 };
 
 async function optional(name: string, load: () => Promise<Figures>): Promise<Figures | { error: string }> {
@@ -44,6 +48,12 @@ if (wanted('redis')) results.redis = await optional('redis', () => benchStore('r
 if (wanted('dispatch')) {
   results.dispatch = await optional('dispatch', async () => (await import('./dispatch.js')).benchDispatch());
 }
+if (wanted('roundtrip')) {
+  results.roundtrip = await optional('roundtrip', async () =>
+    (await import('./roundtrip.js')).benchRoundtrip(),
+  );
+}
+
 if (wanted('gateway')) {
   results.gateway = await optional('gateway', async () => (await import('./gateway.js')).benchGateway());
 }

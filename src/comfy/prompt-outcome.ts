@@ -21,6 +21,7 @@ export type PromptOutcome =
 export function uniqueOutputs(outputs: JobOutput[]): JobOutput[] {
   const seen = new Set<string>();
   return outputs.filter((o) => {
+    if (o.value !== undefined) return true; // a non-file entry: each has its own place
     const key = `${o.nodeId}\u0000${o.type}\u0000${o.subfolder}\u0000${o.filename}`;
     if (seen.has(key)) return false;
     seen.add(key);

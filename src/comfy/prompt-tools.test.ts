@@ -295,7 +295,7 @@ describe('outputs', () => {
     .map((m) => WsMessageSchema.parse(m.data))
     .filter((m) => m.type === 'executed');
 
-  it('reads files from executed messages', () => {
+  it('reads files and other entries from executed messages', () => {
     expect(executed.flatMap((m) => outputsFromExecuted(m))).toEqual([
       { nodeId: '4', filename: 'ComfyUI_temp_qjgao_00001_.png', subfolder: '', type: 'temp', kind: 'images' },
       { nodeId: '3', filename: 'ci_00001_.png', subfolder: '', type: 'output', kind: 'images' },
@@ -316,12 +316,31 @@ describe('outputs', () => {
         },
       }),
     ).toEqual([
-      { nodeId: '9', filename: 'a.webp', subfolder: 'alice/j', type: 'output', kind: 'gifs' },
+      // Every entry, in order: non-file entries carry the item as ComfyUI reported it, and a
+      // file's further fields travel with it.
+      { nodeId: '9', filename: '', subfolder: '', type: 'output', kind: 'text', value: 'hello' },
+      { nodeId: '9', filename: '', subfolder: '', type: 'output', kind: 'animated', value: true },
+      {
+        nodeId: '9',
+        filename: 'a.webp',
+        subfolder: 'alice/j',
+        type: 'output',
+        kind: 'gifs',
+        extra: { format: 'image/webp' },
+      },
       { nodeId: '9', filename: 'x.flac', subfolder: '', type: 'temp', kind: 'audio' },
+      {
+        nodeId: '9',
+        filename: '',
+        subfolder: '',
+        type: 'output',
+        kind: 'images',
+        value: { filename: 'in.png', subfolder: '', type: 'input' },
+      },
     ]);
   });
 
-  it('reads files from history entries', () => {
+  it('reads files and other entries from history entries', () => {
     const history = HistorySchema.parse(readJson('comfyui-v0.3.64', 'history_full.json'));
     const entry = history['bfd8ecf8-c0f4-4f77-92de-01f4edffe7ce'];
     if (!entry) throw new Error('missing entry');
@@ -332,6 +351,9 @@ describe('outputs', () => {
     ).toEqual(['3:output:ci_00001_.png', '4:temp:ComfyUI_temp_qjgao_00001_.png']);
     const text = history['ac280ce4-d1e3-4bfd-a1fc-bc82e3c655c5'];
     if (!text) throw new Error('missing entry');
-    expect(outputsFromHistory(text)).toEqual([]);
+    // PreviewAny's text is no file, but it is part of the output.
+    expect(outputsFromHistory(text)).toEqual([
+      { nodeId: '3', filename: '', subfolder: '', type: 'output', kind: 'text', value: '40' },
+    ]);
   });
 });

@@ -399,32 +399,65 @@ export function rewriteInputs(
 // Outputs
 // ---------------------------------------------------------------------------------------------
 
+const FILE_FIELDS = new Set(['filename', 'subfolder', 'type']);
+
+/**
+ * A node's `ui` output as {@link JobOutput}s, in order: each file entry (`{filename, subfolder,
+ * type, ...further fields}` in `output` or `temp`) as a file, every other entry (`animated` flags,
+ * `text` strings, files in `input`, ...) as a non-file entry carrying the item as it is, so the
+ * node's output can be rebuilt exactly as ComfyUI reported it.
+ */
 function outputsOf(nodeId: string, output: unknown): JobOutput[] {
-  const files: JobOutput[] = [];
-  if (!isDict(output)) return files;
+  const entries: JobOutput[] = [];
+  if (!isDict(output)) return entries;
   for (const [kind, items] of Object.entries(output)) {
     if (!Array.isArray(items)) continue;
     for (const item of items) {
-      // Non-file entries (`text`, `animated` flags, ...) have no filename.
-      if (!isDict(item) || typeof item.filename !== 'string' || item.filename === '') continue;
       const type =
-        item.type === undefined || item.type === 'output' ? 'output' : item.type === 'temp' ? 'temp' : null;
-      if (!type) continue; // `input`: not something the job produced
-      files.push({
+        isDict(item) && typeof item.filename === 'string' && item.filename !== ''
+          ? item.type === undefined || item.type === 'output'
+            ? 'output'
+            : item.type === 'temp'
+              ? 'temp'
+              : null
+          : null;
+      if (!type || !isDict(item)) {
+        entries.push({ nodeId, filename: '', subfolder: '', type: 'output', kind, value: item as unknown });
+        continue;
+      }
+      const extra = Object.fromEntries(Object.entries(item).filter(([k]) => !FILE_FIELDS.has(k)));
+      entries.push({
         nodeId,
-        filename: item.filename,
+        filename: item.filename as string,
         subfolder: typeof item.subfolder === 'string' ? item.subfolder : '',
         type,
         kind,
+        ...(Object.keys(extra).length > 0 ? { extra } : {}),
       });
     }
   }
-  return files;
+  return entries;
 }
 
 /**
- * The files an `executed` message reports (`images`, `gifs`, `videos`, `audio`, `3d`, ... each
- * `{filename, subfolder, type}`), as {@link JobOutput}s of the node. Accepts the message or its data.
+ * Outputs with a key each, to collect them without repeats from events and history alike: a
+ * file by its location, a non-file entry by its node, kind and place among the node's entries.
+ */
+export function keyedOutputs(outputs: readonly JobOutput[]): [string, JobOutput][] {
+  const seen = new Map<string, number>();
+  return outputs.map((o) => {
+    if (o.value === undefined) return [`${o.type}/${o.subfolder}/${o.filename}`, o];
+    const at = `${o.nodeId}\u0000${o.kind}`;
+    const n = seen.get(at) ?? 0;
+    seen.set(at, n + 1);
+    return [`${at}\u0000${n}`, o];
+  });
+}
+
+/**
+ * What an `executed` message reports (files in `images`, `gifs`, `videos`, `audio`, `3d`, ... each
+ * `{filename, subfolder, type}`, and every non-file entry), as {@link JobOutput}s of the node.
+ * Accepts the message or its data.
  */
 export function outputsFromExecuted(msg: ExecutedMessage | ExecutedData): JobOutput[] {
   const data: ExecutedData =
@@ -434,7 +467,7 @@ export function outputsFromExecuted(msg: ExecutedMessage | ExecutedData): JobOut
   return outputsOf(data.node, data.output);
 }
 
-/** The files a finished prompt's history entry lists, node by node. */
+/** What a finished prompt's history entry lists (files and other entries), node by node. */
 export function outputsFromHistory(entry: HistoryEntry): JobOutput[] {
   return Object.entries(entry.outputs).flatMap(([nodeId, output]) => outputsOf(nodeId, output));
 }

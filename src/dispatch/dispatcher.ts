@@ -323,7 +323,12 @@ export class Dispatcher {
    * confirms (ComfyUI is still busy interrupting it); otherwise the slot is freed at once.
    */
   private jobLeftWorker(job: Job, why: 'cancelled' | 'finished' | 'requeued'): void {
-    for (const { worker, held } of this.registry.holdersOf(job.id)) {
+    const holders = this.registry.holdersOf(job.id);
+    // No connected worker holds it (e.g. ours restarted and its worker has not come back), and no
+    // report of it is being recorded: nobody will relay its ending.
+    if (holders.length === 0 && job.workerId !== null && !this.reports.isReporting(job.id))
+      this.bus.publish({ kind: 'worker_done', jobId: job.id, user: job.user, workerId: job.workerId });
+    for (const { worker, held } of holders) {
       const online = worker.link?.open === true;
       if (online && !held.cancelRequested) {
         worker.link!.send({ type: 'cancel', jobId: held.jobId, attempt: held.attempt });
@@ -333,7 +338,10 @@ export class Dispatcher {
         );
       }
       if (why === 'cancelled' && online) held.cancelRequested = true;
-      else worker.held.delete(job.id);
+      else {
+        worker.held.delete(job.id);
+        this.bus.publish({ kind: 'worker_done', jobId: job.id, user: job.user, workerId: worker.id });
+      }
     }
   }
 
@@ -451,6 +459,11 @@ export class Dispatcher {
   disconnected(workerId: string, link: WorkerLink): void {
     const entry = this.registry.disconnect(workerId, link);
     if (entry) this.logger.warn({ workerId, held: entry.held.size }, 'worker disconnected');
+    // A cancelled job's ending will not come over this connection: the owner's page may end it.
+    for (const held of entry?.held.values() ?? []) {
+      if (held.cancelRequested)
+        this.bus.publish({ kind: 'worker_done', jobId: held.jobId, user: held.user, workerId });
+    }
   }
 
   setDraining(workerId: string, draining: boolean): WorkerView {

@@ -12,6 +12,9 @@ import type { Job, JobStatus } from '../store/types.js';
  * - `preview`: one ComfyUI binary WebSocket frame (preview image, header included), unchanged, so
  *   a facade can forward it to the browser as is.
  * - `status`: the job changed state in the central queue (see {@link JobStatusChange}).
+ * - `worker_done`: the worker that held the job let it go (it reported the outcome, confirmed a
+ *   cancel, or is gone): nothing more about this attempt will come from it. Every event it relayed
+ *   was published before this.
  *
  * Plus `env`: a worker brought a new ComfyUI environment snapshot (see env-snapshots.ts).
  *
@@ -60,7 +63,15 @@ export interface JobStatusChange {
   job: Job | null;
 }
 
-export type JobBusMessage = JobEventMessage | JobPreviewMessage | JobStatusChange;
+/** See `worker_done` above. */
+export interface WorkerDoneMessage {
+  kind: 'worker_done';
+  jobId: string;
+  user: string;
+  workerId: string;
+}
+
+export type JobBusMessage = JobEventMessage | JobPreviewMessage | JobStatusChange | WorkerDoneMessage;
 
 export interface EnvChange {
   hash: string;

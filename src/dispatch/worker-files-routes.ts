@@ -7,6 +7,7 @@ import type { FileStore } from '../files/file-store.js';
 import { safeRelativePath, userFileKey } from '../files/safe-path.js';
 import { parse } from '../http/parse.js';
 import type { Job, JobOutput, JobStore } from '../store/types.js';
+import { OutputNamer } from './output-names.js';
 import { tokenNameOfWorker } from './worker-registry.js';
 
 export interface WorkerFilesDeps {
@@ -78,12 +79,14 @@ function splitPath(rel: string): { subfolder: string; filename: string } {
  * File transfer for worker agents (mounted under /worker/v1 with the worker-token hook):
  *
  * - `PUT /jobs/:jobId/attempts/:attempt/outputs/:node/<subfolder/filename>?type=output|temp&kind=images`
- *   streams one output file of the job into its owner's space (`<user>/<type>/<subfolder>/<filename>`),
+ *   streams one output file of the job into its owner's space, under the participant-facing name of
+ *   `<subfolder>/<filename>` (the job's own name; see output-names.ts),
  *   hashing and counting it on the way, and answers the {@link JobOutput} to report in
  *   `job_completed`. Only the worker holding that attempt may upload; any body type is accepted.
  * - `GET /jobs/:jobId/inputs/<path>` streams `<user>/input/<path>` to the worker holding the job.
  */
 export async function workerFilesRoutes(app: FastifyInstance, deps: WorkerFilesDeps): Promise<void> {
+  const namer = new OutputNamer(deps.store, deps.files);
   await app.register(async (files) => {
     // Bodies here are files: take any content type and leave the stream to the handler.
     files.removeAllContentTypeParsers();
@@ -94,7 +97,10 @@ export async function workerFilesRoutes(app: FastifyInstance, deps: WorkerFilesD
       const query = parse(uploadQuery, request.query);
       const { subfolder, filename } = splitPath(params['*']);
       const job = await heldBy(request, deps.store, params.jobId, params.attempt);
-      const key = userFileKey(job.user, query.type, subfolder, filename);
+      // Stored under the name the participant sees (ComfyUI's naming, see output-names.ts); the
+      // answer keeps the job's own name, which the agent reports and the control plane maps again.
+      const [facing] = await namer.name(job.user, job.id, [{ type: query.type, subfolder, filename }]);
+      const key = userFileKey(job.user, query.type, facing!.subfolder, facing!.filename);
 
       const declared = Number(request.headers['content-length'] ?? NaN);
       if (Number.isFinite(declared) && declared > deps.uploadLimit) {

@@ -261,14 +261,16 @@ describe('dispatch', () => {
     const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
     const job = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
     await a.next('assign');
-    const outputs = [
-      { nodeId: '9', filename: 'x.png', subfolder: '', type: 'output' as const, kind: 'images' },
+    // Reported under the job's own name, recorded under the participant's (ComfyUI's naming).
+    const reported = [
+      { nodeId: '9', filename: 'x_00001_.png', subfolder: job.id, type: 'output' as const, kind: 'images' },
     ];
+    const outputs = [{ ...reported[0]!, subfolder: '' }];
     const finished: string[] = [];
     const onEvent = (e: { type: string }) => finished.push(e.type);
     cp!.services.queue.on('event', onEvent);
     cleanups.push(() => cp?.services.queue.off('event', onEvent));
-    a.send({ type: 'job_completed', jobId: job.id, attempt: 1, outputs });
+    a.send({ type: 'job_completed', jobId: job.id, attempt: 1, outputs: reported });
     a.send({ type: 'job_completed', jobId: job.id, attempt: 1, outputs: [] });
     a.send({
       type: 'job_failed',
@@ -691,7 +693,8 @@ describe('worker file transfer', () => {
       size: 200_000,
       sha256,
     });
-    const file = join(cp!.dir, 'files', 'alice', 'output', job.id, 'ComfyUI_00001_.png');
+    // Stored under the participant-facing name; the answer keeps the job's own name.
+    const file = join(cp!.dir, 'files', 'alice', 'output', 'ComfyUI_00001_.png');
     expect(readFileSync(file).equals(body)).toBe(true);
 
     // temp previews go to the temp area; a JSON content type is just bytes here.
@@ -705,11 +708,19 @@ describe('worker file transfer', () => {
       },
     );
     expect(t.status).toBe(200);
-    expect(readFileSync(join(cp!.dir, 'files', 'alice', 'temp', 'p.json'), 'utf8')).toBe('not json at all');
+    // Not a counted name: it keeps the job's own folder.
+    expect(readFileSync(join(cp!.dir, 'files', 'alice', 'temp', job.id, 'p.json'), 'utf8')).toBe(
+      'not json at all',
+    );
 
     a.send({ type: 'job_completed', jobId: job.id, attempt: 1, outputs: [res.json() as never] });
     await until(async () => (await cp!.store.getJob(job.id))?.status === 'completed', 3000, 'completed');
-    expect((await cp!.store.getJob(job.id))?.outputs[0]).toMatchObject({ sha256, size: 200_000 });
+    expect((await cp!.store.getJob(job.id))?.outputs[0]).toMatchObject({
+      filename: 'ComfyUI_00001_.png',
+      subfolder: '',
+      sha256,
+      size: 200_000,
+    });
   });
 
   it('refuses paths that leave the user space, writing nothing', async () => {

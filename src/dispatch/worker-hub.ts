@@ -313,6 +313,7 @@ export class WorkerHub {
       forget,
       mirrorFrontend: this.opts.mirrorFrontend?.() ?? false,
       acks: true,
+      outputEntries: true,
     });
     if (entry.draining) session.send({ type: 'drain', draining: true });
     dispatcher.activate(entry, session);

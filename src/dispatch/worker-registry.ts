@@ -1,5 +1,6 @@
 import type { Priority } from '../store/types.js';
 import type { ServerMessage } from '../worker/protocol.js';
+import type { JobEventMessage } from './job-event-bus.js';
 
 /**
  * The live workers the control plane knows, in memory. The hub creates and updates entries as
@@ -57,6 +58,11 @@ export interface HeldJob {
   releaseRequested: boolean;
   /** We asked the agent to cancel it (the job was cancelled or is no longer ours). */
   cancelRequested: boolean;
+  /**
+   * ComfyUI's ending (its verdict and the events after it), held back until the outcome report is
+   * recorded: the owner hears the job is done only once `/history` and every output say so too.
+   */
+  ending?: JobEventMessage[];
 }
 
 export interface WorkerEntry {

@@ -5,13 +5,16 @@ import type { FileStore } from '../files/file-store.js';
 import { userFileKey } from '../files/safe-path.js';
 import { jobSegment } from '../worker/agent/files.js';
 import type { AgentMessage } from '../worker/protocol.js';
-import type { JobEventBus } from './job-event-bus.js';
+import type { JobEventBus, JobEventMessage } from './job-event-bus.js';
+import { OutputNamer } from './output-names.js';
 import type { HeldJob, WorkerEntry } from './worker-registry.js';
 
 type Msg<T extends AgentMessage['type']> = Extract<AgentMessage, { type: T }>;
 
 /** Heartbeats in a row a held job may be missing from before it counts as lost by the worker. */
 const LOST_AFTER_MISSED_BEATS = 2;
+/** ComfyUI's verdicts on a prompt; what follows one is held back until the outcome is recorded. */
+const VERDICTS = new Set(['execution_success', 'execution_error', 'execution_interrupted']);
 
 export interface WorkerReportsDeps {
   queue: QueueService;
@@ -43,9 +46,19 @@ export class WorkerReports {
     this.clock = deps.clock;
     this.trigger = deps.trigger;
     this.files = deps.files;
+    this.namer = new OutputNamer(deps.queue.store, deps.files);
   }
 
   private readonly files: FileStore | undefined;
+  /** Jobs whose worker's report is being recorded right now (their ending follows it). */
+  private readonly reporting = new Set<string>();
+
+  /** Whether a worker's report of this job is being recorded (its `worker_done` follows). */
+  isReporting(jobId: string): boolean {
+    return this.reporting.has(jobId);
+  }
+  /** Participant-facing output names (ComfyUI's own naming; see output-names.ts). */
+  private readonly namer: OutputNamer;
 
   /**
    * A job completed: files in its output folders that its outputs do not list came from another
@@ -58,6 +71,7 @@ export class WorkerReports {
     const keep = new Set<string>();
     const areas = new Set<'output' | 'temp'>();
     for (const o of job.outputs) {
+      if (o.value !== undefined) continue;
       areas.add(o.type);
       keep.add(userFileKey(job.user, o.type, o.subfolder, o.filename));
     }
@@ -101,6 +115,7 @@ export class WorkerReports {
         // The agent no longer has it: the cancel is done even if it never said so.
         if (!r) {
           entry.held.delete(held.jobId);
+          this.workerDone(entry, held);
           freed = true;
         }
         continue;
@@ -132,6 +147,7 @@ export class WorkerReports {
             if (ok || entry.held.get(held.jobId) !== held || held.cancelRequested) return;
             // The store no longer gives this attempt to this worker (lapsed, cancelled, ...).
             entry.held.delete(held.jobId);
+            this.workerDone(entry, held);
             freed = true;
             entry.link?.send({ type: 'cancel', jobId: held.jobId, attempt: held.attempt });
             this.logger.warn(
@@ -215,11 +231,23 @@ export class WorkerReports {
     });
   }
 
-  /** A relayed ComfyUI event: updates the worker's progress and goes out on the bus. */
-  jobEvent(entry: WorkerEntry, msg: Msg<'job_event'>): void {
+  /**
+   * A relayed ComfyUI event: updates the worker's progress and goes out on the bus. An `executed`
+   * event's files go out under the names the participant sees (the names history, `/view` and the
+   * gallery use too); everything else in it stays as ComfyUI sent it. From ComfyUI's verdict on,
+   * events wait for the outcome report to be recorded (see {@link HeldJob.ending}); a cancelled
+   * job's go out at once (it is already cancelled in the store), so the owner sees ComfyUI's own
+   * `execution_interrupted` when ComfyUI has actually stopped. (The worker hub handles one
+   * worker's messages one after another, so awaiting the names keeps the events in order.)
+   */
+  async jobEvent(entry: WorkerEntry, msg: Msg<'job_event'>): Promise<void> {
     const held = entry.held.get(msg.jobId);
-    if (!held || held.attempt !== msg.attempt || held.cancelRequested) return;
-    const { type, data } = msg.event;
+    if (!held || held.attempt !== msg.attempt) return;
+    const { type } = msg.event;
+    let data = msg.event.data;
+    if (type === 'executed' && isRecord(data) && isRecord(data.output)) {
+      data = { ...data, output: await this.namer.nameUi(held.user, held.jobId, data.output) };
+    }
     const d = (typeof data === 'object' && data !== null ? data : {}) as Record<string, unknown>;
     if (type === 'execution_start' && held.state !== 'running') this.markStarted(entry, held, this.clock());
     else if (type === 'executing') {
@@ -229,27 +257,37 @@ export class WorkerReports {
       held.progress = { value: d.value, max: d.max };
       if (typeof d.node === 'string') held.node = d.node;
     }
-    this.bus.publish({
+    const ev: JobEventMessage = {
       kind: 'event',
       jobId: held.jobId,
       user: held.user,
       workerId: entry.id,
       event: { type, data },
-    });
+    };
+    if (!held.cancelRequested && (held.ending || VERDICTS.has(type))) (held.ending ??= []).push(ev);
+    else this.bus.publish(ev);
+  }
+
+  /** Nothing more about this attempt will come from the worker (see `worker_done` on the bus). */
+  private workerDone(entry: WorkerEntry, held: HeldJob): void {
+    this.bus.publish({ kind: 'worker_done', jobId: held.jobId, user: held.user, workerId: entry.id });
   }
 
   /** A ComfyUI binary frame (preview image) for a held job. */
   preview(entry: WorkerEntry, jobId: string, frame: Buffer): boolean {
     const held = entry.held.get(jobId);
-    if (!held || held.cancelRequested) return false;
+    if (!held) return false;
     this.bus.publish({ kind: 'preview', jobId, user: held.user, workerId: entry.id, preview: frame });
     return true;
   }
 
+  /** The outputs are reported under the job's own names and recorded under the participant's. */
   async jobCompleted(entry: WorkerEntry, msg: Msg<'job_completed'>): Promise<void> {
-    await this.finish(entry, msg.jobId, msg.attempt, 'complete', (id, a) =>
-      this.queue.complete(id, a, msg.outputs),
-    );
+    await this.finish(entry, msg.jobId, msg.attempt, 'complete', async (id, a) => {
+      const job = await this.queue.store.getJob(id);
+      const outputs = job ? await this.namer.nameOutputs(job.user, id, msg.outputs) : msg.outputs;
+      return this.queue.complete(id, a, outputs);
+    });
   }
 
   async jobFailed(entry: WorkerEntry, msg: Msg<'job_failed'>): Promise<void> {
@@ -278,7 +316,10 @@ export class WorkerReports {
     const held = entry.held.get(msg.jobId);
     const asked = held?.attempt === msg.attempt && held.cancelRequested;
     if (asked || !held || held.attempt !== msg.attempt) {
-      if (held?.attempt === msg.attempt) entry.held.delete(msg.jobId);
+      if (held?.attempt === msg.attempt) {
+        entry.held.delete(msg.jobId);
+        this.workerDone(entry, held);
+      }
       this.trigger();
       return;
     }
@@ -307,7 +348,10 @@ export class WorkerReports {
     const held = entry.held.get(jobId);
     // Free the slot first, so the queue's `finished` event does not look like a cancellation.
     const freed = held && held.attempt === attempt ? held : null;
-    if (freed) entry.held.delete(jobId);
+    if (freed) {
+      entry.held.delete(jobId);
+      this.reporting.add(jobId);
+    }
     try {
       const job = await this.queue.store.getJob(jobId);
       // A finish may come late, from an attempt whose lease lapsed (the control plane or the store
@@ -337,6 +381,8 @@ export class WorkerReports {
         this.logger.debug({ jobId, attempt, workerId: entry.id, what }, 'duplicate report; nothing to do');
         return;
       }
+      // Recorded: now the owner may hear how ComfyUI ended it (`/history` and the outputs agree).
+      if (what !== 'release') for (const ev of freed?.ending ?? []) this.bus.publish(ev);
       if ('late' in r && r.late) {
         this.logger.warn(
           { jobId, attempt, workerId: entry.id, what, attempts: r.job?.attempts },
@@ -358,7 +404,13 @@ export class WorkerReports {
       if (freed && !entry.held.has(jobId)) entry.held.set(jobId, freed);
       throw err;
     } finally {
+      if (freed) this.reporting.delete(jobId);
+      if (freed && !entry.held.has(jobId)) this.workerDone(entry, freed);
       this.trigger();
     }
   }
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

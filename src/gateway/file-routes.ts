@@ -48,9 +48,6 @@ const AREAS = ['input', 'output', 'temp'] as const;
 type Area = (typeof AREAS)[number];
 const isArea = (v: unknown): v is Area => typeof v === 'string' && (AREAS as readonly string[]).includes(v);
 
-/** How long `/view` waits for an output a running job has announced but not uploaded yet. */
-const VIEW_WAIT_MS = 10_000;
-
 /** Splits ComfyUI's annotated names, `name.png [output]`. */
 export function annotated(name: string): { name: string; area: Area | null } {
   const m = /^(.*) \[(input|output|temp)\]$/.exec(name);
@@ -183,19 +180,6 @@ async function placeUpload(files: FileStore, user: string, staged: Staged, field
   return { name, subfolder, type: typeField };
 }
 
-async function statWithWait(deps: GatewayDeps, user: string, key: string, area: Area) {
-  let s = await deps.files.stat(key);
-  if (s || area === 'input') return s;
-  // A running job reports outputs over the socket before its worker has uploaded them.
-  const deadline = deps.clock() + VIEW_WAIT_MS;
-  while (!s && deps.clock() < deadline) {
-    if ((await deps.store.countByStatus(user)).running === 0) break;
-    await new Promise((r) => setTimeout(r, 250));
-    s = await deps.files.stat(key);
-  }
-  return s;
-}
-
 /** `view`, `upload/image`, `upload/mask` and `internal/files/<type>`, over the user's own files. */
 export function fileRoutes(app: FastifyInstance, deps: GatewayDeps): void {
   const { files } = deps;
@@ -214,7 +198,9 @@ export function fileRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     // ComfyUI serves os.path.basename(filename) from the (checked) subfolder.
     const base = a.name.split('/').pop()!;
     const key = userFileKey(user, area, subfolder, base);
-    const s = await statWithWait(deps, user, key, area);
+    // No waiting here: the owner hears of an output (`executed`, the job's end) only once its
+    // worker has stored it, so a file that is not there yet was never announced.
+    const s = await files.stat(key);
     if (!s) throw new AppError('FILE_NOT_FOUND');
 
     // `preview=<format>;<quality>` and `channel=` are not re-encoded: the original is served with

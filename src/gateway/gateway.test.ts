@@ -223,7 +223,7 @@ describe('prompt, queue and history', () => {
     const hist = (await get('/user001/api/history')).json();
     expect(Object.keys(hist)).toEqual([prompt_id]);
     expect(hist[prompt_id].outputs).toEqual({
-      3: { images: [{ filename: 'ComfyUI_00001_.png', subfolder: prompt_id, type: 'output' }] },
+      3: { images: [{ filename: 'ComfyUI_00001_.png', subfolder: '', type: 'output' }] },
     });
     expect(hist[prompt_id].status.status_str).toBe('success');
     expect(hist[prompt_id].status.messages.map((m: [string]) => m[0])).toEqual([
@@ -240,9 +240,7 @@ describe('prompt, queue and history', () => {
       preview_output: { filename: 'ComfyUI_00001_.png', nodeId: '3', mediaType: 'images' },
     });
     expect(detail.workflow.prompt['3'].class_type).toBe('SaveImage');
-    const view = await get(
-      `/user001/api/view?filename=ComfyUI_00001_.png&subfolder=${prompt_id}&type=output`,
-    );
+    const view = await get(`/user001/api/view?filename=ComfyUI_00001_.png&subfolder=&type=output`);
     expect(view.statusCode).toBe(200);
     expect(view.headers['content-type']).toBe('image/png');
     expect(view.rawPayload.subarray(0, 8).toString('hex')).toBe('89504e470d0a1a0a');
@@ -314,13 +312,19 @@ describe('front and late outputs', () => {
     expect((await h.services.store.getJob(own))!.priority).toBe('instructor');
   });
 
-  it('waits briefly in /view for an output a running job has not uploaded yet', async () => {
+  it('does not wait in /view for an output a running job has not stored (it was never announced)', async () => {
     await uploadEnv(h);
     await post('/user001/api/prompt', { prompt: modelFreePrompt() });
     const job = (await h.services.queue.claim('w', []))!;
-    setTimeout(() => void h.services.files.write(`user001/output/${job.id}/late.png`, tinyPng()), 400);
+    const t0 = performance.now();
     const r = await get(`/user001/api/view?filename=late.png&subfolder=${job.id}&type=output`);
-    expect(r.statusCode).toBe(200);
+    expect(r.statusCode).toBe(404);
+    // The old /view re-checked every 250 ms for 10 s while the user had a running job.
+    expect(performance.now() - t0).toBeLessThan(5000);
+    await h.services.files.write(`user001/output/${job.id}/late.png`, tinyPng());
+    expect(
+      (await get(`/user001/api/view?filename=late.png&subfolder=${job.id}&type=output`)).statusCode,
+    ).toBe(200);
   });
 });
 
@@ -393,7 +397,9 @@ describe('uploads and files', () => {
     expect(page.headers['content-type']).toMatch(/text\/html/);
     expect(page.body).toContain('ci_00001_.png');
     expect(page.body).toContain('/user001/gallery/download.zip');
-    const one = await get(`/user001/gallery/download?path=${job.id}/ci_00001_.png`);
+    // Named as ComfyUI names it, not after the job (issue #12).
+    expect(page.body).not.toContain(job.id);
+    const one = await get(`/user001/gallery/download?path=ci_00001_.png`);
     expect(one.statusCode).toBe(200);
     expect(one.headers['content-disposition']).toMatch(/^attachment/);
     const zip = await get('/user001/gallery/download.zip');
@@ -401,6 +407,8 @@ describe('uploads and files', () => {
     expect(zip.headers['content-type']).toBe('application/zip');
     expect(zip.rawPayload.subarray(0, 4).toString('hex')).toBe('504b0304');
     expect(zip.rawPayload.includes(tinyPng())).toBe(true);
+    expect(zip.rawPayload.includes(Buffer.from('ci_00001_.png'))).toBe(true);
+    expect(zip.rawPayload.includes(Buffer.from(job.id))).toBe(false);
   });
 });
 

@@ -43,12 +43,20 @@ export function queueTuple(job: Job): QueueTuple {
   return [job.seq, job.id, job.prompt, extraDataOf(job), outputsToExecute(job)];
 }
 
-/** History `outputs`: node id → ui key (`images`, `gifs`, ...) → file items, in report order. */
-export function historyOutputs(job: Job): Record<string, Record<string, FileItem[]>> {
-  const out: Record<string, Record<string, FileItem[]>> = {};
+/**
+ * History `outputs`: node id → ui key (`images`, `gifs`, `animated`, `text`, ...) → entries, in
+ * report order, exactly as ComfyUI reported them: file items under the names the participant sees
+ * (with any further fields, VHS `format`, `frame_rate`, ...), non-file entries as they were.
+ */
+export function historyOutputs(job: Job): Record<string, Record<string, unknown[]>> {
+  const out: Record<string, Record<string, unknown[]>> = {};
   for (const o of job.outputs) {
     const node = (out[o.nodeId] ??= {});
-    (node[o.kind] ??= []).push({ filename: o.filename, subfolder: o.subfolder, type: o.type });
+    const item: unknown =
+      o.value !== undefined
+        ? o.value
+        : ({ filename: o.filename, subfolder: o.subfolder, type: o.type, ...o.extra } satisfies FileItem);
+    (node[o.kind] ??= []).push(item);
   }
   return out;
 }
@@ -156,7 +164,8 @@ function outputsSummary(job: Job) {
   let fallback: Record<string, unknown> | null = null;
   let textFallback: Record<string, unknown> | null = null;
   let previewableCount = 0;
-  for (const o of job.outputs) {
+  const files = job.outputs.filter((o) => o.value === undefined);
+  for (const o of files) {
     if (!previewable(o.kind, o.filename)) continue;
     previewableCount++;
     const item = {
@@ -171,7 +180,7 @@ function outputsSummary(job: Job) {
     else fallback ??= item;
   }
   return {
-    outputs_count: job.outputs.length,
+    outputs_count: files.length,
     previewable_outputs_count: previewableCount,
     preview_output: preview ?? fallback ?? textFallback,
   };

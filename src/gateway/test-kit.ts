@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { join, relative } from 'node:path';
 import { WebSocket } from 'ws';
 import { saveEnv, setCurrentEnv } from '../dispatch/env-snapshots.js';
+import { OutputNamer } from '../dispatch/output-names.js';
 import { userFileKey } from '../files/safe-path.js';
 import type { Job, JobOutput } from '../store/types.js';
 import type { EnvSnapshot } from '../worker/protocol.js';
@@ -123,22 +124,24 @@ export async function runJobAsWorker(
     if (opts.holdMs) await new Promise((r) => setTimeout(r, opts.holdMs));
   }
   const body = tinyPng();
-  // Like the real agent: ComfyUI saves under `<user>/<jobId>/`, the upload lands in `<jobId>/`.
-  const stat = await files.write(userFileKey(job.user, 'output', job.id, filename), body);
+  // Like the real agent and dispatcher: ComfyUI saves under `<user>/<jobId>/`; the file is stored,
+  // announced and recorded under the participant-facing name (ComfyUI's own naming).
+  const workerSide = { filename, subfolder: `${job.user}/${job.id}`, type: 'output' };
+  const [facing] = await new OutputNamer(h.services.store, files).name(job.user, job.id, [workerSide]);
+  const stat = await files.write(userFileKey(job.user, 'output', facing!.subfolder, facing!.filename), body);
   const output: JobOutput = {
     nodeId: save,
-    filename,
-    subfolder: job.id,
+    filename: facing!.filename,
+    subfolder: facing!.subfolder,
     type: 'output',
     kind: 'images',
     size: stat.size,
   };
   if (opts.events !== false) {
-    const workerSide = { filename, subfolder: `${job.user}/${job.id}`, type: 'output' };
     publish('executed', {
       node: save,
       display_node: save,
-      output: { images: [workerSide] },
+      output: { images: [{ filename: output.filename, subfolder: output.subfolder, type: 'output' }] },
       prompt_id: job.id,
     });
     publish('execution_success', { prompt_id: job.id, timestamp: Date.now() });

@@ -1,16 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { RawData, WebSocket } from 'ws';
-import {
-  BinaryEventType,
-  PreviewImageFormat,
-  decodeBinaryFrame,
-  encodeBinaryFrame,
-} from '../comfy/protocol.js';
 import type { JobBusMessage, JobEventBus } from '../dispatch/job-event-bus.js';
 import type { QueueEvent, QueueService } from '../scheduler/queue-service.js';
 import { isTerminal, type Job, type JobStore } from '../store/types.js';
 import { clientIdOf, historyOutputs } from './history-shape.js';
+import { PreviewFrames } from './ws-preview.js';
 
 const OPEN = 1;
 /** Text frames from browsers are tiny (`feature_flags`); anything bigger is ignored. */
@@ -18,8 +13,11 @@ const MAX_CLIENT_FRAME = 64 * 1024;
 /** Preview frames are dropped for a client this far behind (they are only previews). */
 const MAX_BUFFERED = 8 * 1024 * 1024;
 const MAX_SOCKETS_PER_USER = 32;
-/** After a job ends, how long to wait for the worker's own final events before making them up. */
-const SYNTH_GRACE_MS = 500;
+/**
+ * A safety net only: how long an ended job waits for its worker's `worker_done` before its ending
+ * is made up anyway. Normally the worker's own events (or `worker_done`) end it at once.
+ */
+const WORKER_END_FALLBACK_MS = 30_000;
 /** How long a finished job's live state is kept (late events, reconnects). */
 const LIVE_TTL_MS = 60_000;
 const TERMINAL_EVENTS = new Set(['execution_success', 'execution_error', 'execution_interrupted']);
@@ -44,6 +42,13 @@ interface LiveJob {
   progress: Record<string, unknown> | null;
   progressState: Record<string, unknown> | null;
   expires: number | null;
+  /** The worker holding this attempt let it go (`worker_done`): no more of its events will come. */
+  workerDone: boolean;
+  /** Ended in the store while the worker may still send ComfyUI's own ending: the job as it ended. */
+  awaitingEnd: Job | null;
+  /** The ending the owner saw was made up here: the worker's own, should it still come, is dropped. */
+  madeUp: boolean;
+  fallback: NodeJS.Timeout | null;
 }
 
 export interface UserWsHubDeps {
@@ -195,7 +200,12 @@ export class UserWsHub {
     const job = e.job;
     if (e.type === 'claimed' || e.type === 'enqueued') {
       const l = this.liveOf(job.id, job.user, clientIdOf(job));
-      if (e.type === 'claimed') l.expires = null;
+      if (e.type === 'claimed') {
+        l.expires = null;
+        l.workerDone = false;
+        l.awaitingEnd = null;
+        l.madeUp = false;
+      }
     }
     if (e.type === 'requeued') {
       const l = this.live.get(job.id);
@@ -207,6 +217,8 @@ export class UserWsHub {
         l.started = false;
         l.terminal = false;
         l.executing = l.progress = l.progressState = null;
+        l.awaitingEnd = null;
+        l.madeUp = false;
       }
     }
     if (this.clients.has(job.user)) {
@@ -220,24 +232,43 @@ export class UserWsHub {
   }
 
   /**
-   * A job ended. Workers relay ComfyUI's own final events; when they did not (cancelled while
-   * running, worker lost, or no relay at all), make up ComfyUI's ending after a short grace so the
-   * participant's UI never keeps showing a job as running.
+   * A job ended in the store. Its worker relays ComfyUI's own ending: a finished job's right after
+   * this (the worker's report is what ended it), a cancelled one's once ComfyUI has actually
+   * stopped. Only when the worker let the job go without it (`worker_done`: lost, no relay, events
+   * missed) or never had it is ComfyUI's ending made up, so the participant's UI never keeps
+   * showing a job as running and never sees a made-up ending before the real one.
    */
   private finished(job: Job): void {
     const l = this.liveOf(job.id, job.user, clientIdOf(job));
     l.expires = this.clock() + LIVE_TTL_MS;
     if (l.terminal) return;
     if (!l.started && job.startedAt === null && job.status === 'cancelled') return;
+    if (l.workerDone || job.workerId === null) {
+      this.synthesizeEnd(job, l);
+      return;
+    }
+    l.awaitingEnd = job;
+    if (l.fallback) return;
     const t = setTimeout(() => {
       this.timers.delete(t);
-      this.inOrder(job.user, async () => {
-        if (l.terminal) return;
-        this.synthesizeEnd(job, l);
-      });
-    }, SYNTH_GRACE_MS);
+      l.fallback = null;
+      this.inOrder(job.user, () => this.endWithoutWorker(l));
+    }, WORKER_END_FALLBACK_MS);
     t.unref();
     this.timers.add(t);
+    l.fallback = t;
+  }
+
+  /** The job ended and its worker has nothing more to say: make up the ending it did not relay. */
+  private endWithoutWorker(l: LiveJob): void {
+    const job = l.awaitingEnd;
+    l.awaitingEnd = null;
+    if (l.fallback) {
+      clearTimeout(l.fallback);
+      this.timers.delete(l.fallback);
+      l.fallback = null;
+    }
+    if (job && !l.terminal) this.synthesizeEnd(job, l);
   }
 
   private synthesizeEnd(job: Job, l: LiveJob): void {
@@ -279,12 +310,20 @@ export class UserWsHub {
     this.toJob(l, { type: 'executing', data: { node: null, prompt_id: id } });
     l.terminal = true;
     l.started = true;
+    l.madeUp = true;
   }
 
   // ---- worker events -------------------------------------------------------------------------
 
   private async onBus(m: JobBusMessage): Promise<void> {
     if (m.kind === 'status') return;
+    if (m.kind === 'worker_done') {
+      const l = this.live.get(m.jobId);
+      if (!l || l.user !== m.user) return;
+      l.workerDone = true;
+      this.endWithoutWorker(l);
+      return;
+    }
     let l = this.live.get(m.jobId);
     if (!l) {
       const job = await this.deps.store.getJob(m.jobId).catch(() => null);
@@ -293,14 +332,16 @@ export class UserWsHub {
       // A late event of a job that already ended: keep its state only briefly.
       if (!job || isTerminal(job.status)) l.expires = this.clock() + LIVE_TTL_MS;
     }
+    // Never a second ending (the safety net fired before a very slow interrupt finished).
+    if (l.madeUp) return;
     if (m.kind === 'preview') {
       this.previewToJob(l, m.preview);
       return;
     }
     const type = m.event.type;
-    let data = isRecord(m.event.data) ? withPromptId(m.event.data, m.jobId) : m.event.data;
-    if (type === 'executed' && isRecord(data) && isRecord(data.output))
-      data = { ...data, output: toStoredLocations(data.output, l.user, l.jobId) };
+    // An `executed` output already names files as the participant sees them (the dispatcher
+    // renamed them, see dispatch/output-names.ts).
+    const data = isRecord(m.event.data) ? withPromptId(m.event.data, m.jobId) : m.event.data;
     if (isRecord(data)) {
       if (type === 'execution_start') l.started = true;
       else if (type === 'executing') {
@@ -318,54 +359,11 @@ export class UserWsHub {
   private previewToJob(l: LiveJob, frame: Buffer): void {
     const targets = this.targetsOf(l);
     if (targets.length === 0) return;
-    let decoded: ReturnType<typeof decodeBinaryFrame> | null;
-    try {
-      decoded = decodeBinaryFrame(frame);
-    } catch {
-      decoded = null;
-    }
-    const node = typeof l.executing?.node === 'string' ? l.executing.node : null;
-    const displayNode = typeof l.executing?.display_node === 'string' ? l.executing.display_node : node;
-    let type1: Buffer | null = null;
-    let type4: Buffer | null = null;
+    const shapes = new PreviewFrames(frame, l.jobId, l.executing);
     for (const c of targets) {
       if (c.socket.readyState !== OPEN || c.socket.bufferedAmount > MAX_BUFFERED) continue;
-      let out = frame;
-      if (decoded?.name === 'PREVIEW_IMAGE' || decoded?.name === 'PREVIEW_IMAGE_WITH_METADATA') {
-        if (c.flags.supports_preview_metadata === true) {
-          type4 ??= encodeBinaryFrame({
-            event: BinaryEventType.PREVIEW_IMAGE_WITH_METADATA,
-            name: 'PREVIEW_IMAGE_WITH_METADATA',
-            metadata:
-              decoded.name === 'PREVIEW_IMAGE_WITH_METADATA'
-                ? { ...decoded.metadata, prompt_id: l.jobId }
-                : {
-                    node_id: node ?? undefined,
-                    display_node_id: displayNode,
-                    parent_node_id: null,
-                    real_node_id: node,
-                    prompt_id: l.jobId,
-                  },
-            mime: decoded.mime,
-            image: decoded.image,
-          });
-          out = type4;
-        } else {
-          type1 ??=
-            decoded.name === 'PREVIEW_IMAGE'
-              ? frame
-              : encodeBinaryFrame({
-                  event: BinaryEventType.PREVIEW_IMAGE,
-                  name: 'PREVIEW_IMAGE',
-                  format: decoded.mime === 'image/png' ? PreviewImageFormat.PNG : PreviewImageFormat.JPEG,
-                  mime: decoded.mime,
-                  image: decoded.image,
-                });
-          out = type1;
-        }
-      }
       try {
-        c.socket.send(out, { binary: true });
+        c.socket.send(shapes.for(c.flags.supports_preview_metadata === true), { binary: true });
       } catch (err) {
         this.deps.logger.debug({ err }, 'preview send failed');
       }
@@ -418,6 +416,10 @@ export class UserWsHub {
         progress: null,
         progressState: null,
         expires: null,
+        workerDone: false,
+        awaitingEnd: null,
+        madeUp: false,
+        fallback: null,
       };
       this.live.set(jobId, l);
     } else if (clientId && !l.clientId) l.clientId = clientId;
@@ -444,48 +446,6 @@ export class UserWsHub {
       for (const [id, l] of this.live) if (!l.started) this.live.delete(id);
     }
   }
-}
-
-/** The job's folder in its owner's space, as the worker agent names it (see worker/agent/files.ts). */
-function jobSegment(jobId: string): string {
-  if (/^[A-Za-z0-9._-]{1,128}$/.test(jobId) && !jobId.startsWith('.')) return jobId;
-  return (
-    jobId
-      .replace(/[^A-Za-z0-9._-]+/g, '_')
-      .replace(/^[._]+/, '')
-      .slice(0, 128) || 'job'
-  );
-}
-
-/**
- * An `executed` output as the participant's ComfyUI must see it. The worker's ComfyUI saved files
- * under `<user>/<jobId>/<own subfolder>` (the agent's output namespace) and the agent uploaded them
- * to `<jobId>/<own subfolder>` in the owner's space: rewrite each file item's subfolder the same
- * way, so `/view` finds what the event names. Items already in the stored form are left alone.
- */
-export function toStoredLocations(
-  output: Record<string, unknown>,
-  user: string,
-  jobId: string,
-): Record<string, unknown> {
-  const job = jobSegment(jobId);
-  const root = `${user}/${job}`;
-  const out: Record<string, unknown> = {};
-  for (const [key, items] of Object.entries(output)) {
-    if (!Array.isArray(items)) {
-      out[key] = items;
-      continue;
-    }
-    out[key] = items.map((item: unknown) => {
-      if (!isRecord(item) || typeof item.filename !== 'string' || typeof item.subfolder !== 'string')
-        return item;
-      const sub = item.subfolder.replace(/\\/g, '/');
-      if (sub === job || sub.startsWith(`${job}/`)) return item;
-      const own = sub === root ? '' : sub.startsWith(`${root}/`) ? sub.slice(root.length + 1) : sub;
-      return { ...item, subfolder: [job, own].filter((s) => s !== '').join('/') };
-    });
-  }
-  return out;
 }
 
 /** Event data with every `prompt_id` (top level and per node) set to our job id. */

@@ -119,3 +119,43 @@ describe('bodies nobody reads', () => {
     s.destroy();
   });
 });
+
+describe('many bodies on one kept-alive connection (a worker uploading outputs)', () => {
+  it('leave no listener behind on the connection', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on('warning', onWarning);
+    try {
+      let serverSocket: Socket | null = null;
+      const onConnection = (s: Socket) => (serverSocket ??= s);
+      h.app.server.on('connection', onConnection);
+      const { s } = await rawConnect();
+      h.app.server.off('connection', onConnection);
+      const body = '{"a": 1}';
+      for (let i = 0; i < 30; i++) {
+        const answered = new Promise<void>((resolve) => {
+          let seen = '';
+          const on = (d: Buffer) => {
+            seen += d.toString('latin1');
+            if (/\r\n\r\n/.test(seen)) {
+              s.off('data', on);
+              resolve();
+            }
+          };
+          s.on('data', on);
+        });
+        s.write(
+          `POST /user001/api/userdata/k${i}.json?overwrite=true HTTP/1.1\r\nHost: x\r\nAuthorization: ${auth}\r\n` +
+            `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+        );
+        await answered;
+      }
+      // Each body used to add a `close` listener to the connection that stayed until it closed.
+      expect((serverSocket as Socket | null)?.listenerCount('close') ?? 0).toBeLessThan(10);
+      expect(warnings).not.toContain('MaxListenersExceededWarning');
+      s.destroy();
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+});

@@ -87,7 +87,12 @@ export function installRequestTimeouts(
       return undefined;
     }, idleMs);
     timer.unref();
-    const stop = () => clearInterval(timer);
+    // Listeners go with the timer: a kept-alive connection (a worker's uploads) carries many bodies.
+    const stop = () => {
+      clearInterval(timer);
+      socket.off('close', stop);
+      req.off('end', stop);
+    };
     socket.once('close', stop);
     req.once('end', stop);
     done();

@@ -33,6 +33,7 @@ import {
 } from './types.js';
 import { exportImportConformance } from './state-export.conformance.js';
 import { signInTokenConformance } from './sign-in-tokens.conformance.js';
+import { outputNameConformance } from './output-names.conformance.js';
 import type { OpenStore, OpenedStore } from './conformance-types.js';
 
 export type { OpenStore, OpenedStore };
@@ -1930,6 +1931,13 @@ export function runStoreConformance(name: string, open: OpenStore): void {
     // ---------------------------------------------------------------------------------------------
     describe('export/import', () => {
       exportImportConformance(() => store, open);
+    });
+
+    describe('output names', () => {
+      outputNameConformance(
+        () => store,
+        () => (ctx.reopen ? reopen().then(() => store) : null),
+      );
     });
 
     describe('sign-in links', () => {

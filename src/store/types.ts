@@ -72,6 +72,27 @@ export interface JobOutput {
   kind: string;
   size?: number;
   sha256?: string;
+  /**
+   * A non-file entry of the node's `ui[kind]` list, kept as ComfyUI reported it (`true` of
+   * `animated`, a string of `text`, ...). Present only on such entries; their filename and
+   * subfolder are ''. History rebuilds each node's output from the files and these, in order.
+   */
+  value?: unknown;
+  /** Further fields of a file entry after filename/subfolder/type (VHS `format`, `frame_rate`, ...). */
+  extra?: Record<string, unknown>;
+}
+
+/**
+ * One output file name to number in its owner's own sequence: ComfyUI named it
+ * `<prefix>_<counter>...` in `subfolder` (the participant's own subfolder) on the worker.
+ */
+export interface OutputNameClaim {
+  subfolder: string;
+  prefix: string;
+  /** The counter in the worker's name (each job starts its own at 1). */
+  counter: number;
+  /** Numbers up to this one are taken already (files found in the folder). Default 0. */
+  floor?: number;
 }
 
 export interface Job {
@@ -307,6 +328,13 @@ export interface JobStore extends BlobStore {
   pendingInOrder(limit: number): Promise<Job[]>;
   countByStatus(user?: string): Promise<StatusCounts>;
   userCounters(): Promise<UserCounters[]>;
+  /**
+   * Numbers a job's output names the way one ComfyUI would: one counter per (user, subfolder,
+   * prefix), continuing across jobs and workers, each new claim taking the next number (above its
+   * `floor`). The same claim of the same job (subfolder, prefix, worker counter) always gets the
+   * same number, so a repeated event, upload or report of it names the same file. Atomic.
+   */
+  nameOutputs(user: string, jobId: string, claims: readonly OutputNameClaim[]): Promise<number[]>;
   /** Deletes terminal jobs finished before `before`; returns how many. */
   pruneHistory(before: number): Promise<number>;
   /** Deletes a user's terminal jobs (ComfyUI's "clear history"), or the listed ones. */

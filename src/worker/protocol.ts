@@ -31,18 +31,28 @@ export const AGENT_MAX_RECONNECT_MS = 15_000;
 
 const jobRef = { jobId: z.string().min(1).max(128), attempt: z.number().int().min(1) };
 
-export const jobOutputSchema = z.strictObject({
-  nodeId: z.string().max(64),
-  filename: z.string().min(1).max(255),
-  subfolder: z.string().max(1024),
-  type: z.enum(['output', 'temp']),
-  kind: z.string().max(64),
-  size: z.number().int().min(0).optional(),
-  sha256: z
-    .string()
-    .regex(/^[0-9a-f]{64}$/)
-    .optional(),
-});
+export const jobOutputSchema = z
+  .strictObject({
+    nodeId: z.string().max(64),
+    /** '' only on a non-file entry (one with `value`). */
+    filename: z.string().max(255),
+    subfolder: z.string().max(1024),
+    type: z.enum(['output', 'temp']),
+    kind: z.string().max(64),
+    size: z.number().int().min(0).optional(),
+    sha256: z
+      .string()
+      .regex(/^[0-9a-f]{64}$/)
+      .optional(),
+    /** A non-file entry of the node's `ui[kind]` (`animated`, `text`, ...), as ComfyUI sent it. */
+    value: z.unknown().optional(),
+    /** A file entry's further fields (VHS `format`, `frame_rate`, `workflow`, ...). */
+    extra: z.record(z.string(), z.unknown()).optional(),
+  })
+  .refine((o) => o.value !== undefined || o.filename !== '', {
+    message: 'A file output needs a filename.',
+    path: ['filename'],
+  });
 
 export const jobErrorSchema = z.object({
   reason: z.string().max(64),
@@ -175,6 +185,11 @@ export const welcomeMessage = z.object({
   mirrorFrontend: z.boolean().optional(),
   /** The server acknowledges every report (`ack`) once it is recorded. Absent means false. */
   acks: z.boolean().optional(),
+  /**
+   * The server records every entry of a node's output: `job_completed` may list non-file entries
+   * (`value`) and file fields (`extra`). Absent means false: send files only, as before.
+   */
+  outputEntries: z.boolean().optional(),
 });
 
 export const assignMessage = z.object({

@@ -85,7 +85,11 @@ let colour = 0x203040;
 function slowPrompt(seconds: number): ApiPrompt {
   colour += 0x000101;
   if (!REAL_COMFYUI)
-    return modelFreePrompt({ color: colour, sleep: { seconds, steps: Math.max(2, seconds * 2) } });
+    return modelFreePrompt({
+      color: colour,
+      sleep: { seconds, steps: Math.max(2, seconds * 2) },
+      filenamePrefix: `slow${colour}`,
+    });
   const prompt: ApiPrompt = {
     '1': { class_type: 'EmptyImage', inputs: { width: 2048, height: 2048, batch_size: 1, color: colour } },
   };
@@ -99,7 +103,7 @@ function slowPrompt(seconds: number): ApiPrompt {
     };
     last = id;
   }
-  prompt['3'] = { class_type: 'SaveImage', inputs: { images: [last, 0], filename_prefix: 'ci' } };
+  prompt['3'] = { class_type: 'SaveImage', inputs: { images: [last, 0], filename_prefix: `slow${colour}` } };
   return prompt;
 }
 
@@ -121,11 +125,16 @@ async function executionsOf(jobId: string): Promise<number> {
 }
 
 /** Every file stored for the job in its owner's output space. */
+/**
+ * The files of the job's SaveImage prefix (each slow prompt has its own) in its owner's space:
+ * outputs carry ComfyUI's names (`slow123_00001_.png`), not a folder named after the job.
+ */
 function outputFilesOf(job: JobView): string[] {
   const dir = join(dataDir, 'files', job.user, 'output');
   if (!existsSync(dir)) return [];
+  const prefix = (job.outputs[0]?.filename ?? '').replace(/_\d{5,}_\.png$/, '_');
   return readdirSync(dir, { recursive: true, withFileTypes: true })
-    .filter((d) => d.isFile() && join(d.parentPath, d.name).includes(job.id))
+    .filter((d) => d.isFile() && prefix !== '_' && d.name.startsWith(prefix))
     .map((d) => join(d.parentPath, d.name));
 }
 

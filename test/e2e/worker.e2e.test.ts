@@ -184,6 +184,7 @@ function longPrompt(seconds: number): ApiPrompt {
     return modelFreePrompt({
       color: colorCounter & 0xffffff,
       sleep: { seconds, steps: Math.max(2, Math.round(seconds * 4)) },
+      filenamePrefix: `long${colorCounter}`,
     });
   const prompt: ApiPrompt = {
     '1': {
@@ -202,8 +203,25 @@ function longPrompt(seconds: number): ApiPrompt {
     };
     last = id;
   }
-  prompt['3'] = { class_type: 'SaveImage', inputs: { images: [last, 0], filename_prefix: 'ci' } };
+  prompt['3'] = {
+    class_type: 'SaveImage',
+    inputs: { images: [last, 0], filename_prefix: `long${colorCounter}` },
+  };
   return prompt;
+}
+
+/**
+ * The files of a job's own SaveImage prefix (every long prompt has one) in its owner's space:
+ * outputs carry ComfyUI's names (`long123_00001_.png`), not a folder named after the job.
+ */
+function filesOfPrefix(user: string, prompt: ApiPrompt): string[] {
+  const prefix = Object.values(prompt).find((n) => n.class_type === 'SaveImage')?.inputs.filename_prefix;
+  return filesUnder(join(dataDir, 'files', user, 'output')).filter((f) =>
+    f
+      .split('/')
+      .pop()!
+      .startsWith(`${String(prefix)}_`),
+  );
 }
 
 /** ComfyUI's history entries of a job (its prompts carry `<user>/<jobId>/` in their prefixes). */
@@ -419,7 +437,8 @@ describe('worker agents end to end', () => {
     'cancels a running job: ComfyUI interrupts exactly that prompt',
     () =>
       withLogs(async () => {
-        const job = await submit('alice', longPrompt(8));
+        const prompt = longPrompt(8);
+        const job = await submit('alice', prompt);
         const w = await waitForRunningOn(job.id);
         const r = await api<JobView>('DELETE', `/api/v1/jobs/${job.id}`);
         expect(r.status).toBe(200);
@@ -435,7 +454,7 @@ describe('worker agents end to end', () => {
         );
         expect(entries[0]!.status.messages.some(([t]) => t === 'execution_interrupted')).toBe(true);
         expect((await getJob(job.id)).status).toBe('cancelled');
-        expect(filesUnder(join(dataDir, 'files', 'alice', 'output', job.id))).toEqual([]);
+        expect(filesOfPrefix('alice', prompt)).toEqual([]);
         // The worker is free again and takes the next job.
         const next = await submit('alice', quickPrompt());
         expect((await waitForJob(next.id, ['completed', 'failed'])).status).toBe('completed');
@@ -613,7 +632,8 @@ describe('worker agents end to end', () => {
     () =>
       withLogs(async () => {
         await waitForWorkersIdle();
-        const job = await submit('alice', longPrompt(5));
+        const prompt = longPrompt(5);
+        const job = await submit('alice', prompt);
         const w = await waitForRunningOn(job.id);
         const victim = nameOf(w.id);
         const survivor = victim === 'w1' ? 'w2' : 'w1';
@@ -626,7 +646,7 @@ describe('worker agents end to end', () => {
         expect(saved).toHaveLength(1);
         expectPng(outputFile(done, done.outputs.indexOf(saved[0]!)), saved[0]!.size);
         // One set of outputs in the user's space for this job.
-        const files = filesUnder(join(dataDir, 'files', 'alice', 'output', job.id));
+        const files = filesOfPrefix('alice', prompt);
         expect(files).toHaveLength(1);
         if (!REAL_COMFYUI) {
           expect(done.attempts).toBe(2);

@@ -113,9 +113,11 @@ describe('soak checks', () => {
       put('alice', 'cancelled/ci_00001_.png');
       put('bob', 'bobs/a.png');
       put('bob', 'ok/ci_00001_.png'); // alice's job in bob's space
+      put('bob', 'bobs_00007_.png'); // under ComfyUI's naming, listed by no job
       const result = runChecks({ ...input([], [], [ok, missing, cancelled, bobs]), filesDir: dir });
       const outputs = result.invariants.find((i) => i.name.startsWith('outputs'))!;
-      expect(outputs.violations).toBe(3);
+      expect(outputs.violations).toBe(4);
+      expect(outputs.examples.join('\n')).toContain('bob/output/bobs_00007_.png: not an output of any job');
       expect(outputs.examples.join('\n')).toContain('missing from alice');
       expect(outputs.examples.join('\n')).toContain('ok/ci_00002_.png: not an output');
       expect(outputs.examples.join('\n')).toContain("bob/output/ok/ci_00001_.png: belongs to alice's job");

@@ -209,22 +209,40 @@ function checkOutputs(
         bad.push(`${j.id}: output ${rel} has ${statSync(path).size} bytes, the job says ${o.size}`);
     }
   }
+  // Outputs carry ComfyUI's names (`bar_00003_.png`, not `<job>/…`): a file that no job lists
+  // can be told apart only by its folder when it kept the job's own (temp, uncounted names).
+  // Otherwise it may be excused only when its owner had a job that lost a GPU or was cancelled.
+  const lossy = new Map<string, { lost: boolean; cancelled: boolean }>();
+  for (const j of input.jobs) {
+    const l = lossy.get(j.user) ?? { lost: false, cancelled: false };
+    if ((byJob.get(j.id)?.length ?? 0) > 1) l.lost = true;
+    if (j.status === 'cancelled') l.cancelled = true;
+    lossy.set(j.user, l);
+  }
   for (const user of users) {
     for (const rel of filesUnder(join(input.filesDir, user, 'output'))) {
       files++;
+      if (listed.get(user)?.has(rel)) continue;
       const jobId = rel.split('/')[0]!;
       const owner = byId.get(jobId);
-      if (!owner) bad.push(`${user}/output/${rel}: no job ${jobId}`);
-      else if (owner.user !== user)
+      if (owner && owner.user !== user) {
         bad.push(`${user}/output/${rel}: belongs to ${owner.user}'s job ${jobId}`);
-      else if (!listed.get(user)?.has(rel)) {
-        // A second copy: fine only when an attempt died on its GPU after uploading.
-        if ((byJob.get(jobId)?.length ?? 0) > 1) orphansAfterLoss++;
-        // Cancelled between the upload and the completion report: the cancel wins, the file stays
-        // (in its owner's space, listed nowhere). Reported, not counted as a violation.
-        else if (owner.status === 'cancelled') cancelledLeftovers.push(`${user}/output/${rel}`);
-        else bad.push(`${user}/output/${rel}: not an output of job ${jobId} (${owner.status})`);
+        continue;
       }
+      const otherUser = [...listed].find(([u, set]) => u !== user && set.has(rel));
+      const excuse = owner
+        ? { lost: (byJob.get(jobId)?.length ?? 0) > 1, cancelled: owner.status === 'cancelled' }
+        : (lossy.get(user) ?? { lost: false, cancelled: false });
+      // A second copy: fine only when an attempt died on its GPU after uploading.
+      if (excuse.lost) orphansAfterLoss++;
+      // Cancelled between the upload and the completion report: the cancel wins, the file stays
+      // (in its owner's space, listed nowhere). Reported, not counted as a violation.
+      else if (excuse.cancelled) cancelledLeftovers.push(`${user}/output/${rel}`);
+      else if (otherUser) bad.push(`${user}/output/${rel}: an output of ${otherUser[0]}'s, not listed here`);
+      else
+        bad.push(
+          `${user}/output/${rel}: not an output of any job${owner ? ` (${jobId} ${owner.status})` : ''}`,
+        );
     }
   }
   const detail =

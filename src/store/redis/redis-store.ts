@@ -35,6 +35,7 @@ import {
   type JobPage,
   type JobQuery,
   type JobStore,
+  type OutputNameClaim,
   type NewJob,
   type Priority,
   type QueueLimits,
@@ -49,6 +50,13 @@ import {
   type ImportOptions,
   type StateRecord,
 } from '../types.js';
+import {
+  OUTPUT_COUNTERS_NS,
+  OUTPUT_NAMES_NS,
+  checkClaims,
+  outputClaimKey,
+  outputCounterKey,
+} from '../output-names.js';
 import { DEFAULT_KEY_PREFIX, redisKeys, type RedisKeys } from './keys.js';
 import { registerLuaScripts, type ScriptRunner } from './lua-scripts.js';
 import { preselect } from './preselect.js';
@@ -656,6 +664,16 @@ export class RedisStore implements JobStore {
       total += Number(r[1]);
       if (Number(r[0]) < DELETE_BATCH) return total;
     }
+  }
+
+  async nameOutputs(user: string, jobId: string, claims: readonly OutputNameClaim[]): Promise<number[]> {
+    checkClaims(claims);
+    if (claims.length === 0) return [];
+    const args: (string | number)[] = [jobId];
+    for (const c of claims) args.push(outputCounterKey(user, c), outputClaimKey(c), c.floor ?? 0);
+    const k = this.keys;
+    const r = await this.run('name-outputs', [k.blob(OUTPUT_COUNTERS_NS), k.blob(OUTPUT_NAMES_NS)], args);
+    return r.map(Number);
   }
 
   async deleteHistory(user: string, ids?: string[]): Promise<number> {

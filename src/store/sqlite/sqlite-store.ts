@@ -19,6 +19,7 @@ import {
   type JobPage,
   type JobQuery,
   type JobStore,
+  type OutputNameClaim,
   type NewJob,
   type Priority,
   type QueueSettings,
@@ -31,6 +32,13 @@ import {
   type ImportOptions,
   type StateRecord,
 } from '../types.js';
+import {
+  OUTPUT_COUNTERS_NS,
+  OUTPUT_NAMES_NS,
+  checkClaims,
+  outputClaimKey,
+  outputCounterKey,
+} from '../output-names.js';
 import { Accounts, Blobs, SettingsRow, mergeSettings, type SettingsPatch } from './accounts.js';
 import { History } from './history.js';
 import { prepareJobStatements, type JobStatements } from './job-statements.js';
@@ -333,6 +341,29 @@ export class SqliteStore implements JobStore {
       }
       await new Promise<void>((r) => setImmediate(r));
     }
+  }
+
+  async nameOutputs(user: string, jobId: string, claims: readonly OutputNameClaim[]): Promise<number[]> {
+    checkClaims(claims);
+    if (claims.length === 0) return [];
+    return this.write(() => {
+      const raw = this.blobs.get(OUTPUT_NAMES_NS, jobId);
+      const names = (raw ? JSON.parse(raw) : {}) as Record<string, number>;
+      let changed = false;
+      const out = claims.map((c) => {
+        const claim = outputClaimKey(c);
+        const known = names[claim];
+        if (known !== undefined) return known;
+        const counterKey = outputCounterKey(user, c);
+        const n = Math.max(Number(this.blobs.get(OUTPUT_COUNTERS_NS, counterKey) ?? 0), c.floor ?? 0) + 1;
+        this.blobs.put(OUTPUT_COUNTERS_NS, counterKey, String(n));
+        names[claim] = n;
+        changed = true;
+        return n;
+      });
+      if (changed) this.blobs.put(OUTPUT_NAMES_NS, jobId, JSON.stringify(names));
+      return out;
+    });
   }
 
   async deleteHistory(user: string, ids?: string[]): Promise<number> {

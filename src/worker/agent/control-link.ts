@@ -173,7 +173,7 @@ export class ControlLink {
   }
 
   private transmit(entry: OutboxEntry): void {
-    if (!this.send(entry.msg)) return;
+    if (!this.send(forServer(entry.msg, this.welcome?.outputEntries === true))) return;
     entry.sentAt = performance.now();
     if (this.welcome?.acks !== true) this.outbox.splice(this.outbox.indexOf(entry), 1);
   }
@@ -372,4 +372,17 @@ export class ControlLink {
     this.heartbeatTimer = undefined;
     this.handshakeTimer = undefined;
   }
+}
+
+/**
+ * A report as this server takes it: one that does not record non-file output entries
+ * (`welcome.outputEntries` absent, an older control plane) gets the files only, without `extra`,
+ * which its stricter schema would refuse.
+ */
+export function forServer(msg: OutcomeMessage, outputEntries: boolean): OutcomeMessage {
+  if (outputEntries || msg.type !== 'job_completed') return msg;
+  return {
+    ...msg,
+    outputs: msg.outputs.filter((o) => o.value === undefined).map(({ extra: _extra, ...o }) => o),
+  };
 }

@@ -70,7 +70,9 @@ export async function transferOutput(
   if (size !== null) headers['content-length'] = String(size);
   const res = await putStream(url, headers, body, signal);
   const stored = jobOutputSchema.safeParse(res.json);
-  if (stored.success) return stored.data;
+  // A file entry's further fields (VHS `format`, `frame_rate`, ...) are the node's, not the server's.
+  const extra = out.extra ? { extra: out.extra } : {};
+  if (stored.success) return { ...stored.data, ...extra };
   // The server did not describe what it stored: report what we sent.
   const slash = path.lastIndexOf('/');
   return {
@@ -81,6 +83,7 @@ export async function transferOutput(
     kind: out.kind,
     size: res.size,
     sha256: res.sha256,
+    ...extra,
   };
 }
 

@@ -21,19 +21,22 @@ import type {
 import {
   extractModels,
   inputReferences,
+  keyedOutputs,
   outputsFromExecuted,
   rewriteInputs,
   rewriteOutputPrefixes,
 } from '../../comfy/prompt-tools.js';
-import type { ComfyPrompt, JobError, JobOutput } from '../../store/types.js';
+import type { ComfyPrompt, JobError } from '../../store/types.js';
 import { encodePreviewFrame, type ServerMessage } from '../protocol.js';
-import { backoffDelay } from './backoff.js';
 import { isUnreachable } from './comfy-env.js';
 import type { ControlLink } from './control-link.js';
-import { confineReference, transferInput, transferOutput, type ControlPlaneHttp } from './files.js';
+import { confineReference, transferInput, type ControlPlaneHttp } from './files.js';
 import type { HealthMonitor } from './health.js';
 import { HttpError } from './http-stream.js';
 import type { AgentJob, JobTable } from './jobs.js';
+import { OutputUploads } from './output-uploads.js';
+import { recoverAfterSocketGap, sweepBuried } from './comfy-recovery.js';
+import { clampError, withoutClientId } from './job-messages.js';
 
 type Msg<T extends ServerMessage['type']> = Extract<ServerMessage, { type: T }>;
 
@@ -57,13 +60,13 @@ export interface JobRunnerDeps {
 }
 
 export class JobRunner {
-  private readonly comfy: ComfyClient;
+  readonly comfy: ComfyClient;
   private readonly cp: ControlPlaneHttp;
-  private readonly jobs: JobTable;
+  readonly jobs: JobTable;
   private readonly link: JobRunnerDeps['link'];
-  private readonly health: JobRunnerDeps['health'];
-  private readonly log: Logger;
-  private readonly settings: { uploadConcurrency: number; uploadAttempts: number };
+  readonly health: JobRunnerDeps['health'];
+  readonly log: Logger;
+  private readonly uploads: OutputUploads;
   /** Serialises preparing and queueing, so ComfyUI's queue keeps the order jobs were assigned in. */
   private queueChain: Promise<void> = Promise.resolve();
 
@@ -74,7 +77,13 @@ export class JobRunner {
     this.link = d.link;
     this.health = d.health;
     this.log = d.log;
-    this.settings = { uploadConcurrency: d.uploadConcurrency, uploadAttempts: d.uploadAttempts };
+    this.uploads = new OutputUploads({
+      comfy: d.comfy,
+      cp: d.cp,
+      log: d.log,
+      concurrency: d.uploadConcurrency,
+      attempts: d.uploadAttempts,
+    });
   }
 
   // ---- assign → ComfyUI queue ----------------------------------------------------------------
@@ -96,6 +105,11 @@ export class JobRunner {
       assignedAt: performance.now(),
       startedAt: null,
       models: [],
+      uploads: new Map(),
+      relay: null,
+      outcome: null,
+      settling: false,
+      cancelling: false,
     };
     this.jobs.add(job);
     this.log.debug({ jobId: job.jobId, attempt: job.attempt, promptId: job.promptId }, 'job assigned');
@@ -176,6 +190,13 @@ export class JobRunner {
 
   // ---- ComfyUI events ------------------------------------------------------------------------
 
+  /**
+   * One ComfyUI event about a held prompt. Every event is relayed, in ComfyUI's order, exactly
+   * once, up to and including the final `executing {node: null}`; only then is the outcome
+   * reported (the control plane frees the slot on the report and relays nothing after it). An
+   * `executed` starts uploading its files at once and is relayed when they are stored, so the
+   * owner never hears of a file (or of the job's end) before it can be downloaded.
+   */
   onComfyMessage(msg: ComfyWsMessage | OtherWsMessage, pid: string | null): void {
     if (pid === null) return; // status, feature_flags, ...
     const job = this.jobs.byPromptId(pid);
@@ -187,45 +208,105 @@ export class JobRunner {
       return;
     }
     if (msg.type === 'execution_start') this.markStarted(job);
-    this.link.send({
-      type: 'job_event',
-      jobId: job.jobId,
-      attempt: job.attempt,
-      event: { type: msg.type, data: msg.data },
-    });
     const m = msg as ComfyWsMessage;
+    let wait: Promise<unknown> | null = null;
+    let final = false;
     switch (m.type) {
-      case 'executed':
-        for (const out of outputsFromExecuted(m.data))
-          job.outputs.set(`${out.type}/${out.subfolder}/${out.filename}`, out);
-        return;
+      case 'executed': {
+        const outs = outputsFromExecuted(m.data);
+        for (const [key, out] of keyedOutputs(outs)) job.outputs.set(key, out);
+        // Non-file entries (`animated`, `text`, ...) are reported as they are; files move now.
+        const files = outs.filter((o) => o.value === undefined);
+        if (!job.cancelling && files.length > 0)
+          wait = Promise.all(files.map((o) => this.uploads.start(job, o)));
+        break;
+      }
       case 'execution_success':
-        void this.finish(job);
-        return;
+        this.ended(job, { status: 'success' });
+        break;
       case 'execution_error':
-        this.fail(
-          job,
-          jobErrorFromOutcome({ status: 'error', promptId: pid, error: m.data, source: 'socket' })!,
-        );
-        return;
-      case 'execution_interrupted':
-        this.fail(job, {
-          ...jobErrorFromOutcome({
-            status: 'interrupted',
-            promptId: pid,
-            interrupted: m.data,
-            source: 'socket',
-          })!,
-          message:
-            'ComfyUI interrupted the job (an interrupt on the GPU machine, not a cancel from comfy-multi).',
+        this.ended(job, {
+          status: 'failed',
+          error: jobErrorFromOutcome({ status: 'error', promptId: pid, error: m.data, source: 'socket' })!,
         });
-        return;
+        break;
+      case 'execution_interrupted':
+        this.ended(job, {
+          status: 'failed',
+          error: {
+            ...jobErrorFromOutcome({
+              status: 'interrupted',
+              promptId: pid,
+              interrupted: m.data,
+              source: 'socket',
+            })!,
+            message:
+              'ComfyUI interrupted the job (an interrupt on the GPU machine, not a cancel from comfy-multi).',
+          },
+        });
+        break;
+      case 'executing':
+        // ComfyUI's last word on a prompt, sent after its history is written.
+        final = m.data.node === null;
+        break;
       default:
-        return;
+        break;
     }
+    this.relay(job, { type: msg.type, data: msg.data }, wait, final);
   }
 
-  private markStarted(job: AgentJob): void {
+  private ended(job: AgentJob, outcome: NonNullable<AgentJob['outcome']>): void {
+    job.outcome ??= outcome;
+    if (job.state === 'running' || job.state === 'queued') job.state = 'finishing';
+  }
+
+  /**
+   * Sends the event once everything before it went out (and `wait`, its uploads, is done); with
+   * `final`, reports the outcome after it. A null event only queues the report behind the rest.
+   */
+  private relay(
+    job: AgentJob,
+    event: { type: string; data: unknown } | null,
+    wait: Promise<unknown> | null,
+    final: boolean,
+  ): void {
+    const send = () => {
+      if (!event || !this.jobs.holds(job)) return;
+      this.link.send({ type: 'job_event', jobId: job.jobId, attempt: job.attempt, event });
+    };
+    if (!job.relay && !wait) {
+      // Nothing waiting: straight out, no extra turn of the event loop.
+      send();
+      if (final) void this.settle(job);
+      return;
+    }
+    this.behindRelay(job, async () => {
+      if (wait) {
+        try {
+          await wait;
+        } catch (err) {
+          // A cancelled job's uploads are aborted; its events still tell the owner what ComfyUI did.
+          if (!job.cancelling) {
+            await this.uploadFailed(job, err);
+            return;
+          }
+        }
+      }
+      send();
+      if (final) await this.settle(job);
+    });
+  }
+
+  /** Runs `task` once everything queued on the job's relay before it is done. */
+  private behindRelay(job: AgentJob, task: () => Promise<void> | void): void {
+    const step = (job.relay ?? Promise.resolve()).then(task);
+    job.relay = step;
+    void step.then(() => {
+      if (job.relay === step) job.relay = null;
+    });
+  }
+
+  markStarted(job: AgentJob): void {
     if (job.state !== 'queued' && job.state !== 'preparing') return;
     job.state = 'running';
     job.startedAt = performance.now();
@@ -233,23 +314,43 @@ export class JobRunner {
     this.link.send({ type: 'job_started', jobId: job.jobId, attempt: job.attempt });
   }
 
-  /** Binary frames (previews, progress text) of a running job, relayed unchanged and tagged with its id. */
+  /**
+   * Binary frames (previews, progress text) of a running job, relayed unchanged and tagged with its
+   * id, behind any text event still waiting (a preview belongs to the node announced before it).
+   */
   onComfyBinary(_frame: BinaryFrame, pid: string | null, raw: Buffer): void {
     const job = pid ? this.jobs.byPromptId(pid) : undefined;
     if (!job || job.state !== 'running') return;
-    this.link.sendBinary(encodePreviewFrame(job.jobId, raw));
+    const frame = encodePreviewFrame(job.jobId, raw);
+    if (!job.relay) {
+      this.link.sendBinary(frame);
+      return;
+    }
+    this.behindRelay(job, () => {
+      if (this.jobs.holds(job)) this.link.sendBinary(frame);
+    });
   }
 
   // ---- outcomes ------------------------------------------------------------------------------
 
-  /** ComfyUI finished the prompt: upload the outputs, then report completion. */
-  private async finish(job: AgentJob): Promise<void> {
-    if (!this.jobs.holds(job)) return;
+  /** ComfyUI is done with the prompt and every event went out: report the outcome. */
+  private async settle(job: AgentJob): Promise<void> {
+    if (!this.jobs.holds(job) || job.settling) return;
+    if (job.cancelling) return this.confirmCancel(job);
+    const outcome = job.outcome ?? { status: 'success' };
+    if (outcome.status === 'failed') return this.fail(job, outcome.error);
+    await this.complete(job);
+  }
+
+  /** Every output is stored (or is being stored): report completion once all are. */
+  private async complete(job: AgentJob): Promise<void> {
+    if (!this.jobs.holds(job) || job.settling) return;
+    job.settling = true;
     job.state = 'finishing';
-    const outputs = [...job.outputs.values()];
     try {
-      const stored = await this.uploadAll(job, outputs);
+      const stored = await this.uploads.all(job);
       if (!this.jobs.holds(job)) return;
+      if (job.cancelling) return this.confirmCancel(job);
       this.jobs.remove(job);
       this.link.sendOutcome({
         type: 'job_completed',
@@ -259,64 +360,26 @@ export class JobRunner {
       });
       this.log.info({ jobId: job.jobId, attempt: job.attempt, outputs: stored.length }, 'job completed');
     } catch (err) {
-      if (!this.jobs.holds(job)) return;
-      if (err instanceof HttpError && err.status === 401) {
-        // The token was revoked: the control plane gives the job back to the queue. Never a failure.
-        this.drop(job, 'control plane refused the worker token (revoked?); the job goes back to the queue');
-      } else if (
-        err instanceof HttpError &&
-        (err.status === 403 || err.status === 404 || err.status === 409)
-      ) {
-        this.drop(job, `control plane refused the upload (${err.status}); the job is no longer ours`);
-      } else if (isUnreachable(err)) {
-        this.health.suspect((err as Error).message);
-        await this.giveBack(job, 'comfyui_unreachable');
-      } else {
-        this.fail(job, {
-          reason: 'upload_failed',
-          message: `Uploading the job's outputs failed: ${(err as Error).message}`,
-        });
-      }
+      if (job.cancelling) return this.confirmCancel(job);
+      await this.uploadFailed(job, err);
     }
   }
 
-  private async uploadAll(job: AgentJob, outputs: JobOutput[]): Promise<JobOutput[]> {
-    const stored: JobOutput[] = new Array<JobOutput>(outputs.length);
-    let next = 0;
-    const worker = async () => {
-      while (next < outputs.length) {
-        const i = next++;
-        stored[i] = await this.uploadOne(job, outputs[i]!);
-      }
-    };
-    const n = Math.max(1, Math.min(this.settings.uploadConcurrency, outputs.length));
-    await Promise.all(Array.from({ length: n }, worker));
-    return stored;
-  }
-
-  private async uploadOne(job: AgentJob, out: JobOutput): Promise<JobOutput> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await transferOutput(this.comfy, this.cp, job, out, job.abort.signal);
-      } catch (err) {
-        // Only the control plane's side is retried here; a ComfyUI failure is handled by the caller.
-        // A control plane that is away (restarting, no answer, 502-504) is never the job's fault:
-        // keep trying for as long as we hold the job, so a finished job is not failed or re-run.
-        const away =
-          err instanceof HttpError && (err.status === 0 || (err.status >= 502 && err.status <= 504));
-        const retry =
-          !job.abort.signal.aborted &&
-          err instanceof HttpError &&
-          err.transient &&
-          (away || attempt + 1 < this.settings.uploadAttempts);
-        if (!retry) throw err;
-        const delay = backoffDelay(Math.min(attempt, 20), { baseMs: 200, maxMs: 5000 });
-        this.log.warn(
-          { jobId: job.jobId, file: out.filename, err: (err as Error).message, retryInMs: delay },
-          'output upload failed; retrying',
-        );
-        await new Promise((r) => setTimeout(r, delay));
-      }
+  private async uploadFailed(job: AgentJob, err: unknown): Promise<void> {
+    if (!this.jobs.holds(job)) return;
+    if (err instanceof HttpError && err.status === 401) {
+      // The token was revoked: the control plane gives the job back to the queue. Never a failure.
+      this.drop(job, 'control plane refused the worker token (revoked?); the job goes back to the queue');
+    } else if (err instanceof HttpError && (err.status === 403 || err.status === 404 || err.status === 409)) {
+      this.drop(job, `control plane refused the upload (${err.status}); the job is no longer ours`);
+    } else if (isUnreachable(err)) {
+      this.health.suspect((err as Error).message);
+      await this.giveBack(job, 'comfyui_unreachable');
+    } else {
+      this.fail(job, {
+        reason: 'upload_failed',
+        message: `Uploading the job's outputs failed: ${(err as Error).message}`,
+      });
     }
   }
 
@@ -348,6 +411,8 @@ export class JobRunner {
    */
   async giveBack(job: AgentJob, reason: string): Promise<void> {
     if (!this.jobs.holds(job)) return;
+    // Cancelled already: the control plane waits for our confirmation, not for the job.
+    if (job.cancelling) return this.confirmCancel(job);
     const state = job.state;
     this.jobs.remove(job, reason);
     this.link.sendOutcome({ type: 'job_released', jobId: job.jobId, attempt: job.attempt, reason });
@@ -374,6 +439,22 @@ export class JobRunner {
 
   async onCancel(jobId: string, attempt: number): Promise<void> {
     const job = this.jobs.get(jobId, attempt);
+    if (job && (job.state === 'running' || job.state === 'finishing') && this.health.isHealthy) {
+      // ComfyUI is running it: interrupt it and keep relaying until ComfyUI has actually stopped
+      // (its own `execution_interrupted`, or `execution_success` if it got there first, then its
+      // final `executing`); `settle` confirms then. Uploads stop now: a cancelled job keeps nothing.
+      if (job.cancelling) return;
+      job.cancelling = true;
+      job.abort.abort();
+      this.log.info({ jobId, attempt, state: job.state }, 'cancelling: interrupting ComfyUI');
+      try {
+        if (job.state === 'running') await this.comfy.interrupt(job.promptId);
+      } catch (err) {
+        this.log.warn({ jobId, err: (err as Error).message }, 'could not interrupt ComfyUI');
+        if (isUnreachable(err)) this.health.suspect((err as Error).message);
+      }
+      return;
+    }
     if (job) {
       const state = job.state;
       this.jobs.remove(job, 'cancelled');
@@ -408,78 +489,37 @@ export class JobRunner {
   }
 
   /** After ComfyUI comes back: make sure no prompt we gave up still waits or runs there. */
-  async sweepBuried(): Promise<void> {
-    const buried = this.jobs.buried();
-    if (buried.length === 0) return;
-    try {
-      const q = await this.comfy.getQueue();
-      const ids = new Set(buried);
-      const pending = q.queue_pending.map((i) => i[1]).filter((id) => ids.has(id));
-      if (pending.length > 0) await this.comfy.deleteFromQueue(pending);
-      for (const item of q.queue_running) if (ids.has(item[1])) await this.comfy.interrupt(item[1]);
-    } catch (err) {
-      this.log.debug({ err: (err as Error).message }, 'could not sweep given-up prompts');
-    }
+  sweepBuried(): Promise<void> {
+    return sweepBuried(this);
   }
 
-  /**
-   * The ComfyUI socket was down for a while, so events may be lost. For each job ComfyUI holds,
-   * look it up: finished ones are completed from `/history`; ones still queued or running carry on.
-   */
-  async recoverAfterSocketGap(): Promise<void> {
-    const held = this.jobs.all().filter((j) => j.state === 'queued' || j.state === 'running');
-    if (held.length === 0) return;
-    try {
-      const q = await this.comfy.getQueue();
-      for (const job of held) {
-        if (!this.jobs.holds(job)) continue;
-        const running = q.queue_running.some((i) => i[1] === job.promptId);
-        const pending = q.queue_pending.some((i) => i[1] === job.promptId);
-        if (running) {
-          this.markStarted(job);
-          continue;
-        }
-        if (pending) continue;
-        const history = await this.comfy.history(job.promptId);
-        const entry = history[job.promptId];
-        if (!this.jobs.holds(job)) continue;
-        if (!entry) {
-          await this.giveBack(job, 'ComfyUI lost the prompt (restarted?)');
-          continue;
-        }
-        this.settleFromHistory(job, entry);
-      }
-    } catch (err) {
-      this.log.warn(
-        { err: (err as Error).message },
-        'could not reconcile jobs after the ComfyUI socket reconnected',
-      );
-      this.health.suspect((err as Error).message);
-    }
+  /** The ComfyUI socket was down for a while, so events may be lost: see {@link recoverAfterSocketGap}. */
+  recoverAfterSocketGap(): Promise<void> {
+    return recoverAfterSocketGap(this);
   }
 
-  private settleFromHistory(job: AgentJob, entry: HistoryEntry): void {
+  /** ComfyUI's history says how the prompt ended (its events were lost): report that. */
+  settleFromHistory(job: AgentJob, entry: HistoryEntry): void {
     const outcome = outcomeFromHistory(job.promptId, entry);
     this.log.info({ jobId: job.jobId, outcome: outcome.status }, 'settled a job from ComfyUI history');
-    if (outcome.status !== 'success') return this.fail(job, jobErrorFromOutcome(outcome)!);
     if (job.state === 'queued') this.markStarted(job);
-    for (const out of outcome.outputs) job.outputs.set(`${out.type}/${out.subfolder}/${out.filename}`, out);
-    void this.finish(job);
+    if (outcome.status === 'success')
+      for (const [key, out] of keyedOutputs(outcome.outputs)) job.outputs.set(key, out);
+    this.ended(
+      job,
+      outcome.status === 'success'
+        ? { status: 'success' }
+        : { status: 'failed', error: jobErrorFromOutcome(outcome)! },
+    );
+    // Behind whatever events are still on their way out.
+    this.relay(job, null, null, true);
   }
-}
 
-/** ComfyUI's `client_id` is the agent's; a browser's id in the job's extra_data must not leak in. */
-function withoutClientId(extra: Record<string, unknown>): Record<string, unknown> {
-  const { client_id: _drop, ...rest } = extra;
-  return rest;
-}
-
-/** Keeps a JobError inside the protocol's limits. */
-function clampError(e: JobError): JobError {
-  const out: JobError = { ...e, reason: e.reason.slice(0, 64), message: e.message.slice(0, 20_000) };
-  if (e.nodeId) out.nodeId = e.nodeId.slice(0, 64);
-  if (e.nodeType) out.nodeType = e.nodeType.slice(0, 256);
-  if (e.exceptionType) out.exceptionType = e.exceptionType.slice(0, 256);
-  if (e.traceback) out.traceback = e.traceback.slice(-500).map((l) => l.slice(0, 20_000));
-  return out;
+  /** ComfyUI has stopped the cancelled job: the control plane may now free its slot. */
+  private confirmCancel(job: AgentJob): void {
+    if (!this.jobs.holds(job)) return;
+    this.jobs.remove(job, 'cancelled');
+    this.link.sendOutcome({ type: 'job_cancelled', jobId: job.jobId, attempt: job.attempt });
+    this.log.info({ jobId: job.jobId, attempt: job.attempt }, 'job cancelled; ComfyUI has stopped it');
+  }
 }

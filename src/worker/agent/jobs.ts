@@ -4,13 +4,14 @@
  * forgotten) so late ComfyUI events for them are ignored and, should ComfyUI still start one, it
  * is interrupted at once.
  */
-import type { ComfyPrompt, JobOutput } from '../../store/types.js';
+import type { ComfyPrompt, JobError, JobOutput } from '../../store/types.js';
 
 /**
  * - `preparing`: assigned; inputs are moving, not yet in ComfyUI.
  * - `queued`: in ComfyUI's own queue (prefetched), not started.
  * - `running`: ComfyUI sent `execution_start`.
- * - `finishing`: ComfyUI is done; outputs are being uploaded.
+ * - `finishing`: ComfyUI sent its verdict (`execution_success`, `_error`, `_interrupted`); the
+ *   report waits for its final `executing {node: null}` and, on success, for every upload.
  */
 export type AgentJobState = 'preparing' | 'queued' | 'running' | 'finishing';
 
@@ -31,7 +32,24 @@ export interface AgentJob {
   assignedAt: number;
   startedAt: number | null;
   models: string[];
+  /** Uploads of the outputs, started as soon as `executed` names them, by output key. */
+  uploads: Map<string, Promise<JobOutput>>;
+  /**
+   * ComfyUI's events still to relay, in order: an `executed` waits here until its files are
+   * stored, so nothing the owner is told about is missing. Null when nothing is waiting.
+   */
+  relay: Promise<void> | null;
+  /** ComfyUI's verdict, once it gave one; reported after its final `executing {node: null}`. */
+  outcome: { status: 'success' } | { status: 'failed'; error: JobError } | null;
+  /** The report is being made (uploads awaited); a second path to it does nothing. */
+  settling: boolean;
+  /** Cancelled while ComfyUI ran it: `job_cancelled` is sent once ComfyUI has actually stopped. */
+  cancelling: boolean;
 }
+
+/** The key of one output in {@link AgentJob.outputs} and {@link AgentJob.uploads}. */
+export const outputKey = (o: Pick<JobOutput, 'type' | 'subfolder' | 'filename'>): string =>
+  `${o.type}/${o.subfolder}/${o.filename}`;
 
 export const jobKey = (jobId: string, attempt: number): string => `${jobId}#${attempt}`;
 

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { resolveWorkerArgs } from '../../cli/commands/worker.js';
 import { backoffDelay } from './backoff.js';
 import { canonicalJson } from './canonical-json.js';
-import { workerSocketUrl } from './control-link.js';
+import { forServer, workerSocketUrl } from './control-link.js';
 import { buildEnvSnapshot, envHash, type EnvSources } from './env-snapshot.js';
 import { outputUploadPath } from './files.js';
 
@@ -17,6 +17,33 @@ describe('backoffDelay', () => {
     expect(backoffDelay(3, opts, () => 1)).toBe(800);
     expect(backoffDelay(10, opts, () => 1)).toBe(1000);
     expect(backoffDelay(1000, opts, () => 0.5)).toBe(750);
+  });
+});
+
+describe('forServer', () => {
+  it('sends non-file output entries and file fields only to a server that records them', () => {
+    const msg = {
+      type: 'job_completed' as const,
+      jobId: 'j',
+      attempt: 1,
+      outputs: [
+        {
+          nodeId: '3',
+          filename: 'a_00001_.mp4',
+          subfolder: 'j',
+          type: 'output' as const,
+          kind: 'gifs',
+          extra: { format: 'video/h264-mp4' },
+        },
+        { nodeId: '3', filename: '', subfolder: '', type: 'output' as const, kind: 'animated', value: true },
+      ],
+    };
+    expect(forServer(msg, true)).toBe(msg);
+    // An older control plane's schema refuses both: it gets the files, as it always did.
+    expect(forServer(msg, false)).toEqual({
+      ...msg,
+      outputs: [{ nodeId: '3', filename: 'a_00001_.mp4', subfolder: 'j', type: 'output', kind: 'gifs' }],
+    });
   });
 });
 

@@ -42,7 +42,10 @@ export interface NodeResult {
   ui?: UiOutput;
 }
 
-type NodeImpl = (inputs: Record<string, unknown>, ctx: NodeContext) => NodeResult | Promise<NodeResult>;
+export type NodeImpl = (
+  inputs: Record<string, unknown>,
+  ctx: NodeContext,
+) => NodeResult | Promise<NodeResult>;
 
 /** A Python exception raised by a node; becomes an `execution_error`. */
 export class NodeError extends Error {
@@ -56,7 +59,7 @@ export class NodeError extends Error {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-function image(inputs: Record<string, unknown>, name: string): ImageBatch {
+export function image(inputs: Record<string, unknown>, name: string): ImageBatch {
   const v = inputs[name];
   if (!isImageBatch(v))
     throw new NodeError('AttributeError', `'${typeof v}' object has no attribute 'shape'`);
@@ -73,7 +76,7 @@ export function annotatedPath(name: string, dirs: DataDirs): string {
 }
 
 /** folder_paths.get_save_image_path: subfolder from the prefix and the next free counter. */
-function saveImagePath(prefix: string, outputDir: string, width: number, height: number) {
+export function saveImagePath(prefix: string, outputDir: string, width: number, height: number) {
   if (prefix.includes('%'))
     prefix = prefix.replaceAll('%width%', String(width)).replaceAll('%height%', String(height));
   const normalized = posix.normalize(prefix);
@@ -183,6 +186,11 @@ const IMPLEMENTED: Record<string, NodeImpl> = {
   PreviewAny: previewAny,
   StandinSleep: standinSleep,
 };
+
+/** More node classes the stand-in runs (media-nodes.ts registers the video and custom ones). */
+export function registerNodes(more: Record<string, NodeImpl>): void {
+  Object.assign(IMPLEMENTED, more);
+}
 
 export function runNode(
   classType: string,

@@ -110,8 +110,9 @@ export class NodeCatalog {
   constructor(
     private readonly inputDir: string,
     models: Record<string, string[]>,
+    custom: ObjectInfo = {},
   ) {
-    const base: ObjectInfo = { ...recordedObjectInfo(), StandinSleep: STANDIN_SLEEP_DEF };
+    const base: ObjectInfo = { ...recordedObjectInfo(), StandinSleep: STANDIN_SLEEP_DEF, ...custom };
     for (const [cls, inputs] of Object.entries(MODEL_COMBOS)) {
       for (const [inputName, folder] of Object.entries(inputs)) {
         const files = models[folder];

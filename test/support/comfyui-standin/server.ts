@@ -15,6 +15,7 @@ import { FaultController, type FaultControls, type UnreachableMode } from './fau
 import { Router, reply, requestCtx, send } from './http-util.js';
 import { encodeRgbPng, solidImage } from './image.js';
 import { Instance } from './instance.js';
+import { customNodeDefs } from './media-nodes.js';
 import { NodeCatalog } from './object-info.js';
 import { addComfyRoutes } from './routes-comfy.js';
 import { addControlRoutes } from './routes-control.js';
@@ -57,6 +58,11 @@ export interface StandinOptions {
    * synchronously so a killed process loses nothing. Default: none (kept in memory only).
    */
   executionLog?: string;
+  /**
+   * Also offer the recorded custom nodes (VHS_VideoCombine, see media-nodes.ts) in object_info.
+   * Default false: the recorded ComfyUI ran without custom nodes.
+   */
+  customNodes?: boolean;
 }
 
 export interface StandinState {
@@ -146,7 +152,7 @@ class StandinServer {
     private readonly opts: StandinOptions,
   ) {
     this.port = port;
-    this.catalog = new NodeCatalog(dirs.input, opts.models ?? {});
+    this.catalog = new NodeCatalog(dirs.input, opts.models ?? {}, opts.customNodes ? customNodeDefs() : {});
     this.faults = new FaultController(
       {
         crash: () => this.crash(),

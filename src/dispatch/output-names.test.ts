@@ -1,0 +1,171 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { LocalFileStore } from '../files/local-file-store.js';
+import { CONFORMANCE_DEFAULTS } from '../store/store.conformance.js';
+import { openSqliteStore, type SqliteStore } from '../store/sqlite/sqlite-store.js';
+import type { JobOutput } from '../store/types.js';
+import { OutputNamer, countedName, ownSubfolder, parseCountedName } from './output-names.js';
+
+const VHS = JSON.parse(
+  readFileSync(
+    new URL('../../test/fixtures/custom-node-outputs/vhs_video_combine.json', import.meta.url),
+    'utf8',
+  ),
+) as { executed: { data: { output: Record<string, unknown> } } };
+
+let dir: string;
+let store: SqliteStore;
+let files: LocalFileStore;
+let namer: OutputNamer;
+
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'output-names-'));
+  store = await openSqliteStore({ path: ':memory:', defaults: CONFORMANCE_DEFAULTS });
+  files = new LocalFileStore(dir);
+  namer = new OutputNamer(store, files);
+});
+
+afterEach(async () => {
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const out = (filename: string, subfolder: string, type: 'output' | 'temp' = 'output') => ({
+  type,
+  subfolder,
+  filename,
+});
+
+describe('ComfyUI names', () => {
+  it('reads and writes the counted names of ComfyUI and of custom nodes', () => {
+    expect(parseCountedName('ComfyUI_00001_.png')).toEqual({ prefix: 'ComfyUI', counter: 1, rest: '_.png' });
+    expect(parseCountedName('x_0_00012_.png')).toEqual({ prefix: 'x_0', counter: 12, rest: '_.png' });
+    expect(parseCountedName('AnimateDiff_00003.mp4')).toEqual({
+      prefix: 'AnimateDiff',
+      counter: 3,
+      rest: '.mp4',
+    });
+    expect(parseCountedName('AnimateDiff_00003-audio.mp4')).toMatchObject({ counter: 3, rest: '-audio.mp4' });
+    expect(parseCountedName('clip_123456_.mp4')).toMatchObject({ prefix: 'clip', counter: 123456 });
+    for (const name of ['photo.png', 'a_0001_.png', '_00001_.png', 'x_00001x.png'])
+      expect(parseCountedName(name), name).toBeNull();
+    expect(countedName('bar', 3, '_.png')).toBe('bar_00003_.png');
+    expect(countedName('bar', 123456, '_.png')).toBe('bar_123456_.png');
+  });
+
+  it("finds the participant's own subfolder in the worker's and the uploaded form", () => {
+    expect(ownSubfolder('alice', 'j1', 'alice/j1')).toBe('');
+    expect(ownSubfolder('alice', 'j1', 'alice/j1/video')).toBe('video');
+    expect(ownSubfolder('alice', 'j1', 'j1/video/a')).toBe('video/a');
+    expect(ownSubfolder('alice', 'j1', 'j1')).toBe('');
+    expect(ownSubfolder('alice', 'j1', 'elsewhere')).toBe('elsewhere');
+  });
+});
+
+describe('OutputNamer', () => {
+  it("numbers each participant's prefix on across jobs, the same from event, upload and report", async () => {
+    const a = await namer.name('alice', 'j1', [
+      out('bar_00001_.png', 'alice/j1'),
+      out('bar_00002_.png', 'alice/j1'),
+      out('clip_00001_.mp4', 'alice/j1/video'),
+    ]);
+    expect(a).toEqual([
+      { subfolder: '', filename: 'bar_00001_.png' },
+      { subfolder: '', filename: 'bar_00002_.png' },
+      { subfolder: 'video', filename: 'clip_00001_.mp4' },
+    ]);
+    // Another job (another GPU): its ComfyUI starts at 00001 again; the participant's does not.
+    expect(await namer.name('alice', 'j2', [out('bar_00001_.png', 'alice/j2')])).toEqual([
+      { subfolder: '', filename: 'bar_00003_.png' },
+    ]);
+    // The upload (`<job>/<own>`) and the report name j1's files exactly as its event did.
+    expect(
+      await namer.name('alice', 'j1', [out('bar_00002_.png', 'j1'), out('clip_00001_.mp4', 'j1/video')]),
+    ).toEqual([a[1], a[2]]);
+    // Another participant has a sequence of their own.
+    expect(await namer.name('bob', 'j3', [out('bar_00001_.png', 'bob/j3')])).toEqual([
+      { subfolder: '', filename: 'bar_00001_.png' },
+    ]);
+  });
+
+  it('never reuses a number a file in the folder already has', async () => {
+    await files.write('alice/output/video/clip_00007_.mp4', Buffer.from('x'));
+    await files.write('alice/output/video/deeper/clip_00050_.mp4', Buffer.from('x'));
+    expect(await namer.name('alice', 'j1', [out('clip_00001_.mp4', 'alice/j1/video')])).toEqual([
+      { subfolder: 'video', filename: 'clip_00008_.mp4' },
+    ]);
+  });
+
+  it('keeps temp previews and uncounted names in the job folder', async () => {
+    expect(
+      await namer.name('alice', 'j1', [
+        out('ComfyUI_temp_abcde_00001_.png', '', 'temp'),
+        out('photo.png', 'alice/j1/sub'),
+      ]),
+    ).toEqual([
+      { subfolder: 'j1', filename: 'ComfyUI_temp_abcde_00001_.png' },
+      { subfolder: 'j1/sub', filename: 'photo.png' },
+    ]);
+  });
+
+  it('renames the files of a ui output and keeps every other key and entry, in order', async () => {
+    const ui = {
+      images: [{ filename: 'clip_00001_.mp4', subfolder: 'alice/j1/video', type: 'output' }],
+      animated: [true],
+      text: ['hello'],
+      inputs: [{ filename: 'photo.png', subfolder: 'alice/sub', type: 'input' }],
+    };
+    await namer.name('alice', 'j0', [out('clip_00001_.mp4', 'alice/j0/video')]);
+    const named = await namer.nameUi('alice', 'j1', ui);
+    expect(JSON.stringify(named)).toBe(
+      JSON.stringify({
+        images: [{ filename: 'clip_00002_.mp4', subfolder: 'video', type: 'output' }],
+        animated: [true],
+        text: ['hello'],
+        // A file of the participant's inputs, where they see it (the worker keeps it in `alice/`).
+        inputs: [{ filename: 'photo.png', subfolder: 'sub', type: 'input' }],
+      }),
+    );
+    expect(ui.images[0]!.filename).toBe('clip_00001_.mp4'); // the input is left alone
+  });
+
+  it("renames a recorded VHS_VideoCombine entry's video and workflow PNG together, without the worker's path", async () => {
+    const recorded = structuredClone(VHS.executed.data.output) as { gifs: Record<string, unknown>[] };
+    recorded.gifs[0]!.subfolder = 'alice/j1';
+    await namer.name('alice', 'j0', [out('AnimateDiff_00001.mp4', 'alice/j0')]);
+    const named = (await namer.nameUi('alice', 'j1', recorded)) as typeof recorded;
+    expect(named.gifs).toEqual([
+      {
+        filename: 'AnimateDiff_00002.mp4',
+        subfolder: '',
+        type: 'output',
+        format: 'video/h264-mp4',
+        frame_rate: 8,
+        workflow: 'AnimateDiff_00002.png',
+      },
+    ]);
+    // The completion report names them the same way.
+    const reported: JobOutput[] = [
+      {
+        nodeId: '12',
+        filename: 'AnimateDiff_00001.mp4',
+        subfolder: 'j1',
+        type: 'output',
+        kind: 'gifs',
+        extra: { format: 'video/h264-mp4', frame_rate: 8, workflow: 'AnimateDiff_00001.png', fullpath: '/x' },
+      },
+      { nodeId: '12', filename: '', subfolder: '', type: 'output', kind: 'animated', value: true },
+    ];
+    expect(await namer.nameOutputs('alice', 'j1', reported)).toEqual([
+      {
+        ...reported[0],
+        filename: 'AnimateDiff_00002.mp4',
+        subfolder: '',
+        extra: { format: 'video/h264-mp4', frame_rate: 8, workflow: 'AnimateDiff_00002.png' },
+      },
+      reported[1],
+    ]);
+  });
+});
