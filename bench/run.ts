@@ -22,6 +22,8 @@ const TARGETS: Record<string, string> = {
   'login.one_account_checks': '≤ 5',
   'login.spray_checks': '≤ 100',
   'json.check_to_parse_ratio': '≤ 1',
+  'autoscale.auto_defaults.gpu_hours_saved_pct': '≥ 40',
+  'autoscale.auto_defaults.p95_minus_always_on_s': '≤ 120',
 };
 
 async function optional(name: string, load: () => Promise<Figures>): Promise<Figures | { error: string }> {
@@ -57,6 +59,12 @@ if (wanted('json')) {
 
 if (wanted('ranges')) {
   results.ranges = await optional('ranges', async () => (await import('./ranges.js')).benchRanges());
+}
+
+if (wanted('autoscale')) {
+  results.autoscale = await optional('autoscale', async () =>
+    (await import('./autoscale.js')).benchAutoscale(),
+  );
 }
 
 if (wanted('backup')) {

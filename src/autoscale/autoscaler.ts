@@ -90,6 +90,8 @@ export class Autoscaler extends EventEmitter<{
   private ticking: Promise<void> | null = null;
   private again = false;
   private lastHold = '';
+  /** Since when the pool has had an idle ready worker and nothing waiting (see PoolState.spareSince). */
+  private spareSince: number | null = null;
   private readonly alerted = new Set<string>();
   private counter = 0;
   private readonly onQueue = (e: { type: string }) => {
@@ -340,8 +342,11 @@ export class Autoscaler extends EventEmitter<{
       held: i.held,
       idleSince: i.idleSince,
     }));
+    const spare = counts.pending === 0 && instances.some((i) => i.phase === 'ready' && i.held === 0);
+    this.spareSince = spare ? (this.spareSince ?? now) : null;
     return {
       now,
+      spareSince: this.spareSince,
       pending: counts.pending,
       oldestPendingAt: counts.pending > 0 ? oldest : null,
       instances,

@@ -69,6 +69,7 @@ const stateArb = (p: PoolPolicy): fc.Arbitrary<PoolState> =>
         }),
       ),
       stopAll: fc.boolean(),
+      spare: fc.option(fc.integer({ min: 0, max: 1_800_000 })),
     })
     .chain((r) =>
       fc.tuple(...Array.from({ length: r.n }, (_, i) => instanceArb(i))).map((instances) => ({
@@ -82,6 +83,7 @@ const stateArb = (p: PoolPolicy): fc.Arbitrary<PoolState> =>
         usedTodayMs: r.used,
         hold: r.hold ? { count: r.hold.count, until: NOW + r.hold.left } : null,
         stopAll: r.stopAll,
+        spareSince: r.spare === null ? null : NOW - r.spare,
       })),
     );
 
@@ -137,7 +139,9 @@ describe('decide: properties', () => {
         expect(stops).toHaveLength(1);
         const inst = s.instances.find((i) => i.id === stops[0]!.id)!;
         expect(inst.phase).toBe('ready');
-        expect(s.now - inst.idleSince!).toBeGreaterThanOrEqual(p.idleMs);
+        expect(inst.held).toBe(0);
+        const spare = s.spareSince != null && s.now - s.spareSince >= p.idleMs;
+        if (!spare) expect(s.now - inst.idleSince!).toBeGreaterThanOrEqual(p.idleMs);
         if (s.lastDownAt !== null) expect(s.now - s.lastDownAt).toBeGreaterThanOrEqual(p.downCooldownMs);
         expect(s.pending).toBe(0);
         const alive = s.instances.filter(
@@ -221,6 +225,14 @@ describe('decide: situations', () => {
       { action: 'stop', id: 'b', failedStart: false, reason: 'idle for 500 s' },
     ]);
     expect(decide(pool({ instances: inst }), { ...policy, minWorkers: 3 })).toEqual([]);
+  });
+
+  it('jobs spread over two GPUs: the pool having one to spare for the idle limit stops one', () => {
+    const inst = [ready('a', 0, 20_000), ready('b', 0, 5000)];
+    expect(decide(pool({ instances: inst, spareSince: NOW - 200_000 }), policy)).toEqual([]);
+    expect(decide(pool({ instances: inst, spareSince: NOW - 300_000 }), policy)).toEqual([
+      { action: 'stop', id: 'a', failedStart: false, reason: 'a worker to spare for 300 s' },
+    ]);
   });
 
   it('"stop all" stops idle GPUs now and leaves busy ones to finish', () => {

@@ -7,8 +7,9 @@
  * - never stops an instance that holds a job ("never below what is running");
  * - never has more than `maxWorkers` instances alive (starting or ready);
  * - starts only when the scale-up cool-down has passed and the daily budget is not spent;
- * - stops for idleness only after `idleMs` idle, the scale-down cool-down, with nothing waiting,
- *   and never below `minWorkers` (or an instructor's hold);
+ * - stops for idleness only after `idleMs` idle (that worker, or the pool having one to spare all
+ *   that time), the scale-down cool-down, with nothing waiting, and never below `minWorkers` (or
+ *   an instructor's hold);
  * - a start that has not registered within `startTimeoutMs` is given up (stopped, reported as a
  *   failed start); its jobs never depended on it, they simply stay in the queue.
  */
@@ -59,6 +60,12 @@ export interface PoolState {
   lastDownAt: number | null;
   /** GPU time this pool billed today so far (running instances included), in ms. */
   usedTodayMs: number;
+  /**
+   * Since when, without a break, at least one ready worker was idle and nothing waited (the pool
+   * had a worker to spare); null when that is not so now. Jobs spread over all workers, so no
+   * single worker may ever idle for `idleMs` while the pool as a whole has one too many.
+   */
+  spareSince?: number | null;
   /** Instructor: keep at least `count` workers until `until`. */
   hold: { count: number; until: number } | null;
   /** Instructor: stop everything now (idle ones at once, busy ones when they finish). */
@@ -158,7 +165,8 @@ export function decide(state: PoolState, policy: PoolPolicy): Decision[] {
     return out;
   }
   if (state.pending > 0 || alive.length <= floor) return out;
-  const longIdle = idle.filter((i) => now - (i.idleSince ?? now) >= policy.idleMs);
+  const poolSpare = state.spareSince != null && now - state.spareSince >= policy.idleMs;
+  const longIdle = poolSpare ? idle : idle.filter((i) => now - (i.idleSince ?? now) >= policy.idleMs);
   if (longIdle.length === 0) return out;
   if (state.lastDownAt !== null && now - state.lastDownAt < policy.downCooldownMs) {
     out.push({
@@ -172,7 +180,10 @@ export function decide(state: PoolState, policy: PoolPolicy): Decision[] {
     action: 'stop',
     id: victim.id,
     failedStart: false,
-    reason: `idle for ${secs(now - (victim.idleSince ?? now))}`,
+    reason:
+      now - (victim.idleSince ?? now) >= policy.idleMs
+        ? `idle for ${secs(now - (victim.idleSince ?? now))}`
+        : `a worker to spare for ${secs(now - state.spareSince!)}`,
   });
   return out;
 }
