@@ -219,6 +219,27 @@ export class Autoscaler extends EventEmitter<{
     };
   }
 
+  /**
+   * A GPU is on its way (started, not yet registered): what waiting participants are told, with
+   * the measured typical start time minus the time it has been starting (null before any start
+   * was measured). Null when none is starting.
+   */
+  starting(): { etaSeconds: number | null } | null {
+    const now = this.clock();
+    const est = this.startTimes.estimateMs();
+    let eta: number | null = null;
+    let any = false;
+    for (const i of this.instances.values()) {
+      if (i.phase !== 'requested' && i.phase !== 'starting') continue;
+      any = true;
+      if (est !== null) {
+        const left = Math.max(0, Math.round((est - (now - i.requestedAt)) / 1000));
+        eta = eta === null ? left : Math.min(eta, left);
+      }
+    }
+    return any ? { etaSeconds: eta } : null;
+  }
+
   /** GPU time billed since midnight UTC (ended and running instances). */
   usedTodayMs(now = this.clock()): number {
     const day = now - (now % 86_400_000);

@@ -34,6 +34,8 @@ export interface GatewayDeps {
   audit: AuditLog;
   templates: TemplateSource;
   clock: () => number;
+  /** A GPU started on demand is on its way, with its measured ETA (src/autoscale); null: none. */
+  gpuStarting?: () => { etaSeconds: number | null } | null;
 }
 
 export function gatewayDeps(services: Services): GatewayDeps {
@@ -53,5 +55,6 @@ export function gatewayDeps(services: Services): GatewayDeps {
     audit: s.audit,
     templates: new TemplateSource(s.config.TEMPLATES_DIR ?? null, s.config.DEFAULT_WORKFLOW ?? null),
     clock: Date.now,
+    gpuStarting: () => s.autoscaler?.starting() ?? null,
   };
 }
