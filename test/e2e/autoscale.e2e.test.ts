@@ -166,6 +166,28 @@ describe('autoscale with the local provider', () => {
     );
     expect((await post('/api/v1/autoscale/stop-all', { on: true })).json().stopAll).toBe(true);
     expect((await post('/api/v1/autoscale/hold', { count: -1, minutes: 5 })).statusCode).toBe(400);
+    // The dashboard's buttons: a signed-in instructor with the CSRF token; refused without it.
+    const login = await h!.app.inject({
+      method: 'POST',
+      url: '/login',
+      payload: { user: 'teacher', password: 'pw-teacher-0123456789' },
+    });
+    const cookie = login.cookies.find((c) => c.name === 'cm_session')!.value;
+    const me = (await h!.app.inject({ url: '/admin/api/me', cookies: { cm_session: cookie } })).json();
+    const dash = (headers: Record<string, string>) =>
+      h!.app.inject({
+        method: 'POST',
+        url: '/admin/api/autoscale/stop-all',
+        cookies: { cm_session: cookie },
+        headers,
+        payload: { on: false },
+      });
+    expect((await dash({})).statusCode).toBe(403);
+    const resumed = await dash({ [me.csrfHeader]: me.csrfToken });
+    expect(resumed.statusCode).toBe(200);
+    expect(resumed.json().stopAll).toBe(false);
+    const live = await h!.app.admin.live.snapshot();
+    expect(live.autoscale?.decisions[0]?.reason).toBe('instructor: autoscaling resumed');
     const audit = await h!.services.audit.recent(10);
     expect(audit.map((a) => a.action)).toEqual(
       expect.arrayContaining(['autoscale.hold', 'autoscale.stop_all']),
