@@ -11,7 +11,7 @@ import { WorkerRegistry } from '../dispatch/worker-registry.js';
 import type { QueueService } from '../scheduler/queue-service.js';
 import { StartupError } from '../startup-error.js';
 import { CommandProvider } from './command-provider.js';
-import { createAutoscaler, policyFromConfig } from './index.js';
+import { createAutoscaler, describeAutoscale, policyFromConfig } from './index.js';
 
 function problems(env: Record<string, string>): string[] {
   try {
@@ -93,6 +93,30 @@ describe('autoscale configuration', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('comfy-multi autoscale --dry-run', () => {
+  it('prints the policy and the exact start, or the one-sentence problem', async () => {
+    const base = {
+      DATA_DIR: '/tmp/x',
+      PORT: '9000',
+      AUTOSCALE_PROVIDER: 'command',
+      AUTOSCALE_WORKER_TOKEN: 't',
+      AUTOSCALE_COMMAND_UP: '/bin/true up',
+      AUTOSCALE_COMMAND_DOWN: 'true',
+      AUTOSCALE_COMMAND_LIST: 'true',
+      AUTOSCALE_INSTANCE_TYPE: 'rtx4090',
+    };
+    const out = await describeAutoscale(loadConfig(base));
+    expect(out).toContain('provider command (rtx4090), 0-2 workers, agents connect to http://127.0.0.1:9000');
+    expect(out).toContain('a start would run: command: WORKER_NAME=auto-command-example');
+    expect(await describeAutoscale(loadConfig({ DATA_DIR: '/tmp/x' }))).toMatch(/^Autoscaling is off/);
+    await expect(
+      describeAutoscale(loadConfig({ ...base, AUTOSCALE_COMMAND_UP: '/nope/up.sh' })),
+    ).rejects.toThrow(
+      'AUTOSCALE_PROVIDER=command: AUTOSCALE_COMMAND_UP names /nope/up.sh, which does not exist.',
+    );
   });
 });
 

@@ -113,3 +113,30 @@ export async function createAutoscaler(
     },
   );
 }
+
+/**
+ * `comfy-multi autoscale --dry-run`: checks the provider's configuration as the server would at
+ * start and says what the autoscaler would do, without starting anything.
+ */
+export async function describeAutoscale(config: Config): Promise<string> {
+  const provider = providerFromConfig(config);
+  if (!provider) return 'Autoscaling is off (AUTOSCALE_PROVIDER=none): workers are started by hand.\n';
+  try {
+    await provider.check();
+  } catch (err) {
+    throw new StartupError(`AUTOSCALE_PROVIDER=${provider.name}: ${(err as Error).message}.`);
+  }
+  const p = policyFromConfig(config);
+  const s = (ms: number) => `${Math.round(ms / 1000)} s`;
+  const lines = [
+    `provider ${provider.name} (${provider.instanceType}), ${p.minWorkers}-${p.maxWorkers} workers, agents connect to ${agentServerUrl(config)}`,
+    `scale up: waiting + running jobs above ${p.jobsPerWorker} per worker, or the oldest waiting ${s(p.maxWaitMs)}; cool-down ${s(p.upCooldownMs)}`,
+    `scale down: a worker idle (or one to spare) for ${s(p.idleMs)}; cool-down ${s(p.downCooldownMs)}; a start not registered after ${s(p.startTimeoutMs)} is given up`,
+    p.dailyBudgetMs > 0
+      ? `daily cap ${(p.dailyBudgetMs / 3_600_000).toFixed(2)} GPU h, alert at ${Math.round(p.budgetAlertFraction * 100)} %`
+      : 'no daily cap',
+    `a start would run: ${provider.describeStart({ name: `auto-${provider.name}-example` })}`,
+  ];
+  await provider.close();
+  return `${lines.join('\n')}\n`;
+}
