@@ -17,6 +17,7 @@ import type { AutoscaleView, DecisionRecord } from './view.js';
 
 export type { AutoscaleView, DecisionRecord } from './view.js';
 import { StartTimes } from './start-times.js';
+import { GpuUsage } from './usage.js';
 
 export interface AutoscalerOptions {
   policy: PoolPolicy;
@@ -61,14 +62,6 @@ export interface AutoscaleAlert {
 }
 
 const MAX_DECISIONS = 200;
-const MAX_FINISHED = 2000;
-
-/** GPU time of instances that ended, for today's use and the cost figures. */
-interface FinishedUse {
-  name: string;
-  from: number;
-  to: number;
-}
 
 export class Autoscaler extends EventEmitter<{
   change: [];
@@ -76,7 +69,7 @@ export class Autoscaler extends EventEmitter<{
   decision: [DecisionRecord];
 }> {
   private readonly instances = new Map<string, ManagedInstance>();
-  private readonly finished: FinishedUse[] = [];
+  private readonly usage = new GpuUsage();
   private readonly decisions: DecisionRecord[] = [];
   private readonly clock: () => number;
   private readonly log: Logger | undefined;
@@ -242,21 +235,16 @@ export class Autoscaler extends EventEmitter<{
 
   /** GPU time billed since midnight UTC (ended and running instances). */
   usedTodayMs(now = this.clock()): number {
-    const day = now - (now % 86_400_000);
-    const overlap = (from: number, to: number) => Math.max(0, Math.min(to, now) - Math.max(from, day));
-    let ms = 0;
-    for (const f of this.finished) ms += overlap(f.from, f.to);
-    for (const i of this.instances.values()) ms += overlap(i.requestedAt, now);
-    return ms;
+    return this.usage.todayMs(now, this.running());
   }
 
-  /** GPU seconds per worker name, ended and running (for /metrics and the cost table). */
+  /** GPU seconds per worker name, ended and running (for /metrics and the cost figures). */
   usageByWorker(now = this.clock()): Map<string, number> {
-    const out = new Map<string, number>();
-    for (const f of this.finished) out.set(f.name, (out.get(f.name) ?? 0) + (f.to - f.from) / 1000);
-    for (const i of this.instances.values())
-      out.set(i.name, (out.get(i.name) ?? 0) + (now - i.requestedAt) / 1000);
-    return out;
+    return this.usage.byWorker(now, this.running());
+  }
+
+  private running(): { name: string; from: number }[] {
+    return [...this.instances.values()].map((i) => ({ name: i.name, from: i.requestedAt }));
   }
 
   // ---- the loop ------------------------------------------------------------------------------
@@ -336,8 +324,7 @@ export class Autoscaler extends EventEmitter<{
 
   private forget(inst: ManagedInstance, now: number, why: string): void {
     this.instances.delete(inst.name);
-    this.finished.push({ name: inst.name, from: inst.requestedAt, to: now });
-    if (this.finished.length > MAX_FINISHED) this.finished.splice(0, this.finished.length - MAX_FINISHED);
+    this.usage.end(inst.name, inst.requestedAt, now);
     this.record({
       action: 'gone',
       reason: `${why}; billed ${Math.round((now - inst.requestedAt) / 1000)} s`,
