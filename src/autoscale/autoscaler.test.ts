@@ -136,6 +136,16 @@ describe('autoscaler loop', () => {
     expect(scaler.view().usage).toMatchObject({ todaySeconds: 600, todayCost: 0.33 });
   });
 
+  it('after a restart it adopts the instances the provider still runs, without counting them as starts', async () => {
+    provider.running.set('i-old', 'auto-scripted-old');
+    await scaler.tick();
+    expect(scaler.view().instances).toMatchObject([
+      { name: 'auto-scripted-old', id: 'i-old', phase: 'starting' },
+    ]);
+    expect(actions()).toEqual(['ready: found running at the provider; adopted']);
+    expect(scaler.view().startsMeasured).toBe(0);
+  });
+
   it('a stop that fails is tried again on the next look', async () => {
     await enqueue();
     await scaler.tick();

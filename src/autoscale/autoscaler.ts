@@ -52,6 +52,8 @@ export interface ManagedInstance {
   held: number;
   idleSince: number | null;
   stopReason: string | null;
+  /** Found at the provider after a restart: its start was not seen, so it is not measured. */
+  adopted?: boolean;
 }
 
 export interface AutoscaleAlert {
@@ -280,6 +282,7 @@ export class Autoscaler extends EventEmitter<{
           held: 0,
           idleSince: null,
           stopReason: null,
+          adopted: true,
         });
         this.record({ action: 'ready', reason: 'found running at the provider; adopted', instance: name });
       }
@@ -291,12 +294,14 @@ export class Autoscaler extends EventEmitter<{
         inst.readyAt = now;
         inst.idleSince = now;
         const took = now - inst.requestedAt;
-        await this.startTimes.add(took);
-        this.record({
-          action: 'ready',
-          reason: `registered ${Math.round(took / 1000)} s after its start`,
-          instance: inst.name,
-        });
+        if (!inst.adopted) {
+          await this.startTimes.add(took);
+          this.record({
+            action: 'ready',
+            reason: `registered ${Math.round(took / 1000)} s after its start`,
+            instance: inst.name,
+          });
+        }
       }
       if (worker) {
         inst.held = worker.held.size;
