@@ -29,6 +29,8 @@ const TARGETS: Record<string, string> = {
   'roundtrip.ws_overhead_p90_ms': '≤ 10',
   'roundtrip.poll_overhead_median_ms': '≤ 5',
   'roundtrip.poll_overhead_p90_ms': '≤ 10',
+  'autoscale.auto_defaults.gpu_hours_saved_pct': '≥ 40',
+  'autoscale.auto_defaults.p95_minus_always_on_s': '≤ 120',
 };
 
 async function optional(name: string, load: () => Promise<Figures>): Promise<Figures | { error: string }> {
@@ -84,6 +86,12 @@ if (wanted('video')) {
 
 if (wanted('convert')) {
   results.convert = await optional('convert', async () => (await import('./convert.js')).benchConvert());
+}
+
+if (wanted('autoscale')) {
+  results.autoscale = await optional('autoscale', async () =>
+    (await import('./autoscale.js')).benchAutoscale(),
+  );
 }
 
 if (wanted('backup')) {

@@ -22,6 +22,7 @@ import type { Services } from './services.js';
 import { VERSION } from './version.js';
 import { gatewayPlugin } from './gateway/index.js';
 import { adminRoutes } from './admin/index.js';
+import { autoscaleRoutes } from './autoscale/routes.js';
 
 export interface BuildAppOptions {
   /** Serve HTTPS with this certificate and key (PEM); see src/http/listen.ts. */
@@ -70,6 +71,7 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
       queueRoutes(api, services);
       workersRoutes(api, services);
       loginCardsRoutes(api, services);
+      autoscaleRoutes(api, services);
       frontendAdminRoutes(api, {
         site: services.frontend,
         cache: services.frontendCache,
@@ -87,6 +89,12 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
   app.addHook('onReady', async () => services.dispatcher.start());
   app.addHook('preClose', async () => services.hub.closeAll());
   app.addHook('onClose', async () => services.dispatcher.stop());
+  // GPUs on demand: after the dispatcher, so a worker started for a waiting job gets it at once.
+  app.addHook('onReady', async () => services.autoscaler?.start());
+  app.addHook('onClose', async () => {
+    await services.autoscaler?.stop();
+    await services.autoscaler?.provider.close();
+  });
   app.addHook('onClose', async () => services.bcrypt.close());
   app.addHook('onClose', async () => services.frontend.close());
 

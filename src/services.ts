@@ -21,6 +21,7 @@ import { BroadcastService } from './broadcast/broadcast.js';
 import { ConnectionTracker } from './admin/connection-tracker.js';
 import { AuditLog } from './admin/audit-log.js';
 import { openFrontend, type FrontendCache, type FrontendSite } from './frontend/index.js';
+import { createAutoscaler, type Autoscaler } from './autoscale/index.js';
 
 /** Everything the HTTP layer needs, built once from config and a store. Tests build their own. */
 export interface Services {
@@ -52,6 +53,8 @@ export interface Services {
   frontend: FrontendSite;
   /** Mirrored frontend versions on disk; null with FRONTEND_DIR or FRONTEND_MIRROR=false. */
   frontendCache: FrontendCache | null;
+  /** GPUs on demand (AUTOSCALE_PROVIDER); null when off. Started and stopped with the app. */
+  autoscaler: Autoscaler | null;
 }
 
 export async function createServices(config: Config, store: JobStore, logger: Logger): Promise<Services> {
@@ -105,6 +108,12 @@ export async function createServices(config: Config, store: JobStore, logger: Lo
       mirrorFrontend: () => frontend.wantsMirror(),
     },
   );
+  const autoscaler = await createAutoscaler(config, {
+    queue,
+    workers,
+    verifyWorkerToken: (token) => workerTokens.verify(token),
+    logger,
+  });
   const broadcast = new BroadcastService(store);
   const audit = new AuditLog(store);
   const connections = new ConnectionTracker();
@@ -127,5 +136,6 @@ export async function createServices(config: Config, store: JobStore, logger: Lo
     connections,
     frontend,
     frontendCache,
+    autoscaler,
   };
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The GPU image's entrypoint (under tini): starts ComfyUI, waits until it answers, then starts the
 // comfy-multi worker agent, and restarts either one when it exits (backoff 1 s doubling to 30 s,
-// reset after a minute of uptime). On SIGTERM/SIGINT it stops the agent first (which finishes its
+// reset after a minute of uptime). With WORKER_EXIT_WHEN_IDLE_SECONDS (an ephemeral worker) an agent
+// that exits 0 after its idle limit ends ComfyUI and the supervisor too. On SIGTERM/SIGINT it stops the agent first (which finishes its
 // running job within WORKER_GRACE_SECONDS and hands the rest back), then ComfyUI, and exits 0.
 // No dependencies: plain Node.js.
 //
@@ -67,6 +68,13 @@ function supervise(name, command, before = async () => {}) {
       // token; wait for a new token and a restart of the container/service instead.
       if (code === REVOKED_EXIT) {
         log(`${name} stopped: its worker token was revoked; set a new one and restart`);
+        break;
+      }
+      // An ephemeral worker (WORKER_EXIT_WHEN_IDLE_SECONDS) exits 0 after its idle limit: the GPU
+      // is no longer wanted, so end ComfyUI and the container too (that is what stops the bill).
+      if (name === 'worker agent' && code === 0 && Number(env.WORKER_EXIT_WHEN_IDLE_SECONDS || 0) > 0) {
+        log(`${name} left after its idle limit; stopping ComfyUI and exiting`);
+        void stop('idle');
         break;
       }
       if (Date.now() - started > 60_000) backoff = 1000;

@@ -14,6 +14,7 @@ const ALL_SECTIONS: SectionName[] = [
   'audit',
   'broadcast',
   'health',
+  'autoscale',
 ];
 const OPEN = 1;
 /** A dashboard this far behind gets disconnected (it reconnects and starts fresh). */

@@ -34,6 +34,8 @@ export interface LiveStateDeps {
   audit: AuditLog;
   broadcast: BroadcastService;
   health: () => HealthInfo;
+  /** GPUs on demand; absent or null when autoscaling is off. */
+  autoscale?: () => LiveSections['autoscale'];
 }
 
 const MAX_PENDING_ROWS = 500;
@@ -119,6 +121,8 @@ export class LiveState {
         return this.deps.broadcast.get();
       case 'health':
         return Promise.resolve(this.deps.health());
+      case 'autoscale':
+        return Promise.resolve(this.deps.autoscale?.() ?? null);
     }
   }
 
@@ -133,6 +137,7 @@ export class LiveState {
       'audit',
       'broadcast',
       'health',
+      'autoscale',
     ];
     const values = await Promise.all(names.map((n) => this.computeAny(n)));
     return Object.fromEntries(names.map((n, i) => [n, values[i]])) as unknown as LiveSections;

@@ -50,6 +50,16 @@ function bodyOf(request: FastifyRequest): unknown {
  * zod-checked JSON body, need the CSRF header (unless called with a Bearer API token), and are
  * recorded in the audit log whether they succeed or fail.
  */
+const autoscaleHoldBody = z.strictObject({
+  count: z.number().int().min(0).max(100),
+  minutes: z
+    .number()
+    .int()
+    .min(0)
+    .max(24 * 60),
+});
+const autoscaleStopAllBody = z.strictObject({ on: z.boolean() });
+
 export function adminApiRoutes(app: FastifyInstance, services: Services, rt: AdminRuntime): void {
   const { queue, store, accounts, dispatcher, workers } = services;
   const { audit, live } = rt;
@@ -251,6 +261,30 @@ export function adminApiRoutes(app: FastifyInstance, services: Services, rt: Adm
       rt.watcher.check();
       live.markDirty('workers');
       return { id: view.id, status: view.status, draining: view.draining };
+    });
+  });
+
+  // ---- GPUs on demand (src/autoscale) ----------------------------------------------------------------
+
+  app.post('/autoscale/hold', (request) => {
+    const body = parse(autoscaleHoldBody, request.body);
+    return act(request, 'autoscale.hold', null, async (d) => {
+      const a = services.autoscaler;
+      if (!a) throw new AppError('CONFLICT', 'Autoscaling is off (AUTOSCALE_PROVIDER=none).');
+      Object.assign(d, body);
+      a.setHold(body.count, body.minutes);
+      return a.view();
+    });
+  });
+
+  app.post('/autoscale/stop-all', (request) => {
+    const body = parse(autoscaleStopAllBody, request.body);
+    return act(request, 'autoscale.stop_all', null, async (d) => {
+      const a = services.autoscaler;
+      if (!a) throw new AppError('CONFLICT', 'Autoscaling is off (AUTOSCALE_PROVIDER=none).');
+      d.on = body.on;
+      a.setStopAll(body.on);
+      return a.view();
     });
   });
 

@@ -11,6 +11,8 @@ import { AdminMetrics } from './metrics.js';
 import { Sampler, type SamplerOptions } from './sampler.js';
 import type { HealthInfo } from './view-types.js';
 import { WorkerWatcher } from './worker-watch.js';
+import { registerAutoscaleMetrics } from '../autoscale/metrics.js';
+import type { AutoscaleAlert } from '../autoscale/autoscaler.js';
 
 /** Everything the dashboard, metrics and alerts keep for one running app. */
 export interface AdminRuntime {
@@ -97,6 +99,7 @@ export async function createAdminRuntime(
     audit,
     broadcast,
     health,
+    autoscale: () => services.autoscaler?.view() ?? null,
   });
   const live = new LiveHub(state, sampler, { minIntervalMs: opts.liveMinIntervalMs ?? 250, logger });
 
@@ -172,6 +175,30 @@ export async function createAdminRuntime(
       };
       alerts.on('alert', onAlert);
       unsubscribes.push(() => alerts.off('alert', onAlert));
+      const scaler = services.autoscaler;
+      if (scaler) {
+        unsubscribes.push(registerAutoscaleMetrics(metrics.registry, scaler));
+        const onScale = () => live.markDirty('autoscale');
+        scaler.on('change', onScale);
+        scaler.on('decision', onScale);
+        unsubscribes.push(
+          () => scaler.off('change', onScale),
+          () => scaler.off('decision', onScale),
+        );
+        const onScaleAlert = (a: AutoscaleAlert) =>
+          void alerts
+            .notify({
+              event: a.event,
+              key: `${a.event}:${String(a.details.provider ?? '')}`,
+              severity: a.event === 'budget_near' ? 'warning' : 'critical',
+              title: a.title,
+              message: a.message,
+              details: a.details,
+            })
+            .catch((err: unknown) => logger.error({ err }, 'autoscale alert failed'));
+        scaler.on('alert', onScaleAlert);
+        unsubscribes.push(() => scaler.off('alert', onScaleAlert));
+      }
       // Accounts created with the CLI and a broadcast set through the gateway have no event here.
       participantsTimer = setInterval(() => live.markDirty('participants', 'broadcast', 'health'), 30_000);
       participantsTimer.unref();

@@ -4,7 +4,10 @@
  * this file holds types only and imports nothing at run time. Times are epoch milliseconds; the
  * page shows them in the viewer's local time.
  */
+import type { AutoscaleView } from '../autoscale/view.js';
 import type { JobStatus, Priority, QueueLimits, QueueMode, StatusCounts } from '../store/types.js';
+
+export type { AutoscaleView };
 
 export type { JobStatus, Priority, QueueLimits, QueueMode, StatusCounts };
 
@@ -139,6 +142,8 @@ export const AUDIT_ACTIONS = [
   'broadcast.clear',
   'alerts.test',
   'frontend.use',
+  'autoscale.hold',
+  'autoscale.stop_all',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 
@@ -163,7 +168,17 @@ export interface BroadcastInfo {
   by: string;
 }
 
-export type AlertEvent = 'worker_lost' | 'job_failed' | 'queue_stalled' | 'disk_low' | 'test';
+export type AlertEvent =
+  | 'worker_lost'
+  | 'job_failed'
+  | 'queue_stalled'
+  | 'disk_low'
+  | 'test'
+  // GPUs on demand (src/autoscale)
+  | 'gpu_start_failed'
+  | 'budget_near'
+  | 'budget_reached'
+  | 'provider_error';
 
 export interface AlertRecord {
   at: number;
@@ -196,6 +211,8 @@ export interface LiveSections {
   audit: AuditEntry[];
   broadcast: BroadcastInfo | null;
   health: HealthInfo;
+  /** GPUs on demand: instances, decisions with reasons, usage; null when autoscaling is off. */
+  autoscale: AutoscaleView | null;
 }
 
 export type SectionName = keyof LiveSections;

@@ -10,6 +10,7 @@ import { registerRestore } from './commands/restore.js';
 import { registerStore } from './commands/store.js';
 import { registerDoctor } from './commands/doctor.js';
 import { registerNginxConfig } from './commands/nginx-config.js';
+import { registerAutoscale } from './commands/autoscale.js';
 
 /** Every command, without parsing anything: the CLI runs it, the docs test checks commands against it. */
 export function buildProgram(): Command {
@@ -28,5 +29,6 @@ export function buildProgram(): Command {
   registerStore(program);
   registerDoctor(program);
   registerNginxConfig(program);
+  registerAutoscale(program);
   return program;
 }

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { QUEUE_MODES } from '../store/types.js';
+import { AUTOSCALE_CONFIG, checkAutoscale } from './autoscale-schema.js';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
@@ -434,8 +435,12 @@ export const configSchema = z
       .min(1)
       .optional()
       .describe('Secret key matching BACKUP_S3_ACCESS_KEY_ID.'),
+
+    // ---- GPUs on demand (src/autoscale): src/config/autoscale-schema.ts
+    ...AUTOSCALE_CONFIG,
   })
   .superRefine((c, ctx) => {
+    checkAutoscale(c, ctx);
     if (c.STORE === 'redis' && !c.REDIS_URL) {
       ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'is required when STORE=redis' });
     }

@@ -389,6 +389,7 @@ export class Dispatcher {
         warmModels: msg.warmModels,
         healthy: msg.healthy,
         stopping: msg.stopping ?? false,
+        ephemeral: msg.ephemeral,
       },
       link,
     );

@@ -1,5 +1,5 @@
 import type { Priority } from '../store/types.js';
-import type { ServerMessage } from '../worker/protocol.js';
+import type { EphemeralInfo, ServerMessage } from '../worker/protocol.js';
 import type { JobEventMessage } from './job-event-bus.js';
 
 /**
@@ -92,6 +92,8 @@ export interface WorkerEntry {
   failed: number;
   /** Last time anything was assigned to it, to spread jobs evenly among equal workers. */
   lastAssignedAt: number;
+  /** Started on demand (the autoscaler's provider and instance); null for a worker started by hand. */
+  ephemeral?: EphemeralInfo | null;
 }
 
 /** The JSON shape of a worker in `GET /api/v1/workers`. */
@@ -127,6 +129,8 @@ export interface WorkerView {
   heldJobs: { jobId: string; user: string; attempt: number; state: HeldJob['state']; assignedAt: string }[];
   jobsCompleted: number;
   jobsFailed: number;
+  /** Started on demand by the autoscaler (provider, instance); null when started by hand. */
+  ephemeral: EphemeralInfo | null;
 }
 
 export interface HelloInfo {
@@ -140,6 +144,7 @@ export interface HelloInfo {
   warmModels: string[];
   healthy: boolean;
   stopping?: boolean;
+  ephemeral?: EphemeralInfo | undefined;
 }
 
 /** Worker ids combine the token name and the agent's name, so a token can only speak for its own workers. */
@@ -202,6 +207,7 @@ export class WorkerRegistry {
       completed: old?.completed ?? 0,
       failed: old?.failed ?? 0,
       lastAssignedAt: old?.lastAssignedAt ?? 0,
+      ephemeral: info.ephemeral ?? null,
     };
     this.workers.set(id, entry);
     return { entry, previous };
@@ -336,6 +342,7 @@ export function toView(w: WorkerEntry): WorkerView {
       })),
     jobsCompleted: w.completed,
     jobsFailed: w.failed,
+    ephemeral: w.ephemeral ?? null,
   };
 }
 

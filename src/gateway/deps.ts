@@ -40,6 +40,8 @@ export interface GatewayDeps {
   /** Poster frames and durations of the gallery's videos (ffmpeg/ffprobe, optional). */
   previews: VideoPreviews;
   clock: () => number;
+  /** A GPU started on demand is on its way, with its measured ETA (src/autoscale); null: none. */
+  gpuStarting?: () => { etaSeconds: number | null } | null;
 }
 
 export function gatewayDeps(services: Services): GatewayDeps {
@@ -65,5 +67,6 @@ export function gatewayDeps(services: Services): GatewayDeps {
       logger: s.logger,
     }),
     clock: Date.now,
+    gpuStarting: () => s.autoscaler?.starting() ?? null,
   };
 }

@@ -82,7 +82,13 @@ export function statusRoutes(app: FastifyInstance, deps: GatewayDeps, space: Use
       startingSoon,
       position,
       estimatedWaitSeconds,
-      gpu: { online: (workers ?? 0) > 0, workers: workers ?? 0, known: workers !== null },
+      gpu: {
+        online: (workers ?? 0) > 0,
+        workers: workers ?? 0,
+        known: workers !== null,
+        // GPUs on demand: one is starting (ETA from measured start times; null before the first).
+        starting: deps.gpuStarting?.() ?? null,
+      },
       hasEnvironment: env !== null,
       hint: env ? null : NO_ENV_HINT,
       broadcast: broadcast ? { message: broadcast.message, at: new Date(broadcast.at).toISOString() } : null,

@@ -32,10 +32,14 @@ function minutes(seconds) {
 
 function describe(s) {
   const parts = [];
-  if (!s.gpu || !s.gpu.online) {
+  const starting = s.gpu && s.gpu.starting;
+  const eta = starting && starting.etaSeconds != null ? ', about ' + starting.etaSeconds + ' s' : '';
+  if ((!s.gpu || !s.gpu.online) && starting) {
+    parts.push('GPU starting' + eta + ': your prompts wait in the queue and start when it connects.');
+  } else if (!s.gpu || !s.gpu.online) {
     parts.push('No GPU is online right now: your prompts wait in the queue and start when one connects.');
   } else {
-    parts.push('GPU online (' + s.gpu.workers + ')');
+    parts.push('GPU online (' + s.gpu.workers + ')' + (starting ? ', another starting' + eta : ''));
   }
   if (s.running > 0) parts.push('running: ' + s.running);
   if (s.startingSoon > 0) parts.push('next on a GPU: ' + s.startingSoon);

@@ -76,6 +76,15 @@ export const inFlightSchema = z.object({ ...jobRef, state: z.enum(['queued', 'ru
 
 // ---- agent → control plane -------------------------------------------------------------------
 
+/** Who started an ephemeral worker: the autoscaler's provider name and that provider's instance id. */
+export const ephemeralSchema = z.strictObject({
+  provider: z.string().min(1).max(64),
+  instance: z.string().min(1).max(256),
+  /** Exits on its own after this many seconds without a job. */
+  exitWhenIdleSeconds: z.number().int().min(1).max(86_400).optional(),
+});
+export type EphemeralInfo = z.infer<typeof ephemeralSchema>;
+
 export const helloMessage = z.object({
   type: z.literal('hello'),
   protocol: z.literal(PROTOCOL_VERSION),
@@ -98,6 +107,12 @@ export const helloMessage = z.object({
    * until the server answers `ack`, and sends unacknowledged ones again. Absent means false.
    */
   acks: z.boolean().optional(),
+  /**
+   * A disposable worker started on demand (`--exit-when-idle`): which provider started it and its
+   * instance there, so the autoscaler can tell its own workers and their start times. Absent for
+   * a worker someone started by hand.
+   */
+  ephemeral: ephemeralSchema.optional(),
 });
 
 /** Everything the per-user ComfyUI needs while no GPU is online. */

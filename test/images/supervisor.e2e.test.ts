@@ -100,3 +100,39 @@ describe('GPU image supervisor', () => {
       expect(supervisor.log.join('')).toContain('supervisor: stopped');
     }));
 });
+
+describe('GPU image supervisor, ephemeral worker (WORKER_EXIT_WHEN_IDLE_SECONDS)', () => {
+  it('when the agent leaves after its idle limit (exit 0), stops ComfyUI and exits 0 instead of restarting it', async () => {
+    const eDir = mkdtempSync(join(tmpdir(), 'cm-supervisor-idle-'));
+    const eEvents = join(eDir, 'events.log');
+    writeFileSync(eEvents, '');
+    writeFileSync(join(eDir, 'fake-comfy.mjs'), FAKE_COMFY);
+    // An agent that "idles out" at once: exits 0 by itself.
+    writeFileSync(
+      join(eDir, 'fake-agent.mjs'),
+      `import { appendFileSync } from 'node:fs';
+appendFileSync(process.env.EVENTS_FILE, 'agent start ' + process.pid + ' ' + process.env.WORKER_EXIT_WHEN_IDLE_SECONDS + '\\n');
+setTimeout(() => { appendFileSync(process.env.EVENTS_FILE, 'agent idle exit\\n'); process.exit(0); }, 300);
+`,
+    );
+    const port = await freePort();
+    const sup = procs.run('supervisor-idle', ['deploy/gpu/supervisor.mjs'], {
+      COMFYUI_DIR: eDir,
+      COMFYUI_PORT: String(port),
+      COMFYUI_COMMAND: `exec node fake-comfy.mjs ${eEvents} ${port} 100`,
+      COMFY_MULTI_BIN: join(eDir, 'fake-agent.mjs'),
+      EVENTS_FILE: eEvents,
+      WORKER_GRACE_SECONDS: '5',
+      WORKER_EXIT_WHEN_IDLE_SECONDS: '1',
+    });
+    try {
+      expect(await sup.exited).toBe(0);
+      const ev = readFileSync(eEvents, 'utf8').trim().split('\n');
+      expect(ev.filter((l) => l.startsWith('agent start'))).toHaveLength(1);
+      expect(ev.slice(-2)).toEqual(['agent idle exit', 'comfy stop']);
+      expect(sup.log.join('')).toContain('left after its idle limit');
+    } finally {
+      rmSync(eDir, { recursive: true, force: true });
+    }
+  }, 30_000);
+});

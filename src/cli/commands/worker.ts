@@ -59,6 +59,30 @@ export const workerArgsSchema = z.object({
       error: 'WORKER_FRONTEND_MIRROR must be true or false',
     })
     .transform((v) => v === 'true' || v === '1' || v === 'yes'),
+  /** Seconds without a job after which the agent stops and exits 0 (an ephemeral worker); 0 = never. */
+  exitWhenIdle: z.coerce
+    .number({
+      error: '--exit-when-idle (WORKER_EXIT_WHEN_IDLE_SECONDS) must be whole seconds from 0 to 86400',
+    })
+    .int('--exit-when-idle (WORKER_EXIT_WHEN_IDLE_SECONDS) must be whole seconds from 0 to 86400')
+    .min(0, '--exit-when-idle (WORKER_EXIT_WHEN_IDLE_SECONDS) must be whole seconds from 0 to 86400')
+    .max(86_400, '--exit-when-idle (WORKER_EXIT_WHEN_IDLE_SECONDS) must be whole seconds from 0 to 86400'),
+  provider: z
+    .string()
+    .trim()
+    .regex(
+      /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/,
+      '--provider (WORKER_PROVIDER) must be 1-64 letters, digits, ".", "_" or "-"',
+    )
+    .optional(),
+  instance: z
+    .string()
+    .trim()
+    .regex(
+      /^[\x21-\x7e]{1,256}$/,
+      '--instance (WORKER_INSTANCE) must be 1-256 printable characters without spaces',
+    )
+    .optional(),
 });
 export type WorkerArgs = z.output<typeof workerArgsSchema>;
 
@@ -73,6 +97,9 @@ interface WorkerFlags {
   frontendDir?: string;
   /** Commander's `--no-frontend-mirror`: false when given, else true. */
   frontendMirror?: boolean;
+  exitWhenIdle?: string;
+  provider?: string;
+  instance?: string;
 }
 
 const blank = (v: string | undefined) => (v === undefined || v.trim() === '' ? undefined : v);
@@ -95,9 +122,20 @@ export function resolveWorkerArgs(
       flags.frontendMirror === false
         ? 'false'
         : (blank(env.WORKER_FRONTEND_MIRROR)?.trim().toLowerCase() ?? 'true'),
+    exitWhenIdle: blank(flags.exitWhenIdle) ?? blank(env.WORKER_EXIT_WHEN_IDLE_SECONDS) ?? '0',
+    provider: blank(flags.provider) ?? blank(env.WORKER_PROVIDER),
+    instance: blank(flags.instance) ?? blank(env.WORKER_INSTANCE),
   };
   const r = workerArgsSchema.safeParse(raw);
-  if (r.success) return { ok: true, args: r.data };
+  if (r.success) {
+    if ((r.data.provider || r.data.instance) && r.data.exitWhenIdle === 0) {
+      return {
+        ok: false,
+        errors: ['--provider and --instance describe an ephemeral worker: set --exit-when-idle too'],
+      };
+    }
+    return { ok: true, args: r.data };
+  }
   // Messages name the field; values are never echoed (one of them is the token).
   return { ok: false, errors: r.error.issues.map((i) => i.message) };
 }
@@ -138,6 +176,18 @@ export function registerWorker(program: Command): void {
       '--no-frontend-mirror',
       'never offer the ComfyUI web frontend to the control plane (env WORKER_FRONTEND_MIRROR=false)',
     )
+    .option(
+      '--exit-when-idle <seconds>',
+      'ephemeral worker: after this many seconds without a job, stop gracefully and exit 0 (env WORKER_EXIT_WHEN_IDLE_SECONDS, default 0 = never)',
+    )
+    .option(
+      '--provider <name>',
+      'ephemeral worker: the provider that started it, told to the control plane (env WORKER_PROVIDER, default "manual")',
+    )
+    .option(
+      '--instance <id>',
+      "ephemeral worker: the provider's instance id (env WORKER_INSTANCE, default the worker name)",
+    )
     .action(async (flags: WorkerFlags) => {
       const resolved = resolveWorkerArgs(flags, process.env);
       if (!resolved.ok) {
@@ -155,6 +205,18 @@ export function registerWorker(program: Command): void {
         logger,
         mirrorFrontend: args.frontendMirror,
         ...(args.frontendDir ? { frontendDir: args.frontendDir } : {}),
+        ...(args.exitWhenIdle > 0
+          ? {
+              ephemeral: {
+                provider: args.provider ?? 'manual',
+                instance: args.instance ?? args.name,
+                exitWhenIdleSeconds: args.exitWhenIdle,
+              },
+              exitWhenIdleMs: args.exitWhenIdle * 1000,
+              // Exit 0: the GPU image's supervisor then stops ComfyUI too and ends the container.
+              onIdle: () => stop('idle'),
+            }
+          : {}),
         // Reconnecting with a revoked token is pointless: exit with EX_CONFIG (78), which a service
         // manager should not restart (systemd: RestartPreventExitStatus=78).
         onRevoked: () => {
@@ -169,12 +231,15 @@ export function registerWorker(program: Command): void {
           prefetch: args.prefetch,
           frontendMirror: args.frontendMirror,
           ...(args.frontendDir ? { frontendDir: args.frontendDir } : {}),
+          ...(args.exitWhenIdle > 0
+            ? { exitWhenIdleSeconds: args.exitWhenIdle, provider: args.provider ?? 'manual' }
+            : {}),
         },
         'worker agent started',
       );
 
       let stopping = false;
-      const stop = (signal: string) => {
+      function stop(signal: string): void {
         if (stopping) {
           logger.warn({ signal }, 'second signal: handing back jobs and exiting now');
           agent.stop({ graceMs: 0 }).finally(() => process.exit(0));
@@ -192,7 +257,7 @@ export function registerWorker(program: Command): void {
             process.exit(1);
           },
         );
-      };
+      }
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
     });

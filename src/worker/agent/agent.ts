@@ -9,7 +9,13 @@ import type { ComfyClient } from '../../comfy/comfy-client.js';
 import type { ComfySocket } from '../../comfy/comfy-socket.js';
 import type { ObjectInfo, OtherWsMessage, SystemStats } from '../../comfy/protocol.js';
 import { VERSION } from '../../version.js';
-import { PROTOCOL_VERSION, type AgentMessage, type EnvSnapshot, type ServerMessage } from '../protocol.js';
+import {
+  PROTOCOL_VERSION,
+  type AgentMessage,
+  type EnvSnapshot,
+  type EphemeralInfo,
+  type ServerMessage,
+} from '../protocol.js';
 import { type BackoffOptions } from './backoff.js';
 import { readEnvSources } from './comfy-env.js';
 import { ControlLink } from './control-link.js';
@@ -17,6 +23,7 @@ import { buildEnvSnapshot, envHash } from './env-snapshot.js';
 import { type ControlPlaneHttp } from './files.js';
 import { FrontendMirror, type FrontendStatus } from './frontend-mirror.js';
 import { HealthMonitor } from './health.js';
+import { IdleWatch } from './idle-watch.js';
 import { JobRunner } from './job-runner.js';
 import { JobTable, type AgentJob } from './jobs.js';
 
@@ -49,6 +56,14 @@ export interface AgentSettings {
    * the queue) and stopped talking. The CLI exits; default: nothing more.
    */
   onRevoked?: (() => void) | undefined;
+  /** A disposable worker: said in `hello` so the control plane knows who started it. */
+  ephemeral?: EphemeralInfo | undefined;
+  /**
+   * With `onIdle`: after this long holding nothing, `onIdle` is called once (the CLI then stops
+   * gracefully and exits). Default: never.
+   */
+  exitWhenIdleMs?: number | undefined;
+  onIdle?: (() => void) | undefined;
 }
 
 export interface AgentStatus {
@@ -65,6 +80,8 @@ export interface AgentStatus {
   envHash: string | null;
   draining: boolean;
   stopping: boolean;
+  /** Milliseconds without a job, when the agent exits on idle; else null. */
+  idleMs: number | null;
   /** The copy of the ComfyUI web frontend offered to the control plane. */
   frontend: FrontendStatus;
   jobs: { jobId: string; attempt: number; user: string; promptId: string; state: AgentJob['state'] }[];
@@ -82,6 +99,7 @@ export class WorkerAgent {
   private readonly cp: ControlPlaneHttp;
   private readonly frontend: FrontendMirror | null;
   private readonly runner: JobRunner;
+  private readonly idle: IdleWatch | null;
 
   private env: { hash: string; snapshot: EnvSnapshot; objectInfo: ObjectInfo } | null = null;
   /** The env hash the current control connection's hello announced. */
@@ -162,10 +180,24 @@ export class WorkerAgent {
         this.warmModels = models;
       },
     });
+    const { exitWhenIdleMs, onIdle } = settings;
+    this.idle =
+      exitWhenIdleMs && onIdle
+        ? new IdleWatch({
+            idleMs: exitWhenIdleMs,
+            busy: () => this.jobs.size > 0 || this.link.pendingOutcomes().length > 0,
+            onIdle: () => {
+              if (this.stopping) return;
+              this.log.info({ idleMs: exitWhenIdleMs }, 'no job for the idle limit; leaving');
+              onIdle();
+            },
+          })
+        : null;
   }
 
   start(): void {
     this.health.start();
+    this.idle?.start();
   }
 
   status(): AgentStatus {
@@ -183,6 +215,7 @@ export class WorkerAgent {
       envHash: this.env?.hash ?? null,
       draining: this.draining,
       stopping: this.stopping,
+      idleMs: this.idle ? this.idle.idleForMs() : null,
       frontend: this.frontend?.status() ?? {
         state: 'disabled',
         versionId: null,
@@ -232,6 +265,7 @@ export class WorkerAgent {
     await this.jobs.whenEmpty(graceMs);
     await Promise.all(this.jobs.all().map((j) => this.runner.giveBack(j, 'worker stopping')));
     this.stopped = true;
+    this.idle?.stop();
     this.health.stop();
     await this.frontend?.stop();
     await this.closeSocket();
@@ -278,6 +312,7 @@ export class WorkerAgent {
       healthy: this.reportHealthy(),
       stopping: this.stopping,
       acks: true,
+      ...(this.settings.ephemeral ? { ephemeral: this.settings.ephemeral } : {}),
     };
   }
 

@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import { ComfyClient } from '../../comfy/comfy-client.js';
+import type { EphemeralInfo } from '../protocol.js';
 import { WorkerAgent, type AgentStatus } from './agent.js';
 
 export { WorkerAgent } from './agent.js';
@@ -53,6 +54,14 @@ export interface AgentOptions {
    * talking to it; call `stop()` to end the rest). Default: nothing.
    */
   onRevoked?: () => void;
+  /** A disposable worker started on demand: its provider and instance, said in `hello`. */
+  ephemeral?: EphemeralInfo;
+  /**
+   * Call `onIdle` once the agent has held no job for this many ms (an ephemeral worker then stops
+   * and exits, ending the GPU's bill). Default: never.
+   */
+  exitWhenIdleMs?: number;
+  onIdle?: () => void;
 }
 
 export interface AgentHandle {
@@ -99,6 +108,9 @@ export function createAgent(opts: AgentOptions): WorkerAgent {
       frontendDir: opts.frontendDir,
       frontendRetry: opts.frontendRetry,
       onRevoked: opts.onRevoked,
+      ephemeral: opts.ephemeral,
+      exitWhenIdleMs: opts.exitWhenIdleMs,
+      onIdle: opts.onIdle,
     },
     comfy,
   );

@@ -146,6 +146,7 @@ describe('comfy-multi worker arguments', () => {
         logLevel: 'info',
         graceSeconds: 30,
         frontendMirror: true,
+        exitWhenIdle: 0,
       },
     });
     const fromEnv = resolveWorkerArgs(

@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useMemo, useState } from 'preact/hooks';
 import type { LiveMessage, LiveSections, MeInfo, QueueMode, SamplePoint } from '../../view-types.js';
 import { ActivitySection } from './activity.js';
+import { AutoscaleSection } from './autoscale.js';
 import { ApiError, action, connectLive, loadMe, type LiveStatus } from './api.js';
 import { ChartsSection } from './charts.js';
 import type { Ctx, FormDialog } from './ctx.js';
@@ -351,6 +352,7 @@ export function App() {
         <div class="grid">
           <div class="col col-a">
             <WorkersSection ctx={ctx} />
+            <AutoscaleSection ctx={ctx} />
             <ChartsSection series={series} sampleMs={sampleMs} />
             <FailuresSection ctx={ctx} />
           </div>

@@ -1,0 +1,500 @@
+/**
+ * The autoscaler loop: every few seconds (and at once when a job is queued) it reads the queue,
+ * the registered workers and the provider's instances, asks {@link decide} what to do, and does
+ * it. It keeps the instances it started, the GPU time they billed (from the start request to
+ * their end, as clouds bill), measured start times per provider and instance type, the recent
+ * decisions with their reasons, and the instructor's overrides. A provider that fails never
+ * touches the queue: waiting jobs simply wait for the next GPU, and the instructor is alerted.
+ */
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import { acceptsWork, type WorkerRegistry } from '../dispatch/worker-registry.js';
+import type { QueueService } from '../scheduler/queue-service.js';
+import type { BlobStore } from '../store/types.js';
+import { decide, type Decision, type InstanceState, type PoolPolicy, type PoolState } from './decide.js';
+import { ProviderError, type Provider } from './provider.js';
+import type { AutoscaleView, DecisionRecord } from './view.js';
+
+export type { AutoscaleView, DecisionRecord } from './view.js';
+import { StartTimes } from './start-times.js';
+import { GpuUsage } from './usage.js';
+
+export interface AutoscalerOptions {
+  policy: PoolPolicy;
+  /** Between two looks. */
+  intervalMs: number;
+  /** Price of one instance hour (any currency), for the cost figures; 0 = unknown. */
+  pricePerHour: number;
+  /** Log and show decisions without starting or stopping anything. */
+  dryRun?: boolean;
+  /** Worker names of started instances begin with this. Default `auto`. */
+  namePrefix?: string;
+  clock?: () => number;
+  logger?: Logger;
+}
+
+export interface AutoscalerDeps {
+  provider: Provider;
+  queue: Pick<QueueService, 'pendingOrder' | 'on' | 'off'> & {
+    store: Pick<BlobStore, 'getBlob' | 'putBlob'> & { countByStatus(): Promise<{ pending: number }> };
+  };
+  workers: WorkerRegistry;
+}
+
+export interface ManagedInstance {
+  /** The worker name it registers with; our key for it. */
+  name: string;
+  /** The provider's id (known once the start was accepted). */
+  id: string | null;
+  phase: 'requested' | 'starting' | 'ready' | 'stopping';
+  requestedAt: number;
+  readyAt: number | null;
+  held: number;
+  idleSince: number | null;
+  stopReason: string | null;
+  /** Found at the provider after a restart: its start was not seen, so it is not measured. */
+  adopted?: boolean;
+}
+
+export interface AutoscaleAlert {
+  event: 'gpu_start_failed' | 'budget_near' | 'budget_reached' | 'provider_error';
+  title: string;
+  message: string;
+  details: Record<string, unknown>;
+}
+
+const MAX_DECISIONS = 200;
+
+export class Autoscaler extends EventEmitter<{
+  change: [];
+  alert: [AutoscaleAlert];
+  decision: [DecisionRecord];
+}> {
+  private readonly instances = new Map<string, ManagedInstance>();
+  private readonly usage = new GpuUsage();
+  private readonly decisions: DecisionRecord[] = [];
+  private readonly clock: () => number;
+  private readonly log: Logger | undefined;
+  readonly startTimes: StartTimes;
+  private lastUpAt: number | null = null;
+  private lastDownAt: number | null = null;
+  private hold: { count: number; until: number } | null = null;
+  private stopAll = false;
+  private timer: NodeJS.Timeout | undefined;
+  private soon: NodeJS.Timeout | undefined;
+  private ticking: Promise<void> | null = null;
+  private again = false;
+  private lastHold = '';
+  /** Since when the pool has had an idle ready worker and nothing waiting (see PoolState.spareSince). */
+  private spareSince: number | null = null;
+  private readonly alerted = new Set<string>();
+  private counter = 0;
+  private readonly onQueue = (e: { type: string }) => {
+    if (e.type === 'enqueued' || e.type === 'requeued') this.kick();
+  };
+
+  constructor(
+    private readonly deps: AutoscalerDeps,
+    private readonly opts: AutoscalerOptions,
+  ) {
+    super();
+    this.clock = opts.clock ?? Date.now;
+    this.log = opts.logger;
+    this.startTimes = new StartTimes(deps.queue.store, `${deps.provider.name}/${deps.provider.instanceType}`);
+  }
+
+  get provider(): Provider {
+    return this.deps.provider;
+  }
+
+  async start(): Promise<void> {
+    await this.startTimes.load();
+    this.deps.queue.on('event', this.onQueue);
+    this.timer = setInterval(() => this.kick(), this.opts.intervalMs);
+    this.timer.unref();
+    this.kick();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    clearTimeout(this.soon);
+    this.deps.queue.off('event', this.onQueue);
+    await this.ticking;
+  }
+
+  /** Looks again soon (coalesced). */
+  kick(): void {
+    if (this.soon) return;
+    this.soon = setTimeout(() => {
+      this.soon = undefined;
+      void this.tick();
+    }, 50);
+    this.soon.unref();
+  }
+
+  /** One look: reconcile, decide, act. Runs one at a time; a call during a tick runs once after. */
+  tick(): Promise<void> {
+    if (this.ticking) {
+      this.again = true;
+      return this.ticking;
+    }
+    this.ticking = this.doTick()
+      .catch((err: unknown) => this.log?.error({ err }, 'autoscaler tick failed'))
+      .finally(() => {
+        this.ticking = null;
+        if (this.again) {
+          this.again = false;
+          void this.tick();
+        }
+      });
+    return this.ticking;
+  }
+
+  // ---- instructor overrides ------------------------------------------------------------------
+
+  /** Keep at least `count` workers for `minutes` (0 ends a hold). */
+  setHold(count: number, minutes: number): void {
+    this.hold = count > 0 && minutes > 0 ? { count, until: this.clock() + minutes * 60_000 } : null;
+    this.record({
+      action: 'hold',
+      reason: this.hold ? `instructor: hold ${count} warm for ${minutes} min` : 'instructor: hold ended',
+    });
+    this.kick();
+  }
+
+  /** Stop every GPU now (idle at once, busy ones once they finish) and start none; false resumes. */
+  setStopAll(on: boolean): void {
+    this.stopAll = on;
+    this.record({ action: 'hold', reason: on ? 'instructor: stop all' : 'instructor: autoscaling resumed' });
+    this.kick();
+  }
+
+  // ---- views ---------------------------------------------------------------------------------
+
+  view(): AutoscaleView {
+    const now = this.clock();
+    const est = this.startTimes.estimateMs();
+    const eta = (i: ManagedInstance) =>
+      i.phase === 'requested' || i.phase === 'starting'
+        ? est === null
+          ? null
+          : Math.max(0, Math.round((est - (now - i.requestedAt)) / 1000))
+        : null;
+    const instances = [...this.instances.values()].map((i) => ({
+      name: i.name,
+      id: i.id,
+      phase: i.phase,
+      requestedAt: i.requestedAt,
+      readyAt: i.readyAt,
+      held: i.held,
+      etaSeconds: eta(i),
+    }));
+    const startingOnes = instances.filter((i) => i.phase === 'requested' || i.phase === 'starting');
+    const etas = startingOnes.map((i) => i.etaSeconds).filter((e): e is number => e !== null);
+    const todayMs = this.usedTodayMs(now);
+    return {
+      provider: this.deps.provider.name,
+      instanceType: this.deps.provider.instanceType,
+      dryRun: this.opts.dryRun === true,
+      minWorkers: this.opts.policy.minWorkers,
+      maxWorkers: this.opts.policy.maxWorkers,
+      instances,
+      startEstimateSeconds: est === null ? null : Math.round(est / 1000),
+      startsMeasured: this.startTimes.count,
+      starting: startingOnes.length > 0 ? { etaSeconds: etas.length > 0 ? Math.min(...etas) : null } : null,
+      hold: this.hold && this.hold.until > now ? this.hold : null,
+      stopAll: this.stopAll,
+      usage: {
+        todaySeconds: Math.round(todayMs / 1000),
+        todayCost: Math.round((todayMs / 3_600_000) * this.opts.pricePerHour * 100) / 100,
+        pricePerHour: this.opts.pricePerHour,
+        budgetSeconds: Math.round(this.opts.policy.dailyBudgetMs / 1000),
+      },
+      decisions: this.decisions.slice(-50).reverse(),
+    };
+  }
+
+  /**
+   * A GPU is on its way (started, not yet registered): what waiting participants are told, with
+   * the measured typical start time minus the time it has been starting (null before any start
+   * was measured). Null when none is starting.
+   */
+  starting(): { etaSeconds: number | null } | null {
+    const now = this.clock();
+    const est = this.startTimes.estimateMs();
+    let eta: number | null = null;
+    let any = false;
+    for (const i of this.instances.values()) {
+      if (i.phase !== 'requested' && i.phase !== 'starting') continue;
+      any = true;
+      if (est !== null) {
+        const left = Math.max(0, Math.round((est - (now - i.requestedAt)) / 1000));
+        eta = eta === null ? left : Math.min(eta, left);
+      }
+    }
+    return any ? { etaSeconds: eta } : null;
+  }
+
+  /** GPU time billed since midnight UTC (ended and running instances). */
+  usedTodayMs(now = this.clock()): number {
+    return this.usage.todayMs(now, this.running());
+  }
+
+  /** GPU seconds per worker name, ended and running (for /metrics and the cost figures). */
+  usageByWorker(now = this.clock()): Map<string, number> {
+    return this.usage.byWorker(now, this.running());
+  }
+
+  private running(): { name: string; from: number }[] {
+    return [...this.instances.values()].map((i) => ({ name: i.name, from: i.requestedAt }));
+  }
+
+  // ---- the loop ------------------------------------------------------------------------------
+
+  private async doTick(): Promise<void> {
+    const now = this.clock();
+    await this.reconcile(now);
+    const state = await this.poolState(now);
+    const decisions = decide(state, this.opts.policy);
+    for (const d of decisions) await this.apply(d, now);
+    this.emit('change');
+  }
+
+  private async reconcile(now: number): Promise<void> {
+    let listed: Map<string, string | undefined> | null = null;
+    try {
+      listed = new Map((await this.deps.provider.list()).map((i) => [i.id, i.name]));
+    } catch (err) {
+      this.providerTrouble('list', err);
+    }
+    const online = new Map(this.deps.workers.online().map((w) => [w.name, w]));
+    // Instances the provider still runs that we do not know (the control plane restarted): adopt.
+    if (listed) {
+      const known = new Set([...this.instances.values()].map((i) => i.id));
+      for (const [id, name] of listed) {
+        if (known.has(id) || !name || this.instances.has(name)) continue;
+        this.instances.set(name, {
+          name,
+          id,
+          phase: 'starting',
+          requestedAt: now,
+          readyAt: null,
+          held: 0,
+          idleSince: null,
+          stopReason: null,
+          adopted: true,
+        });
+        this.record({ action: 'ready', reason: 'found running at the provider; adopted', instance: name });
+      }
+    }
+    for (const inst of [...this.instances.values()]) {
+      const worker = online.get(inst.name);
+      if (worker && (inst.phase === 'starting' || inst.phase === 'requested')) {
+        inst.phase = 'ready';
+        inst.readyAt = now;
+        inst.idleSince = now;
+        const took = now - inst.requestedAt;
+        if (!inst.adopted) {
+          await this.startTimes.add(took);
+          this.record({
+            action: 'ready',
+            reason: `registered ${Math.round(took / 1000)} s after its start`,
+            instance: inst.name,
+          });
+        }
+      }
+      if (worker) {
+        inst.held = worker.held.size;
+        if (inst.held > 0) inst.idleSince = null;
+        else inst.idleSince ??= now;
+      } else {
+        inst.held = 0;
+      }
+      // Gone: the provider no longer lists it (stopped, or it ended itself after its idle limit).
+      const gone = listed !== null && inst.id !== null && !listed.has(inst.id) && !worker;
+      if (!gone) continue;
+      if (inst.phase === 'starting' && inst.readyAt === null) {
+        // It ended before its worker ever registered: a failed start. The jobs stay queued.
+        this.forget(inst, now, 'ended before its worker registered');
+        this.startFailed(inst.name, 'the instance ended before its worker registered');
+      } else {
+        this.forget(
+          inst,
+          now,
+          inst.phase === 'stopping' ? (inst.stopReason ?? 'stopped') : 'ended by itself',
+        );
+      }
+    }
+  }
+
+  private forget(inst: ManagedInstance, now: number, why: string): void {
+    this.instances.delete(inst.name);
+    this.usage.end(inst.name, inst.requestedAt, now);
+    this.record({
+      action: 'gone',
+      reason: `${why}; billed ${Math.round((now - inst.requestedAt) / 1000)} s`,
+      instance: inst.name,
+    });
+  }
+
+  private async poolState(now: number): Promise<PoolState> {
+    const [counts, order] = await Promise.all([
+      this.deps.queue.store.countByStatus(),
+      this.deps.queue.pendingOrder(),
+    ]);
+    let oldest: number | null = null;
+    for (const j of order) if (oldest === null || j.createdAt < oldest) oldest = j.createdAt;
+    const managed = new Set(this.instances.keys());
+    const otherWorkers = this.deps.workers
+      .online()
+      .filter((w) => !managed.has(w.name) && acceptsWork(w)).length;
+    const instances: InstanceState[] = [...this.instances.values()].map((i) => ({
+      id: i.name,
+      phase: i.phase === 'requested' ? 'starting' : i.phase,
+      requestedAt: i.requestedAt,
+      held: i.held,
+      idleSince: i.idleSince,
+    }));
+    const spare = counts.pending === 0 && instances.some((i) => i.phase === 'ready' && i.held === 0);
+    this.spareSince = spare ? (this.spareSince ?? now) : null;
+    return {
+      now,
+      spareSince: this.spareSince,
+      pending: counts.pending,
+      oldestPendingAt: counts.pending > 0 ? oldest : null,
+      instances,
+      otherWorkers,
+      lastUpAt: this.lastUpAt,
+      lastDownAt: this.lastDownAt,
+      usedTodayMs: this.usedTodayMs(now),
+      hold: this.hold,
+      stopAll: this.stopAll,
+    };
+  }
+
+  private async apply(d: Decision, now: number): Promise<void> {
+    switch (d.action) {
+      case 'alert': {
+        const key = `${d.kind}:${Math.floor(now / 86_400_000)}`;
+        if (this.alerted.has(key)) return;
+        this.alerted.add(key);
+        this.record({ action: 'alert', reason: d.reason });
+        this.emit('alert', {
+          event: d.kind,
+          title: d.kind === 'budget_near' ? 'GPU budget nearly spent' : 'GPU budget spent',
+          message: d.reason,
+          details: { usedSeconds: Math.round(this.usedTodayMs(now) / 1000) },
+        });
+        return;
+      }
+      case 'hold':
+        // The same reason every few seconds is one line, not hundreds.
+        if (d.reason !== this.lastHold) this.record({ action: 'hold', reason: d.reason });
+        this.lastHold = d.reason;
+        return;
+      case 'stop':
+        return this.stopOne(d.id, d.reason, d.failedStart, now);
+      case 'start':
+        this.lastUpAt = now;
+        this.lastHold = '';
+        for (let n = 0; n < d.count; n++) await this.startOne(d.reason, now);
+        return;
+    }
+  }
+
+  private async startOne(reason: string, now: number): Promise<void> {
+    const name = `${this.opts.namePrefix ?? 'auto'}-${this.deps.provider.name}-${now.toString(36)}${(this.counter++).toString(36)}`;
+    if (this.opts.dryRun) {
+      this.record({
+        action: 'start',
+        reason: `${reason} (dry run: ${this.deps.provider.describeStart({ name })})`,
+      });
+      return;
+    }
+    const inst: ManagedInstance = {
+      name,
+      id: null,
+      phase: 'requested',
+      requestedAt: now,
+      readyAt: null,
+      held: 0,
+      idleSince: null,
+      stopReason: null,
+    };
+    this.instances.set(name, inst);
+    this.record({ action: 'start', reason, instance: name });
+    try {
+      const started = await this.deps.provider.start({ name });
+      inst.id = started.id;
+      if (inst.phase === 'requested') inst.phase = 'starting';
+    } catch (err) {
+      // The jobs stay in the queue for the next GPU; the cool-down spaces out the retries.
+      this.instances.delete(name);
+      const message = err instanceof Error ? err.message : String(err);
+      this.startFailed(name, message, err instanceof ProviderError ? err.kind : 'failed');
+    }
+  }
+
+  private startFailed(name: string, message: string, kind = 'failed'): void {
+    this.record({ action: 'start_failed', reason: message, instance: name });
+    this.emit('alert', {
+      event: 'gpu_start_failed',
+      title: 'A GPU could not be started',
+      message: `${this.deps.provider.name}: ${message}. Waiting jobs stay queued; the autoscaler tries again.`,
+      details: { provider: this.deps.provider.name, kind },
+    });
+  }
+
+  private async stopOne(name: string, reason: string, failedStart: boolean, now: number): Promise<void> {
+    const inst = this.instances.get(name);
+    if (!inst) return;
+    if (this.opts.dryRun) {
+      this.record({ action: 'stop', reason: `${reason} (dry run)`, instance: name });
+      return;
+    }
+    if (!failedStart && !this.stopAll) this.lastDownAt = now;
+    inst.phase = 'stopping';
+    inst.stopReason = reason;
+    this.record({ action: 'stop', reason, instance: name });
+    if (failedStart) {
+      this.emit('alert', {
+        event: 'gpu_start_failed',
+        title: 'A GPU never registered',
+        message: `${this.deps.provider.name} instance ${inst.id ?? name} ${reason}; it is being stopped and waiting jobs stay queued.`,
+        details: { provider: this.deps.provider.name, instance: inst.id ?? name },
+      });
+    }
+    if (inst.id === null) return;
+    try {
+      await this.deps.provider.stop(inst.id);
+    } catch (err) {
+      this.record({ action: 'stop_failed', reason: (err as Error).message, instance: name });
+      this.providerTrouble('stop', err);
+      // Try again next time: it still bills.
+      inst.phase = inst.readyAt !== null ? 'ready' : 'starting';
+    }
+  }
+
+  private providerTrouble(what: string, err: unknown): void {
+    const message = err instanceof Error ? err.message : String(err);
+    this.log?.warn(
+      { err: message, provider: this.deps.provider.name },
+      `autoscaler: provider ${what} failed`,
+    );
+    this.emit('alert', {
+      event: 'provider_error',
+      title: `GPU provider ${this.deps.provider.name}: ${what} failed`,
+      message,
+      details: { provider: this.deps.provider.name, operation: what },
+    });
+  }
+
+  private record(r: Omit<DecisionRecord, 'at'>): void {
+    const rec: DecisionRecord = { at: this.clock(), ...r };
+    this.decisions.push(rec);
+    if (this.decisions.length > MAX_DECISIONS)
+      this.decisions.splice(0, this.decisions.length - MAX_DECISIONS);
+    this.log?.info({ autoscale: rec.action, instance: rec.instance }, `autoscaler: ${rec.reason}`);
+    this.emit('decision', rec);
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * `/api/v1/autoscale` (instructor-only, mounted in the /api/v1 plugin):
+ * - `GET /autoscale` → {@link AutoscaleView} with `enabled: true`, or `{enabled: false}`.
+ * - `POST /autoscale/hold` `{count, minutes}` → keep at least `count` GPUs for `minutes`
+ *   (`count: 0` ends a hold). Audited.
+ * - `POST /autoscale/stop-all` `{on}` → stop every GPU now (idle ones at once, busy ones once
+ *   their job finished) and start none until `{on: false}`. Audited.
+ */
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import type { AuditLog } from '../admin/audit-log.js';
+import { AppError } from '../errors.js';
+import { parse } from '../http/parse.js';
+import type { Autoscaler } from './autoscaler.js';
+
+const holdBody = z.strictObject({
+  count: z.number().int().min(0).max(100),
+  minutes: z
+    .number()
+    .int()
+    .min(0)
+    .max(24 * 60),
+});
+const stopAllBody = z.strictObject({ on: z.boolean() });
+
+export function autoscaleRoutes(
+  app: FastifyInstance,
+  deps: { autoscaler: Autoscaler | null; audit: AuditLog },
+): void {
+  const need = (): Autoscaler => {
+    if (!deps.autoscaler) throw new AppError('CONFLICT', 'Autoscaling is off (AUTOSCALE_PROVIDER=none).');
+    return deps.autoscaler;
+  };
+
+  app.get('/autoscale', () =>
+    deps.autoscaler ? { enabled: true, ...deps.autoscaler.view() } : { enabled: false },
+  );
+
+  app.post('/autoscale/hold', async (request) => {
+    const a = need();
+    const body = parse(holdBody, request.body ?? {});
+    a.setHold(body.count, body.minutes);
+    await deps.audit.record({
+      by: request.principal?.name ?? 'unknown',
+      action: 'autoscale.hold',
+      target: null,
+      details: body,
+      ok: true,
+    });
+    return { enabled: true, ...a.view() };
+  });
+
+  app.post('/autoscale/stop-all', async (request) => {
+    const a = need();
+    const body = parse(stopAllBody, request.body ?? {});
+    a.setStopAll(body.on);
+    await deps.audit.record({
+      by: request.principal?.name ?? 'unknown',
+      action: 'autoscale.stop_all',
+      target: null,
+      details: body,
+      ok: true,
+    });
+    return { enabled: true, ...a.view() };
+  });
+}

@@ -1,0 +1,194 @@
+/**
+ * The AUTOSCALE_ variables of the configuration schema (GPUs on demand, src/autoscale), spread into
+ * `configSchema` in schema.ts, and their cross-field checks. Each `describe()` is documentation
+ * (`npm run docs:config`); each JSDoc states the default.
+ */
+import { z } from 'zod';
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+export const AUTOSCALE_CONFIG = {
+  /** Default `none`: no autoscaling, workers are started by hand. */
+  AUTOSCALE_PROVIDER: z
+    .enum(['none', 'local', 'command'])
+    .default('none')
+    .describe(
+      'Start and stop GPU workers on demand: `local` (agent processes on this machine against AUTOSCALE_LOCAL_COMFYUI_URLS), `command` (your own up/down/list scripts), or `none` (workers are started by hand). See the admin guide, "GPUs on demand".',
+    ),
+  /** Default 0: scale to zero. */
+  AUTOSCALE_MIN_WORKERS: int(0, 100)
+    .default(0)
+    .describe('Workers the autoscaler keeps running even with an empty queue.'),
+  /** Default 2. */
+  AUTOSCALE_MAX_WORKERS: int(1, 100)
+    .default(2)
+    .describe(
+      'Most workers the autoscaler runs at once (starting ones included). Must be at least AUTOSCALE_MIN_WORKERS.',
+    ),
+  /** Default 8 (from `npm run bench -- autoscale`: 4 waits less and bills more). */
+  AUTOSCALE_JOBS_PER_WORKER: int(1, 1000)
+    .default(8)
+    .describe('Waiting plus running jobs one worker is expected to absorb; more asks for another worker.'),
+  /** Default 120 s. */
+  AUTOSCALE_MAX_WAIT_SECONDS: int(1, 86_400)
+    .default(120)
+    .describe('A job waiting longer than this asks for one more worker when none is idle or starting.'),
+  /** Default 300 s. */
+  AUTOSCALE_IDLE_SECONDS: int(0, 86_400)
+    .default(300)
+    .describe('A started worker that held no job this long is stopped (never below AUTOSCALE_MIN_WORKERS).'),
+  /** Default 30 s. */
+  AUTOSCALE_UP_COOLDOWN_SECONDS: int(0, 86_400)
+    .default(30)
+    .describe('Least time between two scale-ups (also between retries of a failed start).'),
+  /** Default 60 s. */
+  AUTOSCALE_DOWN_COOLDOWN_SECONDS: int(0, 86_400)
+    .default(60)
+    .describe('Least time between two idle scale-downs.'),
+  /** Default 600 s. */
+  AUTOSCALE_START_TIMEOUT_SECONDS: int(10, 86_400)
+    .default(600)
+    .describe(
+      'A started worker that has not registered by then is stopped and the instructor alerted; its jobs wait for the next GPU.',
+    ),
+  /** Default 5 s. */
+  AUTOSCALE_INTERVAL_SECONDS: int(1, 3600)
+    .default(5)
+    .describe('How often the autoscaler looks at the queue (it also looks at once when a job is queued).'),
+  /** Default 0: no cap. */
+  AUTOSCALE_DAILY_GPU_HOURS: z.coerce
+    .number()
+    .min(0)
+    .max(100_000)
+    .default(0)
+    .describe(
+      'Daily cap of GPU hours the autoscaler may bill (0 = no cap). Once spent it starts nothing and stops idle workers.',
+    ),
+  /** Default 0: no cap. */
+  AUTOSCALE_DAILY_BUDGET: z.coerce
+    .number()
+    .min(0)
+    .max(10_000_000)
+    .default(0)
+    .describe(
+      'Daily cap in money (0 = no cap), turned into hours with AUTOSCALE_PRICE_PER_HOUR; the smaller of both caps applies.',
+    ),
+  /** Default 0: unknown. */
+  AUTOSCALE_PRICE_PER_HOUR: z.coerce
+    .number()
+    .min(0)
+    .max(100_000)
+    .default(0)
+    .describe(
+      'Price of one worker hour of this provider and instance type, for the cost figures and AUTOSCALE_DAILY_BUDGET.',
+    ),
+  /** Default 80. */
+  AUTOSCALE_BUDGET_ALERT_PERCENT: int(1, 100)
+    .default(80)
+    .describe("Alert the instructor once today's GPU use passes this share of the daily cap."),
+  /** Default false. */
+  AUTOSCALE_DRY_RUN: bool
+    .default(false)
+    .describe(
+      'Decide and show what would be started or stopped (dashboard, log), without starting or stopping anything.',
+    ),
+  /** Default: unset; required with a provider. */
+  AUTOSCALE_WORKER_TOKEN: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      'Worker token the started workers use (one of WORKER_TOKENS, or from `comfy-multi workers token create`). Required with AUTOSCALE_PROVIDER.',
+    ),
+  /** Default: PUBLIC_URL, else http://127.0.0.1:PORT. */
+  AUTOSCALE_SERVER_URL: z
+    .url({ protocol: /^https?$/, error: 'expected an http(s) URL' })
+    .optional()
+    .describe(
+      'Control-plane URL the started workers connect to. Default PUBLIC_URL, else http://127.0.0.1:PORT.',
+    ),
+  /** Default: the provider's name. */
+  AUTOSCALE_INSTANCE_TYPE: z
+    .string()
+    .regex(/^[A-Za-z0-9._:/-]{1,64}$/, 'expected 1-64 letters, digits or ._:/-')
+    .optional()
+    .describe(
+      'Label of what the provider starts (e.g. `rtx4090`); start times are measured and prices set per label.',
+    ),
+  /** Default: unset; required with AUTOSCALE_PROVIDER=local. */
+  AUTOSCALE_LOCAL_COMFYUI_URLS: z
+    .string()
+    .transform((s) =>
+      s
+        .split(',')
+        .map((u) => u.trim())
+        .filter(Boolean),
+    )
+    .refine((us) => us.every((u) => /^https?:\/\/[^\s]+$/.test(u)), 'expected comma-separated http(s) URLs')
+    .optional()
+    .describe(
+      'local provider: the ComfyUI(s) the started agents run against, comma-separated (one agent per ComfyUI is best).',
+    ),
+  /** Default: this installation's bin/comfy-multi.js run by node. */
+  AUTOSCALE_LOCAL_COMMAND: z
+    .string()
+    .transform((s) => s.trim().split(/\s+/).filter(Boolean))
+    .optional()
+    .describe(
+      'local provider: program and leading arguments that run the comfy-multi CLI (`worker …` is appended).',
+    ),
+  /** Default: unset; required with AUTOSCALE_PROVIDER=command. */
+  AUTOSCALE_COMMAND_UP: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('command provider: shell command that starts one worker (admin guide, "GPUs on demand").'),
+  /** Default: unset; required with AUTOSCALE_PROVIDER=command. */
+  AUTOSCALE_COMMAND_DOWN: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('command provider: shell command that stops instance WORKER_INSTANCE.'),
+  /** Default: unset; required with AUTOSCALE_PROVIDER=command. */
+  AUTOSCALE_COMMAND_LIST: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('command provider: shell command that prints the running instances, one `id [name]` a line.'),
+};
+
+/** Cross-field checks of the AUTOSCALE_ variables: each a sentence naming the variable. */
+export function checkAutoscale(
+  c: {
+    AUTOSCALE_PROVIDER: 'none' | 'local' | 'command';
+    AUTOSCALE_MIN_WORKERS: number;
+    AUTOSCALE_MAX_WORKERS: number;
+    AUTOSCALE_DAILY_BUDGET: number;
+    AUTOSCALE_PRICE_PER_HOUR: number;
+    AUTOSCALE_WORKER_TOKEN?: string | undefined;
+    AUTOSCALE_LOCAL_COMFYUI_URLS?: string[] | undefined;
+    AUTOSCALE_COMMAND_UP?: string | undefined;
+    AUTOSCALE_COMMAND_DOWN?: string | undefined;
+    AUTOSCALE_COMMAND_LIST?: string | undefined;
+  },
+  ctx: z.RefinementCtx,
+): void {
+  const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
+  if (c.AUTOSCALE_MAX_WORKERS < c.AUTOSCALE_MIN_WORKERS)
+    issue('AUTOSCALE_MAX_WORKERS', 'must be at least AUTOSCALE_MIN_WORKERS');
+  if (c.AUTOSCALE_DAILY_BUDGET > 0 && c.AUTOSCALE_PRICE_PER_HOUR === 0)
+    issue('AUTOSCALE_PRICE_PER_HOUR', 'is required when AUTOSCALE_DAILY_BUDGET is set');
+  if (c.AUTOSCALE_PROVIDER === 'none') return;
+  if (!c.AUTOSCALE_WORKER_TOKEN)
+    issue('AUTOSCALE_WORKER_TOKEN', `is required when AUTOSCALE_PROVIDER=${c.AUTOSCALE_PROVIDER}`);
+  if (c.AUTOSCALE_PROVIDER === 'local' && !c.AUTOSCALE_LOCAL_COMFYUI_URLS?.length)
+    issue('AUTOSCALE_LOCAL_COMFYUI_URLS', 'is required when AUTOSCALE_PROVIDER=local');
+  if (c.AUTOSCALE_PROVIDER === 'command') {
+    for (const k of ['AUTOSCALE_COMMAND_UP', 'AUTOSCALE_COMMAND_DOWN', 'AUTOSCALE_COMMAND_LIST'] as const)
+      if (!c[k]) issue(k, 'is required when AUTOSCALE_PROVIDER=command');
+  }
+}
