@@ -68,6 +68,17 @@ export function loadLuaScripts(dir: string = LUA_DIR): LuaScript[] {
       lua: inlineIncludes(source, dir, new Set()),
     };
   });
+  // Two files for one verb (say `adopt-9.lua` left in dist/ beside its successor `adopt-10.lua`)
+  // would register one command under the other's key count: refuse to start instead.
+  const seen = new Map<string, string>();
+  for (const s of scripts) {
+    const other = seen.get(s.verb);
+    if (other)
+      throw new Error(
+        `Two Lua scripts define ${s.verb} in ${dir}: ${path.basename(other)} and ${path.basename(s.file)}; rebuild (npm run build) so only the current one is there.`,
+      );
+    seen.set(s.verb, s.file);
+  }
   cache.set(dir, scripts);
   return scripts;
 }
