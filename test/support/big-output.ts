@@ -20,7 +20,7 @@ import {
 } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { hashPassword } from '../../src/auth/passwords.js';
 import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { Processes, waitFor, type Proc } from './processes.js';
@@ -297,11 +297,13 @@ export async function runBigOutput(opts: BigOutputOptions): Promise<BigOutputRes
 
     // The GPU machine's own hop, for reference: the stand-in's /view read by this process.
     const q = new URLSearchParams({
-      filename: out.filename,
+      filename: basename(video),
       subfolder: relSubfolder(video, standinDir),
       type: 'output',
     });
     const view = await hashedGet(`${comfyUrl}/view?${q.toString()}`, {});
+    if (view.status !== 200 || view.sha256 !== sourceSha)
+      throw new Error(`the stand-in's /view answered ${view.status} with ${view.bytes} bytes`);
 
     // Hop 2: file store → control plane → browser, whole and by a range.
     const downBefore = rssOf(serverPid);
