@@ -16,8 +16,11 @@ const SIZE = 256 * MiB + 12_345;
 const REAL_COMFYUI = process.env.COMFYUI_URL
   ? 'needs the stand-in (its videoBytes knob sizes the output)'
   : null;
-/** Node's baseline churn (GC, sockets, the S3 SDK's parts) stays well below this; a buffered file does not. */
-const GROWTH_BOUND = SIZE / 2;
+/**
+ * Node's churn while a file streams through (GC lag, socket buffers, the S3 SDK's parts) measured
+ * 60-100 MB, also for a 2 GiB file; a file held in memory adds at least its own size (256 MiB).
+ */
+const GROWTH_BOUND = SIZE * 0.6;
 
 describe.skipIf(REAL_COMFYUI)('a large output end to end', () => {
   for (const files of ['local', 's3'] as const) {
