@@ -256,12 +256,13 @@ export async function runBigOutput(opts: BigOutputOptions): Promise<BigOutputRes
             await fetch(`${serverUrl}/${USER}/api/history/${id}`, { headers: auth })
           ).json()) as Record<string, HistoryEntry>;
           const e = h[id];
-          if (e?.status?.status_str === 'error') throw new Error(`job failed: ${JSON.stringify(e.status)}`);
-          return e?.status?.completed ? e : null;
+          // (waitFor retries on a throw, so a failed job is returned and reported below.)
+          return e?.status?.completed || e?.status?.status_str === 'error' ? e : null;
         },
         30 * 60_000,
         `job ${id}`,
       );
+      if (!entry.status?.completed) throw new Error(`job ${id} failed: ${JSON.stringify(entry.status)}`);
       return { id, entry };
     };
 
