@@ -108,6 +108,7 @@ export async function createAutoscaler(
       policy: policyFromConfig(config),
       intervalMs: config.AUTOSCALE_INTERVAL_SECONDS * 1000,
       pricePerHour: config.AUTOSCALE_PRICE_PER_HOUR,
+      ...(config.AUTOSCALE_PRICES ? { prices: config.AUTOSCALE_PRICES } : {}),
       dryRun: config.AUTOSCALE_DRY_RUN,
       ...(deps.logger ? { logger: deps.logger } : {}),
     },

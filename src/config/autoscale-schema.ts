@@ -86,6 +86,28 @@ export const AUTOSCALE_CONFIG = {
     .describe(
       'Price of one worker hour of this provider and instance type, for the cost figures and AUTOSCALE_DAILY_BUDGET.',
     ),
+  /** Default: unset (only AUTOSCALE_PRICE_PER_HOUR, for the provider's own instance type). */
+  AUTOSCALE_PRICES: z
+    .string()
+    .transform((s, ctx) => {
+      const out: Record<string, number> = {};
+      for (const part of s
+        .split(',')
+        .map((p) => p.trim())
+        .filter(Boolean)) {
+        const m = /^([A-Za-z0-9._:/-]{1,64})=(\d+(?:\.\d+)?)$/.exec(part);
+        if (!m) {
+          ctx.addIssue({ code: 'custom', message: `expected TYPE=PRICE pairs, got "${part.slice(0, 80)}"` });
+          return z.NEVER;
+        }
+        out[m[1]!] = Number(m[2]);
+      }
+      return out;
+    })
+    .optional()
+    .describe(
+      'Price per hour by instance type, e.g. `rtx4090=0.69,a100-80g=1.89,manual=0` (`manual`: workers started by hand), for the cost per worker and per participant. Overrides AUTOSCALE_PRICE_PER_HOUR for the types it names.',
+    ),
   /** Default 80. */
   AUTOSCALE_BUDGET_ALERT_PERCENT: int(1, 100)
     .default(80)
