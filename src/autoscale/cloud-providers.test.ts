@@ -9,8 +9,10 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CloudReplay } from '../../test/support/cloud-replay.js';
 import { startHarness } from '../../test/support/app-harness.js';
 import { modelFreePrompt } from '../../test/support/prompts.js';
+import { loadConfig } from '../config/load-config.js';
 import { Autoscaler, type AutoscaleAlert } from './autoscaler.js';
 import { retryAfterMs } from './cloud-http.js';
+import { describeAutoscale } from './index.js';
 import { ProviderError } from './provider.js';
 import { RunpodProvider, type RunpodOptions } from './runpod-provider.js';
 import { VerdaProvider, type VerdaOptions } from './verda-provider.js';
@@ -281,5 +283,36 @@ describe('the autoscaler loop with verda', () => {
       await scaler.stop();
       await h.close();
     }
+  });
+});
+
+describe('comfy-multi autoscale --dry-run with a cloud provider', () => {
+  const env = () => ({
+    DATA_DIR: '/tmp/x',
+    AUTOSCALE_PROVIDER: 'verda',
+    AUTOSCALE_WORKER_TOKEN: 't',
+    AUTOSCALE_VERDA_API_URL: `${replay.url}/verda/v1`,
+    AUTOSCALE_VERDA_CLIENT_ID: 'cid',
+    AUTOSCALE_VERDA_CLIENT_SECRET: 'secret',
+    AUTOSCALE_VERDA_IMAGE: 'ubuntu-24.04-cuda-12.8-docker',
+    AUTOSCALE_INSTANCE_TYPE: '1RTX4090.16V',
+    AUTOSCALE_WORKER_IMAGE: 'registry.example/comfy-multi-gpu:1',
+  });
+
+  it('checks the key and instance type at the API and prints the start, starting nothing', async () => {
+    const out = await describeAutoscale(loadConfig(env()));
+    expect(out).toContain(
+      `a start would run: verda: POST ${replay.url}/verda/v1/instances {"instance_type":"1RTX4090.16V","image":"ubuntu-24.04-cuda-12.8-docker","hostname":"auto-verda-example","location_code":"FIN-01","is_spot":false}`,
+    );
+    expect(replay.requests('POST', '/verda/v1/instances')).toEqual([]);
+    await expect(
+      describeAutoscale(loadConfig({ ...env(), AUTOSCALE_INSTANCE_TYPE: '1B300.30V' })),
+    ).rejects.toThrow(
+      /^AUTOSCALE_PROVIDER=verda: AUTOSCALE_INSTANCE_TYPE=1B300\.30V is not a Verda instance type \(known: /,
+    );
+    replay.badCredentials = true;
+    await expect(describeAutoscale(loadConfig(env()))).rejects.toThrow(
+      /^AUTOSCALE_PROVIDER=verda: Verda refused the client credentials \(401: Invalid client credentials\)/,
+    );
   });
 });
