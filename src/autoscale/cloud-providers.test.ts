@@ -102,6 +102,8 @@ describe('verda', () => {
       action: 'delete',
       id: inst.id,
     });
+    // Its startup script (it holds the worker token) went with it.
+    expect(replay.verdaScripts.size).toBe(0);
     expect(await p.list()).toEqual([]);
   });
 
@@ -119,6 +121,7 @@ describe('verda', () => {
     expect(replay.verdaInstances.get(inst.id)!.location).toBe('ICE-01');
     replay.noCapacity.add('ICE-01');
     const err = await failure(verda().start({ name: 'auto-verda-4' }));
+    expect(replay.verdaScripts.size).toBe(1); // only the first start's, whose instance runs
     expect(err.kind).toBe('capacity');
     expect(err.message).toMatch(
       /^no 1RTX4090\.16V capacity in FIN-01, ICE-01 \(Verda POST \/instances: 400 invalid_request: No capacity/,

@@ -14,6 +14,8 @@
  *   startup_script_id, is_spot}` → the instance id (text).
  * - `GET /instances` → `[{id, hostname, description, status, instance_type, location, ...}]`.
  * - `PUT /instances {action: 'delete', id}` → 202.
+ * - `DELETE /scripts {scripts: [id]}`: the startup script (it holds the worker token) goes with its
+ *   instance, or at once when no instance was started.
  * - errors: `{code, message}`, codes `invalid_request`, `unauthorized_request`,
  *   `insufficient_funds`, `forbidden_action`, `not_found`, `server_error`, `service_unavailable`.
  *
@@ -56,6 +58,8 @@ export class VerdaProvider implements Provider {
   readonly instanceType: string;
   private readonly http: CloudHttp;
   private token: string | null = null;
+  /** Startup script per instance id, deleted with it. */
+  private readonly scripts = new Map<string, string>();
 
   constructor(private readonly opts: VerdaOptions) {
     this.instanceType = opts.instanceType;
@@ -106,18 +110,19 @@ export class VerdaProvider implements Provider {
           startup_script_id: scriptId,
           is_spot: this.opts.spot,
         });
-        return {
-          id: typeof id === 'string' ? id.trim() : String((id as { id?: unknown })?.id),
-          name: req.name,
-        };
+        const instanceId = typeof id === 'string' ? id.trim() : String((id as { id?: unknown })?.id);
+        this.scripts.set(instanceId, scriptId);
+        return { id: instanceId, name: req.name };
       } catch (err) {
         if (err instanceof ProviderError && err.kind === 'capacity') {
           lastCapacity = err;
           continue;
         }
+        await this.deleteScript(scriptId);
         throw err;
       }
     }
+    await this.deleteScript(scriptId);
     throw new ProviderError(
       `no ${this.opts.instanceType} capacity in ${this.opts.locations.join(', ')}${lastCapacity ? ` (${lastCapacity.message})` : ''}`,
       'capacity',
@@ -126,6 +131,14 @@ export class VerdaProvider implements Provider {
 
   async stop(id: string): Promise<void> {
     await this.call('PUT', '/instances', { action: 'delete', id });
+    const script = this.scripts.get(id);
+    this.scripts.delete(id);
+    if (script) await this.deleteScript(script);
+  }
+
+  /** Best effort: a script left behind costs nothing but holds the worker token. */
+  private async deleteScript(id: string): Promise<void> {
+    await this.call('DELETE', '/scripts', { scripts: [id] }).catch(() => undefined);
   }
 
   async list(): Promise<ProviderInstance[]> {

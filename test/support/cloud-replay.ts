@@ -147,6 +147,10 @@ export class CloudReplay {
       this.verdaScripts.set(id, { name: String(b.name), script: String(b.script) });
       return send(200, id);
     }
+    if (method === 'DELETE' && path === '/v1/scripts') {
+      for (const id of (b.scripts ?? []) as string[]) this.verdaScripts.delete(id);
+      return send(200);
+    }
     if (method === 'GET' && path === '/v1/instances') return send(200, [...this.verdaInstances.values()]);
     if (method === 'POST' && path === '/v1/instances') {
       if (this.quota)
