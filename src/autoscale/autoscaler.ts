@@ -17,7 +17,7 @@ import type { AutoscaleView, DecisionRecord } from './view.js';
 
 export type { AutoscaleView, DecisionRecord } from './view.js';
 import { CostLedger, type CostRow } from './cost.js';
-import { StartTimes } from './start-times.js';
+import { etaSeconds, isStarting, StartTimes } from './start-times.js';
 import { GpuUsage } from './usage.js';
 
 export interface AutoscalerOptions {
@@ -190,12 +190,6 @@ export class Autoscaler extends EventEmitter<{
   view(): AutoscaleView {
     const now = this.clock();
     const est = this.startTimes.estimateMs();
-    const eta = (i: ManagedInstance) =>
-      i.phase === 'requested' || i.phase === 'starting'
-        ? est === null
-          ? null
-          : Math.max(0, Math.round((est - (now - i.requestedAt)) / 1000))
-        : null;
     const instances = [...this.instances.values()].map((i) => ({
       name: i.name,
       id: i.id,
@@ -203,10 +197,8 @@ export class Autoscaler extends EventEmitter<{
       requestedAt: i.requestedAt,
       readyAt: i.readyAt,
       held: i.held,
-      etaSeconds: eta(i),
+      etaSeconds: etaSeconds(i, est, now),
     }));
-    const startingOnes = instances.filter((i) => i.phase === 'requested' || i.phase === 'starting');
-    const etas = startingOnes.map((i) => i.etaSeconds).filter((e): e is number => e !== null);
     const todayMs = this.usedTodayMs(now);
     return {
       provider: this.deps.provider.name,
@@ -217,7 +209,7 @@ export class Autoscaler extends EventEmitter<{
       instances,
       startEstimateSeconds: est === null ? null : Math.round(est / 1000),
       startsMeasured: this.startTimes.count,
-      starting: startingOnes.length > 0 ? { etaSeconds: etas.length > 0 ? Math.min(...etas) : null } : null,
+      starting: this.starting(),
       hold: this.hold && this.hold.until > now ? this.hold : null,
       stopAll: this.stopAll,
       usage: {
@@ -239,17 +231,10 @@ export class Autoscaler extends EventEmitter<{
   starting(): { etaSeconds: number | null } | null {
     const now = this.clock();
     const est = this.startTimes.estimateMs();
-    let eta: number | null = null;
-    let any = false;
-    for (const i of this.instances.values()) {
-      if (i.phase !== 'requested' && i.phase !== 'starting') continue;
-      any = true;
-      if (est !== null) {
-        const left = Math.max(0, Math.round((est - (now - i.requestedAt)) / 1000));
-        eta = eta === null ? left : Math.min(eta, left);
-      }
-    }
-    return any ? { etaSeconds: eta } : null;
+    const starting = [...this.instances.values()].filter(isStarting);
+    if (starting.length === 0) return null;
+    const etas = starting.map((i) => etaSeconds(i, est, now)).filter((e): e is number => e !== null);
+    return { etaSeconds: etas.length > 0 ? Math.min(...etas) : null };
   }
 
   /** GPU time billed since midnight UTC (ended and running instances). */
