@@ -6,6 +6,8 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from '../../test/support/app-harness.js';
+import { API_TOKEN, ENV_WORKER_TOKEN, startControlPlane } from '../../test/support/worker-hub-kit.js';
+import { runUsage } from '../cli/commands/usage.js';
 import { modelFreePrompt } from '../../test/support/prompts.js';
 import { CostLedger, costCsv, csvCell, splitByDay } from './cost.js';
 
@@ -214,5 +216,30 @@ describe('GPU cost per participant through the autoscaler', () => {
       headers: { authorization: teacher },
     });
     expect(metrics.body).toMatch(/comfy_multi_autoscale_participant_cost\{user="alice"\} [\d.]+/);
+  });
+});
+
+describe('comfy-multi usage --csv', () => {
+  it('prints the CSV of a running control plane; refused credentials exit 2', async () => {
+    const cp = await startControlPlane({
+      AUTOSCALE_PROVIDER: 'command',
+      AUTOSCALE_WORKER_TOKEN: ENV_WORKER_TOKEN,
+      AUTOSCALE_COMMAND_UP: 'echo i-1',
+      AUTOSCALE_COMMAND_DOWN: 'true',
+      AUTOSCALE_COMMAND_LIST: 'true',
+      AUTOSCALE_INTERVAL_SECONDS: '3600',
+    });
+    try {
+      let out = '';
+      let err = '';
+      const io = { out: (s: string) => void (out += s), err: (s: string) => void (err += s) };
+      expect(await runUsage({ csv: true, server: cp.url, token: API_TOKEN }, {}, io)).toBe(0);
+      expect(out).toBe('kind,day,worker,participant,instance_type,gpu_seconds,price_per_hour,cost\r\n');
+      expect(await runUsage({ csv: true, server: cp.url, token: 'wrong' }, {}, io)).toBe(2);
+      expect(err).toMatch(/answered 401/);
+      expect(await runUsage({ csv: true, server: cp.url, token: API_TOKEN, day: 'today' }, {}, io)).toBe(2);
+    } finally {
+      await cp.close();
+    }
   });
 });
