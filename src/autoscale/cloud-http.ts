@@ -100,7 +100,13 @@ function pathOf(url: string): string {
 
 /** The provider's own message from an error body (`{message}`, `{error}`, `{errors: [{message}]}`, text). */
 export function messageOf(body: unknown): string {
-  if (typeof body === 'string') return body.slice(0, 300);
+  // A proxy's HTML error page says what it says in its text.
+  if (typeof body === 'string')
+    return body
+      .replace(/<[^>]*>/g, ' ')
+      .replace(/\s+/g, ' ')
+      .trim()
+      .slice(0, 300);
   if (body && typeof body === 'object') {
     const b = body as Record<string, unknown>;
     if (typeof b.message === 'string') return b.message.slice(0, 300);

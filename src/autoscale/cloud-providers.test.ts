@@ -236,7 +236,7 @@ describe('Retry-After', () => {
 });
 
 describe('the autoscaler loop with verda', () => {
-  it('no capacity anywhere, then an instance that never registers: the job stays queued, the instance is deleted', async () => {
+  it('no capacity anywhere, an API outage, then an instance that never registers: the job stays queued, the instance is deleted', async () => {
     const h = await startHarness();
     let now = Date.UTC(2026, 11, 6, 9);
     const alerts: AutoscaleAlert[] = [];
@@ -274,7 +274,19 @@ describe('the autoscaler loop with verda', () => {
       await scaler.tick();
       const [inst] = scaler.view().instances;
       expect(inst).toMatchObject({ phase: 'starting', id: expect.stringMatching(/^inst-/) });
-      now += 600_000;
+      // An outage of the provider's API forgets nothing and loses no job.
+      replay.outage = true;
+      now += 5000;
+      await scaler.tick();
+      expect(alerts.at(-1)).toMatchObject({
+        event: 'provider_error',
+        title: 'GPU provider verda: list failed',
+        message: 'Verda GET /instances: 503: 503 Service Unavailable',
+      });
+      expect(scaler.view().instances).toHaveLength(1);
+      expect((await h.services.queue.store.getJob(job.id))!.status).toBe('pending');
+      replay.outage = false;
+      now += 595_000;
       await scaler.tick();
       expect(replay.verdaInstances.has(inst!.id!)).toBe(false);
       expect(replay.requests('PUT', '/verda/v1/instances').map((r) => r.body)).toEqual([

@@ -8,7 +8,8 @@
  * - `quota`: the account is out of funds / quota;
  * - `expireTokens()`: Verda access tokens already handed out stop working (401), new ones work;
  * - `badCredentials`: the client credentials / API key are refused;
- * - `rateLimit`: the next N requests get 429 with `Retry-After: retryAfter`.
+ * - `rateLimit`: the next N requests get 429 with `Retry-After: retryAfter`;
+ * - `outage`: everything answers 503.
  * Every request is logged (method, path, body) for assertions.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -50,6 +51,8 @@ export class CloudReplay {
   runpodNoCapacity = false;
   quota = false;
   badCredentials = false;
+  /** Every request answers 503 with an HTML page, as a load balancer in front of a down API does. */
+  outage = false;
   rateLimit = 0;
   retryAfter = '1';
   private validTokens = new Set<string>();
@@ -98,6 +101,12 @@ export class CloudReplay {
         res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(data));
       }
     };
+    if (this.outage) {
+      res
+        .writeHead(503, { 'content-type': 'text/html' })
+        .end('<html><body>503 Service Unavailable</body></html>');
+      return;
+    }
     if (this.rateLimit > 0) {
       this.rateLimit--;
       return send(
