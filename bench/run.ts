@@ -94,6 +94,12 @@ if (wanted('autoscale')) {
   );
 }
 
+if (wanted('bigoutput')) {
+  results.bigoutput = await optional('bigoutput', async () =>
+    (await import('./bigoutput.js')).benchBigOutput(),
+  );
+}
+
 if (wanted('backup')) {
   results.backup = await optional('backup', async () => (await import('./backup.js')).benchBackup());
 }

@@ -146,6 +146,33 @@ describe('autoscaler loop', () => {
     expect(scaler.view().startsMeasured).toBe(0);
   });
 
+  it('prices the jobs of a started worker by its instance type, and its billed time once it ended', async () => {
+    await scaler.start();
+    const job = await enqueue();
+    await scaler.tick();
+    const name = scaler.view().instances[0]!.name;
+    const claimed = await h.services.queue.claim(`auto:${name}`, []);
+    await h.services.queue.complete(job.id, claimed!.attempts, []);
+    provider.running.clear();
+    now += 1_800_000;
+    await scaler.tick();
+    const rows = scaler.costRows();
+    expect(rows[0]).toMatchObject({
+      kind: 'worker',
+      worker: name,
+      instanceType: 'gpu-x',
+      gpuSeconds: 1800,
+      cost: 1,
+    });
+    expect(rows[1]).toMatchObject({
+      kind: 'participant',
+      worker: name,
+      participant: 'alice',
+      instanceType: 'gpu-x',
+      pricePerHour: 2,
+    });
+  });
+
   it('a stop that fails is tried again on the next look', async () => {
     await enqueue();
     await scaler.tick();

@@ -9,14 +9,15 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { acceptsWork, type WorkerRegistry } from '../dispatch/worker-registry.js';
-import type { QueueService } from '../scheduler/queue-service.js';
-import type { BlobStore } from '../store/types.js';
+import type { QueueEvent, QueueService } from '../scheduler/queue-service.js';
+import type { BlobStore, Job } from '../store/types.js';
 import { decide, type Decision, type InstanceState, type PoolPolicy, type PoolState } from './decide.js';
 import { ProviderError, type Provider } from './provider.js';
 import type { AutoscaleView, DecisionRecord } from './view.js';
 
 export type { AutoscaleView, DecisionRecord } from './view.js';
-import { StartTimes } from './start-times.js';
+import { CostLedger, type CostRow } from './cost.js';
+import { etaSeconds, isStarting, StartTimes } from './start-times.js';
 import { GpuUsage } from './usage.js';
 
 export interface AutoscalerOptions {
@@ -25,6 +26,8 @@ export interface AutoscalerOptions {
   intervalMs: number;
   /** Price of one instance hour (any currency), for the cost figures; 0 = unknown. */
   pricePerHour: number;
+  /** Prices per hour by instance type (AUTOSCALE_PRICES); `pricePerHour` is the provider's default. */
+  prices?: Record<string, number>;
   /** Log and show decisions without starting or stopping anything. */
   dryRun?: boolean;
   /** Worker names of started instances begin with this. Default `auto`. */
@@ -72,6 +75,7 @@ export class Autoscaler extends EventEmitter<{
 }> {
   private readonly instances = new Map<string, ManagedInstance>();
   private readonly usage = new GpuUsage();
+  readonly cost: CostLedger;
   private readonly decisions: DecisionRecord[] = [];
   private readonly clock: () => number;
   private readonly log: Logger | undefined;
@@ -89,8 +93,9 @@ export class Autoscaler extends EventEmitter<{
   private spareSince: number | null = null;
   private readonly alerted = new Set<string>();
   private counter = 0;
-  private readonly onQueue = (e: { type: string }) => {
+  private readonly onQueue = (e: QueueEvent) => {
     if (e.type === 'enqueued' || e.type === 'requeued') this.kick();
+    if (e.type === 'finished') this.jobFinished(e.job);
   };
 
   constructor(
@@ -101,6 +106,15 @@ export class Autoscaler extends EventEmitter<{
     this.clock = opts.clock ?? Date.now;
     this.log = opts.logger;
     this.startTimes = new StartTimes(deps.queue.store, `${deps.provider.name}/${deps.provider.instanceType}`);
+    this.cost = new CostLedger((t) => this.priceOf(t), deps.queue.store);
+  }
+
+  /** Price per hour of an instance type: AUTOSCALE_PRICES, else the provider's price for its own. */
+  priceOf(instanceType: string): number {
+    return (
+      this.opts.prices?.[instanceType] ??
+      (instanceType === this.deps.provider.instanceType ? this.opts.pricePerHour : 0)
+    );
   }
 
   get provider(): Provider {
@@ -109,6 +123,7 @@ export class Autoscaler extends EventEmitter<{
 
   async start(): Promise<void> {
     await this.startTimes.load();
+    await this.cost.load();
     this.deps.queue.on('event', this.onQueue);
     this.timer = setInterval(() => this.kick(), this.opts.intervalMs);
     this.timer.unref();
@@ -120,6 +135,7 @@ export class Autoscaler extends EventEmitter<{
     clearTimeout(this.soon);
     this.deps.queue.off('event', this.onQueue);
     await this.ticking;
+    await this.cost.save();
   }
 
   /** Looks again soon (coalesced). */
@@ -174,12 +190,6 @@ export class Autoscaler extends EventEmitter<{
   view(): AutoscaleView {
     const now = this.clock();
     const est = this.startTimes.estimateMs();
-    const eta = (i: ManagedInstance) =>
-      i.phase === 'requested' || i.phase === 'starting'
-        ? est === null
-          ? null
-          : Math.max(0, Math.round((est - (now - i.requestedAt)) / 1000))
-        : null;
     const instances = [...this.instances.values()].map((i) => ({
       name: i.name,
       id: i.id,
@@ -187,10 +197,8 @@ export class Autoscaler extends EventEmitter<{
       requestedAt: i.requestedAt,
       readyAt: i.readyAt,
       held: i.held,
-      etaSeconds: eta(i),
+      etaSeconds: etaSeconds(i, est, now),
     }));
-    const startingOnes = instances.filter((i) => i.phase === 'requested' || i.phase === 'starting');
-    const etas = startingOnes.map((i) => i.etaSeconds).filter((e): e is number => e !== null);
     const todayMs = this.usedTodayMs(now);
     return {
       provider: this.deps.provider.name,
@@ -201,7 +209,7 @@ export class Autoscaler extends EventEmitter<{
       instances,
       startEstimateSeconds: est === null ? null : Math.round(est / 1000),
       startsMeasured: this.startTimes.count,
-      starting: startingOnes.length > 0 ? { etaSeconds: etas.length > 0 ? Math.min(...etas) : null } : null,
+      starting: this.starting(),
       hold: this.hold && this.hold.until > now ? this.hold : null,
       stopAll: this.stopAll,
       usage: {
@@ -209,6 +217,7 @@ export class Autoscaler extends EventEmitter<{
         todayCost: Math.round((todayMs / 3_600_000) * this.opts.pricePerHour * 100) / 100,
         pricePerHour: this.opts.pricePerHour,
         budgetSeconds: Math.round(this.opts.policy.dailyBudgetMs / 1000),
+        participants: this.cost.participants().slice(0, 50),
       },
       decisions: this.decisions.slice(-50).reverse(),
     };
@@ -222,17 +231,10 @@ export class Autoscaler extends EventEmitter<{
   starting(): { etaSeconds: number | null } | null {
     const now = this.clock();
     const est = this.startTimes.estimateMs();
-    let eta: number | null = null;
-    let any = false;
-    for (const i of this.instances.values()) {
-      if (i.phase !== 'requested' && i.phase !== 'starting') continue;
-      any = true;
-      if (est !== null) {
-        const left = Math.max(0, Math.round((est - (now - i.requestedAt)) / 1000));
-        eta = eta === null ? left : Math.min(eta, left);
-      }
-    }
-    return any ? { etaSeconds: eta } : null;
+    const starting = [...this.instances.values()].filter(isStarting);
+    if (starting.length === 0) return null;
+    const etas = starting.map((i) => etaSeconds(i, est, now)).filter((e): e is number => e !== null);
+    return { etaSeconds: etas.length > 0 ? Math.min(...etas) : null };
   }
 
   /** GPU time billed since midnight UTC (ended and running instances). */
@@ -245,8 +247,33 @@ export class Autoscaler extends EventEmitter<{
     return this.usage.byWorker(now, this.running());
   }
 
+  /** Cost rows per worker, UTC day and participant, running instances billed up to now. */
+  costRows(now = this.clock()): CostRow[] {
+    const type = this.deps.provider.instanceType;
+    return this.cost.rows(
+      now,
+      this.running().map((r) => ({ ...r, instanceType: type })),
+    );
+  }
+
   private running(): { name: string; from: number }[] {
     return [...this.instances.values()].map((i) => ({ name: i.name, from: i.requestedAt }));
+  }
+
+  /**
+   * A finished job's GPU time goes to its participant, priced by the instance type of the worker
+   * that ran it: this provider's type for workers it started, `manual` for workers started by hand.
+   */
+  private jobFinished(job: Job): void {
+    if (job.workerId === null || job.startedAt === null || job.finishedAt === null) return;
+    const worker = job.workerId.slice(job.workerId.indexOf(':') + 1);
+    const ours =
+      this.instances.has(worker) ||
+      this.deps.workers
+        .online()
+        .some((w) => w.name === worker && w.ephemeral?.provider === this.deps.provider.name);
+    const type = ours ? this.deps.provider.instanceType : 'manual';
+    this.cost.addJob(job.user, worker, type, job.startedAt, job.finishedAt);
   }
 
   // ---- the loop ------------------------------------------------------------------------------
@@ -257,6 +284,7 @@ export class Autoscaler extends EventEmitter<{
     const state = await this.poolState(now);
     const decisions = decide(state, this.opts.policy);
     for (const d of decisions) await this.apply(d, now);
+    await this.cost.save();
     this.emit('change');
   }
 
@@ -330,6 +358,7 @@ export class Autoscaler extends EventEmitter<{
   private forget(inst: ManagedInstance, now: number, why: string): void {
     this.instances.delete(inst.name);
     this.usage.end(inst.name, inst.requestedAt, now);
+    this.cost.addWorker(inst.name, this.deps.provider.instanceType, inst.requestedAt, now);
     this.record({
       action: 'gone',
       reason: `${why}; billed ${Math.round((now - inst.requestedAt) / 1000)} s`,

@@ -48,6 +48,33 @@ describe('autoscale configuration', () => {
     expect(problems({ AUTOSCALE_PROVIDER: 'gcp' })[0]).toMatch(/^AUTOSCALE_PROVIDER: /);
   });
 
+  it('cloud providers need their key, image and instance type; prices must be TYPE=PRICE', () => {
+    expect(problems({ AUTOSCALE_PROVIDER: 'verda', AUTOSCALE_WORKER_TOKEN: 't' })).toEqual([
+      'AUTOSCALE_VERDA_CLIENT_ID: is required when AUTOSCALE_PROVIDER=verda',
+      'AUTOSCALE_VERDA_CLIENT_SECRET: is required when AUTOSCALE_PROVIDER=verda',
+      'AUTOSCALE_VERDA_IMAGE: is required when AUTOSCALE_PROVIDER=verda',
+      'AUTOSCALE_INSTANCE_TYPE: is required when AUTOSCALE_PROVIDER=verda',
+      'AUTOSCALE_WORKER_IMAGE: is required when AUTOSCALE_PROVIDER=verda',
+    ]);
+    expect(
+      problems({
+        AUTOSCALE_PROVIDER: 'runpod',
+        AUTOSCALE_WORKER_TOKEN: 't',
+        AUTOSCALE_WORKER_IMAGE: 'img',
+        AUTOSCALE_RUNPOD_GPU_TYPES: 'NVIDIA GeForce RTX 4090',
+      }),
+    ).toEqual(['AUTOSCALE_RUNPOD_API_KEY: is required when AUTOSCALE_PROVIDER=runpod']);
+    expect(problems({ AUTOSCALE_PRICES: 'rtx4090=0.69,a100' })).toEqual([
+      'AUTOSCALE_PRICES: expected TYPE=PRICE pairs, got "a100"',
+    ]);
+    expect(
+      loadConfig({ DATA_DIR: '/tmp/x', AUTOSCALE_PRICES: 'rtx4090=0.69, manual=0' }).AUTOSCALE_PRICES,
+    ).toEqual({
+      rtx4090: 0.69,
+      manual: 0,
+    });
+  });
+
   it('the budget is the smaller of the hours and the money cap', () => {
     const c = loadConfig({
       DATA_DIR: '/tmp/x',

@@ -12,6 +12,8 @@ import { Autoscaler } from './autoscaler.js';
 import { CommandProvider } from './command-provider.js';
 import type { PoolPolicy } from './decide.js';
 import { LocalProvider } from './local-provider.js';
+import { RunpodProvider } from './runpod-provider.js';
+import { VerdaProvider } from './verda-provider.js';
 import type { Provider } from './provider.js';
 
 export { Autoscaler } from './autoscaler.js';
@@ -74,6 +76,44 @@ export function providerFromConfig(config: Config, logger?: Logger): Provider | 
         exitWhenIdleSeconds,
         ...(config.AUTOSCALE_INSTANCE_TYPE ? { instanceType: config.AUTOSCALE_INSTANCE_TYPE } : {}),
       });
+    case 'verda':
+      return new VerdaProvider({
+        apiUrl: config.AUTOSCALE_VERDA_API_URL,
+        clientId: config.AUTOSCALE_VERDA_CLIENT_ID ?? '',
+        clientSecret: config.AUTOSCALE_VERDA_CLIENT_SECRET ?? '',
+        instanceType: config.AUTOSCALE_INSTANCE_TYPE ?? '',
+        image: config.AUTOSCALE_VERDA_IMAGE ?? '',
+        locations: config.AUTOSCALE_VERDA_LOCATIONS,
+        sshKeyIds: config.AUTOSCALE_VERDA_SSH_KEY_IDS,
+        workerImage: config.AUTOSCALE_WORKER_IMAGE ?? '',
+        spot: config.AUTOSCALE_VERDA_SPOT,
+        serverUrl: agentServerUrl(config),
+        token,
+        exitWhenIdleSeconds,
+      });
+    case 'runpod': {
+      const gpuTypes = config.AUTOSCALE_RUNPOD_GPU_TYPES ?? [];
+      return new RunpodProvider({
+        apiUrl: config.AUTOSCALE_RUNPOD_API_URL,
+        apiKey: config.AUTOSCALE_RUNPOD_API_KEY ?? '',
+        gpuTypes,
+        // RunPod's GPU ids have spaces; the label for start times and prices does not.
+        instanceType:
+          config.AUTOSCALE_INSTANCE_TYPE ??
+          (gpuTypes[0] ?? 'runpod')
+            .replace(/^NVIDIA (GeForce )?/, '')
+            .replace(/\s+/g, '-')
+            .toLowerCase(),
+        image: config.AUTOSCALE_WORKER_IMAGE ?? '',
+        cloudType: config.AUTOSCALE_RUNPOD_CLOUD_TYPE,
+        dataCenters: config.AUTOSCALE_RUNPOD_DATA_CENTERS,
+        containerDiskGb: config.AUTOSCALE_RUNPOD_DISK_GB,
+        networkVolumeId: config.AUTOSCALE_RUNPOD_NETWORK_VOLUME,
+        serverUrl: agentServerUrl(config),
+        token,
+        exitWhenIdleSeconds,
+      });
+    }
   }
 }
 
@@ -108,6 +148,7 @@ export async function createAutoscaler(
       policy: policyFromConfig(config),
       intervalMs: config.AUTOSCALE_INTERVAL_SECONDS * 1000,
       pricePerHour: config.AUTOSCALE_PRICE_PER_HOUR,
+      ...(config.AUTOSCALE_PRICES ? { prices: config.AUTOSCALE_PRICES } : {}),
       dryRun: config.AUTOSCALE_DRY_RUN,
       ...(deps.logger ? { logger: deps.logger } : {}),
     },

@@ -45,6 +45,44 @@ export function registerAutoscaleMetrics(registry: Registry, autoscaler: Autosca
     },
   });
   new Gauge({
+    name: 'comfy_multi_autoscale_worker_cost',
+    help: 'Cost of each started worker (its GPU time times the price per hour of its instance type), all days.',
+    labelNames: ['worker', 'instance_type'],
+    registers,
+    collect(this: Gauge<'worker' | 'instance_type'>) {
+      this.reset();
+      const by = new Map<string, { type: string; cost: number }>();
+      for (const r of autoscaler.costRows()) {
+        if (r.kind !== 'worker') continue;
+        const w = by.get(r.worker) ?? { type: r.instanceType, cost: 0 };
+        w.cost += r.cost;
+        by.set(r.worker, w);
+      }
+      for (const [worker, w] of by)
+        this.set({ worker, instance_type: w.type }, Math.round(w.cost * 100) / 100);
+    },
+  });
+  new Gauge({
+    name: 'comfy_multi_autoscale_participant_gpu_seconds',
+    help: "GPU time of each participant's finished jobs (claimed to finished), all days.",
+    labelNames: ['user'],
+    registers,
+    collect(this: Gauge<'user'>) {
+      this.reset();
+      for (const p of autoscaler.cost.participants()) this.set({ user: p.participant }, p.gpuSeconds);
+    },
+  });
+  new Gauge({
+    name: 'comfy_multi_autoscale_participant_cost',
+    help: "Cost of each participant's jobs: their GPU seconds times the price per hour of the instance type that ran them.",
+    labelNames: ['user'],
+    registers,
+    collect(this: Gauge<'user'>) {
+      this.reset();
+      for (const p of autoscaler.cost.participants()) this.set({ user: p.participant }, p.cost);
+    },
+  });
+  new Gauge({
     name: 'comfy_multi_autoscale_start_estimate_seconds',
     help: 'Median measured start time (start request to worker registered) of the provider and instance type; -1 before the first.',
     labelNames: ['provider', 'instance_type'],

@@ -62,6 +62,15 @@ describe.skipIf(!existsSync(CHROMIUM) || !existsSync(join(UI_DIST, 'index.html')
         const text = (await page.locator('#autoscale').textContent()) ?? '';
         expect(text).toContain('command (command) · 0–2 workers');
         expect(text).toContain('typical start not measured yet');
+        // The usage CSV downloads with the page's own session (instructor-only endpoint).
+        const href = await page
+          .locator('#autoscale a', { hasText: 'Download GPU usage (CSV)' })
+          .getAttribute('href');
+        const csv = await page.evaluate(async (url) => {
+          const res = await fetch(url);
+          return `${res.status} ${(await res.text()).split('\r\n')[0]}`;
+        }, href!);
+        expect(csv).toBe('200 kind,day,worker,participant,instance_type,gpu_seconds,price_per_hour,cost');
         mkdirSync(ARTIFACTS, { recursive: true });
         await page.locator('#autoscale').screenshot({ path: join(ARTIFACTS, 'autoscale-panel.png') });
 

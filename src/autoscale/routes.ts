@@ -5,6 +5,9 @@
  *   (`count: 0` ends a hold). Audited.
  * - `POST /autoscale/stop-all` `{on}` → stop every GPU now (idle ones at once, busy ones once
  *   their job finished) and start none until `{on: false}`. Audited.
+ * - `GET /autoscale/usage.csv` → GPU time and cost per worker, UTC day and participant as CSV
+ *   (RFC 4180, spreadsheet-formula safe), for the bill after the workshop. `?day=YYYY-MM-DD`
+ *   keeps one day.
  */
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
@@ -12,6 +15,7 @@ import type { AuditLog } from '../admin/audit-log.js';
 import { AppError } from '../errors.js';
 import { parse } from '../http/parse.js';
 import type { Autoscaler } from './autoscaler.js';
+import { costCsv } from './cost.js';
 
 const holdBody = z.strictObject({
   count: z.number().int().min(0).max(100),
@@ -22,6 +26,12 @@ const holdBody = z.strictObject({
     .max(24 * 60),
 });
 const stopAllBody = z.strictObject({ on: z.boolean() });
+const usageQuery = z.strictObject({
+  day: z
+    .string()
+    .regex(/^\d{4}-\d{2}-\d{2}$/, 'expected YYYY-MM-DD')
+    .optional(),
+});
 
 export function autoscaleRoutes(
   app: FastifyInstance,
@@ -35,6 +45,18 @@ export function autoscaleRoutes(
   app.get('/autoscale', () =>
     deps.autoscaler ? { enabled: true, ...deps.autoscaler.view() } : { enabled: false },
   );
+
+  app.get('/autoscale/usage.csv', async (request, reply) => {
+    const a = need();
+    const q = parse(usageQuery, request.query ?? {});
+    const rows = a.costRows().filter((r) => q.day === undefined || r.day === q.day);
+    const file = `gpu-usage${q.day ? `-${q.day}` : ''}.csv`;
+    return reply
+      .header('content-type', 'text/csv; charset=utf-8')
+      .header('content-disposition', `attachment; filename="${file}"`)
+      .header('cache-control', 'no-store')
+      .send(costCsv(rows));
+  });
 
   app.post('/autoscale/hold', async (request) => {
     const a = need();

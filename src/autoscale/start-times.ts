@@ -50,3 +50,18 @@ export class StartTimes {
     return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
   }
 }
+
+/** Started and not yet registered. */
+export function isStarting(i: { phase: string }): boolean {
+  return i.phase === 'requested' || i.phase === 'starting';
+}
+
+/** Seconds until a starting instance is probably ready (estimate minus time spent); null when unknown or not starting. */
+export function etaSeconds(
+  i: { phase: string; requestedAt: number },
+  estimateMs: number | null,
+  now: number,
+): number | null {
+  if (!isStarting(i) || estimateMs === null) return null;
+  return Math.max(0, Math.round((estimateMs - (now - i.requestedAt)) / 1000));
+}

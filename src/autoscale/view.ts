@@ -33,6 +33,13 @@ export interface AutoscaleView {
   starting: { etaSeconds: number | null } | null;
   hold: { count: number; until: number } | null;
   stopAll: boolean;
-  usage: { todaySeconds: number; todayCost: number; pricePerHour: number; budgetSeconds: number };
+  usage: {
+    todaySeconds: number;
+    todayCost: number;
+    pricePerHour: number;
+    budgetSeconds: number;
+    /** GPU time and cost of each participant's finished jobs (all days), costliest first, at most 50. */
+    participants: { participant: string; gpuSeconds: number; cost: number }[];
+  };
   decisions: DecisionRecord[];
 }

@@ -11,6 +11,7 @@ import { registerStore } from './commands/store.js';
 import { registerDoctor } from './commands/doctor.js';
 import { registerNginxConfig } from './commands/nginx-config.js';
 import { registerAutoscale } from './commands/autoscale.js';
+import { registerUsage } from './commands/usage.js';
 
 /** Every command, without parsing anything: the CLI runs it, the docs test checks commands against it. */
 export function buildProgram(): Command {
@@ -30,5 +31,6 @@ export function buildProgram(): Command {
   registerDoctor(program);
   registerNginxConfig(program);
   registerAutoscale(program);
+  registerUsage(program);
   return program;
 }

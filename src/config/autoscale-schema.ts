@@ -14,10 +14,10 @@ const int = (min: number, max: number) => z.coerce.number().int().min(min).max(m
 export const AUTOSCALE_CONFIG = {
   /** Default `none`: no autoscaling, workers are started by hand. */
   AUTOSCALE_PROVIDER: z
-    .enum(['none', 'local', 'command'])
+    .enum(['none', 'local', 'command', 'verda', 'runpod'])
     .default('none')
     .describe(
-      'Start and stop GPU workers on demand: `local` (agent processes on this machine against AUTOSCALE_LOCAL_COMFYUI_URLS), `command` (your own up/down/list scripts), or `none` (workers are started by hand). See the admin guide, "GPUs on demand".',
+      'Start and stop GPU workers on demand: `local` (agent processes on this machine against AUTOSCALE_LOCAL_COMFYUI_URLS), `command` (your own up/down/list scripts), `verda` (Verda/DataCrunch instances), `runpod` (RunPod pods), or `none` (workers are started by hand). See the admin guide, "GPUs on demand".',
     ),
   /** Default 0: scale to zero. */
   AUTOSCALE_MIN_WORKERS: int(0, 100)
@@ -85,6 +85,28 @@ export const AUTOSCALE_CONFIG = {
     .default(0)
     .describe(
       'Price of one worker hour of this provider and instance type, for the cost figures and AUTOSCALE_DAILY_BUDGET.',
+    ),
+  /** Default: unset (only AUTOSCALE_PRICE_PER_HOUR, for the provider's own instance type). */
+  AUTOSCALE_PRICES: z
+    .string()
+    .transform((s, ctx) => {
+      const out: Record<string, number> = {};
+      for (const part of s
+        .split(',')
+        .map((p) => p.trim())
+        .filter(Boolean)) {
+        const m = /^([A-Za-z0-9._:/-]{1,64})=(\d+(?:\.\d+)?)$/.exec(part);
+        if (!m) {
+          ctx.addIssue({ code: 'custom', message: `expected TYPE=PRICE pairs, got "${part.slice(0, 80)}"` });
+          return z.NEVER;
+        }
+        out[m[1]!] = Number(m[2]);
+      }
+      return out;
+    })
+    .optional()
+    .describe(
+      'Price per hour by instance type, e.g. `rtx4090=0.69,a100-80g=1.89,manual=0` (`manual`: workers started by hand), for the cost per worker and per participant. Overrides AUTOSCALE_PRICE_PER_HOUR for the types it names.',
     ),
   /** Default 80. */
   AUTOSCALE_BUDGET_ALERT_PERCENT: int(1, 100)
@@ -159,12 +181,131 @@ export const AUTOSCALE_CONFIG = {
     .min(1)
     .optional()
     .describe('command provider: shell command that prints the running instances, one `id [name]` a line.'),
+  /** Default https://api.datacrunch.io/v1. */
+  AUTOSCALE_VERDA_API_URL: z
+    .url({ protocol: /^https?$/, error: 'expected an http(s) URL' })
+    .default('https://api.datacrunch.io/v1')
+    .transform((u) => u.replace(/\/+$/, ''))
+    .describe('verda provider: base URL of the Verda (DataCrunch) public API.'),
+  /** Default: unset; required with AUTOSCALE_PROVIDER=verda. */
+  AUTOSCALE_VERDA_CLIENT_ID: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('verda provider: OAuth2 client id of an API key (Verda console, Keys).'),
+  /** Default: unset; required with AUTOSCALE_PROVIDER=verda. */
+  AUTOSCALE_VERDA_CLIENT_SECRET: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('verda provider: OAuth2 client secret of that key.'),
+  /** Default: unset; required with AUTOSCALE_PROVIDER=verda. */
+  AUTOSCALE_VERDA_IMAGE: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      'verda provider: OS image of the instances, one with Docker and the NVIDIA driver (Verda image name).',
+    ),
+  /** Default FIN-01. */
+  AUTOSCALE_VERDA_LOCATIONS: z
+    .string()
+    .default('FIN-01')
+    .transform((s) =>
+      s
+        .split(',')
+        .map((l) => l.trim())
+        .filter(Boolean),
+    )
+    .describe('verda provider: location codes, comma-separated, tried in order when one has no capacity.'),
+  /** Default: none. */
+  AUTOSCALE_VERDA_SSH_KEY_IDS: z
+    .string()
+    .default('')
+    .transform((s) =>
+      s
+        .split(',')
+        .map((l) => l.trim())
+        .filter(Boolean),
+    )
+    .describe('verda provider: SSH key ids put on the instances (for debugging them), comma-separated.'),
+  /** Default false. */
+  AUTOSCALE_VERDA_SPOT: bool
+    .default(false)
+    .describe('verda provider: start spot instances (cheaper, may be taken back; their jobs are requeued).'),
+  /** Default: unset; required with AUTOSCALE_PROVIDER=verda or runpod. */
+  AUTOSCALE_WORKER_IMAGE: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      'verda and runpod providers: the GPU container image (deploy/gpu/Dockerfile pushed to your registry) the instances run.',
+    ),
+  /** Default https://rest.runpod.io/v1. */
+  AUTOSCALE_RUNPOD_API_URL: z
+    .url({ protocol: /^https?$/, error: 'expected an http(s) URL' })
+    .default('https://rest.runpod.io/v1')
+    .transform((u) => u.replace(/\/+$/, ''))
+    .describe('runpod provider: base URL of the RunPod REST API.'),
+  /** Default: unset; required with AUTOSCALE_PROVIDER=runpod. */
+  AUTOSCALE_RUNPOD_API_KEY: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('runpod provider: API key (RunPod console, Settings, API Keys), read/write.'),
+  /** Default: unset; required with AUTOSCALE_PROVIDER=runpod. */
+  AUTOSCALE_RUNPOD_GPU_TYPES: z
+    .string()
+    .transform((s) =>
+      s
+        .split(',')
+        .map((l) => l.trim())
+        .filter(Boolean),
+    )
+    .optional()
+    .describe(
+      'runpod provider: GPU type ids, comma-separated, in order of preference (e.g. `NVIDIA GeForce RTX 4090,NVIDIA RTX A6000`).',
+    ),
+  /** Default SECURE. */
+  AUTOSCALE_RUNPOD_CLOUD_TYPE: z
+    .enum(['SECURE', 'COMMUNITY'])
+    .default('SECURE')
+    .describe('runpod provider: Secure Cloud or Community Cloud pods.'),
+  /** Default: any. */
+  AUTOSCALE_RUNPOD_DATA_CENTERS: z
+    .string()
+    .default('')
+    .transform((s) =>
+      s
+        .split(',')
+        .map((l) => l.trim())
+        .filter(Boolean),
+    )
+    .describe('runpod provider: data center ids, comma-separated (e.g. `EU-RO-1`); empty = any.'),
+  /** Default 40 GB. */
+  AUTOSCALE_RUNPOD_DISK_GB: int(10, 2000)
+    .default(40)
+    .describe('runpod provider: container disk of each pod, GB.'),
+  /** Default: none. */
+  AUTOSCALE_RUNPOD_NETWORK_VOLUME: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('runpod provider: network volume id with the models, mounted into each pod.'),
 };
 
 /** Cross-field checks of the AUTOSCALE_ variables: each a sentence naming the variable. */
 export function checkAutoscale(
   c: {
-    AUTOSCALE_PROVIDER: 'none' | 'local' | 'command';
+    AUTOSCALE_PROVIDER: 'none' | 'local' | 'command' | 'verda' | 'runpod';
+    AUTOSCALE_INSTANCE_TYPE?: string | undefined;
+    AUTOSCALE_VERDA_CLIENT_ID?: string | undefined;
+    AUTOSCALE_VERDA_CLIENT_SECRET?: string | undefined;
+    AUTOSCALE_VERDA_IMAGE?: string | undefined;
+    AUTOSCALE_VERDA_LOCATIONS: string[];
+    AUTOSCALE_WORKER_IMAGE?: string | undefined;
+    AUTOSCALE_RUNPOD_API_KEY?: string | undefined;
+    AUTOSCALE_RUNPOD_GPU_TYPES?: string[] | undefined;
     AUTOSCALE_MIN_WORKERS: number;
     AUTOSCALE_MAX_WORKERS: number;
     AUTOSCALE_DAILY_BUDGET: number;
@@ -190,5 +331,25 @@ export function checkAutoscale(
   if (c.AUTOSCALE_PROVIDER === 'command') {
     for (const k of ['AUTOSCALE_COMMAND_UP', 'AUTOSCALE_COMMAND_DOWN', 'AUTOSCALE_COMMAND_LIST'] as const)
       if (!c[k]) issue(k, 'is required when AUTOSCALE_PROVIDER=command');
+  }
+  if (c.AUTOSCALE_PROVIDER === 'verda') {
+    for (const k of [
+      'AUTOSCALE_VERDA_CLIENT_ID',
+      'AUTOSCALE_VERDA_CLIENT_SECRET',
+      'AUTOSCALE_VERDA_IMAGE',
+      'AUTOSCALE_INSTANCE_TYPE',
+      'AUTOSCALE_WORKER_IMAGE',
+    ] as const)
+      if (!c[k]) issue(k, 'is required when AUTOSCALE_PROVIDER=verda');
+    if (c.AUTOSCALE_VERDA_LOCATIONS.length === 0)
+      issue('AUTOSCALE_VERDA_LOCATIONS', 'needs at least one location code');
+  }
+  if (c.AUTOSCALE_PROVIDER === 'runpod') {
+    if (!c.AUTOSCALE_RUNPOD_API_KEY)
+      issue('AUTOSCALE_RUNPOD_API_KEY', 'is required when AUTOSCALE_PROVIDER=runpod');
+    if (!c.AUTOSCALE_RUNPOD_GPU_TYPES?.length)
+      issue('AUTOSCALE_RUNPOD_GPU_TYPES', 'is required when AUTOSCALE_PROVIDER=runpod');
+    if (!c.AUTOSCALE_WORKER_IMAGE)
+      issue('AUTOSCALE_WORKER_IMAGE', 'is required when AUTOSCALE_PROVIDER=runpod');
   }
 }

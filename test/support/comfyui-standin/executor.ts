@@ -336,6 +336,7 @@ export class Executor {
       extraData: job.extraData,
       dirs: this.deps.dirs,
       defaultSleepMs: () => this.deps.faults.delayMs,
+      videoBytes: () => this.deps.faults.videoBytes,
       progress: (value, max, preview) => this.reportProgress(job, id, value, max, preview),
       sendText: (text) => this.sendText(id, text),
       tempSuffix: () => {

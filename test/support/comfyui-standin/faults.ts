@@ -32,6 +32,8 @@ export interface FaultSnapshot {
   delayMs: number;
   /** Every executed node takes at least this long (makes fixture-sized graphs slow enough to interrupt). */
   nodeDelayMs: number;
+  /** Size of each SaveVideo file in bytes; 0: the fixture MP4 as it is. */
+  videoBytes: number;
   /** A simulated crash happened (the server no longer listens). */
   crashed: boolean;
 }
@@ -49,6 +51,8 @@ export interface FaultControls {
   setUnreachable(mode: boolean | UnreachableMode, opts?: { forMs?: number }): Promise<void>;
   delayMs: number;
   nodeDelayMs: number;
+  /** SaveVideo writes files of this many bytes (see media-nodes.ts); 0: the fixture MP4. */
+  videoBytes: number;
   /** Disarms everything, restores the knobs, lifts hang/unreachable (a crash needs `standin.restart()`). */
   reset(): Promise<void>;
   snapshot(): FaultSnapshot;
@@ -67,6 +71,7 @@ export const FaultRequestSchema = z
     reset: z.boolean().optional(),
     delayMs: z.number().nonnegative().optional(),
     nodeDelayMs: z.number().nonnegative().optional(),
+    videoBytes: z.number().int().nonnegative().optional(),
     dieMidJob: z.union([z.boolean(), z.object({ afterMs: z.number().nonnegative().optional() })]).optional(),
     hang: z.boolean().optional(),
     executionError: z
@@ -94,6 +99,7 @@ export type FaultRequest = z.infer<typeof FaultRequestSchema>;
 export class FaultController implements FaultControls {
   delayMs: number;
   nodeDelayMs = 0;
+  videoBytes = 0;
   private die: { afterMs: number } | null = null;
   private hangArmed = false;
   private errorFault: ExecutionErrorFault | null = null;
@@ -145,6 +151,7 @@ export class FaultController implements FaultControls {
     this.die = null;
     this.errorFault = null;
     this.nodeDelayMs = 0;
+    this.videoBytes = 0;
     this.delayMs = this.defaultDelayMs;
     this.unhang();
     if (this.unreachable || this.restoreTimer) await this.setUnreachable(false);
@@ -159,6 +166,7 @@ export class FaultController implements FaultControls {
       unreachable: this.unreachable,
       delayMs: this.delayMs,
       nodeDelayMs: this.nodeDelayMs,
+      videoBytes: this.videoBytes,
       crashed: this.actions.isCrashed(),
     };
   }
@@ -168,6 +176,7 @@ export class FaultController implements FaultControls {
     if (req.reset) await this.reset();
     if (req.delayMs !== undefined) this.delayMs = req.delayMs;
     if (req.nodeDelayMs !== undefined) this.nodeDelayMs = req.nodeDelayMs;
+    if (req.videoBytes !== undefined) this.videoBytes = req.videoBytes;
     if (req.dieMidJob !== undefined) {
       if (req.dieMidJob === false) this.die = null;
       else this.dieMidJob(req.dieMidJob === true ? {} : req.dieMidJob);

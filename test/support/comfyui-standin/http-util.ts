@@ -3,12 +3,15 @@
  * `application/json; charset=utf-8`, empty bodies as `application/octet-stream`, the plain-text
  * 404/405/500 pages, and every ComfyUI route reachable both at `/x` and `/api/x`.
  */
+import { createReadStream } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
 export interface Reply {
   status: number;
   headers?: Record<string, string>;
   body?: Buffer | string;
+  /** A file to stream as the body instead (`size` bytes), as aiohttp's FileResponse does: never read whole. */
+  file?: { path: string; size: number };
   /** Runs once the response has been handed to the socket (e.g. "the prompt was accepted"). */
   after?: () => void;
 }
@@ -145,6 +148,7 @@ export function requestCtx(req: IncomingMessage, url: URL, params: Record<string
 }
 
 export function send(res: ServerResponse, r: Reply, head = false): void {
+  if (r.file) return sendFile(res, r, r.file, head);
   const body = typeof r.body === 'string' ? Buffer.from(r.body, 'utf8') : (r.body ?? Buffer.alloc(0));
   res.statusCode = r.status;
   res.setHeader('Server', SERVER_HEADER);
@@ -152,6 +156,20 @@ export function send(res: ServerResponse, r: Reply, head = false): void {
   if (!res.hasHeader('Content-Type')) res.setHeader('Content-Type', 'application/octet-stream');
   res.setHeader('Content-Length', String(body.length));
   res.end(head ? undefined : body, () => r.after?.());
+}
+
+function sendFile(res: ServerResponse, r: Reply, file: { path: string; size: number }, head: boolean): void {
+  res.statusCode = r.status;
+  res.setHeader('Server', SERVER_HEADER);
+  for (const [k, v] of Object.entries(r.headers ?? {})) res.setHeader(k, v);
+  res.setHeader('Content-Length', String(file.size));
+  if (head) return void res.end(() => r.after?.());
+  const stream = createReadStream(file.path, { start: 0, end: Math.max(0, file.size - 1) });
+  stream.on('error', () => res.destroy());
+  res.on('close', () => stream.destroy());
+  res.on('finish', () => r.after?.());
+  if (file.size === 0) return void res.end();
+  stream.pipe(res);
 }
 
 export function isDict(v: unknown): v is Record<string, unknown> {

@@ -8,6 +8,7 @@
  * frames were.
  */
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeRgbPng, type ImageBatch } from './image.js';
@@ -60,12 +61,42 @@ function video(inputs: Record<string, unknown>): Video {
   return v as Video;
 }
 
+/**
+ * The `videoBytes` knob's file: the fixture MP4, then bytes of a fixed pseudo-random pattern whose
+ * length (1 MiB + 7) is no power of two, so a chunk lost, doubled or shifted on the way changes the
+ * hash. Written a chunk at a time (a 2 GB output never sits in the stand-in's memory).
+ */
+async function writeSizedVideo(path: string, size: number): Promise<void> {
+  const head = readFileSync(VIDEO_FIXTURE).subarray(0, size);
+  const pattern = Buffer.alloc(1024 * 1024 + 7);
+  let x = 0x9e3779b9;
+  for (let i = 0; i < pattern.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    pattern[i] = x & 0xff;
+  }
+  const fh = await open(path, 'w');
+  try {
+    await fh.write(head);
+    for (let at = head.length; at < size;) {
+      const n = Math.min(pattern.length, size - at);
+      await fh.write(pattern, 0, n);
+      at += n;
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
 /** comfy_extras/nodes_video.py SaveVideo: `<prefix>_<counter:05>_.mp4`, shown as an animated image. */
-function saveVideo(inputs: Record<string, unknown>, ctx: NodeContext): NodeResult {
+async function saveVideo(inputs: Record<string, unknown>, ctx: NodeContext): Promise<NodeResult> {
   const v = video(inputs);
   const t = saveImagePath(String(inputs.filename_prefix), ctx.dirs.output, v.images.width, v.images.height);
   const file = `${t.filename}_${pad5(t.counter)}_.mp4`;
-  writeFileSync(join(t.folder, file), readFileSync(VIDEO_FIXTURE));
+  const size = ctx.videoBytes();
+  if (size > 0) await writeSizedVideo(join(t.folder, file), size);
+  else writeFileSync(join(t.folder, file), readFileSync(VIDEO_FIXTURE));
   return {
     outputs: [],
     ui: { images: [{ filename: file, subfolder: t.subfolder, type: 'output' }], animated: [true] },

@@ -29,6 +29,8 @@ export interface NodeContext {
   dirs: DataDirs;
   /** StandinSleep's duration when its `seconds` input is omitted. */
   defaultSleepMs(): number;
+  /** The `videoBytes` knob: size of SaveVideo's files (0: the fixture MP4). */
+  videoBytes(): number;
   /** comfy.utils.ProgressBar: `progress` + `progress_state` (+ preview). Throws when interrupted. */
   progress(value: number, max: number, preview?: ImageBatch): Promise<void>;
   /** PromptServer.send_progress_text: a binary TEXT frame. */

@@ -109,7 +109,8 @@ function fileResponse(ctx: RequestCtx, file: string, filename: string): Reply {
     'Accept-Ranges': 'bytes',
   };
   if (ctx.req.headers['if-none-match'] === etag) return { status: 304, headers };
-  return { status: 200, headers, body: readFileSync(file) };
+  // Streamed, like aiohttp's FileResponse: a multi-GB video output never sits in memory.
+  return { status: 200, headers, file: { path: file, size: Number(st.size) } };
 }
 
 type SaveFunction = (form: FormData, image: File, bytes: Buffer, target: string, dirs: DataDirs) => void;

@@ -173,6 +173,39 @@ describe('comfyui stand-in: the slow node (StandinSleep)', () => {
     ));
 });
 
+describe('comfyui stand-in: sized video outputs (videoBytes)', () => {
+  it('SaveVideo writes exactly videoBytes bytes, the fixture first, and /view streams them', () =>
+    withStandin(async (s) => {
+      const size = 3 * 1024 * 1024 + 11;
+      const res = await fetch(`${s.url}/standin/faults`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ videoBytes: size }),
+      });
+      expect(res.status).toBe(200);
+      const prompt = {
+        '1': { class_type: 'EmptyImage', inputs: { width: 8, height: 8, batch_size: 2, color: 5 } },
+        '2': { class_type: 'CreateVideo', inputs: { images: ['1', 0], fps: 8 } },
+        '3': {
+          class_type: 'SaveVideo',
+          inputs: { video: ['2', 0], filename_prefix: 'v', format: 'auto', codec: 'auto' },
+        },
+      };
+      const id = await submit(s, prompt);
+      await s.waitForIdle();
+      const file = (await history(s, id)).outputs['3'].images[0];
+      const view = await fetch(
+        `${s.url}/view?filename=${file.filename}&subfolder=${file.subfolder}&type=output`,
+      );
+      expect(view.headers.get('content-length')).toBe(String(size));
+      const bytes = Buffer.from(await view.arrayBuffer());
+      expect(bytes.length).toBe(size);
+      expect(bytes.subarray(4, 8).toString('latin1')).toBe('ftyp'); // the fixture MP4 comes first
+      // The filler is no run of one repeated byte (a shifted or dropped chunk changes the hash).
+      expect(new Set(bytes.subarray(size - 4096)).size).toBeGreaterThan(200);
+    }));
+});
+
 describe('comfyui stand-in: queue semantics', () => {
   it('front: true queues first (negative number) and runs next', () =>
     withStandin(async (s) => {

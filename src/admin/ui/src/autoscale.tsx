@@ -95,6 +95,17 @@ export function AutoscaleSection({ ctx }: { ctx: Ctx }) {
           ))}
         </ul>
       )}
+      <p class="muted autoscale-cost">
+        {a.usage.participants.length > 0
+          ? `GPU cost per participant: ${a.usage.participants
+              .slice(0, 8)
+              .map((p) => `${p.participant} ${p.cost.toFixed(2)} (${duration(p.gpuSeconds)})`)
+              .join(' · ')}${a.usage.participants.length > 8 ? ' · …' : ''} · `
+          : ''}
+        <a href="/api/v1/autoscale/usage.csv" download>
+          Download GPU usage (CSV)
+        </a>
+      </p>
       <ul class="autoscale-list decisions" aria-label="Autoscaler decisions">
         {a.decisions.slice(0, 12).map((d, n) => (
           <li key={`${d.at}-${n}`}>
