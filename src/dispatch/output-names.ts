@@ -83,7 +83,7 @@ export class OutputNamer {
 
   constructor(
     private readonly store: Pick<JobStore, 'nameOutputs'>,
-    private readonly files?: Pick<FileStore, 'list'>,
+    private readonly files?: Pick<FileStore, 'list' | 'fileNames'>,
   ) {
     let known = knownByStore.get(store);
     if (!known) knownByStore.set(store, (known = new Map()));
@@ -107,10 +107,12 @@ export class OutputNamer {
   private async floor(user: string, subfolder: string, prefix: string): Promise<number> {
     if (!this.files) return 0;
     const dir = `${userFileKey(user, 'output', subfolder)}/`;
+    // Only the folder's own files count; the names alone will do (no walk below it, no stats).
+    const names = this.files.fileNames
+      ? await this.files.fileNames(dir)
+      : (await this.files.list(dir)).map((f) => f.key.slice(dir.length)).filter((n) => !n.includes('/'));
     let max = 0;
-    for (const f of await this.files.list(dir)) {
-      const name = f.key.slice(dir.length);
-      if (name.includes('/')) continue;
+    for (const name of names) {
       const p = parseCountedName(name);
       if (p && p.prefix === prefix) max = Math.max(max, p.counter);
     }
