@@ -306,6 +306,9 @@ export class Dispatcher {
           return; // we claimed it ourselves
         case 'finished':
           this.jobLeftWorker(job, job.status === 'cancelled' ? 'cancelled' : 'finished');
+          // Its worker's report ended it: the report asks for a pass once the owner has been told
+          // the job ended, so that announcement never waits behind a pass's store calls.
+          if (this.reports.isReporting(job.id)) return;
           break;
         case 'requeued':
           this.jobLeftWorker(job, 'requeued');

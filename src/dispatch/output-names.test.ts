@@ -90,6 +90,47 @@ describe('OutputNamer', () => {
     ]);
   });
 
+  it('scans the folder and asks the store once per file: the event and report after the upload take no I/O', async () => {
+    for (let i = 1; i <= 5; i++) await files.write(`alice/output/bar_0000${i}_.png`, Buffer.from('x'));
+    let lists = 0;
+    const counted = { list: (prefix: string) => (lists++, files.list(prefix)) };
+    let asks = 0;
+    const counting = {
+      nameOutputs: (...a: Parameters<SqliteStore['nameOutputs']>) => (asks++, store.nameOutputs(...a)),
+    };
+    // Namers of the same store share what it answered (the upload route and the reports have one each).
+    const upload = new OutputNamer(store, counted);
+    const reports = new OutputNamer(store, counted);
+    const viaCounting = new OutputNamer(counting, counted);
+    expect(await upload.name('alice', 'j1', [out('bar_00001_.png', 'j1')])).toEqual([
+      { subfolder: '', filename: 'bar_00006_.png' },
+    ]);
+    expect(lists).toBe(1);
+    expect(
+      await reports.nameUi('alice', 'j1', {
+        images: [{ filename: 'bar_00001_.png', subfolder: 'alice/j1', type: 'output' }],
+      }),
+    ).toEqual({ images: [{ filename: 'bar_00006_.png', subfolder: '', type: 'output' }] });
+    const report: JobOutput = {
+      nodeId: '9',
+      filename: 'bar_00001_.png',
+      subfolder: 'j1',
+      type: 'output',
+      kind: 'images',
+      size: 1,
+      sha256: 'a'.repeat(64),
+    };
+    expect((await reports.nameOutputs('alice', 'j1', [report]))[0]).toMatchObject({
+      filename: 'bar_00006_.png',
+      subfolder: '',
+    });
+    expect(lists).toBe(1);
+    // A namer of another store knows nothing of these answers: it asks its own store.
+    await viaCounting.name('alice', 'j1', [out('bar_00001_.png', 'j1')]);
+    expect(asks).toBe(1);
+    expect(lists).toBe(2);
+  });
+
   it('never reuses a number a file in the folder already has', async () => {
     await files.write('alice/output/video/clip_00007_.mp4', Buffer.from('x'));
     await files.write('alice/output/video/deeper/clip_00050_.mp4', Buffer.from('x'));

@@ -16,6 +16,7 @@
 import type { FileStore } from '../files/file-store.js';
 import { userFileKey } from '../files/safe-path.js';
 import type { JobOutput, JobStore, OutputNameClaim } from '../store/types.js';
+import { outputClaimKey } from '../store/output-names.js';
 import { jobSegment } from '../worker/agent/files.js';
 
 export interface OutputLocation {
@@ -64,11 +65,39 @@ function jobFolder(jobId: string, own: string): string {
   return [jobSegment(jobId), own].filter((s) => s !== '').join('/');
 }
 
+/** Jobs whose names are remembered per store; the oldest are forgotten first. */
+const KNOWN_JOBS = 2000;
+
+/**
+ * Numbers the store already gave, per store (so every namer of one store shares them): job id →
+ * claim key → number. The store never changes a number it gave, so an answer is good for as long
+ * as the process lives. Each file is named three times on the way to its owner (its upload, the
+ * relayed `executed`, the completion report); only the first needs the store and the folder scan
+ * ({@link OutputNamer.floor}, which grows with the participant's outputs), the others are on the
+ * round trip and take no I/O at all.
+ */
+const knownByStore = new WeakMap<object, Map<string, Map<string, number>>>();
+
 export class OutputNamer {
+  private readonly known: Map<string, Map<string, number>>;
+
   constructor(
     private readonly store: Pick<JobStore, 'nameOutputs'>,
-    private readonly files?: Pick<FileStore, 'list'>,
-  ) {}
+    private readonly files?: Pick<FileStore, 'list' | 'fileNames'>,
+  ) {
+    let known = knownByStore.get(store);
+    if (!known) knownByStore.set(store, (known = new Map()));
+    this.known = known;
+  }
+
+  private remember(jobId: string, key: string, n: number): void {
+    let job = this.known.get(jobId);
+    if (!job) {
+      if (this.known.size >= KNOWN_JOBS) this.known.delete(this.known.keys().next().value!);
+      this.known.set(jobId, (job = new Map()));
+    }
+    job.set(key, n);
+  }
 
   /**
    * The highest counter files in `<user>/output/<subfolder>` already use for `prefix` (ComfyUI
@@ -78,10 +107,12 @@ export class OutputNamer {
   private async floor(user: string, subfolder: string, prefix: string): Promise<number> {
     if (!this.files) return 0;
     const dir = `${userFileKey(user, 'output', subfolder)}/`;
+    // Only the folder's own files count; the names alone will do (no walk below it, no stats).
+    const names = this.files.fileNames
+      ? await this.files.fileNames(dir)
+      : (await this.files.list(dir)).map((f) => f.key.slice(dir.length)).filter((n) => !n.includes('/'));
     let max = 0;
-    for (const f of await this.files.list(dir)) {
-      const name = f.key.slice(dir.length);
-      if (name.includes('/')) continue;
+    for (const name of names) {
       const p = parseCountedName(name);
       if (p && p.prefix === prefix) max = Math.max(max, p.counter);
     }
@@ -94,11 +125,17 @@ export class OutputNamer {
     const claims: OutputNameClaim[] = [];
     const claimed: { index: number; rest: string }[] = [];
     const floors = new Map<string, Promise<number>>();
+    const known = this.known.get(jobId);
     for (const item of items) {
       const own = ownSubfolder(user, jobId, item.subfolder);
       const p = item.type === 'output' ? parseCountedName(item.filename) : null;
       if (!p) {
         out.push({ subfolder: jobFolder(jobId, own), filename: item.filename });
+        continue;
+      }
+      const n = known?.get(outputClaimKey({ subfolder: own, prefix: p.prefix, counter: p.counter }));
+      if (n !== undefined) {
+        out.push({ subfolder: own, filename: countedName(p.prefix, n, p.rest) });
         continue;
       }
       const group = JSON.stringify([own, p.prefix]);
@@ -112,6 +149,7 @@ export class OutputNamer {
       const numbers = await this.store.nameOutputs(user, jobId, claims);
       claimed.forEach(({ index, rest }, i) => {
         const c = claims[i]!;
+        this.remember(jobId, outputClaimKey(c), numbers[i]!);
         out[index] = { subfolder: c.subfolder, filename: countedName(c.prefix, numbers[i]!, rest) };
       });
     }

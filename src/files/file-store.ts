@@ -41,6 +41,11 @@ export interface FileStore {
   stat(key: string): Promise<FileStat | null>;
   /** Every file under `prefix` (recursive), sorted by key. */
   list(prefix: string): Promise<FileStat[]>;
+  /**
+   * Local backend only: the names of the files directly in `folder` (not below it), unsorted; no
+   * per-file stat, so far cheaper than {@link list} where a name is all that is needed.
+   */
+  fileNames?(folder: string): Promise<string[]>;
   delete(key: string): Promise<boolean>;
   move(from: string, to: string): Promise<void>;
   /**

@@ -86,6 +86,11 @@ export class LocalFileStore implements FileStore {
     return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 
+  async fileNames(folder: string): Promise<string[]> {
+    const entries = await readdir(this.pathOf(folder), { withFileTypes: true }).catch(() => []);
+    return entries.filter((e) => e.isFile() && !e.name.endsWith('.partial')).map((e) => e.name);
+  }
+
   async delete(key: string): Promise<boolean> {
     return unlink(this.pathOf(key)).then(
       () => true,

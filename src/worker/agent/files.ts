@@ -4,6 +4,8 @@
  * - inputs: `GET /worker/v1/jobs/:jobId/inputs/<path>` → ComfyUI `/upload/image` in the user's
  *   own input subfolder.
  */
+import { PassThrough, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { jobOutputSchema } from '../protocol.js';
 import type { JobOutput } from '../../store/types.js';
 import { stripOutputNamespace, type InputReference, type OutputNamespace } from '../../comfy/prompt-tools.js';
@@ -59,16 +61,29 @@ export async function transferOutput(
   signal?: AbortSignal,
 ): Promise<JobOutput> {
   const path = outputUploadPath(out, { user: job.user, jobId: job.jobId });
-  const body = await comfy.view(out, signal ? { signal } : {});
-  const size = body.contentLength;
   const query = new URLSearchParams({ type: out.type, kind: out.kind });
   const url = endpoint(
     cp,
     `/jobs/${encodeURIComponent(job.jobId)}/attempts/${job.attempt}/outputs/${encodeURIComponent(out.nodeId)}/${encodePath(path)}?${query.toString()}`,
   );
-  const headers: Record<string, string> = { authorization: `Bearer ${cp.token}` };
-  if (size !== null) headers['content-length'] = String(size);
-  const res = await putStream(url, headers, body, signal);
+  // The PUT goes out at once, while ComfyUI looks the file up (its /view is slow while it is busy):
+  // the control plane checks the job and names the file meanwhile, and the bytes follow as ComfyUI
+  // sends them. So the length is not known up front (chunked); the control plane counts anyway.
+  const body = new PassThrough();
+  const putting = putStream(url, { authorization: `Bearer ${cp.token}` }, body, signal);
+  // Whatever happens to the PUT is awaited below; a ComfyUI failure must not leave it unhandled.
+  putting.catch(() => undefined);
+  let source: Readable;
+  try {
+    source = await comfy.view(out, signal ? { signal } : {});
+  } catch (err) {
+    // A ComfyUI failure is reported as one (the caller tells it from a control plane failure).
+    body.destroy();
+    throw err;
+  }
+  // A source failure destroys `body`, which fails the PUT; a refused PUT destroys `body` and so this.
+  pipeline(source, body).catch(() => undefined);
+  const res = await putting;
   const stored = jobOutputSchema.safeParse(res.json);
   // A file entry's further fields (VHS `format`, `frame_rate`, ...) are the node's, not the server's.
   const extra = out.extra ? { extra: out.extra } : {};

@@ -108,6 +108,9 @@ export async function putStream(
     agent: agents[u.protocol as 'http:'],
     signal,
   });
+  // Headers go out now, not with the first bytes of the body: the server starts on the request
+  // (checks, naming) while the body is still on its way to us.
+  req.flushHeaders();
   const response = new Promise<IncomingMessage>((resolve, reject) => {
     req.on('response', resolve);
     req.on('error', reject);
