@@ -58,6 +58,39 @@ function Footer({
   );
 }
 
+/** The radio list of priority levels, one per option with its help line. */
+function Choices<T extends string>({
+  name,
+  options,
+  value,
+  onChange,
+}: {
+  name: string;
+  options: { value: T; label: string; help: string }[];
+  value: T;
+  onChange: (v: T) => void;
+}) {
+  return (
+    <fieldset class="choices">
+      <legend class="sr-only">Priority</legend>
+      {options.map((p) => (
+        <label key={p.value} class="choice">
+          <input
+            type="radio"
+            name={name}
+            value={p.value}
+            checked={value === p.value}
+            onChange={() => onChange(p.value)}
+          />
+          <span>
+            <b>{p.label}</b> <span class="muted">{p.help}</span>
+          </span>
+        </label>
+      ))}
+    </fieldset>
+  );
+}
+
 function PriorityDialog({ ctx, d, onClose }: FormProps<'priority'>) {
   const [value, setValue] = useState<Priority>(d.priority as Priority);
   const { busy, submit } = useSubmit(ctx, onClose);
@@ -79,23 +112,7 @@ function PriorityDialog({ ctx, d, onClose }: FormProps<'priority'>) {
           });
         }}
       >
-        <fieldset class="choices">
-          <legend class="sr-only">Priority</legend>
-          {PRIORITIES.map((p) => (
-            <label key={p.value} class="choice">
-              <input
-                type="radio"
-                name="priority"
-                value={p.value}
-                checked={value === p.value}
-                onChange={() => setValue(p.value)}
-              />
-              <span>
-                <b>{p.label}</b> <span class="muted">{p.help}</span>
-              </span>
-            </label>
-          ))}
-        </fieldset>
+        <Choices name="priority" options={PRIORITIES} value={value} onChange={setValue} />
         {mode !== 'priority' ? (
           <p class="note">
             The queue is in <b>{MODE_LABEL[mode]}</b> order: priority only counts in <b>Priority</b> order. To
@@ -138,23 +155,7 @@ function UserPriorityDialog({ ctx, d, onClose }: FormProps<'user-priority'>) {
         }}
       >
         <p>For every job of {d.user}: those waiting now and those they queue later.</p>
-        <fieldset class="choices">
-          <legend class="sr-only">Priority</legend>
-          {USER_LEVELS.map((p) => (
-            <label key={p.value} class="choice">
-              <input
-                type="radio"
-                name="user-priority"
-                value={p.value}
-                checked={value === p.value}
-                onChange={() => setValue(p.value)}
-              />
-              <span>
-                <b>{p.label}</b> <span class="muted">{p.help}</span>
-              </span>
-            </label>
-          ))}
-        </fieldset>
+        <Choices name="user-priority" options={USER_LEVELS} value={value} onChange={setValue} />
         {ctx.s.queue.mode !== 'priority' ? (
           <p class="note">
             The queue is in <b>{MODE_LABEL[ctx.s.queue.mode]}</b> order: priority only counts in{' '}
