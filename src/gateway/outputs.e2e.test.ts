@@ -11,6 +11,7 @@
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startStandin, type Standin } from '../../test/support/comfyui-standin/server.js';
+import { videoPrompt } from '../../test/support/prompts.js';
 import { startAgent, type AgentHandle } from '../worker/agent/index.js';
 import { listen, RecordingSocket, startHarness, type Harness } from './test-kit.js';
 
@@ -107,12 +108,7 @@ function zipNames(zip: Buffer): string[] {
 
 function mediaPrompt(): Prompt {
   return {
-    '1': { class_type: 'EmptyImage', inputs: { width: 32, height: 32, batch_size: 16, color: 0x336699 } },
-    '2': { class_type: 'CreateVideo', inputs: { images: ['1', 0], fps: 8 } },
-    '3': {
-      class_type: 'SaveVideo',
-      inputs: { video: ['2', 0], filename_prefix: 'video/clip', format: 'auto', codec: 'auto' },
-    },
+    ...videoPrompt({ width: 32, height: 32, frames: 16, color: 0x336699, filenamePrefix: 'video/clip' }),
     '4': {
       class_type: 'SaveAnimatedWEBP',
       inputs: {

@@ -17,6 +17,7 @@ import {
   launchChromium,
 } from '../../test/support/chromium.js';
 import { fileURLToPath } from 'node:url';
+import { videoPrompt } from '../../test/support/prompts.js';
 import { userFileKey } from '../files/safe-path.js';
 import type { JobOutput } from '../store/types.js';
 import { listen, startHarness, uploadEnv, type Harness } from './test-kit.js';
@@ -24,14 +25,7 @@ import { listen, startHarness, uploadEnv, type Harness } from './test-kit.js';
 const MINI_FRONTEND = fileURLToPath(new URL('../../test/fixtures/mini-frontend', import.meta.url));
 
 /** The model-free video workflow of the real-frontend comparison (test/e2e/video-parity.e2e.test.ts). */
-const VIDEO_PROMPT = {
-  '1': { class_type: 'EmptyImage', inputs: { width: 64, height: 64, batch_size: 24, color: 0 } },
-  '2': { class_type: 'CreateVideo', inputs: { images: ['1', 0], fps: 8 } },
-  '3': {
-    class_type: 'SaveVideo',
-    inputs: { video: ['2', 0], filename_prefix: 'video/ComfyUI', format: 'auto', codec: 'auto' },
-  },
-};
+const VIDEO_PROMPT = videoPrompt();
 
 /**
  * What a worker agent does for that workflow on a real ComfyUI 0.3.64: SaveVideo's `executed`
@@ -112,6 +106,25 @@ async function seekToOne(
     // A player that cannot seek snaps back to 0 without firing 'seeked'; report what it has then.
     setTimeout(done, 5000);
   })`)) as { duration: number; currentTime: number; seekableEnd: number };
+}
+
+/**
+ * Plays the first `<video>` of the page until it has run a little, pauses it, seeks it to 1 s and
+ * checks it landed there in the 4 s clip.
+ */
+async function playThenSeek(page: Page): Promise<void> {
+  const played = await page.evaluate(
+    "document.querySelector('video').play().then(() => 'ok', (e) => String(e))",
+  );
+  expect(played).toBe('ok');
+  // Polled from here: the gallery's CSP (no script) forbids waitForFunction's in-page eval.
+  await expect
+    .poll(() => page.evaluate("document.querySelector('video').currentTime"), { timeout: 15_000 })
+    .toBeGreaterThan(0.2);
+  await page.evaluate("document.querySelector('video').pause()");
+  const r = await seekToOne(page);
+  expect(r.duration).toBeCloseTo(4, 1);
+  expect(r.currentTime).toBeCloseTo(1, 1);
 }
 
 describe.skipIf(!HAS_CHROMIUM)('a participant’s video in Chromium', () => {
@@ -211,17 +224,7 @@ describe.skipIf(!HAS_CHROMIUM)('a participant’s video in Chromium', () => {
         '&subfolder=' + encodeURIComponent(f.subfolder) + '&rand=' + Math.random();
       document.body.appendChild(v);
     })()`);
-    const played = await page.evaluate(
-      "document.querySelector('video').play().then(() => 'ok', (e) => String(e))",
-    );
-    expect(played).toBe('ok');
-    await expect
-      .poll(() => page.evaluate("document.querySelector('video').currentTime"), { timeout: 15_000 })
-      .toBeGreaterThan(0.2);
-    await page.evaluate("document.querySelector('video').pause()");
-    const r = await seekToOne(page);
-    expect(r.duration).toBeCloseTo(4, 1);
-    expect(r.currentTime).toBeCloseTo(1, 1);
+    await playThenSeek(page);
     expect(statuses).toContain(206);
     await context.close();
   }, 60_000);
@@ -244,18 +247,7 @@ describe.skipIf(!HAS_CHROMIUM)('a participant’s video in Chromium', () => {
         .toContainEqual({ status: 200, type: 'image/jpeg' });
     }
     await page.evaluate("document.querySelector('video').muted = true");
-    const played = await page.evaluate(
-      "document.querySelector('video').play().then(() => 'ok', (e) => String(e))",
-    );
-    expect(played).toBe('ok');
-    // Polled from here: the gallery's CSP (no script) forbids waitForFunction's in-page eval.
-    await expect
-      .poll(() => page.evaluate("document.querySelector('video').currentTime"), { timeout: 15_000 })
-      .toBeGreaterThan(0.2);
-    await page.evaluate("document.querySelector('video').pause()");
-    const r = await seekToOne(page);
-    expect(r.duration).toBeCloseTo(4, 1);
-    expect(r.currentTime).toBeCloseTo(1, 1);
+    await playThenSeek(page);
     expect(statuses).toContain(206);
     await context.close();
   }, 60_000);

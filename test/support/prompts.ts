@@ -59,3 +59,43 @@ export function modelFreePrompt(opts: ModelFreePromptOptions = {}): ApiPrompt {
   }
   return prompt;
 }
+
+export interface VideoPromptOptions {
+  width?: number;
+  height?: number;
+  /** Frames of the clip (the EmptyImage batch). */
+  frames?: number;
+  fps?: number;
+  /** 0xRRGGBB of the EmptyImage. */
+  color?: number;
+  /** SaveVideo prefix (may contain `/` subfolders). Default `video/ComfyUI`. */
+  filenamePrefix?: string;
+}
+
+/**
+ * The model-free video workflow, API format: EmptyImage batch (node "1") → CreateVideo ("2") →
+ * SaveVideo ("3"), which a real ComfyUI 0.3.64 runs without models (and the stand-in too).
+ */
+export function videoPrompt(opts: VideoPromptOptions = {}): ApiPrompt {
+  return {
+    '1': {
+      class_type: 'EmptyImage',
+      inputs: {
+        width: opts.width ?? 64,
+        height: opts.height ?? 64,
+        batch_size: opts.frames ?? 24,
+        color: opts.color ?? 0,
+      },
+    },
+    '2': { class_type: 'CreateVideo', inputs: { images: ['1', 0], fps: opts.fps ?? 8 } },
+    '3': {
+      class_type: 'SaveVideo',
+      inputs: {
+        video: ['2', 0],
+        filename_prefix: opts.filenamePrefix ?? 'video/ComfyUI',
+        format: 'auto',
+        codec: 'auto',
+      },
+    },
+  };
+}
