@@ -8,11 +8,11 @@
  * `/<user>/api/history` says, except for the names: the namespace folder the agent adds goes, and
  * each counter continues the participant's own sequence (`bar_00001_`, `bar_00002_`, …).
  */
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { agentReady, startTestAgent } from '../../test/support/agent.js';
 import { startStandin, type Standin } from '../../test/support/comfyui-standin/server.js';
 import { videoPrompt } from '../../test/support/prompts.js';
-import { startAgent, type AgentHandle } from '../worker/agent/index.js';
+import type { AgentHandle } from '../worker/agent/index.js';
 import { listen, RecordingSocket, startHarness, type Harness } from './test-kit.js';
 
 const REAL_COMFYUI = process.env.COMFYUI_URL?.replace(/\/+$/, '') || null;
@@ -137,22 +137,8 @@ beforeAll(async () => {
     standin = await startStandin({ delayMs: 50, customNodes: true });
     comfyUrl = standin.url;
   }
-  agent = startAgent({
-    serverUrl: base,
-    token: TOKEN,
-    comfyuiUrl: comfyUrl,
-    name: 'gpu-outputs',
-    prefetch: 0,
-    logger: pino({ level: 'silent' }),
-    probeIntervalMs: 200,
-    backoff: { baseMs: 50, maxMs: 300 },
-  });
-  await until(async () => h.services.workers.online().length === 1, 20_000, 'the worker to register');
-  await until(
-    async () => (await get('/user001/api/object_info/SaveVideo')).statusCode === 200,
-    20_000,
-    'the environment snapshot',
-  );
+  agent = startTestAgent({ serverUrl: base, token: TOKEN, comfyuiUrl: comfyUrl, name: 'gpu-outputs' });
+  await agentReady(h);
 }, 60_000);
 
 afterAll(async () => {
