@@ -7,8 +7,6 @@
  * the gallery the clip shows its poster frame (with ffmpeg), plays in place and seeks. The same
  * against the real frontend and a real ComfyUI: test/e2e/video-parity.e2e.test.ts.
  */
-import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -18,9 +16,11 @@ import {
 } from '../../test/support/chromium.js';
 import { fileURLToPath } from 'node:url';
 import { videoPrompt } from '../../test/support/prompts.js';
+import { basicAuth } from '../../test/support/serve.js';
 import { userFileKey } from '../files/safe-path.js';
 import type { JobOutput } from '../store/types.js';
 import { listen, startHarness, uploadEnv, type Harness } from './test-kit.js';
+import { HAS_FFMPEG, SEEK_CLIP as CLIP } from '../../test/support/video.js';
 
 const MINI_FRONTEND = fileURLToPath(new URL('../../test/fixtures/mini-frontend', import.meta.url));
 
@@ -72,16 +72,6 @@ async function runVideoJob(h: Harness): Promise<void> {
 }
 
 const PASSWORD = 'pw-user001-0123456789';
-const HAS_FFMPEG = (() => {
-  try {
-    execFileSync('sh', ['-c', 'command -v ffmpeg && command -v ffprobe'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
-// 4 s, 160×120, keyframe every second, moov at the end; see test/fixtures/video/README.md.
-const CLIP = readFileSync(new URL('../../test/fixtures/video/seek-4s.mp4', import.meta.url));
 
 const PAGE = `<!doctype html><meta charset="utf-8"><title>video</title><body>
 <video id="v" preload="metadata" muted src="api/view?filename=clip.mp4&amp;subfolder=job1&amp;type=output"></video>
@@ -181,7 +171,7 @@ describe.skipIf(!HAS_CHROMIUM)('a participant’s video in Chromium', () => {
     // cookie; the page queues the workflow, hears `executed` on its socket and shows the clip the
     // way the real frontend's node preview does: a <video> at `api/view?filename&type&subfolder`.
     const login = await fetch(`${base}/user001/api/users`, {
-      headers: { authorization: `Basic ${Buffer.from(`user001:${PASSWORD}`).toString('base64')}` },
+      headers: { authorization: basicAuth('user001', PASSWORD) },
     });
     const session = /cm_session=([^;]+)/.exec(login.headers.get('set-cookie') ?? '')![1]!;
     const context = await browser.newContext();
@@ -192,7 +182,8 @@ describe.skipIf(!HAS_CHROMIUM)('a participant’s video in Chromium', () => {
       if (r.url().includes('ComfyUI_00001_.mp4')) statuses.push(r.status());
     });
     await page.goto(`${base}/user001/`);
-    expect(await page.title()).toBe('mini frontend ready');
+    // The fixture sets its title after a lazy import, which can finish after the load event.
+    await expect.poll(() => page.title(), { timeout: 15_000 }).toBe('mini frontend ready');
     await page.evaluate(`(async () => {
       window.executed = [];
       const ws = new WebSocket(new URL('ws?clientId=page1', location.href.replace(/^http/, 'ws')));
