@@ -19,7 +19,14 @@ import { videoPrompt } from '../../test/support/prompts.js';
 import { basicAuth } from '../../test/support/serve.js';
 import { userFileKey } from '../files/safe-path.js';
 import type { JobOutput } from '../store/types.js';
-import { listen, startHarness, uploadEnv, type Harness } from './test-kit.js';
+import {
+  fakeWorkerEvents,
+  listen,
+  startHarness,
+  storeWorkerOutput,
+  uploadEnv,
+  type Harness,
+} from './test-kit.js';
 import { HAS_FFMPEG, SEEK_CLIP as CLIP } from '../../test/support/video.js';
 
 const MINI_FRONTEND = fileURLToPath(new URL('../../test/fixtures/mini-frontend', import.meta.url));
@@ -29,43 +36,31 @@ const VIDEO_PROMPT = videoPrompt();
 
 /**
  * What a worker agent does for that workflow on a real ComfyUI 0.3.64: SaveVideo's `executed`
- * carries the clip under `images` with `animated: [true]` (as recorded from the real one), and
- * the file lands in the participant's `<job id>/video/` folder.
+ * carries the clip under `images` with `animated: [true]` (as recorded from the real one), the
+ * file saved under `video/` and shown to the participant under ComfyUI's own name for it.
  */
 async function runVideoJob(h: Harness): Promise<void> {
-  const { queue, bus, files } = h.services;
+  const { queue } = h.services;
   const job = await queue.claim('fake-worker', []);
   if (!job) throw new Error('no job to claim');
-  const filename = 'ComfyUI_00001_.mp4';
-  const subfolder = `${job.id}/video`;
-  const stat = await files.write(userFileKey(job.user, 'output', subfolder, filename), CLIP);
-  const publish = (type: string, data: Record<string, unknown>) =>
-    bus.publish({
-      kind: 'event',
-      jobId: job.id,
-      user: job.user,
-      workerId: 'fake-worker',
-      event: { type, data },
-    });
+  const saved = await storeWorkerOutput(h, job, {
+    filename: 'ComfyUI_00001_.mp4',
+    subfolder: 'video',
+    body: CLIP,
+  });
+  const publish = fakeWorkerEvents(h, job);
   publish('execution_start', { prompt_id: job.id, timestamp: Date.now() });
   publish('executed', {
     node: '3',
     display_node: '3',
     output: {
-      images: [{ filename, subfolder: `${job.user}/${subfolder}`, type: 'output' }],
+      images: [{ filename: saved.filename, subfolder: saved.subfolder, type: 'output' }],
       animated: [true],
     },
     prompt_id: job.id,
   });
   publish('execution_success', { prompt_id: job.id, timestamp: Date.now() });
-  const output: JobOutput = {
-    nodeId: '3',
-    filename,
-    subfolder,
-    type: 'output',
-    kind: 'images',
-    size: stat.size,
-  };
+  const output: JobOutput = { nodeId: '3', ...saved, type: 'output', kind: 'images' };
   const r = await queue.complete(job.id, job.attempts, [output]);
   if (!r.ok) throw new Error(`complete failed: ${r.reason}`);
   publish('executing', { node: null, prompt_id: job.id });
