@@ -10,6 +10,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agentReady, startTestAgent } from '../../test/support/agent.js';
+import { recordedVhsOutputs } from '../../test/support/comfyui-standin/media-nodes.js';
 import { startStandin, type Standin } from '../../test/support/comfyui-standin/server.js';
 import { videoPrompt } from '../../test/support/prompts.js';
 import type { AgentHandle } from '../worker/agent/index.js';
@@ -255,20 +256,7 @@ describe('outputs as ComfyUI reports and names them', () => {
       const b = await queue(prompt);
       const second = await finished(b);
       // As recorded (test/fixtures/custom-node-outputs), renamed; the worker's disk path is gone.
-      expect(first.outputs).toEqual({
-        '12': {
-          gifs: [
-            {
-              filename: 'AnimateDiff_00001.mp4',
-              subfolder: '',
-              type: 'output',
-              format: 'video/h264-mp4',
-              frame_rate: 8,
-              workflow: 'AnimateDiff_00001.png',
-            },
-          ],
-        },
-      });
+      expect(first.outputs).toEqual(recordedVhsOutputs());
       const gifs = second.outputs['12']!.gifs!;
       expect(gifs).toMatchObject([{ filename: 'AnimateDiff_00002.mp4', workflow: 'AnimateDiff_00002.png' }]);
       const view = await get('/user001/api/view?filename=AnimateDiff_00002.mp4&type=output');
