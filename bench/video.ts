@@ -16,7 +16,6 @@
  * Run: `npm run bench -- video` (or `npx tsx bench/video.ts` after `npm run build`). The poster
  * figures need ffmpeg/ffprobe on PATH (Debian's ffmpeg package); without them they are left out.
  */
-import { fork } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -24,7 +23,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SESSION_COOKIE } from '../src/auth/sessions.js';
 import { HAS_FFMPEG, SEEK_CLIP as CLIP } from '../test/support/video.js';
-import { ask } from './server-process.js';
+import { ask, forkServer } from './server-process.js';
 import { participantSession } from './sessions.js';
 
 type Figures = Record<string, number>;
@@ -95,17 +94,7 @@ export async function benchVideo(): Promise<Figures> {
       await mkdir(folder, { recursive: true, mode: 0o700 });
       await writeFile(join(folder, `ComfyUI_00001_.mp4`), CLIP, { mode: 0o600 });
     }
-    const child = fork(fileURLToPath(new URL('./gateway-server.mjs', import.meta.url)), [], {
-      env: {
-        ...process.env,
-        DATA_DIR: dir,
-        HOST: '127.0.0.1',
-        PORT: '0',
-        LOG_LEVEL: 'silent',
-        FILES: 'local',
-      },
-      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-    });
+    const child = forkServer(dir, { FILES: 'local' });
     let sampler: NodeJS.Timeout | undefined;
     try {
       const { url } = (await ask(child, 'ready')) as { url: string };
