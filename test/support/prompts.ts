@@ -27,19 +27,16 @@ export interface ModelFreePromptOptions {
   loadImage?: string;
 }
 
+/** ComfyUI's model-free image source: `batch` images of one colour (0xRRGGBB). */
+function emptyImage(width: number, height: number, batch: number, color: number) {
+  return { class_type: 'EmptyImage', inputs: { width, height, batch_size: batch, color } };
+}
+
 export function modelFreePrompt(opts: ModelFreePromptOptions = {}): ApiPrompt {
   const n = MODEL_FREE_NODES;
   const source = opts.loadImage
     ? { class_type: 'LoadImage', inputs: { image: opts.loadImage } }
-    : {
-        class_type: 'EmptyImage',
-        inputs: {
-          width: opts.width ?? 64,
-          height: opts.height ?? 48,
-          batch_size: opts.batchSize ?? 1,
-          color: opts.color ?? 0x336699,
-        },
-      };
+    : emptyImage(opts.width ?? 64, opts.height ?? 48, opts.batchSize ?? 1, opts.color ?? 0x336699);
   const prompt: ApiPrompt = {
     [n.source]: source,
     [n.invert]: { class_type: 'ImageInvert', inputs: { image: [n.source, 0] } },
@@ -78,15 +75,7 @@ export interface VideoPromptOptions {
  */
 export function videoPrompt(opts: VideoPromptOptions = {}): ApiPrompt {
   return {
-    '1': {
-      class_type: 'EmptyImage',
-      inputs: {
-        width: opts.width ?? 64,
-        height: opts.height ?? 64,
-        batch_size: opts.frames ?? 24,
-        color: opts.color ?? 0,
-      },
-    },
+    '1': emptyImage(opts.width ?? 64, opts.height ?? 64, opts.frames ?? 24, opts.color ?? 0),
     '2': { class_type: 'CreateVideo', inputs: { images: ['1', 0], fps: opts.fps ?? 8 } },
     '3': {
       class_type: 'SaveVideo',
