@@ -54,6 +54,7 @@ async function runVideoJob(h: Harness): Promise<void> {
     node: '3',
     display_node: '3',
     output: {
+      // What the bus carries are the names the participant sees (the worker's are mapped before).
       images: [{ filename: saved.filename, subfolder: saved.subfolder, type: 'output' }],
       animated: [true],
     },
@@ -177,8 +178,8 @@ describe.skipIf(!HAS_CHROMIUM)('a participant’s video in Chromium', () => {
       if (r.url().includes('ComfyUI_00001_.mp4')) statuses.push(r.status());
     });
     await page.goto(`${base}/user001/`);
-    // The fixture sets its title after a lazy import, which can finish after the load event.
-    await expect.poll(() => page.title(), { timeout: 15_000 }).toBe('mini frontend ready');
+    // The page sets its title once its own start-up requests are done.
+    await page.waitForFunction("document.title === 'mini frontend ready'", undefined, { timeout: 15_000 });
     await page.evaluate(`(async () => {
       window.executed = [];
       const ws = new WebSocket(new URL('ws?clientId=page1', location.href.replace(/^http/, 'ws')));

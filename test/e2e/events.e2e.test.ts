@@ -185,9 +185,12 @@ beforeAll(async () => {
       name: 'events',
       prefetch: 1,
       logger: pino({ level: 'silent' }),
+      // Stand-in, control plane and agent share this one process: on a loaded CI machine its event
+      // loop can stall for seconds, and a health probe that times out hands jobs back, which runs
+      // them twice in ComfyUI and breaks the job ↔ prompt pairing by start order below.
       probeIntervalMs: 2000,
-      probeTimeoutMs: 3000,
-      failuresToUnhealthy: 2,
+      probeTimeoutMs: 15_000,
+      failuresToUnhealthy: 3,
       backoff: DEFAULT_BACKOFF,
       uploadConcurrency: 2,
       uploadAttempts: 8,
