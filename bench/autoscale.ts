@@ -10,6 +10,8 @@
  * at a p95 wait within 2 minutes of always-on's.
  */
 import { decide, type PoolPolicy, type PoolState } from '../src/autoscale/decide.js';
+import { policyFromConfig } from '../src/autoscale/index.js';
+import { loadConfig } from '../src/config/load-config.js';
 import { percentile } from './stats.js';
 
 const MIN = 60_000;
@@ -242,19 +244,11 @@ export function simulateDay(run: PolicyRun, seed: number): DayResult {
   return { gpuHours: billed / 3_600_000, waitsS: waits, starts };
 }
 
-/** The control plane's defaults (docs/configuration.md), at most 2 GPUs like the baseline. */
-export const DEFAULT_POLICY: PoolPolicy = {
-  minWorkers: 0,
-  maxWorkers: 2,
-  jobsPerWorker: 8,
-  maxWaitMs: 120_000,
-  idleMs: 300_000,
-  upCooldownMs: 30_000,
-  downCooldownMs: 60_000,
-  startTimeoutMs: 600_000,
-  dailyBudgetMs: 0,
-  budgetAlertFraction: 0.8,
-};
+/**
+ * The control plane's defaults (docs/configuration.md), read from the config schema so the figures
+ * follow them; at most 2 GPUs like the baseline.
+ */
+export const DEFAULT_POLICY: PoolPolicy = { ...policyFromConfig(loadConfig({})), maxWorkers: 2 };
 
 export const RUNS: PolicyRun[] = [
   { name: 'always_on_2', policy: null, alwaysOn: 2 },

@@ -15,7 +15,6 @@
  * Run alone: `npx tsx bench/gateway.ts`
  * (env BENCH_GATEWAY_USERS, default `20,100,1000`; BENCH_GATEWAY_PROMPTS, default 300).
  */
-import { fork } from 'node:child_process';
 import http from 'node:http';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -28,7 +27,7 @@ import { SESSION_COOKIE } from '../src/auth/sessions.js';
 import { saveEnv, setCurrentEnv } from '../src/dispatch/env-snapshots.js';
 import type { EnvSnapshot } from '../src/worker/protocol.js';
 import { modelFreePrompt } from '../test/support/prompts.js';
-import { ask } from './server-process.js';
+import { ask, forkServer } from './server-process.js';
 import { participantSessions } from './sessions.js';
 import { percentile } from './stats.js';
 
@@ -85,20 +84,11 @@ async function runOne(n: number, prompts: number): Promise<Figures> {
   const dir = await mkdtemp(join(tmpdir(), 'cm-bench-gw-'));
   const users = Array.from({ length: n }, (_, i) => `user${String(i + 1).padStart(4, '0')}`);
   const cookies = await prepare(dir, users);
-  // The compiled server, as `npm start` runs it (tsx alone would add ~30 MB to the RSS measured).
-  const child = fork(fileURLToPath(new URL('./gateway-server.mjs', import.meta.url)), [], {
-    execArgv: process.env.BENCH_GW_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_GW_PROF}`] : [],
-    env: {
-      ...process.env,
-      DATA_DIR: dir,
-      HOST: '127.0.0.1',
-      PORT: '0',
-      LOG_LEVEL: 'silent',
-      MAX_PENDING_PER_USER: '100000',
-      ADMIN_PASSWORD: 'bench-admin-password',
-    },
-    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-  });
+  const child = forkServer(
+    dir,
+    { MAX_PENDING_PER_USER: '100000', ADMIN_PASSWORD: 'bench-admin-password' },
+    process.env.BENCH_GW_PROF,
+  );
   const sockets: WebSocket[] = [];
   const timers: NodeJS.Timeout[] = [];
   let stopped = false;

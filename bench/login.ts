@@ -19,14 +19,14 @@
  * LOGIN_BCRYPT_THREADS, default the server's default; BENCH_LOGIN_BURST, default 1000;
  * BENCH_LOGIN_PROF=<dir> writes the server's CPU profile there).
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SESSION_COOKIE } from '../src/auth/sessions.js';
-import { ask } from './server-process.js';
+import { ask, forkServer } from './server-process.js';
 import { participantSession } from './sessions.js';
 import { percentile } from './stats.js';
 
@@ -134,21 +134,14 @@ export async function benchLogin(): Promise<Figures> {
   const dir = await mkdtemp(join(tmpdir(), 'cm-bench-login-'));
   const cookie = await participantSession(dir, PARTICIPANT, { maxPendingPerUser: 100 });
   const size = Number(process.env.BENCH_LOGIN_BURST ?? 1000);
-  const child = fork(fileURLToPath(new URL('./gateway-server.mjs', import.meta.url)), [], {
-    execArgv: process.env.BENCH_LOGIN_PROF
-      ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_LOGIN_PROF}`]
-      : [],
-    env: {
-      ...process.env,
-      DATA_DIR: dir,
-      HOST: '127.0.0.1',
-      PORT: '0',
-      LOG_LEVEL: 'silent',
+  const child = forkServer(
+    dir,
+    {
       ADMIN_PASSWORD: 'bench-admin-password',
       ...(process.env.BENCH_LOGIN_THREADS ? { LOGIN_BCRYPT_THREADS: process.env.BENCH_LOGIN_THREADS } : {}),
     },
-    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-  });
+    process.env.BENCH_LOGIN_PROF,
+  );
   try {
     const { url } = (await ask(child, 'ready')) as { url: string };
     // Warm up (JIT, the bcrypt worker thread) with a few logins of a name the bursts do not use.

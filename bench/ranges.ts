@@ -16,7 +16,6 @@
  * Run: `npm run bench -- ranges` (or `npx tsx bench/ranges.ts` after `npm run build`);
  * BENCH_RANGES_MB sets the size (default 1024).
  */
-import { fork } from 'node:child_process';
 import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -26,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { SESSION_COOKIE } from '../src/auth/sessions.js';
 import { S3FileStore } from '../src/files/s3-file-store.js';
 import { S3RVER_CREDENTIALS, startS3Server } from '../test/support/s3-server.js';
-import { ask } from './server-process.js';
+import { ask, forkServer } from './server-process.js';
 import { participantSession } from './sessions.js';
 import { median } from './stats.js';
 
@@ -76,10 +75,7 @@ async function measure(
 ): Promise<Figures> {
   const token = await participantSession(dir, USER, { maxPendingPerUser: 10 });
   const cookie = `${SESSION_COOKIE}=${token}`;
-  const child = fork(fileURLToPath(new URL('./gateway-server.mjs', import.meta.url)), [], {
-    env: { ...process.env, DATA_DIR: dir, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'silent', ...env },
-    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-  });
+  const child = forkServer(dir, env);
   let rssMax = 0;
   let sampler: NodeJS.Timeout | undefined;
   try {

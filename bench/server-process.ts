@@ -1,7 +1,25 @@
 /**
  * Talking to the control plane the benchmarks fork (gateway-server.mjs) over its IPC channel.
  */
-import type { ChildProcess } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * Forks the compiled control plane (gateway-server.mjs, as `npm start` runs it: tsx alone would
+ * add ~30 MB to the RSS measured) on a free port with its data in `dataDir`, logging nothing;
+ * `env` adds to or overrides that, `cpuProfDir` writes a CPU profile there. It says `ready`.
+ */
+export function forkServer(
+  dataDir: string,
+  env: Record<string, string> = {},
+  cpuProfDir?: string,
+): ChildProcess {
+  return fork(fileURLToPath(new URL('./gateway-server.mjs', import.meta.url)), [], {
+    execArgv: cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : [],
+    env: { ...process.env, DATA_DIR: dataDir, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'silent', ...env },
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+}
 
 /**
  * Sends `{ type }` (except for `ready`, which the child sends by itself once listening) and waits

@@ -16,22 +16,20 @@
  * Run: `npm run bench -- video` (or `npx tsx bench/video.ts` after `npm run build`). The poster
  * figures need ffmpeg/ffprobe on PATH (Debian's ffmpeg package); without them they are left out.
  */
-import { execFileSync, fork } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SESSION_COOKIE } from '../src/auth/sessions.js';
-import { ask } from './server-process.js';
+import { HAS_FFMPEG, SEEK_CLIP as CLIP } from '../test/support/video.js';
+import { ask, forkServer } from './server-process.js';
 import { participantSession } from './sessions.js';
 
 type Figures = Record<string, number>;
 
 const MiB = 1024 * 1024;
 const USER = 'user0001';
-const CLIP = readFileSync(new URL('../test/fixtures/video/seek-4s.mp4', import.meta.url));
 const r1 = (n: number) => Math.round(n * 10) / 10;
 
 /** POSTs a multipart form with a `size`-byte file, generated as it is sent; the status and time. */
@@ -82,15 +80,6 @@ async function get(url: string, cookie: string): Promise<{ status: number; body:
   return { status: res.status, body: await res.text() };
 }
 
-const hasTools = () => {
-  try {
-    execFileSync('sh', ['-c', 'command -v ffprobe && command -v ffmpeg'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-};
-
 export async function benchVideo(): Promise<Figures> {
   const size = Number(process.env.BENCH_VIDEO_MB ?? 1000) * MiB;
   const clips = Number(process.env.BENCH_VIDEO_CLIPS ?? 40);
@@ -105,17 +94,7 @@ export async function benchVideo(): Promise<Figures> {
       await mkdir(folder, { recursive: true, mode: 0o700 });
       await writeFile(join(folder, `ComfyUI_00001_.mp4`), CLIP, { mode: 0o600 });
     }
-    const child = fork(fileURLToPath(new URL('./gateway-server.mjs', import.meta.url)), [], {
-      env: {
-        ...process.env,
-        DATA_DIR: dir,
-        HOST: '127.0.0.1',
-        PORT: '0',
-        LOG_LEVEL: 'silent',
-        FILES: 'local',
-      },
-      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-    });
+    const child = forkServer(dir, { FILES: 'local' });
     let sampler: NodeJS.Timeout | undefined;
     try {
       const { url } = (await ask(child, 'ready')) as { url: string };
@@ -148,7 +127,7 @@ export async function benchVideo(): Promise<Figures> {
         upload_loop_p99_ms: r1(loop),
       });
 
-      if (hasTools()) {
+      if (HAS_FFMPEG) {
         const gallery = `${url}/${USER}/gallery`;
         let t0 = performance.now();
         const first = await get(gallery, cookie);

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { userNameSchema } from '../auth/user-names.js';
 import { CARDS_FILE, updateLoginMaterial } from '../auth/login-material-update.js';
 import { participantsFilePath } from '../auth/login-material.js';
+import { autoscaleHoldBody, autoscaleStopAllBody } from '../autoscale/routes.js';
 import { publicBaseUrl } from '../config/public-url.js';
 import { AppError } from '../errors.js';
 import { parse } from '../http/parse.js';
@@ -50,16 +51,6 @@ function bodyOf(request: FastifyRequest): unknown {
  * zod-checked JSON body, need the CSRF header (unless called with a Bearer API token), and are
  * recorded in the audit log whether they succeed or fail.
  */
-const autoscaleHoldBody = z.strictObject({
-  count: z.number().int().min(0).max(100),
-  minutes: z
-    .number()
-    .int()
-    .min(0)
-    .max(24 * 60),
-});
-const autoscaleStopAllBody = z.strictObject({ on: z.boolean() });
-
 export function adminApiRoutes(app: FastifyInstance, services: Services, rt: AdminRuntime): void {
   const { queue, store, accounts, dispatcher, workers } = services;
   const { audit, live } = rt;

@@ -5,12 +5,11 @@
  * the test runs unchanged.
  */
 import { readFileSync } from 'node:fs';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { agentReady, startTestAgent } from '../../test/support/agent.js';
 import { startStandin, type Standin } from '../../test/support/comfyui-standin/server.js';
-import { getCurrentEnv } from '../dispatch/env-snapshots.js';
 import { listen, startHarness, type Harness } from '../gateway/test-kit.js';
-import { startAgent, type AgentHandle } from '../worker/agent/index.js';
+import type { AgentHandle } from '../worker/agent/index.js';
 
 const REAL_COMFYUI = process.env.COMFYUI_URL?.replace(/\/+$/, '') || null;
 const TOKEN = 'convert-e2e-worker-token-0123456789';
@@ -49,22 +48,13 @@ beforeAll(async () => {
   await h.addUser('user001');
   const base = await listen(h);
   if (!REAL_COMFYUI) standin = await startStandin({});
-  agent = startAgent({
+  agent = startTestAgent({
     serverUrl: base,
     token: TOKEN,
     comfyuiUrl: REAL_COMFYUI ?? standin!.url,
     name: 'gpu-convert',
-    prefetch: 0,
-    logger: pino({ level: 'silent' }),
-    probeIntervalMs: 200,
-    backoff: { baseMs: 50, maxMs: 300 },
   });
-  await until(() => h.services.workers.online().length === 1, 30_000, 'the worker to register');
-  await until(
-    async () => (await getCurrentEnv(h.services.store)) !== null,
-    30_000,
-    'the environment snapshot',
-  );
+  await agentReady(h);
 }, 90_000);
 
 afterAll(async () => {

@@ -76,15 +76,18 @@ const post = (url: string, body: unknown, auth = teacher) =>
     payload: JSON.stringify(body),
   });
 
-/** A second worker known to the registry with its own snapshot (not the current environment). */
-async function knownWorker(id: string, env: EnvSnapshot): Promise<void> {
+/**
+ * A worker known to the registry with its own snapshot (not the current environment), in `on`
+ * (the shared harness by default).
+ */
+async function knownWorker(id: string, env: EnvSnapshot, on: Harness = h, name = id): Promise<void> {
   const hash = createHash('sha256').update(JSON.stringify(env)).digest('hex');
-  await saveEnv(h.services.store, hash, env);
+  await saveEnv(on.services.store, hash, env);
   const link = { send: () => false, close: () => {}, open: false };
-  h.services.workers.connect(
+  on.services.workers.connect(
     id,
     {
-      name: id,
+      name,
       tokenName: 'test',
       agentVersion: '1',
       comfyuiVersion: '0.3.64',
@@ -94,7 +97,7 @@ async function knownWorker(id: string, env: EnvSnapshot): Promise<void> {
       inFlight: [],
       warmModels: [],
       healthy: true,
-    } as unknown as Parameters<typeof h.services.workers.connect>[1],
+    } as unknown as Parameters<typeof on.services.workers.connect>[1],
     link,
   );
 }
@@ -249,24 +252,7 @@ describe('GET /api/v1/templates/models', () => {
     try {
       const admin = await t.addUser('teacher', 'instructor');
       const env = snapshot({ ...FLUX_MODELS, vae: [] });
-      const hash = createHash('sha256').update(JSON.stringify(env)).digest('hex');
-      await saveEnv(t.services.store, hash, env);
-      t.services.workers.connect(
-        'w1',
-        {
-          name: 'gpu1',
-          tokenName: 'test',
-          agentVersion: '1',
-          comfyuiVersion: '0.3.64',
-          devices: [],
-          envHash: hash,
-          prefetch: 1,
-          inFlight: [],
-          warmModels: [],
-          healthy: true,
-        } as unknown as Parameters<typeof t.services.workers.connect>[1],
-        { send: () => false, close: () => {}, open: false },
-      );
+      await knownWorker('w1', env, t, 'gpu1');
       const r = await t.app.inject({
         method: 'GET',
         url: '/api/v1/templates/models',

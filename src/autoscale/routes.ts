@@ -17,7 +17,8 @@ import { parse } from '../http/parse.js';
 import type { Autoscaler } from './autoscaler.js';
 import { costCsv } from './cost.js';
 
-const holdBody = z.strictObject({
+/** The bodies of hold and stop-all, here and in the dashboard's own routes (src/admin/routes.ts). */
+export const autoscaleHoldBody = z.strictObject({
   count: z.number().int().min(0).max(100),
   minutes: z
     .number()
@@ -25,7 +26,7 @@ const holdBody = z.strictObject({
     .min(0)
     .max(24 * 60),
 });
-const stopAllBody = z.strictObject({ on: z.boolean() });
+export const autoscaleStopAllBody = z.strictObject({ on: z.boolean() });
 const usageQuery = z.strictObject({
   day: z
     .string()
@@ -60,7 +61,7 @@ export function autoscaleRoutes(
 
   app.post('/autoscale/hold', async (request) => {
     const a = need();
-    const body = parse(holdBody, request.body ?? {});
+    const body = parse(autoscaleHoldBody, request.body ?? {});
     a.setHold(body.count, body.minutes);
     await deps.audit.record({
       by: request.principal?.name ?? 'unknown',
@@ -74,7 +75,7 @@ export function autoscaleRoutes(
 
   app.post('/autoscale/stop-all', async (request) => {
     const a = need();
-    const body = parse(stopAllBody, request.body ?? {});
+    const body = parse(autoscaleStopAllBody, request.body ?? {});
     a.setStopAll(body.on);
     await deps.audit.record({
       by: request.principal?.name ?? 'unknown',

@@ -10,6 +10,7 @@
 import {
   comboOptions,
   isLink,
+  outputsFailedValidation,
   type ComfyPromptErrorBody,
   type NodeError,
   type ObjectInfo,
@@ -88,17 +89,8 @@ export function missingModelsError(
   if (opts.outputs) for (const e of Object.values(nodeErrors)) e.dependent_outputs = [...opts.outputs];
   // ComfyUI's `details` lists only the failing outputs' own errors ("message: details" per line);
   // a loader feeding an output is upstream, so usually it is empty, as ComfyUI's is.
-  const details = Object.entries(nodeErrors)
+  const own = Object.entries(nodeErrors)
     .filter(([id]) => !opts.outputs || opts.outputs.includes(id))
-    .flatMap(([, e]) => e.errors.map((x) => `${x.message}: ${x.details}`))
-    .join('\n');
-  return {
-    error: {
-      type: 'prompt_outputs_failed_validation',
-      message: 'Prompt outputs failed validation',
-      details,
-      extra_info: {},
-    },
-    node_errors: nodeErrors,
-  };
+    .flatMap(([, e]) => e.errors);
+  return outputsFailedValidation(own, nodeErrors);
 }

@@ -100,6 +100,25 @@ export const PromptErrorBodySchema = z.looseObject({
 });
 export type ComfyPromptErrorBody = z.infer<typeof PromptErrorBodySchema>;
 
+/**
+ * ComfyUI's 400 body when no output of the prompt validates. Its `details` lists `errors`, the
+ * failing outputs' own errors, one `message: details` line each.
+ */
+export function outputsFailedValidation(
+  errors: readonly Pick<PromptErrorItem, 'message' | 'details'>[],
+  nodeErrors: Record<string, NodeError>,
+): ComfyPromptErrorBody {
+  return {
+    error: {
+      type: 'prompt_outputs_failed_validation',
+      message: 'Prompt outputs failed validation',
+      details: errors.map((e) => `${e.message}: ${e.details}`).join('\n'),
+      extra_info: {},
+    },
+    node_errors: nodeErrors,
+  };
+}
+
 /** The 200 body of `POST /prompt`. `node_errors` lists outputs dropped for failing validation. */
 export const QueuePromptResponseSchema = z.looseObject({
   prompt_id: z.string(),

@@ -41,7 +41,7 @@ import type {
   ObjectInfo,
   PromptErrorItem,
 } from './protocol.js';
-import { getInputInfo } from './protocol.js';
+import { getInputInfo, outputsFailedValidation } from './protocol.js';
 import {
   PyException,
   pyBool,
@@ -568,16 +568,12 @@ export function validatePrompt(
   }
 
   if (good.length === 0) {
-    const details = failed.flatMap(([, rs]) => rs.map((e) => `${e.message}: ${e.details}`)).join('\n');
-    return fail({
-      error: {
-        type: 'prompt_outputs_failed_validation',
-        message: 'Prompt outputs failed validation',
-        details,
-        extra_info: {},
-      },
-      node_errors: nodeErrors,
-    });
+    return fail(
+      outputsFailedValidation(
+        failed.flatMap(([, rs]) => rs),
+        nodeErrors,
+      ),
+    );
   }
   return {
     ok: true,

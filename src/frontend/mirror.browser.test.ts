@@ -11,12 +11,12 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext } from 'playwright-core';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from '../../test/support/app-harness.js';
+import { startTestAgent } from '../../test/support/agent.js';
 import { startStandin, type Standin } from '../../test/support/comfyui-standin/server.js';
 import { listen } from '../gateway/test-kit.js';
-import { startAgent, type AgentHandle } from '../worker/agent/index.js';
+import type { AgentHandle } from '../worker/agent/index.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const FIXTURES = fileURLToPath(new URL('../../test/fixtures/', import.meta.url));
@@ -71,15 +71,11 @@ describe.skipIf(!existsSync(CHROMIUM))('the frontend mirrored from a worker, in 
         extensionDirs: { hello: `${FIXTURES}mini-extension` },
       });
     }
-    agent = startAgent({
+    agent = startTestAgent({
       serverUrl: base,
       token: TOKEN,
       comfyuiUrl: REAL_COMFYUI ?? standin!.url,
       name: 'gpu-mirror',
-      prefetch: 0,
-      logger: pino({ level: 'silent' }),
-      probeIntervalMs: 200,
-      backoff: { baseMs: 50, maxMs: 300 },
       frontendRetry: { baseMs: 200, maxMs: 2_000 },
     });
     // Before the mirror completes `/user001/` is the 503 waiting page.

@@ -3,21 +3,10 @@
  * they are not installed; CI installs them), a filter by kind, a zip of one kind, and the clean
  * fallback when the tools are missing (FFPROBE_PATH / FFMPEG_PATH pointing nowhere).
  */
-import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { userFileKey } from '../files/safe-path.js';
 import { startHarness, tinyPng } from './test-kit.js';
-
-const CLIP = readFileSync(new URL('../../test/fixtures/video/seek-4s.mp4', import.meta.url));
-const hasTools = (() => {
-  try {
-    execFileSync('sh', ['-c', 'command -v ffprobe && command -v ffmpeg'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+import { HAS_FFMPEG, SEEK_CLIP as CLIP } from '../../test/support/video.js';
 
 async function withOutputs(env: Record<string, string> = {}) {
   const h = await startHarness(env);
@@ -33,7 +22,7 @@ async function withOutputs(env: Record<string, string> = {}) {
   return { h, get, B };
 }
 
-describe.skipIf(!hasTools)('the gallery’s videos with ffmpeg', () => {
+describe.skipIf(!HAS_FFMPEG)('the gallery’s videos with ffmpeg', () => {
   let t: Awaited<ReturnType<typeof withOutputs>>;
   beforeAll(async () => {
     t = await withOutputs();

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { recordedVhsOutputs } from '../../test/support/comfyui-standin/media-nodes.js';
 import type { Job, JobOutput } from '../store/types.js';
 import { historyEntry, historyOutputs, jobItem } from './history-shape.js';
 
@@ -68,18 +69,8 @@ describe('history outputs', () => {
           animated: [true],
         },
         '4': { images: [{ filename: 'anim_00001_.webp', subfolder: '', type: 'output' }], animated: [true] },
-        '12': {
-          gifs: [
-            {
-              filename: 'AnimateDiff_00001.mp4',
-              subfolder: '',
-              type: 'output',
-              format: 'video/h264-mp4',
-              frame_rate: 8,
-              workflow: 'AnimateDiff_00001.png',
-            },
-          ],
-        },
+        // As recorded from VHS_VideoCombine (test/fixtures/custom-node-outputs).
+        '12': recordedVhsOutputs()['12'],
       }),
     );
     // A node with only a text output is still listed with its meta. (Node ids are integer-like

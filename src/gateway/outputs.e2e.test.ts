@@ -8,10 +8,12 @@
  * `/<user>/api/history` says, except for the names: the namespace folder the agent adds goes, and
  * each counter continues the participant's own sequence (`bar_00001_`, `bar_00002_`, …).
  */
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { agentReady, startTestAgent } from '../../test/support/agent.js';
+import { recordedVhsOutputs } from '../../test/support/comfyui-standin/media-nodes.js';
 import { startStandin, type Standin } from '../../test/support/comfyui-standin/server.js';
-import { startAgent, type AgentHandle } from '../worker/agent/index.js';
+import { videoPrompt } from '../../test/support/prompts.js';
+import type { AgentHandle } from '../worker/agent/index.js';
 import { listen, RecordingSocket, startHarness, type Harness } from './test-kit.js';
 
 const REAL_COMFYUI = process.env.COMFYUI_URL?.replace(/\/+$/, '') || null;
@@ -107,12 +109,7 @@ function zipNames(zip: Buffer): string[] {
 
 function mediaPrompt(): Prompt {
   return {
-    '1': { class_type: 'EmptyImage', inputs: { width: 32, height: 32, batch_size: 16, color: 0x336699 } },
-    '2': { class_type: 'CreateVideo', inputs: { images: ['1', 0], fps: 8 } },
-    '3': {
-      class_type: 'SaveVideo',
-      inputs: { video: ['2', 0], filename_prefix: 'video/clip', format: 'auto', codec: 'auto' },
-    },
+    ...videoPrompt({ width: 32, height: 32, frames: 16, color: 0x336699, filenamePrefix: 'video/clip' }),
     '4': {
       class_type: 'SaveAnimatedWEBP',
       inputs: {
@@ -141,22 +138,8 @@ beforeAll(async () => {
     standin = await startStandin({ delayMs: 50, customNodes: true });
     comfyUrl = standin.url;
   }
-  agent = startAgent({
-    serverUrl: base,
-    token: TOKEN,
-    comfyuiUrl: comfyUrl,
-    name: 'gpu-outputs',
-    prefetch: 0,
-    logger: pino({ level: 'silent' }),
-    probeIntervalMs: 200,
-    backoff: { baseMs: 50, maxMs: 300 },
-  });
-  await until(async () => h.services.workers.online().length === 1, 20_000, 'the worker to register');
-  await until(
-    async () => (await get('/user001/api/object_info/SaveVideo')).statusCode === 200,
-    20_000,
-    'the environment snapshot',
-  );
+  agent = startTestAgent({ serverUrl: base, token: TOKEN, comfyuiUrl: comfyUrl, name: 'gpu-outputs' });
+  await agentReady(h);
 }, 60_000);
 
 afterAll(async () => {
@@ -273,20 +256,7 @@ describe('outputs as ComfyUI reports and names them', () => {
       const b = await queue(prompt);
       const second = await finished(b);
       // As recorded (test/fixtures/custom-node-outputs), renamed; the worker's disk path is gone.
-      expect(first.outputs).toEqual({
-        '12': {
-          gifs: [
-            {
-              filename: 'AnimateDiff_00001.mp4',
-              subfolder: '',
-              type: 'output',
-              format: 'video/h264-mp4',
-              frame_rate: 8,
-              workflow: 'AnimateDiff_00001.png',
-            },
-          ],
-        },
-      });
+      expect(first.outputs).toEqual(recordedVhsOutputs());
       const gifs = second.outputs['12']!.gifs!;
       expect(gifs).toMatchObject([{ filename: 'AnimateDiff_00002.mp4', workflow: 'AnimateDiff_00002.png' }]);
       const view = await get('/user001/api/view?filename=AnimateDiff_00002.mp4&type=output');

@@ -8,11 +8,11 @@
  * model-free prompt has no sampler to report them).
  */
 import { ComfyApi, CallWrapper, PromptBuilder } from '@saintno/comfyui-sdk';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { agentReady, startTestAgent } from '../../test/support/agent.js';
 import { startStandin, type Standin } from '../../test/support/comfyui-standin/server.js';
 import { modelFreePrompt } from '../../test/support/prompts.js';
-import { startAgent, type AgentHandle } from '../worker/agent/index.js';
+import type { AgentHandle } from '../worker/agent/index.js';
 import { listen, startHarness, type Harness } from './test-kit.js';
 
 const REAL_COMFYUI = process.env.COMFYUI_URL?.replace(/\/+$/, '') || null;
@@ -24,44 +24,18 @@ let base: string;
 let standin: Standin | undefined;
 let agent: AgentHandle;
 
-async function until(fn: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 beforeAll(async () => {
   h = await startHarness({ WORKER_TOKENS: `gpu:${TOKEN}` });
   await h.services.accounts.create('user001', 'participant', PASSWORD);
   base = await listen(h);
   if (!REAL_COMFYUI) standin = await startStandin({ delayMs: 400 });
-  agent = startAgent({
+  agent = startTestAgent({
     serverUrl: base,
     token: TOKEN,
     comfyuiUrl: REAL_COMFYUI ?? standin!.url,
     name: 'gpu-sdk',
-    prefetch: 0,
-    logger: pino({ level: 'silent' }),
-    probeIntervalMs: 200,
-    backoff: { baseMs: 50, maxMs: 300 },
   });
-  await until(() => h.services.workers.online().length === 1, 15_000, 'the worker to register');
-  // The agent uploads its ComfyUI environment (object_info & co.) on first contact.
-  const node = REAL_COMFYUI ? 'SaveImage' : 'StandinSleep';
-  await until(
-    async () => {
-      const r = await h.app.inject({
-        method: 'GET',
-        url: `/user001/api/object_info/${node}`,
-        headers: { authorization: h.basic('user001', PASSWORD) },
-      });
-      return r.statusCode === 200 && node in (r.json() as object);
-    },
-    15_000,
-    'the environment snapshot',
-  );
+  await agentReady(h);
 }, 60_000);
 
 afterAll(async () => {

@@ -79,6 +79,39 @@ export function tinyPng(seed = 0): Buffer {
   return Buffer.concat([base, Buffer.from(`#${seed}`)]);
 }
 
+/** Publishes ComfyUI-shaped events of `job` on the bus, as the fake worker's. */
+export function fakeWorkerEvents(h: Harness, job: Job) {
+  return (type: string, data: Record<string, unknown>) =>
+    h.services.bus.publish({
+      kind: 'event',
+      jobId: job.id,
+      user: job.user,
+      workerId: 'fake-worker',
+      event: { type, data },
+    });
+}
+
+/**
+ * Stores a file the fake worker saved for `job` as the real agent and dispatcher do: ComfyUI saves
+ * under `<user>/<jobId>/<subfolder>`; the file is stored, announced and recorded under the
+ * participant-facing name (ComfyUI's own naming), which this returns with the stored size.
+ */
+export async function storeWorkerOutput(
+  h: Harness,
+  job: Job,
+  file: { filename: string; subfolder?: string; body: Buffer },
+): Promise<{ filename: string; subfolder: string; size: number }> {
+  const { files, store } = h.services;
+  const subfolder = [job.user, job.id, file.subfolder ?? ''].filter((s) => s !== '').join('/');
+  const workerSide = { filename: file.filename, subfolder, type: 'output' as const };
+  const [facing] = await new OutputNamer(store, files).name(job.user, job.id, [workerSide]);
+  const stat = await files.write(
+    userFileKey(job.user, 'output', facing!.subfolder, facing!.filename),
+    file.body,
+  );
+  return { filename: facing!.filename, subfolder: facing!.subfolder, size: stat.size };
+}
+
 /**
  * Plays a GPU worker for one job: claims it (it must be the next one), relays ComfyUI-shaped events
  * on the bus, writes an output file into the owner's space, and completes it.
@@ -93,18 +126,11 @@ export async function runJobAsWorker(
     holdMs?: number;
   } = {},
 ): Promise<Job> {
-  const { queue, bus, files } = h.services;
+  const { queue, bus } = h.services;
   const job = await queue.claim('fake-worker', []);
   if (!job) throw new Error('no job to claim');
   const filename = opts.filename ?? 'ComfyUI_00001_.png';
-  const publish = (type: string, data: Record<string, unknown>) =>
-    bus.publish({
-      kind: 'event',
-      jobId: job.id,
-      user: job.user,
-      workerId: 'fake-worker',
-      event: { type, data },
-    });
+  const publish = fakeWorkerEvents(h, job);
   const save = Object.entries(job.prompt).find(([, n]) => n.class_type === 'SaveImage')?.[0] ?? '3';
   if (opts.events !== false) {
     publish('execution_start', { prompt_id: job.id, timestamp: Date.now() });
@@ -123,20 +149,8 @@ export async function runJobAsWorker(
       });
     if (opts.holdMs) await new Promise((r) => setTimeout(r, opts.holdMs));
   }
-  const body = tinyPng();
-  // Like the real agent and dispatcher: ComfyUI saves under `<user>/<jobId>/`; the file is stored,
-  // announced and recorded under the participant-facing name (ComfyUI's own naming).
-  const workerSide = { filename, subfolder: `${job.user}/${job.id}`, type: 'output' };
-  const [facing] = await new OutputNamer(h.services.store, files).name(job.user, job.id, [workerSide]);
-  const stat = await files.write(userFileKey(job.user, 'output', facing!.subfolder, facing!.filename), body);
-  const output: JobOutput = {
-    nodeId: save,
-    filename: facing!.filename,
-    subfolder: facing!.subfolder,
-    type: 'output',
-    kind: 'images',
-    size: stat.size,
-  };
+  const saved = await storeWorkerOutput(h, job, { filename, body: tinyPng() });
+  const output: JobOutput = { nodeId: save, ...saved, type: 'output', kind: 'images' };
   if (opts.events !== false) {
     publish('executed', {
       node: save,

@@ -7,8 +7,6 @@
  * the gallery the clip shows its poster frame (with ffmpeg), plays in place and seeks. The same
  * against the real frontend and a real ComfyUI: test/e2e/video-parity.e2e.test.ts.
  */
-import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -17,78 +15,59 @@ import {
   launchChromium,
 } from '../../test/support/chromium.js';
 import { fileURLToPath } from 'node:url';
+import { videoPrompt } from '../../test/support/prompts.js';
+import { basicAuth } from '../../test/support/serve.js';
 import { userFileKey } from '../files/safe-path.js';
 import type { JobOutput } from '../store/types.js';
-import { listen, startHarness, uploadEnv, type Harness } from './test-kit.js';
+import {
+  fakeWorkerEvents,
+  listen,
+  startHarness,
+  storeWorkerOutput,
+  uploadEnv,
+  type Harness,
+} from './test-kit.js';
+import { HAS_FFMPEG, SEEK_CLIP as CLIP } from '../../test/support/video.js';
 
 const MINI_FRONTEND = fileURLToPath(new URL('../../test/fixtures/mini-frontend', import.meta.url));
 
 /** The model-free video workflow of the real-frontend comparison (test/e2e/video-parity.e2e.test.ts). */
-const VIDEO_PROMPT = {
-  '1': { class_type: 'EmptyImage', inputs: { width: 64, height: 64, batch_size: 24, color: 0 } },
-  '2': { class_type: 'CreateVideo', inputs: { images: ['1', 0], fps: 8 } },
-  '3': {
-    class_type: 'SaveVideo',
-    inputs: { video: ['2', 0], filename_prefix: 'video/ComfyUI', format: 'auto', codec: 'auto' },
-  },
-};
+const VIDEO_PROMPT = videoPrompt();
 
 /**
  * What a worker agent does for that workflow on a real ComfyUI 0.3.64: SaveVideo's `executed`
- * carries the clip under `images` with `animated: [true]` (as recorded from the real one), and
- * the file lands in the participant's `<job id>/video/` folder.
+ * carries the clip under `images` with `animated: [true]` (as recorded from the real one), the
+ * file saved under `video/` and shown to the participant under ComfyUI's own name for it.
  */
 async function runVideoJob(h: Harness): Promise<void> {
-  const { queue, bus, files } = h.services;
+  const { queue } = h.services;
   const job = await queue.claim('fake-worker', []);
   if (!job) throw new Error('no job to claim');
-  const filename = 'ComfyUI_00001_.mp4';
-  const subfolder = `${job.id}/video`;
-  const stat = await files.write(userFileKey(job.user, 'output', subfolder, filename), CLIP);
-  const publish = (type: string, data: Record<string, unknown>) =>
-    bus.publish({
-      kind: 'event',
-      jobId: job.id,
-      user: job.user,
-      workerId: 'fake-worker',
-      event: { type, data },
-    });
+  const saved = await storeWorkerOutput(h, job, {
+    filename: 'ComfyUI_00001_.mp4',
+    subfolder: 'video',
+    body: CLIP,
+  });
+  const publish = fakeWorkerEvents(h, job);
   publish('execution_start', { prompt_id: job.id, timestamp: Date.now() });
   publish('executed', {
     node: '3',
     display_node: '3',
     output: {
       // What the bus carries are the names the participant sees (the worker's are mapped before).
-      images: [{ filename, subfolder, type: 'output' }],
+      images: [{ filename: saved.filename, subfolder: saved.subfolder, type: 'output' }],
       animated: [true],
     },
     prompt_id: job.id,
   });
   publish('execution_success', { prompt_id: job.id, timestamp: Date.now() });
-  const output: JobOutput = {
-    nodeId: '3',
-    filename,
-    subfolder,
-    type: 'output',
-    kind: 'images',
-    size: stat.size,
-  };
+  const output: JobOutput = { nodeId: '3', ...saved, type: 'output', kind: 'images' };
   const r = await queue.complete(job.id, job.attempts, [output]);
   if (!r.ok) throw new Error(`complete failed: ${r.reason}`);
   publish('executing', { node: null, prompt_id: job.id });
 }
 
 const PASSWORD = 'pw-user001-0123456789';
-const HAS_FFMPEG = (() => {
-  try {
-    execFileSync('sh', ['-c', 'command -v ffmpeg && command -v ffprobe'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
-// 4 s, 160×120, keyframe every second, moov at the end; see test/fixtures/video/README.md.
-const CLIP = readFileSync(new URL('../../test/fixtures/video/seek-4s.mp4', import.meta.url));
 
 const PAGE = `<!doctype html><meta charset="utf-8"><title>video</title><body>
 <video id="v" preload="metadata" muted src="api/view?filename=clip.mp4&amp;subfolder=job1&amp;type=output"></video>
@@ -113,6 +92,25 @@ async function seekToOne(
     // A player that cannot seek snaps back to 0 without firing 'seeked'; report what it has then.
     setTimeout(done, 5000);
   })`)) as { duration: number; currentTime: number; seekableEnd: number };
+}
+
+/**
+ * Plays the first `<video>` of the page until it has run a little, pauses it, seeks it to 1 s and
+ * checks it landed there in the 4 s clip.
+ */
+async function playThenSeek(page: Page): Promise<void> {
+  const played = await page.evaluate(
+    "document.querySelector('video').play().then(() => 'ok', (e) => String(e))",
+  );
+  expect(played).toBe('ok');
+  // Polled from here: the gallery's CSP (no script) forbids waitForFunction's in-page eval.
+  await expect
+    .poll(() => page.evaluate("document.querySelector('video').currentTime"), { timeout: 15_000 })
+    .toBeGreaterThan(0.2);
+  await page.evaluate("document.querySelector('video').pause()");
+  const r = await seekToOne(page);
+  expect(r.duration).toBeCloseTo(4, 1);
+  expect(r.currentTime).toBeCloseTo(1, 1);
 }
 
 describe.skipIf(!HAS_CHROMIUM)('a participant’s video in Chromium', () => {
@@ -169,7 +167,7 @@ describe.skipIf(!HAS_CHROMIUM)('a participant’s video in Chromium', () => {
     // cookie; the page queues the workflow, hears `executed` on its socket and shows the clip the
     // way the real frontend's node preview does: a <video> at `api/view?filename&type&subfolder`.
     const login = await fetch(`${base}/user001/api/users`, {
-      headers: { authorization: `Basic ${Buffer.from(`user001:${PASSWORD}`).toString('base64')}` },
+      headers: { authorization: basicAuth('user001', PASSWORD) },
     });
     const session = /cm_session=([^;]+)/.exec(login.headers.get('set-cookie') ?? '')![1]!;
     const context = await browser.newContext();
@@ -213,17 +211,7 @@ describe.skipIf(!HAS_CHROMIUM)('a participant’s video in Chromium', () => {
         '&subfolder=' + encodeURIComponent(f.subfolder) + '&rand=' + Math.random();
       document.body.appendChild(v);
     })()`);
-    const played = await page.evaluate(
-      "document.querySelector('video').play().then(() => 'ok', (e) => String(e))",
-    );
-    expect(played).toBe('ok');
-    await expect
-      .poll(() => page.evaluate("document.querySelector('video').currentTime"), { timeout: 15_000 })
-      .toBeGreaterThan(0.2);
-    await page.evaluate("document.querySelector('video').pause()");
-    const r = await seekToOne(page);
-    expect(r.duration).toBeCloseTo(4, 1);
-    expect(r.currentTime).toBeCloseTo(1, 1);
+    await playThenSeek(page);
     expect(statuses).toContain(206);
     await context.close();
   }, 60_000);
@@ -246,18 +234,7 @@ describe.skipIf(!HAS_CHROMIUM)('a participant’s video in Chromium', () => {
         .toContainEqual({ status: 200, type: 'image/jpeg' });
     }
     await page.evaluate("document.querySelector('video').muted = true");
-    const played = await page.evaluate(
-      "document.querySelector('video').play().then(() => 'ok', (e) => String(e))",
-    );
-    expect(played).toBe('ok');
-    // Polled from here: the gallery's CSP (no script) forbids waitForFunction's in-page eval.
-    await expect
-      .poll(() => page.evaluate("document.querySelector('video').currentTime"), { timeout: 15_000 })
-      .toBeGreaterThan(0.2);
-    await page.evaluate("document.querySelector('video').pause()");
-    const r = await seekToOne(page);
-    expect(r.duration).toBeCloseTo(4, 1);
-    expect(r.currentTime).toBeCloseTo(1, 1);
+    await playThenSeek(page);
     expect(statuses).toContain(206);
     await context.close();
   }, 60_000);

@@ -6,12 +6,11 @@
  * not declared; a form that is not multipart gets 415.
  */
 import { connect } from 'node:net';
-import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listen, startHarness, storedFiles, uploadEnv, type Harness } from './test-kit.js';
+import { SEEK_CLIP as CLIP } from '../../test/support/video.js';
 
 // 4 s of test pattern, 12 kB; see test/fixtures/video/README.md.
-const CLIP = readFileSync(new URL('../../test/fixtures/video/seek-4s.mp4', import.meta.url));
 
 let h: Harness;
 let base: string;

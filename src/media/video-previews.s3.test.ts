@@ -2,7 +2,6 @@
  * Posters and durations with the S3 file store (a real s3rver): ffprobe and ffmpeg read the video
  * through a short-lived presigned URL, seeking with HTTP ranges, instead of a local file.
  */
-import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,18 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startS3Server, type S3ServerHandle } from '../../test/support/s3-server.js';
 import { S3FileStore } from '../files/s3-file-store.js';
 import { VideoPreviews } from './video-previews.js';
+import { HAS_FFMPEG, SEEK_CLIP as CLIP } from '../../test/support/video.js';
 
-const CLIP = readFileSync(new URL('../../test/fixtures/video/seek-4s.mp4', import.meta.url));
-const hasTools = (() => {
-  try {
-    execFileSync('sh', ['-c', 'command -v ffprobe && command -v ffmpeg'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
-
-describe.skipIf(!hasTools)('video previews from S3', () => {
+describe.skipIf(!HAS_FFMPEG)('video previews from S3', () => {
   let s3: S3ServerHandle;
   let files: S3FileStore;
   let dir: string;

@@ -19,8 +19,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalFileStore } from '../files/local-file-store.js';
 import { VideoPreviews } from './video-previews.js';
+import { SEEK_CLIP as CLIP } from '../../test/support/video.js';
 
-const CLIP = readFileSync(new URL('../../test/fixtures/video/seek-4s.mp4', import.meta.url));
 const which = (tool: string) => {
   try {
     return execFileSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim() || null;

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Processes, waitFor, type Proc } from '../support/processes.js';
 import { freePort } from '../support/redis-server.js';
+import { addUser, basicAuth, startServe } from '../support/serve.js';
 
 const REAL_COMFYUI = process.env.COMFYUI_URL?.replace(/\/+$/, '') || null;
 const ADMIN_PASSWORD = 'e2e-admin-password';
@@ -27,17 +28,13 @@ let comfyUrl: string;
 let serverEnv: Record<string, string>;
 let server: Proc;
 let worker: Proc;
-const participant = { authorization: `Basic ${Buffer.from(`user001:${USER_PASSWORD}`).toString('base64')}` };
+const participant = { authorization: basicAuth('user001', USER_PASSWORD) };
 
 const bytes = async (res: Response) => Buffer.from(await res.arrayBuffer());
 const fromServer = (path: string) => fetch(`${serverUrl}/user001/${path}`, { headers: participant });
 const fromComfy = (path: string) => fetch(`${comfyUrl}/${path}`);
 
-async function startServer(): Promise<Proc> {
-  const p = procs.run('serve', ['src/cli/index.ts', 'serve'], serverEnv);
-  await waitFor(async () => (await fetch(`${serverUrl}/health`)).ok, 30_000, 'the control plane');
-  return p;
-}
+const startServer = () => startServe(procs, serverEnv);
 
 /** Relative files `index.html` names (scripts, styles, icons, preloads), as a browser fetches them. */
 function referencedFiles(html: string): string[] {
@@ -86,13 +83,7 @@ beforeAll(async () => {
   // The server first: its first start creates `admin` with ADMIN_PASSWORD. Accounts added by the
   // CLI while it runs take effect at once.
   server = await startServer();
-  const add = procs.run(
-    'users-add',
-    ['src/cli/index.ts', 'users', 'add', 'user001', '--password-stdin'],
-    serverEnv,
-    `${USER_PASSWORD}\n`,
-  );
-  expect(await add.exited, add.log.join('')).toBe(0);
+  await addUser(procs, serverEnv, 'user001', USER_PASSWORD);
 }, 90_000);
 
 // On failure, the processes' output says more than the assertion alone.
@@ -160,7 +151,7 @@ describe('the ComfyUI frontend, mirrored from a worker', () => {
   });
 
   it('tells instructors which frontend is served and where it came from', async () => {
-    const admin = { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}` };
+    const admin = { authorization: basicAuth('admin', ADMIN_PASSWORD) };
     const res = await fetch(`${serverUrl}/api/v1/status`, { headers: admin });
     expect(res.status).toBe(200);
     const status = (await res.json()) as {

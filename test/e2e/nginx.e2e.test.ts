@@ -16,6 +16,7 @@ import { TestCa } from '../support/certs.js';
 import { nextMessage, openSocket, runToEnd, send } from '../support/https-client.js';
 import { Processes, waitFor } from '../support/processes.js';
 import { freePort } from '../support/redis-server.js';
+import { addUser } from '../support/serve.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const NGINX = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p));
@@ -125,13 +126,7 @@ beforeAll(async () => {
     'the control plane',
   );
   await waitFor(async () => (await viaNginx('/health')).status === 200, 30_000, 'nginx');
-  const add = procs.run(
-    'users-add',
-    ['src/cli/index.ts', 'users', 'add', 'user001', '--password-stdin'],
-    env,
-    `${USER_PASSWORD}\n`,
-  );
-  expect(await add.exited, add.log.join('')).toBe(0);
+  await addUser(procs, env, 'user001', USER_PASSWORD);
 }, 120_000);
 
 afterEach((ctx) => {

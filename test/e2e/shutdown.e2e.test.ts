@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Processes, waitFor, type Proc } from '../support/processes.js';
 import { freePort } from '../support/redis-server.js';
+import { addUser, basicAuth, startServe } from '../support/serve.js';
 
 const GRACE_MS = 1500;
 /** Process exit, closing the store, a loaded CI machine. */
@@ -26,7 +27,7 @@ let dir: string;
 let port: number;
 let server: Proc;
 const sockets: Socket[] = [];
-const basic = `Basic ${Buffer.from(`user001:${USER_PASSWORD}`).toString('base64')}`;
+const basic = basicAuth('user001', USER_PASSWORD);
 
 /** A raw connection that sends `request` and then never reads a byte of the answer. */
 async function stalledClient(request: string): Promise<Socket> {
@@ -56,15 +57,8 @@ beforeAll(async () => {
     FRONTEND_DIR: frontend,
     SHUTDOWN_GRACE_MS: String(GRACE_MS),
   };
-  server = procs.run('serve', ['src/cli/index.ts', 'serve'], env);
-  await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/health`)).ok, 30_000, 'the control plane');
-  const add = procs.run(
-    'users-add',
-    ['src/cli/index.ts', 'users', 'add', 'user001', '--password-stdin'],
-    env,
-    `${USER_PASSWORD}\n`,
-  );
-  expect(await add.exited, add.log.join('')).toBe(0);
+  server = await startServe(procs, env);
+  await addUser(procs, env, 'user001', USER_PASSWORD);
 }, 90_000);
 
 afterEach((ctx) => {

@@ -24,6 +24,7 @@ import { TestCa, type IssuedCert } from '../support/certs.js';
 import { nextMessage, openSocket, pingPong, runToEnd, send } from '../support/https-client.js';
 import { Processes, waitFor, type Proc } from '../support/processes.js';
 import { freePort } from '../support/redis-server.js';
+import { addUser, startServe } from '../support/serve.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const ADMIN_PASSWORD = 'e2e-admin-password';
@@ -95,15 +96,12 @@ beforeAll(async () => {
     HTTP_REDIRECT_PORT: String(redirectPort),
     HSTS_MAX_AGE: '1234',
   };
-  server = procs.run('serve', ['src/cli/index.ts', 'serve'], env);
-  await waitFor(async () => (await https('/health')).status === 200, 60_000, 'the HTTPS control plane');
-  const add = procs.run(
-    'users-add',
-    ['src/cli/index.ts', 'users', 'add', 'user001', '--password-stdin'],
-    env,
-    `${USER_PASSWORD}\n`,
-  );
-  expect(await add.exited, add.log.join('')).toBe(0);
+  server = await startServe(procs, env, {
+    ready: async () => (await https('/health')).status === 200,
+    timeoutMs: 60_000,
+    what: 'the HTTPS control plane',
+  });
+  await addUser(procs, env, 'user001', USER_PASSWORD);
 }, 120_000);
 
 afterEach((ctx) => {

@@ -19,7 +19,9 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { HAS_CHROMIUM, launchChromium } from '../support/chromium.js';
 import { Processes, waitFor } from '../support/processes.js';
+import { videoPrompt } from '../support/prompts.js';
 import { freePort } from '../support/redis-server.js';
+import { addUser, basicAuth, startServe } from '../support/serve.js';
 
 const REAL_COMFYUI = process.env.COMFYUI_URL?.replace(/\/+$/, '') || null;
 const SKIP_REASON = !REAL_COMFYUI
@@ -37,18 +39,6 @@ let serverUrl: string;
 let browser: Browser;
 /** Why the comparison cannot run (no frontend mirrored from the worker), or null. */
 let notMirrored: string | null = null;
-
-/** The model-free workflow, API format; `stem` makes its file names this run's own. */
-function videoPrompt(stem: string) {
-  return {
-    '1': { class_type: 'EmptyImage', inputs: { width: 64, height: 64, batch_size: 24, color: 0x3366cc } },
-    '2': { class_type: 'CreateVideo', inputs: { images: ['1', 0], fps: 8 } },
-    '3': {
-      class_type: 'SaveVideo',
-      inputs: { video: ['2', 0], filename_prefix: `video/${stem}`, format: 'auto', codec: 'auto' },
-    },
-  };
-}
 
 interface Seen {
   /** The node preview's `<video>`: its duration, whether it played, where a seek to 1 s landed. */
@@ -110,8 +100,10 @@ async function exercise(context: BrowserContext, url: string, stem: string): Pro
   });
   await page.goto(url);
   await appReady(page);
+  // `stem` makes the clip's file names this run's own.
+  const prompt = videoPrompt({ color: 0x3366cc, filenamePrefix: `video/${stem}` });
   await page.evaluate(`(async () => {
-    window.app.loadApiJson(${JSON.stringify(videoPrompt(stem))}, 'video-parity.json');
+    window.app.loadApiJson(${JSON.stringify(prompt)}, 'video-parity.json');
     await window.app.queuePrompt(0, 1);
   })()`);
   let preview: Seen['preview'];
@@ -168,21 +160,14 @@ beforeAll(async () => {
     ADMIN_PASSWORD,
     WORKER_TOKENS: `gpu:${WORKER_TOKEN}`,
   };
-  procs.run('serve', ['src/cli/index.ts', 'serve'], env);
-  await waitFor(async () => (await fetch(`${serverUrl}/health`)).ok, 30_000, 'the control plane');
-  const add = procs.run(
-    'users-add',
-    ['src/cli/index.ts', 'users', 'add', 'user001', '--password-stdin'],
-    env,
-    `${USER_PASSWORD}\n`,
-  );
-  expect(await add.exited, add.log.join('')).toBe(0);
+  await startServe(procs, env);
+  await addUser(procs, env, 'user001', USER_PASSWORD);
   procs.run(
     'worker',
     ['src/cli/index.ts', 'worker', '--server', serverUrl, '--comfyui', REAL_COMFYUI!, '--name', 'gpu1'],
     { COMFY_MULTI_TOKEN: WORKER_TOKEN, LOG_LEVEL: 'info' },
   );
-  const basic = `Basic ${Buffer.from(`user001:${USER_PASSWORD}`).toString('base64')}`;
+  const basic = basicAuth('user001', USER_PASSWORD);
   try {
     await waitFor(
       async () =>
@@ -217,7 +202,7 @@ describe.skipIf(SKIP_REASON !== null)(
       await plainContext.close();
 
       const login = await fetch(`${serverUrl}/user001/api/users`, {
-        headers: { authorization: `Basic ${Buffer.from(`user001:${USER_PASSWORD}`).toString('base64')}` },
+        headers: { authorization: basicAuth('user001', USER_PASSWORD) },
       });
       const session = /cm_session=([^;]+)/.exec(login.headers.get('set-cookie') ?? '')![1]!;
       const mineContext = await browser.newContext({ viewport: { width: 1400, height: 900 } });

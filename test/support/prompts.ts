@@ -27,19 +27,16 @@ export interface ModelFreePromptOptions {
   loadImage?: string;
 }
 
+/** ComfyUI's model-free image source: `batch` images of one colour (0xRRGGBB). */
+function emptyImage(width: number, height: number, batch: number, color: number) {
+  return { class_type: 'EmptyImage', inputs: { width, height, batch_size: batch, color } };
+}
+
 export function modelFreePrompt(opts: ModelFreePromptOptions = {}): ApiPrompt {
   const n = MODEL_FREE_NODES;
   const source = opts.loadImage
     ? { class_type: 'LoadImage', inputs: { image: opts.loadImage } }
-    : {
-        class_type: 'EmptyImage',
-        inputs: {
-          width: opts.width ?? 64,
-          height: opts.height ?? 48,
-          batch_size: opts.batchSize ?? 1,
-          color: opts.color ?? 0x336699,
-        },
-      };
+    : emptyImage(opts.width ?? 64, opts.height ?? 48, opts.batchSize ?? 1, opts.color ?? 0x336699);
   const prompt: ApiPrompt = {
     [n.source]: source,
     [n.invert]: { class_type: 'ImageInvert', inputs: { image: [n.source, 0] } },
@@ -58,4 +55,36 @@ export function modelFreePrompt(opts: ModelFreePromptOptions = {}): ApiPrompt {
     prompt[n.save]!.inputs.images = [n.sleep, 0];
   }
   return prompt;
+}
+
+export interface VideoPromptOptions {
+  width?: number;
+  height?: number;
+  /** Frames of the clip (the EmptyImage batch). */
+  frames?: number;
+  fps?: number;
+  /** 0xRRGGBB of the EmptyImage. */
+  color?: number;
+  /** SaveVideo prefix (may contain `/` subfolders). Default `video/ComfyUI`. */
+  filenamePrefix?: string;
+}
+
+/**
+ * The model-free video workflow, API format: EmptyImage batch (node "1") → CreateVideo ("2") →
+ * SaveVideo ("3"), which a real ComfyUI 0.3.64 runs without models (and the stand-in too).
+ */
+export function videoPrompt(opts: VideoPromptOptions = {}): ApiPrompt {
+  return {
+    '1': emptyImage(opts.width ?? 64, opts.height ?? 64, opts.frames ?? 24, opts.color ?? 0),
+    '2': { class_type: 'CreateVideo', inputs: { images: ['1', 0], fps: opts.fps ?? 8 } },
+    '3': {
+      class_type: 'SaveVideo',
+      inputs: {
+        video: ['2', 0],
+        filename_prefix: opts.filenamePrefix ?? 'video/ComfyUI',
+        format: 'auto',
+        codec: 'auto',
+      },
+    },
+  };
 }

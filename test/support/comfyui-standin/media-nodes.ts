@@ -23,12 +23,26 @@ const VHS_FIXTURE = fileURLToPath(
 interface VhsRecording {
   node: { class_type: string };
   executed: { data: { output: { gifs: Record<string, unknown>[] } } };
+  history_outputs: Record<string, { gifs: Record<string, unknown>[] }>;
   object_info: NodeDef;
 }
 
 let vhs: VhsRecording | undefined;
 const vhsRecording = (): VhsRecording =>
   (vhs ??= JSON.parse(readFileSync(VHS_FIXTURE, 'utf8')) as VhsRecording);
+
+/**
+ * The recorded VHS_VideoCombine history outputs (node "12") as a participant sees them: ComfyUI's
+ * own entry, fields in order, less the worker's disk path (`fullpath`).
+ */
+export function recordedVhsOutputs(): Record<string, { gifs: Record<string, unknown>[] }> {
+  return Object.fromEntries(
+    Object.entries(vhsRecording().history_outputs).map(([node, { gifs }]) => [
+      node,
+      { gifs: gifs.map(({ fullpath: _, ...rest }) => rest) },
+    ]),
+  );
+}
 
 /** The recorded custom nodes' object_info entries (offered with `customNodes: true`). */
 export function customNodeDefs(): Record<string, NodeDef> {

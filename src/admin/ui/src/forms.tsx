@@ -1,3 +1,4 @@
+import type { ComponentChildren } from 'preact';
 import { useRef, useState } from 'preact/hooks';
 import type { Priority } from '../../view-types.js';
 import { action } from './api.js';
@@ -58,52 +59,109 @@ function Footer({
   );
 }
 
+/** A dialog around one form, sent by the footer's primary button (or Enter in a field). */
+function SubmitDialog({
+  title,
+  onClose,
+  initialFocus,
+  formId,
+  label,
+  busy,
+  blocked = false,
+  onSubmit,
+  children,
+}: {
+  title: string;
+  onClose: () => void;
+  initialFocus?: string;
+  formId: string;
+  label: string;
+  busy: boolean;
+  /** What was typed cannot be sent: the button is off and Enter does nothing. */
+  blocked?: boolean;
+  onSubmit: () => void;
+  children: ComponentChildren;
+}) {
+  return (
+    <Dialog
+      title={title}
+      onClose={onClose}
+      initialFocus={initialFocus}
+      footer={<Footer busy={busy || blocked} label={label} onClose={onClose} form={formId} />}
+    >
+      <form
+        id={formId}
+        onSubmit={(e) => {
+          e.preventDefault();
+          if (!blocked) onSubmit();
+        }}
+      >
+        {children}
+      </form>
+    </Dialog>
+  );
+}
+
+/** The radio list of priority levels, one per option with its help line. */
+function Choices<T extends string>({
+  name,
+  options,
+  value,
+  onChange,
+}: {
+  name: string;
+  options: { value: T; label: string; help: string }[];
+  value: T;
+  onChange: (v: T) => void;
+}) {
+  return (
+    <fieldset class="choices">
+      <legend class="sr-only">Priority</legend>
+      {options.map((p) => (
+        <label key={p.value} class="choice">
+          <input
+            type="radio"
+            name={name}
+            value={p.value}
+            checked={value === p.value}
+            onChange={() => onChange(p.value)}
+          />
+          <span>
+            <b>{p.label}</b> <span class="muted">{p.help}</span>
+          </span>
+        </label>
+      ))}
+    </fieldset>
+  );
+}
+
 function PriorityDialog({ ctx, d, onClose }: FormProps<'priority'>) {
   const [value, setValue] = useState<Priority>(d.priority as Priority);
   const { busy, submit } = useSubmit(ctx, onClose);
   const mode = ctx.s.queue.mode;
   return (
-    <Dialog
+    <SubmitDialog
       title={`Priority of job #${d.number} (${d.user})`}
       onClose={onClose}
       initialFocus="input:checked"
-      footer={<Footer busy={busy} label="Set priority" onClose={onClose} form="prio-form" />}
+      formId="prio-form"
+      label="Set priority"
+      busy={busy}
+      onSubmit={() =>
+        void submit(async () => {
+          await action(`/jobs/${encodeURIComponent(d.jobId)}/priority`, { priority: value });
+          return `Job #${d.number} of ${d.user} now has ${value} priority.`;
+        })
+      }
     >
-      <form
-        id="prio-form"
-        onSubmit={(e) => {
-          e.preventDefault();
-          void submit(async () => {
-            await action(`/jobs/${encodeURIComponent(d.jobId)}/priority`, { priority: value });
-            return `Job #${d.number} of ${d.user} now has ${value} priority.`;
-          });
-        }}
-      >
-        <fieldset class="choices">
-          <legend class="sr-only">Priority</legend>
-          {PRIORITIES.map((p) => (
-            <label key={p.value} class="choice">
-              <input
-                type="radio"
-                name="priority"
-                value={p.value}
-                checked={value === p.value}
-                onChange={() => setValue(p.value)}
-              />
-              <span>
-                <b>{p.label}</b> <span class="muted">{p.help}</span>
-              </span>
-            </label>
-          ))}
-        </fieldset>
-        {mode !== 'priority' ? (
-          <p class="note">
-            The queue is in <b>{MODE_LABEL[mode]}</b> order: priority only counts in <b>Priority</b> order. To
-            run this job next now, use <b>To front</b>.
-          </p>
-        ) : null}
-      </form>
-    </Dialog>
+      <Choices name="priority" options={PRIORITIES} value={value} onChange={setValue} />
+      {mode !== 'priority' ? (
+        <p class="note">
+          The queue is in <b>{MODE_LABEL[mode]}</b> order: priority only counts in <b>Priority</b> order. To
+          run this job next now, use <b>To front</b>.
+        </p>
+      ) : null}
+    </SubmitDialog>
   );
 }
 
@@ -119,50 +177,31 @@ function UserPriorityDialog({ ctx, d, onClose }: FormProps<'user-priority'>) {
   const [value, setValue] = useState<'high' | 'normal' | 'low'>(row?.priority ?? 'normal');
   const { busy, submit } = useSubmit(ctx, onClose);
   return (
-    <Dialog
+    <SubmitDialog
       title={`Priority of ${d.user}`}
       onClose={onClose}
       initialFocus="input:checked"
-      footer={<Footer busy={busy} label="Set priority" onClose={onClose} form="uprio-form" />}
-    >
-      <form
-        id="uprio-form"
-        onSubmit={(e) => {
-          e.preventDefault();
-          void submit(async () => {
-            const r = await action<{ jobsChanged: number }>(`/users/${encodeURIComponent(d.user)}/priority`, {
-              priority: value === 'normal' ? null : value,
-            });
-            return `${d.user} now has ${value} priority (${r.jobsChanged} waiting job(s) changed).`;
+      formId="uprio-form"
+      label="Set priority"
+      busy={busy}
+      onSubmit={() =>
+        void submit(async () => {
+          const r = await action<{ jobsChanged: number }>(`/users/${encodeURIComponent(d.user)}/priority`, {
+            priority: value === 'normal' ? null : value,
           });
-        }}
-      >
-        <p>For every job of {d.user}: those waiting now and those they queue later.</p>
-        <fieldset class="choices">
-          <legend class="sr-only">Priority</legend>
-          {USER_LEVELS.map((p) => (
-            <label key={p.value} class="choice">
-              <input
-                type="radio"
-                name="user-priority"
-                value={p.value}
-                checked={value === p.value}
-                onChange={() => setValue(p.value)}
-              />
-              <span>
-                <b>{p.label}</b> <span class="muted">{p.help}</span>
-              </span>
-            </label>
-          ))}
-        </fieldset>
-        {ctx.s.queue.mode !== 'priority' ? (
-          <p class="note">
-            The queue is in <b>{MODE_LABEL[ctx.s.queue.mode]}</b> order: priority only counts in{' '}
-            <b>Priority</b> order.
-          </p>
-        ) : null}
-      </form>
-    </Dialog>
+          return `${d.user} now has ${value} priority (${r.jobsChanged} waiting job(s) changed).`;
+        })
+      }
+    >
+      <p>For every job of {d.user}: those waiting now and those they queue later.</p>
+      <Choices name="user-priority" options={USER_LEVELS} value={value} onChange={setValue} />
+      {ctx.s.queue.mode !== 'priority' ? (
+        <p class="note">
+          The queue is in <b>{MODE_LABEL[ctx.s.queue.mode]}</b> order: priority only counts in <b>Priority</b>{' '}
+          order.
+        </p>
+      ) : null}
+    </SubmitDialog>
   );
 }
 
@@ -181,55 +220,52 @@ function UserLimitsDialog({ ctx, d, onClose }: FormProps<'user-limits'>) {
     (pending.trim() !== '' && numberOrNull(pending) === null) ||
     (running.trim() !== '' && numberOrNull(running) === null);
   return (
-    <Dialog
+    <SubmitDialog
       title={`Limits of ${d.user}`}
       onClose={onClose}
-      footer={<Footer busy={busy || bad} label="Save limits" onClose={onClose} form="ulimits-form" />}
-    >
-      <form
-        id="ulimits-form"
-        onSubmit={(e) => {
-          e.preventDefault();
-          if (bad) return;
-          void submit(async () => {
-            await action(`/users/${encodeURIComponent(d.user)}/limits`, {
-              maxPendingPerUser: numberOrNull(pending),
-              maxRunningPerUser: numberOrNull(running),
-            });
-            return `Saved the limits of ${d.user}.`;
+      formId="ulimits-form"
+      label="Save limits"
+      busy={busy}
+      blocked={bad}
+      onSubmit={() =>
+        void submit(async () => {
+          await action(`/users/${encodeURIComponent(d.user)}/limits`, {
+            maxPendingPerUser: numberOrNull(pending),
+            maxRunningPerUser: numberOrNull(running),
           });
-        }}
-      >
-        <p>Leave a field empty to use the limit every participant has.</p>
-        <div class="fields">
-          <label class="field">
-            <span>Most jobs waiting</span>
-            <input
-              type="number"
-              min={1}
-              max={100000}
-              inputMode="numeric"
-              placeholder={`${defaults.maxPendingPerUser} (everyone’s)`}
-              value={pending}
-              onInput={(e) => setPending((e.target as HTMLInputElement).value)}
-            />
-          </label>
-          <label class="field">
-            <span>Most jobs running at once</span>
-            <input
-              type="number"
-              min={1}
-              max={1000}
-              inputMode="numeric"
-              placeholder={`${defaults.maxRunningPerUser} (everyone’s)`}
-              value={running}
-              onInput={(e) => setRunning((e.target as HTMLInputElement).value)}
-            />
-          </label>
-        </div>
-        {bad ? <p class="note bad">Use whole numbers of 1 or more, or leave the field empty.</p> : null}
-      </form>
-    </Dialog>
+          return `Saved the limits of ${d.user}.`;
+        })
+      }
+    >
+      <p>Leave a field empty to use the limit every participant has.</p>
+      <div class="fields">
+        <label class="field">
+          <span>Most jobs waiting</span>
+          <input
+            type="number"
+            min={1}
+            max={100000}
+            inputMode="numeric"
+            placeholder={`${defaults.maxPendingPerUser} (everyone’s)`}
+            value={pending}
+            onInput={(e) => setPending((e.target as HTMLInputElement).value)}
+          />
+        </label>
+        <label class="field">
+          <span>Most jobs running at once</span>
+          <input
+            type="number"
+            min={1}
+            max={1000}
+            inputMode="numeric"
+            placeholder={`${defaults.maxRunningPerUser} (everyone’s)`}
+            value={running}
+            onInput={(e) => setRunning((e.target as HTMLInputElement).value)}
+          />
+        </label>
+      </div>
+      {bad ? <p class="note bad">Use whole numbers of 1 or more, or leave the field empty.</p> : null}
+    </SubmitDialog>
   );
 }
 
@@ -241,56 +277,46 @@ function QueueLimitsDialog({ ctx, onClose }: FormProps<'queue-limits'>) {
   const p = numberOrNull(pending);
   const r = numberOrNull(running);
   return (
-    <Dialog
+    <SubmitDialog
       title="Limits for every participant"
       onClose={onClose}
-      footer={
-        <Footer
-          busy={busy || p === null || r === null}
-          label="Save limits"
-          onClose={onClose}
-          form="qlimits-form"
-        />
+      formId="qlimits-form"
+      label="Save limits"
+      busy={busy}
+      blocked={p === null || r === null}
+      onSubmit={() =>
+        void submit(async () => {
+          await action('/queue/limits', { maxPendingPerUser: p, maxRunningPerUser: r });
+          return `Every participant may now have ${p} waiting and ${r} running.`;
+        })
       }
     >
-      <form
-        id="qlimits-form"
-        onSubmit={(e) => {
-          e.preventDefault();
-          if (p === null || r === null) return;
-          void submit(async () => {
-            await action('/queue/limits', { maxPendingPerUser: p, maxRunningPerUser: r });
-            return `Every participant may now have ${p} waiting and ${r} running.`;
-          });
-        }}
-      >
-        <div class="fields">
-          <label class="field">
-            <span>Most jobs waiting per participant</span>
-            <input
-              type="number"
-              min={1}
-              max={100000}
-              required
-              value={pending}
-              onInput={(e) => setPending((e.target as HTMLInputElement).value)}
-            />
-          </label>
-          <label class="field">
-            <span>Most jobs running at once per participant</span>
-            <input
-              type="number"
-              min={1}
-              max={1000}
-              required
-              value={running}
-              onInput={(e) => setRunning((e.target as HTMLInputElement).value)}
-            />
-          </label>
-        </div>
-        <p class="note">Limits set for one participant (in the Participants table) still apply to them.</p>
-      </form>
-    </Dialog>
+      <div class="fields">
+        <label class="field">
+          <span>Most jobs waiting per participant</span>
+          <input
+            type="number"
+            min={1}
+            max={100000}
+            required
+            value={pending}
+            onInput={(e) => setPending((e.target as HTMLInputElement).value)}
+          />
+        </label>
+        <label class="field">
+          <span>Most jobs running at once per participant</span>
+          <input
+            type="number"
+            min={1}
+            max={1000}
+            required
+            value={running}
+            onInput={(e) => setRunning((e.target as HTMLInputElement).value)}
+          />
+        </label>
+      </div>
+      <p class="note">Limits set for one participant (in the Participants table) still apply to them.</p>
+    </SubmitDialog>
   );
 }
 

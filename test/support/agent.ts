@@ -1,0 +1,36 @@
+/**
+ * A real worker agent for the in-process end-to-end tests (a harness control plane listening on a
+ * port, the ComfyUI stand-in or a real ComfyUI behind the agent).
+ */
+import { pino } from 'pino';
+import { getCurrentEnv } from '../../src/dispatch/env-snapshots.js';
+import { startAgent, type AgentHandle, type AgentOptions } from '../../src/worker/agent/index.js';
+import type { Harness } from './app-harness.js';
+import { waitFor } from './processes.js';
+
+/**
+ * Starts an agent as the tests run one: silent, probing and reconnecting quickly, holding no job
+ * ahead in ComfyUI's queue (prefetch 0). `opts` overrides any of these.
+ */
+export function startTestAgent(opts: AgentOptions): AgentHandle {
+  return startAgent({
+    prefetch: 0,
+    logger: pino({ level: 'silent' }),
+    probeIntervalMs: 200,
+    backoff: { baseMs: 50, maxMs: 300 },
+    ...opts,
+  });
+}
+
+/**
+ * Waits until the agent has registered and uploaded its ComfyUI environment (object_info & co.,
+ * sent on first contact): before that, prompts are refused as naming unknown nodes.
+ */
+export async function agentReady(h: Harness, timeoutMs = 30_000): Promise<void> {
+  await waitFor(() => h.services.workers.online().length === 1, timeoutMs, 'the worker to register');
+  await waitFor(
+    async () => (await getCurrentEnv(h.services.store)) !== null,
+    timeoutMs,
+    'the environment snapshot',
+  );
+}
