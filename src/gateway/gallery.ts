@@ -10,7 +10,8 @@ import type { VideoInfo, VideoPreviews } from '../media/video-previews.js';
 import type { GatewayDeps } from './deps.js';
 import { q, userOf } from './http-util.js';
 import { contentTypeOf, dispositionFilename, mediaKind } from './mime.js';
-import { zipStream } from './zip.js';
+import { galleryExtras, historyJobs, outputsJsonEntry, type GalleryNote } from './gallery-entries.js';
+import { zipStream, type ZipEntry } from './zip.js';
 
 const MAX_SHOWN = 1000;
 
@@ -20,9 +21,16 @@ const MAX_SHOWN = 1000;
  */
 const PROBE_BUDGET_MS = 2_000;
 
-const KINDS = ['video', 'image', 'audio', 'other'] as const;
+// `text`: the text entries of jobs' outputs (a node's ui `text`, a custom node's values), not files.
+const KINDS = ['video', 'image', 'audio', 'text', 'other'] as const;
 type Kind = (typeof KINDS)[number];
-const KIND_LABEL: Record<Kind, string> = { video: 'Videos', image: 'Images', audio: 'Audio', other: 'Other' };
+const KIND_LABEL: Record<Kind, string> = {
+  video: 'Videos',
+  image: 'Images',
+  audio: 'Audio',
+  text: 'Text',
+  other: 'Other',
+};
 
 const galleryQuery = z.object({ kind: z.enum(KINDS).optional() }).loose();
 
@@ -87,17 +95,35 @@ export interface GalleryView {
   videos?: ReadonlyMap<string, VideoInfo>;
   /** Whether `/gallery/poster` can make poster frames (ffmpeg). */
   posters?: boolean;
+  /** Jobs' non-file output entries, shown as text cards among the files. */
+  notes?: readonly GalleryNote[];
+  /** Paths of files their node reported as `animated`. */
+  animated?: ReadonlySet<string>;
 }
 
 export function renderGallery(user: string, all: OutputFile[], view: GalleryView = {}): string {
   const base = `/${encodeURIComponent(user)}`;
   const counts = new Map<Kind, number>();
   for (const o of all) counts.set(mediaKind(o.filename), (counts.get(mediaKind(o.filename)) ?? 0) + 1);
+  const allNotes = view.notes ?? [];
+  if (allNotes.length) counts.set('text', allNotes.length);
   const outputs = view.kind ? all.filter((o) => mediaKind(o.filename) === view.kind) : all;
-  const shown = outputs.slice(0, MAX_SHOWN);
+  const notes = !view.kind || view.kind === 'text' ? allNotes : [];
+  // Files and text cards together, newest first.
+  const items: ({ file: OutputFile; at: number } | { note: GalleryNote; at: number })[] = [
+    ...outputs.map((file) => ({ file, at: file.mtimeMs })),
+    ...notes.map((note) => ({ note, at: note.at })),
+  ].sort((a, b) => b.at - a.at);
+  const shown = items.slice(0, MAX_SHOWN);
   const total = outputs.reduce((n, o) => n + o.size, 0);
   const cards = shown
-    .map((o) => {
+    .map((item) => {
+      if ('note' in item) {
+        const when = new Date(item.at).toISOString().replace('T', ' ').slice(0, 19);
+        // A participant's text, always escaped: it is shown, never interpreted.
+        return `<figure class="text"><pre class="note">${esc(item.note.text)}</pre><figcaption><span>${esc(item.note.key)}</span><br><small>${esc(when)} UTC</small></figcaption></figure>`;
+      }
+      const o = item.file;
       const qs = new URLSearchParams({
         filename: o.filename,
         subfolder: o.subfolder,
@@ -125,17 +151,20 @@ export function renderGallery(user: string, all: OutputFile[], view: GalleryView
           ? ` · <span class="duration">${esc(clockTime(info.durationSec))}</span>`
           : '';
       const when = new Date(o.mtimeMs).toISOString().replace('T', ' ').slice(0, 19);
-      return `<figure class="${kind}">${media}<figcaption><span title="${esc(o.path)}">${esc(o.filename)}</span><br><small>${esc(when)} UTC · ${esc(humanSize(o.size))}${duration}</small> · <a href="${esc(dl)}" download>download</a></figcaption></figure>`;
+      const badge = view.animated?.has(o.path) ? ' <span class="badge">animated</span>' : '';
+      return `<figure class="${kind}">${media}<figcaption><span title="${esc(o.path)}">${esc(o.filename)}</span>${badge}<br><small>${esc(when)} UTC · ${esc(humanSize(o.size))}${duration}</small> · <a href="${esc(dl)}" download>download</a></figcaption></figure>`;
     })
     .join('\n');
   const more =
-    outputs.length > shown.length
-      ? `<p>Showing the newest ${shown.length} of ${outputs.length} files; the zip has them all.</p>`
+    items.length > shown.length
+      ? `<p>Showing the newest ${shown.length} of ${items.length} items; the zip has them all.</p>`
       : '';
   const filters =
     counts.size > 1
       ? `<nav>${[
-          view.kind ? `<a href="${base}/gallery">All (${all.length})</a>` : `<b>All (${all.length})</b>`,
+          view.kind
+            ? `<a href="${base}/gallery">All (${all.length + allNotes.length})</a>`
+            : `<b>All (${all.length + allNotes.length})</b>`,
           ...KINDS.filter((k) => counts.has(k)).map((k) =>
             view.kind === k
               ? `<b>${KIND_LABEL[k]} (${counts.get(k)})</b>`
@@ -159,16 +188,18 @@ main{display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:
 figure{margin:0;background:#232323;border-radius:8px;overflow:hidden}
 figure img,figure video{display:block;width:100%;height:200px;object-fit:contain;background:#111}
 figure audio{width:100%;margin:70px 0}
-.file{height:200px;display:flex;align-items:center;justify-content:center;color:#aaa;padding:8px;word-break:break-all}
+.file,.note{height:200px;display:flex;align-items:center;justify-content:center;color:#aaa;padding:8px;word-break:break-all}
+.note{margin:0;overflow:auto;white-space:pre-wrap;font:12px/1.4 ui-monospace,monospace;color:#ddd;display:block}
+.badge{background:#3a5;color:#fff;border-radius:4px;padding:0 4px;font-size:11px}
 figcaption{padding:8px;font-size:12px;word-break:break-all}
 .empty{padding:40px 20px;color:#aaa}
 </style></head>
 <body>
-<header><h1>My outputs</h1><span>${outputs.length} file${outputs.length === 1 ? '' : 's'} · ${esc(humanSize(total))}</span>
+<header><h1>My outputs</h1><span>${outputs.length} file${outputs.length === 1 ? '' : 's'} · ${esc(humanSize(total))}${notes.length ? ` · ${notes.length} text${notes.length === 1 ? '' : 's'}` : ''}</span>
 ${filters}
-${outputs.length ? `<a href="${zip}" download>Download ${view.kind ? 'these' : 'all'} (zip)</a>` : ''}
+${items.length ? `<a href="${zip}" download>Download ${view.kind ? 'these' : 'all'} (zip)</a>` : ''}
 <a href="${base}/">Back to ComfyUI</a></header>
-${outputs.length ? `${more}<main>\n${cards}\n</main>` : empty}
+${items.length ? `${more}<main>\n${cards}\n</main>` : empty}
 </body></html>`;
 }
 
@@ -212,7 +243,14 @@ export function galleryRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     const all = await listOutputs(files, user);
     const shown = (kind ? all.filter((o) => mediaKind(o.filename) === kind) : all).slice(0, MAX_SHOWN);
     const videos = await videoInfos(deps.previews, userFileKey(user, 'output'), shown, PROBE_BUDGET_MS);
-    const html = renderGallery(user, all, { kind, videos, posters: await deps.previews.postersAvailable() });
+    const { notes, animated } = galleryExtras(await historyJobs(deps.store, user));
+    const html = renderGallery(user, all, {
+      kind,
+      videos,
+      posters: await deps.previews.postersAvailable(),
+      notes,
+      animated,
+    });
     return reply
       .type('text/html; charset=utf-8')
       .header('cache-control', 'no-store')
@@ -267,11 +305,18 @@ export function galleryRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     const { kind } = parse(galleryQuery, request.query);
     const outputs = (await listOutputs(files, user)).filter((o) => !kind || mediaKind(o.filename) === kind);
     const prefix = userFileKey(user, 'output');
-    const entries = outputs.map((o) => ({
+    const entries: ZipEntry[] = outputs.map((o) => ({
       name: o.path,
       mtime: new Date(o.mtimeMs),
       open: () => files.read(`${prefix}/${o.path}`),
     }));
+    // Every job's outputs as /history shows them (text, animated, custom fields), beside the files.
+    if (!kind || kind === 'text') {
+      let name = 'outputs.json';
+      while (outputs.some((o) => o.path === name)) name = `_${name}`;
+      const json = outputsJsonEntry(name, await historyJobs(deps.store, user));
+      if (json) entries.unshift(json);
+    }
     // A streamed archive built on the fly has no stable bytes to address: no ranges (200 only).
     const stream = zipStream(entries);
     stream.on('error', (err) => request.log.warn({ err, user }, 'zip download aborted'));

@@ -1,6 +1,16 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { modelFreePrompt } from '../../test/support/prompts.js';
-import { runJobAsWorker, startHarness, tinyPng, upload, uploadEnv, type Harness } from './test-kit.js';
+import type { JobOutput } from '../store/types.js';
+import {
+  readZip,
+  runJobAsWorker,
+  startHarness,
+  storeWorkerOutput,
+  tinyPng,
+  upload,
+  uploadEnv,
+  type Harness,
+} from './test-kit.js';
 
 let h: Harness;
 let alice: string;
@@ -407,8 +417,59 @@ describe('uploads and files', () => {
     expect(zip.headers['content-type']).toBe('application/zip');
     expect(zip.rawPayload.subarray(0, 4).toString('hex')).toBe('504b0304');
     expect(zip.rawPayload.includes(tinyPng())).toBe(true);
-    expect(zip.rawPayload.includes(Buffer.from('ci_00001_.png'))).toBe(true);
-    expect(zip.rawPayload.includes(Buffer.from(job.id))).toBe(false);
+    const names = readZip(zip.rawPayload).map((e) => e.name);
+    expect(names).toContain('ci_00001_.png');
+    expect(names.some((n) => n.includes(job.id))).toBe(false);
+  });
+
+  it('shows and zips non-file outputs (text, animated, custom fields) as history reports them', async () => {
+    await uploadEnv(h);
+    await post('/user001/api/prompt', { prompt: modelFreePrompt() });
+    const job = (await h.services.queue.claim('fake-worker', []))!;
+    const clip = await storeWorkerOutput(h, job, { filename: 'clip_00001.webp', body: tinyPng(7) });
+    const gif = await storeWorkerOutput(h, job, { filename: 'vhs_00001.mp4', body: tinyPng(8) });
+    const file = (f: { filename: string; subfolder: string }) => ({ ...f, type: 'output' as const });
+    const outputs: JobOutput[] = [
+      { nodeId: '9', kind: 'images', ...file(clip) },
+      { nodeId: '9', kind: 'animated', filename: '', subfolder: '', type: 'output', value: true },
+      {
+        nodeId: '12',
+        kind: 'text',
+        filename: '',
+        subfolder: '',
+        type: 'output',
+        value: '<b>hi</b> & <script>x()</script>',
+      },
+      {
+        nodeId: '14',
+        kind: 'gifs',
+        ...file(gif),
+        extra: { format: 'video/h264-mp4', frame_rate: 8, workflow: 'w.png' },
+      },
+    ];
+    expect((await h.services.queue.complete(job.id, job.attempts, outputs)).ok).toBe(true);
+
+    const page = (await get('/user001/gallery')).body;
+    expect(page).toContain('&lt;b&gt;hi&lt;/b&gt; &amp; &lt;script&gt;x()&lt;/script&gt;');
+    expect(page).not.toContain('<script>');
+    expect(page).not.toContain('<b>hi');
+    expect(page).toMatch(/clip_00001\.webp<\/span> <span class="badge">animated<\/span>/);
+    expect(page).not.toMatch(/vhs_00001\.mp4<\/span> <span class="badge">/);
+    const texts = (await get('/user001/gallery?kind=text')).body;
+    expect(texts).toContain('&lt;b&gt;hi');
+    expect(texts).not.toContain('clip_00001.webp</span>');
+
+    const history = (await get(`/user001/api/history/${job.id}`)).json()[job.id].outputs;
+    expect(history['12']).toEqual({ text: ['<b>hi</b> & <script>x()</script>'] });
+    const entries = readZip((await get('/user001/gallery/download.zip')).rawPayload);
+    const json = entries.find((e) => e.name === 'outputs.json');
+    expect(JSON.parse(json!.data.toString('utf8'))).toEqual({ [job.id]: history });
+    expect(entries.map((e) => e.name).sort()).toEqual(['clip_00001.webp', 'outputs.json', 'vhs_00001.mp4']);
+    // The text filter's zip is the outputs.json alone; other filters carry only their files.
+    const textZip = readZip((await get('/user001/gallery/download.zip?kind=text')).rawPayload);
+    expect(textZip.map((e) => e.name)).toEqual(['outputs.json']);
+    const videoZip = readZip((await get('/user001/gallery/download.zip?kind=video')).rawPayload);
+    expect(videoZip.map((e) => e.name)).toEqual(['vhs_00001.mp4']);
   });
 });
 

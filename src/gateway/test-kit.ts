@@ -8,10 +8,12 @@ import { readFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join, relative } from 'node:path';
+import { expect } from 'vitest';
 import { WebSocket } from 'ws';
 import { saveEnv, setCurrentEnv } from '../dispatch/env-snapshots.js';
 import { OutputNamer } from '../dispatch/output-names.js';
 import { userFileKey } from '../files/safe-path.js';
+import { crc32 } from './zip.js';
 import type { Job, JobOutput } from '../store/types.js';
 import type { EnvSnapshot } from '../worker/protocol.js';
 import { startHarness, type Harness } from '../../test/support/app-harness.js';
@@ -290,4 +292,31 @@ export async function upload(
     headers: { authorization: auth, 'content-type': m.contentType },
     payload: m.payload,
   });
+}
+
+/** Reads a ZIP through its central directory and checks every entry's CRC. */
+export function readZip(zip: Buffer): { name: string; data: Buffer }[] {
+  const eocd = zip.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
+  expect(eocd).toBeGreaterThan(-1);
+  const count = zip.readUInt16LE(eocd + 10);
+  let p = zip.readUInt32LE(eocd + 16);
+  const out: { name: string; data: Buffer }[] = [];
+  for (let i = 0; i < count; i++) {
+    expect(zip.readUInt32LE(p)).toBe(0x02014b50);
+    expect(zip.readUInt16LE(p + 10)).toBe(0); // stored
+    const crc = zip.readUInt32LE(p + 16);
+    const size = zip.readUInt32LE(p + 20);
+    const nameLen = zip.readUInt16LE(p + 28);
+    const local = zip.readUInt32LE(p + 42);
+    const name = zip.subarray(p + 46, p + 46 + nameLen).toString('utf8');
+    expect(zip.readUInt32LE(local)).toBe(0x04034b50);
+    const localNameLen = zip.readUInt16LE(local + 26);
+    const start = local + 30 + localNameLen + zip.readUInt16LE(local + 28);
+    const data = zip.subarray(start, start + size);
+    expect(crc32(data)).toBe(crc);
+    expect(zip.readUInt32LE(start + size)).toBe(0x08074b50);
+    out.push({ name, data });
+    p += 46 + nameLen;
+  }
+  return out;
 }

@@ -5,39 +5,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { readZip } from './test-kit.js';
 import { crc32, zipStream } from './zip.js';
 
 async function collect(r: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const c of r) chunks.push(c as Buffer);
   return Buffer.concat(chunks);
-}
-
-/** Reads a ZIP through its central directory and checks every entry's CRC. */
-function readZip(zip: Buffer): { name: string; data: Buffer }[] {
-  const eocd = zip.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
-  expect(eocd).toBeGreaterThan(-1);
-  const count = zip.readUInt16LE(eocd + 10);
-  let p = zip.readUInt32LE(eocd + 16);
-  const out: { name: string; data: Buffer }[] = [];
-  for (let i = 0; i < count; i++) {
-    expect(zip.readUInt32LE(p)).toBe(0x02014b50);
-    expect(zip.readUInt16LE(p + 10)).toBe(0); // stored
-    const crc = zip.readUInt32LE(p + 16);
-    const size = zip.readUInt32LE(p + 20);
-    const nameLen = zip.readUInt16LE(p + 28);
-    const local = zip.readUInt32LE(p + 42);
-    const name = zip.subarray(p + 46, p + 46 + nameLen).toString('utf8');
-    expect(zip.readUInt32LE(local)).toBe(0x04034b50);
-    const localNameLen = zip.readUInt16LE(local + 26);
-    const start = local + 30 + localNameLen + zip.readUInt16LE(local + 28);
-    const data = zip.subarray(start, start + size);
-    expect(crc32(data)).toBe(crc);
-    expect(zip.readUInt32LE(start + size)).toBe(0x08074b50);
-    out.push({ name, data });
-    p += 46 + nameLen;
-  }
-  return out;
 }
 
 describe('zip writer', () => {
