@@ -14,7 +14,7 @@ import { recordedVhsOutputs } from '../../test/support/comfyui-standin/media-nod
 import { startStandin, type Standin } from '../../test/support/comfyui-standin/server.js';
 import { videoPrompt } from '../../test/support/prompts.js';
 import type { AgentHandle } from '../worker/agent/index.js';
-import { listen, RecordingSocket, startHarness, type Harness } from './test-kit.js';
+import { listen, readZip, RecordingSocket, startHarness, type Harness } from './test-kit.js';
 
 const REAL_COMFYUI = process.env.COMFYUI_URL?.replace(/\/+$/, '') || null;
 const TOKEN = 'outputs-test-worker-token-0123456';
@@ -92,19 +92,6 @@ function nameless(outputs: Outputs, jobId: string): unknown {
       return value;
     }),
   ) as unknown;
-}
-
-/** The entry names of a ZIP archive, from its central directory. */
-function zipNames(zip: Buffer): string[] {
-  const end = zip.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
-  const count = zip.readUInt16LE(end + 10);
-  const names: string[] = [];
-  for (let i = zip.readUInt32LE(end + 16), n = 0; n < count; n++) {
-    const len = zip.readUInt16LE(i + 28);
-    names.push(zip.subarray(i + 46, i + 46 + len).toString('utf8'));
-    i += 46 + len + zip.readUInt16LE(i + 30) + zip.readUInt16LE(i + 32);
-  }
-  return names;
 }
 
 function mediaPrompt(): Prompt {
@@ -219,7 +206,15 @@ describe('outputs as ComfyUI reports and names them', () => {
       for (const name of ['clip_00002_.mp4', 'anim_00002_.webp', 'bar_00004_.png'])
         expect(gallery).toContain(name);
       expect(gallery).not.toContain(first);
-      const names = zipNames((await get('/user001/gallery/download.zip')).rawPayload);
+      // Non-file entries too: the text node's output as a card, the animated nodes' files badged.
+      expect(gallery).toContain('<pre class="note">32</pre>');
+      expect(gallery).toMatch(/anim_00002_\.webp<\/span> <span class="badge">animated<\/span>/);
+      expect(gallery).not.toMatch(/bar_00004_\.png<\/span> <span class="badge">/);
+      const zip = readZip((await get('/user001/gallery/download.zip')).rawPayload);
+      const names = zip.map((e) => e.name);
+      // outputs.json: every job's outputs exactly as /history reports them.
+      const json = zip.find((e) => e.name === 'outputs.json')!.data.toString('utf8');
+      expect(JSON.parse(json)).toEqual({ [first]: one.outputs, [second]: two.outputs });
       for (const name of [
         'video/clip_00001_.mp4',
         'video/clip_00002_.mp4',
