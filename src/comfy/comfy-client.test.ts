@@ -316,6 +316,20 @@ describe('ComfyClient files', () => {
     await expect(client().view({ filename: 'missing.png' })).rejects.toMatchObject({ status: 404 });
   });
 
+  it('survives the caller aborting a download before it listens (a job dropped while its upload opens)', async () => {
+    routes.set('GET /api/view', (_q, res) => {
+      res.writeHead(200, { 'Content-Type': 'video/mp4' });
+      res.write('partial');
+    });
+    const ac = new AbortController();
+    const stream = await client().view({ filename: 'v.mp4' }, { signal: ac.signal });
+    ac.abort(new Error('job dropped'));
+    // No listener yet: the abort's error must not be an uncaught exception (vitest fails on one).
+    await new Promise((r) => setTimeout(r, 100));
+    expect(stream.destroyed).toBe(true);
+    routes.delete('GET /api/view');
+  });
+
   it('lets the caller abandon a download', async () => {
     let closed = false;
     routes.set('GET /api/view', (_q, res) => {

@@ -444,6 +444,10 @@ export class ComfyClient {
     }
     call.done();
     const out = new ComfyFileStream();
+    // The caller's signal can abort the body before the caller has attached its own listeners (a
+    // job dropped while its upload is opening): that error must reach whoever reads the stream,
+    // never crash the process for want of a listener.
+    out.on('error', () => undefined);
     out.contentType = res.headers.get('content-type');
     const len = res.headers.get('content-length');
     out.contentLength = len !== null && /^\d+$/.test(len) ? Number(len) : null;
