@@ -18,6 +18,7 @@ import { queueRoutes } from './api/queue-routes.js';
 import fastifyWebsocket from '@fastify/websocket';
 import { workerApi } from './dispatch/worker-api.js';
 import { workersRoutes } from './dispatch/workers-routes.js';
+import { modelsRoutes } from './api/models-routes.js';
 import type { Services } from './services.js';
 import { VERSION } from './version.js';
 import { gatewayPlugin } from './gateway/index.js';
@@ -70,6 +71,7 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
       });
       queueRoutes(api, services);
       workersRoutes(api, services);
+      modelsRoutes(api, services);
       loginCardsRoutes(api, services);
       autoscaleRoutes(api, services);
       frontendAdminRoutes(api, {

@@ -17,6 +17,7 @@ import { JobEventBus } from './dispatch/job-event-bus.js';
 import { WorkerRegistry } from './dispatch/worker-registry.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
 import { WorkerHub } from './dispatch/worker-hub.js';
+import { ModelDownloadService } from './dispatch/model-downloads.js';
 import { BroadcastService } from './broadcast/broadcast.js';
 import { ConnectionTracker } from './admin/connection-tracker.js';
 import { AuditLog } from './admin/audit-log.js';
@@ -43,6 +44,8 @@ export interface Services {
   dispatcher: Dispatcher;
   /** The worker WebSocket endpoint (`/worker/v1/ws`). */
   hub: WorkerHub;
+  /** Model files downloaded onto workers (`/api/v1/models/downloads`, the dashboard). */
+  models: ModelDownloadService;
   /** The instructor's message in every participant's ComfyUI banner (get/set; `change` events). */
   broadcast: BroadcastService;
   /** Who did what: every instructor action, from the dashboard or a participant page. */
@@ -99,8 +102,9 @@ export async function createServices(config: Config, store: JobStore, logger: Lo
   const workerTokens = new WorkerTokenService(store, config.WORKER_TOKENS);
   const dispatcher = new Dispatcher(queue, workers, bus, logger, { files });
   const { site: frontend, cache: frontendCache } = await openFrontend(config, logger);
+  const models = new ModelDownloadService(workers, logger);
   const hub = new WorkerHub(
-    { store, dispatcher, bus, logger, verifyTokenHash: (hash) => workerTokens.verifyHash(hash) },
+    { store, dispatcher, bus, logger, models, verifyTokenHash: (hash) => workerTokens.verifyHash(hash) },
     {
       // At least three heartbeats per lease, so one lost beat never costs a job.
       leaseMs: config.LEASE_MS,
@@ -131,6 +135,7 @@ export async function createServices(config: Config, store: JobStore, logger: Lo
     workerTokens,
     dispatcher,
     hub,
+    models,
     broadcast,
     audit,
     connections,

@@ -15,6 +15,7 @@ const ALL_SECTIONS: SectionName[] = [
   'broadcast',
   'health',
   'autoscale',
+  'downloads',
 ];
 const OPEN = 1;
 /** A dashboard this far behind gets disconnected (it reconnects and starts fresh). */

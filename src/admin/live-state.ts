@@ -36,6 +36,8 @@ export interface LiveStateDeps {
   health: () => HealthInfo;
   /** GPUs on demand; absent or null when autoscaling is off. */
   autoscale?: () => LiveSections['autoscale'];
+  /** Model downloads onto workers; absent: none. */
+  downloads?: () => LiveSections['downloads'];
 }
 
 const MAX_PENDING_ROWS = 500;
@@ -123,6 +125,8 @@ export class LiveState {
         return Promise.resolve(this.deps.health());
       case 'autoscale':
         return Promise.resolve(this.deps.autoscale?.() ?? null);
+      case 'downloads':
+        return Promise.resolve(this.deps.downloads?.() ?? []);
     }
   }
 
@@ -138,6 +142,7 @@ export class LiveState {
       'broadcast',
       'health',
       'autoscale',
+      'downloads',
     ];
     const values = await Promise.all(names.map((n) => this.computeAny(n)));
     return Object.fromEntries(names.map((n, i) => [n, values[i]])) as unknown as LiveSections;

@@ -7,6 +7,7 @@ import { userNameSchema } from '../auth/user-names.js';
 import { CARDS_FILE, updateLoginMaterial } from '../auth/login-material-update.js';
 import { participantsFilePath } from '../auth/login-material.js';
 import { autoscaleHoldBody, autoscaleStopAllBody } from '../autoscale/routes.js';
+import { cancelAudited, downloadBodySchema, startAudited } from '../api/models-routes.js';
 import { publicBaseUrl } from '../config/public-url.js';
 import { AppError } from '../errors.js';
 import { parse } from '../http/parse.js';
@@ -253,6 +254,24 @@ export function adminApiRoutes(app: FastifyInstance, services: Services, rt: Adm
       live.markDirty('workers');
       return { id: view.id, status: view.status, draining: view.draining };
     });
+  });
+
+  // ---- model downloads onto workers ---------------------------------------------------------------
+  // Audited by the shared helpers (as `model.download` / `model.cancel`, never with the token).
+
+  const downloadBody = downloadBodySchema(services.config.MODEL_DOWNLOADS_ALLOW_LOCAL_HTTP);
+  app.post('/models/downloads', async (request) => {
+    rt.csrf.check(request);
+    const input = parse(downloadBody, request.body);
+    const downloads = await startAudited(services, input, request.principal!.name, 'dashboard');
+    return { downloads };
+  });
+
+  app.post('/models/downloads/:id/cancel', async (request) => {
+    rt.csrf.check(request);
+    const { id } = parse(z.strictObject({ id: z.string().min(1).max(64) }), request.params);
+    parse(empty, bodyOf(request));
+    return cancelAudited(services, id, request.principal!.name, 'dashboard');
   });
 
   // ---- GPUs on demand (src/autoscale) ----------------------------------------------------------------

@@ -100,6 +100,7 @@ export async function createAdminRuntime(
     broadcast,
     health,
     autoscale: () => services.autoscaler?.view() ?? null,
+    downloads: () => services.models.list(),
   });
   const live = new LiveHub(state, sampler, { minIntervalMs: opts.liveMinIntervalMs ?? 250, logger });
 
@@ -166,6 +167,9 @@ export async function createAdminRuntime(
       const onAudit = () => live.markDirty('audit');
       audit.on('entry', onAudit);
       unsubscribes.push(() => audit.off('entry', onAudit));
+      const onDownloads = () => live.markDirty('downloads');
+      services.models.on('change', onDownloads);
+      unsubscribes.push(() => services.models.off('change', onDownloads));
       const onBroadcast = () => live.markDirty('broadcast');
       broadcast.on('change', onBroadcast);
       unsubscribes.push(() => broadcast.off('change', onBroadcast));

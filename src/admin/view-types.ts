@@ -6,6 +6,7 @@
  */
 import type { AutoscaleView } from '../autoscale/view.js';
 import type { JobStatus, Priority, QueueLimits, QueueMode, StatusCounts } from '../store/types.js';
+import type { ModelDownloadState } from '../worker/protocol.js';
 
 export type { AutoscaleView };
 
@@ -124,6 +125,34 @@ export interface FailureRow {
   attempts: number;
 }
 
+/** One model file being downloaded onto one worker (`GET /api/v1/models/downloads`). */
+export interface ModelDownloadView {
+  id: string;
+  workerId: string;
+  workerName: string;
+  /** Without query or fragment (a signed URL's query is a secret). */
+  url: string;
+  folder: string;
+  filename: string;
+  expectedSha256: string | null;
+  /** A bearer token was given (the token itself is never shown). */
+  withToken: boolean;
+  by: string;
+  state: ModelDownloadState;
+  received: number;
+  total: number | null;
+  bytesPerSecond: number | null;
+  /** The file's sha256 once done (null when it was already there). */
+  sha256: string | null;
+  /** Done because the file was already in the folder. */
+  existing: boolean;
+  error: { code: string; message: string } | null;
+  cancelRequested: boolean;
+  createdAt: number;
+  updatedAt: number;
+  finishedAt: number | null;
+}
+
 export const AUDIT_ACTIONS = [
   'job.submit',
   'job.cancel',
@@ -144,6 +173,8 @@ export const AUDIT_ACTIONS = [
   'frontend.use',
   'autoscale.hold',
   'autoscale.stop_all',
+  'model.download',
+  'model.cancel',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 
@@ -213,6 +244,8 @@ export interface LiveSections {
   health: HealthInfo;
   /** GPUs on demand: instances, decisions with reasons, usage; null when autoscaling is off. */
   autoscale: AutoscaleView | null;
+  /** Model downloads onto workers, newest first. */
+  downloads: ModelDownloadView[];
 }
 
 export type SectionName = keyof LiveSections;

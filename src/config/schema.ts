@@ -268,6 +268,11 @@ export const configSchema = z
       .describe(
         "A built ComfyUI frontend (the `static/` folder of the comfyui-frontend-package Python package, or an unzipped frontend release `dist/`), served unmodified to every participant at /<user>/. Unset (default): the frontend is copied from a connected worker's ComfyUI (see FRONTEND_MIRROR); until one arrives, /<user>/ shows a page saying what to do.",
       ),
+    MODEL_DOWNLOADS_ALLOW_LOCAL_HTTP: bool
+      .default(false)
+      .describe(
+        'Let instructors download model files over plain http from 127.0.0.1/localhost (tests and local mirrors). Off: model URLs must be https.',
+      ),
     FRONTEND_MIRROR: bool
       .default(true)
       .describe(

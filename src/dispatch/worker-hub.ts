@@ -16,6 +16,7 @@ import { canonicalJson, sha256Hex } from '../worker/agent/canonical-json.js';
 import type { Dispatcher } from './dispatcher.js';
 import { getCurrentEnvPointer, hasEnv, saveEnv, setCurrentEnv } from './env-snapshots.js';
 import type { JobEventBus } from './job-event-bus.js';
+import type { ModelDownloadService } from './model-downloads.js';
 import type { WorkerEntry, WorkerLink } from './worker-registry.js';
 
 /** WebSocket close codes the hub uses (4000–4999 are for applications). */
@@ -58,6 +59,8 @@ export interface WorkerHubDeps {
    * every job is given to the worker. Without it tokens are checked only when connecting.
    */
   verifyTokenHash?: (hash: string) => Promise<string | null>;
+  /** Model downloads onto workers (`model_download*` messages); absent: none. */
+  models?: ModelDownloadService;
 }
 
 /** One agent connection. It is the dispatcher's {@link WorkerLink} for that worker. */
@@ -189,7 +192,10 @@ export class WorkerHub {
       log.info({ workerId: session.workerId, token: tokenName, code }, 'worker connection closed');
       // After any message still being handled, so a late hello cannot resurrect the worker.
       session.chain = session.chain.then(() => {
-        if (session.workerId) this.deps.dispatcher.disconnected(session.workerId, session);
+        if (!session.workerId) return;
+        // Only when this was the worker's current connection (not one replaced by a newer one).
+        if (this.deps.dispatcher.current(session.workerId, session)) this.deps.models?.disconnected(session.workerId);
+        this.deps.dispatcher.disconnected(session.workerId, session);
       });
     });
     log.info({ token: tokenName, remote: session.remote }, 'worker connected');
@@ -317,6 +323,7 @@ export class WorkerHub {
     });
     if (entry.draining) session.send({ type: 'drain', draining: true });
     dispatcher.activate(entry, session);
+    this.deps.models?.hello(entry, msg);
   }
 
   private async route(entry: WorkerEntry, msg: AgentMessage): Promise<void> {
@@ -351,6 +358,8 @@ export class WorkerHub {
         return dispatcher.reports.jobReleased(entry, msg);
       case 'job_cancelled':
         return dispatcher.reports.jobCancelled(entry, msg);
+      case 'model_download_progress':
+        return this.deps.models?.progress(entry, msg);
     }
   }
 

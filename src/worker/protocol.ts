@@ -74,6 +74,106 @@ export const deviceSchema = z.object({
 /** A job the agent holds: `queued` in ComfyUI's own queue (prefetched) or `running`. */
 export const inFlightSchema = z.object({ ...jobRef, state: z.enum(['queued', 'running']) });
 
+// ---- model downloads (both directions) ----------------------------------------------------------
+//
+// The control plane sends `model_download` (a URL, a ComfyUI models folder, a file name, an optional
+// sha256 and bearer token); the agent downloads into `<models dir>/.comfy-multi-downloads/*.part`
+// (resumable with HTTP Range), checks the sha256, renames the file into `<models dir>/<folder>/`
+// and answers `model_download_progress` (throttled, and on every change of state). A file that did
+// not pass every check is never renamed into a folder ComfyUI reads.
+
+/** ComfyUI models folders (folder_paths names) an instructor may download into. */
+export const MODEL_DOWNLOAD_FOLDERS = [
+  'checkpoints',
+  'loras',
+  'diffusion_models',
+  'text_encoders',
+  'vae',
+  'clip',
+  'clip_vision',
+  'controlnet',
+  'upscale_models',
+  'latent_upscale_models',
+  'embeddings',
+  'style_models',
+  'gligen',
+  'hypernetworks',
+  'photomaker',
+  'audio_encoders',
+  'model_patches',
+  'vae_approx',
+] as const;
+export type ModelDownloadFolder = (typeof MODEL_DOWNLOAD_FOLDERS)[number];
+
+/** A file name inside one models folder: no path separators, no leading dot, no control characters. */
+export const modelFileNameSchema = z
+  .string()
+  .min(1)
+  .max(255)
+  .refine(
+    // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
+    (n) => !/[\\/\u0000-\u001f\u007f]/.test(n) && !n.startsWith('.') && n.trim() === n,
+    'a model file name has no path separators (/ or \\), no leading dot, no control characters and no surrounding spaces',
+  );
+
+const downloadId = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/);
+const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
+
+/**
+ * `queued` (waiting for this worker's earlier downloads), `checking` (asking the server, checking
+ * disk space), `downloading`, `verifying` (sha256, rename), then one of `done`, `failed`,
+ * `cancelled`.
+ */
+export const MODEL_DOWNLOAD_STATES = [
+  'queued',
+  'checking',
+  'downloading',
+  'verifying',
+  'done',
+  'failed',
+  'cancelled',
+] as const;
+export type ModelDownloadState = (typeof MODEL_DOWNLOAD_STATES)[number];
+export const TERMINAL_DOWNLOAD_STATES: readonly ModelDownloadState[] = ['done', 'failed', 'cancelled'];
+
+export const modelDownloadStatusSchema = z.object({
+  downloadId,
+  state: z.enum(MODEL_DOWNLOAD_STATES),
+  /** Bytes of the file on disk so far (a resumed download starts at the partial file's size). */
+  received: z.number().int().min(0),
+  /** The file's size when the server said it, else null. */
+  total: z.number().int().min(0).nullable(),
+  /** When `done`: the file's sha256 (null when it was already there and not re-read). */
+  sha256: sha256Hex.nullable().optional(),
+  /** When `done`: the file was already in the folder; nothing was downloaded. */
+  existing: z.boolean().optional(),
+  /** When `failed`: a short code (`http_404`, `checksum_mismatch`, `disk_full`, ...) and one sentence. */
+  error: z.object({ code: z.string().max(64), message: z.string().max(2000) }).optional(),
+});
+export type ModelDownloadStatus = z.infer<typeof modelDownloadStatusSchema>;
+
+/** Agent → control plane: where a download stands. */
+export const modelDownloadProgressMessage = modelDownloadStatusSchema.extend({
+  type: z.literal('model_download_progress'),
+});
+
+/** Control plane → agent: download one model file into ComfyUI's models folder. */
+export const modelDownloadMessage = z.object({
+  type: z.literal('model_download'),
+  downloadId,
+  /** https (http only where the control plane allows it, for tests on 127.0.0.1). */
+  url: z.string().url().max(4096),
+  folder: z.enum(MODEL_DOWNLOAD_FOLDERS),
+  filename: modelFileNameSchema,
+  /** Expected sha256; a file that does not match is deleted, never moved into place. */
+  sha256: sha256Hex.optional(),
+  /** Sent as `Authorization: Bearer` to the URL's origin (not across redirects); never logged. */
+  token: z.string().min(1).max(4096).optional(),
+});
+
+/** Control plane → agent: stop that download and delete its partial file. */
+export const modelDownloadCancelMessage = z.object({ type: z.literal('model_download_cancel'), downloadId });
+
 // ---- agent → control plane -------------------------------------------------------------------
 
 /** Who started an ephemeral worker: the autoscaler's provider name and that provider's instance id. */
@@ -113,6 +213,13 @@ export const helloMessage = z.object({
    * a worker someone started by hand.
    */
   ephemeral: ephemeralSchema.optional(),
+  /**
+   * The agent knows ComfyUI's models folder (`--models-dir`) and takes `model_download`. Absent
+   * means false: the control plane sends it no downloads.
+   */
+  modelDownloads: z.boolean().optional(),
+  /** After a reconnect: the state of every model download the agent still knows (see below). */
+  downloads: z.array(modelDownloadStatusSchema).max(64).optional(),
 });
 
 /** Everything the per-user ComfyUI needs while no GPU is online. */
@@ -171,6 +278,7 @@ export const jobCancelledMessage = z.object({ type: z.literal('job_cancelled'), 
 
 export const agentMessage = z.discriminatedUnion('type', [
   helloMessage,
+  modelDownloadProgressMessage,
   envMessage,
   heartbeatMessage,
   jobStartedMessage,
@@ -250,6 +358,8 @@ export const serverMessage = z.discriminatedUnion('type', [
   drainMessage,
   ackMessage,
   serverErrorMessage,
+  modelDownloadMessage,
+  modelDownloadCancelMessage,
 ]);
 export type ServerMessage = z.infer<typeof serverMessage>;
 

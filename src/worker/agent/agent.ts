@@ -26,6 +26,7 @@ import { HealthMonitor } from './health.js';
 import { IdleWatch } from './idle-watch.js';
 import { JobRunner } from './job-runner.js';
 import { JobTable, type AgentJob } from './jobs.js';
+import { AgentModelDownloads } from './model-downloads.js';
 
 type Msg<T extends ServerMessage['type']> = Extract<ServerMessage, { type: T }>;
 type Device = Extract<AgentMessage, { type: 'hello' }>['devices'][number];
@@ -64,6 +65,14 @@ export interface AgentSettings {
    */
   exitWhenIdleMs?: number | undefined;
   onIdle?: (() => void) | undefined;
+  /** ComfyUI's models folder: with it the agent takes model downloads (`model_download`). */
+  modelsDir?: string | undefined;
+  /** Free bytes of a folder's file system (default statfs); tests simulate a full disk. */
+  freeDiskBytes?: ((dir: string) => Promise<number>) | undefined;
+  /** Between model download progress reports. Default 1000 ms. */
+  modelProgressMs?: number | undefined;
+  /** First wait before retrying a failed model download request. Default 1000 ms. */
+  modelRetryDelayMs?: number | undefined;
 }
 
 export interface AgentStatus {
@@ -100,6 +109,7 @@ export class WorkerAgent {
   private readonly frontend: FrontendMirror | null;
   private readonly runner: JobRunner;
   private readonly idle: IdleWatch | null;
+  private readonly models: AgentModelDownloads;
 
   private env: { hash: string; snapshot: EnvSnapshot; objectInfo: ObjectInfo } | null = null;
   /** The env hash the current control connection's hello announced. */
@@ -180,12 +190,21 @@ export class WorkerAgent {
         this.warmModels = models;
       },
     });
+    this.models = new AgentModelDownloads({
+      modelsDir: settings.modelsDir ?? null,
+      send: (m) => this.link.send(m),
+      log: this.log,
+      onLanded: () => this.modelLanded(),
+      ...(settings.modelProgressMs !== undefined ? { progressMs: settings.modelProgressMs } : {}),
+      freeBytes: settings.freeDiskBytes,
+      retryDelayMs: settings.modelRetryDelayMs,
+    });
     const { exitWhenIdleMs, onIdle } = settings;
     this.idle =
       exitWhenIdleMs && onIdle
         ? new IdleWatch({
             idleMs: exitWhenIdleMs,
-            busy: () => this.jobs.size > 0 || this.link.pendingOutcomes().length > 0,
+            busy: () => this.jobs.size > 0 || this.link.pendingOutcomes().length > 0 || this.models.busy,
             onIdle: () => {
               if (this.stopping) return;
               this.log.info({ idleMs: exitWhenIdleMs }, 'no job for the idle limit; leaving');
@@ -265,6 +284,7 @@ export class WorkerAgent {
     await this.jobs.whenEmpty(graceMs);
     await Promise.all(this.jobs.all().map((j) => this.runner.giveBack(j, 'worker stopping')));
     this.stopped = true;
+    this.models.stop();
     this.idle?.stop();
     this.health.stop();
     await this.frontend?.stop();
@@ -313,6 +333,7 @@ export class WorkerAgent {
       stopping: this.stopping,
       acks: true,
       ...(this.settings.ephemeral ? { ephemeral: this.settings.ephemeral } : {}),
+      ...(this.models.enabled ? { modelDownloads: true, downloads: this.models.statuses() } : {}),
     };
   }
 
@@ -369,6 +390,25 @@ export class WorkerAgent {
       case 'error':
         this.log.warn({ code: m.code, message: m.message }, 'control plane reported an error');
         return;
+      case 'model_download':
+        return this.models.start(m);
+      case 'model_download_cancel':
+        return this.models.cancel(m.downloadId);
+    }
+  }
+
+  /**
+   * A model file landed in ComfyUI's models folder: re-read the environment and, when it changed,
+   * send it at once (an unasked `env`), so the control plane's submit check and model lists know
+   * the file without this worker reconnecting.
+   */
+  private async modelLanded(): Promise<void> {
+    await this.refreshEnv();
+    const env = this.env;
+    if (!env || env.hash === this.helloHash) return;
+    if (this.link.send({ type: 'env', hash: env.hash, snapshot: env.snapshot })) {
+      this.helloHash = env.hash;
+      this.log.info({ hash: env.hash }, 'sent the ComfyUI environment after a model download');
     }
   }
 

@@ -62,6 +62,17 @@ export interface AgentOptions {
    */
   exitWhenIdleMs?: number;
   onIdle?: () => void;
+  /**
+   * ComfyUI's models folder (the one holding `checkpoints/`, `loras/`, ...). With it the agent
+   * downloads the model files instructors add from the dashboard; without it it takes none.
+   */
+  modelsDir?: string;
+  /** Free bytes of a folder's file system (default: statfs). Tests simulate a full disk with it. */
+  freeDiskBytes?: (dir: string) => Promise<number>;
+  /** Between model download progress reports. Default 1000 ms. */
+  modelProgressMs?: number;
+  /** First wait before retrying a failed model download request (doubling). Default 1000 ms. */
+  modelRetryDelayMs?: number;
 }
 
 export interface AgentHandle {
@@ -111,6 +122,10 @@ export function createAgent(opts: AgentOptions): WorkerAgent {
       ephemeral: opts.ephemeral,
       exitWhenIdleMs: opts.exitWhenIdleMs,
       onIdle: opts.onIdle,
+      modelsDir: opts.modelsDir,
+      freeDiskBytes: opts.freeDiskBytes,
+      modelProgressMs: opts.modelProgressMs,
+      modelRetryDelayMs: opts.modelRetryDelayMs,
     },
     comfy,
   );

@@ -1,0 +1,266 @@
+/**
+ * Model downloads onto workers, the control plane's side: an instructor asks for a file (URL,
+ * models folder, name, optional sha256 and bearer token) on one or every worker; each worker gets
+ * a `model_download` over its socket and reports `model_download_progress`. Records live in
+ * memory (the dashboard's live view and `GET /api/v1/models/downloads`); the bearer token too,
+ * only until the download ends, and it goes nowhere but to the worker: never logged, never listed.
+ *
+ * A worker that reconnects lists the downloads it still knows in `hello`; one it does not know
+ * any more (the agent restarted) is sent again and resumes from its partial file.
+ */
+import { EventEmitter } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { ModelDownloadView } from '../admin/view-types.js';
+import { AppError } from '../errors.js';
+import {
+  TERMINAL_DOWNLOAD_STATES,
+  type AgentMessage,
+  type ModelDownloadFolder,
+  type ModelDownloadStatus,
+} from '../worker/protocol.js';
+import type { WorkerEntry, WorkerRegistry } from './worker-registry.js';
+
+export interface StartDownloadInput {
+  url: string;
+  folder: ModelDownloadFolder;
+  filename: string;
+  sha256?: string | undefined;
+  token?: string | undefined;
+  /** `all`: every connected worker that takes downloads; else these worker ids. */
+  workers: 'all' | string[];
+}
+
+interface Rec {
+  view: ModelDownloadView;
+  /** The URL as given (may carry a signed query) and the token: sent to the worker only. */
+  secret: { url: string; token: string | undefined } | null;
+  speed: { at: number; received: number } | null;
+}
+
+/** Records kept (finished ones beyond this are forgotten, oldest first). */
+const KEEP = 200;
+
+/** The URL without query and fragment: what is shown and audited. */
+export function shownUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.origin}${u.pathname}`;
+  } catch {
+    return '(invalid URL)';
+  }
+}
+
+export class ModelDownloadService extends EventEmitter<{ change: [] }> {
+  private readonly records = new Map<string, Rec>();
+  /** Workers whose agent said `modelDownloads: true` on its current connection. */
+  private readonly capable = new Set<string>();
+
+  constructor(
+    private readonly workers: WorkerRegistry,
+    private readonly logger: Logger,
+    private readonly clock: () => number = Date.now,
+  ) {
+    super();
+    this.setMaxListeners(0);
+  }
+
+  /** Connected workers that take downloads. */
+  capableWorkers(): WorkerEntry[] {
+    return this.workers.online().filter((w) => this.capable.has(w.id));
+  }
+
+  list(): ModelDownloadView[] {
+    return [...this.records.values()].map((r) => ({ ...r.view })).reverse();
+  }
+
+  get(id: string): ModelDownloadView | null {
+    const r = this.records.get(id);
+    return r ? { ...r.view } : null;
+  }
+
+  start(input: StartDownloadInput, by: string): ModelDownloadView[] {
+    let targets: WorkerEntry[];
+    if (input.workers === 'all') {
+      targets = this.capableWorkers();
+      if (targets.length === 0) {
+        throw new AppError(
+          'NO_MODEL_WORKER',
+          'No connected worker takes model downloads: start the agents with --models-dir (COMFYUI_MODELS_DIR).',
+        );
+      }
+    } else {
+      targets = [...new Set(input.workers)].map((id) => {
+        const w = this.workers.get(id);
+        if (!w) throw new AppError('WORKER_NOT_FOUND', `No worker with id ${id}.`);
+        if (!this.workers.online().includes(w) || !this.capable.has(id)) {
+          throw new AppError(
+            'NO_MODEL_WORKER',
+            `Worker ${id} is offline or was started without --models-dir (COMFYUI_MODELS_DIR).`,
+            { details: { workerId: id } },
+          );
+        }
+        return w;
+      });
+    }
+    const now = this.clock();
+    const out: ModelDownloadView[] = [];
+    for (const w of targets) {
+      const id = randomBytes(9).toString('base64url');
+      const rec: Rec = {
+        view: {
+          id,
+          workerId: w.id,
+          workerName: w.name,
+          url: shownUrl(input.url),
+          folder: input.folder,
+          filename: input.filename,
+          expectedSha256: input.sha256 ?? null,
+          withToken: input.token !== undefined,
+          by,
+          state: 'queued',
+          received: 0,
+          total: null,
+          bytesPerSecond: null,
+          sha256: null,
+          existing: false,
+          error: null,
+          cancelRequested: false,
+          createdAt: now,
+          updatedAt: now,
+          finishedAt: null,
+        },
+        secret: { url: input.url, token: input.token },
+        speed: null,
+      };
+      this.records.set(id, rec);
+      this.send(w, rec);
+      out.push({ ...rec.view });
+    }
+    this.trim();
+    this.logger.info(
+      { by, url: shownUrl(input.url), folder: input.folder, filename: input.filename, workers: targets.map((w) => w.id) },
+      'model download started',
+    );
+    this.emit('change');
+    return out;
+  }
+
+  cancel(id: string): ModelDownloadView {
+    const rec = this.records.get(id);
+    if (!rec) throw new AppError('MODEL_DOWNLOAD_NOT_FOUND', `No model download with id ${id}.`);
+    if (TERMINAL_DOWNLOAD_STATES.includes(rec.view.state)) {
+      throw new AppError('CONFLICT', `That download has already ended (${rec.view.state}).`, {
+        details: { state: rec.view.state },
+      });
+    }
+    rec.view.cancelRequested = true;
+    rec.view.updatedAt = this.clock();
+    const link = this.workers.get(rec.view.workerId)?.link;
+    const sent = link?.open ? link.send({ type: 'model_download_cancel', downloadId: id }) : false;
+    // An offline worker is told when it comes back (its hello lists the download, see hello()).
+    if (!sent) this.apply(rec, { downloadId: id, state: 'cancelled', received: rec.view.received, total: rec.view.total });
+    this.emit('change');
+    return { ...rec.view };
+  }
+
+  /** A worker registered: note whether it takes downloads, and catch up on its downloads. */
+  hello(entry: WorkerEntry, msg: Extract<AgentMessage, { type: 'hello' }>): void {
+    if (msg.modelDownloads === true) this.capable.add(entry.id);
+    else this.capable.delete(entry.id);
+    const known = new Map((msg.downloads ?? []).map((s) => [s.downloadId, s]));
+    let changed = false;
+    for (const rec of this.records.values()) {
+      if (rec.view.workerId !== entry.id) continue;
+      const s = known.get(rec.view.id);
+      if (s) {
+        this.apply(rec, s);
+        changed = true;
+        if (rec.view.cancelRequested && !TERMINAL_DOWNLOAD_STATES.includes(s.state))
+          entry.link?.send({ type: 'model_download_cancel', downloadId: rec.view.id });
+        continue;
+      }
+      if (TERMINAL_DOWNLOAD_STATES.includes(rec.view.state)) continue;
+      changed = true;
+      if (rec.view.cancelRequested) {
+        this.apply(rec, { downloadId: rec.view.id, state: 'cancelled', received: 0, total: rec.view.total });
+      } else if (this.capable.has(entry.id)) {
+        // The agent restarted and forgot it: ask again (it resumes from the partial file).
+        this.send(entry, rec);
+      } else {
+        this.apply(rec, {
+          downloadId: rec.view.id,
+          state: 'failed',
+          received: rec.view.received,
+          total: rec.view.total,
+          error: { code: 'no_models_dir', message: 'The worker came back without --models-dir.' },
+        });
+      }
+    }
+    if (changed) this.emit('change');
+  }
+
+  disconnected(workerId: string): void {
+    this.capable.delete(workerId);
+  }
+
+  progress(entry: WorkerEntry, msg: Extract<AgentMessage, { type: 'model_download_progress' }>): void {
+    const rec = this.records.get(msg.downloadId);
+    if (!rec || rec.view.workerId !== entry.id) return;
+    this.apply(rec, msg);
+    this.emit('change');
+  }
+
+  private apply(rec: Rec, s: ModelDownloadStatus): void {
+    const v = rec.view;
+    if (TERMINAL_DOWNLOAD_STATES.includes(v.state)) return;
+    const now = this.clock();
+    if (s.state === 'downloading') {
+      if (rec.speed && now > rec.speed.at && s.received >= rec.speed.received) {
+        const bps = ((s.received - rec.speed.received) * 1000) / (now - rec.speed.at);
+        v.bytesPerSecond = v.bytesPerSecond === null ? bps : Math.round(0.7 * v.bytesPerSecond + 0.3 * bps);
+      }
+      rec.speed = { at: now, received: s.received };
+    } else {
+      rec.speed = null;
+      v.bytesPerSecond = null;
+    }
+    v.state = s.state;
+    v.received = s.received;
+    v.total = s.total;
+    v.updatedAt = now;
+    if (s.sha256 !== undefined) v.sha256 = s.sha256;
+    if (s.existing !== undefined) v.existing = s.existing;
+    if (s.error) v.error = { code: s.error.code, message: s.error.message };
+    if (TERMINAL_DOWNLOAD_STATES.includes(s.state)) {
+      v.finishedAt = now;
+      rec.secret = null; // the token is forgotten as soon as it is not needed
+      this.logger.info(
+        { downloadId: v.id, workerId: v.workerId, folder: v.folder, filename: v.filename, state: s.state, error: v.error?.code },
+        'model download ended',
+      );
+    }
+  }
+
+  private send(w: WorkerEntry, rec: Rec): void {
+    if (!rec.secret) return;
+    const v = rec.view;
+    w.link?.send({
+      type: 'model_download',
+      downloadId: v.id,
+      url: rec.secret.url,
+      folder: v.folder as ModelDownloadFolder,
+      filename: v.filename,
+      ...(v.expectedSha256 ? { sha256: v.expectedSha256 } : {}),
+      ...(rec.secret.token ? { token: rec.secret.token } : {}),
+    });
+  }
+
+  private trim(): void {
+    if (this.records.size <= KEEP) return;
+    for (const [id, rec] of this.records) {
+      if (this.records.size <= KEEP) break;
+      if (TERMINAL_DOWNLOAD_STATES.includes(rec.view.state)) this.records.delete(id);
+    }
+  }
+}
