@@ -105,13 +105,23 @@ function withComboOptions(def: NodeDef, inputName: string, options: string[]): N
 }
 
 export class NodeCatalog {
-  private readonly base: ObjectInfo;
+  private base: ObjectInfo;
 
   constructor(
     private readonly inputDir: string,
     models: Record<string, string[]>,
-    custom: ObjectInfo = {},
+    private readonly custom: ObjectInfo = {},
   ) {
+    this.base = this.build(models);
+  }
+
+  /** The loader combos list these files (a models folder on disk changed). */
+  setModels(models: Record<string, string[]>): void {
+    this.base = this.build(models);
+  }
+
+  private build(models: Record<string, string[]>): ObjectInfo {
+    const custom = this.custom;
     const base: ObjectInfo = { ...recordedObjectInfo(), StandinSleep: STANDIN_SLEEP_DEF, ...custom };
     for (const [cls, inputs] of Object.entries(MODEL_COMBOS)) {
       for (const [inputName, folder] of Object.entries(inputs)) {
@@ -123,7 +133,7 @@ export class NodeCatalog {
         base[cls] = withComboOptions(def, inputName, [...files, ...existing]);
       }
     }
-    this.base = base;
+    return base;
   }
 
   has(classType: string): boolean {

@@ -4,11 +4,11 @@
  * and really runs model-free graphs. This file only wires things together and owns the
  * listening socket (which the crash/unreachable faults take away and give back).
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, existsSync, type Dirent } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { extname, join, relative, resolve, sep } from 'node:path';
 import { WebSocketServer } from 'ws';
 import { ExecutionLog, type ExecutionRecord } from './exec-log.js';
 import { FaultController, type FaultControls, type UnreachableMode } from './faults.js';
@@ -17,7 +17,7 @@ import { encodeRgbPng, solidImage } from './image.js';
 import { Instance } from './instance.js';
 import { customNodeDefs } from './media-nodes.js';
 import { NodeCatalog } from './object-info.js';
-import { addComfyRoutes } from './routes-comfy.js';
+import { addComfyRoutes, MODEL_FOLDERS } from './routes-comfy.js';
 import { addControlRoutes } from './routes-control.js';
 import { addFileRoutes } from './routes-files.js';
 import { StaticSite } from './static-files.js';
@@ -38,6 +38,12 @@ export interface StandinOptions {
   delayMs?: number;
   /** Model files per folder (`{checkpoints: ['sd15.safetensors']}`) for `/models/{folder}` and loader combos. */
   models?: Record<string, string[]>;
+  /**
+   * A ComfyUI models folder (`<dir>/checkpoints/x.safetensors`, ...): `/models/{folder}` and the
+   * loader combos list its model files (ComfyUI's extensions only), re-read on every such request
+   * like ComfyUI's folder_paths cache does when a folder changes. Added to `models`.
+   */
+  modelsDir?: string;
   /** Put a stock-like `example.png` into the input dir (ComfyUI ships one). Default true. */
   seedExampleImage?: boolean;
   /** Called after a simulated crash (the CLI exits the process here). */
@@ -140,6 +146,8 @@ class StandinServer {
   private readonly sockets = new Set<Socket>();
   private readonly router = new Router();
   private readonly catalog: NodeCatalog;
+  /** Model files per folder; with `modelsDir`, refreshed from the disk before model-listing requests. */
+  private readonly models: Record<string, string[]>;
   private readonly site: StaticSite;
   readonly requests: StandinRequest[] = [];
   readonly executionLog: ExecutionLog;
@@ -152,7 +160,8 @@ class StandinServer {
     private readonly opts: StandinOptions,
   ) {
     this.port = port;
-    this.catalog = new NodeCatalog(dirs.input, opts.models ?? {}, opts.customNodes ? customNodeDefs() : {});
+    this.models = { ...(opts.models ?? {}) };
+    this.catalog = new NodeCatalog(dirs.input, this.models, opts.customNodes ? customNodeDefs() : {});
     this.faults = new FaultController(
       {
         crash: () => this.crash(),
@@ -169,7 +178,7 @@ class StandinServer {
       catalog: this.catalog,
       dirs,
       faults: this.faults,
-      models: opts.models ?? {},
+      models: this.models,
       host,
       port: () => this.port,
       site: this.site,
@@ -182,6 +191,27 @@ class StandinServer {
       socket.on('close', () => this.sockets.delete(socket));
     });
     this.http.on('upgrade', (req, socket: Socket, head) => void this.upgrade(req, socket, head));
+  }
+
+  /** Reads `modelsDir` like ComfyUI's folder_paths: files with a model extension, any depth. */
+  private rescanModels(): void {
+    const root = this.opts.modelsDir!;
+    const exts = new Set(['.ckpt', '.pt', '.pt2', '.bin', '.pth', '.safetensors', '.pkl', '.sft']);
+    for (const folder of MODEL_FOLDERS) {
+      let found: string[] = [];
+      try {
+        found = (readdirSync(join(root, folder), { recursive: true, withFileTypes: true }) as Dirent[])
+          .filter((d) => d.isFile() && exts.has(extname(d.name).toLowerCase()))
+          .map((d) => relative(join(root, folder), join(d.parentPath, d.name)).split(sep).join('/'));
+      } catch {
+        /* no such folder */
+      }
+      const given = this.opts.models?.[folder] ?? [];
+      const all = [...new Set([...given, ...found])];
+      if (all.length > 0) this.models[folder] = all;
+      else delete this.models[folder];
+    }
+    this.catalog.setModels(this.models);
   }
 
   async listen(): Promise<void> {
@@ -216,6 +246,7 @@ class StandinServer {
         await this.faults.waitWhileHung();
         if (this.crashed) return void res.destroy();
       }
+      if (this.opts.modelsDir && /^(\/api)?\/(models|object_info)(\/|$)/.test(url.pathname)) this.rescanModels();
       const match = this.router.match(req.method ?? 'GET', url.pathname);
       if (match === null && this.site.active && (req.method === 'GET' || head)) {
         const file = await this.site.serve(url.pathname);
