@@ -29,7 +29,10 @@ export function downloadBodySchema(allowLocalHttp: boolean) {
             return;
           }
           if (u.username || u.password) {
-            ctx.addIssue({ code: 'custom', message: 'url must not carry a user name or password: use token' });
+            ctx.addIssue({
+              code: 'custom',
+              message: 'url must not carry a user name or password: use token',
+            });
           } else if (u.protocol === 'http:' && allowLocalHttp && LOCAL_HOSTS.has(u.hostname)) {
             return;
           } else if (u.protocol !== 'https:') {
@@ -46,9 +49,7 @@ export function downloadBodySchema(allowLocalHttp: boolean) {
         .optional(),
       /** A Hugging Face (or other) access token, sent as `Authorization: Bearer`. */
       token: z.string().trim().min(1).max(4096).optional(),
-      workers: z
-        .union([z.literal('all'), z.array(z.string().min(1).max(200)).min(1).max(64)])
-        .default('all'),
+      workers: z.union([z.literal('all'), z.array(z.string().min(1).max(200)).min(1).max(64)]).default('all'),
     })
     .transform((b, ctx) => {
       const filename = b.filename ?? lastSegment(b.url);

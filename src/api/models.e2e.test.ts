@@ -42,7 +42,10 @@ async function call(method: string, url: string, payload?: unknown) {
   return h.app.inject({
     method: method as 'GET',
     url,
-    headers: { authorization: teacher, ...(payload !== undefined ? { 'content-type': 'application/json' } : {}) },
+    headers: {
+      authorization: teacher,
+      ...(payload !== undefined ? { 'content-type': 'application/json' } : {}),
+    },
     ...(payload !== undefined ? { payload: JSON.stringify(payload) } : {}),
   });
 }
@@ -74,7 +77,8 @@ const checkpointPrompt = (name: string) => ({
   '2': { class_type: 'PreviewAny', inputs: { source: ['1', 0] } },
 });
 
-const partials = () => readdirSync(join(modelsDir, '.comfy-multi-downloads')).filter((f) => !f.startsWith('.'));
+const partials = () =>
+  readdirSync(join(modelsDir, '.comfy-multi-downloads')).filter((f) => !f.startsWith('.'));
 
 beforeAll(async () => {
   modelsDir = await mkdtemp(join(tmpdir(), 'cm-models-e2e-'));
@@ -113,11 +117,15 @@ describe('POST /api/v1/models/downloads', () => {
   it('downloads onto the worker with live progress; ComfyUI, the env snapshot and the submit check then know the file', async () => {
     const f = files.add('/acme/flux/resolve/main/fresh.safetensors', 600_000, 'slow');
     // Before: no worker has it, so a prompt naming it is refused at submit.
-    const before = await call('POST', '/api/v1/jobs', { user: 'user001', prompt: checkpointPrompt('fresh.safetensors') });
+    const before = await call('POST', '/api/v1/jobs', {
+      user: 'user001',
+      prompt: checkpointPrompt('fresh.safetensors'),
+    });
     expect(before.statusCode).toBe(400);
 
     const seen: ModelDownloadView[] = [];
-    const onChange = () => seen.push(...h.services.models.list().filter((d) => d.filename === 'fresh.safetensors'));
+    const onChange = () =>
+      seen.push(...h.services.models.list().filter((d) => d.filename === 'fresh.safetensors'));
     h.services.models.on('change', onChange);
     const d = await startDownload({
       url: `${files.url}/acme/flux/resolve/main/fresh.safetensors`,
@@ -125,10 +133,21 @@ describe('POST /api/v1/models/downloads', () => {
       sha256: f.sha256.toUpperCase(), // any case
       token: HF_TOKEN,
     });
-    expect(d).toMatchObject({ workerId: 'gpu:gpu-models', folder: 'checkpoints', filename: 'fresh.safetensors', withToken: true });
+    expect(d).toMatchObject({
+      workerId: 'gpu:gpu-models',
+      folder: 'checkpoints',
+      filename: 'fresh.safetensors',
+      withToken: true,
+    });
     const done = await ended(d.id);
     h.services.models.off('change', onChange);
-    expect(done).toMatchObject({ state: 'done', received: 600_000, total: 600_000, sha256: f.sha256, error: null });
+    expect(done).toMatchObject({
+      state: 'done',
+      received: 600_000,
+      total: 600_000,
+      sha256: f.sha256,
+      error: null,
+    });
 
     // Progress arrived while bytes flowed, throttled but live.
     const progress = seen.filter((v) => v.state === 'downloading').map((v) => v.received);
@@ -137,12 +156,17 @@ describe('POST /api/v1/models/downloads', () => {
 
     expect(readFileSync(join(modelsDir, 'checkpoints', 'fresh.safetensors')).equals(f.bytes)).toBe(true);
     expect(partials()).toEqual([]);
-    expect(files.requests.filter((r) => r.path.endsWith('fresh.safetensors')).map((r) => r.authorization)).toEqual([
-      `Bearer ${HF_TOKEN}`,
-    ]);
+    expect(
+      files.requests.filter((r) => r.path.endsWith('fresh.safetensors')).map((r) => r.authorization),
+    ).toEqual([`Bearer ${HF_TOKEN}`]);
     // The worker re-sent its environment before reporting done.
-    expect((await getCurrentEnv(h.services.store))!.snapshot.models.checkpoints).toContain('fresh.safetensors');
-    const after = await call('POST', '/api/v1/jobs', { user: 'user001', prompt: checkpointPrompt('fresh.safetensors') });
+    expect((await getCurrentEnv(h.services.store))!.snapshot.models.checkpoints).toContain(
+      'fresh.safetensors',
+    );
+    const after = await call('POST', '/api/v1/jobs', {
+      user: 'user001',
+      prompt: checkpointPrompt('fresh.safetensors'),
+    });
     expect(after.statusCode, after.body).toBe(201);
     await call('DELETE', `/api/v1/jobs/${after.json().id as string}`);
 
@@ -151,7 +175,11 @@ describe('POST /api/v1/models/downloads', () => {
     expect(list).not.toContain(HF_TOKEN);
     const audit = await h.services.audit.recent(20);
     const entry = audit.find((e) => e.action === 'model.download');
-    expect(entry).toMatchObject({ ok: true, target: 'checkpoints/fresh.safetensors', details: { withToken: true } });
+    expect(entry).toMatchObject({
+      ok: true,
+      target: 'checkpoints/fresh.safetensors',
+      details: { withToken: true },
+    });
     expect(JSON.stringify(audit)).not.toContain(HF_TOKEN);
     expect(JSON.stringify(await h.app.admin.state.compute('downloads'))).not.toContain(HF_TOKEN);
     expect((await h.app.admin.state.compute('downloads')).find((x) => x.id === d.id)?.state).toBe('done');
@@ -159,7 +187,11 @@ describe('POST /api/v1/models/downloads', () => {
 
   it('resumes after the connection is cut half-way', async () => {
     const f = files.add('/cut/model.safetensors', 800_000, 'cut');
-    const d = await startDownload({ url: `${files.url}/cut/model.safetensors`, folder: 'loras', sha256: f.sha256 });
+    const d = await startDownload({
+      url: `${files.url}/cut/model.safetensors`,
+      folder: 'loras',
+      sha256: f.sha256,
+    });
     expect(d.filename).toBe('model.safetensors');
     expect(await ended(d.id)).toMatchObject({ state: 'done', sha256: f.sha256 });
     const ranges = files.requests.filter((r) => r.path === '/cut/model.safetensors').map((r) => r.range);
@@ -171,23 +203,37 @@ describe('POST /api/v1/models/downloads', () => {
 
   it('refuses a file with the wrong sha256: nothing lands, one clear error', async () => {
     const f = files.add('/wrong/vae.safetensors', 300_000, 'wrong');
-    const d = await startDownload({ url: `${files.url}/wrong/vae.safetensors`, folder: 'vae', sha256: f.sha256 });
+    const d = await startDownload({
+      url: `${files.url}/wrong/vae.safetensors`,
+      folder: 'vae',
+      sha256: f.sha256,
+    });
     const v = await ended(d.id);
     expect(v.state).toBe('failed');
     expect(v.error?.code).toBe('checksum_mismatch');
-    expect(v.error?.message).toMatch(/has sha256 [0-9a-f]{64}, not the expected [0-9a-f]{64}; it was deleted\.$/);
+    expect(v.error?.message).toMatch(
+      /has sha256 [0-9a-f]{64}, not the expected [0-9a-f]{64}; it was deleted\.$/,
+    );
     expect(existsSync(join(modelsDir, 'vae', 'vae.safetensors'))).toBe(false);
     expect(partials()).toEqual([]);
-    expect((await getCurrentEnv(h.services.store))!.snapshot.models.vae ?? []).not.toContain('vae.safetensors');
+    expect((await getCurrentEnv(h.services.store))!.snapshot.models.vae ?? []).not.toContain(
+      'vae.safetensors',
+    );
   }, 90_000);
 
   it('a URL that 404s gives one clear error', async () => {
-    const d = await startDownload({ url: `${files.url}/missing/x.safetensors?download=true`, folder: 'text_encoders' });
+    const d = await startDownload({
+      url: `${files.url}/missing/x.safetensors?download=true`,
+      folder: 'text_encoders',
+    });
     const v = await ended(d.id);
     expect(v).toMatchObject({
       state: 'failed',
       url: `${files.url}/missing/x.safetensors`,
-      error: { code: 'http_404', message: `${files.url}/missing/x.safetensors answered 404 Not Found: check the URL.` },
+      error: {
+        code: 'http_404',
+        message: `${files.url}/missing/x.safetensors answered 404 Not Found: check the URL.`,
+      },
     });
   }, 60_000);
 
@@ -239,7 +285,11 @@ describe('POST /api/v1/models/downloads', () => {
     await bad({ url: `${files.url}/a/`, folder: 'checkpoints' }); // no file name in the URL
     await bad({ url, folder: 'checkpoints', extra: 1 });
 
-    const noWorker = await call('POST', '/api/v1/models/downloads', { url, folder: 'checkpoints', workers: ['gpu:nope'] });
+    const noWorker = await call('POST', '/api/v1/models/downloads', {
+      url,
+      folder: 'checkpoints',
+      workers: ['gpu:nope'],
+    });
     expect(noWorker.statusCode).toBe(404);
     expect(noWorker.json().error.code).toBe('WORKER_NOT_FOUND');
     const unknown = await call('DELETE', '/api/v1/models/downloads/nope');
@@ -250,7 +300,8 @@ describe('POST /api/v1/models/downloads', () => {
   it('plain http is refused without MODEL_DOWNLOADS_ALLOW_LOCAL_HTTP, even to 127.0.0.1', () => {
     const strict = downloadBodySchema(false);
     expect(strict.safeParse({ url: 'http://127.0.0.1:1/x.safetensors', folder: 'vae' }).success).toBe(false);
-    expect(strict.safeParse({ url: 'https://huggingface.co/a/b/resolve/main/x.safetensors', folder: 'vae' }).data)
-      .toMatchObject({ filename: 'x.safetensors', workers: 'all' });
+    expect(
+      strict.safeParse({ url: 'https://huggingface.co/a/b/resolve/main/x.safetensors', folder: 'vae' }).data,
+    ).toMatchObject({ filename: 'x.safetensors', workers: 'all' });
   });
 });

@@ -139,7 +139,13 @@ export class ModelDownloadService extends EventEmitter<{ change: [] }> {
     }
     this.trim();
     this.logger.info(
-      { by, url: shownUrl(input.url), folder: input.folder, filename: input.filename, workers: targets.map((w) => w.id) },
+      {
+        by,
+        url: shownUrl(input.url),
+        folder: input.folder,
+        filename: input.filename,
+        workers: targets.map((w) => w.id),
+      },
       'model download started',
     );
     this.emit('change');
@@ -159,7 +165,13 @@ export class ModelDownloadService extends EventEmitter<{ change: [] }> {
     const link = this.workers.get(rec.view.workerId)?.link;
     const sent = link?.open ? link.send({ type: 'model_download_cancel', downloadId: id }) : false;
     // An offline worker is told when it comes back (its hello lists the download, see hello()).
-    if (!sent) this.apply(rec, { downloadId: id, state: 'cancelled', received: rec.view.received, total: rec.view.total });
+    if (!sent)
+      this.apply(rec, {
+        downloadId: id,
+        state: 'cancelled',
+        received: rec.view.received,
+        total: rec.view.total,
+      });
     this.emit('change');
     return { ...rec.view };
   }
@@ -236,7 +248,14 @@ export class ModelDownloadService extends EventEmitter<{ change: [] }> {
       v.finishedAt = now;
       rec.secret = null; // the token is forgotten as soon as it is not needed
       this.logger.info(
-        { downloadId: v.id, workerId: v.workerId, folder: v.folder, filename: v.filename, state: s.state, error: v.error?.code },
+        {
+          downloadId: v.id,
+          workerId: v.workerId,
+          folder: v.folder,
+          filename: v.filename,
+          state: s.state,
+          error: v.error?.code,
+        },
         'model download ended',
       );
     }

@@ -194,7 +194,8 @@ export class WorkerHub {
       session.chain = session.chain.then(() => {
         if (!session.workerId) return;
         // Only when this was the worker's current connection (not one replaced by a newer one).
-        if (this.deps.dispatcher.current(session.workerId, session)) this.deps.models?.disconnected(session.workerId);
+        if (this.deps.dispatcher.current(session.workerId, session))
+          this.deps.models?.disconnected(session.workerId);
         this.deps.dispatcher.disconnected(session.workerId, session);
       });
     });

@@ -29,7 +29,9 @@ export interface ModelServer {
   close(): Promise<void>;
 }
 
-export async function startModelServer(opts: { slowChunk?: number; slowPauseMs?: number } = {}): Promise<ModelServer> {
+export async function startModelServer(
+  opts: { slowChunk?: number; slowPauseMs?: number } = {},
+): Promise<ModelServer> {
   const files = new Map<string, ServedFile>();
   const requests: ModelServer['requests'] = [];
   const sockets = new Set<Socket>();
@@ -47,7 +49,11 @@ export async function startModelServer(opts: { slowChunk?: number; slowPauseMs?:
     let start = 0;
     const m = /^bytes=(\d+)-$/.exec(range ?? '');
     const ifRange = req.headers['if-range'];
-    const headers: Record<string, string> = { etag, 'accept-ranges': 'bytes', 'content-type': 'application/octet-stream' };
+    const headers: Record<string, string> = {
+      etag,
+      'accept-ranges': 'bytes',
+      'content-type': 'application/octet-stream',
+    };
     if (m && (!ifRange || ifRange === etag)) {
       start = Number(m[1]);
       if (start >= body.length) {
@@ -95,7 +101,12 @@ export async function startModelServer(opts: { slowChunk?: number; slowPauseMs?:
     url: `http://127.0.0.1:${port}`,
     add(path, size, mode = 'normal') {
       const bytes = randomBytes(size);
-      const f: ServedFile = { bytes, sha256: createHash('sha256').update(bytes).digest('hex'), mode, cutDone: false };
+      const f: ServedFile = {
+        bytes,
+        sha256: createHash('sha256').update(bytes).digest('hex'),
+        mode,
+        cutDone: false,
+      };
       files.set(path, f);
       return f;
     },

@@ -65,7 +65,12 @@ describe('downloadModel', () => {
   it('resumes with Range after the connection is cut half-way', async () => {
     const f = server.add('/cut.safetensors', 1_000_000, 'cut');
     const t0 = performance.now();
-    const r = await downloadModel(opts("/cut.safetensors", { sha256: f.sha256, onProgress: (x) => console.log(Math.round(performance.now() - t0), x.phase, x.received) }));
+    const r = await downloadModel(
+      opts('/cut.safetensors', {
+        sha256: f.sha256,
+        onProgress: (x) => console.log(Math.round(performance.now() - t0), x.phase, x.received),
+      }),
+    );
     expect(r.sha256).toBe(f.sha256);
     expect((await readFile(join(dir, 'checkpoints', 'model.safetensors'))).equals(f.bytes)).toBe(true);
     expect(server.requests).toHaveLength(2);

@@ -93,7 +93,8 @@ async function readMeta(path: string): Promise<PartMeta | null> {
 
 function httpError(status: number, url: string): ModelDownloadError {
   const where = displayUrl(url);
-  if (status === 404) return new ModelDownloadError('http_404', `${where} answered 404 Not Found: check the URL.`);
+  if (status === 404)
+    return new ModelDownloadError('http_404', `${where} answered 404 Not Found: check the URL.`);
   if (status === 401 || status === 403)
     return new ModelDownloadError(
       `http_${status}`,
@@ -167,7 +168,7 @@ async function run(opts: DownloadOptions, metaPath: string): Promise<DownloadRes
   let failures = 0;
   let lastError = '';
   let total: number | null = null;
-  let hash: Hash | null = null;
+  let hash: Hash | undefined;
   for (;;) {
     if (opts.signal.aborted) throw new Error('aborted');
     if (failures > maxRetries) {
@@ -252,7 +253,8 @@ async function run(opts: DownloadOptions, metaPath: string): Promise<DownloadRes
       }
       meta = { url: opts.url, validator: validatorOf(res.headers) };
       await writeFile(metaPath, JSON.stringify(meta), { mode: 0o600 });
-      if (!res.body) throw new ModelDownloadError('failed', `${displayUrl(opts.url)} answered without a body.`);
+      if (!res.body)
+        throw new ModelDownloadError('failed', `${displayUrl(opts.url)} answered without a body.`);
 
       hash = createHash('sha256');
       if (start > 0) await hashFile(opts.part, hash);
@@ -307,7 +309,7 @@ async function run(opts: DownloadOptions, metaPath: string): Promise<DownloadRes
   }
 
   opts.onProgress({ phase: 'verifying', received: total, total });
-  const digest = hash.digest('hex');
+  const digest = hash!.digest('hex');
   if (opts.sha256 && digest !== opts.sha256) {
     throw new ModelDownloadError(
       'checksum_mismatch',

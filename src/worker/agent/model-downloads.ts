@@ -168,9 +168,11 @@ export class AgentModelDownloads {
         result.existing ? 'model file already present' : 'model file downloaded and verified',
       );
       // The control plane hears `done` only once ComfyUI's model list (env) has been re-sent.
-      await this.opts.onLanded().catch((err: unknown) =>
-        this.opts.log.warn({ err: (err as Error).message }, 'could not re-read the ComfyUI environment'),
-      );
+      await this.opts
+        .onLanded()
+        .catch((err: unknown) =>
+          this.opts.log.warn({ err: (err as Error).message }, 'could not re-read the ComfyUI environment'),
+        );
       this.finish(entry, {
         state: 'done',
         received: result.size,
@@ -205,7 +207,9 @@ export class AgentModelDownloads {
 
   /** Forgets the oldest finished downloads beyond {@link KEEP_FINISHED}. */
   private trim(): void {
-    const finished = [...this.entries.values()].filter((e) => TERMINAL_DOWNLOAD_STATES.includes(e.status.state));
+    const finished = [...this.entries.values()].filter((e) =>
+      TERMINAL_DOWNLOAD_STATES.includes(e.status.state),
+    );
     for (const e of finished.slice(0, Math.max(0, finished.length - KEEP_FINISHED)))
       this.entries.delete(e.msg.downloadId);
   }

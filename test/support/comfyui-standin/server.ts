@@ -246,7 +246,8 @@ class StandinServer {
         await this.faults.waitWhileHung();
         if (this.crashed) return void res.destroy();
       }
-      if (this.opts.modelsDir && /^(\/api)?\/(models|object_info)(\/|$)/.test(url.pathname)) this.rescanModels();
+      if (this.opts.modelsDir && /^(\/api)?\/(models|object_info)(\/|$)/.test(url.pathname))
+        this.rescanModels();
       const match = this.router.match(req.method ?? 'GET', url.pathname);
       if (match === null && this.site.active && (req.method === 'GET' || head)) {
         const file = await this.site.serve(url.pathname);
