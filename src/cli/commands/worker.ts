@@ -54,6 +54,17 @@ export const workerArgsSchema = z.object({
     )
     .transform((d) => resolve(d))
     .optional(),
+  /** ComfyUI's models folder: with it the agent downloads model files instructors add. */
+  modelsDir: z
+    .string()
+    .trim()
+    .min(1)
+    .refine(
+      (d) => statSync(d, { throwIfNoEntry: false })?.isDirectory() === true,
+      "--models-dir (COMFYUI_MODELS_DIR) must be ComfyUI's models folder (the one holding checkpoints/, loras/, ...)",
+    )
+    .transform((d) => resolve(d))
+    .optional(),
   frontendMirror: z
     .enum(['true', 'false', '1', '0', 'yes', 'no'], {
       error: 'WORKER_FRONTEND_MIRROR must be true or false',
@@ -95,6 +106,7 @@ interface WorkerFlags {
   logLevel?: string;
   graceSeconds?: string;
   frontendDir?: string;
+  modelsDir?: string;
   /** Commander's `--no-frontend-mirror`: false when given, else true. */
   frontendMirror?: boolean;
   exitWhenIdle?: string;
@@ -118,6 +130,7 @@ export function resolveWorkerArgs(
     logLevel: blank(flags.logLevel) ?? blank(env.LOG_LEVEL) ?? 'info',
     graceSeconds: blank(flags.graceSeconds) ?? blank(env.WORKER_GRACE_SECONDS) ?? '30',
     frontendDir: blank(flags.frontendDir) ?? blank(env.COMFYUI_FRONTEND_DIR),
+    modelsDir: blank(flags.modelsDir) ?? blank(env.COMFYUI_MODELS_DIR),
     frontendMirror:
       flags.frontendMirror === false
         ? 'false'
@@ -173,6 +186,10 @@ export function registerWorker(program: Command): void {
       'offer the ComfyUI web frontend from this folder (e.g. comfyui_frontend_package/static) instead of reading it from ComfyUI (env COMFYUI_FRONTEND_DIR)',
     )
     .option(
+      '--models-dir <dir>',
+      "ComfyUI's models folder (holding checkpoints/, loras/, ...): model files instructors add from the dashboard are downloaded into it (env COMFYUI_MODELS_DIR; default none = no downloads)",
+    )
+    .option(
       '--no-frontend-mirror',
       'never offer the ComfyUI web frontend to the control plane (env WORKER_FRONTEND_MIRROR=false)',
     )
@@ -205,6 +222,7 @@ export function registerWorker(program: Command): void {
         logger,
         mirrorFrontend: args.frontendMirror,
         ...(args.frontendDir ? { frontendDir: args.frontendDir } : {}),
+        ...(args.modelsDir ? { modelsDir: args.modelsDir } : {}),
         ...(args.exitWhenIdle > 0
           ? {
               ephemeral: {
@@ -231,6 +249,7 @@ export function registerWorker(program: Command): void {
           prefetch: args.prefetch,
           frontendMirror: args.frontendMirror,
           ...(args.frontendDir ? { frontendDir: args.frontendDir } : {}),
+          ...(args.modelsDir ? { modelsDir: args.modelsDir } : {}),
           ...(args.exitWhenIdle > 0
             ? { exitWhenIdleSeconds: args.exitWhenIdle, provider: args.provider ?? 'manual' }
             : {}),

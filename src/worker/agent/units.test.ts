@@ -181,6 +181,18 @@ describe('comfy-multi worker arguments', () => {
     ]);
   });
 
+  it("takes ComfyUI's models folder from --models-dir or COMFYUI_MODELS_DIR, and refuses one that is not a folder", () => {
+    const dir = fileURLToPath(new URL('../../../test/fixtures', import.meta.url));
+    const fromEnv = resolveWorkerArgs({}, { ...env, COMFYUI_MODELS_DIR: dir });
+    expect(fromEnv.ok && fromEnv.args.modelsDir).toBe(dir);
+    const none = resolveWorkerArgs({}, env);
+    expect(none.ok && none.args.modelsDir).toBeUndefined();
+    const bad = resolveWorkerArgs({ modelsDir: '/definitely/not/here' }, env);
+    expect(!bad.ok && bad.errors).toEqual([
+      "--models-dir (COMFYUI_MODELS_DIR) must be ComfyUI's models folder (the one holding checkpoints/, loras/, ...)",
+    ]);
+  });
+
   it('names every bad field and never echoes the token', () => {
     const r = resolveWorkerArgs(
       { prefetch: '12', comfyui: 'not a url', name: 'bad name!' },
