@@ -6,7 +6,6 @@
  */
 import type { AutoscaleView } from '../autoscale/view.js';
 import type { JobStatus, Priority, QueueLimits, QueueMode, StatusCounts } from '../store/types.js';
-import type { ModelDownloadState } from '../worker/protocol.js';
 
 export type { AutoscaleView };
 
@@ -124,6 +123,10 @@ export interface FailureRow {
   workerId: string | null;
   attempts: number;
 }
+
+/** As MODEL_DOWNLOAD_STATES in src/worker/protocol.ts (not imported: the page must not pull in zod). */
+export type ModelDownloadState =
+  'queued' | 'checking' | 'downloading' | 'verifying' | 'done' | 'failed' | 'cancelled';
 
 /** One model file being downloaded onto one worker (`GET /api/v1/models/downloads`). */
 export interface ModelDownloadView {

@@ -8,6 +8,7 @@ import type { Ctx, FormDialog } from './ctx.js';
 import { ConfirmDialog, type ConfirmSpec } from './dialog.js';
 import { FailuresSection } from './failures.js';
 import { FormDialogs } from './forms.js';
+import { ModelsSection } from './models.js';
 import { MODE_HELP, MODE_LABEL, clock } from './format.js';
 import { ParticipantsSection } from './participants.js';
 import { QueueSection } from './queue.js';
@@ -353,6 +354,7 @@ export function App() {
           <div class="col col-a">
             <WorkersSection ctx={ctx} />
             <AutoscaleSection ctx={ctx} />
+            <ModelsSection ctx={ctx} />
             <ChartsSection series={series} sampleMs={sampleMs} />
             <FailuresSection ctx={ctx} />
           </div>

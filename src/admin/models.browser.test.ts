@@ -1,0 +1,154 @@
+/**
+ * The dashboard's Models panel in Chromium: an instructor adds a model by URL, sees the download
+ * progress live on the worker's row, cancels one, and sees a wrong checksum refused — against a
+ * real control plane, a real worker agent beside the ComfyUI stand-in, and a local file server.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { agentReady, startTestAgent } from '../../test/support/agent.js';
+import { HAS_CHROMIUM, launchChromium } from '../../test/support/chromium.js';
+import { startStandin, type Standin } from '../../test/support/comfyui-standin/server.js';
+import { startModelServer, type ModelServer } from '../../test/support/model-server.js';
+import { listen, startHarness, type Harness } from '../gateway/test-kit.js';
+import type { AgentHandle } from '../worker/agent/index.js';
+import { UI_DIST } from './index.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const UI_DIR = fileURLToPath(new URL('./ui/', import.meta.url));
+const ARTIFACTS = join(ROOT, 'test-artifacts', 'admin');
+const TOKEN = 'models-browser-worker-token-0123456789';
+const PASSWORD = 'teacher-password-123';
+const HF_TOKEN = 'hf_browser_secret_0123456789';
+
+function newest(dir: string): number {
+  let t = 0;
+  for (const name of readdirSync(dir)) {
+    if (name === 'dist' || name === 'node_modules') continue;
+    const p = join(dir, name);
+    const st = statSync(p);
+    t = Math.max(t, st.isDirectory() ? newest(p) : st.mtimeMs);
+  }
+  return t;
+}
+
+async function ensureUiBuilt(): Promise<void> {
+  const index = join(UI_DIST, 'index.html');
+  if (existsSync(index) && statSync(index).mtimeMs >= newest(UI_DIR)) return;
+  await promisify(execFile)(
+    process.execPath,
+    [join(ROOT, 'node_modules/vite/bin/vite.js'), 'build', '--config', join(UI_DIR, 'vite.config.ts')],
+    { cwd: ROOT },
+  );
+}
+
+describe.skipIf(!HAS_CHROMIUM)('the Models panel in Chromium', () => {
+  let h: Harness;
+  let base: string;
+  let standin: Standin;
+  let agent: AgentHandle;
+  let files: ModelServer;
+  let modelsDir: string;
+  let browser: Browser;
+  let page: Page;
+
+  beforeAll(async () => {
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await ensureUiBuilt();
+    modelsDir = await mkdtemp(join(tmpdir(), 'cm-models-ui-'));
+    files = await startModelServer({ slowChunk: 16_384, slowPauseMs: 40 });
+    h = await startHarness({ WORKER_TOKENS: `gpu:${TOKEN}`, MODEL_DOWNLOADS_ALLOW_LOCAL_HTTP: 'true' });
+    await h.services.accounts.create('teacher', 'instructor', PASSWORD);
+    base = await listen(h);
+    standin = await startStandin({ modelsDir });
+    agent = startTestAgent({
+      serverUrl: base,
+      token: TOKEN,
+      comfyuiUrl: standin.url,
+      name: 'gpu-ui',
+      modelsDir,
+      modelProgressMs: 100,
+    });
+    await agentReady(h);
+    browser = await launchChromium();
+    const context = await browser.newContext({ viewport: { width: 1366, height: 900 }, locale: 'en-GB' });
+    page = await context.newPage();
+  }, 120_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await agent?.stop();
+    await standin?.close();
+    await h?.close();
+    await files?.close();
+    await rm(modelsDir, { recursive: true, force: true });
+  });
+
+  it('adds a model by URL, shows its progress live, cancels one and shows a refused checksum', async () => {
+    const good = files.add('/acme/ltx/resolve/main/ltx-2.safetensors', 1_500_000, 'slow');
+    files.add('/acme/big/resolve/main/big.safetensors', 20_000_000, 'slow');
+    const wrong = files.add('/acme/bad/resolve/main/bad.safetensors', 100_000, 'wrong');
+
+    await page.goto(`${base}/admin/`);
+    await page.getByLabel('User name').fill('teacher');
+    await page.getByLabel('Password').fill(PASSWORD);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.waitForURL(`${base}/admin/`);
+    await page.getByText('Live', { exact: true }).waitFor();
+    const panel = page.locator('#models');
+    await panel.getByText('No model downloads yet').waitFor();
+
+    const add = async (url: string, folder: string, extra: { sha256?: string; token?: string } = {}) => {
+      await panel.getByRole('button', { name: 'Add a model' }).click();
+      const dialog = page.getByRole('dialog');
+      await dialog.locator('input[name=url]').fill(url);
+      await dialog.locator('select[name=folder]').selectOption(folder);
+      if (extra.sha256) await dialog.locator('input[name=sha256]').fill(extra.sha256);
+      if (extra.token) await dialog.locator('input[name=token]').fill(extra.token);
+      await dialog.getByRole('button', { name: 'Download' }).click();
+      await dialog.waitFor({ state: 'detached' });
+    };
+
+    await add(`${files.url}/acme/ltx/resolve/main/ltx-2.safetensors`, 'checkpoints', {
+      sha256: good.sha256,
+      token: HF_TOKEN,
+    });
+    const row = panel.locator('li.download', { hasText: 'checkpoints/ltx-2.safetensors' });
+    // Live progress: the bar moves while bytes flow, on the worker's row.
+    await expect
+      .poll(
+        async () => Number((await row.locator('[role=progressbar]').getAttribute('aria-valuenow')) ?? 0),
+        {
+          timeout: 30_000,
+        },
+      )
+      .toBeGreaterThan(0);
+    expect(await row.textContent()).toContain('gpu-ui');
+    await page.screenshot({ path: join(ARTIFACTS, 'models-01-downloading.png') });
+    await expect.poll(() => row.locator('.tag').textContent(), { timeout: 60_000 }).toBe('done');
+    expect(await row.textContent()).toContain(`sha256 ${good.sha256.slice(0, 12)}`);
+    expect(await page.content()).not.toContain(HF_TOKEN);
+
+    // Cancel a long one from its row.
+    await add(`${files.url}/acme/big/resolve/main/big.safetensors`, 'diffusion_models');
+    const big = panel.locator('li.download', { hasText: 'diffusion_models/big.safetensors' });
+    await expect.poll(() => big.locator('.tag').textContent(), { timeout: 30_000 }).toBe('downloading');
+    await big.getByRole('button', { name: 'Cancel' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Cancel the download' }).click();
+    await expect.poll(() => big.locator('.tag').textContent(), { timeout: 30_000 }).toBe('cancelled');
+    expect(existsSync(join(modelsDir, 'diffusion_models', 'big.safetensors'))).toBe(false);
+
+    // A wrong checksum is refused with one clear sentence.
+    await add(`${files.url}/acme/bad/resolve/main/bad.safetensors`, 'vae', { sha256: wrong.sha256 });
+    const bad = panel.locator('li.download', { hasText: 'vae/bad.safetensors' });
+    await expect.poll(() => bad.locator('.tag').textContent(), { timeout: 30_000 }).toBe('failed');
+    expect(await bad.textContent()).toContain(`not the expected ${wrong.sha256}; it was deleted.`);
+    await page.screenshot({ path: join(ARTIFACTS, 'models-02-finished.png') });
+  }, 180_000);
+});

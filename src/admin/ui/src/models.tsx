@@ -1,0 +1,295 @@
+import { useState } from 'preact/hooks';
+import type { ModelDownloadView } from '../../view-types.js';
+import { action } from './api.js';
+import type { Ctx } from './ctx.js';
+import { Dialog } from './dialog.js';
+import { clock, duration, fullTime } from './format.js';
+import { Empty, Progress, Section } from './section.js';
+
+/** The folders the server accepts (MODEL_DOWNLOAD_FOLDERS), most used first. */
+const FOLDERS = [
+  'checkpoints',
+  'diffusion_models',
+  'text_encoders',
+  'vae',
+  'loras',
+  'clip_vision',
+  'controlnet',
+  'upscale_models',
+  'latent_upscale_models',
+  'audio_encoders',
+  'model_patches',
+  'embeddings',
+  'clip',
+  'style_models',
+  'gligen',
+  'hypernetworks',
+  'photomaker',
+  'vae_approx',
+];
+
+const STATE_TEXT: Record<ModelDownloadView['state'], string> = {
+  queued: 'waiting',
+  checking: 'checking',
+  downloading: 'downloading',
+  verifying: 'verifying',
+  done: 'done',
+  failed: 'failed',
+  cancelled: 'cancelled',
+};
+
+const ACTIVE = new Set<ModelDownloadView['state']>(['queued', 'checking', 'downloading', 'verifying']);
+
+function bytes(n: number | null): string {
+  if (n === null) return '?';
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1000 && i < units.length - 1) {
+    v /= 1000;
+    i++;
+  }
+  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+}
+
+/** The file name a URL ends in, as the server would pick it. */
+function nameFromUrl(url: string): string {
+  try {
+    return decodeURIComponent(new URL(url).pathname.split('/').pop() ?? '');
+  } catch {
+    return '';
+  }
+}
+
+function AddModelDialog({ ctx, onClose }: { ctx: Ctx; onClose: () => void }) {
+  const capable = ctx.s.workers.filter((w) => w.connected);
+  const [url, setUrl] = useState('');
+  const [folder, setFolder] = useState('checkpoints');
+  const [filename, setFilename] = useState('');
+  const [sha256, setSha256] = useState('');
+  const [token, setToken] = useState('');
+  const [target, setTarget] = useState('all');
+  const [busy, setBusy] = useState(false);
+  const guessed = nameFromUrl(url.trim());
+  const shaOk = sha256.trim() === '' || /^[0-9a-fA-F]{64}$/.test(sha256.trim());
+  const blocked = url.trim() === '' || !shaOk;
+  const submit = async () => {
+    setBusy(true);
+    try {
+      const r = await action<{ downloads: ModelDownloadView[] }>('/models/downloads', {
+        url: url.trim(),
+        folder,
+        ...(filename.trim() ? { filename: filename.trim() } : {}),
+        ...(sha256.trim() ? { sha256: sha256.trim() } : {}),
+        ...(token.trim() ? { token: token.trim() } : {}),
+        workers: target === 'all' ? 'all' : [target],
+      });
+      onClose();
+      const first = r.downloads[0];
+      ctx.notify(`Downloading ${folder}/${first?.filename ?? guessed} onto ${r.downloads.length} worker(s).`);
+    } catch (err) {
+      setBusy(false);
+      ctx.notify(err instanceof Error ? err.message : String(err), 'error');
+    }
+  };
+  return (
+    <Dialog
+      title="Add a model to the workers"
+      onClose={onClose}
+      footer={
+        <>
+          <button type="button" class="btn btn-cancel" onClick={onClose} disabled={busy}>
+            Keep as is
+          </button>
+          <button
+            type="submit"
+            form="model-form"
+            class="btn btn-primary"
+            disabled={busy || blocked}
+            aria-busy={busy}
+          >
+            {busy ? 'Working…' : 'Download'}
+          </button>
+        </>
+      }
+    >
+      <form
+        id="model-form"
+        onSubmit={(e) => {
+          e.preventDefault();
+          if (!blocked) void submit();
+        }}
+      >
+        <div class="fields">
+          <label class="field">
+            <span>URL (Hugging Face …/resolve/main/file, or any https link)</span>
+            <input
+              type="url"
+              name="url"
+              required
+              placeholder="https://huggingface.co/org/repo/resolve/main/model.safetensors"
+              value={url}
+              onInput={(e) => setUrl((e.target as HTMLInputElement).value)}
+            />
+          </label>
+          <label class="field">
+            <span>Folder</span>
+            <select
+              name="folder"
+              value={folder}
+              onChange={(e) => setFolder((e.target as HTMLSelectElement).value)}
+            >
+              {FOLDERS.map((f) => (
+                <option key={f} value={f}>
+                  {f}
+                </option>
+              ))}
+            </select>
+          </label>
+          <label class="field">
+            <span>File name (default: {guessed || 'from the URL'})</span>
+            <input
+              type="text"
+              name="filename"
+              value={filename}
+              onInput={(e) => setFilename((e.target as HTMLInputElement).value)}
+            />
+          </label>
+          <label class="field">
+            <span>Expected sha256 (optional; a file that differs is deleted)</span>
+            <input
+              type="text"
+              name="sha256"
+              spellcheck={false}
+              aria-invalid={!shaOk}
+              value={sha256}
+              onInput={(e) => setSha256((e.target as HTMLInputElement).value)}
+            />
+          </label>
+          <label class="field">
+            <span>Access token (optional, for gated models; never shown again)</span>
+            <input
+              type="password"
+              name="token"
+              autocomplete="off"
+              value={token}
+              onInput={(e) => setToken((e.target as HTMLInputElement).value)}
+            />
+          </label>
+          <label class="field">
+            <span>Onto</span>
+            <select
+              name="workers"
+              value={target}
+              onChange={(e) => setTarget((e.target as HTMLSelectElement).value)}
+            >
+              <option value="all">every connected worker</option>
+              {capable.map((w) => (
+                <option key={w.id} value={w.id}>
+                  {w.name} ({w.id})
+                </option>
+              ))}
+            </select>
+          </label>
+        </div>
+        <p class="note">
+          The disk space is checked first; an interrupted download resumes; the file appears in ComfyUI only
+          once it is complete (and matches the sha256).
+        </p>
+      </form>
+    </Dialog>
+  );
+}
+
+function DownloadRow({ ctx, d }: { ctx: Ctx; d: ModelDownloadView }) {
+  const active = ACTIVE.has(d.state);
+  const left =
+    d.bytesPerSecond && d.total !== null && d.bytesPerSecond > 0
+      ? (d.total - d.received) / d.bytesPerSecond
+      : null;
+  const cancel = () =>
+    ctx.confirm({
+      title: `Cancel the download of ${d.filename} on ${d.workerName}?`,
+      body: <p>The partial file is deleted; nothing appears in ComfyUI.</p>,
+      confirmLabel: 'Cancel the download',
+      danger: true,
+      run: async () => {
+        await action(`/models/downloads/${encodeURIComponent(d.id)}/cancel`);
+        return `Cancelling ${d.filename} on ${d.workerName}.`;
+      },
+    });
+  return (
+    <li class={`download download-${d.state}`} data-download={d.id}>
+      <div class="held-line">
+        <span class={`tag ${d.state === 'failed' ? 'tag-fail' : active ? 'tag-run' : ''}`}>
+          {STATE_TEXT[d.state]}
+        </span>{' '}
+        <b>
+          {d.folder}/{d.filename}
+        </b>
+        <span class="muted"> · {d.workerName}</span>
+        <span class="spacer" />
+        {active && !d.cancelRequested ? (
+          <button type="button" class="btn btn-small btn-danger" onClick={cancel}>
+            Cancel
+          </button>
+        ) : null}
+      </div>
+      {active ? (
+        <>
+          <Progress value={d.received} max={d.total ?? 0} label={`${d.filename} on ${d.workerName}`} />
+          <p class="muted">
+            {bytes(d.received)} of {bytes(d.total)}
+            {d.bytesPerSecond ? ` · ${bytes(d.bytesPerSecond)}/s` : ''}
+            {left !== null ? ` · about ${duration(left)} left` : ''}
+            {d.cancelRequested ? ' · cancelling…' : ''}
+          </p>
+        </>
+      ) : (
+        <p class="muted" title={fullTime(d.finishedAt)}>
+          {d.state === 'done'
+            ? d.existing
+              ? 'already there'
+              : `${bytes(d.received)}${d.sha256 ? ` · sha256 ${d.sha256.slice(0, 12)}…` : ''}`
+            : d.state === 'failed'
+              ? (d.error?.message ?? 'failed')
+              : 'cancelled'}{' '}
+          · {clock(d.finishedAt)} · {d.url}
+        </p>
+      )}
+    </li>
+  );
+}
+
+/** Model files being downloaded onto workers (live), and the "Add a model" dialog. */
+export function ModelsSection({ ctx }: { ctx: Ctx }) {
+  const [adding, setAdding] = useState(false);
+  const downloads = ctx.s.downloads ?? [];
+  const active = downloads.filter((d) => ACTIVE.has(d.state)).length;
+  return (
+    <Section
+      id="models"
+      title="Models"
+      count={active > 0 ? `${active} downloading` : undefined}
+      actions={
+        <button type="button" class="btn btn-small" onClick={() => setAdding(true)}>
+          Add a model
+        </button>
+      }
+    >
+      {downloads.length === 0 ? (
+        <Empty title="No model downloads yet">
+          Add a model by URL and every worker started with <code>--models-dir</code> downloads it into
+          ComfyUI's models folder.
+        </Empty>
+      ) : (
+        <ul class="downloads">
+          {downloads.slice(0, 40).map((d) => (
+            <DownloadRow key={d.id} ctx={ctx} d={d} />
+          ))}
+        </ul>
+      )}
+      {adding ? <AddModelDialog ctx={ctx} onClose={() => setAdding(false)} /> : null}
+    </Section>
+  );
+}
