@@ -102,7 +102,10 @@ export async function createServices(config: Config, store: JobStore, logger: Lo
   const workerTokens = new WorkerTokenService(store, config.WORKER_TOKENS);
   const dispatcher = new Dispatcher(queue, workers, bus, logger, { files });
   const { site: frontend, cache: frontendCache } = await openFrontend(config, logger);
-  const models = new ModelDownloadService(workers, logger);
+  const models = new ModelDownloadService(workers, logger, {
+    store,
+    onWorkerReady: () => dispatcher.trigger(),
+  });
   const hub = new WorkerHub(
     { store, dispatcher, bus, logger, models, verifyTokenHash: (hash) => workerTokens.verifyHash(hash) },
     {

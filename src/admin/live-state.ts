@@ -232,6 +232,7 @@ export class LiveState {
       healthy: w.healthy,
       draining: w.draining,
       stopping: w.stopping,
+      preparing: w.preparing === true,
       connected: w.link !== null,
       comfyuiVersion: w.comfyuiVersion,
       agentVersion: w.agentVersion,

@@ -61,6 +61,8 @@ export interface WorkerRow {
   draining: boolean;
   /** The worker is shutting down by itself, finishing what it holds. */
   stopping: boolean;
+  /** Fetching the workshop's models it lacks: takes no jobs until that is done. */
+  preparing: boolean;
   connected: boolean;
   comfyuiVersion: string;
   agentVersion: string;
@@ -178,6 +180,7 @@ export const AUDIT_ACTIONS = [
   'autoscale.stop_all',
   'model.download',
   'model.cancel',
+  'model.workshop',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 

@@ -3,6 +3,8 @@ import { z } from 'zod';
 import type { AuditLog } from '../admin/audit-log.js';
 import type { ModelDownloadService, StartDownloadInput } from '../dispatch/model-downloads.js';
 import { shownUrl } from '../dispatch/model-downloads.js';
+import { loadWorkshopModels, saveWorkshopModels, workshopView } from '../dispatch/workshop-models.js';
+import type { BlobStore } from '../store/types.js';
 import { parse } from '../http/parse.js';
 import { MODEL_DOWNLOAD_FOLDERS, modelFileNameSchema } from '../worker/protocol.js';
 
@@ -14,56 +16,79 @@ const LOCAL_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
  * name defaults to the URL's last path segment.
  */
 export function downloadBodySchema(allowLocalHttp: boolean) {
-  return z
-    .strictObject({
-      url: z
-        .string()
-        .trim()
-        .max(4096)
-        .superRefine((s, ctx) => {
-          let u: URL;
-          try {
-            u = new URL(s);
-          } catch {
-            ctx.addIssue({ code: 'custom', message: 'url must be a full https:// URL' });
-            return;
-          }
-          if (u.username || u.password) {
-            ctx.addIssue({
-              code: 'custom',
-              message: 'url must not carry a user name or password: use token',
-            });
-          } else if (u.protocol === 'http:' && allowLocalHttp && LOCAL_HOSTS.has(u.hostname)) {
-            return;
-          } else if (u.protocol !== 'https:') {
-            ctx.addIssue({ code: 'custom', message: 'url must be https://' });
-          }
-        }),
-      folder: z.enum(MODEL_DOWNLOAD_FOLDERS),
-      filename: modelFileNameSchema.optional(),
-      sha256: z
-        .string()
-        .trim()
-        .toLowerCase()
-        .regex(/^[0-9a-f]{64}$/, 'sha256 must be 64 hex digits')
-        .optional(),
-      /** A Hugging Face (or other) access token, sent as `Authorization: Bearer`. */
-      token: z.string().trim().min(1).max(4096).optional(),
+  return withFileName(
+    z.strictObject({
+      ...modelEntryShape(allowLocalHttp),
       workers: z.union([z.literal('all'), z.array(z.string().min(1).max(200)).min(1).max(64)]).default('all'),
-    })
-    .transform((b, ctx) => {
-      const filename = b.filename ?? lastSegment(b.url);
-      const ok = modelFileNameSchema.safeParse(filename);
-      if (!ok.success) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['filename'],
-          message: 'give filename: the URL does not end in a usable file name',
-        });
-        return z.NEVER;
-      }
-      return { ...b, filename: ok.data } satisfies StartDownloadInput;
-    });
+    }),
+  );
+}
+
+/** `PUT /api/v1/models/workshop`: the files every worker must hold before it takes jobs. */
+export function workshopBodySchema(allowLocalHttp: boolean) {
+  return z.strictObject({
+    models: z
+      .array(withFileName(z.strictObject(modelEntryShape(allowLocalHttp))))
+      .max(100)
+      .refine(
+        (ms) => new Set(ms.map((m) => `${m.folder}/${m.filename}`)).size === ms.length,
+        'each folder/filename may appear once',
+      ),
+  });
+}
+
+/** The file name defaults to the URL's last path segment. */
+function withFileName<T extends { url: string; filename?: string | undefined }>(schema: z.ZodType<T>) {
+  return schema.transform((b, ctx) => {
+    const ok = modelFileNameSchema.safeParse(b.filename ?? lastSegment(b.url));
+    if (!ok.success) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['filename'],
+        message: 'give filename: the URL does not end in a usable file name',
+      });
+      return z.NEVER;
+    }
+    return { ...b, filename: ok.data };
+  });
+}
+
+function modelEntryShape(allowLocalHttp: boolean) {
+  return {
+    url: z
+      .string()
+      .trim()
+      .max(4096)
+      .superRefine((s, ctx) => {
+        let u: URL;
+        try {
+          u = new URL(s);
+        } catch {
+          ctx.addIssue({ code: 'custom', message: 'url must be a full https:// URL' });
+          return;
+        }
+        if (u.username || u.password) {
+          ctx.addIssue({
+            code: 'custom',
+            message: 'url must not carry a user name or password: use token',
+          });
+        } else if (u.protocol === 'http:' && allowLocalHttp && LOCAL_HOSTS.has(u.hostname)) {
+          return;
+        } else if (u.protocol !== 'https:') {
+          ctx.addIssue({ code: 'custom', message: 'url must be https://' });
+        }
+      }),
+    folder: z.enum(MODEL_DOWNLOAD_FOLDERS),
+    filename: modelFileNameSchema.optional(),
+    sha256: z
+      .string()
+      .trim()
+      .toLowerCase()
+      .regex(/^[0-9a-f]{64}$/, 'sha256 must be 64 hex digits')
+      .optional(),
+    /** A Hugging Face (or other) access token, sent as `Authorization: Bearer`. */
+    token: z.string().trim().min(1).max(4096).optional(),
+  };
 }
 
 function lastSegment(url: string): string {
@@ -83,16 +108,36 @@ const idParams = z.strictObject({ id: z.string().min(1).max(64) });
  *   target worker. Audited as `model.download` (the URL without its query; never the token).
  * - `GET` → `{downloads: [...]}`, newest first.
  * - `DELETE /:id` → the download, cancelled (its partial file is deleted). Audited as `model.cancel`.
+ * - `GET /models/workshop` → `{models: [...]}`; `PUT` `{models: [{url, folder, filename?, sha256?,
+ *   token?}]}` replaces the workshop's model list (a worker that registers without some of them
+ *   fetches them before taking jobs). Audited as `model.workshop`. Tokens are never shown back.
  */
 export function modelsRoutes(
   app: FastifyInstance,
   deps: {
     models: ModelDownloadService;
     audit: AuditLog;
+    store: BlobStore;
     config: { MODEL_DOWNLOADS_ALLOW_LOCAL_HTTP: boolean };
   },
 ): void {
   const body = downloadBodySchema(deps.config.MODEL_DOWNLOADS_ALLOW_LOCAL_HTTP);
+  const workshopBody = workshopBodySchema(deps.config.MODEL_DOWNLOADS_ALLOW_LOCAL_HTTP);
+
+  app.get('/models/workshop', async () => ({
+    models: (await loadWorkshopModels(deps.store)).map((m) => workshopView(m, shownUrl)),
+  }));
+
+  app.put('/models/workshop', (request) => {
+    const { models } = parse(workshopBody, request.body);
+    const by = request.principal?.name ?? 'unknown';
+    return deps.audit.audited(by, 'model.workshop', null, async (d) => {
+      d.files = models.map((m) => `${m.folder}/${m.filename}`);
+      await saveWorkshopModels(deps.store, models);
+      request.log.info({ by, files: d.files }, 'workshop model list changed');
+      return { models: models.map((m) => workshopView(m, shownUrl)) };
+    });
+  });
 
   app.post('/models/downloads', async (request, reply) => {
     const input = parse(body, request.body);

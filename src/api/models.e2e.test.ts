@@ -12,6 +12,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { agentReady, startTestAgent } from '../../test/support/agent.js';
 import { startStandin, type Standin } from '../../test/support/comfyui-standin/server.js';
 import { startModelServer, type ModelServer } from '../../test/support/model-server.js';
+import { modelFreePrompt } from '../../test/support/prompts.js';
 import type { ModelDownloadView } from '../admin/view-types.js';
 import { getCurrentEnv } from '../dispatch/env-snapshots.js';
 import { listen, startHarness, type Harness } from '../gateway/test-kit.js';
@@ -304,4 +305,101 @@ describe('POST /api/v1/models/downloads', () => {
       strict.safeParse({ url: 'https://huggingface.co/a/b/resolve/main/x.safetensors', folder: 'vae' }).data,
     ).toMatchObject({ filename: 'x.safetensors', workers: 'all' });
   });
+});
+
+describe('the workshop model list', () => {
+  it('is stored without showing tokens back, and validated', async () => {
+    const put = await call('PUT', '/api/v1/models/workshop', {
+      models: [{ url: `${files.url}/ws/a.safetensors?sig=x`, folder: 'loras', token: HF_TOKEN }],
+    });
+    expect(put.statusCode, put.body).toBe(200);
+    const got = await call('GET', '/api/v1/models/workshop');
+    expect(got.json()).toEqual({
+      models: [
+        {
+          url: `${files.url}/ws/a.safetensors`,
+          folder: 'loras',
+          filename: 'a.safetensors',
+          sha256: null,
+          withToken: true,
+        },
+      ],
+    });
+    expect(got.body).not.toContain(HF_TOKEN);
+    const dup = await call('PUT', '/api/v1/models/workshop', {
+      models: [
+        { url: `${files.url}/ws/a.safetensors`, folder: 'loras' },
+        { url: `${files.url}/other/a.safetensors`, folder: 'loras' },
+      ],
+    });
+    expect(dup.statusCode).toBe(400);
+    expect((await call('PUT', '/api/v1/models/workshop', { models: [] })).statusCode).toBe(200);
+    const audit = await h.services.audit.recent(5);
+    expect(audit.find((e) => e.action === 'model.workshop')?.ok).toBe(true);
+    expect(JSON.stringify(audit)).not.toContain(HF_TOKEN);
+  });
+
+  it('a worker that registers without some of them fetches them before it takes a job', async () => {
+    const f = files.add('/ws/needed.safetensors', 400_000, 'slow');
+    const put = await call('PUT', '/api/v1/models/workshop', {
+      models: [
+        { url: `${files.url}/ws/needed.safetensors`, folder: 'text_encoders', sha256: f.sha256 },
+        // Already on the first worker (an earlier test); the new one has its own empty folder.
+        { url: `${files.url}/acme/flux/resolve/main/fresh.safetensors`, folder: 'checkpoints' },
+      ],
+    });
+    expect(put.statusCode, put.body).toBe(200);
+    files.add('/acme/flux/resolve/main/fresh.safetensors', 1000);
+    // Only the new worker may take the job.
+    expect((await call('POST', '/api/v1/workers/gpu:gpu-models/drain', { draining: true })).statusCode).toBe(
+      200,
+    );
+    const dir2 = await mkdtemp(join(tmpdir(), 'cm-models-e2e-2-'));
+    const standin2 = await startStandin({ modelsDir: dir2 });
+    const agent2 = startTestAgent({
+      serverUrl: `http://127.0.0.1:${(h.app.server.address() as { port: number }).port}`,
+      token: TOKEN,
+      comfyuiUrl: standin2.url,
+      name: 'gpu-new',
+      modelsDir: dir2,
+      modelProgressMs: 50,
+    });
+    try {
+      const job = await call('POST', '/api/v1/jobs', { user: 'user001', prompt: modelFreePrompt() });
+      expect(job.statusCode, job.body).toBe(201);
+      const jobId = job.json().id as string;
+      await until(
+        () => h.services.workers.get('gpu:gpu-new')?.preparing === true,
+        30_000,
+        'the new worker to prepare',
+      );
+      const mine = () => h.services.models.list().filter((d) => d.workerId === 'gpu:gpu-new');
+      expect(
+        mine()
+          .map((d) => `${d.folder}/${d.filename}`)
+          .sort(),
+      ).toEqual(['checkpoints/fresh.safetensors', 'text_encoders/needed.safetensors']);
+      expect(mine().every((d) => d.by === 'workshop')).toBe(true);
+      // While it fetches, the job waits although the worker is connected and idle.
+      await until(() => mine().some((d) => d.state === 'downloading'), 30_000, 'bytes to flow');
+      expect((await h.services.store.getJob(jobId))!.status).toBe('pending');
+      expect((await call('GET', '/api/v1/workers/gpu:gpu-new')).json()).toMatchObject({ preparing: true });
+      // Then it runs there.
+      await until(
+        async () => (await h.services.store.getJob(jobId))!.status === 'completed',
+        60_000,
+        'the job to run on the new worker',
+      );
+      expect(mine().every((d) => d.state === 'done')).toBe(true);
+      expect((await h.services.store.getJob(jobId))!.workerId).toBe('gpu:gpu-new');
+      expect(existsSync(join(dir2, 'text_encoders', 'needed.safetensors'))).toBe(true);
+      expect(h.services.workers.get('gpu:gpu-new')?.preparing).toBe(false);
+    } finally {
+      await agent2.stop();
+      await standin2.close();
+      await rm(dir2, { recursive: true, force: true });
+      await call('PUT', '/api/v1/models/workshop', { models: [] });
+      await call('POST', '/api/v1/workers/gpu:gpu-models/drain', { draining: false });
+    }
+  }, 120_000);
 });

@@ -19,7 +19,10 @@ import {
   type ModelDownloadFolder,
   type ModelDownloadStatus,
 } from '../worker/protocol.js';
+import type { BlobStore } from '../store/types.js';
+import { loadEnv } from './env-snapshots.js';
 import type { WorkerEntry, WorkerRegistry } from './worker-registry.js';
+import { loadWorkshopModels, type WorkshopModel } from './workshop-models.js';
 
 export interface StartDownloadInput {
   url: string;
@@ -51,18 +54,30 @@ export function shownUrl(url: string): string {
   }
 }
 
+export interface ModelDownloadServiceOptions {
+  /** Where the workshop's model list is kept (blob `models/workshop`) and env snapshots are read. */
+  store: BlobStore;
+  /** A worker finished fetching the workshop's models and may take jobs now (a dispatch pass). */
+  onWorkerReady?: () => void;
+  clock?: () => number;
+}
+
 export class ModelDownloadService extends EventEmitter<{ change: [] }> {
   private readonly records = new Map<string, Rec>();
   /** Workers whose agent said `modelDownloads: true` on its current connection. */
   private readonly capable = new Set<string>();
+  /** Per worker: the workshop downloads it must finish before it takes jobs. */
+  private readonly preparing = new Map<string, Set<string>>();
+  private readonly clock: () => number;
 
   constructor(
     private readonly workers: WorkerRegistry,
     private readonly logger: Logger,
-    private readonly clock: () => number = Date.now,
+    private readonly opts: ModelDownloadServiceOptions,
   ) {
     super();
     this.setMaxListeners(0);
+    this.clock = opts.clock ?? Date.now;
   }
 
   /** Connected workers that take downloads. */
@@ -103,40 +118,7 @@ export class ModelDownloadService extends EventEmitter<{ change: [] }> {
         return w;
       });
     }
-    const now = this.clock();
-    const out: ModelDownloadView[] = [];
-    for (const w of targets) {
-      const id = randomBytes(9).toString('base64url');
-      const rec: Rec = {
-        view: {
-          id,
-          workerId: w.id,
-          workerName: w.name,
-          url: shownUrl(input.url),
-          folder: input.folder,
-          filename: input.filename,
-          expectedSha256: input.sha256 ?? null,
-          withToken: input.token !== undefined,
-          by,
-          state: 'queued',
-          received: 0,
-          total: null,
-          bytesPerSecond: null,
-          sha256: null,
-          existing: false,
-          error: null,
-          cancelRequested: false,
-          createdAt: now,
-          updatedAt: now,
-          finishedAt: null,
-        },
-        secret: { url: input.url, token: input.token },
-        speed: null,
-      };
-      this.records.set(id, rec);
-      this.send(w, rec);
-      out.push({ ...rec.view });
-    }
+    const out = targets.map((w) => this.create(w, input, by));
     this.trim();
     this.logger.info(
       {
@@ -150,6 +132,41 @@ export class ModelDownloadService extends EventEmitter<{ change: [] }> {
     );
     this.emit('change');
     return out;
+  }
+
+  /** A new record for one worker, sent to it at once. */
+  private create(w: WorkerEntry, input: WorkshopModel, by: string): ModelDownloadView {
+    const now = this.clock();
+    const id = randomBytes(9).toString('base64url');
+    const rec: Rec = {
+      view: {
+        id,
+        workerId: w.id,
+        workerName: w.name,
+        url: shownUrl(input.url),
+        folder: input.folder,
+        filename: input.filename,
+        expectedSha256: input.sha256 ?? null,
+        withToken: input.token !== undefined,
+        by,
+        state: 'queued',
+        received: 0,
+        total: null,
+        bytesPerSecond: null,
+        sha256: null,
+        existing: false,
+        error: null,
+        cancelRequested: false,
+        createdAt: now,
+        updatedAt: now,
+        finishedAt: null,
+      },
+      secret: { url: input.url, token: input.token },
+      speed: null,
+    };
+    this.records.set(id, rec);
+    this.send(w, rec);
+    return { ...rec.view };
   }
 
   cancel(id: string): ModelDownloadView {
@@ -176,8 +193,55 @@ export class ModelDownloadService extends EventEmitter<{ change: [] }> {
     return { ...rec.view };
   }
 
-  /** A worker registered: note whether it takes downloads, and catch up on its downloads. */
-  hello(entry: WorkerEntry, msg: Extract<AgentMessage, { type: 'hello' }>): void {
+  /**
+   * A worker registered: note whether it takes downloads, catch up on its downloads, and have it
+   * fetch the workshop's models it lacks. Until those have ended it takes no jobs
+   * (`entry.preparing`); called before the dispatcher activates it.
+   */
+  async hello(entry: WorkerEntry, msg: Extract<AgentMessage, { type: 'hello' }>): Promise<void> {
+    this.catchUp(entry, msg);
+    await this.prepare(entry, msg.envHash);
+  }
+
+  /** The workshop's models this worker's ComfyUI does not list are downloaded before it takes jobs. */
+  private async prepare(entry: WorkerEntry, envHash: string): Promise<void> {
+    this.preparing.delete(entry.id);
+    entry.preparing = false;
+    if (!this.capable.has(entry.id)) return;
+    let wanted: WorkshopModel[];
+    try {
+      wanted = await loadWorkshopModels(this.opts.store);
+    } catch (err) {
+      this.logger.warn({ err, workerId: entry.id }, 'could not read the workshop model list');
+      return;
+    }
+    if (wanted.length === 0) return;
+    // Unknown environment (not uploaded yet): ask for every file; present ones end at once (`existing`).
+    const env = await loadEnv(this.opts.store, envHash).catch(() => null);
+    const missing = wanted.filter((m) => !env?.models[m.folder]?.includes(m.filename));
+    const pending = new Set<string>();
+    for (const m of missing) {
+      const running = [...this.records.values()].find(
+        (r) =>
+          r.view.workerId === entry.id &&
+          !TERMINAL_DOWNLOAD_STATES.includes(r.view.state) &&
+          r.view.folder === m.folder &&
+          r.view.filename === m.filename,
+      );
+      pending.add(running ? running.view.id : this.create(entry, m, 'workshop').id);
+    }
+    if (pending.size === 0) return;
+    this.preparing.set(entry.id, pending);
+    entry.preparing = true;
+    this.trim();
+    this.logger.info(
+      { workerId: entry.id, files: missing.map((m) => `${m.folder}/${m.filename}`) },
+      'worker fetches the workshop models it lacks before taking jobs',
+    );
+    this.emit('change');
+  }
+
+  private catchUp(entry: WorkerEntry, msg: Extract<AgentMessage, { type: 'hello' }>): void {
     if (msg.modelDownloads === true) this.capable.add(entry.id);
     else this.capable.delete(entry.id);
     const known = new Map((msg.downloads ?? []).map((s) => [s.downloadId, s]));
@@ -214,6 +278,7 @@ export class ModelDownloadService extends EventEmitter<{ change: [] }> {
 
   disconnected(workerId: string): void {
     this.capable.delete(workerId);
+    this.preparing.delete(workerId);
   }
 
   progress(entry: WorkerEntry, msg: Extract<AgentMessage, { type: 'model_download_progress' }>): void {
@@ -247,6 +312,7 @@ export class ModelDownloadService extends EventEmitter<{ change: [] }> {
     if (TERMINAL_DOWNLOAD_STATES.includes(s.state)) {
       v.finishedAt = now;
       rec.secret = null; // the token is forgotten as soon as it is not needed
+      this.settled(v.workerId, v.id);
       this.logger.info(
         {
           downloadId: v.id,
@@ -259,6 +325,17 @@ export class ModelDownloadService extends EventEmitter<{ change: [] }> {
         'model download ended',
       );
     }
+  }
+
+  /** A workshop download of that worker ended: once all have, it may take jobs. */
+  private settled(workerId: string, id: string): void {
+    const pending = this.preparing.get(workerId);
+    if (!pending?.delete(id) || pending.size > 0) return;
+    this.preparing.delete(workerId);
+    const entry = this.workers.get(workerId);
+    if (entry) entry.preparing = false;
+    this.logger.info({ workerId }, 'worker has fetched the workshop models; taking jobs');
+    this.opts.onWorkerReady?.();
   }
 
   private send(w: WorkerEntry, rec: Rec): void {

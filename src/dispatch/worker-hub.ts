@@ -323,8 +323,9 @@ export class WorkerHub {
       outputEntries: true,
     });
     if (entry.draining) session.send({ type: 'drain', draining: true });
+    // Before activating: a worker that must first fetch the workshop's models gets no job meanwhile.
+    await this.deps.models?.hello(entry, msg);
     dispatcher.activate(entry, session);
-    this.deps.models?.hello(entry, msg);
   }
 
   private async route(entry: WorkerEntry, msg: AgentMessage): Promise<void> {

@@ -94,6 +94,8 @@ export interface WorkerEntry {
   lastAssignedAt: number;
   /** Started on demand (the autoscaler's provider and instance); null for a worker started by hand. */
   ephemeral?: EphemeralInfo | null;
+  /** Fetching the workshop's models it lacks (see ModelDownloadService): no jobs until done. */
+  preparing?: boolean;
 }
 
 /** The JSON shape of a worker in `GET /api/v1/workers`. */
@@ -131,6 +133,8 @@ export interface WorkerView {
   jobsFailed: number;
   /** Started on demand by the autoscaler (provider, instance); null when started by hand. */
   ephemeral: EphemeralInfo | null;
+  /** Fetching the workshop's models it lacks: takes no jobs until that is done. */
+  preparing: boolean;
 }
 
 export interface HelloInfo {
@@ -275,9 +279,9 @@ export function capacityOf(w: WorkerEntry): number {
   return 1 + w.prefetch;
 }
 
-/** Connected workers may get new jobs when healthy and neither drained nor stopping. */
+/** Connected workers may get new jobs when healthy, neither drained nor stopping, nor fetching workshop models. */
 export function acceptsWork(w: WorkerEntry): boolean {
-  return w.healthy && !w.draining && !w.stopping;
+  return w.healthy && !w.draining && !w.stopping && w.preparing !== true;
 }
 
 export function statusOf(w: WorkerEntry): WorkerStatus {
@@ -343,6 +347,7 @@ export function toView(w: WorkerEntry): WorkerView {
     jobsCompleted: w.completed,
     jobsFailed: w.failed,
     ephemeral: w.ephemeral ?? null,
+    preparing: w.preparing === true,
   };
 }
 

@@ -171,9 +171,11 @@ function Worker({ ctx, w }: { ctx: Ctx; w: WorkerRow }) {
             ? 'Not connected. Jobs it held return to the queue when their leases lapse.'
             : w.stopping
               ? 'Shutting down: finishes what it holds, takes no new jobs.'
-              : w.draining
-                ? 'Drained: takes no new jobs.'
-                : 'Waiting for a job.'}
+              : w.preparing
+                ? 'Fetching the workshop models it lacks (see Models); takes jobs once they are in place.'
+                : w.draining
+                  ? 'Drained: takes no new jobs.'
+                  : 'Waiting for a job.'}
         </p>
       )}
       <div class="worker-foot small muted">
