@@ -25,6 +25,8 @@ export interface ModelServer {
   url: string;
   /** Adds a file of `size` random bytes at `path` (e.g. `/org/repo/resolve/main/x.safetensors`). */
   add(path: string, size: number, mode?: ServeMode): ServedFile;
+  /** `path` answers 302 to `location` (e.g. another server, as Hugging Face sends to its CDN). */
+  redirect(path: string, location: string): void;
   requests: { path: string; range: string | null; authorization: string | null }[];
   close(): Promise<void>;
 }
@@ -33,12 +35,18 @@ export async function startModelServer(
   opts: { slowChunk?: number; slowPauseMs?: number } = {},
 ): Promise<ModelServer> {
   const files = new Map<string, ServedFile>();
+  const redirects = new Map<string, string>();
   const requests: ModelServer['requests'] = [];
   const sockets = new Set<Socket>();
   const server: Server = createServer((req, res) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     const range = req.headers.range ?? null;
     requests.push({ path, range, authorization: req.headers.authorization ?? null });
+    const to = redirects.get(path);
+    if (to) {
+      res.writeHead(302, { location: to }).end();
+      return;
+    }
     const f = files.get(path);
     if (!f || (req.method !== 'GET' && req.method !== 'HEAD')) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('Entry not found');
@@ -109,6 +117,9 @@ export async function startModelServer(
       };
       files.set(path, f);
       return f;
+    },
+    redirect(path, location) {
+      redirects.set(path, location);
     },
     requests,
     async close() {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startModelServer, type ModelServer } from '../../../test/support/model-server.js';
-import { downloadModel, ModelDownloadError, type DownloadOptions } from './model-download.js';
+import { downloadModel, KEEP_PARTIAL, ModelDownloadError, type DownloadOptions } from './model-download.js';
 
 let server: ModelServer;
 let dir: string;
@@ -60,6 +60,22 @@ describe('downloadModel', () => {
     expect(seen).toContain('downloading');
     expect(seen.at(-1)).toBe('verifying');
     expect(await readdir(join(dir, '.comfy-multi-downloads'))).toEqual([]);
+  });
+
+  it("sends the token to the URL's origin only, not to the CDN it redirects to", async () => {
+    const cdn = await startModelServer();
+    try {
+      const f = cdn.add('/blob/xyz', 50_000);
+      server.redirect('/org/gated/resolve/main/g.safetensors', `${cdn.url}/blob/xyz?signature=abc`);
+      const r = await downloadModel(
+        opts('/org/gated/resolve/main/g.safetensors', { sha256: f.sha256, token: 'hf_secret' }),
+      );
+      expect(r.sha256).toBe(f.sha256);
+      expect(server.requests[0]!.authorization).toBe('Bearer hf_secret');
+      expect(cdn.requests.map((q) => q.authorization)).toEqual([null]);
+    } finally {
+      await cdn.close();
+    }
   });
 
   it('resumes with Range after the connection is cut half-way', async () => {
@@ -133,6 +149,28 @@ describe('downloadModel', () => {
     expect(e.code).toBe('cancelled');
     expect(await visible()).toEqual([]);
     expect(await readdir(join(dir, '.comfy-multi-downloads'))).toEqual([]);
+  });
+
+  it('an agent stopping keeps the partial file, and the next run resumes it', async () => {
+    const f = server.add('/slow2.safetensors', 300_000, 'slow');
+    const ac = new AbortController();
+    const e = await failure(
+      downloadModel(
+        opts('/slow2.safetensors', {
+          signal: ac.signal,
+          onProgress: (x) => {
+            if (x.received > 50_000) ac.abort(KEEP_PARTIAL);
+          },
+        }),
+      ),
+    );
+    expect(e.code).toBe('stopped');
+    const kept = (await stat(join(dir, '.comfy-multi-downloads', 'x.part'))).size;
+    expect(kept).toBeGreaterThan(0);
+    expect(await visible()).toEqual([]);
+    const r = await downloadModel(opts('/slow2.safetensors', { sha256: f.sha256 }));
+    expect(r.sha256).toBe(f.sha256);
+    expect(server.requests.at(-1)!.range).toBe(`bytes=${kept}-`);
   });
 
   it('a file already in place is reported, not downloaded again', async () => {

@@ -25,6 +25,12 @@ export class ModelDownloadError extends Error {
   }
 }
 
+/**
+ * Abort reason that keeps the partial file (the agent is stopping: the download resumes when it is
+ * asked again). Any other abort is a cancel and deletes it.
+ */
+export const KEEP_PARTIAL = 'agent stopping';
+
 export interface DownloadProgress {
   phase: 'checking' | 'downloading' | 'verifying';
   received: number;
@@ -141,6 +147,9 @@ export async function downloadModel(opts: DownloadOptions): Promise<DownloadResu
     return await run(opts, metaPath);
   } catch (err) {
     if (opts.signal.aborted) {
+      if (opts.signal.reason === KEEP_PARTIAL) {
+        throw new ModelDownloadError('stopped', 'The worker stopped; the partial file is kept and resumes.');
+      }
       await cleanup();
       throw new ModelDownloadError('cancelled', 'The download was cancelled; its partial file was deleted.');
     }

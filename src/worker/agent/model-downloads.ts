@@ -14,7 +14,7 @@ import {
   type ModelDownloadStatus,
   type ServerMessage,
 } from '../protocol.js';
-import { displayUrl, downloadModel, ModelDownloadError } from './model-download.js';
+import { displayUrl, downloadModel, KEEP_PARTIAL, ModelDownloadError } from './model-download.js';
 
 type StartMsg = Extract<ServerMessage, { type: 'model_download' }>;
 
@@ -125,10 +125,13 @@ export class AgentModelDownloads {
     entry.abort.abort();
   }
 
-  /** Cancels everything (the agent is stopping); partial files stay unless a download was running. */
+  /**
+   * The agent is stopping: drops the queue and stops the running download, keeping its partial
+   * file (the control plane sends the download again when this worker is back; it resumes).
+   */
   stop(): void {
     this.queue.length = 0;
-    this.running?.abort.abort();
+    this.running?.abort.abort(KEEP_PARTIAL);
   }
 
   private pump(): void {
@@ -184,6 +187,8 @@ export class AgentModelDownloads {
       const e =
         err instanceof ModelDownloadError ? err : new ModelDownloadError('failed', (err as Error).message);
       if (e.code === 'cancelled') return this.finish(entry, { state: 'cancelled' });
+      // Stopping: say nothing, so the control plane sends it again when this worker is back.
+      if (e.code === 'stopped') return;
       this.opts.log.warn(
         { downloadId: msg.downloadId, code: e.code, reason: e.message },
         'model download failed',
