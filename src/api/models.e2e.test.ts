@@ -268,6 +268,51 @@ describe('POST /api/v1/models/downloads', () => {
     expect(audit.some((e) => e.action === 'model.cancel' && e.target === d.id && e.ok)).toBe(true);
   }, 60_000);
 
+  it('a worker that restarts mid-download is asked again and resumes from its partial file', async () => {
+    const f = files.add('/restart/big.safetensors', 3_000_000, 'slow');
+    const dir2 = await mkdtemp(join(tmpdir(), 'cm-models-e2e-r-'));
+    const standin2 = await startStandin({ modelsDir: dir2 });
+    const base = `http://127.0.0.1:${(h.app.server.address() as { port: number }).port}`;
+    const start = () =>
+      startTestAgent({
+        serverUrl: base,
+        token: TOKEN,
+        comfyuiUrl: standin2.url,
+        name: 'gpu-restart',
+        modelsDir: dir2,
+        modelProgressMs: 50,
+      });
+    let a2 = start();
+    try {
+      await until(
+        () =>
+          h.services.workers.get('gpu:gpu-restart')?.link !== null &&
+          h.services.models.capableWorkers().some((w) => w.id === 'gpu:gpu-restart'),
+        30_000,
+        'the worker to register',
+      );
+      const d = await startDownload({
+        url: `${files.url}/restart/big.safetensors`,
+        folder: 'checkpoints',
+        sha256: f.sha256,
+        workers: ['gpu:gpu-restart'],
+      });
+      await until(() => (h.services.models.get(d.id)?.received ?? 0) > 200_000, 30_000, 'bytes to flow');
+      await a2.stop();
+      a2 = start();
+      const v = await ended(d.id);
+      expect(v).toMatchObject({ state: 'done', sha256: f.sha256 });
+      const ranges = files.requests.filter((r) => r.path === '/restart/big.safetensors').map((r) => r.range);
+      expect(ranges[0]).toBeNull();
+      expect(ranges.at(-1)).toMatch(/^bytes=[1-9]\d*-$/);
+      expect(readFileSync(join(dir2, 'checkpoints', 'big.safetensors')).equals(f.bytes)).toBe(true);
+    } finally {
+      await a2.stop();
+      await standin2.close();
+      await rm(dir2, { recursive: true, force: true });
+    }
+  }, 90_000);
+
   it('refuses bad input with VALIDATION_FAILED, unknown ids and workers with their own codes', async () => {
     const bad = async (body: Record<string, unknown>) => {
       const r = await call('POST', '/api/v1/models/downloads', body);
