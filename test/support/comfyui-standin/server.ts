@@ -39,9 +39,10 @@ export interface StandinOptions {
   /** Model files per folder (`{checkpoints: ['sd15.safetensors']}`) for `/models/{folder}` and loader combos. */
   models?: Record<string, string[]>;
   /**
-   * A ComfyUI models folder (`<dir>/checkpoints/x.safetensors`, ...): `/models/{folder}` and the
-   * loader combos list its model files (ComfyUI's extensions only), re-read on every such request
-   * like ComfyUI's folder_paths cache does when a folder changes. Added to `models`.
+   * ComfyUI's models folder (`<modelsDir>/checkpoints/x.safetensors`, ...), named by
+   * `/internal/folder_paths` (default `<dir>/models`). When given, `/models/{folder}` and the
+   * loader combos also list its model files (ComfyUI's extensions only), re-read on every such
+   * request like ComfyUI's folder_paths cache does when a folder changes. Added to `models`.
    */
   modelsDir?: string;
   /** Put a stock-like `example.png` into the input dir (ComfyUI ships one). Default true. */
@@ -179,6 +180,7 @@ class StandinServer {
       dirs,
       faults: this.faults,
       models: this.models,
+      modelsDir: opts.modelsDir ?? join(dirs.root, 'models'),
       host,
       port: () => this.port,
       site: this.site,
