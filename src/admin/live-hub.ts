@@ -16,6 +16,7 @@ const ALL_SECTIONS: SectionName[] = [
   'health',
   'autoscale',
   'downloads',
+  'workshopModels',
 ];
 const OPEN = 1;
 /** A dashboard this far behind gets disconnected (it reconnects and starts fresh). */

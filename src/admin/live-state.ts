@@ -38,6 +38,8 @@ export interface LiveStateDeps {
   autoscale?: () => LiveSections['autoscale'];
   /** Model downloads onto workers; absent: none. */
   downloads?: () => LiveSections['downloads'];
+  /** The workshop's model list; absent: empty. */
+  workshopModels?: () => Promise<LiveSections['workshopModels']>;
 }
 
 const MAX_PENDING_ROWS = 500;
@@ -127,6 +129,8 @@ export class LiveState {
         return Promise.resolve(this.deps.autoscale?.() ?? null);
       case 'downloads':
         return Promise.resolve(this.deps.downloads?.() ?? []);
+      case 'workshopModels':
+        return this.deps.workshopModels?.() ?? Promise.resolve([]);
     }
   }
 
@@ -143,6 +147,7 @@ export class LiveState {
       'health',
       'autoscale',
       'downloads',
+      'workshopModels',
     ];
     const values = await Promise.all(names.map((n) => this.computeAny(n)));
     return Object.fromEntries(names.map((n, i) => [n, values[i]])) as unknown as LiveSections;

@@ -104,13 +104,18 @@ describe.skipIf(!HAS_CHROMIUM)('the Models panel in Chromium', () => {
     const panel = page.locator('#models');
     await panel.getByText('No model downloads yet').waitFor();
 
-    const add = async (url: string, folder: string, extra: { sha256?: string; token?: string } = {}) => {
+    const add = async (
+      url: string,
+      folder: string,
+      extra: { sha256?: string; token?: string; keep?: boolean } = {},
+    ) => {
       await panel.getByRole('button', { name: 'Add a model' }).click();
       const dialog = page.getByRole('dialog');
       await dialog.locator('input[name=url]').fill(url);
       await dialog.locator('select[name=folder]').selectOption(folder);
       if (extra.sha256) await dialog.locator('input[name=sha256]').fill(extra.sha256);
       if (extra.token) await dialog.locator('input[name=token]').fill(extra.token);
+      if (extra.keep === false) await dialog.locator('input[name=workshop]').uncheck();
       await dialog.getByRole('button', { name: 'Download' }).click();
       await dialog.waitFor({ state: 'detached' });
     };
@@ -119,6 +124,11 @@ describe.skipIf(!HAS_CHROMIUM)('the Models panel in Chromium', () => {
       sha256: good.sha256,
       token: HF_TOKEN,
     });
+    // Kept on the workshop list too (the dialog's default), token and all, never shown.
+    const listed = panel.locator('.workshop-models li', { hasText: 'checkpoints/ltx-2.safetensors' });
+    await listed.waitFor();
+    expect(await listed.textContent()).toContain('with token');
+    expect((await h.services.models.workshop()).map((m) => m.filename)).toEqual(['ltx-2.safetensors']);
     const row = panel.locator('li.download', { hasText: 'checkpoints/ltx-2.safetensors' });
     // Live progress: the bar moves while bytes flow, on the worker's row.
     await expect
@@ -136,7 +146,7 @@ describe.skipIf(!HAS_CHROMIUM)('the Models panel in Chromium', () => {
     expect(await page.content()).not.toContain(HF_TOKEN);
 
     // Cancel a long one from its row.
-    await add(`${files.url}/acme/big/resolve/main/big.safetensors`, 'diffusion_models');
+    await add(`${files.url}/acme/big/resolve/main/big.safetensors`, 'diffusion_models', { keep: false });
     const big = panel.locator('li.download', { hasText: 'diffusion_models/big.safetensors' });
     await expect.poll(() => big.locator('.tag').textContent(), { timeout: 30_000 }).toBe('downloading');
     await big.getByRole('button', { name: 'Cancel' }).click();
@@ -150,5 +160,17 @@ describe.skipIf(!HAS_CHROMIUM)('the Models panel in Chromium', () => {
     await expect.poll(() => bad.locator('.tag').textContent(), { timeout: 30_000 }).toBe('failed');
     expect(await bad.textContent()).toContain(`not the expected ${wrong.sha256}; it was deleted.`);
     await page.screenshot({ path: join(ARTIFACTS, 'models-02-finished.png') });
+
+    // Taking a file off the workshop list.
+    const bigListed = panel.locator('.workshop-models li', { hasText: 'vae/bad.safetensors' });
+    await bigListed.getByRole('button', { name: 'Remove' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Take it off' }).click();
+    await bigListed.waitFor({ state: 'detached' });
+    expect((await h.services.models.workshop()).map((m) => `${m.folder}/${m.filename}`)).toEqual([
+      'checkpoints/ltx-2.safetensors',
+    ]);
+    expect(
+      (await h.services.audit.recent(20)).filter((e) => e.action === 'model.workshop' && e.ok),
+    ).toHaveLength(3);
   }, 180_000);
 });

@@ -7,7 +7,13 @@ import { userNameSchema } from '../auth/user-names.js';
 import { CARDS_FILE, updateLoginMaterial } from '../auth/login-material-update.js';
 import { participantsFilePath } from '../auth/login-material.js';
 import { autoscaleHoldBody, autoscaleStopAllBody } from '../autoscale/routes.js';
-import { cancelAudited, downloadBodySchema, startAudited } from '../api/models-routes.js';
+import {
+  cancelAudited,
+  downloadBodySchema,
+  startAudited,
+  workshopEntrySchema,
+} from '../api/models-routes.js';
+import { MODEL_DOWNLOAD_FOLDERS, modelFileNameSchema } from '../worker/protocol.js';
 import { publicBaseUrl } from '../config/public-url.js';
 import { AppError } from '../errors.js';
 import { parse } from '../http/parse.js';
@@ -272,6 +278,28 @@ export function adminApiRoutes(app: FastifyInstance, services: Services, rt: Adm
     const { id } = parse(z.strictObject({ id: z.string().min(1).max(64) }), request.params);
     parse(empty, bodyOf(request));
     return cancelAudited(services, id, request.principal!.name, 'dashboard');
+  });
+
+  const workshopEntry = workshopEntrySchema(services.config.MODEL_DOWNLOADS_ALLOW_LOCAL_HTTP);
+  const workshopRemove = z.strictObject({
+    folder: z.enum(MODEL_DOWNLOAD_FOLDERS),
+    filename: modelFileNameSchema,
+  });
+
+  app.post('/models/workshop/add', (request) => {
+    const entry = parse(workshopEntry, request.body);
+    return act(request, 'model.workshop', `${entry.folder}/${entry.filename}`, async (d) => {
+      Object.assign(d, { added: `${entry.folder}/${entry.filename}`, withToken: entry.token !== undefined });
+      return { models: await services.models.addToWorkshop(entry) };
+    });
+  });
+
+  app.post('/models/workshop/remove', (request) => {
+    const { folder, filename } = parse(workshopRemove, request.body);
+    return act(request, 'model.workshop', `${folder}/${filename}`, async (d) => {
+      d.removed = `${folder}/${filename}`;
+      return { models: await services.models.removeFromWorkshop(folder, filename) };
+    });
   });
 
   // ---- GPUs on demand (src/autoscale) ----------------------------------------------------------------

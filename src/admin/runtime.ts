@@ -101,6 +101,7 @@ export async function createAdminRuntime(
     health,
     autoscale: () => services.autoscaler?.view() ?? null,
     downloads: () => services.models.list(),
+    workshopModels: () => services.models.workshop(),
   });
   const live = new LiveHub(state, sampler, { minIntervalMs: opts.liveMinIntervalMs ?? 250, logger });
 
@@ -170,6 +171,9 @@ export async function createAdminRuntime(
       const onDownloads = () => live.markDirty('downloads');
       services.models.on('change', onDownloads);
       unsubscribes.push(() => services.models.off('change', onDownloads));
+      const onWorkshop = () => live.markDirty('workshopModels');
+      services.models.on('workshop', onWorkshop);
+      unsubscribes.push(() => services.models.off('workshop', onWorkshop));
       const onBroadcast = () => live.markDirty('broadcast');
       broadcast.on('change', onBroadcast);
       unsubscribes.push(() => broadcast.off('change', onBroadcast));

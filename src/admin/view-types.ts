@@ -158,6 +158,15 @@ export interface ModelDownloadView {
   finishedAt: number | null;
 }
 
+/** An entry of the workshop's model list (`GET /api/v1/models/workshop`); never the token. */
+export interface WorkshopModelView {
+  url: string;
+  folder: string;
+  filename: string;
+  sha256: string | null;
+  withToken: boolean;
+}
+
 export const AUDIT_ACTIONS = [
   'job.submit',
   'job.cancel',
@@ -252,6 +261,8 @@ export interface LiveSections {
   autoscale: AutoscaleView | null;
   /** Model downloads onto workers, newest first. */
   downloads: ModelDownloadView[];
+  /** The files every worker must hold before it takes jobs (new workers fetch the missing ones). */
+  workshopModels: WorkshopModelView[];
 }
 
 export type SectionName = keyof LiveSections;

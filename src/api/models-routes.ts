@@ -3,8 +3,6 @@ import { z } from 'zod';
 import type { AuditLog } from '../admin/audit-log.js';
 import type { ModelDownloadService, StartDownloadInput } from '../dispatch/model-downloads.js';
 import { shownUrl } from '../dispatch/model-downloads.js';
-import { loadWorkshopModels, saveWorkshopModels, workshopView } from '../dispatch/workshop-models.js';
-import type { BlobStore } from '../store/types.js';
 import { parse } from '../http/parse.js';
 import { MODEL_DOWNLOAD_FOLDERS, modelFileNameSchema } from '../worker/protocol.js';
 
@@ -35,6 +33,11 @@ export function workshopBodySchema(allowLocalHttp: boolean) {
         'each folder/filename may appear once',
       ),
   });
+}
+
+/** One entry of the workshop list, as the dashboard adds it. */
+export function workshopEntrySchema(allowLocalHttp: boolean) {
+  return withFileName(z.strictObject(modelEntryShape(allowLocalHttp)));
 }
 
 /** The file name defaults to the URL's last path segment. */
@@ -117,25 +120,22 @@ export function modelsRoutes(
   deps: {
     models: ModelDownloadService;
     audit: AuditLog;
-    store: BlobStore;
     config: { MODEL_DOWNLOADS_ALLOW_LOCAL_HTTP: boolean };
   },
 ): void {
   const body = downloadBodySchema(deps.config.MODEL_DOWNLOADS_ALLOW_LOCAL_HTTP);
   const workshopBody = workshopBodySchema(deps.config.MODEL_DOWNLOADS_ALLOW_LOCAL_HTTP);
 
-  app.get('/models/workshop', async () => ({
-    models: (await loadWorkshopModels(deps.store)).map((m) => workshopView(m, shownUrl)),
-  }));
+  app.get('/models/workshop', async () => ({ models: await deps.models.workshop() }));
 
   app.put('/models/workshop', (request) => {
     const { models } = parse(workshopBody, request.body);
     const by = request.principal?.name ?? 'unknown';
     return deps.audit.audited(by, 'model.workshop', null, async (d) => {
       d.files = models.map((m) => `${m.folder}/${m.filename}`);
-      await saveWorkshopModels(deps.store, models);
+      const views = await deps.models.setWorkshop(models);
       request.log.info({ by, files: d.files }, 'workshop model list changed');
-      return { models: models.map((m) => workshopView(m, shownUrl)) };
+      return { models: views };
     });
   });
 

@@ -22,7 +22,13 @@ import {
 import type { BlobStore } from '../store/types.js';
 import { loadEnv } from './env-snapshots.js';
 import type { WorkerEntry, WorkerRegistry } from './worker-registry.js';
-import { loadWorkshopModels, type WorkshopModel } from './workshop-models.js';
+import {
+  loadWorkshopModels,
+  saveWorkshopModels,
+  workshopView,
+  type WorkshopModel,
+  type WorkshopModelView,
+} from './workshop-models.js';
 
 export interface StartDownloadInput {
   url: string;
@@ -62,7 +68,8 @@ export interface ModelDownloadServiceOptions {
   clock?: () => number;
 }
 
-export class ModelDownloadService extends EventEmitter<{ change: [] }> {
+/** `change`: a download changed; `workshop`: the workshop's model list changed. */
+export class ModelDownloadService extends EventEmitter<{ change: []; workshop: [] }> {
   private readonly records = new Map<string, Rec>();
   /** Workers whose agent said `modelDownloads: true` on its current connection. */
   private readonly capable = new Set<string>();
@@ -167,6 +174,37 @@ export class ModelDownloadService extends EventEmitter<{ change: [] }> {
     this.records.set(id, rec);
     this.send(w, rec);
     return { ...rec.view };
+  }
+
+  /** The workshop's model list as shown (never the tokens). */
+  async workshop(): Promise<WorkshopModelView[]> {
+    return (await loadWorkshopModels(this.opts.store)).map((m) => workshopView(m, shownUrl));
+  }
+
+  /** Replaces the workshop's model list (workers registering from now on fetch what they lack). */
+  async setWorkshop(models: WorkshopModel[]): Promise<WorkshopModelView[]> {
+    await saveWorkshopModels(this.opts.store, models);
+    this.emit('workshop');
+    return models.map((m) => workshopView(m, shownUrl));
+  }
+
+  /** Adds (or replaces, by folder and file name) one entry; an existing entry's token is kept unless a new one is given. */
+  async addToWorkshop(model: WorkshopModel): Promise<WorkshopModelView[]> {
+    const list = await loadWorkshopModels(this.opts.store);
+    const i = list.findIndex((m) => m.folder === model.folder && m.filename === model.filename);
+    if (i >= 0)
+      list[i] = { ...model, token: model.token ?? (list[i]!.url === model.url ? list[i]!.token : undefined) };
+    else list.push(model);
+    return this.setWorkshop(list);
+  }
+
+  /** Removes `folder/filename` from the workshop's model list (files already on workers stay). */
+  async removeFromWorkshop(folder: string, filename: string): Promise<WorkshopModelView[]> {
+    const list = await loadWorkshopModels(this.opts.store);
+    const rest = list.filter((m) => !(m.folder === folder && m.filename === filename));
+    if (rest.length === list.length)
+      throw new AppError('NOT_FOUND', `${folder}/${filename} is not on the workshop's model list.`);
+    return this.setWorkshop(rest);
   }
 
   cancel(id: string): ModelDownloadView {

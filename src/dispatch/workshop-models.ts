@@ -20,14 +20,9 @@ export interface WorkshopModel {
   token?: string | undefined;
 }
 
-/** What `GET /api/v1/models/workshop` shows of an entry (never the token). */
-export interface WorkshopModelView {
-  url: string;
-  folder: string;
-  filename: string;
-  sha256: string | null;
-  withToken: boolean;
-}
+import type { WorkshopModelView } from '../admin/view-types.js';
+
+export type { WorkshopModelView };
 
 const storedSchema = z.object({
   models: z.array(

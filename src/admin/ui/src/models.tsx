@@ -1,5 +1,5 @@
 import { useState } from 'preact/hooks';
-import type { ModelDownloadView } from '../../view-types.js';
+import type { ModelDownloadView, WorkshopModelView } from '../../view-types.js';
 import { action } from './api.js';
 import type { Ctx } from './ctx.js';
 import { Dialog } from './dialog.js';
@@ -69,24 +69,38 @@ function AddModelDialog({ ctx, onClose }: { ctx: Ctx; onClose: () => void }) {
   const [sha256, setSha256] = useState('');
   const [token, setToken] = useState('');
   const [target, setTarget] = useState('all');
+  const [keep, setKeep] = useState(true);
   const [busy, setBusy] = useState(false);
   const guessed = nameFromUrl(url.trim());
   const shaOk = sha256.trim() === '' || /^[0-9a-fA-F]{64}$/.test(sha256.trim());
-  const blocked = url.trim() === '' || !shaOk;
+  // Nothing to do: no GPU to download onto and not kept for later ones.
+  const blocked = url.trim() === '' || !shaOk || (!keep && capable.length === 0);
   const submit = async () => {
     setBusy(true);
     try {
-      const r = await action<{ downloads: ModelDownloadView[] }>('/models/downloads', {
+      const entry = {
         url: url.trim(),
         folder,
         ...(filename.trim() ? { filename: filename.trim() } : {}),
         ...(sha256.trim() ? { sha256: sha256.trim() } : {}),
         ...(token.trim() ? { token: token.trim() } : {}),
-        workers: target === 'all' ? 'all' : [target],
-      });
+      };
+      // On the list first: a GPU joining while this starts fetches it too.
+      if (keep) await action('/models/workshop/add', entry);
+      const r =
+        capable.length > 0
+          ? await action<{ downloads: ModelDownloadView[] }>('/models/downloads', {
+              ...entry,
+              workers: target === 'all' ? 'all' : [target],
+            })
+          : { downloads: [] };
       onClose();
       const first = r.downloads[0];
-      ctx.notify(`Downloading ${folder}/${first?.filename ?? guessed} onto ${r.downloads.length} worker(s).`);
+      ctx.notify(
+        r.downloads.length > 0
+          ? `Downloading ${folder}/${first?.filename ?? guessed} onto ${r.downloads.length} worker(s).`
+          : `${folder}/${guessed} is on the workshop list: GPUs fetch it when they connect.`,
+      );
     } catch (err) {
       setBusy(false);
       ctx.notify(err instanceof Error ? err.message : String(err), 'error');
@@ -191,6 +205,18 @@ function AddModelDialog({ ctx, onClose }: { ctx: Ctx; onClose: () => void }) {
               ))}
             </select>
           </label>
+          <label class="choice">
+            <input
+              type="checkbox"
+              name="workshop"
+              checked={keep}
+              onChange={(e) => setKeep((e.target as HTMLInputElement).checked)}
+            />
+            <span>
+              <b>Also on GPUs that join later</b>{' '}
+              <span class="muted">(the workshop list: a new GPU fetches it before taking jobs)</span>
+            </span>
+          </label>
         </div>
         <p class="note">
           The disk space is checked first; an interrupted download resumes; the file appears in ComfyUI only
@@ -261,6 +287,41 @@ function DownloadRow({ ctx, d }: { ctx: Ctx; d: ModelDownloadView }) {
   );
 }
 
+function WorkshopList({ ctx, models }: { ctx: Ctx; models: WorkshopModelView[] }) {
+  const remove = (m: WorkshopModelView) =>
+    ctx.confirm({
+      title: `Take ${m.folder}/${m.filename} off the workshop list?`,
+      body: <p>GPUs that join later no longer fetch it. Files already on GPUs stay.</p>,
+      confirmLabel: 'Take it off',
+      run: async () => {
+        await action('/models/workshop/remove', { folder: m.folder, filename: m.filename });
+        return `${m.folder}/${m.filename} is off the workshop list.`;
+      },
+    });
+  return (
+    <div class="workshop-models">
+      <h3 class="small">Workshop list: GPUs that join fetch these before taking jobs</h3>
+      <ul class="downloads">
+        {models.map((m) => (
+          <li key={`${m.folder}/${m.filename}`} class="held-line">
+            <b>
+              {m.folder}/{m.filename}
+            </b>
+            <span class="muted small" title={m.url}>
+              {m.sha256 ? ` · sha256 ${m.sha256.slice(0, 12)}…` : ''}
+              {m.withToken ? ' · with token' : ''}
+            </span>
+            <span class="spacer" />
+            <button type="button" class="btn btn-small" onClick={() => remove(m)}>
+              Remove
+            </button>
+          </li>
+        ))}
+      </ul>
+    </div>
+  );
+}
+
 /** Model files being downloaded onto workers (live), and the "Add a model" dialog. */
 export function ModelsSection({ ctx }: { ctx: Ctx }) {
   const [adding, setAdding] = useState(false);
@@ -277,7 +338,7 @@ export function ModelsSection({ ctx }: { ctx: Ctx }) {
         </button>
       }
     >
-      {downloads.length === 0 ? (
+      {downloads.length === 0 && (ctx.s.workshopModels ?? []).length === 0 ? (
         <Empty title="No model downloads yet">
           Add a model by URL and every worker started with <code>--models-dir</code> downloads it into
           ComfyUI's models folder.
@@ -289,6 +350,9 @@ export function ModelsSection({ ctx }: { ctx: Ctx }) {
           ))}
         </ul>
       )}
+      {(ctx.s.workshopModels ?? []).length > 0 ? (
+        <WorkshopList ctx={ctx} models={ctx.s.workshopModels} />
+      ) : null}
       {adding ? <AddModelDialog ctx={ctx} onClose={() => setAdding(false)} /> : null}
     </Section>
   );
