@@ -8,6 +8,7 @@ import { createServices, type Services } from './services.js';
 import { openStore } from './store/index.js';
 import { startBackupSchedule } from './backup/schedule.js';
 import { checkDataDir } from './data-dir-check.js';
+import { lockDataDir, type DataDirLock } from './data-dir-lock.js';
 import { healthBody } from './api/health-routes.js';
 import { listen, loadServerTls, probePorts, type Listening } from './http/listen.js';
 import { VERSION } from './version.js';
@@ -33,10 +34,32 @@ export async function startServer(
   const logger = createLogger(config.LOG_LEVEL);
   // Checks that fail in one sentence before anything is opened (StartupError).
   checkDataDir(config.DATA_DIR);
+  // SQLite is one process's database: a second server on the same DATA_DIR refuses to start.
+  const lock: DataDirLock | null = config.STORE === 'sqlite' ? lockDataDir(config.DATA_DIR) : null;
+  try {
+    return await startLocked(config, logger, lock, opts);
+  } catch (err) {
+    lock?.release();
+    throw err;
+  }
+}
+
+async function startLocked(
+  config: Config,
+  logger: Logger,
+  lock: DataDirLock | null,
+  opts: { print?: (s: string) => void },
+): Promise<RunningServer> {
   const tls = loadServerTls(config, logger);
   await probePorts(config);
   const store = await openStore(config);
   const services = await createServices(config, store, logger);
+  if (config.STORE === 'redis' && config.FILES === 'local') {
+    logger.info(
+      { dataDir: config.DATA_DIR },
+      'STORE=redis with FILES=local: user files live on this machine only; run several processes with FILES=s3',
+    );
+  }
   const publicUrl = publicBaseUrl(config);
   await ensureAdmin(services.accounts, {
     dataDir: config.DATA_DIR,
@@ -58,6 +81,7 @@ export async function startServer(
       await closeWithinGrace(app, config.SHUTDOWN_GRACE_MS, logger);
       await store.close();
       services.files.close?.();
+      lock?.release();
     })());
   try {
     listening = await listen(app, config, logger, tls, () => healthBody(VERSION));
