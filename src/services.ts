@@ -1,9 +1,10 @@
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import type { JobStore } from './store/types.js';
+import type { RedisStore } from './store/redis/redis-store.js';
 import { AccountService } from './auth/account-service.js';
 import { Authenticator } from './auth/authenticator.js';
-import { MemoryLoginLimiter } from './auth/login-throttle.js';
+import { MemoryLoginLimiter, type LoginLimiter, type LoginLimits } from './auth/login-throttle.js';
 import { BcryptPool } from './auth/bcrypt-pool.js';
 import { BCRYPT_COST } from './auth/passwords.js';
 import { SessionRevocations } from './auth/session-revocations.js';
@@ -81,7 +82,7 @@ export async function createServices(
     rounds: BCRYPT_COST,
   });
   const accounts = new AccountService(store, Date.now, bcrypt);
-  const throttle = new MemoryLoginLimiter({
+  const limits: LoginLimits = {
     pair: { maxFailures: config.LOGIN_MAX_FAILURES, windowMs: config.LOGIN_WINDOW_SECONDS * 1000 },
     address: {
       maxFailures: config.LOGIN_ADDRESS_MAX_FAILURES,
@@ -92,12 +93,14 @@ export async function createServices(
       windowMs: config.LOGIN_ACCOUNT_WINDOW_SECONDS * 1000,
     },
     trustedPairMs: 12 * 3_600_000,
-  });
+  };
+  // With Redis the buckets live there, so every process sharing the store counts the same failures.
+  const throttle = await openLoginLimiter(store, config, limits);
   const auth = new Authenticator(
     accounts,
     throttle,
     config.API_TOKENS,
-    await SessionSigner.open(store),
+    await SessionSigner.open(store, cluster),
     new SessionRevocations(store),
   );
   const queue = new QueueService(store, {
@@ -156,4 +159,11 @@ export async function createServices(
     autoscaler,
     cluster,
   };
+}
+
+async function openLoginLimiter(store: JobStore, config: Config, limits: LoginLimits): Promise<LoginLimiter> {
+  const client = store.backend === 'redis' ? (store as Partial<Pick<RedisStore, 'client'>>).client : undefined;
+  if (!client) return new MemoryLoginLimiter(limits);
+  const { RedisLoginLimiter } = await import('./auth/redis-login-limiter.js');
+  return new RedisLoginLimiter(client, config.REDIS_PREFIX, limits);
 }

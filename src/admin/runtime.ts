@@ -53,7 +53,7 @@ export async function createAdminRuntime(
   const { config, store, queue, workers, bus, logger, connections, broadcast } = services;
   const startedAt = Date.now();
   const audit = services.audit;
-  const csrf = await CsrfTokens.open(store);
+  const csrf = await CsrfTokens.open(store, services.cluster);
   const watcher = new WorkerWatcher(workers, opts.watchIntervalMs ?? 1000);
   const sampler = new Sampler(
     { store, queue, workers },
