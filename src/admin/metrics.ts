@@ -225,7 +225,7 @@ export class AdminMetrics {
     });
     this.alertsSent = new Counter({
       name: 'comfy_multi_alerts_total',
-      help: 'Alerts raised, by event and delivery (sent, failed, suppressed by the rate limit, local).',
+      help: 'Alerts raised, by event and delivery (sent, failed, suppressed by the rate limit, local, elsewhere: posted by another process).',
       labelNames: ['event', 'delivery'],
       registers,
     });

@@ -66,8 +66,15 @@ export async function createAdminRuntime(
     tracker: connections,
     logins: () => services.bcrypt.stats(),
   });
+  const cluster = services.cluster;
   const alerts = new AlertService(
-    { store, queue, workers },
+    // Several processes: each raises the alert, one posts it.
+    {
+      store,
+      queue,
+      workers,
+      ...(cluster.shared ? { once: (k: string, ms: number) => cluster.once(k, ms) } : {}),
+    },
     {
       webhookUrl: config.ALERT_WEBHOOK_URL,
       topic: config.ALERT_WEBHOOK_TOPIC,

@@ -186,8 +186,11 @@ export interface AlertRecord {
   severity: 'info' | 'warning' | 'critical';
   title: string;
   message: string;
-  /** `sent`, `failed` (the webhook refused or was unreachable), `suppressed` (rate limit) or `local` (no webhook). */
-  delivery: 'sent' | 'failed' | 'suppressed' | 'local';
+  /**
+   * `sent`, `failed` (the webhook refused or was unreachable), `suppressed` (rate limit), `local`
+   * (no webhook) or `elsewhere` (another control-plane process posted it).
+   */
+  delivery: 'sent' | 'failed' | 'suppressed' | 'local' | 'elsewhere';
 }
 
 export interface HealthInfo {
