@@ -96,7 +96,10 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
     await services.autoscaler?.provider.close();
   });
   app.addHook('onClose', async () => services.bcrypt.close());
-  app.addHook('onClose', async () => services.frontend.close());
+  app.addHook('onClose', async () => {
+    await services.frontendShare?.close();
+    await services.frontend.close();
+  });
   app.addHook('onClose', async () => services.cluster.close());
 
   await app.register(gatewayPlugin(services), { prefix: '/:user' });

@@ -22,6 +22,7 @@ import { BroadcastService } from './broadcast/broadcast.js';
 import { ConnectionTracker } from './admin/connection-tracker.js';
 import { AuditLog } from './admin/audit-log.js';
 import { openFrontend, type FrontendCache, type FrontendSite } from './frontend/index.js';
+import { FrontendShare } from './frontend/frontend-share.js';
 import { createAutoscaler, type Autoscaler } from './autoscale/index.js';
 import { openClusterBus, type ClusterBus } from './cluster/index.js';
 
@@ -55,6 +56,11 @@ export interface Services {
   frontend: FrontendSite;
   /** Mirrored frontend versions on disk; null with FRONTEND_DIR or FRONTEND_MIRROR=false. */
   frontendCache: FrontendCache | null;
+  /**
+   * Mirrored versions shared with the other processes through the file store and the store (see
+   * frontend-share.ts); null for a single process or without a mirror. Closed with the app.
+   */
+  frontendShare: FrontendShare | null;
   /** GPUs on demand (AUTOSCALE_PROVIDER); null when off. Started and stopped with the app. */
   autoscaler: Autoscaler | null;
   /**
@@ -119,6 +125,19 @@ export async function createServices(
   const workerTokens = new WorkerTokenService(store, config.WORKER_TOKENS);
   const dispatcher = new Dispatcher(queue, workers, bus, logger, { files });
   const { site: frontend, cache: frontendCache } = await openFrontend(config, logger);
+  const frontendShare =
+    cluster.shared && frontendCache
+      ? new FrontendShare({
+          cache: frontendCache,
+          files,
+          store,
+          cluster,
+          logger,
+          keepVersions: config.FRONTEND_KEEP_VERSIONS,
+        })
+      : null;
+  // Syncs in the background: a process starts at once and serves the frontend once copied.
+  frontendShare?.start();
   const hub = new WorkerHub(
     { store, dispatcher, bus, logger, verifyTokenHash: (hash) => workerTokens.verifyHash(hash) },
     {
@@ -156,6 +175,7 @@ export async function createServices(
     connections,
     frontend,
     frontendCache,
+    frontendShare,
     autoscaler,
     cluster,
   };
