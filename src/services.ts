@@ -152,6 +152,7 @@ export async function createServices(
     workers,
     verifyWorkerToken: (token) => workerTokens.verify(token),
     logger,
+    cluster,
   });
   const broadcast = new BroadcastService(store);
   const audit = new AuditLog(store);
