@@ -30,7 +30,9 @@ describe('lockDataDir (SQLite serves one process)', () => {
         err = e;
       }
       expect(err).toBeInstanceOf(StartupError);
-      expect((err as Error).message).toMatch(new RegExp(`Another comfy-multi server \\(pid ${other.pid}\\).*STORE=redis`));
+      expect((err as Error).message).toMatch(
+        new RegExp(`Another comfy-multi server \\(pid ${other.pid}\\).*STORE=redis`),
+      );
       expect((err as Error).message.split('. ').length).toBe(1);
     } finally {
       other.kill('SIGKILL');
