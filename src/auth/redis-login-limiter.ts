@@ -93,8 +93,19 @@ return 1
 type Scope = 'pair' | 'address' | 'account';
 const SCOPES: Scope[] = ['pair', 'address', 'account'];
 
+/** A cached correct login within this long of the last one for its pair skips the Redis call. */
+const SUCCEEDED_QUIET_MS = 60_000;
+const SUCCEEDED_MEMORY = 10_000;
+
 /** {@link LoginLimiter} shared by every process on one Redis (STORE=redis). */
 export class RedisLoginLimiter implements LoginLimiter {
+  /**
+   * Pairs this process reported as signed in lately. Scripts sending HTTP Basic with every request
+   * hit the credentials cache each time; one reset per pair a minute is enough (a failure at worst
+   * stays counted a little longer), so such requests cost no Redis round trip.
+   */
+  private readonly recentSuccess = new Map<string, number>();
+
   constructor(
     private readonly redis: Redis,
     /** REDIS_PREFIX: keys are `<prefix>login:…`. */
@@ -129,10 +140,24 @@ export class RedisLoginLimiter implements LoginLimiter {
   }
 
   async succeeded(attempt: LoginAttempt): Promise<void> {
+    const pair = this.keys(attempt, 1)[1]!;
+    const now = this.now();
+    if (now - (this.recentSuccess.get(pair) ?? -Infinity) < SUCCEEDED_QUIET_MS) return;
+    this.recentSuccess.delete(pair);
+    this.recentSuccess.set(pair, now);
+    if (this.recentSuccess.size > SUCCEEDED_MEMORY)
+      this.recentSuccess.delete(this.recentSuccess.keys().next().value!);
     await this.finish(attempt, 1, '', 'succeed');
   }
 
-  private async finish(attempt: LoginAttempt, held: number, permitId: string, outcome: string): Promise<void> {
+  private async finish(
+    attempt: LoginAttempt,
+    held: number,
+    permitId: string,
+    outcome: string,
+  ): Promise<void> {
+    // A failure must not be hidden by a recent reset remembered here.
+    if (outcome === 'fail') this.recentSuccess.delete(this.keys(attempt, 1)[1]!);
     const keys = this.keys(attempt, held);
     const args: (string | number)[] = [this.now(), permitId, outcome, this.limits.trustedPairMs];
     for (const s of SCOPES.slice(0, held)) {
