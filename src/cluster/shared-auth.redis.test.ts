@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { CSRF_HEADER } from '../admin/csrf.js';
 import { startClusterKit, type ClusterKit } from '../../test/support/cluster-kit.js';
 import { SessionSigner } from '../auth/sessions.js';
+import { SignInTokens } from '../auth/sign-in-tokens.js';
 import { openRedisStore } from '../store/redis/redis-store.js';
 import { MemoryClusterHub } from './cluster-bus.js';
 
@@ -56,6 +57,27 @@ describe('auth across processes (STORE=redis)', () => {
       headers: { [CSRF_HEADER]: csrf },
       payload: { paused: false },
     });
+  });
+
+  it('a sign-in link issued through one process signs in on another, and its session works on a third', async () => {
+    const [a, b, c] = kit.processes as [
+      (typeof kit.processes)[0],
+      (typeof kit.processes)[0],
+      (typeof kit.processes)[0],
+    ];
+    await a.services.accounts.create('carol', 'participant', 'carol-password-0123456789');
+    const carol = (await a.services.accounts.get('carol'))!;
+    const { token } = await new SignInTokens(a.services.store).issue(carol);
+    const res = await b.app.inject({ url: `/login/t/${token}` });
+    expect(res.statusCode).toBe(303);
+    const cookie = res.cookies.find((k) => k.name === 'cm_session')!.value;
+    const me = await c.app.inject({ url: '/carol/api/queue', cookies: { cm_session: cookie } });
+    expect(me.statusCode).toBe(200);
+    // Logged out on c: refused on a too.
+    await c.app.inject({ method: 'POST', url: '/logout', cookies: { cm_session: cookie } });
+    expect(
+      (await a.app.inject({ url: '/carol/api/queue', cookies: { cm_session: cookie } })).statusCode,
+    ).toBe(401);
   });
 
   it('throttles a password-guessing storm spread over the processes as if it hit one', async () => {
