@@ -50,6 +50,16 @@ describe('lockDataDir (SQLite serves one process)', () => {
     expect(existsSync(join(dir, LOCK_FILE))).toBe(false);
   });
 
+  it('takes over a lock whose pid now belongs to another process (a restarted container reuses pids)', () => {
+    const dir = tempDir();
+    // Our parent is alive, but it is not the process that wrote this lock: the start time differs.
+    writeFileSync(
+      join(dir, LOCK_FILE),
+      JSON.stringify({ pid: process.ppid, host: hostname(), at: '', start: '1' }),
+    );
+    lockDataDir(dir).release();
+  });
+
   it('refuses a lock held on another host and names the file to delete', () => {
     const dir = tempDir();
     writeFileSync(join(dir, LOCK_FILE), JSON.stringify({ pid: 1234, host: 'elsewhere.example', at: '' }));

@@ -15,6 +15,19 @@ interface LockOwner {
   pid: number;
   host: string;
   at: string;
+  /** The process's start time (Linux: clock ticks after boot), to tell a reused pid apart. */
+  start?: string | null;
+}
+
+/** When the process started, from /proc (Linux); null where that cannot be read. */
+function processStart(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces and parentheses); starttime is the 22nd.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
+  }
 }
 
 function alive(pid: number): boolean {
@@ -38,7 +51,12 @@ function alive(pid: number): boolean {
 export function lockDataDir(dataDir: string): DataDirLock {
   const dir = resolve(dataDir);
   const path = join(dir, LOCK_FILE);
-  const me: LockOwner = { pid: process.pid, host: hostname(), at: new Date().toISOString() };
+  const me: LockOwner = {
+    pid: process.pid,
+    host: hostname(),
+    at: new Date().toISOString(),
+    start: processStart(process.pid),
+  };
   for (let attempt = 0; attempt < 3; attempt++) {
     let fd: number;
     try {
@@ -53,7 +71,10 @@ export function lockDataDir(dataDir: string): DataDirLock {
       }
       const pid = typeof owner.pid === 'number' ? owner.pid : null;
       const sameHost = owner.host === me.host;
-      if (pid !== null && sameHost && pid !== process.pid && alive(pid)) {
+      // A container restarted after a crash reuses the same small pids: a live process with that
+      // pid but another start time is not the owner.
+      const reused = pid !== null && owner.start && processStart(pid) !== owner.start;
+      if (pid !== null && sameHost && pid !== process.pid && !reused && alive(pid)) {
         throw new StartupError(
           `Another comfy-multi server (pid ${pid}) already uses DATA_DIR ${dir}: SQLite serves one process only, so stop it first or run several processes with STORE=redis (and FILES=s3).`,
         );
