@@ -9,6 +9,7 @@ import { openStore } from './store/index.js';
 import { startBackupSchedule } from './backup/schedule.js';
 import { checkDataDir } from './data-dir-check.js';
 import { lockDataDir, type DataDirLock } from './data-dir-lock.js';
+import { multiProcessNotes } from './config/cluster-check.js';
 import { healthBody } from './api/health-routes.js';
 import { listen, loadServerTls, probePorts, type Listening } from './http/listen.js';
 import { VERSION } from './version.js';
@@ -54,12 +55,7 @@ async function startLocked(
   await probePorts(config);
   const store = await openStore(config);
   const services = await createServices(config, store, logger);
-  if (config.STORE === 'redis' && config.FILES === 'local') {
-    logger.info(
-      { dataDir: config.DATA_DIR },
-      'STORE=redis with FILES=local: user files live on this machine only; run several processes with FILES=s3',
-    );
-  }
+  for (const note of multiProcessNotes(config)) logger.info(note);
   const publicUrl = publicBaseUrl(config);
   await ensureAdmin(services.accounts, {
     dataDir: config.DATA_DIR,
