@@ -31,10 +31,15 @@ export interface FrontendShareDeps {
   cache: FrontendCache;
   files: FileStore;
   store: BlobStore;
-  cluster: Pick<ClusterBus, 'publish' | 'subscribe' | 'onResync'>;
+  cluster: Pick<ClusterBus, 'publish' | 'subscribe' | 'onResync' | 'once'>;
   logger: Logger;
   keepVersions: number;
+  /** Tests move time; default Date.now. */
+  clock?: () => number;
 }
+
+/** Contents younger than this are never pruned: a version may be being shared right now. */
+const PRUNE_MIN_AGE_MS = 3_600_000;
 
 export class FrontendShare {
   private syncing: Promise<void> | null = null;
@@ -98,16 +103,17 @@ export class FrontendShare {
     for (const key of await store.listBlobs(NS, 'versions/')) {
       const raw = await store.getBlob(NS, key);
       if (!raw) continue;
-      try {
-        const parsed = versionFileSchema.safeParse(JSON.parse(raw));
-        if (parsed.success) shared.push(parsed.data);
-      } catch {
-        // A damaged manifest is skipped; the version is offered again by its worker.
-      }
+      // A damaged manifest is skipped; the version is offered again by its worker.
+      const parsed = versionFileSchema.safeParse(safeJson(raw));
+      if (parsed.success) shared.push(parsed.data);
     }
     const sharedIds = new Set(shared.map((v) => v.id));
-    // Held here but never shared (mirrored before this process joined, or its upload failed).
-    for (const v of cache.list()) if (!sharedIds.has(v.id)) await this.share(v, false);
+    // Held here but never shared (mirrored before this process joined, or its upload failed) —
+    // unless older than every version kept there (then it was pruned on purpose).
+    const full = shared.length >= Math.max(1, this.deps.keepVersions) * 2;
+    const oldest = full ? Math.min(...shared.map((v) => v.offeredAt)) : -Infinity;
+    for (const v of cache.list())
+      if (!sharedIds.has(v.id) && v.offeredAt > oldest) await this.share(v, false);
     const current = await readCurrent(store);
     const wanted = shared
       .sort((a, b) => Number(b.id === current) - Number(a.id === current) || b.offeredAt - a.offeredAt)
@@ -133,6 +139,42 @@ export class FrontendShare {
     if (makeCurrent) await store.putBlob(NS, 'current', JSON.stringify({ versionId: v.id }));
     await cluster.publish(TOPIC, { versionId: v.id });
     this.deps.logger.info({ versionId: v.id, label: v.label }, 'shared the mirrored ComfyUI frontend');
+    // A new version may retire old ones; one process a while does the clean-up.
+    if (makeCurrent && (await cluster.once('frontend-prune', 10 * 60_000))) await this.prune();
+  }
+
+  /**
+   * Keeps the shared copy bounded: manifests beyond twice FRONTEND_KEEP_VERSIONS (the current one
+   * and the most recently offered first) are dropped, then contents no kept manifest names, once
+   * they are an hour old (younger ones may belong to a version being shared at this moment).
+   */
+  async prune(): Promise<{ versions: number; contents: number }> {
+    const { store, files } = this.deps;
+    const now = (this.deps.clock ?? Date.now)();
+    const current = await readCurrent(store);
+    const all: FrontendVersion[] = [];
+    for (const key of await store.listBlobs(NS, 'versions/')) {
+      const raw = await store.getBlob(NS, key);
+      const parsed = raw ? versionFileSchema.safeParse(safeJson(raw)) : null;
+      if (parsed?.success) all.push(parsed.data);
+      else await store.deleteBlob(NS, key);
+    }
+    all.sort((a, b) => Number(b.id === current) - Number(a.id === current) || b.offeredAt - a.offeredAt);
+    const keep = all.slice(0, Math.max(1, this.deps.keepVersions) * 2);
+    let versions = 0;
+    for (const v of all.slice(keep.length)) {
+      if (await store.deleteBlob(NS, `versions/${v.id}`)) versions++;
+    }
+    const named = new Set(keep.flatMap((v) => v.files.map((f) => blobKey(f.sha256))));
+    let contents = 0;
+    for (const f of await files.list('.frontend/blobs/')) {
+      if (named.has(f.key) || now - f.mtimeMs < PRUNE_MIN_AGE_MS) continue;
+      if (await files.delete(f.key)) contents++;
+    }
+    if (versions + contents > 0) {
+      this.deps.logger.info({ versions, contents }, 'pruned old shared ComfyUI frontend versions');
+    }
+    return { versions, contents };
   }
 
   private async shareCurrent(id: string): Promise<void> {
@@ -146,6 +188,14 @@ export class FrontendShare {
     );
     this.publishing.add(q);
     void q.finally(() => this.publishing.delete(q));
+  }
+}
+
+function safeJson(raw: string): unknown {
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return null;
   }
 }
 
