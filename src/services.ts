@@ -183,7 +183,8 @@ export async function createServices(
 }
 
 async function openLoginLimiter(store: JobStore, config: Config, limits: LoginLimits): Promise<LoginLimiter> {
-  const client = store.backend === 'redis' ? (store as Partial<Pick<RedisStore, 'client'>>).client : undefined;
+  const client =
+    store.backend === 'redis' ? (store as Partial<Pick<RedisStore, 'client'>>).client : undefined;
   if (!client) return new MemoryLoginLimiter(limits);
   const { RedisLoginLimiter } = await import('./auth/redis-login-limiter.js');
   return new RedisLoginLimiter(client, config.REDIS_PREFIX, limits);

@@ -12,11 +12,7 @@ export type SecretLeases = Pick<ClusterBus, 'shared' | 'holdLease' | 'releaseLea
  * creates it and the others wait and read it; without that, two processes could each write their
  * own key and each sign cookies the other rejects.
  */
-export async function sharedSecret(
-  store: BlobStore,
-  name: string,
-  cluster?: SecretLeases,
-): Promise<Buffer> {
+export async function sharedSecret(store: BlobStore, name: string, cluster?: SecretLeases): Promise<Buffer> {
   const deadline = Date.now() + 15_000;
   for (;;) {
     const hex = await store.getBlob('secrets', name);
