@@ -330,13 +330,22 @@ export class Autoscaler extends EventEmitter<{
 
   private async doTick(): Promise<void> {
     if (this.shared && !(await this.takeTurn())) return;
-    const now = this.clock();
-    await this.reconcile(now);
-    const state = await this.poolState(now);
-    const decisions = decide(state, this.opts.policy);
-    for (const d of decisions) await this.apply(d, now);
-    await this.cost.save();
-    if (this.shared) await this.shared.saveView(this.ownView());
+    // A slow provider call must not let the lease lapse mid-tick (another process would start a
+    // second loop): renew it while the tick runs.
+    const renew = this.shared
+      ? setInterval(() => void this.shared?.lead().catch(() => false), 5_000)
+      : undefined;
+    try {
+      const now = this.clock();
+      await this.reconcile(now);
+      const state = await this.poolState(now);
+      const decisions = decide(state, this.opts.policy);
+      for (const d of decisions) await this.apply(d, now);
+      await this.cost.save();
+      if (this.shared) await this.shared.saveView(this.ownView());
+    } finally {
+      clearInterval(renew);
+    }
     this.emit('change');
   }
 
