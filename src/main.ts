@@ -8,7 +8,7 @@ import { createServices, type Services } from './services.js';
 import { openStore } from './store/index.js';
 import { startBackupSchedule } from './backup/schedule.js';
 import { checkDataDir } from './data-dir-check.js';
-import { healthBody } from './api/health-routes.js';
+import { healthBody, markDraining } from './api/health-routes.js';
 import { listen, loadServerTls, probePorts, type Listening } from './http/listen.js';
 import { VERSION } from './version.js';
 import { publicBaseUrl, publicUrlNotice } from './config/public-url.js';
@@ -50,8 +50,13 @@ export async function startServer(
   const backups = startBackupSchedule(services);
   let closing: Promise<void> | undefined;
   let listening: Listening | undefined;
+  // Rolling restart (docs/scaling.md): `/health` says draining at once; then app.close() closes
+  // every WebSocket with 1012 (browsers and workers reconnect through the load balancer to another
+  // process, workers keeping their jobs), stops listening (new connections are refused, which the
+  // load balancer retries elsewhere) and waits for requests in flight, at most SHUTDOWN_GRACE_MS.
   const close = () =>
     (closing ??= (async () => {
+      markDraining(app);
       services.queue.stop();
       await backups?.stop();
       await listening?.close();
