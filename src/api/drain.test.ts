@@ -61,29 +61,33 @@ describe('draining on shutdown', () => {
     // A userdata upload whose body is still arriving when the process is told to stop.
     const body = JSON.stringify({ nodes: [], note: 'saved across a restart' });
     const { port } = new URL(base);
-    const inFlight = new Promise<{ status: number; text: string }>((resolve, reject) => {
-      const req = httpRequest(
-        {
-          host: '127.0.0.1',
-          port,
-          method: 'POST',
-          path: '/user001/api/userdata/workflows%2Fdrain.json?overwrite=true',
-          headers: {
-            authorization: alice,
-            'content-type': 'application/json',
-            'content-length': String(Buffer.byteLength(body)),
+    const inFlight = new Promise<{ status: number; text: string; connection: string | undefined }>(
+      (resolve, reject) => {
+        const req = httpRequest(
+          {
+            host: '127.0.0.1',
+            port,
+            method: 'POST',
+            path: '/user001/api/userdata/workflows%2Fdrain.json?overwrite=true',
+            headers: {
+              authorization: alice,
+              'content-type': 'application/json',
+              'content-length': String(Buffer.byteLength(body)),
+            },
           },
-        },
-        (res) => {
-          let text = '';
-          res.on('data', (c: Buffer) => (text += c.toString()));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
-        },
-      );
-      req.on('error', reject);
-      req.write(body.slice(0, 10));
-      setTimeout(() => req.end(body.slice(10)), 400);
-    });
+          (res) => {
+            let text = '';
+            res.on('data', (c: Buffer) => (text += c.toString()));
+            res.on('end', () =>
+              resolve({ status: res.statusCode ?? 0, text, connection: res.headers.connection }),
+            );
+          },
+        );
+        req.on('error', reject);
+        req.write(body.slice(0, 10));
+        setTimeout(() => req.end(body.slice(10)), 400);
+      },
+    );
     await new Promise((r) => setTimeout(r, 100));
 
     closed = true;
@@ -95,6 +99,8 @@ describe('draining on shutdown', () => {
     await expect(fetch(`${base}/health`)).rejects.toThrow();
     const res = await inFlight;
     expect(res.status, res.text).toBe(200);
+    // Its connection ends with it, so close() need not wait for an idle keep-alive to time out.
+    expect(res.connection).toBe('close');
     await closing;
   });
 });

@@ -36,6 +36,12 @@ function drainingError(): AppError {
  */
 export function healthRoutes(app: FastifyInstance, deps: { store: JobStore; version: string }): void {
   app.addHook('preClose', async () => markDraining(app));
+  // A response finished while draining ends its connection: otherwise a keep-alive connection that
+  // was busy when the server closed stays open, idle, for keepAliveTimeout (the exit waits for
+  // it) and the load balancer may still send it the next request.
+  app.addHook('onSend', async (_request, reply) => {
+    if (draining.has(app)) reply.header('connection', 'close');
+  });
 
   app.get('/health', () => {
     if (draining.has(app)) throw drainingError();
