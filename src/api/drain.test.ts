@@ -4,10 +4,11 @@
  * ComfyUI frontend and the worker agent reconnect on it, through the load balancer, to another
  * process), new connections are refused, and a request already in flight still finishes.
  */
-import { request as httpRequest } from 'node:http';
+import { Agent, request as httpRequest } from 'node:http';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { markDraining } from './health-routes.js';
+import { holdIdleConnections } from '../main.js';
 import { CLOSE_SERVICE_RESTART } from '../worker/protocol.js';
 import { listen, startHarness, type Harness } from '../gateway/test-kit.js';
 
@@ -102,5 +103,45 @@ describe('draining on shutdown', () => {
     // Its connection ends with it, so close() need not wait for an idle keep-alive to time out.
     expect(res.connection).toBe('close');
     await closing;
+  });
+
+  it('in a cluster, leaves an idle keep-alive connection to the load balancer and serves a request on it', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const { port } = new URL(base);
+    const get = (path: string) =>
+      new Promise<{ status: number; connection: string | undefined; socket: unknown }>((resolve, reject) => {
+        const req = httpRequest(
+          { host: '127.0.0.1', port, path, agent, headers: { authorization: alice } },
+          (res) => {
+            res.resume();
+            res.on('end', () =>
+              resolve({
+                status: res.statusCode ?? 0,
+                connection: res.headers.connection,
+                socket: req.socket,
+              }),
+            );
+          },
+        );
+        req.on('error', reject);
+        req.end();
+      });
+    const first = await get('/user001/api/queue');
+    expect(first.connection).toBe('keep-alive');
+
+    closed = true;
+    h.services.queue.stop();
+    markDraining(h.app);
+    const release = holdIdleConnections(h.app, 10_000);
+    const closing = h.app.close();
+    // The idle connection was not closed under the load balancer's feet: the next request on the
+    // same socket is served, and says the connection ends with it.
+    const second = await get('/user001/api/queue');
+    expect(second.socket).toBe(first.socket);
+    expect(second.status).toBe(200);
+    expect(second.connection).toBe('close');
+    release();
+    await closing;
+    agent.destroy();
   });
 });

@@ -92,6 +92,9 @@ function upstreamBlock(servers: string[]): string[] {
     'upstream comfy_multi {',
     ...servers.map((s) => `    server ${s} max_fails=1 fail_timeout=5s;`),
     '    keepalive 32;',
+    '    # nginx, not the process, closes idle connections (a draining process waits for that): no',
+    '    # request is ever sent on a connection the process is closing at the same moment.',
+    '    keepalive_timeout 4s;',
     '}',
     '',
   ];

@@ -36,6 +36,8 @@ export interface ClusterOptions {
   env?: Record<string, string>;
   /** Extra arguments of every stand-in (e.g. a fixed execution delay). */
   standinArgs?: string[];
+  /** Run dist/ (`npm run build`) instead of src/ through tsx: what a benchmark should measure. */
+  compiled?: boolean;
   /** nginx worker_connections (a bench with 1,000 sockets needs more than the default). */
   nginxConnections?: number;
 }
@@ -69,6 +71,8 @@ export class ServeCluster {
   /** The control-plane processes by slot; null while a slot is down. */
   readonly serves: (Proc | null)[] = [];
   readonly ports: number[] = [];
+  /** How to run the CLI: `node --import tsx src/cli/index.ts`, or `node bin/comfy-multi.js`. */
+  private readonly cli: { args: string[]; tsx: boolean };
   /** Starts per slot (1 = first start). */
   readonly lives: number[] = [];
   redis: RedisServerHandle | null = null;
@@ -80,7 +84,11 @@ export class ServeCluster {
   private nginxExited: Promise<unknown> | null = null;
   private readonly prefix = `cm-cluster-${randomBytes(4).toString('hex')}:`;
 
-  constructor(readonly opts: ClusterOptions) {}
+  constructor(readonly opts: ClusterOptions) {
+    this.cli = opts.compiled
+      ? { args: ['bin/comfy-multi.js'], tsx: false }
+      : { args: ['src/cli/index.ts'], tsx: true };
+  }
 
   /** Plain-HTTP address of one process, bypassing nginx. */
   directUrl(slot: number): string {
@@ -146,22 +154,19 @@ export class ServeCluster {
     await this.startServe(0);
     await Promise.all(this.serves.map((_, i) => (i === 0 ? undefined : this.startServe(i))));
     await this.startNginx();
-    const init = this.procs.run(
-      'users-init',
-      [
-        'src/cli/index.ts',
-        'users',
-        'init',
-        '--count',
-        String(o.users),
-        '--out',
-        join(o.dir, 'participants.txt'),
-      ],
-      this.env(0),
-    );
-    if ((await init.exited) !== 0) throw new Error(`users init failed:\n${init.log.join('')}`);
-    for (const [name, entry] of readParticipantsFile(join(o.dir, 'participants.txt')))
-      if (entry.password) this.passwords.set(name, entry.password);
+    if (o.users > 0) {
+      const out = join(o.dir, 'participants.txt');
+      const init = this.procs.run(
+        'users-init',
+        [...this.cli.args, 'users', 'init', '--count', String(o.users), '--out', out],
+        this.env(0),
+        undefined,
+        { tsx: this.cli.tsx },
+      );
+      if ((await init.exited) !== 0) throw new Error(`users init failed:\n${init.log.join('')}`);
+      for (const [name, entry] of readParticipantsFile(out))
+        if (entry.password) this.passwords.set(name, entry.password);
+    }
     await Promise.all(this.gpus.map((g) => this.startStandin(g)));
     for (const g of this.gpus) this.startAgent(g);
     await this.waitForWorkers();
@@ -173,8 +178,10 @@ export class ServeCluster {
     this.lives[slot]!++;
     const p = this.procs.run(
       `serve-${slot}.${this.lives[slot]}`,
-      ['src/cli/index.ts', 'serve'],
+      [...this.cli.args, 'serve'],
       this.env(slot),
+      undefined,
+      { tsx: this.cli.tsx },
     );
     this.serves[slot] = p;
     await waitFor(
@@ -215,7 +222,7 @@ export class ServeCluster {
     }
   }
 
-  /** Resident memory of a slot's process in MB (the node process itself, not tsx's loader). */
+  /** Resident memory of a slot's process in MB. */
   rssMb(slot: number): number | null {
     const pid = this.serves[slot]?.child.pid;
     if (!pid) return null;
@@ -311,7 +318,7 @@ export class ServeCluster {
     g.agent = this.procs.run(
       `agent-${g.index}`,
       [
-        'src/cli/index.ts',
+        ...this.cli.args,
         'worker',
         '--server',
         this.lbUrl,
@@ -321,6 +328,8 @@ export class ServeCluster {
         `gpu-${g.index}`,
       ],
       { COMFY_MULTI_TOKEN: g.token, LOG_LEVEL: this.opts.logLevel ?? 'warn' },
+      undefined,
+      { tsx: this.cli.tsx },
     );
   }
 
