@@ -6,6 +6,7 @@
  * with its `/ws` open through nginx and submitting one prompt, paced over the run. Figures:
  *
  * - `rss_mb_p<i>`: each process's largest resident memory during the run, and `rss_mb_max`;
+ *   `rss_mb_idle_max`: the largest before any participant connected;
  * - `prompt_p50_ms` / `prompt_p99_ms`: `POST /<user>/api/prompt` round trips through nginx;
  * - `event_p50_ms` / `event_p99_ms`: event delivery from the worker to the participant's socket:
  *   the stand-in recording that it starts executing a prompt (its `execution_start` goes to the
@@ -81,6 +82,8 @@ export async function benchCluster(): Promise<Figures> {
     await cluster.start();
     const names = Array.from({ length: userCount }, (_, i) => `bench${String(i + 1).padStart(4, '0')}`);
     const cookies = await sessions(cluster, names);
+    // Before any participant: what the processes cost on their own (S3 client, Redis, workers).
+    const idle = Array.from({ length: PROCESSES }, (_, i) => cluster.rssMb(i) ?? 0);
     sampler = setInterval(() => {
       for (let i = 0; i < PROCESSES; i++) {
         const mb = cluster.rssMb(i);
@@ -147,6 +150,7 @@ export async function benchCluster(): Promise<Figures> {
       ws_open: participants.filter((p) => p.wsConnects > 0).length,
       ...Object.fromEntries(rssMax.map((mb, i) => [`rss_mb_p${i}`, round(mb)])),
       rss_mb_max: round(Math.max(...rssMax)),
+      rss_mb_idle_max: round(Math.max(...idle)),
       prompts_accepted: owner.size,
       prompt_p50_ms: round(percentile(promptMs, 50)),
       prompt_p99_ms: round(percentile(promptMs, 99)),
