@@ -39,8 +39,10 @@ export function healthRoutes(app: FastifyInstance, deps: { store: JobStore; vers
   // A response finished while draining ends its connection: otherwise a keep-alive connection that
   // was busy when the server closed stays open, idle, for keepAliveTimeout (the exit waits for
   // it) and the load balancer may still send it the next request.
-  app.addHook('onSend', async (_request, reply) => {
+  // Callback style: no promise per request on the single-process path.
+  app.addHook('onSend', (_request, reply, payload, done) => {
     if (draining.has(app)) reply.header('connection', 'close');
+    done(null, payload);
   });
 
   app.get('/health', () => {
