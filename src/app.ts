@@ -16,6 +16,7 @@ import { workflowRoutes } from './api/workflow-routes.js';
 import { TemplateSource } from './gateway/templates.js';
 import { queueRoutes } from './api/queue-routes.js';
 import fastifyWebsocket from '@fastify/websocket';
+import { CLOSE_SERVICE_RESTART } from './worker/protocol.js';
 import { workerApi } from './dispatch/worker-api.js';
 import { workersRoutes } from './dispatch/workers-routes.js';
 import type { Services } from './services.js';
@@ -23,6 +24,19 @@ import { VERSION } from './version.js';
 import { gatewayPlugin } from './gateway/index.js';
 import { adminRoutes } from './admin/index.js';
 import { autoscaleRoutes } from './autoscale/routes.js';
+
+/**
+ * @fastify/websocket's `preClose` on shutdown: every WebSocket (participants' `/ws`, the dashboard,
+ * workers) is closed with 1012 "service restart", on which the ComfyUI frontend and the worker agent
+ * reconnect at once (through the load balancer, to another process). The plugin's default closed
+ * them without a code.
+ */
+function closeSocketsForRestart(this: FastifyInstance, done: () => void): void {
+  const server = this.websocketServer;
+  for (const client of server.clients) client.close(CLOSE_SERVICE_RESTART, 'server restarting');
+  server.close(() => undefined);
+  done();
+}
 
 export interface BuildAppOptions {
   /** Serve HTTPS with this certificate and key (PEM); see src/http/listen.ts. */
@@ -39,6 +53,11 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
     // Body size, request time, URL parameter length; ComfyUI's frontend calls /api/x and /api/x/
     // interchangeably (see src/http/server-options.ts).
     ...serverOptions(config),
+    // While closing (SIGTERM), requests that still reach this process on an open keep-alive
+    // connection are served (with `Connection: close`) instead of getting fastify's bare 503: the
+    // store is open until every one has finished, and a load balancer cannot safely retry a 503
+    // POST elsewhere. New connections are refused, which every load balancer retries.
+    return503OnClosing: false,
     ...(opts.https ? { https: opts.https } : {}),
     // Typed as the default (http) instance: routes and plugins are the same either way, and only
     // src/http/listen.ts touches the server itself (setSecureContext on SIGHUP).
@@ -81,7 +100,8 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
     { prefix: '/api/v1' },
   );
 
-  if (!app.hasPlugin('@fastify/websocket')) await app.register(fastifyWebsocket);
+  if (!app.hasPlugin('@fastify/websocket'))
+    await app.register(fastifyWebsocket, { preClose: closeSocketsForRestart });
   installWsPayloadLimits(app.websocketServer, config.WORKER_WS_MAX_PAYLOAD);
   await workerApi(app, services);
   // The dashboard (/admin/), /api/v1/status and /metrics; after @fastify/websocket.

@@ -45,6 +45,10 @@ export const ERROR_CODES = {
   },
   STORE_UNAVAILABLE: { status: 503, message: 'The state store cannot be reached.' },
   NO_FRONTEND: { status: 503, message: 'No ComfyUI frontend is available yet.' },
+  SHUTTING_DOWN: {
+    status: 503,
+    message: 'This server process is shutting down; ask again and another one will answer.',
+  },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { RawData, WebSocket } from 'ws';
 import type { JobStore } from '../store/types.js';
 import {
+  CLOSE_SERVICE_RESTART,
   CLOSE_TOKEN_REVOKED,
   PROTOCOL_VERSION,
   agentMessage,
@@ -30,8 +31,10 @@ export const CLOSE_CODES = {
   UNSUPPORTED_PROTOCOL: 4003,
   /** The worker token was revoked: do not reconnect with it. */
   TOKEN_REVOKED: CLOSE_TOKEN_REVOKED,
-  /** The server is shutting down. */
+  /** The server is shutting down (kept for agents older than the 1012 handling). */
   GOING_AWAY: 1001,
+  /** This process is draining (rolling restart): reconnect now, to another process, keeping jobs. */
+  SERVICE_RESTART: CLOSE_SERVICE_RESTART,
 } as const;
 
 /** Invalid frames tolerated per minute before the hub hangs up. */
@@ -144,12 +147,15 @@ export class WorkerHub {
     return this.sessions.size;
   }
 
-  /** Closes every agent connection (server shutdown). */
+  /**
+   * Closes every agent connection (server shutdown). 1012: the agent reconnects at once, through
+   * the load balancer to another process, and keeps its jobs.
+   */
   closeAll(): void {
     for (const s of this.sessions) {
       clearTimeout(s.timer);
       clearTimeout(s.closeTimer);
-      if (s.socket.readyState === OPEN) s.socket.close(CLOSE_CODES.GOING_AWAY, 'server shutting down');
+      if (s.socket.readyState === OPEN) s.socket.close(CLOSE_CODES.SERVICE_RESTART, 'server restarting');
       s.socket.terminate();
     }
     this.sessions.clear();

@@ -23,6 +23,18 @@ export const PROTOCOL_VERSION = 1;
 export const CLOSE_TOKEN_REVOKED = 4004;
 
 /**
+ * WebSocket close code 1012 ("service restart", RFC 6455 registry): this control-plane process is
+ * draining (SIGTERM, a rolling restart). The agent reconnects at once, without back-off, and the
+ * load balancer sends it to another process; it keeps its jobs (they stay claimed, `hello` lists
+ * them in `inFlight` and the new process re-adopts them). Participants' `/ws` get the same code,
+ * on which the ComfyUI frontend reconnects after 300 ms as on any close.
+ */
+export const CLOSE_SERVICE_RESTART = 1012;
+
+/** Largest random delay before reconnecting after {@link CLOSE_SERVICE_RESTART}, so a fleet spreads. */
+export const SERVICE_RESTART_JITTER_MS = 500;
+
+/**
  * The longest an agent waits between two reconnect attempts (before jitter). A control plane that
  * comes back gives running jobs this much more than a lease, so an agent still in its back-off
  * after a long outage reconnects and reports before anyone else can claim its job.
