@@ -1,11 +1,6 @@
 import type { AccountService } from '../auth/account-service.js';
 import { workflowName } from '../comfy/prompt-tools.js';
-import {
-  sentAheadJobs,
-  statusOf,
-  type WorkerEntry,
-  type WorkerRegistry,
-} from '../dispatch/worker-registry.js';
+import { sentAheadJobs, statusOf, type WorkerEntry, type WorkerReader } from '../dispatch/worker-registry.js';
 import type { QueueService } from '../scheduler/queue-service.js';
 import { userLevels } from '../scheduler/user-priority.js';
 import type { Job, JobStore } from '../store/types.js';
@@ -28,7 +23,7 @@ import type {
 export interface LiveStateDeps {
   store: JobStore;
   queue: QueueService;
-  workers: WorkerRegistry;
+  workers: WorkerReader;
   accounts: AccountService;
   tracker: ConnectionTracker;
   audit: AuditLog;

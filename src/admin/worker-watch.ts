@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import {
   statusOf,
   type WorkerEntry,
-  type WorkerRegistry,
+  type WorkerReader,
   type WorkerStatus,
 } from '../dispatch/worker-registry.js';
 
@@ -48,7 +48,7 @@ export class WorkerWatcher extends EventEmitter<{ change: []; transition: [Worke
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly registry: WorkerRegistry,
+    private readonly registry: WorkerReader,
     private readonly intervalMs = 1000,
   ) {
     super();

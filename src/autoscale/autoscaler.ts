@@ -8,7 +8,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { acceptsWork, type WorkerRegistry } from '../dispatch/worker-registry.js';
+import { acceptsWork, type WorkerReader } from '../dispatch/worker-registry.js';
 import type { QueueEvent, QueueService } from '../scheduler/queue-service.js';
 import type { BlobStore, Job } from '../store/types.js';
 import { decide, type Decision, type InstanceState, type PoolPolicy, type PoolState } from './decide.js';
@@ -41,7 +41,7 @@ export interface AutoscalerDeps {
   queue: Pick<QueueService, 'pendingOrder' | 'on' | 'off'> & {
     store: Pick<BlobStore, 'getBlob' | 'putBlob'> & { countByStatus(): Promise<{ pending: number }> };
   };
-  workers: WorkerRegistry;
+  workers: WorkerReader;
 }
 
 export interface ManagedInstance {

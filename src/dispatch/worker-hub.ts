@@ -141,6 +141,16 @@ export class WorkerHub {
     return this.sessions.size;
   }
 
+  /**
+   * Re-checks now the tokens of the connections using `tokenName` (a revoke was announced, e.g. by
+   * another process): revoked ones give their jobs back and close with 4004 without waiting for
+   * their next heartbeat.
+   */
+  async recheckTokens(tokenName: string): Promise<void> {
+    const checks = [...this.sessions].filter((s) => s.tokenName === tokenName).map((s) => s.authorized());
+    await Promise.all(checks);
+  }
+
   /** Closes every agent connection (server shutdown). */
   closeAll(): void {
     for (const s of this.sessions) {
