@@ -43,7 +43,7 @@ export interface WorkerDirectoryOptions {
   refreshMs?: number;
   /** A process's snapshot not refreshed for this long is forgotten (its workers vanish). Default 3 × refreshMs + 1 s. */
   ttlMs?: number;
-  /** Changes are published at most this often. Default 250 ms. */
+  /** Changes are published at most this often. Default 500 ms. */
   minIntervalMs?: number;
   clock?: () => number;
 }
@@ -121,10 +121,11 @@ export class WorkerDirectory extends EventEmitter<{ change: [] }> implements Wor
     this.setMaxListeners(0);
     this.refreshMs = opts.refreshMs ?? 2000;
     this.ttlMs = opts.ttlMs ?? 3 * this.refreshMs + 1000;
-    this.minIntervalMs = opts.minIntervalMs ?? 250;
+    this.minIntervalMs = opts.minIntervalMs ?? 500;
     this.clock = opts.clock ?? Date.now;
-    // The local registry has no events: a cheap fingerprint check notices what changed.
-    this.watcher = new WorkerWatcher(local, Math.max(100, Math.min(500, this.minIntervalMs * 2)));
+    // The local registry has no events: a cheap fingerprint check notices what changed. A mere
+    // heartbeat is not worth a snapshot of its own; the periodic refresh carries it.
+    this.watcher = new WorkerWatcher(local, Math.max(100, Math.min(500, this.minIntervalMs)), false);
   }
 
   /** This process's id (the `process` of its own workers in merged views). */
