@@ -12,6 +12,7 @@ import { defaultSettings } from '../store/index.js';
 import { openRedisStore } from '../store/redis/redis-store.js';
 import type { WorkerView } from '../dispatch/worker-registry.js';
 import type { LiveMessage } from '../admin/view-types.js';
+import { AuditLog } from '../admin/audit-log.js';
 import {
   API_TOKEN,
   TestAgent,
@@ -129,24 +130,43 @@ describe('workers across control-plane processes', () => {
     expect(up).toEqual([1, 0, 1]);
   });
 
-  it('a job of a worker on A runs on A while B shows it on that worker, and a participant on B sees it as running', async () => {
+  it('a job held by a worker on A: a participant on B sees it next, then running, and a GPU online', async () => {
     const { cps } = await cluster(2);
     const [a, b] = cps as [ControlPlane, ControlPlane];
+    await b.services.accounts.create('alice', 'participant', 'pw-alice-0123456789');
+    const basic = `Basic ${Buffer.from('alice:pw-alice-0123456789').toString('base64')}`;
+    const statusOnB = async () =>
+      (await (
+        await fetch(`${b.url}/alice/comfy-multi/status`, { headers: { authorization: basic } })
+      ).json()) as {
+        running: number;
+        startingSoon: number;
+        gpu: { workers: number };
+      };
+    const queueOnB = async () =>
+      (await (await fetch(`${b.url}/alice/api/queue`, { headers: { authorization: basic } })).json()) as {
+        queue_running: unknown[][];
+        queue_pending: unknown[][];
+      };
     const agent = await register(a, await a.token('gpu-a'), 'one');
+    await until(async () => (await statusOnB()).gpu.workers === 1, 'the banner on B counts the GPU on A');
     const job = await a.services.queue.enqueue({
       user: 'alice',
       prompt: { '1': { class_type: 'EmptyImage', inputs: {} } },
     });
     const assign = await agent.next('assign');
     expect(assign.job.jobId).toBe(job.id);
-    // Sent ahead, not started: every process counts it as next, not running.
-    await until(() => b.services.workerDirectory.holdersOf(job.id).length === 1, 'B sees the held job');
+    // Sent ahead, not started: B counts it as next, not running.
+    await until(async () => (await statusOnB()).startingSoon === 1, 'B shows it starting soon');
+    expect(await statusOnB()).toMatchObject({ running: 0, startingSoon: 1 });
+    const q1 = await queueOnB();
+    expect([q1.queue_running.length, q1.queue_pending.map((t) => t[1])]).toEqual([0, [job.id]]);
     expect(b.services.workerDirectory.holdersOf(job.id)[0]!.worker.process).toBe('A');
+
     agent.send({ type: 'job_started', jobId: job.id, attempt: assign.job.attempt });
-    await until(
-      () => b.services.workerDirectory.holdersOf(job.id)[0]?.held.state === 'running',
-      'B sees it running',
-    );
+    await until(async () => (await statusOnB()).running === 1, 'B shows it running');
+    const q2 = await queueOnB();
+    expect([q2.queue_running.map((t) => t[1]), q2.queue_pending.length]).toEqual([[job.id], 0]);
   });
 
   it('drain and undrain from B reach the worker on A; the HTTP answer is A’s result', async () => {
@@ -230,7 +250,7 @@ describe('workers across control-plane processes', () => {
   });
 
   it('an audit entry and a broadcast made on A reach B’s live dashboard', async () => {
-    const { cps } = await cluster(2);
+    const { hub, cps } = await cluster(2);
     const [a, b] = cps as [ControlPlane, ControlPlane];
     const messages = await openLive(b);
     await a.services.audit.record({
@@ -258,6 +278,18 @@ describe('workers across control-plane processes', () => {
     await until(
       () => messages.some((m) => m.type === 'patch' && m.sections.broadcast?.message === 'Break until 11:00'),
       'the broadcast in B’s live feed',
+    );
+    // A message B missed (here: recorded by a log nobody forwards) is read again after a reconnect.
+    const unforwarded = new AuditLog(a.store);
+    await unforwarded.record({ by: 'teacher', action: 'queue.resume', target: null, details: {}, ok: true });
+    expect((await b.services.audit.recent(5)).map((e) => e.action)).not.toContain('queue.resume');
+    hub.resyncAll();
+    await until(
+      () =>
+        messages.some(
+          (m) => m.type === 'patch' && m.sections.audit?.some((e) => e.action === 'queue.resume'),
+        ),
+      'the missed entry in B’s live feed after the resync',
     );
     // The participants' banner on B (it reads the shared store).
     await b.services.accounts.create('alice', 'participant', 'pw-alice-0123456789');
