@@ -31,6 +31,8 @@ export interface LiveStateDeps {
   health: () => HealthInfo;
   /** GPUs on demand; absent or null when autoscaling is off. */
   autoscale?: () => LiveSections['autoscale'];
+  /** This process's id when several share the store (shown on its own workers' cards). */
+  processId?: string;
 }
 
 const MAX_PENDING_ROWS = 500;
@@ -236,6 +238,7 @@ export class LiveState {
       held,
       jobsCompleted: w.completed,
       jobsFailed: w.failed,
+      ...((w.process ?? this.deps.processId) ? { process: w.process ?? this.deps.processId } : {}),
     };
   }
 

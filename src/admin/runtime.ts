@@ -103,6 +103,7 @@ export async function createAdminRuntime(
     broadcast,
     health,
     autoscale: () => services.autoscaler?.view() ?? null,
+    ...(services.cluster.shared ? { processId: services.cluster.processId } : {}),
   });
   const live = new LiveHub(state, sampler, { minIntervalMs: opts.liveMinIntervalMs ?? 250, logger });
 

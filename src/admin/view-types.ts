@@ -75,6 +75,8 @@ export interface WorkerRow {
   held: HeldRow[];
   jobsCompleted: number;
   jobsFailed: number;
+  /** Several control-plane processes: the one holding its connection. */
+  process?: string;
 }
 
 /** A job the store shows running that no connected worker holds (its worker went away). */

@@ -38,13 +38,13 @@ function newPrefix(): string {
   return `test:cw:${process.pid}:${Math.random().toString(36).slice(2)}:`;
 }
 
-async function plane(prefix: string, cluster: ClusterBus): Promise<ControlPlane> {
+async function plane(prefix: string, cluster: ClusterBus, commandTimeoutMs = 5000): Promise<ControlPlane> {
   const cp = await startControlPlane(
     {},
     {
       openStore: (config) =>
         openRedisStore({ url: redisUrl, defaults: defaultSettings(config), keyPrefix: prefix }),
-      services: { cluster, presence: PRESENCE, commandTimeoutMs: 3000 },
+      services: { cluster, presence: PRESENCE, commandTimeoutMs },
     },
   );
   planes.push(cp);
@@ -52,11 +52,14 @@ async function plane(prefix: string, cluster: ClusterBus): Promise<ControlPlane>
 }
 
 /** `n` control planes on one Redis store, joined by an in-process hub. */
-async function cluster(n: number): Promise<{ hub: MemoryClusterHub; cps: ControlPlane[] }> {
+async function cluster(
+  n: number,
+  commandTimeoutMs?: number,
+): Promise<{ hub: MemoryClusterHub; cps: ControlPlane[] }> {
   const hub = new MemoryClusterHub();
   const prefix = newPrefix();
   const cps: ControlPlane[] = [];
-  for (let i = 0; i < n; i++) cps.push(await plane(prefix, hub.join('ABC'[i])));
+  for (let i = 0; i < n; i++) cps.push(await plane(prefix, hub.join('ABC'[i]), commandTimeoutMs));
   return { hub, cps };
 }
 
@@ -117,11 +120,11 @@ describe('workers across control-plane processes', () => {
     expect(status).toMatchObject({ workers: { total: 2, usable: 2 } });
 
     const state = (await (await fetch(`${b.url}/admin/api/state`, { headers: auth })).json()) as {
-      sections: { workers: { id: string; status: string }[] };
+      sections: { workers: { id: string; status: string; process: string }[] };
     };
-    expect(state.sections.workers.map((w) => [w.id, w.status])).toEqual([
-      ['gpu-a:one', 'idle'],
-      ['gpu-c:two', 'idle'],
+    expect(state.sections.workers.map((w) => [w.id, w.status, w.process])).toEqual([
+      ['gpu-a:one', 'idle', 'A'],
+      ['gpu-c:two', 'idle', 'C'],
     ]);
 
     // Prometheus: each process reports only the workers it holds, so a sum counts each once.
@@ -331,7 +334,7 @@ describe('workers across control-plane processes', () => {
   });
 
   it('the workers of a process killed without cleanup vanish from the others within the TTL', async () => {
-    const { hub, cps } = await cluster(2);
+    const { hub, cps } = await cluster(2, 300);
     const [a, b] = cps as [ControlPlane, ControlPlane];
     await register(a, await a.token('gpu-a'), 'one');
     await until(async () => (await workersOf(b)).length === 1, 'listed on B');
@@ -339,9 +342,18 @@ describe('workers across control-plane processes', () => {
     const busA = [...hub.buses].find((x) => x.processId === 'A')!;
     await busA.close();
     const killedAt = Date.now();
+    // Until its snapshot expires B still lists the worker; a drain now gets no answer: 503.
+    const lost = await fetch(`${b.url}/api/v1/workers/gpu-a:one/drain`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: '{}',
+    });
+    expect(lost.status).toBe(503);
+    expect(((await lost.json()) as { error: { code: string } }).error.code).toBe('WORKER_UNREACHABLE');
     await until(async () => (await workersOf(b)).length === 0, 'the worker gone from B', 5000);
     // Not before its snapshot aged past the TTL (it did not say goodbye).
     expect(Date.now() - killedAt).toBeGreaterThanOrEqual(PRESENCE.ttlMs - PRESENCE.refreshMs - 100);
+    expect(Date.now() - killedAt).toBeLessThan(PRESENCE.ttlMs + 2 * PRESENCE.refreshMs + 1000);
     // Its agent reconnects to B and is listed there.
     const token = await b.token('gpu-b');
     await register(b, token, 'two');

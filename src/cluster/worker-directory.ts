@@ -110,6 +110,7 @@ export class WorkerDirectory extends EventEmitter<{ change: [] }> implements Wor
   private soonTimer: NodeJS.Timeout | undefined;
   private lastPublishAt = 0;
   private started = false;
+  private merged: WorkerEntry[] | null = null;
 
   constructor(
     readonly local: WorkerRegistry,
@@ -217,6 +218,7 @@ export class WorkerDirectory extends EventEmitter<{ change: [] }> implements Wor
       case 'snap': {
         const workers = m.workers.map((w) => fromWire(w, from));
         this.remote.set(from, { receivedAt: this.clock(), workers });
+        this.merged = null;
         // A worker now connected there that we still list offline: its drain flag is theirs now
         // (an undrain there must not be undone if it comes back here).
         for (const w of workers) {
@@ -239,6 +241,7 @@ export class WorkerDirectory extends EventEmitter<{ change: [] }> implements Wor
 
   private forget(processId: string): void {
     const had = this.remote.delete(processId);
+    this.merged = null;
     this.tracker?.setRemote(processId, null);
     if (had) this.emit('change');
   }
@@ -258,6 +261,17 @@ export class WorkerDirectory extends EventEmitter<{ change: [] }> implements Wor
 
   all(): WorkerEntry[] {
     if (this.remote.size === 0) return this.local.all();
+    // One merge per turn of the event loop: the dashboard asks holdersOf() for every running job.
+    if (this.merged) return this.merged;
+    const merged = this.merge();
+    this.merged = merged;
+    setImmediate(() => {
+      if (this.merged === merged) this.merged = null;
+    });
+    return merged;
+  }
+
+  private merge(): WorkerEntry[] {
     const byId = new Map<string, WorkerEntry>();
     for (const w of this.local.all()) byId.set(w.id, w);
     for (const p of this.remote.values()) {
