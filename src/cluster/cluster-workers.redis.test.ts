@@ -13,6 +13,8 @@ import { openRedisStore } from '../store/redis/redis-store.js';
 import type { WorkerView } from '../dispatch/worker-registry.js';
 import type { LiveMessage } from '../admin/view-types.js';
 import { AuditLog } from '../admin/audit-log.js';
+import { announceRevoke } from '../cli/commands/workers.js';
+import { loadConfig } from '../config/load-config.js';
 import {
   API_TOKEN,
   TestAgent,
@@ -382,5 +384,21 @@ describe('over the real RedisClusterBus', () => {
     const view = await b.services.workerCommands.drain('gpu-a:one', true);
     expect(view).toMatchObject({ draining: true, process: 'A' });
     expect(await agent.next('drain')).toMatchObject({ draining: true });
+  });
+
+  it('`comfy-multi workers token revoke` announces the revoke: the socket closes with 4004 at once', async () => {
+    const prefix = newPrefix();
+    const a = await plane(prefix, await RedisClusterBus.open({ url: redisUrl, prefix, processId: 'A' }));
+    const agent = await register(a, await a.token('gpu-r'), 'one');
+    expect(await a.services.workerTokens.revoke('gpu-r')).toBe(true);
+    // What the CLI does after storing the revoke (its own short-lived bus on the same Redis).
+    await announceRevoke(
+      loadConfig({ DATA_DIR: a.dir, STORE: 'redis', REDIS_URL: redisUrl, REDIS_PREFIX: prefix }),
+      'gpu-r',
+    );
+    // The agent sends no heartbeat: only the announcement can close it this soon.
+    expect(await Promise.race([agent.closed, new Promise((r) => setTimeout(() => r('open'), 3000))])).toBe(
+      4004,
+    );
   });
 });

@@ -9,7 +9,7 @@ import { cliConfig, fail, withStore } from '../context.js';
  * token's worker connections (4004) now instead of at the next heartbeat. Best effort: without a
  * listener, or if Redis is away, the heartbeat re-check still catches it.
  */
-async function announceRevoke(config: Config, name: string): Promise<void> {
+export async function announceRevoke(config: Config, name: string): Promise<void> {
   if (config.STORE !== 'redis') return;
   try {
     const { openClusterBus } = await import('../../cluster/index.js');
