@@ -48,7 +48,11 @@ export interface WorkerDirectoryOptions {
   clock?: () => number;
 }
 
-type WireHeld = Omit<HeldJob, 'ending' | 'missedBeats'>;
+/** What readers show of a held job (no models, priority or dispatch flags: only the holder acts). */
+type WireHeld = Pick<
+  HeldJob,
+  'jobId' | 'attempt' | 'user' | 'state' | 'assignedAt' | 'startedAt' | 'node' | 'progress'
+>;
 
 /** One worker as it crosses the bus: its registry entry without the socket. */
 interface WireWorker extends Omit<WorkerEntry, 'link' | 'held' | 'process'> {
@@ -77,7 +81,16 @@ function toWire(w: WorkerEntry): WireWorker {
   return {
     ...rest,
     connected: link !== null && link.open,
-    held: [...held.values()].map(({ ending: _e, missedBeats: _m, ...h }) => h),
+    held: [...held.values()].map((h) => ({
+      jobId: h.jobId,
+      attempt: h.attempt,
+      user: h.user,
+      state: h.state,
+      assignedAt: h.assignedAt,
+      startedAt: h.startedAt,
+      node: h.node,
+      progress: h.progress,
+    })),
   };
 }
 
@@ -87,7 +100,12 @@ function fromWire(w: WireWorker, processId: string): WorkerEntry {
     ...rest,
     link: connected ? REMOTE_LINK : null,
     registered: connected && w.registered,
-    held: new Map(held.map((h) => [h.jobId, h])),
+    held: new Map(
+      held.map((h): [string, HeldJob] => [
+        h.jobId,
+        { ...h, models: [], priority: 'normal', front: 0, releaseRequested: false, cancelRequested: false },
+      ]),
+    ),
     process: processId,
   };
 }
