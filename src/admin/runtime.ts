@@ -92,6 +92,14 @@ export async function createAdminRuntime(
     metricsProtected: Boolean(config.METRICS_TOKEN),
     recentAlerts: alerts.recent(),
     frontend: frontendSummary(services.frontend.status()),
+    ...(services.cluster.shared
+      ? {
+          cluster: {
+            process: services.cluster.processId,
+            processes: 1 + services.workerDirectory.processes().length,
+          },
+        }
+      : {}),
   });
   const state = new LiveState({
     store,
@@ -162,7 +170,10 @@ export async function createAdminRuntime(
       watcher.on('change', onWorkers);
       unsubscribes.push(() => watcher.off('change', onWorkers));
       // Another process's snapshot arrived: look now rather than at the next tick.
-      const onDirectory = () => watcher.check();
+      const onDirectory = () => {
+        watcher.check();
+        live.markDirty('health'); // how many processes report (pushed only when it changed)
+      };
       workers.on('change', onDirectory);
       unsubscribes.push(() => workers.off('change', onDirectory));
       // Alerts about a worker come from the process holding its socket (the others merely see it).

@@ -201,6 +201,8 @@ export interface HealthInfo {
   recentAlerts: AlertRecord[];
   /** Which ComfyUI web frontend participants get, in a few words. */
   frontend: string;
+  /** Several control-plane processes: this one's id and how many report (this one included). */
+  cluster?: { process: string; processes: number };
 }
 
 export interface LiveSections {

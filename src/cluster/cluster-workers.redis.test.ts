@@ -122,8 +122,12 @@ describe('workers across control-plane processes', () => {
     expect(status).toMatchObject({ workers: { total: 2, usable: 2 } });
 
     const state = (await (await fetch(`${b.url}/admin/api/state`, { headers: auth })).json()) as {
-      sections: { workers: { id: string; status: string; process: string }[] };
+      sections: {
+        workers: { id: string; status: string; process: string }[];
+        health: { cluster: { process: string; processes: number } };
+      };
     };
+    expect(state.sections.health.cluster).toEqual({ process: 'B', processes: 3 });
     expect(state.sections.workers.map((w) => [w.id, w.status, w.process])).toEqual([
       ['gpu-a:one', 'idle', 'A'],
       ['gpu-c:two', 'idle', 'C'],
