@@ -60,8 +60,11 @@ interface WireWorker extends Omit<WorkerEntry, 'link' | 'held' | 'process'> {
   held: WireHeld[];
 }
 
+/** Bumped when the snapshot's shape changes: during a rolling upgrade, other versions are ignored. */
+const WIRE_VERSION = 1;
+
 type PresenceMessage =
-  { t: 'snap'; workers: WireWorker[]; tabs: Record<string, number> } | { t: 'ask' } | { t: 'bye' };
+  { t: 'snap'; v: number; workers: WireWorker[]; tabs: Record<string, number> } | { t: 'ask' } | { t: 'bye' };
 
 interface RemoteProcess {
   receivedAt: number;
@@ -206,6 +209,7 @@ export class WorkerDirectory extends EventEmitter<{ change: [] }> implements Wor
     this.lastPublishAt = this.clock();
     const msg: PresenceMessage = {
       t: 'snap',
+      v: WIRE_VERSION,
       workers: this.local.all().map(toWire),
       tabs: this.tracker?.localTabs() ?? {},
     };
@@ -234,6 +238,7 @@ export class WorkerDirectory extends EventEmitter<{ change: [] }> implements Wor
         this.forget(from);
         return;
       case 'snap': {
+        if (m.v !== WIRE_VERSION || !Array.isArray(m.workers)) return;
         const workers = m.workers.map((w) => fromWire(w, from));
         this.remote.set(from, { receivedAt: this.clock(), workers });
         this.merged = null;
