@@ -222,6 +222,24 @@ describe('workers across control-plane processes', () => {
     expect(((await none.json()) as { error: { code: string } }).error.code).toBe('WORKER_NOT_FOUND');
   });
 
+  it('a command sent on a stale view is forwarded once to the process now holding the worker', async () => {
+    const { cps } = await cluster(3);
+    const [a, b, c] = cps as [ControlPlane, ControlPlane, ControlPlane];
+    const token = await a.token('gpu-a');
+    const first = await register(a, token, 'one');
+    await until(async () => (await workersOf(b)).length === 1, 'listed on B');
+    // B stops hearing snapshots: its directory keeps saying A holds the worker.
+    await b.services.workerDirectory.stop(false);
+    await first.close();
+    const { agent: moved } = await TestAgent.register(c.wsUrl, token, { name: 'one', prefetch: 0 });
+    agents.push(moved);
+    await until(() => a.services.workerDirectory.processOf('gpu-a:one') === 'C', 'A knows it moved to C');
+    expect(b.services.workerDirectory.processOf('gpu-a:one')).toBe('A');
+    const view = await b.services.workerCommands.drain('gpu-a:one', true);
+    expect(view).toMatchObject({ process: 'C', connected: true, draining: true });
+    expect(await moved.next('drain')).toMatchObject({ draining: true });
+  });
+
   it('a drained worker that reconnects to another process stays drained', async () => {
     const { cps } = await cluster(2);
     const [a, b] = cps as [ControlPlane, ControlPlane];

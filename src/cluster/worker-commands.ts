@@ -31,7 +31,8 @@ export const COMMAND_TOPIC = 'worker-commands';
 export type WorkerCommand = { cmd: 'drain'; workerId: string; draining: boolean };
 
 type CommandMessage =
-  | { t: 'req'; id: string; to: string; command: WorkerCommand }
+  // `hop` 1: already forwarded once (the asker's view of where the worker is was stale).
+  | { t: 'req'; id: string; to: string; command: WorkerCommand; hop?: number }
   // Answers go to every process; only the asker knows the (random) correlation id.
   | { t: 'res'; id: string; ok: true; view: WorkerView }
   | { t: 'res'; id: string; ok: false; code: string; message: string }
@@ -109,9 +110,10 @@ export class WorkerCommands {
     return this.deps.cluster.shared ? { ...view, process: this.deps.cluster.processId } : view;
   }
 
-  private request(to: string, command: WorkerCommand): Promise<WorkerView> {
+  private request(to: string, command: WorkerCommand, hop = 0): Promise<WorkerView> {
     const id = randomBytes(8).toString('hex');
-    const timeoutMs = this.opts.timeoutMs ?? 5000;
+    // A forwarded request must answer before the asker gives up.
+    const timeoutMs = (this.opts.timeoutMs ?? 5000) / (hop + 1);
     return new Promise<WorkerView>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
@@ -125,7 +127,7 @@ export class WorkerCommands {
       timer.unref();
       this.pending.set(id, { resolve, reject, timer });
       this.deps.cluster
-        .publish(COMMAND_TOPIC, { t: 'req', id, to, command } satisfies CommandMessage)
+        .publish(COMMAND_TOPIC, { t: 'req', id, to, command, hop } satisfies CommandMessage)
         .catch((err: unknown) => {
           clearTimeout(timer);
           this.pending.delete(id);
@@ -134,25 +136,39 @@ export class WorkerCommands {
     });
   }
 
+  /**
+   * Runs another process's request here, unless the worker has meanwhile reconnected to a third
+   * process (the asker's directory was a moment behind): then it is forwarded there once.
+   */
+  private async answer(m: Extract<CommandMessage, { t: 'req' }>): Promise<void> {
+    const { directory, cluster, logger } = this.deps;
+    let answer: CommandMessage;
+    try {
+      const mine = directory.local.get(m.command.workerId);
+      const holder = directory.processOf(m.command.workerId);
+      const connectedHere = mine?.link?.open === true && mine.registered;
+      const view =
+        !connectedHere && (m.hop ?? 0) === 0 && holder !== null && holder !== cluster.processId
+          ? await this.request(holder, m.command, 1)
+          : this.runHere(m.command);
+      answer = { t: 'res', id: m.id, ok: true, view };
+    } catch (err) {
+      const e = toAppError(err);
+      answer = { t: 'res', id: m.id, ok: false, code: e.code, message: e.message };
+    }
+    logger.info({ command: m.command }, 'ran a worker command for another process');
+    await cluster.publish(COMMAND_TOPIC, answer).catch(() => {});
+  }
+
   private onMessage(m: CommandMessage): void {
     const me = this.deps.cluster.processId;
     switch (m.t) {
       case 'revoked':
         void this.deps.hub.recheckTokens(m.token);
         return;
-      case 'req': {
-        if (m.to !== me) return;
-        let answer: CommandMessage;
-        try {
-          answer = { t: 'res', id: m.id, ok: true, view: this.runHere(m.command) };
-        } catch (err) {
-          const e = toAppError(err);
-          answer = { t: 'res', id: m.id, ok: false, code: e.code, message: e.message };
-        }
-        this.deps.logger.info({ command: m.command }, 'ran a worker command for another process');
-        void this.deps.cluster.publish(COMMAND_TOPIC, answer).catch(() => {});
+      case 'req':
+        if (m.to === me) void this.answer(m);
         return;
-      }
       case 'res': {
         const p = this.pending.get(m.id);
         if (!p) return; // another process's answer, or one that came too late
