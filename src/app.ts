@@ -24,6 +24,7 @@ import { VERSION } from './version.js';
 import { gatewayPlugin } from './gateway/index.js';
 import { adminRoutes } from './admin/index.js';
 import { autoscaleRoutes } from './autoscale/routes.js';
+import { syncLiveFeed } from './cluster/live-sync.js';
 
 /**
  * @fastify/websocket's `preClose` on shutdown: every WebSocket (participants' `/ws`, the dashboard,
@@ -79,9 +80,11 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
   await app.register(
     async (api) => {
       api.addHook('onRequest', requireInstructor(services.auth));
-      jobsRoutes(api, services);
+      // Readers see every process's workers (the local registry alone with one process).
+      const readers = { ...services, workers: services.workerDirectory };
+      jobsRoutes(api, readers);
       workflowRoutes(api, {
-        ...services,
+        ...readers,
         templates: new TemplateSource(
           services.config.TEMPLATES_DIR ?? null,
           services.config.DEFAULT_WORKFLOW ?? null,
@@ -120,7 +123,21 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
     await services.frontendShare?.close();
     await services.frontend.close();
   });
-  app.addHook('onClose', async () => services.cluster.close());
+  // Worker presence, worker commands and the dashboard's live feed across processes (no-ops with one).
+  let stopLiveFeed = () => {};
+  app.addHook('onReady', async () => {
+    services.workerDirectory.start();
+    services.workerCommands.start();
+    stopLiveFeed = syncLiveFeed(services.cluster, services.audit, services.broadcast, (err) =>
+      services.logger.warn({ err }, 'cluster live feed problem'),
+    );
+  });
+  app.addHook('onClose', async () => {
+    stopLiveFeed();
+    services.workerCommands.stop();
+    await services.workerDirectory.stop();
+    await services.cluster.close();
+  });
 
   await app.register(gatewayPlugin(services), { prefix: '/:user' });
   return app;

@@ -44,6 +44,10 @@ export const ERROR_CODES = {
     message: 'The server is checking many logins right now; try again in a moment.',
   },
   STORE_UNAVAILABLE: { status: 503, message: 'The state store cannot be reached.' },
+  WORKER_UNREACHABLE: {
+    status: 503,
+    message: 'The control-plane process holding this worker did not answer in time.',
+  },
   NO_FRONTEND: { status: 503, message: 'No ComfyUI frontend is available yet.' },
   SHUTTING_DOWN: {
     status: 503,

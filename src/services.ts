@@ -25,6 +25,8 @@ import { openFrontend, type FrontendCache, type FrontendSite } from './frontend/
 import { FrontendShare } from './frontend/frontend-share.js';
 import { createAutoscaler, type Autoscaler } from './autoscale/index.js';
 import { openClusterBus, type ClusterBus } from './cluster/index.js';
+import { WorkerDirectory, type WorkerDirectoryOptions } from './cluster/worker-directory.js';
+import { WorkerCommands } from './cluster/worker-commands.js';
 
 /** Everything the HTTP layer needs, built once from config and a store. Tests build their own. */
 export interface Services {
@@ -40,7 +42,15 @@ export interface Services {
   files: FileStore;
   /** Live job events, previews and status changes, for per-user `/ws` and the dashboard. */
   bus: JobEventBus;
+  /** This process's connected workers (the dispatcher and hub act on these sockets). */
   workers: WorkerRegistry;
+  /**
+   * Every process's workers (and participants' open tabs) for readers: dashboard, `/api/v1/workers`,
+   * status, banner, autoscaler. Just the local registry with one process. Started with the app.
+   */
+  workerDirectory: WorkerDirectory;
+  /** Instructor commands for a worker (drain), run by the process holding its socket. */
+  workerCommands: WorkerCommands;
   workerTokens: WorkerTokenService;
   /** Pushes jobs to workers; started and stopped with the app (see app.ts). */
   dispatcher: Dispatcher;
@@ -73,6 +83,10 @@ export interface Services {
 export interface ServiceOptions {
   /** Use this bus instead of opening one from config (tests join several to a MemoryClusterHub). */
   cluster?: ClusterBus;
+  /** Refresh and expiry of the worker directory's snapshots (tests shorten them). */
+  presence?: WorkerDirectoryOptions;
+  /** How long a command waits for the process holding the worker (default 5 s). */
+  commandTimeoutMs?: number;
 }
 
 export async function createServices(
@@ -147,16 +161,22 @@ export async function createServices(
       mirrorFrontend: () => frontend.wantsMirror(),
     },
   );
+  const connections = new ConnectionTracker();
+  const workerDirectory = new WorkerDirectory(workers, cluster, connections, opts.presence);
+  const workerCommands = new WorkerCommands(
+    { cluster, directory: workerDirectory, dispatcher, hub, logger },
+    { timeoutMs: opts.commandTimeoutMs },
+  );
   const autoscaler = await createAutoscaler(config, {
     queue,
-    workers,
+    // Counts every process's workers; the loop itself runs on one process (helper C's lease).
+    workers: workerDirectory,
     verifyWorkerToken: (token) => workerTokens.verify(token),
     logger,
     cluster,
   });
   const broadcast = new BroadcastService(store);
   const audit = new AuditLog(store);
-  const connections = new ConnectionTracker();
   return {
     config,
     store,
@@ -168,6 +188,8 @@ export async function createServices(
     files,
     bus,
     workers,
+    workerDirectory,
+    workerCommands,
     workerTokens,
     dispatcher,
     hub,

@@ -1,11 +1,6 @@
 import type { AccountService } from '../auth/account-service.js';
 import { workflowName } from '../comfy/prompt-tools.js';
-import {
-  sentAheadJobs,
-  statusOf,
-  type WorkerEntry,
-  type WorkerRegistry,
-} from '../dispatch/worker-registry.js';
+import { sentAheadJobs, statusOf, type WorkerEntry, type WorkerReader } from '../dispatch/worker-registry.js';
 import type { QueueService } from '../scheduler/queue-service.js';
 import { userLevels } from '../scheduler/user-priority.js';
 import type { Job, JobStore } from '../store/types.js';
@@ -28,7 +23,7 @@ import type {
 export interface LiveStateDeps {
   store: JobStore;
   queue: QueueService;
-  workers: WorkerRegistry;
+  workers: WorkerReader;
   accounts: AccountService;
   tracker: ConnectionTracker;
   audit: AuditLog;
@@ -36,6 +31,8 @@ export interface LiveStateDeps {
   health: () => HealthInfo;
   /** GPUs on demand; absent or null when autoscaling is off. */
   autoscale?: () => LiveSections['autoscale'];
+  /** This process's id when several share the store (shown on its own workers' cards). */
+  processId?: string;
 }
 
 const MAX_PENDING_ROWS = 500;
@@ -241,6 +238,7 @@ export class LiveState {
       held,
       jobsCompleted: w.completed,
       jobsFailed: w.failed,
+      ...((w.process ?? this.deps.processId) ? { process: w.process ?? this.deps.processId } : {}),
     };
   }
 

@@ -75,6 +75,8 @@ export interface WorkerRow {
   held: HeldRow[];
   jobsCompleted: number;
   jobsFailed: number;
+  /** Several control-plane processes: the one holding its connection. */
+  process?: string;
 }
 
 /** A job the store shows running that no connected worker holds (its worker went away). */
@@ -202,6 +204,8 @@ export interface HealthInfo {
   recentAlerts: AlertRecord[];
   /** Which ComfyUI web frontend participants get, in a few words. */
   frontend: string;
+  /** Several control-plane processes: this one's id and how many report (this one included). */
+  cluster?: { process: string; processes: number };
 }
 
 export interface LiveSections {

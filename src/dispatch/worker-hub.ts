@@ -148,6 +148,16 @@ export class WorkerHub {
   }
 
   /**
+   * Re-checks now the tokens of the connections using `tokenName` (a revoke was announced, e.g. by
+   * another process): revoked ones give their jobs back and close with 4004 without waiting for
+   * their next heartbeat.
+   */
+  async recheckTokens(tokenName: string): Promise<void> {
+    const checks = [...this.sessions].filter((s) => s.tokenName === tokenName).map((s) => s.authorized());
+    await Promise.all(checks);
+  }
+
+  /**
    * Closes every agent connection (server shutdown). 1012: the agent reconnects at once, through
    * the load balancer to another process, and keeps its jobs.
    */

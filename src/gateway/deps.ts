@@ -55,7 +55,8 @@ export function gatewayDeps(services: Services): GatewayDeps {
     queue: s.queue,
     files: s.files,
     bus: s.bus ?? null,
-    workers: s.workers ?? null,
+    // Every process's workers: the banner's GPU count and a job sent ahead on another process.
+    workers: s.workerDirectory ?? s.workers ?? null,
     frontend: services.frontend,
     broadcast: s.broadcast,
     audit: s.audit,

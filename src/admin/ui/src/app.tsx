@@ -366,6 +366,9 @@ export function App() {
         <footer class="foot small muted">
           <span>
             comfy-multi {s.health.version} · {s.health.store} store · up since {clock(s.health.startedAt)}
+            {s.health.cluster
+              ? ` · process ${s.health.cluster.process} of ${s.health.cluster.processes}`
+              : ''}
           </span>
           <span>ComfyUI frontend: {s.health.frontend}</span>
           <span>
