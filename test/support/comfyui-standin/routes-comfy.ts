@@ -47,6 +47,8 @@ export interface ComfyRouteDeps {
   dirs: DataDirs;
   faults: FaultController;
   models: Record<string, string[]>;
+  /** ComfyUI's models/loras folder, listed on each request. */
+  lorasDir?: string;
   host: string;
   port(): number;
   /** The web frontend and custom nodes' web folders, when the stand-in was given any. */
@@ -116,6 +118,7 @@ function addMetadataRoutes(router: Router, deps: ComfyRouteDeps): void {
   router.get('/models/{folder}', ({ params }) => {
     const folder = params.folder!;
     if (!MODEL_FOLDERS.includes(folder)) return reply.empty(404);
+    if (folder === 'loras') return reply.json(deps.catalog.loraNames());
     return reply.json([...(deps.models[folder] ?? [])].sort());
   });
   // Single-user mode answers, as recorded (users.json, settings.json).

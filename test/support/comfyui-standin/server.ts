@@ -16,6 +16,7 @@ import { Router, reply, requestCtx, send } from './http-util.js';
 import { encodeRgbPng, solidImage } from './image.js';
 import { Instance } from './instance.js';
 import { customNodeDefs } from './media-nodes.js';
+import './model-nodes.js';
 import { NodeCatalog } from './object-info.js';
 import { addComfyRoutes } from './routes-comfy.js';
 import { addControlRoutes } from './routes-control.js';
@@ -120,8 +121,15 @@ export interface Standin {
 
 function prepareDirs(dir: string | undefined, seedExample: boolean): { dirs: DataDirs; created: boolean } {
   const root = dir ? resolve(dir) : mkdtempSync(join(tmpdir(), 'comfyui-standin-'));
-  const dirs = { root, input: join(root, 'input'), output: join(root, 'output'), temp: join(root, 'temp') };
-  for (const d of [dirs.input, dirs.output, dirs.temp]) mkdirSync(d, { recursive: true });
+  const dirs = {
+    root,
+    input: join(root, 'input'),
+    output: join(root, 'output'),
+    temp: join(root, 'temp'),
+    models: join(root, 'models'),
+  };
+  for (const d of [dirs.input, dirs.output, dirs.temp, join(dirs.models, 'loras')])
+    mkdirSync(d, { recursive: true });
   const example = join(dirs.input, 'example.png');
   if (seedExample && !existsSync(example)) {
     const img = solidImage(64, 64, 1, 0x4a7db8);
@@ -152,7 +160,12 @@ class StandinServer {
     private readonly opts: StandinOptions,
   ) {
     this.port = port;
-    this.catalog = new NodeCatalog(dirs.input, opts.models ?? {}, opts.customNodes ? customNodeDefs() : {});
+    this.catalog = new NodeCatalog(
+      dirs.input,
+      opts.models ?? {},
+      opts.customNodes ? customNodeDefs() : {},
+      join(dirs.models, 'loras'),
+    );
     this.faults = new FaultController(
       {
         crash: () => this.crash(),
@@ -170,6 +183,7 @@ class StandinServer {
       dirs,
       faults: this.faults,
       models: opts.models ?? {},
+      lorasDir: join(dirs.models, 'loras'),
       host,
       port: () => this.port,
       site: this.site,
