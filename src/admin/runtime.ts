@@ -100,6 +100,7 @@ export async function createAdminRuntime(
     broadcast,
     health,
     autoscale: () => services.autoscaler?.view() ?? null,
+    loraQuota: config.LORA_QUOTA,
   });
   const live = new LiveHub(state, sampler, { minIntervalMs: opts.liveMinIntervalMs ?? 250, logger });
 

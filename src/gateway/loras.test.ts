@@ -28,13 +28,14 @@ function snapshot(): EnvSnapshot {
   return { ...s, objectInfo: info, models: { ...s.models, loras } };
 }
 
+const API_TOKEN = 'ci-secret-api-token-loras-123';
 let h: Harness;
 let base: string;
 const auth: Record<string, string> = {};
 
 beforeAll(async () => {
   // Files of about 2 kB: the limit lets one of 4 kB in, the quota two of them.
-  h = await startHarness({ LORA_UPLOAD_LIMIT: '5kb', LORA_QUOTA: '9kb' });
+  h = await startHarness({ LORA_UPLOAD_LIMIT: '5kb', LORA_QUOTA: '9kb', API_TOKENS: `ci:${API_TOKEN}` });
   auth.user001 = await h.addUser('user001');
   auth.user002 = await h.addUser('user002');
   auth.teacher = await h.addUser('teacher', 'instructor');
@@ -274,5 +275,24 @@ describe('participant LoRAs', () => {
       'my style.safetensors',
       'shared-style.safetensors',
     ]);
+  });
+});
+
+describe('the instructor dashboard', () => {
+  it('shows each participant’s LoRA use against the quota', async () => {
+    const state = await h.app.inject({
+      url: '/admin/api/state',
+      headers: { authorization: `Bearer ${API_TOKEN}` },
+    });
+    expect(state.statusCode).toBe(200);
+    const rows = (state.json() as { sections: { participants: { user: string; loras: unknown }[] } }).sections
+      .participants;
+    const one = await json('api/loras', 'user001');
+    expect(rows.find((p) => p.user === 'user001')?.loras).toEqual({
+      count: 1,
+      bytes: (one as { usedBytes: number }).usedBytes,
+      quotaBytes: 9 * 1024,
+    });
+    expect(rows.find((p) => p.user === 'user002')?.loras).toMatchObject({ count: 2, quotaBytes: 9 * 1024 });
   });
 });

@@ -48,6 +48,28 @@ export function readableBytes(n: number): string {
   return `${n} bytes`;
 }
 
+/** Every participant's LoRA use, from the indexes alone (the dashboard's participants table). */
+export async function loraUsageByUser(blobs: BlobStore): Promise<Map<string, LoraUsage>> {
+  const out = new Map<string, LoraUsage>();
+  for (const user of await blobs.listBlobs(LORA_NAMESPACE)) {
+    const all = Object.values(await readIndex(blobs, user));
+    out.set(user, { count: all.length, bytes: all.reduce((a, e) => a + e.size, 0) });
+  }
+  return out;
+}
+
+/** A user's index: name → entry (empty when they have none, or it cannot be read). */
+async function readIndex(blobs: BlobStore, user: string): Promise<Record<string, LoraEntry>> {
+  const raw = await blobs.getBlob(LORA_NAMESPACE, user);
+  if (raw === null) return {};
+  try {
+    const parsed = JSON.parse(raw) as { files?: Record<string, LoraEntry> };
+    return parsed.files && typeof parsed.files === 'object' ? parsed.files : {};
+  } catch {
+    return {};
+  }
+}
+
 /** One lock per process: the gateway's routes and tests share it. */
 const locks = new KeyedLock();
 
@@ -59,15 +81,8 @@ export class LoraLibrary {
     private readonly clock: () => number = Date.now,
   ) {}
 
-  private async index(user: string): Promise<Record<string, LoraEntry>> {
-    const raw = await this.blobs.getBlob(LORA_NAMESPACE, user);
-    if (raw === null) return {};
-    try {
-      const parsed = JSON.parse(raw) as { files?: Record<string, LoraEntry> };
-      return parsed.files && typeof parsed.files === 'object' ? parsed.files : {};
-    } catch {
-      return {};
-    }
+  private index(user: string): Promise<Record<string, LoraEntry>> {
+    return readIndex(this.blobs, user);
   }
 
   private async saveIndex(user: string, files: Record<string, LoraEntry>): Promise<void> {
@@ -95,13 +110,6 @@ export class LoraLibrary {
   async usage(user: string): Promise<LoraUsage> {
     const all = await this.list(user);
     return { count: all.length, bytes: all.reduce((a, e) => a + e.size, 0) };
-  }
-
-  /** Every participant's usage (the dashboard's participants table). */
-  async usageByUser(): Promise<Map<string, LoraUsage>> {
-    const out = new Map<string, LoraUsage>();
-    for (const user of await this.blobs.listBlobs(LORA_NAMESPACE)) out.set(user, await this.usage(user));
-    return out;
   }
 
   key(user: string, name: string): string {
