@@ -76,6 +76,9 @@ export function loraRoutes(app: FastifyInstance, deps: GatewayDeps): void {
         closeAfterReply(reply);
       }
       if ((err as { code?: unknown }).code === 'FST_REQ_FILE_TOO_LARGE') throw library.tooLarge();
+      // The client went away or cut the form short: its error (400), not the server's.
+      if (!(err instanceof AppError) && (request.raw.destroyed || part.file.errored))
+        throw new AppError('BAD_REQUEST', 'The upload was aborted or its form is incomplete.');
       throw err;
     }
   });

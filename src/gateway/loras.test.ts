@@ -296,3 +296,24 @@ describe('the instructor dashboard', () => {
     expect(rows.find((p) => p.user === 'user002')?.loras).toMatchObject({ count: 2, quotaBytes: 9 * 1024 });
   });
 });
+
+describe('a form cut short', () => {
+  it('is the client’s error and leaves nothing behind', async () => {
+    const good = makeSafetensors({ tensors: 2, n: 64 });
+    const boundary = 'cutshortboundary';
+    const head = Buffer.from(
+      `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="cut.safetensors"\r\n` +
+        'Content-Type: application/octet-stream\r\n\r\n',
+    );
+    // The file part never ends: no closing boundary.
+    const r = await h.app.inject({
+      method: 'POST',
+      url: '/user001/api/loras',
+      headers: { authorization: auth.user001!, 'content-type': `multipart/form-data; boundary=${boundary}` },
+      payload: Buffer.concat([head, good.subarray(0, 100)]),
+    });
+    expect(r.statusCode).toBe(400);
+    expect(await loraKeys()).not.toContainEqual(expect.stringContaining('cut.safetensors'));
+    expect((await loraKeys()).filter((k) => k.includes('.uploads'))).toEqual([]);
+  });
+});
