@@ -124,20 +124,20 @@ export class LoraLibrary {
     );
   }
 
-  private quotaError(used: number, adding: number): AppError {
+  /** `atLeast`: the upload was stopped there, so its whole size is not known. */
+  private quotaError(used: number, adding: number, atLeast = false): AppError {
     const q = this.limits.quotaBytes;
     return new AppError(
       'LORA_QUOTA_EXCEEDED',
-      `This LoRA (${readableBytes(adding)}) does not fit in your LoRA space: ${readableBytes(used)} of ${readableBytes(q)} (LORA_QUOTA) are in use. Delete a LoRA you no longer need, or ask the instructor for more room.`,
+      `This LoRA (${atLeast ? 'more than ' : ''}${readableBytes(adding)}) does not fit in your LoRA space: ${readableBytes(used)} of ${readableBytes(q)} (LORA_QUOTA) are in use. Delete a LoRA you no longer need, or ask the instructor for more room.`,
     );
   }
 
   /**
-   * Checks and stores one upload. `declaredSize` (the request's length, when known) lets an upload
-   * that cannot fit be refused before any of it is read. An existing LoRA of the same name is
-   * replaced (its bytes do not count against the quota of its replacement).
+   * Checks and stores one upload. An existing LoRA of the same name is replaced (its bytes do not
+   * count against the quota of its replacement).
    */
-  async upload(user: string, rawName: string, body: Readable, declaredSize?: number): Promise<LoraEntry> {
+  async upload(user: string, rawName: string, body: Readable): Promise<LoraEntry> {
     const name = checkLoraName(rawName);
     const { maxFileBytes } = this.limits;
     const tooLarge = () => this.tooLarge();
@@ -146,14 +146,9 @@ export class LoraLibrary {
       const used = Object.values(idx).reduce((a, e) => a + (e.name === name ? 0 : e.size), 0);
       return { used, free: this.limits.quotaBytes - used };
     };
-    if (declaredSize !== undefined) {
-      if (declaredSize > maxFileBytes) throw tooLarge();
-      const { used, free } = await room();
-      if (declaredSize > free) throw this.quotaError(used, declaredSize);
-    }
-    // Counted while streaming too: the declared size may be absent (chunked) or a multipart
-    // form's, which includes more than the file. The quota is checked against what was free at
-    // the start; the commit below checks again under the lock.
+    // Counted while streaming: a request's declared length is the form's, not the file's (and may
+    // be absent). The quota is checked against what was free at the start; the commit below
+    // checks again under the lock, so two uploads at once cannot both pass it.
     const start = await room();
     const limit = Math.min(maxFileBytes, Math.max(0, start.free));
     const hash = createHash('sha256');
@@ -179,7 +174,7 @@ export class LoraLibrary {
     } catch (err) {
       const cause = failure ?? err;
       if (cause instanceof AppError && cause.code === 'LORA_QUOTA_EXCEEDED')
-        throw this.quotaError(start.used, size);
+        throw this.quotaError(start.used, limit, true);
       throw cause;
     }
     if (failure) {
