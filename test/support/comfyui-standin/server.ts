@@ -39,6 +39,8 @@ export interface StandinOptions {
   delayMs?: number;
   /** Model files per folder (`{checkpoints: ['sd15.safetensors']}`) for `/models/{folder}` and loader combos. */
   models?: Record<string, string[]>;
+  /** Model folders' root (`/internal/folder_paths`, and `dirs.models`: LoRAs are listed from its `loras/`). Default `<dir>/models`. */
+  modelsDir?: string;
   /** Put a stock-like `example.png` into the input dir (ComfyUI ships one). Default true. */
   seedExampleImage?: boolean;
   /** Called after a simulated crash (the CLI exits the process here). */
@@ -119,14 +121,18 @@ export interface Standin {
   close(): Promise<void>;
 }
 
-function prepareDirs(dir: string | undefined, seedExample: boolean): { dirs: DataDirs; created: boolean } {
+function prepareDirs(
+  dir: string | undefined,
+  seedExample: boolean,
+  modelsDir: string | undefined,
+): { dirs: DataDirs; created: boolean } {
   const root = dir ? resolve(dir) : mkdtempSync(join(tmpdir(), 'comfyui-standin-'));
   const dirs = {
     root,
     input: join(root, 'input'),
     output: join(root, 'output'),
     temp: join(root, 'temp'),
-    models: join(root, 'models'),
+    models: modelsDir ? resolve(modelsDir) : join(root, 'models'),
   };
   for (const d of [dirs.input, dirs.output, dirs.temp, join(dirs.models, 'loras')])
     mkdirSync(d, { recursive: true });
@@ -184,6 +190,7 @@ class StandinServer {
       faults: this.faults,
       models: opts.models ?? {},
       lorasDir: join(dirs.models, 'loras'),
+      modelsDir: dirs.models,
       host,
       port: () => this.port,
       site: this.site,
@@ -334,7 +341,7 @@ class StandinServer {
 /** Starts a stand-in ComfyUI on `host:port` (default 127.0.0.1 and a free port). */
 export async function startStandin(opts: StandinOptions = {}): Promise<Standin> {
   const host = opts.host ?? '127.0.0.1';
-  const { dirs, created } = prepareDirs(opts.dir, opts.seedExampleImage ?? true);
+  const { dirs, created } = prepareDirs(opts.dir, opts.seedExampleImage ?? true, opts.modelsDir);
   const server = new StandinServer(host, opts.port ?? 0, dirs, opts);
   await server.listen();
   let closed: Promise<void> | null = null;
