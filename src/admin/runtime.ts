@@ -119,6 +119,7 @@ export async function createAdminRuntime(
     health,
     autoscale: () => services.autoscaler?.view() ?? null,
     ...(services.cluster.shared ? { processId: services.cluster.processId } : {}),
+    loraQuota: config.LORA_QUOTA,
   });
   const live = new LiveHub(state, sampler, { minIntervalMs: opts.liveMinIntervalMs ?? 250, logger });
 

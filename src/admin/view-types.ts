@@ -109,6 +109,8 @@ export interface ParticipantRow {
   limits: Partial<QueueLimits> | null;
   /** The participant's own level (all their jobs, now and later); null: `normal`. */
   priority: 'high' | 'low' | null;
+  /** Their own LoRAs: how many, their bytes, and LORA_QUOTA; null when they have none. */
+  loras: { count: number; bytes: number; quotaBytes: number } | null;
 }
 
 export interface FailureRow {

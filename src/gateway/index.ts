@@ -8,6 +8,7 @@ import { envRoutes } from './env-routes.js';
 import { serverFeatures } from './environment.js';
 import { fileRoutes } from './file-routes.js';
 import { galleryRoutes } from './gallery.js';
+import { loraRoutes } from './lora-routes.js';
 import { userOf } from './http-util.js';
 import { queueRoutes } from './queue-routes.js';
 import { statusRoutes } from './status-routes.js';
@@ -104,6 +105,7 @@ export function gatewayPlugin(services: Services): FastifyPluginAsync {
     templateRoutes(app, deps);
     queueRoutes(app, deps);
     fileRoutes(app, deps);
+    loraRoutes(app, deps);
     galleryRoutes(app, deps);
     statusRoutes(app, deps, space);
 

@@ -54,6 +54,16 @@ export const workerArgsSchema = z.object({
     )
     .transform((d) => resolve(d))
     .optional(),
+  lorasDir: z
+    .string()
+    .trim()
+    .min(1)
+    .refine(
+      (d) => statSync(d, { throwIfNoEntry: false })?.isDirectory() === true,
+      "--loras-dir (COMFYUI_LORAS_DIR) must be an existing folder (ComfyUI's models/loras)",
+    )
+    .transform((d) => resolve(d))
+    .optional(),
   frontendMirror: z
     .enum(['true', 'false', '1', '0', 'yes', 'no'], {
       error: 'WORKER_FRONTEND_MIRROR must be true or false',
@@ -95,6 +105,7 @@ interface WorkerFlags {
   logLevel?: string;
   graceSeconds?: string;
   frontendDir?: string;
+  lorasDir?: string;
   /** Commander's `--no-frontend-mirror`: false when given, else true. */
   frontendMirror?: boolean;
   exitWhenIdle?: string;
@@ -118,6 +129,7 @@ export function resolveWorkerArgs(
     logLevel: blank(flags.logLevel) ?? blank(env.LOG_LEVEL) ?? 'info',
     graceSeconds: blank(flags.graceSeconds) ?? blank(env.WORKER_GRACE_SECONDS) ?? '30',
     frontendDir: blank(flags.frontendDir) ?? blank(env.COMFYUI_FRONTEND_DIR),
+    lorasDir: blank(flags.lorasDir) ?? blank(env.COMFYUI_LORAS_DIR),
     frontendMirror:
       flags.frontendMirror === false
         ? 'false'
@@ -177,6 +189,10 @@ export function registerWorker(program: Command): void {
       'offer the ComfyUI web frontend from this folder (e.g. comfyui_frontend_package/static) instead of reading it from ComfyUI (env COMFYUI_FRONTEND_DIR)',
     )
     .option(
+      '--loras-dir <dir>',
+      "ComfyUI's models/loras folder: participants' own LoRAs are put in its _users/ folder for their jobs, cached by sha256 (env COMFYUI_LORAS_DIR; without it such jobs fail on this worker)",
+    )
+    .option(
       '--no-frontend-mirror',
       'never offer the ComfyUI web frontend to the control plane (env WORKER_FRONTEND_MIRROR=false)',
     )
@@ -209,6 +225,7 @@ export function registerWorker(program: Command): void {
         logger,
         mirrorFrontend: args.frontendMirror,
         ...(args.frontendDir ? { frontendDir: args.frontendDir } : {}),
+        ...(args.lorasDir ? { lorasDir: args.lorasDir } : {}),
         ...(args.exitWhenIdle > 0
           ? {
               ephemeral: {
@@ -235,6 +252,7 @@ export function registerWorker(program: Command): void {
           prefetch: args.prefetch,
           frontendMirror: args.frontendMirror,
           ...(args.frontendDir ? { frontendDir: args.frontendDir } : {}),
+          ...(args.lorasDir ? { lorasDir: args.lorasDir } : {}),
           ...(args.exitWhenIdle > 0
             ? { exitWhenIdleSeconds: args.exitWhenIdle, provider: args.provider ?? 'manual' }
             : {}),

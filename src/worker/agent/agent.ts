@@ -21,6 +21,7 @@ import { readEnvSources } from './comfy-env.js';
 import { ControlLink } from './control-link.js';
 import { buildEnvSnapshot, envHash } from './env-snapshot.js';
 import { type ControlPlaneHttp } from './files.js';
+import { LoraCache } from './lora-cache.js';
 import { FrontendMirror, type FrontendStatus } from './frontend-mirror.js';
 import { HealthMonitor } from './health.js';
 import { IdleWatch } from './idle-watch.js';
@@ -67,6 +68,8 @@ export interface AgentSettings {
    */
   exitWhenIdleMs?: number | undefined;
   onIdle?: (() => void) | undefined;
+  /** ComfyUI's `models/loras` folder, where participants' own LoRAs are put for their jobs. */
+  lorasDir?: string | undefined;
 }
 
 export interface AgentStatus {
@@ -104,6 +107,8 @@ export class WorkerAgent {
   private readonly cp: ControlPlaneHttp;
   private readonly frontend: FrontendMirror | null;
   private readonly runner: JobRunner;
+  /** Participants' own LoRAs fetched for their jobs (see lora-cache.ts). */
+  readonly loras: LoraCache;
   private readonly idle: IdleWatch | null;
   private readonly readAhead: ModelReadAhead;
 
@@ -129,6 +134,7 @@ export class WorkerAgent {
   ) {
     this.log = settings.logger;
     this.cp = { serverUrl: settings.serverUrl, token: settings.token };
+    this.loras = new LoraCache(settings.lorasDir, this.cp, this.log);
     this.link = new ControlLink({
       serverUrl: settings.serverUrl,
       token: settings.token,
@@ -186,6 +192,7 @@ export class WorkerAgent {
       onWarm: (models) => {
         this.warmModels = models;
       },
+      loras: this.loras,
     });
     const { exitWhenIdleMs, onIdle } = settings;
     this.idle =

@@ -62,6 +62,12 @@ export interface AgentOptions {
    */
   exitWhenIdleMs?: number;
   onIdle?: () => void;
+  /**
+   * ComfyUI's `models/loras` folder (writable by the agent): participants' own LoRAs are put in
+   * its `_users/` folder for their jobs, cached by sha256. Default: none (jobs using a
+   * participant's own LoRA fail on this worker with a message saying so).
+   */
+  lorasDir?: string;
 }
 
 export interface AgentHandle {
@@ -111,6 +117,7 @@ export function createAgent(opts: AgentOptions): WorkerAgent {
       ephemeral: opts.ephemeral,
       exitWhenIdleMs: opts.exitWhenIdleMs,
       onIdle: opts.onIdle,
+      lorasDir: opts.lorasDir,
     },
     comfy,
   );

@@ -48,6 +48,8 @@ export interface ComfyRouteDeps {
   dirs: DataDirs;
   faults: FaultController;
   models: Record<string, string[]>;
+  /** ComfyUI's models/loras folder, listed on each request. */
+  lorasDir?: string;
   /** Where `/internal/folder_paths` says model folders live (`<modelsDir>/<folder>`). */
   modelsDir: string;
   host: string;
@@ -119,6 +121,7 @@ function addMetadataRoutes(router: Router, deps: ComfyRouteDeps): void {
   router.get('/models/{folder}', ({ params }) => {
     const folder = params.folder!;
     if (!MODEL_FOLDERS.includes(folder)) return reply.empty(404);
+    if (folder === 'loras') return reply.json(deps.catalog.loraNames());
     return reply.json([...(deps.models[folder] ?? [])].sort());
   });
   // ComfyUI's internal route (no /api alias): folder → directories, as a real ComfyUI answers it.

@@ -16,6 +16,7 @@ import { Router, reply, requestCtx, send } from './http-util.js';
 import { encodeRgbPng, solidImage } from './image.js';
 import { Instance } from './instance.js';
 import { customNodeDefs } from './media-nodes.js';
+import './model-nodes.js';
 import { NodeCatalog } from './object-info.js';
 import { addComfyRoutes } from './routes-comfy.js';
 import { addControlRoutes } from './routes-control.js';
@@ -38,7 +39,7 @@ export interface StandinOptions {
   delayMs?: number;
   /** Model files per folder (`{checkpoints: ['sd15.safetensors']}`) for `/models/{folder}` and loader combos. */
   models?: Record<string, string[]>;
-  /** Model folders' root for `/internal/folder_paths`. Default `<dir>/models`. */
+  /** Model folders' root (`/internal/folder_paths`, and `dirs.models`: LoRAs are listed from its `loras/`). Default `<dir>/models`. */
   modelsDir?: string;
   /** Put a stock-like `example.png` into the input dir (ComfyUI ships one). Default true. */
   seedExampleImage?: boolean;
@@ -120,10 +121,21 @@ export interface Standin {
   close(): Promise<void>;
 }
 
-function prepareDirs(dir: string | undefined, seedExample: boolean): { dirs: DataDirs; created: boolean } {
+function prepareDirs(
+  dir: string | undefined,
+  seedExample: boolean,
+  modelsDir: string | undefined,
+): { dirs: DataDirs; created: boolean } {
   const root = dir ? resolve(dir) : mkdtempSync(join(tmpdir(), 'comfyui-standin-'));
-  const dirs = { root, input: join(root, 'input'), output: join(root, 'output'), temp: join(root, 'temp') };
-  for (const d of [dirs.input, dirs.output, dirs.temp]) mkdirSync(d, { recursive: true });
+  const dirs = {
+    root,
+    input: join(root, 'input'),
+    output: join(root, 'output'),
+    temp: join(root, 'temp'),
+    models: modelsDir ? resolve(modelsDir) : join(root, 'models'),
+  };
+  for (const d of [dirs.input, dirs.output, dirs.temp, join(dirs.models, 'loras')])
+    mkdirSync(d, { recursive: true });
   const example = join(dirs.input, 'example.png');
   if (seedExample && !existsSync(example)) {
     const img = solidImage(64, 64, 1, 0x4a7db8);
@@ -154,7 +166,12 @@ class StandinServer {
     private readonly opts: StandinOptions,
   ) {
     this.port = port;
-    this.catalog = new NodeCatalog(dirs.input, opts.models ?? {}, opts.customNodes ? customNodeDefs() : {});
+    this.catalog = new NodeCatalog(
+      dirs.input,
+      opts.models ?? {},
+      opts.customNodes ? customNodeDefs() : {},
+      join(dirs.models, 'loras'),
+    );
     this.faults = new FaultController(
       {
         crash: () => this.crash(),
@@ -172,7 +189,8 @@ class StandinServer {
       dirs,
       faults: this.faults,
       models: opts.models ?? {},
-      modelsDir: opts.modelsDir ?? join(dirs.root, 'models'),
+      lorasDir: join(dirs.models, 'loras'),
+      modelsDir: dirs.models,
       host,
       port: () => this.port,
       site: this.site,
@@ -323,7 +341,7 @@ class StandinServer {
 /** Starts a stand-in ComfyUI on `host:port` (default 127.0.0.1 and a free port). */
 export async function startStandin(opts: StandinOptions = {}): Promise<Standin> {
   const host = opts.host ?? '127.0.0.1';
-  const { dirs, created } = prepareDirs(opts.dir, opts.seedExampleImage ?? true);
+  const { dirs, created } = prepareDirs(opts.dir, opts.seedExampleImage ?? true, opts.modelsDir);
   const server = new StandinServer(host, opts.port ?? 0, dirs, opts);
   await server.listen();
   let closed: Promise<void> | null = null;
