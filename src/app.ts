@@ -14,6 +14,7 @@ import { healthRoutes } from './api/health-routes.js';
 import { jobsRoutes } from './api/jobs-routes.js';
 import { workflowRoutes } from './api/workflow-routes.js';
 import { TemplateSource } from './gateway/templates.js';
+import { templateAdminRoutes } from './api/template-admin-routes.js';
 import { queueRoutes } from './api/queue-routes.js';
 import fastifyWebsocket from '@fastify/websocket';
 import { workerApi } from './dispatch/worker-api.js';
@@ -68,6 +69,13 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
           services.config.DEFAULT_WORKFLOW ?? null,
         ),
       });
+      templateAdminRoutes(api, {
+        ...services,
+        templates: new TemplateSource(
+          services.config.TEMPLATES_DIR ?? null,
+          services.config.DEFAULT_WORKFLOW ?? null,
+        ),
+      });
       queueRoutes(api, services);
       workersRoutes(api, services);
       loginCardsRoutes(api, services);
@@ -97,6 +105,7 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
   });
   app.addHook('onClose', async () => services.bcrypt.close());
   app.addHook('onClose', async () => services.frontend.close());
+  app.addHook('onClose', async () => services.templateLibrary?.close());
 
   await app.register(gatewayPlugin(services), { prefix: '/:user' });
   return app;

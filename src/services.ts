@@ -22,6 +22,8 @@ import { ConnectionTracker } from './admin/connection-tracker.js';
 import { AuditLog } from './admin/audit-log.js';
 import { openFrontend, type FrontendCache, type FrontendSite } from './frontend/index.js';
 import { createAutoscaler, type Autoscaler } from './autoscale/index.js';
+import { openTemplateLibrary, type TemplateLibrary } from './templates/library.js';
+import { WorkshopTemplates } from './templates/workshop-templates.js';
 
 /** Everything the HTTP layer needs, built once from config and a store. Tests build their own. */
 export interface Services {
@@ -53,6 +55,10 @@ export interface Services {
   frontend: FrontendSite;
   /** Mirrored frontend versions on disk; null with FRONTEND_DIR or FRONTEND_MIRROR=false. */
   frontendCache: FrontendCache | null;
+  /** ComfyUI's template library mirrored from workers; null with TEMPLATE_LIBRARY_MIRROR=false. */
+  templateLibrary: TemplateLibrary | null;
+  /** The instructor's workshop templates (dashboard-managed, in the store). */
+  workshopTemplates: WorkshopTemplates;
   /** GPUs on demand (AUTOSCALE_PROVIDER); null when off. Started and stopped with the app. */
   autoscaler: Autoscaler | null;
 }
@@ -99,6 +105,7 @@ export async function createServices(config: Config, store: JobStore, logger: Lo
   const workerTokens = new WorkerTokenService(store, config.WORKER_TOKENS);
   const dispatcher = new Dispatcher(queue, workers, bus, logger, { files });
   const { site: frontend, cache: frontendCache } = await openFrontend(config, logger);
+  const templateLibrary = await openTemplateLibrary(config, logger);
   const hub = new WorkerHub(
     { store, dispatcher, bus, logger, verifyTokenHash: (hash) => workerTokens.verifyHash(hash) },
     {
@@ -106,6 +113,7 @@ export async function createServices(config: Config, store: JobStore, logger: Lo
       leaseMs: config.LEASE_MS,
       heartbeatMs: Math.min(config.HEARTBEAT_MS, Math.floor(config.LEASE_MS / 3)),
       mirrorFrontend: () => frontend.wantsMirror(),
+      mirrorTemplates: () => templateLibrary !== null,
     },
   );
   const autoscaler = await createAutoscaler(config, {
@@ -136,6 +144,8 @@ export async function createServices(config: Config, store: JobStore, logger: Lo
     connections,
     frontend,
     frontendCache,
+    templateLibrary,
+    workshopTemplates: new WorkshopTemplates(store),
     autoscaler,
   };
 }

@@ -11,7 +11,6 @@ import {
   topLevelFiles,
 } from './environment.js';
 import { WORKSHOP_EXTENSION_PATH } from './workshop-extension.js';
-import { AppError } from '../errors.js';
 
 const HINT_HEADER = 'x-comfy-multi-hint';
 /** Model folders the frontend's model library leaves out (ComfyUI's own blacklist). */
@@ -56,16 +55,6 @@ export function envRoutes(app: FastifyInstance, deps: GatewayDeps): void {
       inputs.map((f) => f.name),
     );
     return { [nodeClass]: patched[nodeClass] };
-  });
-
-  // ComfyUI's built-in template library comes from a Python package we do not have: answer it
-  // empty (the frontend expects a JSON array of categories and two objects) rather than 404, so
-  // the template browser shows only the workshop's own templates.
-  app.get('/templates/:file', async (request) => {
-    const file = (request.params as { file: string }).file;
-    if (/^index(\.[a-zA-Z_-]{2,10})?\.json$/.test(file)) return [];
-    if (file === 'index_logo.json' || file === 'fuse_options.json') return {};
-    throw new AppError('NOT_FOUND', `No template file ${file}.`);
   });
 
   both(app, 'GET', '/system_stats', async (_request, reply) => {
