@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { AuditLog } from '../admin/audit-log.js';
 import type { AccountService } from '../auth/account-service.js';
@@ -66,6 +66,9 @@ export const replaceTemplateBody = z
 export const reorderTemplatesBody = z.strictObject({ ids: z.array(templateIdSchema).max(1000) });
 export const defaultTemplateBody = z.strictObject({ id: templateIdSchema.nullable() });
 const idParams = z.strictObject({ id: templateIdSchema });
+
+/** The dashboard calls these routes with its session; scripts with a token (shown as "(API)"). */
+const viaOf = (request: FastifyRequest) => (request.principal?.via === 'session' ? 'dashboard' : 'api');
 
 const BODY_LIMIT = MAX_TEMPLATE_BYTES * 2 + MAX_THUMBNAIL_BYTES * 2;
 
@@ -169,7 +172,7 @@ export function templateAdminRoutes(app: FastifyInstance, deps: TemplateAdminDep
     const body = parse(addTemplateBody, request.body);
     const by = callerOf(request);
     const meta = await audit.audited(by, 'template.add', null, async (d) => {
-      d.via = 'api';
+      d.via = viaOf(request);
       d.title = body.title;
       const wf = await checkTemplateWorkflow(body.workflow, deps);
       d.checked = wf.checked;
@@ -192,7 +195,7 @@ export function templateAdminRoutes(app: FastifyInstance, deps: TemplateAdminDep
   app.put('/templates/order', async (request) => {
     const { ids } = parse(reorderTemplatesBody, request.body);
     return audit.audited(callerOf(request), 'template.reorder', null, async (d) => {
-      d.via = 'api';
+      d.via = viaOf(request);
       d.order = ids;
       return { templates: await ws.reorder(ids) };
     });
@@ -201,7 +204,7 @@ export function templateAdminRoutes(app: FastifyInstance, deps: TemplateAdminDep
   app.put('/templates/default', async (request) => {
     const { id } = parse(defaultTemplateBody, request.body);
     return audit.audited(callerOf(request), 'template.default', id, async (d) => {
-      d.via = 'api';
+      d.via = viaOf(request);
       const { previous } = await ws.setDefault(id);
       d.previous = previous;
       return { defaultId: id };
@@ -213,7 +216,7 @@ export function templateAdminRoutes(app: FastifyInstance, deps: TemplateAdminDep
     const body = parse(replaceTemplateBody, request.body);
     const by = callerOf(request);
     return audit.audited(by, 'template.replace', id, async (d) => {
-      d.via = 'api';
+      d.via = viaOf(request);
       d.fields = Object.keys(body);
       let checked: boolean | undefined;
       let workflow: string | undefined;
@@ -240,7 +243,7 @@ export function templateAdminRoutes(app: FastifyInstance, deps: TemplateAdminDep
   app.delete('/templates/:id', async (request) => {
     const { id } = parse(idParams, request.params);
     return audit.audited(callerOf(request), 'template.remove', id, async (d) => {
-      d.via = 'api';
+      d.via = viaOf(request);
       const old = await ws.remove(id);
       d.title = old.title;
       return { removed: id };
@@ -269,7 +272,7 @@ export function templateAdminRoutes(app: FastifyInstance, deps: TemplateAdminDep
   app.post('/templates/:id/send', async (request) => {
     const { id } = parse(idParams, request.params);
     return audit.audited(callerOf(request), 'template.send', id, async (d) => {
-      d.via = 'api';
+      d.via = viaOf(request);
       const t = await ws.get(id);
       const text = t ? await ws.workflow(id) : null;
       if (!t || text === null) throw new AppError('NOT_FOUND', `No workshop template ${id}.`);
