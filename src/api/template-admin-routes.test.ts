@@ -187,6 +187,17 @@ describe('/api/v1/templates', () => {
     ]);
   });
 
+  it('gives a title no file system takes a file name that works, and sends it', async () => {
+    await uploadEnv(h);
+    const r = await add({ title: `C:/../${'🎨'.repeat(70)}`, workflow: tinyUi() });
+    expect(r.statusCode).toBe(201);
+    const { id, fileName } = r.json();
+    expect(fileName).toMatch(/^C \.\. 🎨+\.json$/u);
+    expect(Buffer.byteLength(fileName)).toBeLessThanOrEqual(205);
+    const sent = await call('POST', `/api/v1/templates/${id}/send`, {});
+    expect(sent.json()).toMatchObject({ written: ['user001', 'user002'], kept: [] });
+  });
+
   it('is for instructors only', async () => {
     expect((await call('GET', '/api/v1/templates', undefined, alice)).statusCode).toBe(403);
     expect(

@@ -287,14 +287,21 @@ export function templateAdminRoutes(app: FastifyInstance, deps: TemplateAdminDep
       const participants = (await deps.accounts.list()).filter((a) => a.role === 'participant');
       const written: string[] = [];
       const kept: string[] = [];
+      const failed: { user: string; error: string }[] = [];
       for (const a of participants) {
-        if ((await space.giveWorkflow(a.name, t.fileName, body)) === 'written') written.push(a.name);
-        else kept.push(a.name);
+        try {
+          if ((await space.giveWorkflow(a.name, t.fileName, body)) === 'written') written.push(a.name);
+          else kept.push(a.name);
+        } catch (err) {
+          // One participant's space (a folder of that name, say) must not stop everyone else's copy.
+          failed.push({ user: a.name, error: err instanceof Error ? err.message : String(err) });
+        }
       }
       d.file = `workflows/${t.fileName}`;
       d.written = written.length;
       d.kept = kept.length;
-      return { file: `workflows/${t.fileName}`, written, kept };
+      if (failed.length > 0) d.failed = failed.map((f) => f.user);
+      return { file: `workflows/${t.fileName}`, written, kept, ...(failed.length > 0 ? { failed } : {}) };
     });
   });
 }

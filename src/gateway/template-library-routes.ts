@@ -54,11 +54,19 @@ export function templateLibraryRoutes(app: FastifyInstance, deps: GatewayDeps): 
     const file = await openLibraryFile(library, rel);
     if (file) {
       const type = rel.endsWith('.json') ? 'application/json' : contentTypeOf(rel);
-      return reply
-        .type(type)
-        .header('content-length', String(file.size))
-        .header('x-content-type-options', 'nosniff')
-        .send(file.stream);
+      return (
+        reply
+          .type(type)
+          .header('content-length', String(file.size))
+          .header('x-content-type-options', 'nosniff')
+          // Pictures and JSON only: nothing of the package may run as a page of our origin (an SVG
+          // opened directly, say).
+          .header(
+            'content-security-policy',
+            "default-src 'none'; img-src data:; style-src 'unsafe-inline'; sandbox",
+          )
+          .send(file.stream)
+      );
     }
     // The frontend reads these two as optional JSON: an empty object keeps its console quiet.
     if (rel === 'index_logo.json' || rel === 'fuse_options.json')

@@ -231,8 +231,14 @@ export class UserSpace {
         defaultWorkflowOpened: false,
       };
       const wf = (await this.workshop?.defaultWorkflow()) ?? (await this.templates.defaultWorkflow());
-      if (wf) {
-        const rel = `${WORKFLOWS}/${safeRelativePath(wf.name)}`;
+      let rel: string | null;
+      try {
+        rel = wf ? `${WORKFLOWS}/${safeRelativePath(wf.name)}` : null;
+      } catch {
+        // A name no file store takes must not stand between a participant and their first page.
+        rel = null;
+      }
+      if (wf && rel) {
         if (!(await this.files.stat(this.key(user, rel))))
           await this.files.write(this.key(user, rel), wf.body);
         state.defaultWorkflow = rel;

@@ -287,6 +287,12 @@ function fileNameOf(title: string): string {
     .replace(/[\\/:*?"<>|\u0000-\u001f\u007f]+/g, ' ')
     .replace(/\s+/g, ' ')
     .trim();
-  const t = s.replace(/^\.+/, '').slice(0, 80).trim();
+  // By code points, so an emoji is never cut in half; file systems count bytes: keep the name
+  // (plus `.json`) well under their 255.
+  const chars = Array.from(s.replace(/^\.+/, '')).slice(0, 80);
+  while (Buffer.byteLength(chars.join(''), 'utf8') > 200) chars.pop();
+  let t = chars.join('').trim();
+  // `C:…` reads as a drive letter to the path checks (the colon is gone already; be sure).
+  t = t.replace(/^([a-zA-Z]):/, '$1 ').trim();
   return t === '' ? 'workshop template' : t;
 }
