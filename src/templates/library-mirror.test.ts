@@ -162,4 +162,47 @@ describe("ComfyUI's template library, mirrored from a worker", () => {
     )[2]!.templates.map((t) => t.name);
     expect(names).toEqual(['default', 'image2image', 'inpaint_example']);
   });
+
+  it('is refused with TEMPLATES_NOT_WANTED when TEMPLATE_LIBRARY_MIRROR=false, and the agent stops offering', async () => {
+    const off = await startHarness({ WORKER_TOKENS: `gpu:${TOKEN}`, TEMPLATE_LIBRARY_MIRROR: 'false' });
+    try {
+      const user = await off.addUser('user001');
+      const r = await off.app.inject({
+        method: 'POST',
+        url: '/worker/v1/templates/offers',
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+        payload: JSON.stringify({
+          source: 'http',
+          comfyuiVersion: '0.3.64',
+          frontendVersion: null,
+          files: [{ path: 'index.json', size: 2, sha256: sha(Buffer.from('[]')) }],
+        }),
+      });
+      expect(r.statusCode).toBe(409);
+      expect(r.json().error.code).toBe('TEMPLATES_NOT_WANTED');
+      expect(off.services.templateLibrary).toBeNull();
+      // Participants still get the (empty) library answer, and the agent is never asked.
+      expect(
+        (
+          await off.app.inject({ url: '/user001/templates/index.json', headers: { authorization: user } })
+        ).json(),
+      ).toEqual([]);
+      standin.setTemplates('0.1.95');
+      const offBase = await listen(off);
+      agent = startTestAgent({
+        serverUrl: offBase,
+        token: TOKEN,
+        comfyuiUrl: standin.url,
+        name: 'gpu-off',
+        mirrorFrontend: false,
+      });
+      await agentReady(off);
+      expect(agent.status().templates.state).toBe('idle');
+      expect(standin.requests.some((q) => q.path.startsWith('/templates/'))).toBe(false);
+    } finally {
+      await agent?.stop();
+      agent = null;
+      await off.close();
+    }
+  });
 });
