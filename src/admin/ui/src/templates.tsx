@@ -228,6 +228,12 @@ export function TemplatesSection({ ctx }: { ctx: Ctx }) {
                 <b class="template-title">{t.title}</b>
                 {t.default ? <span class="tag tag-front">default</span> : null}
                 <div class="small muted">{t.description || 'No description.'}</div>
+                <div
+                  class="small muted"
+                  title="Add this to a participant's address to open the template directly"
+                >
+                  opens with <code>/&lt;user&gt;/?template={t.id}</code>
+                </div>
                 <div class="small muted">
                   {t.fileName} · {t.size < 1024 ? `${t.size} bytes` : `${Math.round(t.size / 1024)} KB`} ·{' '}
                   {t.by} at {clock(t.updatedAt)}
