@@ -61,15 +61,28 @@ export async function openLibraryFile(
   return { stream: createReadStream(full), size: s.size };
 }
 
+/**
+ * Parsed indexes by `<versionId>:<path>`: the package's `index.json` is about a megabyte and every
+ * participant's Templates dialog reads it, while a version's files never change.
+ */
+const parsedCache = new Map<string, unknown>();
+const PARSED_CACHE_ENTRIES = 32;
+
 /** The parsed JSON of a library file (`index.json`), or null when absent or broken. */
 export async function readLibraryJson(library: TemplateLibrary | null, rel: string): Promise<unknown> {
   const full = await libraryPath(library, rel);
   if (!full) return null;
+  const key = `${library!.current()!.id}:${rel}`;
+  if (parsedCache.has(key)) return parsedCache.get(key);
+  let parsed: unknown = null;
   try {
-    return JSON.parse(await readFile(full, 'utf8')) as unknown;
+    parsed = JSON.parse(await readFile(full, 'utf8')) as unknown;
   } catch {
-    return null;
+    // absent (a locale the package lacks) or broken: remembered as such too
   }
+  if (parsedCache.size >= PARSED_CACHE_ENTRIES) parsedCache.delete(parsedCache.keys().next().value!);
+  parsedCache.set(key, parsed);
+  return parsed;
 }
 
 async function libraryPath(library: TemplateLibrary | null, rel: string): Promise<string | null> {
