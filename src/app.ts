@@ -106,6 +106,7 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
   app.addHook('onClose', async () => services.bcrypt.close());
   app.addHook('onClose', async () => services.frontend.close());
   app.addHook('onClose', async () => services.templateLibrary?.close());
+  app.addHook('onClose', async () => services.cluster.close());
 
   await app.register(gatewayPlugin(services), { prefix: '/:user' });
   return app;

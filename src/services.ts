@@ -24,6 +24,7 @@ import { openFrontend, type FrontendCache, type FrontendSite } from './frontend/
 import { createAutoscaler, type Autoscaler } from './autoscale/index.js';
 import { openTemplateLibrary, type TemplateLibrary } from './templates/library.js';
 import { WorkshopTemplates } from './templates/workshop-templates.js';
+import { openClusterBus, type ClusterBus } from './cluster/index.js';
 
 /** Everything the HTTP layer needs, built once from config and a store. Tests build their own. */
 export interface Services {
@@ -61,9 +62,25 @@ export interface Services {
   workshopTemplates: WorkshopTemplates;
   /** GPUs on demand (AUTOSCALE_PROVIDER); null when off. Started and stopped with the app. */
   autoscaler: Autoscaler | null;
+  /**
+   * Messages, leases and send-once keys between control-plane processes sharing one store
+   * (src/cluster); the no-op single-process bus with SQLite. Closed with the app.
+   */
+  cluster: ClusterBus;
 }
 
-export async function createServices(config: Config, store: JobStore, logger: Logger): Promise<Services> {
+export interface ServiceOptions {
+  /** Use this bus instead of opening one from config (tests join several to a MemoryClusterHub). */
+  cluster?: ClusterBus;
+}
+
+export async function createServices(
+  config: Config,
+  store: JobStore,
+  logger: Logger,
+  opts: ServiceOptions = {},
+): Promise<Services> {
+  const cluster = opts.cluster ?? (await openClusterBus(config, logger));
   const bcrypt = new BcryptPool({
     threads: config.LOGIN_BCRYPT_THREADS,
     maxQueued: config.LOGIN_QUEUE_MAX,
@@ -147,5 +164,6 @@ export async function createServices(config: Config, store: JobStore, logger: Lo
     templateLibrary,
     workshopTemplates: new WorkshopTemplates(store),
     autoscaler,
+    cluster,
   };
 }

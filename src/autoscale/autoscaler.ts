@@ -19,6 +19,7 @@ export type { AutoscaleView, DecisionRecord } from './view.js';
 import { CostLedger, type CostRow } from './cost.js';
 import { etaSeconds, isStarting, StartTimes } from './start-times.js';
 import { GpuUsage } from './usage.js';
+import { bindPoolWorkers } from './replica-pool.js';
 
 export interface AutoscalerOptions {
   policy: PoolPolicy;
@@ -315,6 +316,7 @@ export class Autoscaler extends EventEmitter<{
         this.record({ action: 'ready', reason: 'found running at the provider; adopted', instance: name });
       }
     }
+    if (this.deps.provider.pool) this.bindPool();
     for (const inst of [...this.instances.values()]) {
       const worker = online.get(inst.name);
       if (worker && (inst.phase === 'starting' || inst.phase === 'requested')) {
@@ -352,6 +354,22 @@ export class Autoscaler extends EventEmitter<{
           inst.phase === 'stopping' ? (inst.stopReason ?? 'stopped') : 'ended by itself',
         );
       }
+    }
+  }
+
+  /** Serverless pools: free slots take the replicas that registered under names of their own. */
+  private bindPool(): void {
+    const poolWorkers = this.deps.workers
+      .online()
+      .filter((w) => w.ephemeral?.provider === this.deps.provider.name)
+      .map((w) => w.name);
+    const slots = [...this.instances.values()].filter((i) => i.phase !== 'stopping');
+    for (const [from, to] of bindPoolWorkers(slots, poolWorkers)) {
+      const inst = this.instances.get(from)!;
+      this.instances.delete(from);
+      inst.name = to;
+      this.instances.set(to, inst);
+      this.log?.info({ slot: from, worker: to }, 'autoscaler: a pool replica took its slot');
     }
   }
 

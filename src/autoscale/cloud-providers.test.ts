@@ -100,7 +100,7 @@ describe('verda', () => {
     await p.stop(inst.id);
     expect(replay.requests('PUT', '/verda/v1/instances').at(-1)!.body).toEqual({
       action: 'delete',
-      id: inst.id,
+      id: [inst.id],
     });
     // Its startup script (it holds the worker token) went with it.
     expect(replay.verdaScripts.size).toBe(0);
@@ -290,7 +290,7 @@ describe('the autoscaler loop with verda', () => {
       await scaler.tick();
       expect(replay.verdaInstances.has(inst!.id!)).toBe(false);
       expect(replay.requests('PUT', '/verda/v1/instances').map((r) => r.body)).toEqual([
-        { action: 'delete', id: inst!.id },
+        { action: 'delete', id: [inst!.id] },
       ]);
       expect(alerts.map((a) => a.title)).toContain('A GPU never registered');
       expect((await h.services.queue.store.getJob(job.id))!.status).toBe('pending');

@@ -14,6 +14,8 @@ import type { PoolPolicy } from './decide.js';
 import { LocalProvider } from './local-provider.js';
 import { RunpodProvider } from './runpod-provider.js';
 import { VerdaProvider } from './verda-provider.js';
+import { RunpodServerlessProvider } from './runpod-serverless-provider.js';
+import { VerdaContainersProvider } from './verda-containers-provider.js';
 import type { Provider } from './provider.js';
 
 export { Autoscaler } from './autoscaler.js';
@@ -114,6 +116,23 @@ export function providerFromConfig(config: Config, logger?: Logger): Provider | 
         exitWhenIdleSeconds,
       });
     }
+    // Serverless pools: the image and the worker's environment live in the endpoint's template /
+    // the deployment's container settings, set once by the instructor (docs/gpu-hosts.md).
+    case 'runpod-serverless':
+      return new RunpodServerlessProvider({
+        apiUrl: config.AUTOSCALE_RUNPOD_API_URL,
+        apiKey: config.AUTOSCALE_RUNPOD_API_KEY ?? '',
+        endpointId: config.AUTOSCALE_RUNPOD_ENDPOINT_ID ?? '',
+        instanceType: config.AUTOSCALE_INSTANCE_TYPE ?? 'runpod-serverless',
+      });
+    case 'verda-containers':
+      return new VerdaContainersProvider({
+        apiUrl: config.AUTOSCALE_VERDA_API_URL,
+        clientId: config.AUTOSCALE_VERDA_CLIENT_ID ?? '',
+        clientSecret: config.AUTOSCALE_VERDA_CLIENT_SECRET ?? '',
+        deployment: config.AUTOSCALE_VERDA_DEPLOYMENT ?? '',
+        instanceType: config.AUTOSCALE_INSTANCE_TYPE ?? 'verda-containers',
+      });
   }
 }
 

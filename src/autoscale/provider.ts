@@ -21,6 +21,11 @@ export interface Provider {
   readonly name: string;
   /** What kind of GPU/image it starts; start times are measured and prices set per type. */
   readonly instanceType: string;
+  /**
+   * A serverless pool (replica-pool.ts): the platform names the replicas, so the autoscaler binds
+   * each started slot to the next unbound worker of this provider that registers.
+   */
+  readonly pool?: boolean;
   /** Fails with one sentence when the configuration cannot work (missing key, program, ...). */
   check(): Promise<void>;
   /** Asks for one instance; resolves with its id once the provider accepted (not once it registered). */

@@ -5,16 +5,17 @@
  * supervisor exits once the agent idled out, and `list` terminates pods of ours that exited, so an
  * idle GPU stops billing.
  *
- * NOTE: the shapes below were written from memory of RunPod's REST API v1 (no documentation was
- * reachable when this was written; a v2 at https://api.runpod.io/v2 exists too); check them against
- * https://docs.runpod.io before relying on them:
+ * The shapes, checked against RunPod's REST API v1 reference (docs.runpod.io/api-reference, server
+ * https://rest.runpod.io/v1) and its official CLI (runpod/runpodctl internal/api: pods.go,
+ * client.go):
  * - `POST /pods {name, imageName, gpuTypeIds, gpuCount, cloudType, dataCenterIds?,
  *   containerDiskInGb, networkVolumeId?, env}` → 201 `{id, name, desiredStatus, ...}`.
  * - `GET /pods` → `[{id, name, desiredStatus: RUNNING | EXITED | TERMINATED, ...}]`.
  * - `DELETE /pods/{id}` → 204 (terminate).
- * - errors: `{error: message}` (or `[{error}]`); no capacity is a 4xx/5xx saying "no longer any
- *   instances available" / "not enough free GPUs"; 401/403 is a bad or revoked key.
- * Serverless endpoints are not driven by this provider (see docs/gpu-hosts.md).
+ * - errors: `{error: message}` (runpodctl also reads `message`/`detail`, and an optional `code`);
+ *   no capacity is a 4xx/5xx saying "no longer any instances available" / "not enough free GPUs";
+ *   401/403 is a bad or revoked key.
+ * Serverless endpoints: runpod-serverless-provider.ts.
  */
 import { CloudHttp, messageOf, type CloudResponse } from './cloud-http.js';
 import { ProviderError, type Provider, type ProviderInstance, type StartRequest } from './provider.js';
@@ -130,7 +131,7 @@ export class RunpodProvider implements Provider {
   }
 }
 
-function runpodError(method: string, path: string, res: CloudResponse): ProviderError {
+export function runpodError(method: string, path: string, res: CloudResponse): ProviderError {
   const body = Array.isArray(res.body) ? res.body[0] : res.body;
   const msg = messageOf(body);
   const text = `RunPod ${method} ${path.replace(/\/pods\/.+$/, '/pods/…')}: ${res.status}${msg ? `: ${msg}` : ''}`;

@@ -1,19 +1,17 @@
 /**
  * The `verda` provider (Verda, formerly DataCrunch): one GPU instance per worker through the public
- * REST API (default https://api.datacrunch.io/v1), OAuth2 client credentials.
+ * REST API (default https://api.verda.com/v1), OAuth2 client credentials.
  *
- * NOTE: the request and response shapes below were written from memory of the DataCrunch API and
- * its Python SDK (no documentation was reachable when this was written); check them against
- * https://api.datacrunch.io/v1/docs before relying on them:
- * - `POST /oauth2/token {grant_type: client_credentials, client_id, client_secret}` →
- *   `{access_token, expires_in, token_type}`; a 401 on any call gets one new token and one retry.
+ * The request and response shapes, checked against Verda's official Python SDK (DataCrunch-io/
+ * datacrunch-python: verda/instances, verda/startup_scripts, verda/constants):
+ * - authentication and errors: see verda-api.ts.
  * - `GET /instance-types` → `[{instance_type, price_per_hour, ...}]` (the start-time check).
  * - `POST /scripts {name, script}` → the script id (text): the startup script that runs the GPU
  *   image with this worker's name and token.
  * - `POST /instances {instance_type, image, hostname, description, location_code, ssh_key_ids,
  *   startup_script_id, is_spot}` → the instance id (text).
  * - `GET /instances` → `[{id, hostname, description, status, instance_type, location, ...}]`.
- * - `PUT /instances {action: 'delete', id}` → 202.
+ * - `PUT /instances {action: 'delete', id: [id]}` → 202 (the SDK always sends a list of ids).
  * - `DELETE /scripts {scripts: [id]}`: the startup script (it holds the worker token) goes with its
  *   instance, or at once when no instance was started.
  * - errors: `{code, message}`, codes `invalid_request`, `unauthorized_request`,
@@ -24,7 +22,7 @@
  * again after its cool-down. The instance's startup script powers it off once the agent exits
  * (idle), and `list` deletes instances of ours that are off, so an idle GPU stops billing.
  */
-import { CloudHttp, messageOf, type CloudResponse } from './cloud-http.js';
+import { VerdaApi } from './verda-api.js';
 import { ProviderError, type Provider, type ProviderInstance, type StartRequest } from './provider.js';
 
 export interface VerdaOptions {
@@ -56,18 +54,13 @@ const GONE = new Set(['deleting', 'discontinued', 'notfound']);
 export class VerdaProvider implements Provider {
   readonly name = 'verda';
   readonly instanceType: string;
-  private readonly http: CloudHttp;
-  private token: string | null = null;
+  private readonly api: VerdaApi;
   /** Startup script per instance id, deleted with it. */
   private readonly scripts = new Map<string, string>();
 
   constructor(private readonly opts: VerdaOptions) {
     this.instanceType = opts.instanceType;
-    this.http = new CloudHttp({
-      provider: 'verda',
-      ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
-      ...(opts.sleep ? { sleep: opts.sleep } : {}),
-    });
+    this.api = new VerdaApi(opts);
   }
 
   async check(): Promise<void> {
@@ -130,7 +123,7 @@ export class VerdaProvider implements Provider {
   }
 
   async stop(id: string): Promise<void> {
-    await this.call('PUT', '/instances', { action: 'delete', id });
+    await this.call('PUT', '/instances', { action: 'delete', id: [id] });
     const script = this.scripts.get(id);
     this.scripts.delete(id);
     if (script) await this.deleteScript(script);
@@ -175,51 +168,7 @@ export class VerdaProvider implements Provider {
     ].join('\n');
   }
 
-  private async accessToken(fresh: boolean): Promise<string> {
-    if (this.token && !fresh) return this.token;
-    const res = await this.http.request('POST', `${this.opts.apiUrl}/oauth2/token`, {
-      json: {
-        grant_type: 'client_credentials',
-        client_id: this.opts.clientId,
-        client_secret: this.opts.clientSecret,
-      },
-    });
-    const tok = (res.body as { access_token?: unknown } | null)?.access_token;
-    if (res.status >= 400 || typeof tok !== 'string')
-      throw new ProviderError(
-        `Verda refused the client credentials (${res.status}${messageOf(res.body) ? `: ${messageOf(res.body)}` : ''}); check AUTOSCALE_VERDA_CLIENT_ID and AUTOSCALE_VERDA_CLIENT_SECRET`,
-        'credentials',
-      );
-    this.token = tok;
-    return tok;
+  private call(method: string, path: string, json?: unknown): Promise<unknown> {
+    return this.api.call(method, path, json);
   }
-
-  /** One API call with the bearer token; a 401 gets a new token and one retry. */
-  private async call(method: string, path: string, json?: unknown): Promise<unknown> {
-    let res: CloudResponse | null = null;
-    for (const fresh of [false, true]) {
-      const token = await this.accessToken(fresh);
-      res = await this.http.request(method, `${this.opts.apiUrl}${path}`, {
-        headers: { authorization: `Bearer ${token}` },
-        ...(json !== undefined ? { json } : {}),
-      });
-      if (res.status !== 401) break;
-    }
-    if (res!.status < 400) return res!.body;
-    throw verdaError(method, path, res!);
-  }
-}
-
-/** A Verda error body `{code, message}` as the failure kinds the autoscaler knows. */
-function verdaError(method: string, path: string, res: CloudResponse): ProviderError {
-  const code = String((res.body as { code?: unknown } | null)?.code ?? '');
-  const msg = messageOf(res.body);
-  const text = `Verda ${method} ${path}: ${res.status}${code ? ` ${code}` : ''}${msg ? `: ${msg}` : ''}`;
-  if (res.status === 401 || code === 'unauthorized_request')
-    return new ProviderError(`${text} (expired or revoked credentials)`, 'credentials');
-  if (code === 'insufficient_funds' || /quota|limit reached|insufficient/i.test(msg))
-    return new ProviderError(text, 'quota');
-  if (/capacity|not available|unavailable in|sold out/i.test(msg) || code === 'service_unavailable')
-    return new ProviderError(text, 'capacity');
-  return new ProviderError(text);
 }

@@ -14,10 +14,10 @@ const int = (min: number, max: number) => z.coerce.number().int().min(min).max(m
 export const AUTOSCALE_CONFIG = {
   /** Default `none`: no autoscaling, workers are started by hand. */
   AUTOSCALE_PROVIDER: z
-    .enum(['none', 'local', 'command', 'verda', 'runpod'])
+    .enum(['none', 'local', 'command', 'verda', 'runpod', 'runpod-serverless', 'verda-containers'])
     .default('none')
     .describe(
-      'Start and stop GPU workers on demand: `local` (agent processes on this machine against AUTOSCALE_LOCAL_COMFYUI_URLS), `command` (your own up/down/list scripts), `verda` (Verda/DataCrunch instances), `runpod` (RunPod pods), or `none` (workers are started by hand). See the admin guide, "GPUs on demand".',
+      'Start and stop GPU workers on demand: `local` (agent processes on this machine against AUTOSCALE_LOCAL_COMFYUI_URLS), `command` (your own up/down/list scripts), `verda` (Verda/DataCrunch instances), `runpod` (RunPod pods), `runpod-serverless` (the workers of a RunPod serverless endpoint), `verda-containers` (the replicas of a Verda serverless container deployment), or `none` (workers are started by hand). See the admin guide, "GPUs on demand".',
     ),
   /** Default 0: scale to zero. */
   AUTOSCALE_MIN_WORKERS: int(0, 100)
@@ -181,12 +181,14 @@ export const AUTOSCALE_CONFIG = {
     .min(1)
     .optional()
     .describe('command provider: shell command that prints the running instances, one `id [name]` a line.'),
-  /** Default https://api.datacrunch.io/v1. */
+  /** Default https://api.verda.com/v1. */
   AUTOSCALE_VERDA_API_URL: z
     .url({ protocol: /^https?$/, error: 'expected an http(s) URL' })
-    .default('https://api.datacrunch.io/v1')
+    .default('https://api.verda.com/v1')
     .transform((u) => u.replace(/\/+$/, ''))
-    .describe('verda provider: base URL of the Verda (DataCrunch) public API.'),
+    .describe(
+      "verda and verda-containers providers: base URL of the Verda (formerly DataCrunch) public API; the official SDK's default (formerly https://api.datacrunch.io/v1).",
+    ),
   /** Default: unset; required with AUTOSCALE_PROVIDER=verda. */
   AUTOSCALE_VERDA_CLIENT_ID: z
     .string()
@@ -286,6 +288,22 @@ export const AUTOSCALE_CONFIG = {
   AUTOSCALE_RUNPOD_DISK_GB: int(10, 2000)
     .default(40)
     .describe('runpod provider: container disk of each pod, GB.'),
+  /** Default: unset; required with AUTOSCALE_PROVIDER=runpod-serverless. */
+  AUTOSCALE_RUNPOD_ENDPOINT_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be a RunPod endpoint id (letters, digits, _ and -)')
+    .optional()
+    .describe(
+      'runpod-serverless provider: the serverless endpoint whose workers run the GPU image; the autoscaler sets its minimum workers.',
+    ),
+  /** Default: unset; required with AUTOSCALE_PROVIDER=verda-containers. */
+  AUTOSCALE_VERDA_DEPLOYMENT: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,128}$/, 'must be a Verda container deployment name')
+    .optional()
+    .describe(
+      'verda-containers provider: the container deployment whose replicas run the GPU image; the autoscaler sets its minimum replicas.',
+    ),
   /** Default: none. */
   AUTOSCALE_RUNPOD_NETWORK_VOLUME: z
     .string()
@@ -297,7 +315,10 @@ export const AUTOSCALE_CONFIG = {
 /** Cross-field checks of the AUTOSCALE_ variables: each a sentence naming the variable. */
 export function checkAutoscale(
   c: {
-    AUTOSCALE_PROVIDER: 'none' | 'local' | 'command' | 'verda' | 'runpod';
+    AUTOSCALE_PROVIDER:
+      'none' | 'local' | 'command' | 'verda' | 'runpod' | 'runpod-serverless' | 'verda-containers';
+    AUTOSCALE_RUNPOD_ENDPOINT_ID?: string | undefined;
+    AUTOSCALE_VERDA_DEPLOYMENT?: string | undefined;
     AUTOSCALE_INSTANCE_TYPE?: string | undefined;
     AUTOSCALE_VERDA_CLIENT_ID?: string | undefined;
     AUTOSCALE_VERDA_CLIENT_SECRET?: string | undefined;
@@ -351,5 +372,17 @@ export function checkAutoscale(
       issue('AUTOSCALE_RUNPOD_GPU_TYPES', 'is required when AUTOSCALE_PROVIDER=runpod');
     if (!c.AUTOSCALE_WORKER_IMAGE)
       issue('AUTOSCALE_WORKER_IMAGE', 'is required when AUTOSCALE_PROVIDER=runpod');
+  }
+  if (c.AUTOSCALE_PROVIDER === 'runpod-serverless') {
+    for (const k of ['AUTOSCALE_RUNPOD_API_KEY', 'AUTOSCALE_RUNPOD_ENDPOINT_ID'] as const)
+      if (!c[k]) issue(k, 'is required when AUTOSCALE_PROVIDER=runpod-serverless');
+  }
+  if (c.AUTOSCALE_PROVIDER === 'verda-containers') {
+    for (const k of [
+      'AUTOSCALE_VERDA_CLIENT_ID',
+      'AUTOSCALE_VERDA_CLIENT_SECRET',
+      'AUTOSCALE_VERDA_DEPLOYMENT',
+    ] as const)
+      if (!c[k]) issue(k, 'is required when AUTOSCALE_PROVIDER=verda-containers');
   }
 }

@@ -62,6 +62,9 @@ export interface WorkerHubDeps {
   verifyTokenHash?: (hash: string) => Promise<string | null>;
 }
 
+/** How many jobs at the head of the queue name the models a fresh worker reads ahead. */
+const WARMUP_JOBS = 16;
+
 /** One agent connection. It is the dispatcher's {@link WorkerLink} for that worker. */
 class Session implements WorkerLink {
   workerId: string | null = null;
@@ -317,9 +320,26 @@ export class WorkerHub {
       mirrorTemplates: this.opts.mirrorTemplates?.() ?? false,
       acks: true,
       outputEntries: true,
+      ...(msg.inFlight.length === 0 ? { warmup: await this.warmupModels() } : {}),
     });
     if (entry.draining) session.send({ type: 'drain', draining: true });
     dispatcher.activate(entry, session);
+  }
+
+  /**
+   * The model files of the jobs at the head of the queue, in queue order: what a worker that holds
+   * nothing (just started, or idle) will most likely load first. Best effort: a store hiccup
+   * costs the warm-up, never the registration.
+   */
+  private async warmupModels(): Promise<string[]> {
+    try {
+      const out = new Set<string>();
+      for (const job of await this.deps.store.pendingInOrder(WARMUP_JOBS))
+        for (const m of job.models) if (out.size < 64) out.add(m);
+      return [...out];
+    } catch {
+      return [];
+    }
   }
 
   private async route(entry: WorkerEntry, msg: AgentMessage): Promise<void> {

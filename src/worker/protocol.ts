@@ -211,6 +211,11 @@ export const welcomeMessage = z.object({
    * (`value`) and file fields (`extra`). Absent means false: send files only, as before.
    */
   outputEntries: z.boolean().optional(),
+  /**
+   * Model files (`<folder>/<name>`) the jobs at the head of the queue load: read them ahead into
+   * the page cache (model-read-ahead.ts). Sent to a worker that holds nothing. Absent means none.
+   */
+  warmup: z.array(z.string().max(512)).max(64).optional(),
 });
 
 export const assignMessage = z.object({

@@ -1,9 +1,9 @@
 /**
  * A local HTTP server that answers like the Verda (DataCrunch) and RunPod APIs, so the cloud
  * providers are tested without the internet and without money. It keeps instances/pods in memory
- * and replays the request and response shapes the providers' NOTE comments describe (written from
- * memory of the providers' docs; see src/autoscale/verda-provider.ts, runpod-provider.ts), and
- * their failure modes, switched on by the test:
+ * and replays the request and response shapes the providers' header comments describe (checked
+ * against RunPod's REST v1 reference and official CLI, and Verda's official Python SDK; see
+ * src/autoscale/*-provider.ts), and their failure modes, switched on by the test:
  * - `noCapacity`: locations (Verda) or all (RunPod) without capacity;
  * - `quota`: the account is out of funds / quota;
  * - `expireTokens()`: Verda access tokens already handed out stop working (401), new ones work;
@@ -45,6 +45,16 @@ export class CloudReplay {
   readonly verdaInstances = new Map<string, VerdaInstance>();
   readonly verdaScripts = new Map<string, { name: string; script: string }>();
   readonly pods = new Map<string, RunpodPod>();
+  /** RunPod serverless endpoints by id (what `GET /endpoints/{id}` answers). */
+  readonly endpoints = new Map<
+    string,
+    { id: string; name: string; workersMin: number; workersMax: number; idleTimeout: number }
+  >();
+  /** Verda container deployments' scaling options by deployment name. */
+  readonly deployments = new Map<
+    string,
+    Record<string, unknown> & { min_replica_count: number; max_replica_count: number }
+  >();
   verdaInstanceTypes = ['1RTX4090.16V', '1A100.22V', '1H100.80S.30V'];
   noCapacity = new Set<string>();
   /** RunPod: no GPU of the asked types anywhere. */
@@ -187,12 +197,28 @@ export class CloudReplay {
       return send(202, id);
     }
     if (method === 'PUT' && path === '/v1/instances') {
-      const inst = this.verdaInstances.get(String(b.id));
-      if (!inst) return send(404, { code: 'not_found', message: 'Instance not found' });
-      if (b.action === 'delete') this.verdaInstances.delete(inst.id);
-      else if (b.action === 'shutdown') inst.status = 'offline';
-      else return send(400, { code: 'invalid_request', message: 'Invalid action' });
+      // The official SDK always sends a list of ids.
+      if (!Array.isArray(b.id)) return send(400, { code: 'invalid_request', message: 'id must be a list' });
+      for (const id of b.id as unknown[]) {
+        const inst = this.verdaInstances.get(String(id));
+        if (!inst) return send(404, { code: 'not_found', message: 'Instance not found' });
+        if (b.action === 'delete') this.verdaInstances.delete(inst.id);
+        else if (b.action === 'shutdown') inst.status = 'offline';
+        else return send(400, { code: 'invalid_request', message: 'Invalid action' });
+      }
       return send(202);
+    }
+    const dep = /^\/v1\/container-deployments\/([^/]+)\/scaling$/.exec(path);
+    if (dep) {
+      const d = this.deployments.get(decodeURIComponent(dep[1]!));
+      if (!d) return send(404, { code: 'not_found', message: 'Deployment not found' });
+      if (method === 'GET') return send(200, d);
+      if (method === 'PATCH') {
+        if (this.quota && Number(b.min_replica_count) > d.min_replica_count)
+          return send(400, { code: 'insufficient_funds', message: 'Not enough balance to scale up' });
+        Object.assign(d, b);
+        return send(200, d);
+      }
     }
     send(404, { code: 'not_found', message: 'Not found' });
   }
@@ -225,6 +251,19 @@ export class CloudReplay {
       };
       this.pods.set(id, pod);
       return send(201, { ...pod, imageName: b.imageName, costPerHr: 0.69 });
+    }
+    const ep = /^\/v1\/endpoints\/([^/]+)$/.exec(path);
+    if (ep) {
+      const e = this.endpoints.get(decodeURIComponent(ep[1]!));
+      if (!e) return send(404, { error: 'endpoint not found' });
+      if (method === 'GET') return send(200, { ...e, templateId: 'tmpl1', gpuIds: 'ADA_24' });
+      if (method === 'PATCH') {
+        if (this.quota && Number(b.workersMin) > e.workersMin)
+          return send(400, { error: 'Insufficient balance: add funds to your account' });
+        if (typeof b.workersMin === 'number') e.workersMin = b.workersMin;
+        if (typeof b.workersMax === 'number') e.workersMax = b.workersMax;
+        return send(200, e);
+      }
     }
     const m = /^\/v1\/pods\/([^/]+)$/.exec(path);
     if (method === 'DELETE' && m) {

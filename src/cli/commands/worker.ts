@@ -152,7 +152,11 @@ export function resolveWorkerArgs(
 }
 
 function defaultName(env: NodeJS.ProcessEnv): string {
-  const host = (env.HOSTNAME ?? 'worker').replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '');
+  // A serverless replica (RunPod sets RUNPOD_POD_ID in pods and serverless workers) is named after
+  // itself, so two replicas of one endpoint never share a name.
+  const host = (blank(env.RUNPOD_POD_ID) ? `runpod-${env.RUNPOD_POD_ID}` : (env.HOSTNAME ?? 'worker'))
+    .replace(/[^A-Za-z0-9._-]/g, '-')
+    .replace(/^[^A-Za-z0-9]+/, '');
   return host.slice(0, 64) || 'worker';
 }
 

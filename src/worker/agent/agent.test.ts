@@ -550,6 +550,8 @@ describe('the ComfyUI frontend mirror', () => {
       expect.arrayContaining(['index.html', 'assets/index-D4f9Lm2Q.js', 'extensions/hello/js/hello.js']),
     );
     for (const f of offer.files) expect(cp.frontend.blobs.get(f.sha256)?.length).toBe(f.size);
+    // The agent marks it done once it has read the answer to its last request (later, under load).
+    await waitFor(() => agent!.status().frontend.state === 'done', 10_000, 'the agent to see it done');
     expect(agent!.status().frontend).toMatchObject({
       state: 'done',
       versionId: cp.frontend.completed[0],

@@ -26,6 +26,9 @@ import { TEMPLATE_LIBRARY_SOURCE } from './template-library.js';
 import { HealthMonitor } from './health.js';
 import { IdleWatch } from './idle-watch.js';
 import { JobRunner } from './job-runner.js';
+import { ModelReadAhead, type ReadAheadStatus } from './model-read-ahead.js';
+import { extractModels } from '../../comfy/prompt-tools.js';
+import type { ComfyPrompt } from '../../store/types.js';
 import { JobTable, type AgentJob } from './jobs.js';
 
 type Msg<T extends ServerMessage['type']> = Extract<ServerMessage, { type: T }>;
@@ -89,6 +92,8 @@ export interface AgentStatus {
   frontend: FrontendStatus;
   /** The copy of ComfyUI's template library offered to the control plane. */
   templates: FrontendStatus;
+  /** Model files read ahead into the page cache (model warm-up). */
+  readAhead: ReadAheadStatus;
   jobs: { jobId: string; attempt: number; user: string; promptId: string; state: AgentJob['state'] }[];
 }
 
@@ -106,6 +111,7 @@ export class WorkerAgent {
   private readonly templates: FrontendMirror | null;
   private readonly runner: JobRunner;
   private readonly idle: IdleWatch | null;
+  private readonly readAhead: ModelReadAhead;
 
   private env: { hash: string; snapshot: EnvSnapshot; objectInfo: ObjectInfo } | null = null;
   /** The env hash the current control connection's hello announced. */
@@ -167,6 +173,7 @@ export class WorkerAgent {
             source: TEMPLATE_LIBRARY_SOURCE,
             ...(settings.frontendRetry ? { failureBackoff: settings.frontendRetry } : {}),
           });
+    this.readAhead = new ModelReadAhead({ comfyuiUrl: comfy.baseUrl, logger: settings.logger });
     this.health = new HealthMonitor({
       probe: (timeoutMs) => this.comfy.systemStats({ timeoutMs }),
       logger: settings.logger,
@@ -247,6 +254,7 @@ export class WorkerAgent {
         files: null,
         lastError: null,
       },
+      readAhead: this.readAhead.status(),
       jobs: this.jobs.all().map((j) => ({
         jobId: j.jobId,
         attempt: j.attempt,
@@ -291,6 +299,7 @@ export class WorkerAgent {
     this.stopped = true;
     this.idle?.stop();
     this.health.stop();
+    await this.readAhead.stop();
     await this.frontend?.stop();
     await this.templates?.stop();
     await this.closeSocket();
@@ -362,6 +371,8 @@ export class WorkerAgent {
     // In the background: the frontend mirror never holds up jobs.
     this.frontend?.setWanted(w.mirrorFrontend === true);
     this.templates?.setWanted(w.mirrorTemplates === true);
+    // So is the warm-up: the waiting jobs' models, read into the page cache while the disk is idle.
+    if (w.warmup?.length && !this.stopping) this.readAhead.want(w.warmup);
     if (w.needEnv && this.env && this.helloHash === this.env.hash) {
       this.link.send({ type: 'env', hash: this.env.hash, snapshot: this.env.snapshot });
       this.log.info({ hash: this.env.hash }, 'uploaded the ComfyUI environment snapshot');
@@ -381,6 +392,9 @@ export class WorkerAgent {
   private onServerMessage(m: Exclude<ServerMessage, Msg<'welcome'>>): void {
     switch (m.type) {
       case 'assign':
+        // A job queued behind a running one: its models are read ahead while the GPU works.
+        if (this.jobs.size > 0 && !this.stopping)
+          this.readAhead.want(extractModels(m.job.prompt as ComfyPrompt));
         return this.runner.onAssign(m);
       case 'cancel':
         void this.runner.onCancel(m.jobId, m.attempt);

@@ -133,6 +133,14 @@ describe('worker command flags', () => {
     const off = resolveWorkerArgs({}, env);
     expect(off.ok && off.args.exitWhenIdle).toBe(0);
   });
+  it('a serverless replica without WORKER_NAME is named after its RunPod pod id, else its host name', () => {
+    const pod = resolveWorkerArgs({}, { ...env, RUNPOD_POD_ID: 'abc123xyz', HOSTNAME: 'h' });
+    expect(pod.ok && pod.args.name).toBe('runpod-abc123xyz');
+    const host = resolveWorkerArgs({}, { ...env, HOSTNAME: 'gpu-box' });
+    expect(host.ok && host.args.name).toBe('gpu-box');
+    const named = resolveWorkerArgs({}, { ...env, RUNPOD_POD_ID: 'abc', WORKER_NAME: 'gpu1' });
+    expect(named.ok && named.args.name).toBe('gpu1');
+  });
   it('refuses a bad idle limit, and a provider without an idle limit, in one sentence each', () => {
     const bad = resolveWorkerArgs({ exitWhenIdle: '-1' }, env);
     expect(!bad.ok && bad.errors).toEqual([

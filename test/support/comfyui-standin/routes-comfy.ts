@@ -3,6 +3,7 @@
  * (`/prompt`, `/queue`, `/interrupt`) and history. Handlers follow server.py's behaviour,
  * including what crashes there (→ 500) and what is silently accepted (→ 200, empty body).
  */
+import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { freemem, totalmem } from 'node:os';
@@ -47,6 +48,8 @@ export interface ComfyRouteDeps {
   dirs: DataDirs;
   faults: FaultController;
   models: Record<string, string[]>;
+  /** Where `/internal/folder_paths` says model folders live (`<modelsDir>/<folder>`). */
+  modelsDir: string;
   host: string;
   port(): number;
   /** The web frontend and custom nodes' web folders, when the stand-in was given any. */
@@ -120,6 +123,12 @@ function addMetadataRoutes(router: Router, deps: ComfyRouteDeps): void {
     if (!MODEL_FOLDERS.includes(folder)) return reply.empty(404);
     return reply.json([...(deps.models[folder] ?? [])].sort());
   });
+  // ComfyUI's internal route (no /api alias): folder → directories, as a real ComfyUI answers it.
+  router.get(
+    '/internal/folder_paths',
+    () => reply.json(Object.fromEntries(MODEL_FOLDERS.map((f) => [f, [join(deps.modelsDir, f)]]))),
+    false,
+  );
   // Single-user mode answers, as recorded (users.json, settings.json).
   router.get('/users', () => reply.json({ storage: 'server', migrated: false }));
   router.get('/settings', () => reply.json({}));

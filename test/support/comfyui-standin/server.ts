@@ -39,6 +39,8 @@ export interface StandinOptions {
   delayMs?: number;
   /** Model files per folder (`{checkpoints: ['sd15.safetensors']}`) for `/models/{folder}` and loader combos. */
   models?: Record<string, string[]>;
+  /** Model folders' root for `/internal/folder_paths`. Default `<dir>/models`. */
+  modelsDir?: string;
   /** Put a stock-like `example.png` into the input dir (ComfyUI ships one). Default true. */
   seedExampleImage?: boolean;
   /** Called after a simulated crash (the CLI exits the process here). */
@@ -182,6 +184,7 @@ class StandinServer {
       dirs,
       faults: this.faults,
       models: opts.models ?? {},
+      modelsDir: opts.modelsDir ?? join(dirs.root, 'models'),
       host,
       port: () => this.port,
       site: this.site,
