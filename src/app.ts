@@ -14,6 +14,7 @@ import { healthRoutes } from './api/health-routes.js';
 import { jobsRoutes } from './api/jobs-routes.js';
 import { workflowRoutes } from './api/workflow-routes.js';
 import { TemplateSource } from './gateway/templates.js';
+import { templateAdminRoutes } from './api/template-admin-routes.js';
 import { queueRoutes } from './api/queue-routes.js';
 import fastifyWebsocket from '@fastify/websocket';
 import { CLOSE_SERVICE_RESTART } from './worker/protocol.js';
@@ -90,6 +91,13 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
           services.config.DEFAULT_WORKFLOW ?? null,
         ),
       });
+      templateAdminRoutes(api, {
+        ...services,
+        templates: new TemplateSource(
+          services.config.TEMPLATES_DIR ?? null,
+          services.config.DEFAULT_WORKFLOW ?? null,
+        ),
+      });
       queueRoutes(api, services);
       workersRoutes(api, services);
       loginCardsRoutes(api, services);
@@ -123,6 +131,7 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
     await services.frontendShare?.close();
     await services.frontend.close();
   });
+  app.addHook('onClose', async () => services.templateLibrary?.close());
   // Worker presence, worker commands and the dashboard's live feed across processes (no-ops with one).
   let stopLiveFeed = () => {};
   app.addHook('onReady', async () => {

@@ -34,6 +34,10 @@ export const ERROR_CODES = {
   JOB_FINISHED: { status: 409, message: 'The job has already finished.' },
   USER_EXISTS: { status: 409, message: 'A user with this name already exists.' },
   FRONTEND_NOT_WANTED: { status: 409, message: 'This control plane does not mirror the ComfyUI frontend.' },
+  TEMPLATES_NOT_WANTED: {
+    status: 409,
+    message: "This control plane does not mirror ComfyUI's template library.",
+  },
   FRONTEND_INCOMPLETE: { status: 409, message: 'Some files of the offered frontend have not arrived.' },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large.' },
   LORA_QUOTA_EXCEEDED: { status: 413, message: 'The LoRA does not fit in your LoRA quota (LORA_QUOTA).' },

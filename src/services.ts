@@ -24,6 +24,8 @@ import { AuditLog } from './admin/audit-log.js';
 import { openFrontend, type FrontendCache, type FrontendSite } from './frontend/index.js';
 import { FrontendShare } from './frontend/frontend-share.js';
 import { createAutoscaler, type Autoscaler } from './autoscale/index.js';
+import { openTemplateLibrary, type TemplateLibrary } from './templates/library.js';
+import { WorkshopTemplates } from './templates/workshop-templates.js';
 import { openClusterBus, type ClusterBus } from './cluster/index.js';
 import { WorkerDirectory, type WorkerDirectoryOptions } from './cluster/worker-directory.js';
 import { WorkerCommands } from './cluster/worker-commands.js';
@@ -71,6 +73,10 @@ export interface Services {
    * frontend-share.ts); null for a single process or without a mirror. Closed with the app.
    */
   frontendShare: FrontendShare | null;
+  /** ComfyUI's template library mirrored from workers; null with TEMPLATE_LIBRARY_MIRROR=false. */
+  templateLibrary: TemplateLibrary | null;
+  /** The instructor's workshop templates (dashboard-managed, in the store). */
+  workshopTemplates: WorkshopTemplates;
   /** GPUs on demand (AUTOSCALE_PROVIDER); null when off. Started and stopped with the app. */
   autoscaler: Autoscaler | null;
   /**
@@ -152,6 +158,7 @@ export async function createServices(
       : null;
   // Syncs in the background: a process starts at once and serves the frontend once copied.
   frontendShare?.start();
+  const templateLibrary = await openTemplateLibrary(config, logger);
   const hub = new WorkerHub(
     { store, dispatcher, bus, logger, verifyTokenHash: (hash) => workerTokens.verifyHash(hash) },
     {
@@ -159,6 +166,7 @@ export async function createServices(
       leaseMs: config.LEASE_MS,
       heartbeatMs: Math.min(config.HEARTBEAT_MS, Math.floor(config.LEASE_MS / 3)),
       mirrorFrontend: () => frontend.wantsMirror(),
+      mirrorTemplates: () => templateLibrary !== null,
     },
   );
   const connections = new ConnectionTracker();
@@ -199,6 +207,8 @@ export async function createServices(
     frontend,
     frontendCache,
     frontendShare,
+    templateLibrary,
+    workshopTemplates: new WorkshopTemplates(store),
     autoscaler,
     cluster,
   };

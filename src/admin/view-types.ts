@@ -146,6 +146,12 @@ export const AUDIT_ACTIONS = [
   'broadcast.clear',
   'alerts.test',
   'frontend.use',
+  'template.add',
+  'template.replace',
+  'template.reorder',
+  'template.remove',
+  'template.default',
+  'template.send',
   'autoscale.hold',
   'autoscale.stop_all',
 ] as const;

@@ -293,6 +293,11 @@ export const configSchema = z
       .describe(
         'Mirrored frontend versions kept on disk; older ones are deleted. Files of kept versions stay reachable, so a browser that loaded an older version can still fetch its lazy chunks.',
       ),
+    TEMPLATE_LIBRARY_MIRROR: bool
+      .default(true)
+      .describe(
+        "Copy ComfyUI's own template library (the `comfyui-workflow-templates` package a worker's ComfyUI serves at /templates/) from the first worker that has it, keep it on disk in DATA_DIR/template-library and list it in every participant's Templates dialog, after the workshop's own templates. Set false to list only the workshop's templates.",
+      ),
     TEMPLATES_DIR: z
       .string()
       .min(1)
@@ -305,7 +310,7 @@ export const configSchema = z
       .min(1)
       .optional()
       .describe(
-        "Workflow file (`*.json`) copied into each new participant's workflows on their first visit and opened for them once.",
+        "Workflow file (`*.json`) copied into each new participant's workflows on their first visit and opened for them once. A workshop template marked as the default on the dashboard takes its place.",
       ),
     ADMIN_PASSWORD: z
       .string()

@@ -48,6 +48,8 @@ export interface WorkerHubOptions {
   silenceMs?: number;
   /** Whether agents are asked to offer their ComfyUI frontend (`welcome.mirrorFrontend`). Default false. */
   mirrorFrontend?: () => boolean;
+  /** Whether agents are asked to offer ComfyUI's template library (`welcome.mirrorTemplates`). Default false. */
+  mirrorTemplates?: () => boolean;
 }
 
 export interface WorkerHubDeps {
@@ -331,6 +333,7 @@ export class WorkerHub {
       needEnv,
       forget,
       mirrorFrontend: this.opts.mirrorFrontend?.() ?? false,
+      mirrorTemplates: this.opts.mirrorTemplates?.() ?? false,
       acks: true,
       outputEntries: true,
       ...(msg.inFlight.length === 0 ? { warmup: await this.warmupModels() } : {}),

@@ -11,7 +11,6 @@ import {
   topLevelFiles,
 } from './environment.js';
 import { WORKSHOP_EXTENSION_PATH } from './workshop-extension.js';
-import { AppError } from '../errors.js';
 import type { ObjectInfo } from '../comfy/protocol.js';
 import { loraLibraryOf } from '../loras/lora-library.js';
 import { lorasListFor, objectInfoWithOwnLoras } from '../loras/own-loras.js';
@@ -67,16 +66,6 @@ export function envRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     // The whole list, so a custom node offering the loras folder is recognised as in object_info.
     const patched = await forUser(userOf(request), env.objectInfo);
     return { [nodeClass]: patched[nodeClass] };
-  });
-
-  // ComfyUI's built-in template library comes from a Python package we do not have: answer it
-  // empty (the frontend expects a JSON array of categories and two objects) rather than 404, so
-  // the template browser shows only the workshop's own templates.
-  app.get('/templates/:file', async (request) => {
-    const file = (request.params as { file: string }).file;
-    if (/^index(\.[a-zA-Z_-]{2,10})?\.json$/.test(file)) return [];
-    if (file === 'index_logo.json' || file === 'fuse_options.json') return {};
-    throw new AppError('NOT_FOUND', `No template file ${file}.`);
   });
 
   both(app, 'GET', '/system_stats', async (_request, reply) => {

@@ -69,6 +69,11 @@ export const workerArgsSchema = z.object({
       error: 'WORKER_FRONTEND_MIRROR must be true or false',
     })
     .transform((v) => v === 'true' || v === '1' || v === 'yes'),
+  templateMirror: z
+    .enum(['true', 'false', '1', '0', 'yes', 'no'], {
+      error: 'WORKER_TEMPLATE_MIRROR must be true or false',
+    })
+    .transform((v) => v === 'true' || v === '1' || v === 'yes'),
   /** Seconds without a job after which the agent stops and exits 0 (an ephemeral worker); 0 = never. */
   exitWhenIdle: z.coerce
     .number({
@@ -108,6 +113,8 @@ interface WorkerFlags {
   lorasDir?: string;
   /** Commander's `--no-frontend-mirror`: false when given, else true. */
   frontendMirror?: boolean;
+  /** Commander's `--no-template-mirror`: false when given, else true. */
+  templateMirror?: boolean;
   exitWhenIdle?: string;
   provider?: string;
   instance?: string;
@@ -134,6 +141,10 @@ export function resolveWorkerArgs(
       flags.frontendMirror === false
         ? 'false'
         : (blank(env.WORKER_FRONTEND_MIRROR)?.trim().toLowerCase() ?? 'true'),
+    templateMirror:
+      flags.templateMirror === false
+        ? 'false'
+        : (blank(env.WORKER_TEMPLATE_MIRROR)?.trim().toLowerCase() ?? 'true'),
     exitWhenIdle: blank(flags.exitWhenIdle) ?? blank(env.WORKER_EXIT_WHEN_IDLE_SECONDS) ?? '0',
     provider: blank(flags.provider) ?? blank(env.WORKER_PROVIDER),
     instance: blank(flags.instance) ?? blank(env.WORKER_INSTANCE),
@@ -197,6 +208,10 @@ export function registerWorker(program: Command): void {
       'never offer the ComfyUI web frontend to the control plane (env WORKER_FRONTEND_MIRROR=false)',
     )
     .option(
+      '--no-template-mirror',
+      "never offer ComfyUI's template library (the comfyui-workflow-templates package) to the control plane (env WORKER_TEMPLATE_MIRROR=false)",
+    )
+    .option(
       '--exit-when-idle <seconds>',
       'ephemeral worker: after this many seconds without a job, stop gracefully and exit 0 (env WORKER_EXIT_WHEN_IDLE_SECONDS, default 0 = never)',
     )
@@ -224,6 +239,7 @@ export function registerWorker(program: Command): void {
         prefetch: args.prefetch,
         logger,
         mirrorFrontend: args.frontendMirror,
+        mirrorTemplates: args.templateMirror,
         ...(args.frontendDir ? { frontendDir: args.frontendDir } : {}),
         ...(args.lorasDir ? { lorasDir: args.lorasDir } : {}),
         ...(args.exitWhenIdle > 0
@@ -251,6 +267,7 @@ export function registerWorker(program: Command): void {
           comfyui: args.comfyui,
           prefetch: args.prefetch,
           frontendMirror: args.frontendMirror,
+          templateMirror: args.templateMirror,
           ...(args.frontendDir ? { frontendDir: args.frontendDir } : {}),
           ...(args.lorasDir ? { lorasDir: args.lorasDir } : {}),
           ...(args.exitWhenIdle > 0

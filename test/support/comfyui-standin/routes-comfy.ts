@@ -56,6 +56,8 @@ export interface ComfyRouteDeps {
   port(): number;
   /** The web frontend and custom nodes' web folders, when the stand-in was given any. */
   site: StaticSite;
+  /** The installed template package's version, or null (none installed). */
+  templatesVersion?: () => string | null;
 }
 
 export function addComfyRoutes(router: Router, deps: ComfyRouteDeps): void {
@@ -77,7 +79,7 @@ function systemStats(deps: ComfyRouteDeps) {
       ram_free: ram.free,
       comfyui_version: '0.3.64',
       required_frontend_version: '1.27.10',
-      installed_templates_version: null,
+      installed_templates_version: deps.templatesVersion?.() ?? null,
       required_templates_version: '0.1.95',
       python_version: `3.11.2 (comfyui-standin on node ${process.version})`,
       pytorch_version: '1.13.0a0',

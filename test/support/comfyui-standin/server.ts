@@ -22,6 +22,7 @@ import { addComfyRoutes } from './routes-comfy.js';
 import { addControlRoutes } from './routes-control.js';
 import { addFileRoutes } from './routes-files.js';
 import { StaticSite } from './static-files.js';
+import { STANDIN_TEMPLATES_VERSION, standinTemplateLibrary } from './template-library.js';
 import type { DataDirs, HistoryEntry, QueueItem } from './types.js';
 
 export type { FaultControls, FaultSnapshot, ExecutionErrorFault, UnreachableMode } from './faults.js';
@@ -66,6 +67,12 @@ export interface StandinOptions {
    * Default false: the recorded ComfyUI ran without custom nodes.
    */
   customNodes?: boolean;
+  /**
+   * Serve a small `comfyui-workflow-templates` library at `/templates/` (see template-library.ts),
+   * as ComfyUI does when the package is installed; system_stats then reports its version.
+   * Default false: the recorded ComfyUI had no template package.
+   */
+  templates?: boolean;
 }
 
 export interface StandinState {
@@ -118,6 +125,8 @@ export interface Standin {
   waitForIdle(timeoutMs?: number): Promise<void>;
   /** A ComfyUI restart: fresh queue/history/cache/counter, same port and files. Also revives a crash. */
   restart(): Promise<void>;
+  /** Installs another version of the template package (null: uninstalls it), as a pip upgrade would. */
+  setTemplates(version: string | null): void;
   close(): Promise<void>;
 }
 
@@ -155,6 +164,8 @@ class StandinServer {
   private readonly router = new Router();
   private readonly catalog: NodeCatalog;
   private readonly site: StaticSite;
+  /** The template package's files (path under /templates/ → bytes) and version, when installed. */
+  templateLibrary: { version: string; files: Map<string, Buffer> } | null = null;
   readonly requests: StandinRequest[] = [];
   readonly executionLog: ExecutionLog;
   port: number;
@@ -183,6 +194,7 @@ class StandinServer {
     this.executionLog = new ExecutionLog(opts.executionLog);
     this.instance = new Instance(this.catalog, dirs, this.faults, this.recordStart, this.executionLog);
     this.site = new StaticSite({ frontendRoot: opts.frontendRoot, extensionDirs: opts.extensionDirs });
+    if (opts.templates) this.setTemplates(STANDIN_TEMPLATES_VERSION);
     addComfyRoutes(this.router, {
       instance: () => this.instance,
       catalog: this.catalog,
@@ -194,6 +206,7 @@ class StandinServer {
       host,
       port: () => this.port,
       site: this.site,
+      templatesVersion: () => this.templateLibrary?.version ?? null,
     });
     addFileRoutes(this.router, dirs);
     addControlRoutes(this.router, { faults: this.faults, state: () => this.stateJson() });
@@ -238,6 +251,28 @@ class StandinServer {
         if (this.crashed) return void res.destroy();
       }
       const match = this.router.match(req.method ?? 'GET', url.pathname);
+      // web.static('/templates', <package>/templates): registered only when the package is installed.
+      if (
+        match === null &&
+        this.templateLibrary &&
+        url.pathname.startsWith('/templates/') &&
+        (req.method === 'GET' || head)
+      ) {
+        let rel: string | null = null;
+        try {
+          rel = decodeURIComponent(url.pathname.slice('/templates/'.length));
+        } catch {
+          rel = null;
+        }
+        const body = rel === null ? undefined : this.templateLibrary.files.get(rel);
+        if (!body) return send(res, reply.notFound(), head);
+        const type = rel!.endsWith('.json')
+          ? 'application/json'
+          : rel!.endsWith('.png')
+            ? 'image/png'
+            : 'image/webp';
+        return send(res, { status: 200, headers: { 'Content-Type': type }, body }, head);
+      }
       if (match === null && this.site.active && (req.method === 'GET' || head)) {
         const file = await this.site.serve(url.pathname);
         if (file) return send(res, file, head);
@@ -264,6 +299,10 @@ class StandinServer {
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       this.instance.hub.attach(ws, url.searchParams.get('clientId'));
     });
+  }
+
+  setTemplates(version: string | null): void {
+    this.templateLibrary = version === null ? null : { version, files: standinTemplateLibrary(version) };
   }
 
   /** dieMidJob: everything stops at once, as if the Python process died. */
@@ -367,6 +406,7 @@ export async function startStandin(opts: StandinOptions = {}): Promise<Standin> 
     waitForIdle: (timeoutMs = 10_000) =>
       waitUntil(() => server.instance.queue.tasksRemaining() === 0, timeoutMs),
     restart: () => server.restart(),
+    setTemplates: (version) => server.setTemplates(version),
     close: () =>
       (closed ??= server.close().then(() => {
         if (created) rmSync(dirs.root, { recursive: true, force: true });
