@@ -31,6 +31,10 @@ const TARGETS: Record<string, string> = {
   'roundtrip.poll_overhead_p90_ms': '≤ 10',
   'autoscale.auto_defaults.gpu_hours_saved_pct': '≥ 40',
   'autoscale.auto_defaults.p95_minus_always_on_s': '≤ 120',
+  'cluster.rss_mb_max': '≤ 250',
+  'cluster.prompt_p99_ms': '≤ 50',
+  'cluster.event_p99_ms': '≤ 100',
+  'cluster.events_delivered_pct': '= 100',
 };
 
 async function optional(name: string, load: () => Promise<Figures>): Promise<Figures | { error: string }> {
@@ -98,6 +102,10 @@ if (wanted('bigoutput')) {
   results.bigoutput = await optional('bigoutput', async () =>
     (await import('./bigoutput.js')).benchBigOutput(),
   );
+}
+
+if (wanted('cluster')) {
+  results.cluster = await optional('cluster', async () => (await import('./cluster.js')).benchCluster());
 }
 
 if (wanted('backup')) {

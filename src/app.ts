@@ -14,8 +14,10 @@ import { healthRoutes } from './api/health-routes.js';
 import { jobsRoutes } from './api/jobs-routes.js';
 import { workflowRoutes } from './api/workflow-routes.js';
 import { TemplateSource } from './gateway/templates.js';
+import { templateAdminRoutes } from './api/template-admin-routes.js';
 import { queueRoutes } from './api/queue-routes.js';
 import fastifyWebsocket from '@fastify/websocket';
+import { CLOSE_SERVICE_RESTART } from './worker/protocol.js';
 import { workerApi } from './dispatch/worker-api.js';
 import { workersRoutes } from './dispatch/workers-routes.js';
 import { modelsRoutes } from './api/models-routes.js';
@@ -24,6 +26,20 @@ import { VERSION } from './version.js';
 import { gatewayPlugin } from './gateway/index.js';
 import { adminRoutes } from './admin/index.js';
 import { autoscaleRoutes } from './autoscale/routes.js';
+import { syncLiveFeed } from './cluster/live-sync.js';
+
+/**
+ * @fastify/websocket's `preClose` on shutdown: every WebSocket (participants' `/ws`, the dashboard,
+ * workers) is closed with 1012 "service restart", on which the ComfyUI frontend and the worker agent
+ * reconnect at once (through the load balancer, to another process). The plugin's default closed
+ * them without a code.
+ */
+function closeSocketsForRestart(this: FastifyInstance, done: () => void): void {
+  const server = this.websocketServer;
+  for (const client of server.clients) client.close(CLOSE_SERVICE_RESTART, 'server restarting');
+  server.close(() => undefined);
+  done();
+}
 
 export interface BuildAppOptions {
   /** Serve HTTPS with this certificate and key (PEM); see src/http/listen.ts. */
@@ -40,6 +56,11 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
     // Body size, request time, URL parameter length; ComfyUI's frontend calls /api/x and /api/x/
     // interchangeably (see src/http/server-options.ts).
     ...serverOptions(config),
+    // While closing (SIGTERM), requests that still reach this process on an open keep-alive
+    // connection are served (with `Connection: close`) instead of getting fastify's bare 503: the
+    // store is open until every one has finished, and a load balancer cannot safely retry a 503
+    // POST elsewhere. New connections are refused, which every load balancer retries.
+    return503OnClosing: false,
     ...(opts.https ? { https: opts.https } : {}),
     // Typed as the default (http) instance: routes and plugins are the same either way, and only
     // src/http/listen.ts touches the server itself (setSecureContext on SIGHUP).
@@ -61,8 +82,17 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
   await app.register(
     async (api) => {
       api.addHook('onRequest', requireInstructor(services.auth));
-      jobsRoutes(api, services);
+      // Readers see every process's workers (the local registry alone with one process).
+      const readers = { ...services, workers: services.workerDirectory };
+      jobsRoutes(api, readers);
       workflowRoutes(api, {
+        ...readers,
+        templates: new TemplateSource(
+          services.config.TEMPLATES_DIR ?? null,
+          services.config.DEFAULT_WORKFLOW ?? null,
+        ),
+      });
+      templateAdminRoutes(api, {
         ...services,
         templates: new TemplateSource(
           services.config.TEMPLATES_DIR ?? null,
@@ -83,7 +113,8 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
     { prefix: '/api/v1' },
   );
 
-  if (!app.hasPlugin('@fastify/websocket')) await app.register(fastifyWebsocket);
+  if (!app.hasPlugin('@fastify/websocket'))
+    await app.register(fastifyWebsocket, { preClose: closeSocketsForRestart });
   installWsPayloadLimits(app.websocketServer, config.WORKER_WS_MAX_PAYLOAD);
   await workerApi(app, services);
   // The dashboard (/admin/), /api/v1/status and /metrics; after @fastify/websocket.
@@ -98,8 +129,26 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
     await services.autoscaler?.provider.close();
   });
   app.addHook('onClose', async () => services.bcrypt.close());
-  app.addHook('onClose', async () => services.frontend.close());
-  app.addHook('onClose', async () => services.cluster.close());
+  app.addHook('onClose', async () => {
+    await services.frontendShare?.close();
+    await services.frontend.close();
+  });
+  app.addHook('onClose', async () => services.templateLibrary?.close());
+  // Worker presence, worker commands and the dashboard's live feed across processes (no-ops with one).
+  let stopLiveFeed = () => {};
+  app.addHook('onReady', async () => {
+    services.workerDirectory.start();
+    services.workerCommands.start();
+    stopLiveFeed = syncLiveFeed(services.cluster, services.audit, services.broadcast, (err) =>
+      services.logger.warn({ err }, 'cluster live feed problem'),
+    );
+  });
+  app.addHook('onClose', async () => {
+    stopLiveFeed();
+    services.workerCommands.stop();
+    await services.workerDirectory.stop();
+    await services.cluster.close();
+  });
 
   await app.register(gatewayPlugin(services), { prefix: '/:user' });
   return app;

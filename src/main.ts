@@ -8,7 +8,9 @@ import { createServices, type Services } from './services.js';
 import { openStore } from './store/index.js';
 import { startBackupSchedule } from './backup/schedule.js';
 import { checkDataDir } from './data-dir-check.js';
-import { healthBody } from './api/health-routes.js';
+import { lockDataDir, type DataDirLock } from './data-dir-lock.js';
+import { multiProcessNotes } from './config/cluster-check.js';
+import { healthBody, markDraining } from './api/health-routes.js';
 import { listen, loadServerTls, probePorts, type Listening } from './http/listen.js';
 import { VERSION } from './version.js';
 import { publicBaseUrl, publicUrlNotice } from './config/public-url.js';
@@ -33,10 +35,27 @@ export async function startServer(
   const logger = createLogger(config.LOG_LEVEL);
   // Checks that fail in one sentence before anything is opened (StartupError).
   checkDataDir(config.DATA_DIR);
+  // SQLite is one process's database: a second server on the same DATA_DIR refuses to start.
+  const lock: DataDirLock | null = config.STORE === 'sqlite' ? lockDataDir(config.DATA_DIR) : null;
+  try {
+    return await startLocked(config, logger, lock, opts);
+  } catch (err) {
+    lock?.release();
+    throw err;
+  }
+}
+
+async function startLocked(
+  config: Config,
+  logger: Logger,
+  lock: DataDirLock | null,
+  opts: { print?: (s: string) => void },
+): Promise<RunningServer> {
   const tls = loadServerTls(config, logger);
   await probePorts(config);
   const store = await openStore(config);
   const services = await createServices(config, store, logger);
+  for (const note of multiProcessNotes(config)) logger.info(note);
   const publicUrl = publicBaseUrl(config);
   await ensureAdmin(services.accounts, {
     dataDir: config.DATA_DIR,
@@ -50,14 +69,27 @@ export async function startServer(
   const backups = startBackupSchedule(services);
   let closing: Promise<void> | undefined;
   let listening: Listening | undefined;
+  // Rolling restart (docs/scaling.md): `/health` says draining at once; then app.close() closes
+  // every WebSocket with 1012 (browsers and workers reconnect through the load balancer to another
+  // process, workers keeping their jobs), stops listening (new connections are refused, which the
+  // load balancer retries elsewhere) and waits for requests in flight, at most SHUTDOWN_GRACE_MS.
   const close = () =>
     (closing ??= (async () => {
+      markDraining(app);
       services.queue.stop();
       await backups?.stop();
       await listening?.close();
-      await closeWithinGrace(app, config.SHUTDOWN_GRACE_MS, logger);
+      // Behind a load balancer, idle keep-alive connections are left for it to close (nginx after
+      // its upstream keepalive_timeout): closing one ourselves races with a request it is sending
+      // on it, which it cannot retry when that request is a POST. One process alone closes them
+      // at once, as before.
+      const held = services.cluster.shared
+        ? holdIdleConnections(app, Math.min(IDLE_LINGER_MS, config.SHUTDOWN_GRACE_MS / 2))
+        : undefined;
+      await closeWithinGrace(app, config.SHUTDOWN_GRACE_MS, logger).finally(() => held?.());
       await store.close();
       services.files.close?.();
+      lock?.release();
     })());
   try {
     listening = await listen(app, config, logger, tls, () => healthBody(VERSION));
@@ -69,6 +101,27 @@ export async function startServer(
   (opts.print ?? ((s: string) => process.stdout.write(s)))(publicUrlNotice(config));
   logger.info({ publicUrl }, 'links use this base URL');
   return { app, services, url: listening.url, reloadTls: listening.reloadTls, close };
+}
+
+/** How long a draining process of a cluster leaves idle keep-alive connections to the load balancer. */
+const IDLE_LINGER_MS = 5_000;
+
+/**
+ * Keeps node's `server.close()` from closing idle keep-alive connections for `ms`, then closes
+ * those still idle. A request arriving on one meanwhile is served (its response says
+ * `Connection: close`, see health-routes.ts). Returns a function that ends the hold early.
+ */
+export function holdIdleConnections(app: FastifyInstance, ms: number): () => void {
+  const server = app.server;
+  const original = server.closeIdleConnections.bind(server);
+  server.closeIdleConnections = () => undefined;
+  const release = () => {
+    clearTimeout(timer);
+    server.closeIdleConnections = original;
+    original();
+  };
+  const timer = setTimeout(release, ms);
+  return release;
 }
 
 /**

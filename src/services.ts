@@ -1,9 +1,10 @@
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import type { JobStore } from './store/types.js';
+import type { RedisStore } from './store/redis/redis-store.js';
 import { AccountService } from './auth/account-service.js';
 import { Authenticator } from './auth/authenticator.js';
-import { MemoryLoginLimiter } from './auth/login-throttle.js';
+import { MemoryLoginLimiter, type LoginLimiter, type LoginLimits } from './auth/login-throttle.js';
 import { BcryptPool } from './auth/bcrypt-pool.js';
 import { BCRYPT_COST } from './auth/passwords.js';
 import { SessionRevocations } from './auth/session-revocations.js';
@@ -22,8 +23,13 @@ import { BroadcastService } from './broadcast/broadcast.js';
 import { ConnectionTracker } from './admin/connection-tracker.js';
 import { AuditLog } from './admin/audit-log.js';
 import { openFrontend, type FrontendCache, type FrontendSite } from './frontend/index.js';
+import { FrontendShare } from './frontend/frontend-share.js';
 import { createAutoscaler, type Autoscaler } from './autoscale/index.js';
+import { openTemplateLibrary, type TemplateLibrary } from './templates/library.js';
+import { WorkshopTemplates } from './templates/workshop-templates.js';
 import { openClusterBus, type ClusterBus } from './cluster/index.js';
+import { WorkerDirectory, type WorkerDirectoryOptions } from './cluster/worker-directory.js';
+import { WorkerCommands } from './cluster/worker-commands.js';
 
 /** Everything the HTTP layer needs, built once from config and a store. Tests build their own. */
 export interface Services {
@@ -39,7 +45,15 @@ export interface Services {
   files: FileStore;
   /** Live job events, previews and status changes, for per-user `/ws` and the dashboard. */
   bus: JobEventBus;
+  /** This process's connected workers (the dispatcher and hub act on these sockets). */
   workers: WorkerRegistry;
+  /**
+   * Every process's workers (and participants' open tabs) for readers: dashboard, `/api/v1/workers`,
+   * status, banner, autoscaler. Just the local registry with one process. Started with the app.
+   */
+  workerDirectory: WorkerDirectory;
+  /** Instructor commands for a worker (drain), run by the process holding its socket. */
+  workerCommands: WorkerCommands;
   workerTokens: WorkerTokenService;
   /** Pushes jobs to workers; started and stopped with the app (see app.ts). */
   dispatcher: Dispatcher;
@@ -57,6 +71,15 @@ export interface Services {
   frontend: FrontendSite;
   /** Mirrored frontend versions on disk; null with FRONTEND_DIR or FRONTEND_MIRROR=false. */
   frontendCache: FrontendCache | null;
+  /**
+   * Mirrored versions shared with the other processes through the file store and the store (see
+   * frontend-share.ts); null for a single process or without a mirror. Closed with the app.
+   */
+  frontendShare: FrontendShare | null;
+  /** ComfyUI's template library mirrored from workers; null with TEMPLATE_LIBRARY_MIRROR=false. */
+  templateLibrary: TemplateLibrary | null;
+  /** The instructor's workshop templates (dashboard-managed, in the store). */
+  workshopTemplates: WorkshopTemplates;
   /** GPUs on demand (AUTOSCALE_PROVIDER); null when off. Started and stopped with the app. */
   autoscaler: Autoscaler | null;
   /**
@@ -69,6 +92,10 @@ export interface Services {
 export interface ServiceOptions {
   /** Use this bus instead of opening one from config (tests join several to a MemoryClusterHub). */
   cluster?: ClusterBus;
+  /** Refresh and expiry of the worker directory's snapshots (tests shorten them). */
+  presence?: WorkerDirectoryOptions;
+  /** How long a command waits for the process holding the worker (default 5 s). */
+  commandTimeoutMs?: number;
 }
 
 export async function createServices(
@@ -84,7 +111,7 @@ export async function createServices(
     rounds: BCRYPT_COST,
   });
   const accounts = new AccountService(store, Date.now, bcrypt);
-  const throttle = new MemoryLoginLimiter({
+  const limits: LoginLimits = {
     pair: { maxFailures: config.LOGIN_MAX_FAILURES, windowMs: config.LOGIN_WINDOW_SECONDS * 1000 },
     address: {
       maxFailures: config.LOGIN_ADDRESS_MAX_FAILURES,
@@ -95,12 +122,14 @@ export async function createServices(
       windowMs: config.LOGIN_ACCOUNT_WINDOW_SECONDS * 1000,
     },
     trustedPairMs: 12 * 3_600_000,
-  });
+  };
+  // With Redis the buckets live there, so every process sharing the store counts the same failures.
+  const throttle = await openLoginLimiter(store, config, limits);
   const auth = new Authenticator(
     accounts,
     throttle,
     config.API_TOKENS,
-    await SessionSigner.open(store),
+    await SessionSigner.open(store, cluster),
     new SessionRevocations(store),
   );
   const queue = new QueueService(store, {
@@ -123,6 +152,20 @@ export async function createServices(
     store,
     onWorkerReady: () => dispatcher.trigger(),
   });
+  const frontendShare =
+    cluster.shared && frontendCache
+      ? new FrontendShare({
+          cache: frontendCache,
+          files,
+          store,
+          cluster,
+          logger,
+          keepVersions: config.FRONTEND_KEEP_VERSIONS,
+        })
+      : null;
+  // Syncs in the background: a process starts at once and serves the frontend once copied.
+  frontendShare?.start();
+  const templateLibrary = await openTemplateLibrary(config, logger);
   const hub = new WorkerHub(
     { store, dispatcher, bus, logger, models, verifyTokenHash: (hash) => workerTokens.verifyHash(hash) },
     {
@@ -130,17 +173,25 @@ export async function createServices(
       leaseMs: config.LEASE_MS,
       heartbeatMs: Math.min(config.HEARTBEAT_MS, Math.floor(config.LEASE_MS / 3)),
       mirrorFrontend: () => frontend.wantsMirror(),
+      mirrorTemplates: () => templateLibrary !== null,
     },
+  );
+  const connections = new ConnectionTracker();
+  const workerDirectory = new WorkerDirectory(workers, cluster, connections, opts.presence);
+  const workerCommands = new WorkerCommands(
+    { cluster, directory: workerDirectory, dispatcher, hub, logger },
+    { timeoutMs: opts.commandTimeoutMs },
   );
   const autoscaler = await createAutoscaler(config, {
     queue,
-    workers,
+    // Counts every process's workers; the loop itself runs on one process (helper C's lease).
+    workers: workerDirectory,
     verifyWorkerToken: (token) => workerTokens.verify(token),
     logger,
+    cluster,
   });
   const broadcast = new BroadcastService(store);
   const audit = new AuditLog(store);
-  const connections = new ConnectionTracker();
   return {
     config,
     store,
@@ -152,6 +203,8 @@ export async function createServices(
     files,
     bus,
     workers,
+    workerDirectory,
+    workerCommands,
     workerTokens,
     dispatcher,
     hub,
@@ -161,7 +214,18 @@ export async function createServices(
     connections,
     frontend,
     frontendCache,
+    frontendShare,
+    templateLibrary,
+    workshopTemplates: new WorkshopTemplates(store),
     autoscaler,
     cluster,
   };
+}
+
+async function openLoginLimiter(store: JobStore, config: Config, limits: LoginLimits): Promise<LoginLimiter> {
+  const client =
+    store.backend === 'redis' ? (store as Partial<Pick<RedisStore, 'client'>>).client : undefined;
+  if (!client) return new MemoryLoginLimiter(limits);
+  const { RedisLoginLimiter } = await import('./auth/redis-login-limiter.js');
+  return new RedisLoginLimiter(client, config.REDIS_PREFIX, limits);
 }

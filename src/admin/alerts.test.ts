@@ -12,6 +12,7 @@ import {
   type ControlPlane,
 } from '../../test/support/worker-hub-kit.js';
 import { AlertService, type AlertOptions } from './alerts.js';
+import { MemoryClusterHub } from '../cluster/cluster-bus.js';
 
 /** A real webhook receiver on 127.0.0.1 that records what it gets. */
 interface Receiver {
@@ -55,10 +56,13 @@ afterEach(async () => {
 });
 
 /** An AlertService on a control plane's queue and workers, with test-sized options. */
-async function alertService(opts: Partial<AlertOptions> = {}): Promise<AlertService> {
+async function alertService(
+  opts: Partial<AlertOptions> = {},
+  once?: (key: string, ttlMs: number) => Promise<boolean>,
+): Promise<AlertService> {
   cp ??= await startControlPlane();
   const s = new AlertService(
-    { store: cp.store, queue: cp.services.queue, workers: cp.services.workers },
+    { store: cp.store, queue: cp.services.queue, workers: cp.services.workers, ...(once ? { once } : {}) },
     {
       webhookUrl: receiver?.url,
       repeatMs: 60_000,
@@ -139,6 +143,30 @@ describe('alerts', () => {
       ...Array(5).fill('suppressed'),
       'sent',
     ]);
+  });
+
+  it('with several processes, each raises the alert but the webhook gets it once', async () => {
+    receiver = await startReceiver();
+    const hub = new MemoryClusterHub();
+    const procs = await Promise.all(
+      [0, 1, 2].map(() => {
+        const bus = hub.join();
+        return alertService({}, (k, ms) => bus.once(k, ms));
+      }),
+    );
+    const lost = {
+      event: 'worker_lost' as const,
+      key: 'worker_lost:envgpu:gpu1',
+      severity: 'warning' as const,
+      title: 'GPU worker gpu1 lost',
+      message: 'gone',
+      details: {},
+    };
+    const recs = await Promise.all(procs.map((s) => s.notify(lost)));
+    expect(receiver.bodies).toHaveLength(1);
+    expect(recs.map((r) => r.delivery).sort()).toEqual(['elsewhere', 'elsewhere', 'sent']);
+    // Every dashboard still shows it.
+    for (const s of procs) expect(s.recent()[0]).toMatchObject({ title: 'GPU worker gpu1 lost' });
   });
 
   it('never throws when the receiver fails or is gone', async () => {

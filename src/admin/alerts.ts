@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { statfs } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { acceptsWork, type WorkerRegistry } from '../dispatch/worker-registry.js';
+import { acceptsWork, type WorkerReader } from '../dispatch/worker-registry.js';
 import type { QueueEvent, QueueService } from '../scheduler/queue-service.js';
 import type { JobStore } from '../store/types.js';
 import type { AlertEvent, AlertRecord } from './view-types.js';
@@ -48,7 +48,13 @@ export interface AlertOptions {
 export interface AlertDeps {
   store: JobStore;
   queue: QueueService;
-  workers: WorkerRegistry;
+  workers: WorkerReader;
+  /**
+   * With several control-plane processes (`ClusterBus.once`): every process sees a lost worker or
+   * a stalled queue and raises the alert on its own dashboard, but only the first to claim the
+   * alert's key within `repeatMs` posts it to the webhook. Absent: this process is the only one.
+   */
+  once?: (key: string, ttlMs: number) => Promise<boolean>;
 }
 
 const SEVERITY_PRIORITY: Record<AlertRecord['severity'], number> = { info: 3, warning: 4, critical: 5 };
@@ -80,7 +86,8 @@ function gb(bytes: number): string {
  *
  * Each alert key (event + subject) is sent at most once per `repeatMs`; repeats in between are
  * counted and the count goes out with the next alert of that key, so a flapping worker cannot
- * flood anyone. Every alert, sent or not, is kept in a short list the dashboard shows.
+ * flood anyone. Every alert, sent or not, is kept in a short list the dashboard shows. With several
+ * control-plane processes each raises it but only one posts it (see {@link AlertDeps.once}).
  */
 export class AlertService extends EventEmitter<{ alert: [AlertRecord] }> {
   private readonly last = new Map<string, { at: number; suppressed: number }>();
@@ -246,6 +253,12 @@ export class AlertService extends EventEmitter<{ alert: [AlertRecord] }> {
     const log = this.opts.logger;
     log?.warn({ event: alert.event, key: alert.key, details: alert.details }, `alert: ${alert.title}`);
     if (!this.opts.webhookUrl) return this.remember(alert, now, 'local');
+    // Another process already sent this one: shown here, not posted twice. When the cluster cannot
+    // be asked (Redis down), post anyway: twice is better than never.
+    const ours = this.deps.once
+      ? await this.deps.once(`alert:${alert.key}`, this.opts.repeatMs).catch(() => true)
+      : true;
+    if (!ours) return this.remember(alert, now, 'elsewhere');
     const p = this.post(alert, now, suppressed);
     this.inflight.add(p);
     try {

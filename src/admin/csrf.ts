@@ -1,9 +1,10 @@
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import type { Principal } from '../auth/authenticator.js';
 import { safeEqual } from '../auth/passwords.js';
 import { AppError } from '../errors.js';
 import type { BlobStore } from '../store/types.js';
+import { sharedSecret, type SecretLeases } from '../cluster/shared-secret.js';
 
 /** The header every state-changing dashboard request must carry. */
 export const CSRF_HEADER = 'x-comfy-multi-csrf';
@@ -19,14 +20,8 @@ export const CSRF_HEADER = 'x-comfy-multi-csrf';
 export class CsrfTokens {
   private constructor(private readonly key: Buffer) {}
 
-  static async open(store: BlobStore): Promise<CsrfTokens> {
-    let hex = await store.getBlob('secrets', 'csrf');
-    if (!hex) {
-      hex = randomBytes(32).toString('hex');
-      await store.putBlob('secrets', 'csrf', hex);
-      hex = (await store.getBlob('secrets', 'csrf')) ?? hex;
-    }
-    return new CsrfTokens(Buffer.from(hex, 'hex'));
+  static async open(store: BlobStore, cluster?: SecretLeases): Promise<CsrfTokens> {
+    return new CsrfTokens(await sharedSecret(store, 'csrf', cluster));
   }
 
   tokenFor(p: Pick<Principal, 'name' | 'passwordVersion'>): string {

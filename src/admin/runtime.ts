@@ -10,7 +10,7 @@ import { LiveState } from './live-state.js';
 import { AdminMetrics } from './metrics.js';
 import { Sampler, type SamplerOptions } from './sampler.js';
 import type { HealthInfo } from './view-types.js';
-import { WorkerWatcher } from './worker-watch.js';
+import { WorkerWatcher, type WorkerTransition } from './worker-watch.js';
 import { registerAutoscaleMetrics } from '../autoscale/metrics.js';
 import type { AutoscaleAlert } from '../autoscale/autoscaler.js';
 
@@ -50,10 +50,12 @@ export async function createAdminRuntime(
   services: Services,
   opts: AdminRuntimeOptions = {},
 ): Promise<AdminRuntime> {
-  const { config, store, queue, workers, bus, logger, connections, broadcast } = services;
+  const { config, store, queue, bus, logger, connections, broadcast } = services;
+  // Every process's workers (the local registry alone with one process); metrics keep the local one.
+  const workers = services.workerDirectory;
   const startedAt = Date.now();
   const audit = services.audit;
-  const csrf = await CsrfTokens.open(store);
+  const csrf = await CsrfTokens.open(store, services.cluster);
   const watcher = new WorkerWatcher(workers, opts.watchIntervalMs ?? 1000);
   const sampler = new Sampler(
     { store, queue, workers },
@@ -62,12 +64,20 @@ export async function createAdminRuntime(
   const metrics = new AdminMetrics({
     store,
     queue,
-    workers,
+    // Each process reports its own workers, so a worker is counted once across processes.
+    workers: services.workers,
     tracker: connections,
     logins: () => services.bcrypt.stats(),
   });
+  const cluster = services.cluster;
   const alerts = new AlertService(
-    { store, queue, workers },
+    // Several processes: each raises the alert, one posts it.
+    {
+      store,
+      queue,
+      workers,
+      ...(cluster.shared ? { once: (k: string, ms: number) => cluster.once(k, ms) } : {}),
+    },
     {
       webhookUrl: config.ALERT_WEBHOOK_URL,
       topic: config.ALERT_WEBHOOK_TOPIC,
@@ -89,6 +99,14 @@ export async function createAdminRuntime(
     metricsProtected: Boolean(config.METRICS_TOKEN),
     recentAlerts: alerts.recent(),
     frontend: frontendSummary(services.frontend.status()),
+    ...(services.cluster.shared
+      ? {
+          cluster: {
+            process: services.cluster.processId,
+            processes: 1 + services.workerDirectory.processes().length,
+          },
+        }
+      : {}),
   });
   const state = new LiveState({
     store,
@@ -102,6 +120,8 @@ export async function createAdminRuntime(
     autoscale: () => services.autoscaler?.view() ?? null,
     downloads: () => services.models.list(),
     workshopModels: () => services.models.workshop(),
+    ...(services.cluster.shared ? { processId: services.cluster.processId } : {}),
+    loraQuota: config.LORA_QUOTA,
   });
   const live = new LiveHub(state, sampler, { minIntervalMs: opts.liveMinIntervalMs ?? 250, logger });
 
@@ -159,7 +179,17 @@ export async function createAdminRuntime(
       const onWorkers = () => live.markDirty('workers', 'orphans', 'health');
       watcher.on('change', onWorkers);
       unsubscribes.push(() => watcher.off('change', onWorkers));
-      const onTransition = alerts.onWorkerTransition.bind(alerts);
+      // Another process's snapshot arrived: look now rather than at the next tick.
+      const onDirectory = () => {
+        watcher.check();
+        live.markDirty('health'); // how many processes report (pushed only when it changed)
+      };
+      workers.on('change', onDirectory);
+      unsubscribes.push(() => workers.off('change', onDirectory));
+      // Alerts about a worker come from the process holding its socket (the others merely see it).
+      const onTransition = (t: WorkerTransition) => {
+        if (t.worker.process === undefined) alerts.onWorkerTransition(t);
+      };
       watcher.on('transition', onTransition);
       unsubscribes.push(() => watcher.off('transition', onTransition));
       const onConnections = () => live.markDirty('participants');

@@ -1,6 +1,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import type { BlobStore } from '../store/types.js';
 import { safeEqual } from './passwords.js';
+import { sharedSecret, type SecretLeases } from '../cluster/shared-secret.js';
 
 export const SESSION_COOKIE = 'cm_session';
 /** Remembers that this browser signed in as an account before (see `DeviceClaims`). */
@@ -45,15 +46,9 @@ export interface DeviceClaims {
 export class SessionSigner {
   private constructor(private readonly key: Buffer) {}
 
-  static async open(store: BlobStore): Promise<SessionSigner> {
-    let hex = await store.getBlob('secrets', 'session');
-    if (!hex) {
-      hex = randomBytes(32).toString('hex');
-      await store.putBlob('secrets', 'session', hex);
-      // Another process may have raced us; whoever wrote last wins, so read it back.
-      hex = (await store.getBlob('secrets', 'session')) ?? hex;
-    }
-    return new SessionSigner(Buffer.from(hex, 'hex'));
+  /** `cluster`: processes starting together on an empty store agree on one key (see sharedSecret). */
+  static async open(store: BlobStore, cluster?: SecretLeases): Promise<SessionSigner> {
+    return new SessionSigner(await sharedSecret(store, 'session', cluster));
   }
 
   sign(claims: SessionClaims): string {

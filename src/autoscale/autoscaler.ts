@@ -8,7 +8,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { acceptsWork, type WorkerRegistry } from '../dispatch/worker-registry.js';
+import { acceptsWork, type WorkerReader } from '../dispatch/worker-registry.js';
 import type { QueueEvent, QueueService } from '../scheduler/queue-service.js';
 import type { BlobStore, Job } from '../store/types.js';
 import { decide, type Decision, type InstanceState, type PoolPolicy, type PoolState } from './decide.js';
@@ -20,6 +20,8 @@ import { CostLedger, type CostRow } from './cost.js';
 import { etaSeconds, isStarting, StartTimes } from './start-times.js';
 import { GpuUsage } from './usage.js';
 import { bindPoolWorkers } from './replica-pool.js';
+import { AutoscaleShared, type Overrides } from './shared-state.js';
+import type { ClusterBus } from '../cluster/index.js';
 
 export interface AutoscalerOptions {
   policy: PoolPolicy;
@@ -42,7 +44,9 @@ export interface AutoscalerDeps {
   queue: Pick<QueueService, 'pendingOrder' | 'on' | 'off'> & {
     store: Pick<BlobStore, 'getBlob' | 'putBlob'> & { countByStatus(): Promise<{ pending: number }> };
   };
-  workers: WorkerRegistry;
+  workers: WorkerReader;
+  /** Several processes (a shared bus): the loop runs on one at a time; see shared-state.ts. */
+  cluster?: Pick<ClusterBus, 'shared' | 'holdLease' | 'releaseLease' | 'publish' | 'subscribe'>;
 }
 
 export interface ManagedInstance {
@@ -94,6 +98,12 @@ export class Autoscaler extends EventEmitter<{
   private spareSince: number | null = null;
   private readonly alerted = new Set<string>();
   private counter = 0;
+  /** Null for a single process: then this one always leads. */
+  private readonly shared: AutoscaleShared | null;
+  private leader: boolean;
+  /** The leader's view, shown by a process that does not lead. */
+  private leaderView: AutoscaleView | null = null;
+  private unsubscribeOverrides: (() => void) | null = null;
   private readonly onQueue = (e: QueueEvent) => {
     if (e.type === 'enqueued' || e.type === 'requeued') this.kick();
     if (e.type === 'finished') this.jobFinished(e.job);
@@ -108,6 +118,23 @@ export class Autoscaler extends EventEmitter<{
     this.log = opts.logger;
     this.startTimes = new StartTimes(deps.queue.store, `${deps.provider.name}/${deps.provider.instanceType}`);
     this.cost = new CostLedger((t) => this.priceOf(t), deps.queue.store);
+    this.shared = deps.cluster?.shared
+      ? new AutoscaleShared(deps.cluster, deps.queue.store, Math.max(3 * opts.intervalMs, 15_000))
+      : null;
+    this.leader = this.shared === null;
+    // Overrides set on another process (every process keeps its own copy for its view).
+    this.unsubscribeOverrides =
+      this.shared?.onOverrides(
+        () =>
+          void this.readOverrides().then(() => {
+            if (this.timer) this.kick();
+          }),
+      ) ?? null;
+  }
+
+  /** Whether this process runs the loop (always, for a single process). */
+  get leading(): boolean {
+    return this.leader;
   }
 
   /** Price per hour of an instance type: AUTOSCALE_PRICES, else the provider's price for its own. */
@@ -135,8 +162,14 @@ export class Autoscaler extends EventEmitter<{
     clearInterval(this.timer);
     clearTimeout(this.soon);
     this.deps.queue.off('event', this.onQueue);
+    this.unsubscribeOverrides?.();
     await this.ticking;
-    await this.cost.save();
+    // Only the leader's ledger is the stored one; another process would overwrite it with a stale copy.
+    if (this.leader) await this.cost.save();
+    if (this.shared && this.leader) {
+      this.leader = false;
+      await this.shared.release().catch(() => undefined);
+    }
   }
 
   /** Looks again soon (coalesced). */
@@ -172,6 +205,7 @@ export class Autoscaler extends EventEmitter<{
   /** Keep at least `count` workers for `minutes` (0 ends a hold). */
   setHold(count: number, minutes: number): void {
     this.hold = count > 0 && minutes > 0 ? { count, until: this.clock() + minutes * 60_000 } : null;
+    this.shareOverrides();
     this.record({
       action: 'hold',
       reason: this.hold ? `instructor: hold ${count} warm for ${minutes} min` : 'instructor: hold ended',
@@ -182,6 +216,7 @@ export class Autoscaler extends EventEmitter<{
   /** Stop every GPU now (idle at once, busy ones once they finish) and start none; false resumes. */
   setStopAll(on: boolean): void {
     this.stopAll = on;
+    this.shareOverrides();
     this.record({ action: 'hold', reason: on ? 'instructor: stop all' : 'instructor: autoscaling resumed' });
     this.kick();
   }
@@ -189,6 +224,19 @@ export class Autoscaler extends EventEmitter<{
   // ---- views ---------------------------------------------------------------------------------
 
   view(): AutoscaleView {
+    if (!this.leader && this.leaderView) {
+      // The overrides are shown as set here at once, before the leader's next tick.
+      const now = this.clock();
+      return {
+        ...this.leaderView,
+        hold: this.hold && this.hold.until > now ? this.hold : null,
+        stopAll: this.stopAll,
+      };
+    }
+    return this.ownView();
+  }
+
+  private ownView(): AutoscaleView {
     const now = this.clock();
     const est = this.startTimes.estimateMs();
     const instances = [...this.instances.values()].map((i) => ({
@@ -230,6 +278,7 @@ export class Autoscaler extends EventEmitter<{
    * was measured). Null when none is starting.
    */
   starting(): { etaSeconds: number | null } | null {
+    if (!this.leader) return this.leaderView?.starting ?? null;
     const now = this.clock();
     const est = this.startTimes.estimateMs();
     const starting = [...this.instances.values()].filter(isStarting);
@@ -280,13 +329,61 @@ export class Autoscaler extends EventEmitter<{
   // ---- the loop ------------------------------------------------------------------------------
 
   private async doTick(): Promise<void> {
-    const now = this.clock();
-    await this.reconcile(now);
-    const state = await this.poolState(now);
-    const decisions = decide(state, this.opts.policy);
-    for (const d of decisions) await this.apply(d, now);
-    await this.cost.save();
+    if (this.shared && !(await this.takeTurn())) return;
+    // A slow provider call must not let the lease lapse mid-tick (another process would start a
+    // second loop): renew it while the tick runs.
+    const renew = this.shared
+      ? setInterval(() => void this.shared?.lead().catch(() => false), 5_000)
+      : undefined;
+    try {
+      const now = this.clock();
+      await this.reconcile(now);
+      const state = await this.poolState(now);
+      const decisions = decide(state, this.opts.policy);
+      for (const d of decisions) await this.apply(d, now);
+      await this.cost.save();
+      if (this.shared) await this.shared.saveView(this.ownView());
+    } finally {
+      clearInterval(renew);
+    }
     this.emit('change');
+  }
+
+  /**
+   * Several processes: renews (or takes) the lease. A new leader reads what the previous one
+   * stored (start times, cost ledger, overrides); the instances it started are adopted from the
+   * provider's list by reconcile, as after a restart. A process that does not lead refreshes its
+   * copy of the leader's view instead. True when this process should run the loop now.
+   */
+  private async takeTurn(): Promise<boolean> {
+    const shared = this.shared!;
+    const lead = await shared.lead();
+    if (lead && !this.leader) {
+      await this.startTimes.load();
+      await this.cost.reload();
+      await this.readOverrides();
+      this.log?.info('autoscaler: this process runs the autoscaling loop now');
+    }
+    this.leader = lead;
+    if (lead) return true;
+    this.leaderView = await shared.loadView();
+    await this.cost.reload();
+    this.emit('change');
+    return false;
+  }
+
+  private async readOverrides(): Promise<void> {
+    const o = await this.shared?.loadOverrides();
+    if (!o) return;
+    this.hold = o.hold;
+    this.stopAll = o.stopAll;
+  }
+
+  private shareOverrides(): void {
+    const o: Overrides = { hold: this.hold, stopAll: this.stopAll };
+    this.shared
+      ?.saveOverrides(o)
+      .catch((err: unknown) => this.log?.warn({ err }, 'autoscaler: could not share an override'));
   }
 
   private async reconcile(now: number): Promise<void> {

@@ -157,6 +157,13 @@ export class CostLedger {
     }
   }
 
+  /** Replaces what is held with the stored ledger (another process leads the autoscaler). */
+  async reload(): Promise<void> {
+    if (!this.store) return;
+    this.entries.clear();
+    await this.load();
+  }
+
   /** Writes the ledger when it changed since the last save. */
   async save(): Promise<void> {
     if (!this.store || !this.dirty) return;

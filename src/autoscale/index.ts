@@ -5,7 +5,8 @@
  */
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import type { WorkerRegistry } from '../dispatch/worker-registry.js';
+import type { ClusterBus } from '../cluster/index.js';
+import type { WorkerReader } from '../dispatch/worker-registry.js';
 import type { QueueService } from '../scheduler/queue-service.js';
 import { StartupError } from '../startup-error.js';
 import { Autoscaler } from './autoscaler.js';
@@ -144,9 +145,11 @@ export async function createAutoscaler(
   config: Config,
   deps: {
     queue: QueueService;
-    workers: WorkerRegistry;
+    workers: WorkerReader;
     verifyWorkerToken: (token: string) => Promise<string | null>;
     logger?: Logger;
+    /** Several processes: the loop runs on one at a time (see shared-state.ts). */
+    cluster?: ClusterBus;
   },
 ): Promise<Autoscaler | null> {
   const provider = providerFromConfig(config, deps.logger);
@@ -162,7 +165,12 @@ export async function createAutoscaler(
     );
   }
   return new Autoscaler(
-    { provider, queue: deps.queue, workers: deps.workers },
+    {
+      provider,
+      queue: deps.queue,
+      workers: deps.workers,
+      ...(deps.cluster ? { cluster: deps.cluster } : {}),
+    },
     {
       policy: policyFromConfig(config),
       intervalMs: config.AUTOSCALE_INTERVAL_SECONDS * 1000,

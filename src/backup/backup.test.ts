@@ -21,7 +21,8 @@ import { BackupError, EXIT } from './errors.js';
 import { listSnapshots, manifestKey, objectKey, readManifest } from './manifest.js';
 import { createProgress } from './progress.js';
 import { runRestore } from './restore.js';
-import { startBackupSchedule } from './schedule.js';
+import { BACKUP_LEASE, startBackupSchedule } from './schedule.js';
+import { MemoryClusterHub } from '../cluster/cluster-bus.js';
 import { openTarget, parseTargetSpec, type BackupTarget } from './target.js';
 
 let root: string;
@@ -264,6 +265,59 @@ describe('scheduled backups', () => {
     expect(lines.some((l) => l.msg === 'backup stopped (server shutting down)')).toBe(true);
     expect(await listSnapshots(new LocalFileStore(path.join(root, 'sched')))).toHaveLength(2);
     expect(await s.runNow()).toBeNull();
+  });
+});
+
+describe('scheduled backups with several processes', () => {
+  const silent = pino({ level: 'silent' });
+  const HOURS6 = 6 * 3_600_000;
+
+  it("runs one backup per slot across processes; a killed runner's lease lapses and the next slot runs elsewhere", async () => {
+    let now = HOURS6 * 1000 + 60_000;
+    const hub = new MemoryClusterHub(() => now);
+    const dir = path.join(root, 'sched-cluster');
+    const c = cfg({
+      DATA_DIR: config.DATA_DIR,
+      BACKUP_INTERVAL: '6h',
+      BACKUP_TARGET: dir,
+      BACKUP_KEEP: '10',
+    });
+    const schedules = [0, 1, 2].map(() =>
+      startBackupSchedule({
+        config: c,
+        store,
+        files,
+        logger: silent,
+        cluster: hub.join(),
+        clock: () => now,
+      })!,
+    );
+    try {
+      // All three tick in the same slot (their timers fire at different moments of it).
+      const first = await Promise.all(schedules.map((s) => s.tick()));
+      expect(first.filter((r) => r !== null)).toHaveLength(1);
+      now += 3_600_000;
+      expect((await Promise.all(schedules.map((s) => s.tick()))).every((r) => r === null)).toBe(true);
+      expect(await listSnapshots(new LocalFileStore(dir))).toHaveLength(1);
+
+      // A process took the next slot and its lease, then was killed mid-backup: nobody else backs
+      // up while its lease holds, nor that slot after it lapsed (a slot is not run twice)...
+      now = (Math.floor(now / HOURS6) + 1) * HOURS6 + 1_000;
+      const killed = hub.join();
+      expect(await killed.holdLease(BACKUP_LEASE, 30_000)).toBe(true);
+      expect(await killed.once(`backup-slot:${Math.floor(now / HOURS6)}`, 2 * HOURS6)).toBe(true);
+      now += 10_000;
+      expect((await Promise.all(schedules.map((s) => s.tick()))).every((r) => r === null)).toBe(true);
+      now += 30_000;
+      expect((await Promise.all(schedules.map((s) => s.tick()))).every((r) => r === null)).toBe(true);
+      // ...and the slot after is run by one of the others, once.
+      now += HOURS6;
+      const later = await Promise.all(schedules.map((s) => s.tick()));
+      expect(later.filter((r) => r !== null)).toHaveLength(1);
+      expect(await listSnapshots(new LocalFileStore(dir))).toHaveLength(2);
+    } finally {
+      await Promise.all(schedules.map((s) => s.stop()));
+    }
   });
 });
 

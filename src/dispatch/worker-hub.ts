@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { RawData, WebSocket } from 'ws';
 import type { JobStore } from '../store/types.js';
 import {
+  CLOSE_SERVICE_RESTART,
   CLOSE_TOKEN_REVOKED,
   PROTOCOL_VERSION,
   agentMessage,
@@ -31,8 +32,10 @@ export const CLOSE_CODES = {
   UNSUPPORTED_PROTOCOL: 4003,
   /** The worker token was revoked: do not reconnect with it. */
   TOKEN_REVOKED: CLOSE_TOKEN_REVOKED,
-  /** The server is shutting down. */
+  /** The server is shutting down (kept for agents older than the 1012 handling). */
   GOING_AWAY: 1001,
+  /** This process is draining (rolling restart): reconnect now, to another process, keeping jobs. */
+  SERVICE_RESTART: CLOSE_SERVICE_RESTART,
 } as const;
 
 /** Invalid frames tolerated per minute before the hub hangs up. */
@@ -46,6 +49,8 @@ export interface WorkerHubOptions {
   silenceMs?: number;
   /** Whether agents are asked to offer their ComfyUI frontend (`welcome.mirrorFrontend`). Default false. */
   mirrorFrontend?: () => boolean;
+  /** Whether agents are asked to offer ComfyUI's template library (`welcome.mirrorTemplates`). Default false. */
+  mirrorTemplates?: () => boolean;
 }
 
 export interface WorkerHubDeps {
@@ -147,12 +152,25 @@ export class WorkerHub {
     return this.sessions.size;
   }
 
-  /** Closes every agent connection (server shutdown). */
+  /**
+   * Re-checks now the tokens of the connections using `tokenName` (a revoke was announced, e.g. by
+   * another process): revoked ones give their jobs back and close with 4004 without waiting for
+   * their next heartbeat.
+   */
+  async recheckTokens(tokenName: string): Promise<void> {
+    const checks = [...this.sessions].filter((s) => s.tokenName === tokenName).map((s) => s.authorized());
+    await Promise.all(checks);
+  }
+
+  /**
+   * Closes every agent connection (server shutdown). 1012: the agent reconnects at once, through
+   * the load balancer to another process, and keeps its jobs.
+   */
   closeAll(): void {
     for (const s of this.sessions) {
       clearTimeout(s.timer);
       clearTimeout(s.closeTimer);
-      if (s.socket.readyState === OPEN) s.socket.close(CLOSE_CODES.GOING_AWAY, 'server shutting down');
+      if (s.socket.readyState === OPEN) s.socket.close(CLOSE_CODES.SERVICE_RESTART, 'server restarting');
       s.socket.terminate();
     }
     this.sessions.clear();
@@ -322,6 +340,7 @@ export class WorkerHub {
       needEnv,
       forget,
       mirrorFrontend: this.opts.mirrorFrontend?.() ?? false,
+      mirrorTemplates: this.opts.mirrorTemplates?.() ?? false,
       acks: true,
       outputEntries: true,
       ...(msg.inFlight.length === 0 ? { warmup: await this.warmupModels() } : {}),

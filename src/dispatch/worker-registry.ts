@@ -96,6 +96,11 @@ export interface WorkerEntry {
   ephemeral?: EphemeralInfo | null;
   /** Fetching the workshop's models it lacks (see ModelDownloadService): no jobs until done. */
   preparing?: boolean;
+  /**
+   * The control-plane process holding its connection, set only on entries another process
+   * reported (src/cluster/worker-directory.ts); absent on this process's own entries.
+   */
+  process?: string;
 }
 
 /** The JSON shape of a worker in `GET /api/v1/workers`. */
@@ -135,6 +140,24 @@ export interface WorkerView {
   ephemeral: EphemeralInfo | null;
   /** Fetching the workshop's models it lacks: takes no jobs until that is done. */
   preparing: boolean;
+  /** With several control-plane processes: the id of the one holding its connection. */
+  process?: string;
+}
+
+/**
+ * What readers of the worker list need (dashboard, `/api/v1/workers`, status, banner, autoscaler):
+ * the local {@link WorkerRegistry}, or with several processes the merged WorkerDirectory
+ * (src/cluster). The dispatcher and the hub always use the local registry: they act on sockets.
+ */
+export interface WorkerReader {
+  /** Every known worker, sorted by id. */
+  all(): WorkerEntry[];
+  /** Connected, registered workers. */
+  online(): WorkerEntry[];
+  get(id: string): WorkerEntry | undefined;
+  holdersOf(jobId: string): { worker: WorkerEntry; held: HeldJob }[];
+  view(id: string): WorkerView | null;
+  list(): WorkerView[];
 }
 
 export interface HelloInfo {
@@ -164,8 +187,14 @@ export function tokenNameOfWorker(workerId: string): string {
 
 const iso = (t: number | null): string | null => (t === null ? null : new Date(t).toISOString());
 
-export class WorkerRegistry {
+export class WorkerRegistry implements WorkerReader {
   private readonly workers = new Map<string, WorkerEntry>();
+  /**
+   * With several processes: whether another process knows this worker as drained (it was
+   * connected there before), so a drain survives the worker reconnecting here. Set by the
+   * WorkerDirectory (src/cluster).
+   */
+  drainedElsewhere: ((id: string) => boolean) | null = null;
 
   constructor(
     private readonly opts: { retentionMs: number; clock?: () => number } = { retentionMs: 3_600_000 },
@@ -199,7 +228,7 @@ export class WorkerRegistry {
       disconnectedAt: null,
       lastHeartbeatAt: now,
       healthy: info.healthy,
-      draining: old?.draining ?? false,
+      draining: old?.draining ?? this.drainedElsewhere?.(id) ?? false,
       stopping: info.stopping ?? false,
       agentVersion: info.agentVersion,
       comfyuiVersion: info.comfyuiVersion,
@@ -348,6 +377,7 @@ export function toView(w: WorkerEntry): WorkerView {
     jobsFailed: w.failed,
     ephemeral: w.ephemeral ?? null,
     preparing: w.preparing === true,
+    ...(w.process ? { process: w.process } : {}),
   };
 }
 

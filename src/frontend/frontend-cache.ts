@@ -15,6 +15,7 @@
  * frontend to serve. Contents already held from an earlier version are never sent again.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { copyFile, link, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -50,7 +51,7 @@ export interface FrontendVersion {
   offeredAt: number;
 }
 
-const versionFileSchema = z.object({
+export const versionFileSchema = z.object({
   id: z.string().regex(/^[0-9a-f]{16}$/),
   label: z.string(),
   source: z.enum(['http', 'dir']),
@@ -71,6 +72,12 @@ export interface FrontendCacheOptions {
   /** How long an offer waits for its contents. Default 30 minutes. */
   pendingTtlMs?: number;
   clock?: () => number;
+  /**
+   * The same cache holds ComfyUI's template library (src/templates/library.ts): what instructors
+   * see as a version's label, and what log lines call the mirrored thing. Defaults: the frontend's.
+   */
+  labelOf?: (offer: FrontendOffer) => string;
+  what?: string;
 }
 
 interface PendingOffer {
@@ -91,7 +98,17 @@ export function versionIdOf(files: readonly Pick<FrontendFile, 'path' | 'sha256'
   return h.digest('hex').slice(0, 16);
 }
 
-export class FrontendCache {
+/**
+ * Events for sharing versions with other control-plane processes (frontend-share.ts): `version` when
+ * a worker's upload was assembled here (it is then the current one), `current` when an instructor
+ * chose another version. Versions adopted from the shared copy raise neither.
+ */
+interface CacheEvents {
+  version: [FrontendVersion];
+  current: [string];
+}
+
+export class FrontendCache extends EventEmitter<CacheEvents> {
   private readonly versions = new Map<string, FrontendVersion>();
   private readonly pending = new Map<string, PendingOffer>();
   private currentId: string | null = null;
@@ -102,6 +119,7 @@ export class FrontendCache {
   private readonly precompressor: Precompressor;
 
   private constructor(private readonly opts: FrontendCacheOptions) {
+    super();
     this.clock = opts.clock ?? Date.now;
     this.ttl = opts.pendingTtlMs ?? 30 * 60_000;
     this.precompressor = new Precompressor(join(opts.root, 'encoded'), join(opts.root, 'tmp'), opts.logger);
@@ -175,9 +193,11 @@ export class FrontendCache {
     for (const f of offer.files) sizes.set(f.sha256, f.size);
     const version: FrontendVersion = {
       id,
-      label: offer.frontendVersion
-        ? `frontend ${offer.frontendVersion}`
-        : `from ComfyUI ${offer.comfyuiVersion}`,
+      label: this.opts.labelOf
+        ? this.opts.labelOf(offer)
+        : offer.frontendVersion
+          ? `frontend ${offer.frontendVersion}`
+          : `from ComfyUI ${offer.comfyuiVersion}`,
       source: offer.source,
       comfyuiVersion: offer.comfyuiVersion,
       frontendVersion: offer.frontendVersion,
@@ -204,7 +224,7 @@ export class FrontendCache {
       body.resume();
       throw new AppError(
         'CONFLICT',
-        'No pending frontend offer names this content; offer the frontend again.',
+        `No pending ${this.opts.what ?? 'frontend'} offer names this content; offer it again.`,
       );
     }
     const final = this.blobPath(sha256);
@@ -212,6 +232,16 @@ export class FrontendCache {
       body.resume();
       return { sha256, size: expected };
     }
+    return this.storeBlob(sha256, expected, body);
+  }
+
+  /** Streams `body` into blobs/ if its size and sha256 are the expected ones. */
+  private async storeBlob(
+    sha256: string,
+    expected: number,
+    body: Readable,
+  ): Promise<{ sha256: string; size: number }> {
+    const final = this.blobPath(sha256);
     const tmp = join(this.opts.root, 'tmp', `${sha256}.${randomBytes(6).toString('hex')}`);
     const hash = createHash('sha256');
     let size = 0;
@@ -272,9 +302,10 @@ export class FrontendCache {
       await this.collectGarbage();
       this.precompress(p.version);
       const v = p.version;
+      this.emit('version', v);
       this.opts.logger.info(
         { versionId: id, label: v.label, files: v.files.length, bytes: v.bytes, workerId: v.workerId },
-        'mirrored the ComfyUI frontend from a worker',
+        `mirrored the ${this.opts.what ?? 'ComfyUI frontend'} from a worker`,
       );
       return { versionId: id, status: 'present' as const, missing: [] };
     });
@@ -287,7 +318,53 @@ export class FrontendCache {
       if (!v) throw new AppError('NOT_FOUND', `No mirrored frontend version ${id}.`);
       await this.setCurrent(id);
       this.opts.logger.info({ versionId: id, label: v.label }, 'serving another mirrored frontend version');
+      this.emit('current', id);
       return v;
+    });
+  }
+
+  /** Whether this version is held on disk. */
+  has(id: string): boolean {
+    return this.versions.has(id);
+  }
+
+  /** Where a held content lives on disk (for copying it to the shared store). */
+  blobFile(sha256: string): string {
+    return this.blobPath(sha256);
+  }
+
+  /**
+   * Adds a version another process mirrored, fetching the contents not held here through `fetch`
+   * (each checked against its size and sha256). It does not become the current one unless none
+   * is; see {@link follow}. False when it was held already.
+   */
+  adopt(v: FrontendVersion, fetch: (sha256: string) => Promise<Readable>): Promise<boolean> {
+    return this.serialize(async () => {
+      if (this.versions.has(v.id) || versionIdOf(v.files) !== v.id) return false;
+      const sizes = new Map(v.files.map((f) => [f.sha256, f.size]));
+      for (const sha of await this.missingBlobs(sizes.keys())) {
+        await this.storeBlob(sha, sizes.get(sha)!, await fetch(sha));
+      }
+      await this.assemble(v);
+      this.versions.set(v.id, v);
+      await this.writeManifest(v);
+      if (!this.current()) await this.setCurrent(v.id);
+      await this.collectGarbage();
+      this.precompress(v);
+      this.opts.logger.info(
+        { versionId: v.id, label: v.label, files: v.files.length },
+        'copied a mirrored ComfyUI frontend from the shared store',
+      );
+      return true;
+    });
+  }
+
+  /** Serves a held version from now on because another process chose it; false if not held. */
+  follow(id: string): Promise<boolean> {
+    return this.serialize(async () => {
+      if (!this.versions.has(id)) return false;
+      await this.setCurrent(id);
+      return true;
     });
   }
 

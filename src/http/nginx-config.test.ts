@@ -31,6 +31,23 @@ describe('renderNginxConfig', () => {
     expect(() => renderNginxConfig({ ...base, cert: '/c.pem' })).toThrow(/both --cert and --key/);
   });
 
+  it('several upstreams: every one listed, no stickiness, retries only what is safe to repeat', () => {
+    const text = renderNginxConfig({
+      ...base,
+      upstream: ['127.0.0.1:8081', '127.0.0.1:8082', '127.0.0.1:8083', '127.0.0.1:8081'],
+    });
+    for (const p of [8081, 8082, 8083])
+      expect(text).toContain(`server 127.0.0.1:${p} max_fails=1 fail_timeout=5s;`);
+    expect(text.match(/server 127\.0\.0\.1:8081/g)).toHaveLength(1);
+    expect(text).not.toMatch(/^\s*(ip_hash|hash|sticky)\b/m);
+    expect(text).toContain('proxy_next_upstream error timeout http_502 http_503 http_504;');
+    expect(text).not.toMatch(/^\s*proxy_next_upstream[^;]*non_idempotent/m);
+    // One process: nothing to retry on.
+    expect(renderNginxConfig(base)).not.toContain('proxy_next_upstream ');
+    expect(() => renderNginxConfig({ ...base, upstream: ['127.0.0.1:1', 'a b:2'] })).toThrow();
+    expect(() => renderNginxConfig({ ...base, upstream: [] })).toThrow();
+  });
+
   it('sizes are whole MiB, one above the limit', () => {
     expect(nginxSize(50 * 1024 * 1024)).toBe('51m');
     expect(nginxSize(1)).toBe('2m');

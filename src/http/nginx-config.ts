@@ -15,6 +15,13 @@ const MIB = 1024 * 1024;
 /** Characters nginx would treat as syntax; refusing them keeps user input from adding directives. */
 const NO_SYNTAX = /^[^\s;{}"'$\\#]+$/;
 
+const upstreamAddress = z
+  .string()
+  .regex(
+    /^(?:(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}|unix:\/[^\s;{}"'$\\#]+)$/,
+    'expected host:port such as 127.0.0.1:8080',
+  );
+
 export const nginxConfigOptions = z
   .object({
     /** nginx `server_name`: one or more names separated by spaces; `_` matches any. */
@@ -25,13 +32,13 @@ export const nginxConfigOptions = z
         'expected host names separated by spaces, e.g. workshop.example.org',
       )
       .default('_'),
-    /** host:port of the control plane (HOST/PORT), or unix:/path. */
+    /**
+     * host:port of the control plane (HOST/PORT), or unix:/path; several for several processes on
+     * one Redis and one bucket (docs/scaling.md): nginx spreads requests over them, no stickiness.
+     */
     upstream: z
-      .string()
-      .regex(
-        /^(?:(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}|unix:\/[^\s;{}"'$\\#]+)$/,
-        'expected host:port such as 127.0.0.1:8080',
-      ),
+      .union([upstreamAddress, z.array(upstreamAddress).min(1).max(64)])
+      .transform((u) => [...new Set(Array.isArray(u) ? u : [u])]),
     /** PEM certificate (chain included) and key for nginx to serve HTTPS; both or neither. */
     cert: z.string().regex(NO_SYNTAX, 'a path without spaces, quotes, ; { } $ # or \\').optional(),
     key: z.string().regex(NO_SYNTAX, 'a path without spaces, quotes, ; { } $ # or \\').optional(),
@@ -46,7 +53,7 @@ export const nginxConfigOptions = z
       .regex(/^(?:\[[0-9A-Fa-f:.]+\]:|[0-9.]+:|[A-Za-z0-9.-]+:)?\d{1,5}$/, 'expected [address:]port')
       .nullable()
       .optional(),
-    /** Largest participant request body in bytes: max(UPLOAD_LIMIT, BODY_LIMIT). */
+    /** Largest participant request body in bytes: max(UPLOAD_LIMIT, BODY_LIMIT, LORA_UPLOAD_LIMIT + a form's room). */
     bodyLimit: z.number().int().positive(),
     /** Largest worker output upload in bytes: OUTPUT_UPLOAD_LIMIT. */
     workerUploadLimit: z.number().int().positive(),
@@ -74,6 +81,44 @@ function listenLines(listen: string | undefined, fallback: number, ssl: boolean)
 
 const indent = (lines: string[], by = '    ') => lines.map((l) => (l ? by + l : l));
 
+/** The `upstream` block: one control-plane process, or several sharing Redis and a bucket. */
+function upstreamBlock(servers: string[]): string[] {
+  if (servers.length === 1)
+    return ['upstream comfy_multi {', `    server ${servers[0]};`, '    keepalive 16;', '}', ''];
+  return [
+    '# Several control-plane processes on one Redis (STORE=redis) and one bucket (FILES=s3): any of',
+    '# them serves any request, so no sticky sessions (no ip_hash, no cookie). A process that refuses',
+    '# connections or fails is left alone for fail_timeout, then tried again (a restart takes ~2 s).',
+    'upstream comfy_multi {',
+    ...servers.map((s) => `    server ${s} max_fails=1 fail_timeout=5s;`),
+    '    keepalive 32;',
+    '    # nginx, not the process, closes idle connections (a draining process waits for that): no',
+    '    # request is ever sent on a connection the process is closing at the same moment.',
+    '    keepalive_timeout 4s;',
+    '}',
+    '',
+  ];
+}
+
+/**
+ * Several processes: a request that meets a process being restarted or killed goes to the next one.
+ * nginx repeats only what is safe to repeat: GET/HEAD/PUT/DELETE/OPTIONS on any of these, POST and
+ * PATCH only when the connection failed before the request was sent (a draining process refuses
+ * new connections, so that is what a rolling restart looks like). `non_idempotent` is deliberately
+ * absent: a POST /prompt that reached a process killed mid-answer may have been queued.
+ */
+function nextUpstreamLines(): string[] {
+  return [
+    '# A process restarting (connection refused, /health 503 SHUTTING_DOWN) or killed: try the next',
+    '# one. POSTs are retried only when they were not sent (never non_idempotent: a prompt that may',
+    '# have been queued is not queued twice).',
+    'proxy_next_upstream error timeout http_502 http_503 http_504;',
+    'proxy_next_upstream_tries 3;',
+    'proxy_next_upstream_timeout 30s;',
+    '',
+  ];
+}
+
 /** The nginx configuration (http context: an `upstream`, a `map` and the `server` blocks). */
 export function renderNginxConfig(input: NginxConfigOptions): string {
   const o = nginxConfigOptions.parse(input);
@@ -88,11 +133,7 @@ export function renderNginxConfig(input: NginxConfigOptions): string {
     `#   HOST=127.0.0.1 TRUST_PROXY=true PUBLIC_URL=${tls ? 'https' : 'http'}://<your host name>`,
     '# and without TLS_CERT/TLS_KEY (nginx speaks TLS; the control plane plain HTTP on loopback).',
     '',
-    'upstream comfy_multi {',
-    `    server ${o.upstream};`,
-    '    keepalive 16;',
-    '}',
-    '',
+    ...upstreamBlock(o.upstream),
     '# WebSocket upgrades (/<user>/ws, the dashboard, /worker/v1/ws); other requests keep the',
     '# upstream connection alive.',
     'map $http_upgrade $comfy_multi_connection {',
@@ -131,7 +172,7 @@ export function renderNginxConfig(input: NginxConfigOptions): string {
     '# (proxy_pass without a URI part), and double slashes stay as they are.',
     'merge_slashes off;',
     '',
-    "# Just above the server's own limits (UPLOAD_LIMIT / BODY_LIMIT), so its JSON 413 is what",
+    "# Just above the server's own limits (UPLOAD_LIMIT / BODY_LIMIT / LORA_UPLOAD_LIMIT), so its JSON 413 is what",
     '# clients see; uploads and downloads stream instead of being spooled to disk.',
     `client_max_body_size ${nginxSize(o.bodyLimit)};`,
     'proxy_request_buffering off;',
@@ -145,6 +186,7 @@ export function renderNginxConfig(input: NginxConfigOptions): string {
     'send_timeout 3600s;',
     'client_body_timeout 300s;',
     '',
+    ...(o.upstream.length > 1 ? nextUpstreamLines() : []),
     '# TRUST_PROXY=true makes the control plane believe these. X-Forwarded-For is set, not appended',
     '# to: nginx is the edge, so a client cannot choose the address the login throttle counts.',
     'proxy_set_header Host $http_host;',

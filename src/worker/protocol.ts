@@ -23,6 +23,18 @@ export const PROTOCOL_VERSION = 1;
 export const CLOSE_TOKEN_REVOKED = 4004;
 
 /**
+ * WebSocket close code 1012 ("service restart", RFC 6455 registry): this control-plane process is
+ * draining (SIGTERM, a rolling restart). The agent reconnects at once, without back-off, and the
+ * load balancer sends it to another process; it keeps its jobs (they stay claimed, `hello` lists
+ * them in `inFlight` and the new process re-adopts them). Participants' `/ws` get the same code,
+ * on which the ComfyUI frontend reconnects after 300 ms as on any close.
+ */
+export const CLOSE_SERVICE_RESTART = 1012;
+
+/** Largest random delay before reconnecting after {@link CLOSE_SERVICE_RESTART}, so a fleet spreads. */
+export const SERVICE_RESTART_JITTER_MS = 500;
+
+/**
  * The longest an agent waits between two reconnect attempts (before jitter). A control plane that
  * comes back gives running jobs this much more than a lease, so an agent still in its back-off
  * after a long outage reconnects and reports before anyone else can claim its job.
@@ -306,6 +318,12 @@ export const welcomeMessage = z.object({
    * ComfyUI serves (offer it with `POST /worker/v1/frontend/offers`). Absent means false.
    */
   mirrorFrontend: z.boolean().optional(),
+  /**
+   * The control plane wants a copy of ComfyUI's template library (the `comfyui-workflow-templates`
+   * package ComfyUI serves at `/templates/`): offer it with `POST /worker/v1/templates/offers`,
+   * same flow as the frontend. Absent means false.
+   */
+  mirrorTemplates: z.boolean().optional(),
   /** The server acknowledges every report (`ack`) once it is recorded. Absent means false. */
   acks: z.boolean().optional(),
   /**
@@ -426,6 +444,27 @@ export const frontendOfferSchema = z.strictObject({
     ),
 });
 export type FrontendOffer = z.infer<typeof frontendOfferSchema>;
+
+/**
+ * ComfyUI's template library (the files ComfyUI serves under `/templates/`, paths relative to it:
+ * `index.json`, `<name>.json`, `<name>-1.webp`, ...), offered like the frontend with `source:
+ * 'http'` and `frontendVersion` = the package version (system_stats' `installed_templates_version`).
+ */
+export const templateLibraryOfferSchema = z.strictObject({
+  source: z.enum(['http', 'dir']),
+  comfyuiVersion: z.string().max(64),
+  frontendVersion: z.string().max(64).nullable(),
+  files: z
+    .array(frontendFileSchema)
+    .min(1)
+    .max(FRONTEND_LIMITS.maxFiles)
+    .refine((fs) => fs.some((f) => f.path === 'index.json'), 'a template library needs an index.json')
+    .refine((fs) => new Set(fs.map((f) => f.path)).size === fs.length, 'each path may appear once')
+    .refine(
+      (fs) => fs.reduce((n, f) => n + f.size, 0) <= FRONTEND_LIMITS.maxTotalBytes,
+      `a template library may hold at most ${FRONTEND_LIMITS.maxTotalBytes} bytes`,
+    ),
+});
 
 export const frontendOfferAnswer = z.object({
   /** Names this set of files (a hash of the paths and contents). */

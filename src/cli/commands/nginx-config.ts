@@ -6,7 +6,7 @@ import { cliConfig, fail } from '../context.js';
 
 interface Flags {
   serverName?: string;
-  upstream?: string;
+  upstream?: string[];
   cert?: string;
   key?: string;
   listen?: string;
@@ -18,7 +18,11 @@ export function registerNginxConfig(program: Command): void {
     .command('nginx-config')
     .description('print an nginx site that proxies to this control plane (HTTPS, WebSockets, uploads)')
     .option('--server-name <names>', 'nginx server_name: your host name(s), space-separated', '_')
-    .option('--upstream <host:port>', 'where the control plane listens (default 127.0.0.1:PORT)')
+    .option(
+      '--upstream <host:port>',
+      'where the control plane listens (default 127.0.0.1:PORT); repeat for several processes (docs/scaling.md)',
+      (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
+    )
     .option('--cert <file>', 'PEM certificate with chain (e.g. fullchain.pem) for nginx to serve HTTPS')
     .option('--key <file>', 'PEM private key of --cert (e.g. privkey.pem)')
     .option('--listen <[addr:]port>', 'listen address of the site (default 443 with --cert, else 80)')
@@ -39,7 +43,7 @@ export function registerNginxConfig(program: Command): void {
         process.stdout.write(
           renderNginxConfig({
             serverName: flags.serverName ?? '_',
-            upstream: flags.upstream ?? `${host.includes(':') ? `[${host}]` : host}:${config.PORT}`,
+            upstream: flags.upstream ?? [`${host.includes(':') ? `[${host}]` : host}:${config.PORT}`],
             cert: flags.cert,
             key: flags.key,
             listen: flags.listen,
@@ -49,7 +53,11 @@ export function registerNginxConfig(program: Command): void {
                 : typeof flags.redirect === 'string'
                   ? flags.redirect
                   : undefined,
-            bodyLimit: Math.max(config.UPLOAD_LIMIT, config.BODY_LIMIT),
+            bodyLimit: Math.max(
+              config.UPLOAD_LIMIT,
+              config.BODY_LIMIT,
+              config.LORA_UPLOAD_LIMIT + 1024 * 1024,
+            ),
             workerUploadLimit: config.OUTPUT_UPLOAD_LIMIT,
             version: VERSION,
           }),

@@ -13,7 +13,7 @@ import { modelFreePrompt } from '../../../test/support/prompts.js';
 import { startStandin, type Standin } from '../../../test/support/comfyui-standin/server.js';
 import { encodeRgbPng, solidImage } from '../../../test/support/comfyui-standin/image.js';
 import { createAgent, type AgentHandle, type WorkerAgent } from './index.js';
-import { CLOSE_TOKEN_REVOKED } from '../protocol.js';
+import { CLOSE_SERVICE_RESTART, CLOSE_TOKEN_REVOKED } from '../protocol.js';
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 const logger = pino({ level: process.env.AGENT_TEST_LOG ?? 'silent' });
@@ -45,6 +45,7 @@ function start(
     comfyuiUrl?: string;
     mirrorFrontend?: boolean;
     onRevoked?: () => void;
+    backoff?: { baseMs: number; maxMs: number };
   } = {},
 ): AgentHandle {
   agentInstance = createAgent({
@@ -58,7 +59,7 @@ function start(
     probeIntervalMs: 200,
     probeTimeoutMs: 2000,
     failuresToUnhealthy: 1,
-    backoff: { baseMs: 50, maxMs: 300 },
+    backoff: opts.backoff ?? { baseMs: 50, maxMs: 300 },
     ...(opts.onRevoked ? { onRevoked: opts.onRevoked } : {}),
   });
   agentInstance.start();
@@ -415,6 +416,23 @@ describe('failures', () => {
     expect(cp.connections()).toBe(1);
     expect(cp.ofType('job_failed')).toEqual([]);
     expect(cp.ofType('job_completed')).toEqual([]);
+  });
+
+  it('a draining control plane (1012): reconnects at once, not after its back-off, and keeps its running job', async () => {
+    cp = await startFakeControlPlane({ welcome: { acks: true } });
+    // A lost connection would wait 15–30 s before the next try.
+    start({ backoff: { baseMs: 30_000, maxMs: 30_000 } });
+    await cp.waitFor('hello', (h) => h.healthy);
+    const jobId = `job-${randomUUID()}`;
+    assign(jobId, modelFreePrompt({ sleep: { seconds: 3, steps: 30, seed: 41 } }));
+    await cp.waitFor('job_started', (m) => m.jobId === jobId);
+    cp.closeWith(CLOSE_SERVICE_RESTART, 'server restarting');
+    await waitFor(() => cp.connections() >= 2, 5000, 'a second connection within the jitter');
+    const hello = cp.messages.find((m) => m.conn === 2 && m.msg.type === 'hello')?.msg;
+    expect(hello?.type === 'hello' && hello.inFlight).toEqual([{ jobId, attempt: 1, state: 'running' }]);
+    const done = await cp.waitFor('job_completed', (m) => m.jobId === jobId, 15_000);
+    expect(done.attempt).toBe(1);
+    expect(cp.ofType('job_failed')).toEqual([]);
   });
 
   it('drops a job the control plane forgot while it was away, and stops it in ComfyUI', async () => {

@@ -9,7 +9,14 @@
  */
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
-import { CLOSE_TOKEN_REVOKED, serverMessage, type AgentMessage, type ServerMessage } from '../protocol.js';
+import {
+  CLOSE_SERVICE_RESTART,
+  CLOSE_TOKEN_REVOKED,
+  SERVICE_RESTART_JITTER_MS,
+  serverMessage,
+  type AgentMessage,
+  type ServerMessage,
+} from '../protocol.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
 
 type HelloMessage = Extract<AgentMessage, { type: 'hello' }>;
@@ -276,9 +283,13 @@ export class ControlLink {
         return;
       }
       // A refused token will not become valid by itself: ask again rarely instead of hammering.
+      // A draining process (rolling restart) asks for a reconnect now: the load balancer sends it
+      // to another one; a little jitter keeps a fleet from arriving in one burst.
       const delay = rejected
         ? Math.max(60_000, backoffDelay(this.attempt++, this.opts.backoff ?? DEFAULT_BACKOFF))
-        : backoffDelay(this.attempt++, this.opts.backoff ?? DEFAULT_BACKOFF);
+        : code === CLOSE_SERVICE_RESTART
+          ? Math.round(Math.random() * SERVICE_RESTART_JITTER_MS)
+          : backoffDelay(this.attempt++, this.opts.backoff ?? DEFAULT_BACKOFF);
       if (wasReady) {
         logger.warn(
           { code, reason: reason.toString(), retryInMs: delay },

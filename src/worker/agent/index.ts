@@ -50,6 +50,11 @@ export interface AgentOptions {
   /** Between failed frontend mirror tries. Default 10 s doubling to 10 min, with jitter. */
   frontendRetry?: BackoffOptions;
   /**
+   * Offer ComfyUI's template library (`/templates/`, the comfyui-workflow-templates package) when
+   * the control plane asks (`welcome.mirrorTemplates`). Default true; false never offers it.
+   */
+  mirrorTemplates?: boolean;
+  /**
    * Called once the control plane revoked the worker token (the agent dropped its jobs and stopped
    * talking to it; call `stop()` to end the rest). Default: nothing.
    */
@@ -73,6 +78,12 @@ export interface AgentOptions {
   modelProgressMs?: number;
   /** First wait before retrying a failed model download request (doubling). Default 1000 ms. */
   modelRetryDelayMs?: number;
+  /**
+   * ComfyUI's `models/loras` folder (writable by the agent): participants' own LoRAs are put in
+   * its `_users/` folder for their jobs, cached by sha256. Default: none (jobs using a
+   * participant's own LoRA fail on this worker with a message saying so).
+   */
+  lorasDir?: string;
 }
 
 export interface AgentHandle {
@@ -118,6 +129,7 @@ export function createAgent(opts: AgentOptions): WorkerAgent {
       mirrorFrontend: opts.mirrorFrontend ?? true,
       frontendDir: opts.frontendDir,
       frontendRetry: opts.frontendRetry,
+      mirrorTemplates: opts.mirrorTemplates,
       onRevoked: opts.onRevoked,
       ephemeral: opts.ephemeral,
       exitWhenIdleMs: opts.exitWhenIdleMs,
@@ -126,6 +138,7 @@ export function createAgent(opts: AgentOptions): WorkerAgent {
       freeDiskBytes: opts.freeDiskBytes,
       modelProgressMs: opts.modelProgressMs,
       modelRetryDelayMs: opts.modelRetryDelayMs,
+      lorasDir: opts.lorasDir,
     },
     comfy,
   );

@@ -12,6 +12,7 @@ import { ModelsSection } from './models.js';
 import { MODE_HELP, MODE_LABEL, clock } from './format.js';
 import { ParticipantsSection } from './participants.js';
 import { QueueSection } from './queue.js';
+import { TemplatesSection } from './templates.js';
 import { WorkersSection } from './workers.js';
 
 const MODES: QueueMode[] = ['fifo', 'round_robin', 'priority'];
@@ -357,6 +358,7 @@ export function App() {
             <ModelsSection ctx={ctx} />
             <ChartsSection series={series} sampleMs={sampleMs} />
             <FailuresSection ctx={ctx} />
+            <TemplatesSection ctx={ctx} />
           </div>
           <div class="col col-b">
             <QueueSection ctx={ctx} />
@@ -368,6 +370,9 @@ export function App() {
         <footer class="foot small muted">
           <span>
             comfy-multi {s.health.version} · {s.health.store} store · up since {clock(s.health.startedAt)}
+            {s.health.cluster
+              ? ` · process ${s.health.cluster.process} of ${s.health.cluster.processes}`
+              : ''}
           </span>
           <span>ComfyUI frontend: {s.health.frontend}</span>
           <span>
