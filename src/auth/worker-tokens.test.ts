@@ -72,6 +72,38 @@ describe('WorkerTokenService', () => {
     expect(await tokens.verify(first.token)).toBeNull();
   });
 
+  it('reuses a recent answer for file transfers, never past its age or a revoke it has seen', async () => {
+    const tokens = service();
+    const { token } = await tokens.create('gpu1');
+    const hash = hashToken(token);
+    now = 10_000;
+    expect(await tokens.verifyHashRecent(hash, 1000)).toBe('gpu1');
+    // Revoked by another process (the CLI writes the store directly): reused within the age...
+    await store.revokeWorkerToken('gpu1', now);
+    now = 10_900;
+    expect(await tokens.verifyHashRecent(hash, 1000)).toBe('gpu1');
+    // ...and not after it.
+    now = 11_001;
+    expect(await tokens.verifyHashRecent(hash, 1000)).toBeNull();
+    expect(await tokens.verifyHashRecent(hash, 1000)).toBeNull();
+
+    // A fresh check that finds the revoke (a heartbeat, a dispatch) ends the reuse at once.
+    const again = await tokens.create('gpu2');
+    const h2 = hashToken(again.token);
+    expect(await tokens.verifyHashRecent(h2, 1000)).toBe('gpu2');
+    await store.revokeWorkerToken('gpu2', now);
+    expect(await tokens.verifyHash(h2)).toBeNull();
+    expect(await tokens.verifyHashRecent(h2, 1000)).toBeNull();
+
+    // A revoke in this process, too; and a wrong token is never remembered.
+    const third = await tokens.create('gpu3');
+    const h3 = hashToken(third.token);
+    expect(await tokens.verifyHashRecent(h3, 1000)).toBe('gpu3');
+    expect(await tokens.revoke('gpu3')).toBe(true);
+    expect(await tokens.verifyHashRecent(h3, 1000)).toBeNull();
+    expect(await tokens.verifyHashRecent(hashToken('nope'), 1000)).toBeNull();
+  });
+
   it('accepts WORKER_TOKENS from config and lists them without secrets', async () => {
     const tokens = service([{ name: 'box', secret: 'configured-secret-123' }]);
     await tokens.create('gpu1');

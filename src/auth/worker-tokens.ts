@@ -27,6 +27,8 @@ export interface CreatedWorkerToken {
  */
 export class WorkerTokenService {
   private readonly configHashes: { name: string; hash: string }[];
+  /** Valid tokens' hashes as last verified in the store, for {@link verifyHashRecent}. */
+  private readonly recent = new Map<string, { name: string; at: number }>();
 
   constructor(
     private readonly store: JobStore,
@@ -81,6 +83,7 @@ export class WorkerTokenService {
   async revoke(name: string): Promise<boolean> {
     const existing = (await this.store.listWorkerTokens()).find((t) => t.name === name);
     if (!existing || existing.revokedAt !== null) return false;
+    for (const [hash, r] of this.recent) if (r.name === name) this.recent.delete(hash);
     return this.store.revokeWorkerToken(name, this.clock());
   }
 
@@ -103,6 +106,21 @@ export class WorkerTokenService {
     for (const t of this.configHashes) {
       if (safeEqual(t.hash, hash) && match === null) match = t.name;
     }
+    if (match === null) this.recent.delete(hash);
+    else this.recent.set(hash, { name: match, at: this.clock() });
     return match;
+  }
+
+  /**
+   * As {@link verifyHash}, reusing a valid answer the store gave at most `maxAgeMs` ago: for a
+   * worker's file transfers (each output upload would otherwise read every token on the round
+   * trip). A revoke here takes effect at once; one made by another process (the CLI) within
+   * `maxAgeMs`, or sooner: the control plane re-checks connected workers in the store on every
+   * heartbeat and before every job it hands out, and a revoked answer there ends the reuse.
+   */
+  async verifyHashRecent(hash: string, maxAgeMs: number): Promise<string | null> {
+    const hit = this.recent.get(hash);
+    if (hit && this.clock() - hit.at <= maxAgeMs) return hit.name;
+    return this.verifyHash(hash);
   }
 }

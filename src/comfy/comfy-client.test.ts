@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -258,6 +258,46 @@ describe('ComfyClient requests', () => {
     expect(new ComfyClient({ baseUrl: 'https://gpu.example/comfy', clientId: 'a b' }).socketUrl()).toBe(
       'wss://gpu.example/comfy/ws?clientId=a+b',
     );
+  });
+});
+
+describe('ComfyClient connections', () => {
+  it('keeps connections alive, and sends a request again when a kept-alive one was reset under it', async () => {
+    // A raw server: answers the first request on each connection (keep-alive), and drops the
+    // connection without a word on the second, as a server closing an idle connection does.
+    const connections: Socket[] = [];
+    let requests = 0;
+    const raw = createNetServer((socket) => {
+      connections.push(socket);
+      let onThis = 0;
+      socket.on('data', (chunk: Buffer) => {
+        if (!chunk.includes('\r\n\r\n')) return;
+        requests += 1;
+        onThis += 1;
+        if (onThis === 1) {
+          const body = JSON.stringify({ exec_info: { queue_remaining: requests } });
+          socket.write(
+            `HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: keep-alive\r\n\r\n${body}`,
+          );
+        } else socket.resetAndDestroy();
+      });
+    });
+    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+    try {
+      const c = new ComfyClient({
+        baseUrl: `http://127.0.0.1:${(raw.address() as AddressInfo).port}`,
+        clientId: 'k',
+      });
+      expect(await c.queueInfo()).toEqual({ exec_info: { queue_remaining: 1 } });
+      // The second request goes out on the kept-alive connection, which the server resets: it is
+      // sent once more on a new one and answered there.
+      expect(await c.queueInfo()).toEqual({ exec_info: { queue_remaining: 3 } });
+      expect(connections).toHaveLength(2);
+      expect(requests).toBe(3);
+    } finally {
+      for (const s of connections) s.destroy();
+      await new Promise<void>((r) => raw.close(() => r()));
+    }
   });
 });
 

@@ -6,7 +6,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
-import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { z } from 'zod';
 import {
   ComfyHttpError,
@@ -15,6 +14,7 @@ import {
   ComfyTimeoutError,
   ComfyUnavailableError,
 } from './client-errors.js';
+import { comfyRequest, type ComfyAnswer, type ComfyRequestBody } from './comfy-http.js';
 import { ComfySocket, type ComfySocketOptions } from './comfy-socket.js';
 import { outcomeFromHistory, type PromptOutcome } from './prompt-outcome.js';
 import {
@@ -43,7 +43,6 @@ export interface ComfyClientOptions {
   baseUrl: string;
   /** Our client id: sent with every prompt and used for the WebSocket. */
   clientId: string;
-  fetch?: typeof fetch;
   /** Per request (until the whole JSON answer, or until the headers of a download). Default 30 s. */
   timeoutMs?: number;
   /** `/object_info` can take long on a cold start with many custom nodes. Default 120 s. */
@@ -160,7 +159,6 @@ function quoteHeaderValue(s: string): string {
 export class ComfyClient {
   readonly baseUrl: string;
   readonly clientId: string;
-  private readonly fetchImpl: typeof fetch;
   private readonly timeoutMs: number;
   private readonly objectInfoTimeoutMs: number;
   private readonly uploadTimeoutMs: number;
@@ -170,7 +168,6 @@ export class ComfyClient {
   constructor(options: ComfyClientOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, '');
     this.clientId = options.clientId;
-    this.fetchImpl = options.fetch ?? fetch;
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.objectInfoTimeoutMs = options.objectInfoTimeoutMs ?? 120_000;
     this.uploadTimeoutMs = options.uploadTimeoutMs ?? 600_000;
@@ -181,10 +178,10 @@ export class ComfyClient {
   // -------------------------------------------------------------------------------------------
   // Plumbing
 
-  private url(path: string, query?: Record<string, string | undefined>): string {
+  private url(path: string, query?: Record<string, string | undefined>): URL {
     const u = new URL(`${this.baseUrl}${this.apiPrefix}${path}`);
     for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) u.searchParams.set(k, v);
-    return u.toString();
+    return u;
   }
 
   /**
@@ -197,12 +194,12 @@ export class ComfyClient {
     init: {
       query?: Record<string, string | undefined>;
       json?: unknown;
-      body?: RequestInit['body'];
+      body?: ComfyRequestBody;
       headers?: Record<string, string>;
       timeoutMs: number;
       signal?: AbortSignal;
     },
-  ): Promise<{ res: Response; signal: AbortSignal; timedOut: () => boolean; done: () => void }> {
+  ): Promise<{ res: ComfyAnswer; signal: AbortSignal; timedOut: () => boolean; done: () => void }> {
     const d = deadline(init.timeoutMs, init.signal);
     const headers: Record<string, string> = { ...this.headers, ...init.headers };
     let body = init.body;
@@ -210,10 +207,8 @@ export class ComfyClient {
       headers['Content-Type'] = 'application/json';
       body = JSON.stringify(init.json);
     }
-    const reqInit: RequestInit & { duplex?: 'half' } = { method, headers, body, signal: d.signal };
-    if (body && typeof body === 'object' && 'getReader' in body) reqInit.duplex = 'half';
     try {
-      const res = await this.fetchImpl(this.url(path, init.query), reqInit);
+      const res = await comfyRequest(method, this.url(path, init.query), headers, body, d.signal);
       return { res, signal: d.signal, timedOut: d.timedOut, done: d.clear };
     } catch (err) {
       d.clear();
@@ -438,7 +433,7 @@ export class ComfyClient {
     const signal = opts.signal ? AbortSignal.any([opts.signal, ac.signal]) : ac.signal;
     const call = await this.send('GET', path, { query, timeoutMs, signal });
     const { res } = call;
-    if (res.status !== 200 || !res.body) {
+    if (res.status !== 200) {
       const text = await this.readText('GET', path, call, timeoutMs, opts.signal).catch(() => '');
       throw new ComfyHttpError('GET', path, res.status, text);
     }
@@ -448,10 +443,10 @@ export class ComfyClient {
     // job dropped while its upload is opening): that error must reach whoever reads the stream,
     // never crash the process for want of a listener.
     out.on('error', () => undefined);
-    out.contentType = res.headers.get('content-type');
-    const len = res.headers.get('content-length');
+    out.contentType = res.header('content-type');
+    const len = res.header('content-length');
     out.contentLength = len !== null && /^\d+$/.test(len) ? Number(len) : null;
-    const source = Readable.fromWeb(res.body as WebReadableStream<Uint8Array>);
+    const source = res.stream();
     const idleMs = opts.idleTimeoutMs ?? timeoutMs;
     const idle = new IdleTimeout(idleMs, () => new ComfyTimeoutError('GET', path, idleMs));
     const fail = (err: Error) => {
@@ -513,7 +508,7 @@ export class ComfyClient {
       } else yield data;
       yield tail;
     }
-    const body = Readable.toWeb(Readable.from(parts())) as unknown as ReadableStream<Uint8Array>;
+    const body = Readable.from(parts());
     const timeoutMs = opts.timeoutMs ?? this.uploadTimeoutMs;
     let call: Awaited<ReturnType<ComfyClient['send']>>;
     try {
@@ -536,7 +531,7 @@ export class ComfyClient {
     try {
       const call = await this.send('GET', '/system_stats', { timeoutMs, signal: opts.signal });
       call.done();
-      await call.res.body?.cancel().catch(() => undefined);
+      call.res.discard();
       return call.res.status < 500;
     } catch {
       return false;

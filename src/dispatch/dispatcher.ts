@@ -146,16 +146,26 @@ export class Dispatcher {
   }
 
   private async pass(): Promise<void> {
+    // Workers whose token this pass has re-checked in the store (see below).
+    const checked = new Set<WorkerEntry>();
     for (;;) {
       if (this.stopped) return;
       const candidates = this.eligible();
       if (candidates.length === 0) return;
       candidates.sort((a, b) => a.held.size - b.held.size || a.lastAssignedAt - b.lastAssignedAt);
       const worker = candidates[0]!;
-      // A revoke may come from another process: never hand a job to a worker whose token is gone.
-      if (worker.link?.authorized && !(await worker.link.authorized())) continue;
       const job = await this.queue.claim(worker.id, this.warmModelsForClaim(worker));
       if (!job) return;
+      // A revoke may come from another process: never hand a job to a worker whose token is gone.
+      // Asked once per pass, and only once there is a job to hand over (a pass that finds nothing
+      // reads no tokens); a revoked worker's job goes straight back to its place in the queue.
+      if (!checked.has(worker) && worker.link?.authorized) {
+        if (!(await worker.link.authorized())) {
+          await this.queue.release(job.id, job.attempts);
+          continue;
+        }
+        checked.add(worker);
+      }
       // The worker may have gone away, or been drained, while the claim ran.
       const stillEligible = worker.link?.open && worker.registered && acceptsWork(worker);
       if (!stillEligible || !this.assign(worker, job)) {

@@ -13,10 +13,15 @@ declare module 'fastify' {
   }
 }
 
+/** How long a file transfer may rely on the store's last word that its worker token is valid. */
+const TRANSFER_TOKEN_REUSE_MS = 1000;
+
 /**
  * An onRequest hook for `/worker/v1`: requires `Authorization: Bearer <worker token>`. Runs before
  * the WebSocket upgrade, so a wrong or revoked token gets a plain 401 JSON error and no socket.
- * Wrong and revoked tokens get the same answer.
+ * Wrong and revoked tokens get the same answer. The upgrade always asks the store; file transfers
+ * (output uploads are on every job's round trip) reuse its answer for up to a second (see
+ * {@link WorkerTokenService.verifyHashRecent}).
  */
 export function requireWorkerToken(tokens: WorkerTokenService) {
   return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
@@ -26,7 +31,10 @@ export function requireWorkerToken(tokens: WorkerTokenService) {
       throw new AppError('UNAUTHORIZED', 'A worker token is required: Authorization: Bearer <token>.');
     }
     const hash = hashToken(token);
-    const name = await tokens.verifyHash(hash);
+    const name =
+      request.headers.upgrade === undefined
+        ? await tokens.verifyHashRecent(hash, TRANSFER_TOKEN_REUSE_MS)
+        : await tokens.verifyHash(hash);
     if (!name) throw new AppError('INVALID_TOKEN');
     request.workerTokenName = name;
     request.workerTokenHash = hash;

@@ -106,8 +106,12 @@ export async function workerFilesRoutes(app: FastifyInstance, deps: WorkerFilesD
       const job = await heldBy(request, deps.store, params.jobId, params.attempt);
       // Stored under the name the participant sees (ComfyUI's naming, see output-names.ts); the
       // answer keeps the job's own name, which the agent reports and the control plane maps again.
-      const [facing] = await namer.name(job.user, job.id, [{ type: query.type, subfolder, filename }]);
-      const key = userFileKey(job.user, query.type, facing!.subfolder, facing!.filename);
+      // A local store takes the bytes while the name is decided (both are on every job's round
+      // trip); object storage gets them once it is.
+      const key = namer
+        .name(job.user, job.id, [{ type: query.type, subfolder, filename }])
+        .then(([facing]) => userFileKey(job.user, query.type, facing!.subfolder, facing!.filename));
+      key.catch(() => undefined);
 
       const declared = Number(request.headers['content-length'] ?? NaN);
       if (Number.isFinite(declared) && declared > deps.uploadLimit) {
@@ -128,8 +132,10 @@ export async function workerFilesRoutes(app: FastifyInstance, deps: WorkerFilesD
         },
       });
       // pipeline destroys `meter` with the error when the upload aborts, so the write fails cleanly.
-      const body = pipeline(request.raw, meter, () => {});
-      await deps.files.write(key, body);
+      const body = () => pipeline(request.raw, meter, () => {});
+      const stored = deps.files.writeLate
+        ? await deps.files.writeLate(key, body())
+        : await deps.files.write(await key, body());
       const output: JobOutput = {
         nodeId: params.node,
         filename,
@@ -139,7 +145,7 @@ export async function workerFilesRoutes(app: FastifyInstance, deps: WorkerFilesD
         size,
         sha256: hash.digest('hex'),
       };
-      request.log.info({ jobId: job.id, user: job.user, key, size }, 'stored job output');
+      request.log.info({ jobId: job.id, user: job.user, key: stored.key, size }, 'stored job output');
       return output;
     });
 

@@ -283,9 +283,9 @@ export class WorkerReports {
 
   /** The outputs are reported under the job's own names and recorded under the participant's. */
   async jobCompleted(entry: WorkerEntry, msg: Msg<'job_completed'>): Promise<void> {
-    await this.finish(entry, msg.jobId, msg.attempt, 'complete', async (id, a) => {
-      const job = await this.queue.store.getJob(id);
-      const outputs = job ? await this.namer.nameOutputs(job.user, id, msg.outputs) : msg.outputs;
+    // `finish` has just read the job: its owner names the outputs (no second read on the way).
+    await this.finish(entry, msg.jobId, msg.attempt, 'complete', async (id, a, job) => {
+      const outputs = await this.namer.nameOutputs(job.user, id, msg.outputs);
       return this.queue.complete(id, a, outputs);
     });
   }
@@ -342,7 +342,7 @@ export class WorkerReports {
     jobId: string,
     attempt: number,
     what: 'complete' | 'fail' | 'release',
-    apply: (jobId: string, attempt: number) => Promise<TransitionResult>,
+    apply: (jobId: string, attempt: number, job: Job) => Promise<TransitionResult>,
     note?: string,
   ): Promise<void> {
     const held = entry.held.get(jobId);
@@ -369,7 +369,7 @@ export class WorkerReports {
         );
         return;
       }
-      const r = await apply(jobId, attempt);
+      const r = await apply(jobId, attempt, job);
       if (!r.ok) {
         this.logger.warn(
           { jobId, attempt, workerId: entry.id, what, reason: r.reason },

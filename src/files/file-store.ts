@@ -32,6 +32,11 @@ export interface FileStore {
   /** Streams `body` to `key`, replacing any file there only once the write is complete. */
   write(key: string, body: Readable | Buffer, opts?: WriteOptions): Promise<FileStat>;
   /**
+   * Local backend only: as {@link write}, with a key decided while the bytes are being written
+   * (they land under it once both are done). Object storage writes once the key is known instead.
+   */
+  writeLate?(key: Promise<string>, body: Readable): Promise<FileStat>;
+  /**
    * A stream of the file, or of the bytes `range.start`…`range.end` (inclusive; clamped to the
    * file; empty when `start` is past the end). A range is read as a range from the backend
    * (object storage: a `Range` GET), never by skipping through the whole file.

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -25,6 +25,47 @@ describe('LocalFileStore specifics', () => {
       });
       expect(Math.abs(s.mtimeMs - when)).toBeLessThan(1);
       expect(Math.abs((await files.list('user001'))[0]!.mtimeMs - when)).toBeLessThan(1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('writes bytes whose name comes later: never listed before, in place after, nothing left on failure', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cm-files-'));
+    try {
+      const files = new LocalFileStore(dir);
+      let name: (k: string) => void = () => undefined;
+      const key = new Promise<string>((r) => (name = r));
+      const writing = files.writeLate(key, Readable.from([Buffer.from('late '), Buffer.from('bytes')]));
+      // The bytes arrive before the name: nothing under the root is listed meanwhile.
+      await new Promise((r) => setTimeout(r, 50));
+      expect(await files.list('')).toEqual([]);
+      name('user001/output/sub/bar_00007_.png');
+      const s = await writing;
+      expect(s).toMatchObject({ key: 'user001/output/sub/bar_00007_.png', size: 10 });
+      expect(await files.list('')).toEqual([{ key: s.key, size: 10, mtimeMs: s.mtimeMs }]);
+      const chunks: Buffer[] = [];
+      for await (const c of await files.read(s.key)) chunks.push(c as Buffer);
+      expect(Buffer.concat(chunks).toString()).toBe('late bytes');
+
+      // A name that never comes, or one that is not allowed: the write fails and leaves nothing.
+      await expect(
+        files.writeLate(Promise.reject(new Error('store away')), Readable.from([Buffer.from('x')])),
+      ).rejects.toThrow('store away');
+      await expect(
+        files.writeLate(Promise.resolve('user001/../../etc/x'), Readable.from([Buffer.from('x')])),
+      ).rejects.toBeInstanceOf(Error);
+      // A failing body, too.
+      const broken = new Readable({
+        read() {
+          this.destroy(new Error('client went away'));
+        },
+      });
+      await expect(files.writeLate(Promise.resolve('user001/output/y.png'), broken)).rejects.toThrow(
+        'client went away',
+      );
+      expect(readdirSync(join(dir, '.incoming'))).toEqual([]);
+      expect((await files.list('')).map((f) => f.key)).toEqual([s.key]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

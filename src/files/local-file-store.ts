@@ -11,11 +11,16 @@ import { safeRelativePath } from './safe-path.js';
 
 const ignore = () => {};
 
+/** Where {@link LocalFileStore.writeLate} puts bytes whose name is not decided yet (below the root). */
+const INCOMING = '.incoming';
+
 /** Files under one folder; directories 0700, files 0600 (least privilege). */
 export class LocalFileStore implements FileStore {
   readonly backend = 'local' as const;
 
   constructor(private readonly root: string) {}
+
+  private incoming: Promise<string> | null = null;
 
   private pathOf(key: string): string {
     // Keys are built by userFileKey; re-checking here means no caller can slip past it.
@@ -61,6 +66,45 @@ export class LocalFileStore implements FileStore {
     if (range.start >= s.size || (range.end !== undefined && range.end < range.start))
       return Readable.from([]);
     return createReadStream(path, { start: range.start, end: range.end ?? s.size - 1 });
+  }
+
+  /**
+   * As {@link write}, for a name that is decided while the bytes arrive (a job's output, named by
+   * the store as ComfyUI would): they go to a scratch file under the root at once and are renamed
+   * into place when `key` resolves, so the naming and the writing overlap. `.partial` until then,
+   * like every unfinished write, so no listing ever shows it; removed if anything fails.
+   */
+  async writeLate(key: Promise<string>, body: Readable): Promise<FileStat> {
+    body.on('error', ignore);
+    key.catch(ignore);
+    let tmp: string | null = null;
+    try {
+      this.incoming ??= mkdir(join(this.root, INCOMING), { recursive: true, mode: 0o700 }).then(
+        () => join(this.root, INCOMING),
+        (err: unknown) => {
+          this.incoming = null;
+          throw err;
+        },
+      );
+      tmp = join(await this.incoming, `${randomUUID()}.partial`);
+      await pipeline(body, createWriteStream(tmp, { mode: 0o600 }));
+      // Renaming keeps size and mtime: read them while the name may still be on its way.
+      const [s, k] = await Promise.all([stat(tmp), key]);
+      const path = this.pathOf(k);
+      try {
+        await rename(tmp, path);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        // The folder is new (or the scratch folder was removed under us: then this fails again).
+        await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+        await rename(tmp, path);
+      }
+      return { key: k, size: s.size, mtimeMs: s.mtimeMs };
+    } catch (err) {
+      body.destroy();
+      if (tmp) await rm(tmp, { force: true });
+      throw isNameClash(err) ? new AppError('CONFLICT', NAME_CLASH_MESSAGE) : err;
+    }
   }
 
   async stat(key: string): Promise<FileStat | null> {

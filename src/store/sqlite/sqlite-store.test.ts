@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -147,6 +147,36 @@ describe('SqliteStore specifics', () => {
     expect((await store.countByStatus()).cancelled).toBe(1);
     expect((await store.userCounters()).map((u) => [u.user, u.cancelled])).toEqual([['a', 1]]);
     expect(await store.getJob(keep.id)).not.toBeNull();
+  });
+
+  it('checkpoints the WAL into the database file from its own thread, and stops on close', async () => {
+    const store = await open();
+    const ids: string[] = [];
+    for (let i = 0; i < 20; i++) ids.push((await store.enqueue({ user: `u${i % 3}`, prompt }, 1000 + i)).id);
+    // The main connection's automatic checkpoint is off (wal_autocheckpoint = 0): these jobs reach
+    // the main file only through the checkpoint thread.
+    const copy = join(dir, 'copy.db');
+    const deadline = Date.now() + 10_000;
+    let found = 0;
+    while (Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+      // The main file alone, without its WAL: what a checkpoint has written there.
+      writeFileSync(copy, readFileSync(path));
+      const db = new Database(copy, { readonly: true });
+      try {
+        found = (db.prepare('SELECT count(*) AS n FROM jobs').get() as { n: number }).n;
+      } catch {
+        found = 0; // the schema itself may still be in the WAL only
+      } finally {
+        db.close();
+      }
+      if (found === ids.length) break;
+    }
+    expect(found).toBe(ids.length);
+    await store.close();
+    opened.splice(opened.indexOf(store), 1);
+    // Its connection is closed too: the last one out removes the WAL.
+    expect(existsSync(`${path}-wal`)).toBe(false);
   });
 
   it('works in memory', async () => {

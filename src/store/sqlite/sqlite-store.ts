@@ -43,6 +43,7 @@ import { Accounts, Blobs, SettingsRow, mergeSettings, type SettingsPatch } from 
 import { History } from './history.js';
 import { prepareJobStatements, type JobStatements } from './job-statements.js';
 import { JobReader, toJob, type JobStateRow } from './rows.js';
+import { Checkpointer } from './checkpointer.js';
 import { applyPragmas, migrate } from './schema.js';
 import { Scheduler } from './scheduling.js';
 import { exportSqliteState, importSqliteState } from './state-export.js';
@@ -85,7 +86,7 @@ export class SqliteStore implements JobStore {
   private readonly read: Tx;
   private readonly s: JobStatements;
 
-  private checkpointTimer: NodeJS.Timeout | undefined;
+  private checkpointer: Checkpointer | undefined;
 
   constructor(opts: SqliteStoreOptions) {
     this.path = opts.path;
@@ -102,11 +103,11 @@ export class SqliteStore implements JobStore {
     if (onDisk) {
       restrictSidecars(opts.path);
       // SQLite's automatic checkpoint runs inside whichever commit crosses 1000 WAL pages, which
-      // made one claim in a hundred take 10–100 ms. Checkpoint on a timer instead, off the
-      // request path; other processes on the same file (the CLI) keep the automatic one.
+      // made one claim in a hundred take 10–100 ms. Checkpoint every second from a thread of its
+      // own instead (see checkpointer.ts), off the event loop; other processes on the same file
+      // (the CLI) keep the automatic one.
       this.db.pragma('wal_autocheckpoint = 0');
-      this.checkpointTimer = setInterval(() => this.checkpoint(), 1000);
-      this.checkpointTimer.unref();
+      this.checkpointer = new Checkpointer(this.db, opts.path, busy);
     }
     this.users = new UserState(this.db);
     this.scheduler = new Scheduler(this.db, this.users);
@@ -433,17 +434,9 @@ export class SqliteStore implements JobStore {
   }
 
   async close(): Promise<void> {
-    clearInterval(this.checkpointTimer);
+    await this.checkpointer?.close();
+    this.checkpointer = undefined;
     if (this.db.open) this.db.close();
-  }
-
-  /** Copies the WAL back into the database without waiting for readers (PASSIVE). */
-  private checkpoint(): void {
-    try {
-      if (this.db.open) this.db.pragma('wal_checkpoint(PASSIVE)');
-    } catch {
-      // Busy or closing: the next tick tries again, and SQLite's own limit bounds the WAL meanwhile.
-    }
   }
 
   // ---- whole-store export / import and snapshots (see state-export.ts) ----
