@@ -9,6 +9,8 @@ import { openSqliteStore, type SqliteStore } from '../store/sqlite/sqlite-store.
 import type { ServerMessage } from '../worker/protocol.js';
 import { Dispatcher, extraDataOf, outranks } from './dispatcher.js';
 import { JobEventBus } from './job-event-bus.js';
+import { saveEnv } from './env-snapshots.js';
+import { requiredModelPaths } from '../comfy/model-requirements.js';
 import { WorkerRegistry, type WorkerLink } from './worker-registry.js';
 
 const PROMPT = { '1': { class_type: 'EmptyImage', inputs: {} } };
@@ -64,7 +66,7 @@ describe('Dispatcher', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  async function worker(name: string, prefetch: number): Promise<FakeLink> {
+  async function worker(name: string, prefetch: number, envHash = 'a'.repeat(64)): Promise<FakeLink> {
     const link = new FakeLink();
     const { entry } = await dispatcher.hello(link, 'tok', {
       type: 'hello',
@@ -73,7 +75,7 @@ describe('Dispatcher', () => {
       agentVersion: 't',
       comfyuiVersion: 'x',
       devices: [],
-      envHash: 'a'.repeat(64),
+      envHash,
       prefetch,
       inFlight: [],
       warmModels: [],
@@ -115,6 +117,60 @@ describe('Dispatcher', () => {
     expect(assigned).toHaveLength(40);
     expect(new Set(assigned).size).toBe(40);
     expect((await store.countByStatus()).completed).toBe(40);
+  });
+
+  it('sends a job only to a GPU that has its model files, when another GPU lacks them', async () => {
+    const env = (models: Record<string, string[]>) => ({
+      comfyuiVersion: '0.3.64',
+      objectInfo: {},
+      embeddings: [],
+      models,
+      extensions: [],
+      systemStats: {},
+    });
+    // Model requirement sets as the server computes them (known loaders).
+    await dispatcher.stop();
+    queue = new QueueService(store, {
+      leaseMs: 30_000,
+      maxAttempts: 3,
+      affinityWindow: 4,
+      affinityMaxSkips: 2,
+      historyRetentionMs: 0,
+      modelsOf: (prompt) => requiredModelPaths(prompt),
+    });
+    dispatcher = new Dispatcher(queue, registry, new JobEventBus(), logger);
+    dispatcher.start();
+    const [flux, ltx] = ['f'.repeat(64), 'e'.repeat(64)];
+    await saveEnv(store, flux, env({ checkpoints: ['flux.safetensors'], loras: ['shared.safetensors'] }));
+    await saveEnv(store, ltx, env({ checkpoints: ['ltx.safetensors'], loras: ['shared.safetensors'] }));
+    const a = await worker('flux-gpu', 4, flux);
+    const b = await worker('ltx-gpu', 4, ltx);
+    const job = (user: string, ckpt: string, lora?: string) =>
+      queue.enqueue({
+        user,
+        prompt: {
+          '1': { class_type: 'CheckpointLoaderSimple', inputs: { ckpt_name: ckpt } },
+          ...(lora
+            ? {
+                '2': {
+                  class_type: 'LoraLoader',
+                  inputs: { lora_name: lora, model: ['1', 0], clip: ['1', 1] },
+                },
+              }
+            : {}),
+        },
+      });
+    const ltxJobs = [await job('u1', 'ltx.safetensors'), await job('u2', 'ltx.safetensors')];
+    const fluxJobs = [await job('u3', 'flux.safetensors', 'shared.safetensors')];
+    // A file no GPU lists (a participant's own LoRA, fetched on demand) steers nothing.
+    const anywhere = await job('u4', 'flux.safetensors', 'own.safetensors');
+    expect(anywhere.models).toEqual(['checkpoints/flux.safetensors', 'loras/own.safetensors']);
+    await dispatcher.idle();
+    expect(b.assigned()).toEqual(expect.arrayContaining(ltxJobs.map((j) => j.id)));
+    expect(a.assigned()).toEqual(expect.arrayContaining(fluxJobs.map((j) => j.id)));
+    expect(a.assigned()).toContain(anywhere.id);
+    expect(a.assigned()).not.toEqual(expect.arrayContaining([ltxJobs[0]!.id]));
+    expect(b.assigned()).not.toContain(fluxJobs[0]!.id);
   });
 
   it('waits while the queue is paused and dispatches on resume', async () => {

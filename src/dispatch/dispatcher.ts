@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { ModelPlacement } from './model-placement.js';
 import { AppError } from '../errors.js';
 import type { QueueEvent, QueueService } from '../scheduler/queue-service.js';
 import { priorityRank, type Job, type JobStatus, type QueueMode } from '../store/types.js';
@@ -51,6 +52,7 @@ export class Dispatcher {
   private paused = false;
   /** Applies what workers report about their jobs (heartbeats, events, outcomes). */
   readonly reports: WorkerReports;
+  private readonly placement: ModelPlacement;
 
   constructor(
     private readonly queue: QueueService,
@@ -60,6 +62,7 @@ export class Dispatcher {
     opts: DispatcherOptions = {},
   ) {
     this.clock = opts.clock ?? Date.now;
+    this.placement = new ModelPlacement(queue.store);
     this.reports = new WorkerReports({
       queue,
       bus,
@@ -154,7 +157,14 @@ export class Dispatcher {
       if (candidates.length === 0) return;
       candidates.sort((a, b) => a.held.size - b.held.size || a.lastAssignedAt - b.lastAssignedAt);
       const worker = candidates[0]!;
-      const job = await this.queue.claim(worker.id, this.warmModelsForClaim(worker));
+      // A job whose model files only other GPUs have is left for them (model-placement.ts).
+      const connected = this.registry.online();
+      if (this.placement.needsLoad(connected)) await this.placement.load(connected);
+      const job = await this.queue.claim(
+        worker.id,
+        this.warmModelsForClaim(worker),
+        this.placement.runnableFor(worker, connected),
+      );
       if (!job) return;
       // A revoke may come from another process: never hand a job to a worker whose token is gone.
       // Asked once per pass, and only once there is a job to hand over (a pass that finds nothing

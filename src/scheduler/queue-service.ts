@@ -143,10 +143,15 @@ export class QueueService extends EventEmitter<{ event: [QueueEvent] }> {
     return job;
   }
 
-  async claim(workerId: string, warmModels: string[]): Promise<Job | null> {
+  async claim(
+    workerId: string,
+    warmModels: string[],
+    runnable?: (models: readonly string[]) => boolean,
+  ): Promise<Job | null> {
     const job = await this.store.claim({
       workerId,
       warmModels,
+      ...(runnable ? { runnable } : {}),
       leaseMs: this.opts.leaseMs,
       now: this.clock(),
       affinity: { window: this.opts.affinityWindow, maxSkips: this.opts.affinityMaxSkips },

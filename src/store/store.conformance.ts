@@ -450,6 +450,19 @@ export function runStoreConformance(name: string, open: OpenStore): void {
         expect(must(await claim()).id).toBe(b[0]!.id);
       });
 
+      it("a worker without a job's model files passes its user over; that user keeps their order", async () => {
+        await store.updateSettings({ limits: { maxRunningPerUser: 10 } });
+        const a1 = await add('a', { models: ['checkpoints/big.safetensors'] });
+        const a2 = await add('a', { models: [] });
+        const b1 = await add('b', { models: [] });
+        const lacksBig = (models: readonly string[]) => !models.includes('checkpoints/big.safetensors');
+        expect(must(await claim('w1', T0, { runnable: lacksBig })).id).toBe(b1.id);
+        // a2 needs nothing, but it waits behind a1, which waits for a GPU that has its file.
+        expect(await claim('w1', T0, { runnable: lacksBig })).toBeNull();
+        expect(must(await claim('w2', T0)).id).toBe(a1.id);
+        expect(must(await claim('w1', T0, { runnable: lacksBig })).id).toBe(a2.id);
+      });
+
       describe('model affinity', () => {
         const warm = (warmModels: string[], affinity: AffinityOptions, workerId = 'w') =>
           claim(workerId, T0, { warmModels, affinity });

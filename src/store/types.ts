@@ -158,6 +158,12 @@ export interface ClaimRequest {
   workerId: string;
   /** Models loaded on the worker right now, for affinity. */
   warmModels: string[];
+  /**
+   * Whether this worker can run a job needing these model files (`Job.models`). A user whose
+   * next job fails it is passed over for this claim — the job waits for a GPU that has its files,
+   * and the user's later jobs wait behind it (their order never changes). Default: every job.
+   */
+  runnable?: (models: readonly string[]) => boolean;
   leaseMs: number;
   now: number;
   affinity: AffinityOptions;

@@ -344,7 +344,11 @@ export class RedisStore implements JobStore {
     for (let round = 0; round < MAX_CLAIM_ROUNDS; round++) {
       const g = await this.gather();
       if (!g) return null;
-      const { mode, settings, candidates, users } = g;
+      const { mode, settings, users } = g;
+      // Heads only (one per user): a user whose head this worker cannot run waits for another GPU.
+      const runnable = req.runnable;
+      const candidates = runnable ? g.candidates.filter((c) => runnable(c.models)) : g.candidates;
+      if (candidates.length === 0) return null;
       const input: SelectInput = {
         mode,
         candidates,

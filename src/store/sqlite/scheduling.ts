@@ -136,6 +136,10 @@ export class Scheduler {
     const eligible: UserRow[] = [];
     const all: UserRow[] = [];
     for (const row of this.usersInOrder[mode].iterate()) {
+      if (req.runnable) {
+        const h = this.head[mode].get(row.user);
+        if (h && !req.runnable(JSON.parse(h.models) as string[])) continue;
+      }
       all.push(row);
       if (row.running < limitFor(row.user)) {
         eligible.push(row);
