@@ -120,7 +120,11 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
     await services.frontendShare?.close();
     await services.frontend.close();
   });
-  app.addHook('onClose', async () => services.cluster.close());
+  // The relay before the bus it publishes on.
+  app.addHook('onClose', async () => {
+    await services.events?.close();
+    await services.cluster.close();
+  });
 
   await app.register(gatewayPlugin(services), { prefix: '/:user' });
   return app;

@@ -25,6 +25,7 @@ import { openFrontend, type FrontendCache, type FrontendSite } from './frontend/
 import { FrontendShare } from './frontend/frontend-share.js';
 import { createAutoscaler, type Autoscaler } from './autoscale/index.js';
 import { openClusterBus, type ClusterBus } from './cluster/index.js';
+import { openEventRelay, type EventLog, type EventRelay } from './cluster/events.js';
 
 /** Everything the HTTP layer needs, built once from config and a store. Tests build their own. */
 export interface Services {
@@ -68,11 +69,19 @@ export interface Services {
    * (src/cluster); the no-op single-process bus with SQLite. Closed with the app.
    */
   cluster: ClusterBus;
+  /**
+   * Queue events and job-bus messages to and from the other processes, and the durable per-user
+   * event log a reconnecting `/ws` resumes from (src/cluster/event-relay.ts); null with one process.
+   * Closed with the app.
+   */
+  events: EventRelay | null;
 }
 
 export interface ServiceOptions {
   /** Use this bus instead of opening one from config (tests join several to a MemoryClusterHub). */
   cluster?: ClusterBus;
+  /** With a shared `cluster`: this event log instead of one in Redis (tests share a MemoryEventLog). */
+  eventLog?: EventLog;
 }
 
 export async function createServices(
@@ -123,7 +132,7 @@ export async function createServices(
   const bus = new JobEventBus((err) => logger.error({ err }, 'job event listener failed'));
   const workers = new WorkerRegistry({ retentionMs: config.WORKER_OFFLINE_RETENTION_MINUTES * 60_000 });
   const workerTokens = new WorkerTokenService(store, config.WORKER_TOKENS);
-  const dispatcher = new Dispatcher(queue, workers, bus, logger, { files });
+  const dispatcher = new Dispatcher(queue, workers, bus, logger, { files, clustered: cluster.shared });
   const { site: frontend, cache: frontendCache } = await openFrontend(config, logger);
   const frontendShare =
     cluster.shared && frontendCache
@@ -157,6 +166,7 @@ export async function createServices(
   const broadcast = new BroadcastService(store);
   const audit = new AuditLog(store);
   const connections = new ConnectionTracker();
+  const events = await openEventRelay({ config, cluster, queue, bus, logger, log: opts.eventLog });
   return {
     config,
     store,
@@ -179,6 +189,7 @@ export async function createServices(
     frontendShare,
     autoscaler,
     cluster,
+    events,
   };
 }
 
