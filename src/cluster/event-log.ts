@@ -130,8 +130,18 @@ export class RedisEventLog implements EventLog {
     private readonly prefix: string,
   ) {}
 
-  static async open(opts: { url: string; prefix: string; onError?: (err: unknown) => void }): Promise<RedisEventLog> {
-    const redis = createRedisClient(opts.url, { name: 'events', onError: opts.onError });
+  static async open(opts: {
+    url: string;
+    prefix: string;
+    onError?: (err: unknown) => void;
+  }): Promise<RedisEventLog> {
+    // A short command timeout: while Redis is away, events still reach live sockets (unlogged)
+    // instead of queueing behind appends that wait for it.
+    const redis = createRedisClient(opts.url, {
+      name: 'events',
+      onError: opts.onError,
+      commandTimeoutMs: 1000,
+    });
     try {
       await waitUntilReady(redis, opts.url, 5000);
     } catch (err) {

@@ -46,11 +46,16 @@ async function cluster(n: number): Promise<ControlPlane[]> {
   // Pub/sub subscriptions are asynchronous: wait until every process hears the first one (the
   // relay subscribed before this probe did, on the same connection).
   const heard = new Set<string>();
-  for (const cp of out.slice(1)) cp.services.cluster.subscribe('probe', () => heard.add(cp.services.cluster.processId));
-  await until(async () => {
-    await out[0]!.services.cluster.publish('probe', 1);
-    return heard.size === n - 1;
-  }, 5000, 'cluster subscriptions');
+  for (const cp of out.slice(1))
+    cp.services.cluster.subscribe('probe', () => heard.add(cp.services.cluster.processId));
+  await until(
+    async () => {
+      await out[0]!.services.cluster.publish('probe', 1);
+      return heard.size === n - 1;
+    },
+    5000,
+    'cluster subscriptions',
+  );
   return out;
 }
 
@@ -75,7 +80,10 @@ function comfyEvents(jobId: string, from: number, to: number) {
     { type: 'execution_start', data: { prompt_id: jobId, timestamp: 1 } },
     { type: 'execution_cached', data: { nodes: [], prompt_id: jobId, timestamp: 2 } },
     { type: 'executing', data: { node: '1', display_node: '1', prompt_id: jobId } },
-    ...[1, 2, 3, 4, 5, 6].map((i) => ({ type: 'progress', data: { value: i, max: 6, prompt_id: jobId, node: '1' } })),
+    ...[1, 2, 3, 4, 5, 6].map((i) => ({
+      type: 'progress',
+      data: { value: i, max: 6, prompt_id: jobId, node: '1' },
+    })),
     { type: 'execution_success', data: { prompt_id: jobId, timestamp: 3 } },
     { type: 'executing', data: { node: null, prompt_id: jobId } },
   ];
@@ -164,6 +172,28 @@ describe('job events across processes (Redis)', () => {
     expect(endings).toEqual([interrupted]);
   }, 60_000);
 
+  it('pause and resume on B hold and wake the dispatcher on A; each job is counted once, where it was queued', async () => {
+    const [a, b] = await cluster(2);
+    const { agent } = await TestAgent.register(a!.wsUrl, await a!.token('gpu-a'), { name: 'a1' });
+    agents.push(agent);
+    await b!.services.queue.updateSettings({ paused: true });
+    const job = await enqueue(b!, 'user001', 'tab1');
+    expect(await agent.none('assign', 500)).toBe(true);
+    await b!.services.queue.updateSettings({ paused: false });
+    expect((await agent.next('assign')).job.jobId).toBe(job.id);
+
+    const submitted = async (cp: ControlPlane) => {
+      const res = await cp.app.inject({
+        url: '/metrics',
+        headers: { authorization: 'Bearer test-api-token-0123456789' },
+      });
+      expect(res.statusCode).toBe(200);
+      return Number(/^comfy_multi_jobs_submitted_total (\S+)$/m.exec(res.body)?.[1]);
+    };
+    expect(await submitted(b!)).toBe(1);
+    expect(await submitted(a!)).toBe(0);
+  }, 60_000);
+
   it('a socket that drops and comes back with the same clientId on another process gets what it missed, once', async () => {
     const [a, b, c] = await cluster(3);
     await users(a!, 'user001');
@@ -182,7 +212,11 @@ describe('job events across processes (Redis)', () => {
     // B saved the socket's cursor when it closed: it was handed the first four events.
     const handed = (await log.after('user001', '0-0', 100)).map((e) => e.id)[3]!;
     first.close();
-    await until(async () => (await log.loadCursor('user001', 'tab1'))?.w[a!.services.cluster.processId] === handed, 5000, 'cursor saved');
+    await until(
+      async () => (await log.loadCursor('user001', 'tab1'))?.w[a!.services.cluster.processId] === handed,
+      5000,
+      'cursor saved',
+    );
 
     send(4, 8); // while no tab is open
     await a!.services.events!.flushed();

@@ -15,7 +15,9 @@ import { MemoryEventLog, wanted } from './event-log.js';
 import { EventRelay, type Delivery } from './event-relay.js';
 
 const logger = pino({ level: 'silent' });
-const PROMPT = { '1': { class_type: 'EmptyImage', inputs: { width: 8, height: 8, batch_size: 1, color: 0 } } };
+const PROMPT = {
+  '1': { class_type: 'EmptyImage', inputs: { width: 8, height: 8, batch_size: 1, color: 0 } },
+};
 
 interface Proc {
   id: string;
@@ -97,9 +99,11 @@ describe('EventRelay', () => {
     const base = { jobId: 'j1', user: 'alice', workerId: 'gpu1' };
     const sent: JobBusMessage[] = [
       { kind: 'event', ...base, event: { type: 'execution_start', data: { prompt_id: 'x' } } },
-      ...[1, 2, 3].map(
-        (i): JobBusMessage => ({ kind: 'event', ...base, event: { type: 'progress', data: { value: i, max: 3 } } }),
-      ),
+      ...[1, 2, 3].map((i): JobBusMessage => ({
+        kind: 'event',
+        ...base,
+        event: { type: 'progress', data: { value: i, max: 3 } },
+      })),
       { kind: 'preview', ...base, preview: Buffer.from([0, 0, 0, 1, 0xff, 0xd8, 0, 7]) },
       { kind: 'event', ...base, event: { type: 'execution_success', data: {} } },
       { kind: 'status', ...base, status: 'started', jobStatus: 'running', workerId: 'gpu1', job: null },
@@ -110,7 +114,8 @@ describe('EventRelay', () => {
     await settle();
 
     const crossing = sent.filter((m) => m.kind !== 'status');
-    const shape = (ds: Delivery[]) => ds.map((d) => ({ ...d.message, from: d.from, logged: d.logId !== null }));
+    const shape = (ds: Delivery[]) =>
+      ds.map((d) => ({ ...d.message, from: d.from, logged: d.logId !== null }));
     const expected = crossing.map((m) => ({ ...m, from: 'a', logged: m.kind === 'event' }));
     // The holder's own hub gets them through the relay too (with ids), in the order sent.
     expect(shape(a.deliveries)).toEqual(expected);
@@ -154,7 +159,10 @@ describe('EventRelay', () => {
       ['4-0', 'b'],
       ['5-0', 'c'],
     ] as const;
-    expect(entries.filter(([id, from]) => wanted(cursor, id, from)).map(([id]) => id)).toEqual(['4-0', '5-0']);
+    expect(entries.filter(([id, from]) => wanted(cursor, id, from)).map(([id]) => id)).toEqual([
+      '4-0',
+      '5-0',
+    ]);
     // Nothing from before the clientId's first connection.
     expect(wanted({ base: '4-0', w: {} }, '3-0', 'c')).toBe(false);
   });

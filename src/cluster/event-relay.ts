@@ -45,9 +45,7 @@ export interface Delivery {
 
 /** What crosses on the `jobs` topic. */
 type Wire =
-  | { t: 'q'; e: QueueEvent }
-  | { t: 'b'; m: WireBusMessage; id: string | null }
-  | { t: 'env'; e: EnvChange };
+  { t: 'q'; e: QueueEvent } | { t: 'b'; m: WireBusMessage; id: string | null } | { t: 'env'; e: EnvChange };
 
 type WireBusMessage =
   | Exclude<JobBusMessage, { kind: 'preview' | 'status' }>
@@ -136,12 +134,10 @@ export class EventRelay {
     const log = this.deps.log;
     if (m.kind === 'event' && log) {
       // The append starts now (appends pipeline); delivery and publishing wait their turn.
-      const appended = log
-        .append(m.user, { from, jobId: m.jobId, event: m.event })
-        .catch((err: unknown) => {
-          this.deps.logger.warn({ err, jobId: m.jobId }, 'could not log a job event; it is sent live only');
-          return null;
-        });
+      const appended = log.append(m.user, { from, jobId: m.jobId, event: m.event }).catch((err: unknown) => {
+        this.deps.logger.warn({ err, jobId: m.jobId }, 'could not log a job event; it is sent live only');
+        return null;
+      });
       this.enqueue(async () => {
         const id = await appended;
         this.deliver({ message: m, logId: id, from });

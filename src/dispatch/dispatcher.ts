@@ -332,11 +332,7 @@ export class Dispatcher {
    * lapsed): tell the worker holding it to stop. A cancelled job keeps its slot until the agent
    * confirms (ComfyUI is still busy interrupting it); otherwise the slot is freed at once.
    */
-  private jobLeftWorker(
-    job: Job,
-    why: 'cancelled' | 'finished' | 'requeued',
-    origin?: 'remote',
-  ): void {
+  private jobLeftWorker(job: Job, why: 'cancelled' | 'finished' | 'requeued', origin?: 'remote'): void {
     const holders = this.registry.holdersOf(job.id);
     // No connected worker holds it (e.g. ours restarted and its worker has not come back), and no
     // report of it is being recorded: nobody will relay its ending. With other processes, a worker

@@ -107,7 +107,9 @@ export class UserWsHub {
     this.unsubscribe.push(() => deps.queue.off('event', onQueue));
     if (deps.events) {
       const events = deps.events;
-      this.unsubscribe.push(events.onDelivery((d) => this.inOrder(d.message.user, () => this.onBus(d.message, d))));
+      this.unsubscribe.push(
+        events.onDelivery((d) => this.inOrder(d.message.user, () => this.onBus(d.message, d))),
+      );
     } else if (deps.bus) {
       this.unsubscribe.push(deps.bus.subscribeAll((m) => this.inOrder(m.user, () => this.onBus(m))));
     }

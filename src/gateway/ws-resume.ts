@@ -65,7 +65,9 @@ export class SocketCursor {
    * Loads (or starts) the cursor and returns the logged entries of `user`'s jobs this clientId was
    * not handed: those of jobs it queued and of jobs queued without a clientId.
    */
-  async open(store: JobStore): Promise<{ jobId: string; id: string; from: string; event: { type: string; data: unknown } }[]> {
+  async open(
+    store: JobStore,
+  ): Promise<{ jobId: string; id: string; from: string; event: { type: string; data: unknown } }[]> {
     const stored = await this.log.loadCursor(this.user, this.clientId);
     const cursor: EventCursor = stored ?? { base: await this.log.head(this.user), w: {} };
     for (const [from, id] of Object.entries(this.early)) {
@@ -86,7 +88,10 @@ export class SocketCursor {
       if (mine.has(e.jobId)) continue;
       const job = await store.getJob(e.jobId).catch(() => null);
       const clientId = job ? clientIdOf(job) : null;
-      mine.set(e.jobId, job !== null && job.user === this.user && (clientId === null || clientId === this.clientId));
+      mine.set(
+        e.jobId,
+        job !== null && job.user === this.user && (clientId === null || clientId === this.clientId),
+      );
     }
     return entries.filter((e) => mine.get(e.jobId));
   }
