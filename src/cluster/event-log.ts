@@ -31,6 +31,8 @@ export interface LogEvent {
   /** The writing process. */
   from: string;
   jobId: string;
+  /** The worker that relayed it. */
+  workerId: string;
   event: { type: string; data: unknown };
 }
 
@@ -84,6 +86,7 @@ export function wanted(cursor: EventCursor, id: string, from: string): boolean {
 
 /** The log in memory: tests that play several processes, and a single process needing no Redis. */
 export class MemoryEventLog implements EventLog {
+  private lastMs = 0;
   private seq = 0;
   private readonly logs = new Map<string, LoggedEvent[]>();
   private readonly cursors = new Map<string, EventCursor>();
@@ -91,7 +94,13 @@ export class MemoryEventLog implements EventLog {
   constructor(private readonly maxEntries = LOG_MAX_ENTRIES) {}
 
   append(user: string, e: LogEvent): Promise<string> {
-    const id = `${++this.seq}-0`;
+    // Ids as Redis makes them: `<ms>-<seq>`, increasing.
+    const now = Date.now();
+    if (now > this.lastMs) {
+      this.lastMs = now;
+      this.seq = 0;
+    } else this.seq++;
+    const id = `${this.lastMs}-${this.seq}`;
     let log = this.logs.get(user);
     if (!log) this.logs.set(user, (log = []));
     log.push({ ...e, id });

@@ -3,6 +3,7 @@
  * processes behind a load balancer: a scripted worker on process A, participants' `/ws` on B and
  * C. What a participant sees must not depend on which process their socket or the worker landed on.
  */
+import { Redis } from 'ioredis';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { encodeBinaryFrame } from '../comfy/protocol.js';
 import { RecordingSocket } from '../gateway/test-kit.js';
@@ -192,6 +193,40 @@ describe('job events across processes (Redis)', () => {
     };
     expect(await submitted(b!)).toBe(1);
     expect(await submitted(a!)).toBe(0);
+  }, 60_000);
+
+  it('events published while the link between processes was down reach the owner once, read back from the log', async () => {
+    const [a, b] = await cluster(2);
+    await users(a!, 'user001');
+    const { agent } = await TestAgent.register(a!.wsUrl, await a!.token('gpu-a'), { name: 'a1' });
+    agents.push(agent);
+    const alice = await participant(b!, 'user001', 'tab1');
+    const job = await enqueue(b!, 'user001', 'tab1');
+    await agent.next('assign');
+    const send = (from: number, to: number) => {
+      for (const event of comfyEvents(job.id, from, to))
+        agent.send({ type: 'job_event', jobId: job.id, attempt: 1, event });
+    };
+    send(0, 4);
+    await alice.waitFor((s) => eventsOf(s, job.id).length >= 4);
+    // Every process's subscriber connection drops; what A publishes until they are back is lost.
+    const admin = new Redis(redisUrl);
+    try {
+      await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+    } finally {
+      admin.disconnect();
+    }
+    send(4, 8);
+    await a!.services.events!.flushed();
+    await alice.waitFor((s) => eventsOf(s, job.id).length >= 8, 10_000);
+    send(8, 11);
+    agent.send({ type: 'job_completed', jobId: job.id, attempt: 1, outputs: [] });
+    await alice.waitFor((s) => eventsOf(s, job.id).length >= 11, 10_000);
+    await a!.services.events!.flushed();
+    await new Promise((r) => setTimeout(r, 300));
+    const key = (m: unknown) => JSON.stringify(m);
+    const got = eventsOf(alice, job.id);
+    expect(got.map(key).sort()).toEqual(comfyEvents(job.id, 0, 11).map(key).sort());
   }, 60_000);
 
   it('a socket that drops and comes back with the same clientId on another process gets what it missed, once', async () => {

@@ -33,12 +33,13 @@ let dir: string;
 let store: JobStore;
 let procs: Proc[];
 let log: MemoryEventLog;
+let hub: MemoryClusterHub;
 
 beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'cm-relay-'));
   const config = loadConfig({ DATA_DIR: dir, LOG_LEVEL: 'silent' });
   store = await openSqliteStore({ path: join(dir, 'state.db'), defaults: defaultSettings(config) });
-  const hub = new MemoryClusterHub();
+  hub = new MemoryClusterHub();
   log = new MemoryEventLog();
   procs = ['a', 'b', 'c'].map((id) => {
     const queue = new QueueService(store, {
@@ -147,6 +148,42 @@ describe('EventRelay', () => {
     expect(seen.sort()).toEqual(['a:h2', 'b:h2', 'c:h2']);
     expect(a.deliveries).toEqual([]);
     expect(c.deliveries).toEqual([]);
+  });
+
+  it('after the link was down, recover() delivers the logged events whose live copies were lost, once', async () => {
+    const [a, b] = procs as [Proc, Proc];
+    const ev = (i: number): JobBusMessage => ({
+      kind: 'event',
+      jobId: 'j1',
+      user: 'alice',
+      workerId: 'gpu1',
+      event: { type: 'progress', data: { value: i, max: 6 } },
+    });
+    const values = (ds: Delivery[]) =>
+      ds.map((d) => (d.message as { event: { data: { value: number } } }).event.data.value);
+    a.bus.publish(ev(1));
+    await settle();
+    // b's link drops: what a publishes meanwhile never reaches b.
+    const bBus = [...hub.buses].find((x) => x.processId === 'b')!;
+    hub.buses.delete(bBus);
+    a.bus.publish(ev(2));
+    a.bus.publish(ev(3));
+    await settle();
+    hub.buses.add(bBus);
+    a.bus.publish(ev(4));
+    await settle();
+    expect(values(b.deliveries)).toEqual([1, 4]);
+
+    await b.relay.recover(['alice', 'bob']);
+    expect(values(b.deliveries)).toEqual([1, 4, 2, 3]);
+    expect(b.deliveries.map((d) => d.recovered ?? false)).toEqual([false, false, true, true]);
+    expect(b.deliveries.slice(2).map((d) => d.from)).toEqual(['a', 'a']);
+    // Dashboards on b see them too; a second recovery finds nothing new; a's own are never recovered.
+    expect(b.busMessages).toHaveLength(4);
+    await b.relay.recover(['alice']);
+    await a.relay.recover(['alice']);
+    expect(b.deliveries).toHaveLength(4);
+    expect(a.deliveries).toHaveLength(4);
   });
 
   it('a cursor replays exactly what a socket was not handed, whatever order writers reached the log', () => {

@@ -41,7 +41,17 @@ export interface Delivery {
   logId: string | null;
   /** The process that produced it (the one holding the worker). */
   from: string;
+  /**
+   * Read back from the log after the link between processes was down: its live copy was lost, and
+   * later events of the job may already have been delivered.
+   */
+  recovered?: boolean;
 }
+
+/** How far back {@link EventRelay.recover} looks for events lost while the link was down. */
+const RECOVER_WINDOW_MS = 60_000;
+/** Logged events received live are remembered this long (so a recovery skips them). */
+const SEEN_MS = 2 * RECOVER_WINDOW_MS;
 
 /** What crosses on the `jobs` topic. */
 type Wire =
@@ -73,6 +83,8 @@ export class EventRelay {
   private readonly fromRemote = new WeakSet<object>();
   /** Forwarding in the order messages were produced (log appends run ahead, in parallel). */
   private tail: Promise<void> = Promise.resolve();
+  /** `<user>\n<log id>` of other processes' logged events received here, oldest first, with when. */
+  private readonly seen = new Map<string, number>();
   private closed = false;
 
   constructor(private readonly deps: EventRelayDeps) {
@@ -102,6 +114,11 @@ export class EventRelay {
   onDelivery(listener: (d: Delivery) => void): Unsubscribe {
     this.deliveries.add(listener);
     return () => void this.deliveries.delete(listener);
+  }
+
+  /** After the link to the other processes came back: live messages may have been lost. */
+  onResync(listener: () => void): Unsubscribe {
+    return this.deps.cluster.onResync(listener);
   }
 
   get log(): EventLog | null {
@@ -134,10 +151,12 @@ export class EventRelay {
     const log = this.deps.log;
     if (m.kind === 'event' && log) {
       // The append starts now (appends pipeline); delivery and publishing wait their turn.
-      const appended = log.append(m.user, { from, jobId: m.jobId, event: m.event }).catch((err: unknown) => {
-        this.deps.logger.warn({ err, jobId: m.jobId }, 'could not log a job event; it is sent live only');
-        return null;
-      });
+      const appended = log
+        .append(m.user, { from, jobId: m.jobId, workerId: m.workerId, event: m.event })
+        .catch((err: unknown) => {
+          this.deps.logger.warn({ err, jobId: m.jobId }, 'could not log a job event; it is sent live only');
+          return null;
+        });
       this.enqueue(async () => {
         const id = await appended;
         this.deliver({ message: m, logId: id, from });
@@ -180,6 +199,8 @@ export class EventRelay {
     if (w.t === 'q') {
       this.deps.queue.emit('event', { ...w.e, origin: 'remote' } as QueueEvent);
     } else if (w.t === 'b') {
+      // Already read back from the log by a recovery: delivered once.
+      if (w.id && !this.remember(w.m.user, w.id)) return;
       const m: JobBusMessage =
         w.m.kind === 'preview' ? { ...w.m, preview: Buffer.from(w.m.preview, 'base64') } : w.m;
       this.fromRemote.add(m);
@@ -189,6 +210,54 @@ export class EventRelay {
     } else if (w.t === 'env') {
       this.fromRemote.add(w.e);
       this.deps.bus.publishEnv(w.e);
+    }
+  }
+
+  /** False when this logged event was seen already; else remembers it. */
+  private remember(user: string, id: string): boolean {
+    const key = `${user}\n${id}`;
+    if (this.seen.has(key)) return false;
+    const now = Date.now();
+    this.seen.set(key, now);
+    for (const [k, at] of this.seen) {
+      if (at > now - SEEN_MS && this.seen.size <= 200_000) break;
+      this.seen.delete(k);
+    }
+    return true;
+  }
+
+  /**
+   * After the link to the other processes was down: delivers the logged events of `users` from the
+   * last minute that other processes published and this one never received (their live copies were
+   * lost), marked `recovered`. Events whose append failed too are gone.
+   */
+  async recover(users: Iterable<string>): Promise<void> {
+    const log = this.deps.log;
+    if (!log) return;
+    const since = `${Date.now() - RECOVER_WINDOW_MS}-0`;
+    for (const user of users) {
+      let entries;
+      try {
+        entries = await log.after(user, since, 5000);
+      } catch (err) {
+        this.deps.logger.warn({ err, user }, 'could not read the event log to recover lost events');
+        continue;
+      }
+      for (const e of entries) {
+        if (this.closed) return;
+        // Our own events never crossed the link; others' received live are skipped.
+        if (e.from === this.deps.cluster.processId || !this.remember(user, e.id)) continue;
+        const m: JobBusMessage = {
+          kind: 'event',
+          jobId: e.jobId,
+          user,
+          workerId: e.workerId,
+          event: e.event,
+        };
+        this.fromRemote.add(m);
+        this.deliver({ message: m, logId: e.id, from: e.from, recovered: true });
+        this.deps.bus.publish(m);
+      }
     }
   }
 

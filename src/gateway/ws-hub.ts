@@ -110,6 +110,9 @@ export class UserWsHub {
       this.unsubscribe.push(
         events.onDelivery((d) => this.inOrder(d.message.user, () => this.onBus(d.message, d))),
       );
+      // Live messages from other processes may have been lost while the link was down: those of
+      // participants with a socket here are read back from the log.
+      this.unsubscribe.push(events.onResync(() => void events.recover([...this.clients.keys()])));
     } else if (deps.bus) {
       this.unsubscribe.push(deps.bus.subscribeAll((m) => this.inOrder(m.user, () => this.onBus(m))));
     }
@@ -192,6 +195,7 @@ export class UserWsHub {
       this.deps.logger.warn({ err, user: client.user }, 'could not read the event log; no replay');
       return;
     }
+    if (client.socket.readyState !== OPEN) return;
     for (const e of missed) {
       const data = isRecord(e.event.data) ? withPromptId(e.event.data, e.jobId) : e.event.data;
       this.send(client, { type: e.event.type, data }, () => cursor.handed(e.id, e.from));
@@ -386,16 +390,17 @@ export class UserWsHub {
       else if (type === 'progress_state') l.progressState = data;
     }
     if (TERMINAL_EVENTS.has(type)) l.terminal = true;
-    if (d?.logId) this.loggedToJob(l, { type, data }, d.logId, d.from);
+    if (d?.logId) this.loggedToJob(l, { type, data }, d.logId, d.from, d.recovered === true);
     else this.toJob(l, { type, data });
   }
 
   /** A logged event: skipped by sockets it was replayed to, and moves the cursors of the others. */
-  private loggedToJob(l: LiveJob, msg: unknown, id: string, from: string): void {
+  private loggedToJob(l: LiveJob, msg: unknown, id: string, from: string, recovered: boolean): void {
     for (const c of this.targetsOf(l)) {
       const cursor = c.cursor;
       if (!cursor) this.send(c, msg);
-      else if (cursor.wants(id, from)) this.send(c, msg, () => cursor.handed(id, from));
+      // A recovered event may be older than its writer's mark (later ones came live first).
+      else if (recovered || cursor.wants(id, from)) this.send(c, msg, () => cursor.handed(id, from));
     }
   }
 

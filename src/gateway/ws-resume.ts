@@ -22,6 +22,13 @@ const REPLAY_MAX = 5000;
 /** Writers remembered per cursor (one per process that ever ran this participant's jobs). */
 const MAX_WRITERS = 64;
 
+export interface Missed {
+  jobId: string;
+  id: string;
+  from: string;
+  event: { type: string; data: unknown };
+}
+
 /** One socket's resume state. */
 export class SocketCursor {
   /** Null until loaded; marks made meanwhile are kept in `early`. */
@@ -63,11 +70,9 @@ export class SocketCursor {
 
   /**
    * Loads (or starts) the cursor and returns the logged entries of `user`'s jobs this clientId was
-   * not handed: those of jobs it queued and of jobs queued without a clientId.
+   * not handed (see {@link missed}); none for a clientId seen for the first time.
    */
-  async open(
-    store: JobStore,
-  ): Promise<{ jobId: string; id: string; from: string; event: { type: string; data: unknown } }[]> {
+  async open(store: JobStore): Promise<Missed[]> {
     const stored = await this.log.loadCursor(this.user, this.clientId);
     const cursor: EventCursor = stored ?? { base: await this.log.head(this.user), w: {} };
     for (const [from, id] of Object.entries(this.early)) {
@@ -80,6 +85,17 @@ export class SocketCursor {
       await this.save();
       return [];
     }
+    return this.missed(store);
+  }
+
+  /**
+   * The logged entries this socket should have and was not handed: those of its owner's jobs it
+   * queued and of jobs queued without a clientId. After a reconnect, and after the link between
+   * processes was down (live messages may have been lost).
+   */
+  async missed(store: JobStore): Promise<Missed[]> {
+    const cursor = this.cursor;
+    if (!cursor) return [];
     const entries = (await this.log.after(this.user, cursor.base, REPLAY_MAX)).filter((e) =>
       wanted(cursor, e.id, e.from),
     );
