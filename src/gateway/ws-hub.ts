@@ -141,7 +141,10 @@ export class UserWsHub {
     let byUser = this.clients.get(user);
     if (!byUser) this.clients.set(user, (byUser = new Map()));
     // Reusing a clientId (page refresh) replaces the old socket, as in ComfyUI.
-    byUser.get(sid)?.socket.close(1000, 'replaced by a newer connection with the same clientId');
+    const replaced = byUser.get(sid);
+    replaced?.socket.close(1000, 'replaced by a newer connection with the same clientId');
+    // Its cursor is saved now, ahead of the new socket's read of it (same Redis connection).
+    void replaced?.cursor?.close();
     if (byUser.size >= MAX_SOCKETS_PER_USER) {
       const oldest = byUser.values().next().value as Client;
       byUser.delete(oldest.sid);
