@@ -4,7 +4,7 @@ import type { RawData, WebSocket } from 'ws';
 import type { JobBusMessage, JobEventBus } from '../dispatch/job-event-bus.js';
 import type { QueueEvent, QueueService } from '../scheduler/queue-service.js';
 import { isTerminal, type Job, type JobStore } from '../store/types.js';
-import { clientIdOf, historyOutputs } from './history-shape.js';
+import { clientIdOf, historyOutputs, withPromptId } from './history-shape.js';
 import { PreviewFrames } from './ws-preview.js';
 import type { Delivery, EventRelay } from '../cluster/event-relay.js';
 import { SocketCursor } from './ws-resume.js';
@@ -499,17 +499,4 @@ export class UserWsHub {
       for (const [id, l] of this.live) if (!l.started) this.live.delete(id);
     }
   }
-}
-
-/** Event data with every `prompt_id` (top level and per node) set to our job id. */
-function withPromptId(data: Record<string, unknown>, jobId: string): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...data };
-  if ('prompt_id' in out) out.prompt_id = jobId;
-  if (isRecord(out.nodes)) {
-    const nodes: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(out.nodes))
-      nodes[k] = isRecord(v) && 'prompt_id' in v ? { ...v, prompt_id: jobId } : v;
-    out.nodes = nodes;
-  }
-  return out;
 }
