@@ -85,6 +85,8 @@ export class EventRelay {
   private tail: Promise<void> = Promise.resolve();
   /** `<user>\n<log id>` of other processes' logged events received here, oldest first, with when. */
   private readonly seen = new Map<string, number>();
+  private readonly publishing = new Set<Promise<void>>();
+  private lastPublishWarning = 0;
   private closed = false;
 
   constructor(private readonly deps: EventRelayDeps) {
@@ -126,14 +128,15 @@ export class EventRelay {
   }
 
   /** Waits until everything produced so far was forwarded (tests, graceful stop). */
-  flushed(): Promise<void> {
-    return this.tail;
+  async flushed(): Promise<void> {
+    await this.tail;
+    await Promise.all([...this.publishing]);
   }
 
   async close(): Promise<void> {
     this.closed = true;
     for (const u of this.unsubscribes.splice(0)) u();
-    await this.tail;
+    await this.flushed();
     this.deliveries.clear();
     await this.deps.log?.close();
   }
@@ -160,14 +163,14 @@ export class EventRelay {
       this.enqueue(async () => {
         const id = await appended;
         this.deliver({ message: m, logId: id, from });
-        await this.publish({ t: 'b', m, id });
+        this.publish({ t: 'b', m, id });
       });
       return;
     }
     this.enqueue(() => {
       this.deliver({ message: m, logId: null, from });
       const wire: WireBusMessage = m.kind === 'preview' ? { ...m, preview: m.preview.toString('base64') } : m;
-      return this.publish({ t: 'b', m: wire, id: null });
+      this.publish({ t: 'b', m: wire, id: null });
     });
   }
 
@@ -178,8 +181,19 @@ export class EventRelay {
     });
   }
 
-  private publish(w: Wire): Promise<void> {
-    return this.deps.cluster.publish(JOBS_TOPIC, w);
+  /**
+   * Not awaited: publishes leave in call order on one connection, and a slow or absent Redis must
+   * not hold up the next message (nor this process's own sockets).
+   */
+  private publish(w: Wire): void {
+    const p = this.deps.cluster.publish(JOBS_TOPIC, w).catch((err: unknown) => {
+      const now = Date.now();
+      if (now - this.lastPublishWarning < 10_000) return;
+      this.lastPublishWarning = now;
+      this.deps.logger.warn({ err }, 'could not forward job events to the other processes');
+    });
+    this.publishing.add(p);
+    void p.finally(() => this.publishing.delete(p));
   }
 
   private deliver(d: Delivery): void {
