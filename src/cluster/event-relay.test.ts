@@ -10,7 +10,8 @@ import { QueueService, type QueueEvent } from '../scheduler/queue-service.js';
 import { defaultSettings } from '../store/index.js';
 import { openSqliteStore } from '../store/sqlite/sqlite-store.js';
 import type { JobStore } from '../store/types.js';
-import { MemoryClusterHub } from './cluster-bus.js';
+import { LocalClusterBus, MemoryClusterHub } from './cluster-bus.js';
+import { openEventRelay } from './events.js';
 import { MemoryEventLog, wanted } from './event-log.js';
 import { EventRelay, type Delivery } from './event-relay.js';
 
@@ -184,6 +185,15 @@ describe('EventRelay', () => {
     await a.relay.recover(['alice']);
     expect(b.deliveries).toHaveLength(4);
     expect(a.deliveries).toHaveLength(4);
+  });
+
+  it('with one process nothing is relayed: no relay is built, the bus and the queue stay direct', async () => {
+    const config = loadConfig({ DATA_DIR: dir, LOG_LEVEL: 'silent' });
+    const deps = { config, queue: procs[0]!.queue, bus: procs[0]!.bus, logger };
+    expect(await openEventRelay({ ...deps, cluster: new LocalClusterBus('solo') })).toBeNull();
+    const relay = await openEventRelay({ ...deps, cluster: new MemoryClusterHub().join('x'), log });
+    expect(relay).toBeInstanceOf(EventRelay);
+    await relay!.close();
   });
 
   it('a cursor replays exactly what a socket was not handed, whatever order writers reached the log', () => {
