@@ -30,12 +30,12 @@ afterEach(async () => {
   for (const p of planes.splice(0).reverse()) await p.close();
 });
 
-async function cluster(n: number): Promise<ControlPlane[]> {
+async function cluster(n: number, extra: Record<string, string> = {}): Promise<ControlPlane[]> {
   const prefix = `test:events:${process.pid}:${Math.random().toString(36).slice(2)}:`;
   const out: ControlPlane[] = [];
   for (let i = 0; i < n; i++) {
     const cp = await startControlPlane(
-      { STORE: 'redis', REDIS_URL: redisUrl, REDIS_PREFIX: prefix },
+      { STORE: 'redis', REDIS_URL: redisUrl, REDIS_PREFIX: prefix, ...extra },
       {
         openStore: (config) =>
           openRedisStore({ url: redisUrl, defaults: defaultSettings(config), keyPrefix: prefix }),
@@ -227,6 +227,28 @@ describe('job events across processes (Redis)', () => {
     const key = (m: unknown) => JSON.stringify(m);
     const got = eventsOf(alice, job.id);
     expect(got.map(key).sort()).toEqual(comfyEvents(job.id, 0, 11).map(key).sort());
+  }, 60_000);
+
+  it('a job requeued on B (its worker there was lost) goes at once to the idle worker on A', async () => {
+    const [a, b] = await cluster(2, { LEASE_MS: '1500', HEARTBEAT_MS: '400' });
+    const { agent: lost } = await TestAgent.register(b!.wsUrl, await b!.token('gpu-b'), { name: 'b1' });
+    agents.push(lost);
+    const job = await enqueue(b!, 'user001', 'tab1');
+    expect((await lost.next('assign')).job.jobId).toBe(job.id);
+    const { agent: idle } = await TestAgent.register(a!.wsUrl, await a!.token('gpu-a'), { name: 'a1' });
+    agents.push(idle);
+    idle.heartbeatEvery(400);
+    // B's lease sweeper (run here by hand: these control planes start none) requeues the lost
+    // worker's job; A's dispatcher can hear of it only from B.
+    await lost.terminate();
+    await until(
+      async () => ((await b!.store.getJob(job.id))?.leaseExpiresAt ?? 0) < Date.now(),
+      10_000,
+      'lapse',
+    );
+    await b!.services.queue.sweep();
+    const assign = await idle.next('assign', () => true, 15_000);
+    expect(assign.job).toMatchObject({ jobId: job.id, attempt: 2 });
   }, 60_000);
 
   it('a socket that drops and comes back with the same clientId on another process gets what it missed, once', async () => {
