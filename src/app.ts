@@ -14,6 +14,7 @@ import { healthRoutes } from './api/health-routes.js';
 import { jobsRoutes } from './api/jobs-routes.js';
 import { workflowRoutes } from './api/workflow-routes.js';
 import { TemplateSource } from './gateway/templates.js';
+import { templateAdminRoutes } from './api/template-admin-routes.js';
 import { queueRoutes } from './api/queue-routes.js';
 import fastifyWebsocket from '@fastify/websocket';
 import { CLOSE_SERVICE_RESTART } from './worker/protocol.js';
@@ -24,6 +25,7 @@ import { VERSION } from './version.js';
 import { gatewayPlugin } from './gateway/index.js';
 import { adminRoutes } from './admin/index.js';
 import { autoscaleRoutes } from './autoscale/routes.js';
+import { syncLiveFeed } from './cluster/live-sync.js';
 
 /**
  * @fastify/websocket's `preClose` on shutdown: every WebSocket (participants' `/ws`, the dashboard,
@@ -79,8 +81,17 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
   await app.register(
     async (api) => {
       api.addHook('onRequest', requireInstructor(services.auth));
-      jobsRoutes(api, services);
+      // Readers see every process's workers (the local registry alone with one process).
+      const readers = { ...services, workers: services.workerDirectory };
+      jobsRoutes(api, readers);
       workflowRoutes(api, {
+        ...readers,
+        templates: new TemplateSource(
+          services.config.TEMPLATES_DIR ?? null,
+          services.config.DEFAULT_WORKFLOW ?? null,
+        ),
+      });
+      templateAdminRoutes(api, {
         ...services,
         templates: new TemplateSource(
           services.config.TEMPLATES_DIR ?? null,
@@ -120,8 +131,21 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
     await services.frontendShare?.close();
     await services.frontend.close();
   });
-  // The relay before the bus it publishes on.
+  app.addHook('onClose', async () => services.templateLibrary?.close());
+  // Worker presence, worker commands and the dashboard's live feed across processes (no-ops with one).
+  let stopLiveFeed = () => {};
+  app.addHook('onReady', async () => {
+    services.workerDirectory.start();
+    services.workerCommands.start();
+    stopLiveFeed = syncLiveFeed(services.cluster, services.audit, services.broadcast, (err) =>
+      services.logger.warn({ err }, 'cluster live feed problem'),
+    );
+  });
+  // The event relay before the bus it publishes on.
   app.addHook('onClose', async () => {
+    stopLiveFeed();
+    services.workerCommands.stop();
+    await services.workerDirectory.stop();
     await services.events?.close();
     await services.cluster.close();
   });

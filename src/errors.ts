@@ -9,6 +9,10 @@ export const ERROR_CODES = {
   INVALID_PROMPT: { status: 400, message: 'The prompt is not a valid ComfyUI API-format prompt.' },
   INVALID_WORKFLOW: { status: 400, message: 'The UI-format workflow cannot be converted to a prompt.' },
   INVALID_PATH: { status: 400, message: 'The path is not allowed.' },
+  LORA_INVALID: {
+    status: 400,
+    message: 'The file is not a LoRA in .safetensors format (pickles such as .ckpt and .pt are refused).',
+  },
   HASH_MISMATCH: { status: 400, message: 'The uploaded content does not match its sha256.' },
   UNAUTHORIZED: { status: 401, message: 'Authentication is required.' },
   INVALID_CREDENTIALS: { status: 401, message: 'The user name or password is wrong.' },
@@ -30,8 +34,13 @@ export const ERROR_CODES = {
   JOB_FINISHED: { status: 409, message: 'The job has already finished.' },
   USER_EXISTS: { status: 409, message: 'A user with this name already exists.' },
   FRONTEND_NOT_WANTED: { status: 409, message: 'This control plane does not mirror the ComfyUI frontend.' },
+  TEMPLATES_NOT_WANTED: {
+    status: 409,
+    message: "This control plane does not mirror ComfyUI's template library.",
+  },
   FRONTEND_INCOMPLETE: { status: 409, message: 'Some files of the offered frontend have not arrived.' },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large.' },
+  LORA_QUOTA_EXCEEDED: { status: 413, message: 'The LoRA does not fit in your LoRA quota (LORA_QUOTA).' },
   URI_TOO_LONG: { status: 414, message: 'The URL is too long.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'The request body has an unsupported content type.' },
   RANGE_NOT_SATISFIABLE: { status: 416, message: 'The requested byte range is outside the file.' },
@@ -44,6 +53,10 @@ export const ERROR_CODES = {
     message: 'The server is checking many logins right now; try again in a moment.',
   },
   STORE_UNAVAILABLE: { status: 503, message: 'The state store cannot be reached.' },
+  WORKER_UNREACHABLE: {
+    status: 503,
+    message: 'The control-plane process holding this worker did not answer in time.',
+  },
   NO_FRONTEND: { status: 503, message: 'No ComfyUI frontend is available yet.' },
   SHUTTING_DOWN: {
     status: 503,

@@ -24,8 +24,12 @@ import { AuditLog } from './admin/audit-log.js';
 import { openFrontend, type FrontendCache, type FrontendSite } from './frontend/index.js';
 import { FrontendShare } from './frontend/frontend-share.js';
 import { createAutoscaler, type Autoscaler } from './autoscale/index.js';
+import { openTemplateLibrary, type TemplateLibrary } from './templates/library.js';
+import { WorkshopTemplates } from './templates/workshop-templates.js';
 import { openClusterBus, type ClusterBus } from './cluster/index.js';
 import { openEventRelay, type EventLog, type EventRelay } from './cluster/events.js';
+import { WorkerDirectory, type WorkerDirectoryOptions } from './cluster/worker-directory.js';
+import { WorkerCommands } from './cluster/worker-commands.js';
 
 /** Everything the HTTP layer needs, built once from config and a store. Tests build their own. */
 export interface Services {
@@ -41,7 +45,15 @@ export interface Services {
   files: FileStore;
   /** Live job events, previews and status changes, for per-user `/ws` and the dashboard. */
   bus: JobEventBus;
+  /** This process's connected workers (the dispatcher and hub act on these sockets). */
   workers: WorkerRegistry;
+  /**
+   * Every process's workers (and participants' open tabs) for readers: dashboard, `/api/v1/workers`,
+   * status, banner, autoscaler. Just the local registry with one process. Started with the app.
+   */
+  workerDirectory: WorkerDirectory;
+  /** Instructor commands for a worker (drain), run by the process holding its socket. */
+  workerCommands: WorkerCommands;
   workerTokens: WorkerTokenService;
   /** Pushes jobs to workers; started and stopped with the app (see app.ts). */
   dispatcher: Dispatcher;
@@ -62,6 +74,10 @@ export interface Services {
    * frontend-share.ts); null for a single process or without a mirror. Closed with the app.
    */
   frontendShare: FrontendShare | null;
+  /** ComfyUI's template library mirrored from workers; null with TEMPLATE_LIBRARY_MIRROR=false. */
+  templateLibrary: TemplateLibrary | null;
+  /** The instructor's workshop templates (dashboard-managed, in the store). */
+  workshopTemplates: WorkshopTemplates;
   /** GPUs on demand (AUTOSCALE_PROVIDER); null when off. Started and stopped with the app. */
   autoscaler: Autoscaler | null;
   /**
@@ -82,6 +98,10 @@ export interface ServiceOptions {
   cluster?: ClusterBus;
   /** With a shared `cluster`: this event log instead of one in Redis (tests share a MemoryEventLog). */
   eventLog?: EventLog;
+  /** Refresh and expiry of the worker directory's snapshots (tests shorten them). */
+  presence?: WorkerDirectoryOptions;
+  /** How long a command waits for the process holding the worker (default 5 s). */
+  commandTimeoutMs?: number;
 }
 
 export async function createServices(
@@ -147,6 +167,7 @@ export async function createServices(
       : null;
   // Syncs in the background: a process starts at once and serves the frontend once copied.
   frontendShare?.start();
+  const templateLibrary = await openTemplateLibrary(config, logger);
   const hub = new WorkerHub(
     { store, dispatcher, bus, logger, verifyTokenHash: (hash) => workerTokens.verifyHash(hash) },
     {
@@ -154,18 +175,25 @@ export async function createServices(
       leaseMs: config.LEASE_MS,
       heartbeatMs: Math.min(config.HEARTBEAT_MS, Math.floor(config.LEASE_MS / 3)),
       mirrorFrontend: () => frontend.wantsMirror(),
+      mirrorTemplates: () => templateLibrary !== null,
     },
+  );
+  const connections = new ConnectionTracker();
+  const workerDirectory = new WorkerDirectory(workers, cluster, connections, opts.presence);
+  const workerCommands = new WorkerCommands(
+    { cluster, directory: workerDirectory, dispatcher, hub, logger },
+    { timeoutMs: opts.commandTimeoutMs },
   );
   const autoscaler = await createAutoscaler(config, {
     queue,
-    workers,
+    // Counts every process's workers; the loop itself runs on one process (helper C's lease).
+    workers: workerDirectory,
     verifyWorkerToken: (token) => workerTokens.verify(token),
     logger,
     cluster,
   });
   const broadcast = new BroadcastService(store);
   const audit = new AuditLog(store);
-  const connections = new ConnectionTracker();
   const events = await openEventRelay({ config, cluster, queue, bus, logger, log: opts.eventLog });
   return {
     config,
@@ -178,6 +206,8 @@ export async function createServices(
     files,
     bus,
     workers,
+    workerDirectory,
+    workerCommands,
     workerTokens,
     dispatcher,
     hub,
@@ -187,6 +217,8 @@ export async function createServices(
     frontend,
     frontendCache,
     frontendShare,
+    templateLibrary,
+    workshopTemplates: new WorkshopTemplates(store),
     autoscaler,
     cluster,
     events,

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { statfs } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { acceptsWork, type WorkerRegistry } from '../dispatch/worker-registry.js';
+import { acceptsWork, type WorkerReader } from '../dispatch/worker-registry.js';
 import type { QueueEvent, QueueService } from '../scheduler/queue-service.js';
 import type { JobStore } from '../store/types.js';
 import type { AlertEvent, AlertRecord } from './view-types.js';
@@ -48,7 +48,7 @@ export interface AlertOptions {
 export interface AlertDeps {
   store: JobStore;
   queue: QueueService;
-  workers: WorkerRegistry;
+  workers: WorkerReader;
   /**
    * With several control-plane processes (`ClusterBus.once`): every process sees a lost worker or
    * a stalled queue and raises the alert on its own dashboard, but only the first to claim the

@@ -37,9 +37,10 @@ function parseEntry(raw: string | null): AuditEntry | null {
 /**
  * Who did what, when: every instructor action taken from the dashboard, persisted through the
  * store's blob API (namespace `audit`) so it survives restarts and is shared by every process on
- * the same store. `entry` fires after each record.
+ * the same store. `entry` fires after each record, and for entries another process recorded
+ * (`origin` `remote`, passed in by src/cluster/live-sync.ts) so every dashboard shows them live.
  */
-export class AuditLog extends EventEmitter<{ entry: [AuditEntry] }> {
+export class AuditLog extends EventEmitter<{ entry: [entry: AuditEntry, origin: 'local' | 'remote'] }> {
   private recentEntries: AuditEntry[] = [];
   private loaded: Promise<void> | null = null;
   private appended = 0;
@@ -75,11 +76,34 @@ export class AuditLog extends EventEmitter<{ entry: [AuditEntry] }> {
     const id = keyFor(at);
     const entry: AuditEntry = { id, at, ...input };
     await this.store.putBlob(AUDIT_NS, id, JSON.stringify(entry));
-    this.recentEntries.push(entry);
-    if (this.recentEntries.length > RECENT) this.recentEntries.splice(0, this.recentEntries.length - RECENT);
-    this.emit('entry', entry);
+    this.remember(entry);
+    this.emit('entry', entry, 'local');
     if (++this.appended % 100 === 0) void this.prune().catch(() => {});
     return entry;
+  }
+
+  /** An entry another process recorded (already in the shared store): shown here too. */
+  receive(entry: AuditEntry): void {
+    if (this.recentEntries.some((e) => e.id === entry.id)) return;
+    this.remember(entry);
+    this.emit('entry', entry, 'remote');
+  }
+
+  /** Reads the recent entries from the store again (after missing other processes' messages). */
+  async reload(): Promise<void> {
+    this.loaded = null;
+    await this.load();
+    const last = this.recentEntries.at(-1);
+    if (last) this.emit('entry', last, 'remote');
+  }
+
+  private remember(entry: AuditEntry): void {
+    const list = this.recentEntries;
+    // Keys sort by time; an entry from another process may be older than our newest.
+    let i = list.length;
+    while (i > 0 && list[i - 1]!.id > entry.id) i--;
+    list.splice(i, 0, entry);
+    if (list.length > RECENT) list.splice(0, list.length - RECENT);
   }
 
   /**

@@ -163,7 +163,7 @@ export async function adminRoutes(
       api.get('/status', async (_request, reply) => {
         const status = await computeStatus({
           store: services.store,
-          workers: services.workers,
+          workers: services.workerDirectory,
           tracker: services.connections,
           version: VERSION,
           startedAt: rt.startedAt,

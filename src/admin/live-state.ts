@@ -1,13 +1,9 @@
 import type { AccountService } from '../auth/account-service.js';
 import { workflowName } from '../comfy/prompt-tools.js';
-import {
-  sentAheadJobs,
-  statusOf,
-  type WorkerEntry,
-  type WorkerRegistry,
-} from '../dispatch/worker-registry.js';
+import { sentAheadJobs, statusOf, type WorkerEntry, type WorkerReader } from '../dispatch/worker-registry.js';
 import type { QueueService } from '../scheduler/queue-service.js';
 import { userLevels } from '../scheduler/user-priority.js';
+import { loraUsageByUser, type LoraUsage } from '../loras/lora-library.js';
 import type { Job, JobStore } from '../store/types.js';
 import type { AuditLog } from './audit-log.js';
 import type { BroadcastService } from '../broadcast/broadcast.js';
@@ -28,7 +24,7 @@ import type {
 export interface LiveStateDeps {
   store: JobStore;
   queue: QueueService;
-  workers: WorkerRegistry;
+  workers: WorkerReader;
   accounts: AccountService;
   tracker: ConnectionTracker;
   audit: AuditLog;
@@ -36,9 +32,17 @@ export interface LiveStateDeps {
   health: () => HealthInfo;
   /** GPUs on demand; absent or null when autoscaling is off. */
   autoscale?: () => LiveSections['autoscale'];
+  /** This process's id when several share the store (shown on its own workers' cards). */
+  processId?: string;
+  /** LORA_QUOTA, shown beside each participant's own LoRAs. */
+  loraQuota?: number;
 }
 
 const MAX_PENDING_ROWS = 500;
+
+function loraRow(u: LoraUsage | undefined, quotaBytes: number): ParticipantRow['loras'] {
+  return u && u.count > 0 ? { count: u.count, bytes: u.bytes, quotaBytes } : null;
+}
 const MAX_FAILURES = 25;
 const MAX_AUDIT = 100;
 
@@ -241,6 +245,7 @@ export class LiveState {
       held,
       jobsCompleted: w.completed,
       jobsFailed: w.failed,
+      ...((w.process ?? this.deps.processId) ? { process: w.process ?? this.deps.processId } : {}),
     };
   }
 
@@ -267,11 +272,12 @@ export class LiveState {
   }
 
   private async participants(): Promise<ParticipantRow[]> {
-    const [accounts, counters, settings, levels] = await Promise.all([
+    const [accounts, counters, settings, levels, loras] = await Promise.all([
       this.deps.accounts.list(),
       this.deps.store.userCounters(),
       this.deps.store.getSettings(),
       userLevels(this.deps.store),
+      loraUsageByUser(this.deps.store),
     ]);
     const byUser = new Map(counters.map((c) => [c.user, c]));
     const roles = new Map(accounts.map((a) => [a.name, a.role]));
@@ -301,6 +307,7 @@ export class LiveState {
         lastActivityAt: c?.lastActivityAt ?? null,
         limits: override && Object.keys(override).length > 0 ? { ...override } : null,
         priority: levels[user] ?? null,
+        loras: loraRow(loras.get(user), this.deps.loraQuota ?? 0),
       });
     }
     return rows.sort((a, b) => (a.user < b.user ? -1 : a.user > b.user ? 1 : 0));

@@ -22,6 +22,10 @@ export interface MetricsDeps {
  * The Prometheus metrics of one control-plane process, in their own prom-client Registry (never the
  * global one, so several apps in one process — tests — do not collide). Gauges are read from the
  * store and the worker registry at scrape time; counters and histograms move with queue events.
+ * With several processes, worker, socket and online-participant gauges describe this process's
+ * own connections only (the local registry, never the merged directory), so each is reported once
+ * and `sum()` over instances gives the whole; queue gauges read the shared store and are the same
+ * on every process (use `max()`).
  */
 export class AdminMetrics {
   readonly registry = new Registry();
@@ -187,10 +191,11 @@ export class AdminMetrics {
 
     new Gauge({
       name: 'comfy_multi_participants_online',
-      help: 'Users with at least one ComfyUI tab open.',
+      help: 'Users with at least one ComfyUI tab open on this process.',
       registers,
       collect: function (this: Gauge) {
-        this.set(deps.tracker.onlineUsers().length);
+        // Each process reports its own tabs (and workers, sockets), so a sum over instances is right.
+        this.set(deps.tracker.localOnlineUsers().length);
       },
     });
 

@@ -52,7 +52,7 @@ function bodyOf(request: FastifyRequest): unknown {
  * recorded in the audit log whether they succeed or fail.
  */
 export function adminApiRoutes(app: FastifyInstance, services: Services, rt: AdminRuntime): void {
-  const { queue, store, accounts, dispatcher, workers } = services;
+  const { queue, store, accounts } = services;
   const { audit, live } = rt;
 
   // Cross-site WebSocket hijacking: a GET upgrade carries cookies but no CSRF header.
@@ -246,9 +246,10 @@ export function adminApiRoutes(app: FastifyInstance, services: Services, rt: Adm
     const { id } = parse(workerParams, request.params);
     const { draining } = parse(drainBody, request.body);
     return act(request, draining ? 'worker.drain' : 'worker.undrain', id, async (d) => {
-      const entry = workers.get(id);
+      const entry = services.workerDirectory.get(id);
       if (entry) d.name = entry.name;
-      const view = dispatcher.setDraining(id, draining);
+      // Runs on the process holding the worker's socket (this one, with a single process).
+      const view = await services.workerCommands.drain(id, draining);
       rt.watcher.check();
       live.markDirty('workers');
       return { id: view.id, status: view.status, draining: view.draining };

@@ -10,7 +10,7 @@ import { LiveState } from './live-state.js';
 import { AdminMetrics } from './metrics.js';
 import { Sampler, type SamplerOptions } from './sampler.js';
 import type { HealthInfo } from './view-types.js';
-import { WorkerWatcher } from './worker-watch.js';
+import { WorkerWatcher, type WorkerTransition } from './worker-watch.js';
 import { registerAutoscaleMetrics } from '../autoscale/metrics.js';
 import type { AutoscaleAlert } from '../autoscale/autoscaler.js';
 
@@ -50,7 +50,9 @@ export async function createAdminRuntime(
   services: Services,
   opts: AdminRuntimeOptions = {},
 ): Promise<AdminRuntime> {
-  const { config, store, queue, workers, bus, logger, connections, broadcast } = services;
+  const { config, store, queue, bus, logger, connections, broadcast } = services;
+  // Every process's workers (the local registry alone with one process); metrics keep the local one.
+  const workers = services.workerDirectory;
   const startedAt = Date.now();
   const audit = services.audit;
   const csrf = await CsrfTokens.open(store, services.cluster);
@@ -62,7 +64,8 @@ export async function createAdminRuntime(
   const metrics = new AdminMetrics({
     store,
     queue,
-    workers,
+    // Each process reports its own workers, so a worker is counted once across processes.
+    workers: services.workers,
     tracker: connections,
     logins: () => services.bcrypt.stats(),
   });
@@ -96,6 +99,14 @@ export async function createAdminRuntime(
     metricsProtected: Boolean(config.METRICS_TOKEN),
     recentAlerts: alerts.recent(),
     frontend: frontendSummary(services.frontend.status()),
+    ...(services.cluster.shared
+      ? {
+          cluster: {
+            process: services.cluster.processId,
+            processes: 1 + services.workerDirectory.processes().length,
+          },
+        }
+      : {}),
   });
   const state = new LiveState({
     store,
@@ -107,6 +118,8 @@ export async function createAdminRuntime(
     broadcast,
     health,
     autoscale: () => services.autoscaler?.view() ?? null,
+    ...(services.cluster.shared ? { processId: services.cluster.processId } : {}),
+    loraQuota: config.LORA_QUOTA,
   });
   const live = new LiveHub(state, sampler, { minIntervalMs: opts.liveMinIntervalMs ?? 250, logger });
 
@@ -164,7 +177,17 @@ export async function createAdminRuntime(
       const onWorkers = () => live.markDirty('workers', 'orphans', 'health');
       watcher.on('change', onWorkers);
       unsubscribes.push(() => watcher.off('change', onWorkers));
-      const onTransition = alerts.onWorkerTransition.bind(alerts);
+      // Another process's snapshot arrived: look now rather than at the next tick.
+      const onDirectory = () => {
+        watcher.check();
+        live.markDirty('health'); // how many processes report (pushed only when it changed)
+      };
+      workers.on('change', onDirectory);
+      unsubscribes.push(() => workers.off('change', onDirectory));
+      // Alerts about a worker come from the process holding its socket (the others merely see it).
+      const onTransition = (t: WorkerTransition) => {
+        if (t.worker.process === undefined) alerts.onWorkerTransition(t);
+      };
       watcher.on('transition', onTransition);
       unsubscribes.push(() => watcher.off('transition', onTransition));
       const onConnections = () => live.markDirty('participants');

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { WorkerRegistry } from '../dispatch/worker-registry.js';
+import type { WorkerReader } from '../dispatch/worker-registry.js';
 import type { QueueEvent, QueueService } from '../scheduler/queue-service.js';
 import type { JobStore } from '../store/types.js';
 import type { SamplePoint } from './view-types.js';
@@ -37,7 +37,7 @@ export class Sampler extends EventEmitter<{ sample: [SamplePoint] }> {
   };
 
   constructor(
-    private readonly deps: { store: JobStore; queue: QueueService; workers: WorkerRegistry },
+    private readonly deps: { store: JobStore; queue: QueueService; workers: WorkerReader },
     opts: SamplerOptions = {},
   ) {
     super();

@@ -1,9 +1,4 @@
-import {
-  acceptsWork,
-  statusOf,
-  type WorkerRegistry,
-  type WorkerStatus,
-} from '../dispatch/worker-registry.js';
+import { acceptsWork, statusOf, type WorkerReader, type WorkerStatus } from '../dispatch/worker-registry.js';
 import type { QueueMode, StatusCounts, JobStore } from '../store/types.js';
 import type { ConnectionTracker } from './connection-tracker.js';
 import type { FrontendStatus } from '../frontend/index.js';
@@ -40,7 +35,7 @@ export interface PlatformStatus {
 
 export interface StatusDeps {
   store: JobStore;
-  workers: WorkerRegistry;
+  workers: WorkerReader;
   tracker: ConnectionTracker;
   version: string;
   startedAt: number;

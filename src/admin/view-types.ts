@@ -75,6 +75,8 @@ export interface WorkerRow {
   held: HeldRow[];
   jobsCompleted: number;
   jobsFailed: number;
+  /** Several control-plane processes: the one holding its connection. */
+  process?: string;
 }
 
 /** A job the store shows running that no connected worker holds (its worker went away). */
@@ -107,6 +109,8 @@ export interface ParticipantRow {
   limits: Partial<QueueLimits> | null;
   /** The participant's own level (all their jobs, now and later); null: `normal`. */
   priority: 'high' | 'low' | null;
+  /** Their own LoRAs: how many, their bytes, and LORA_QUOTA; null when they have none. */
+  loras: { count: number; bytes: number; quotaBytes: number } | null;
 }
 
 export interface FailureRow {
@@ -142,6 +146,12 @@ export const AUDIT_ACTIONS = [
   'broadcast.clear',
   'alerts.test',
   'frontend.use',
+  'template.add',
+  'template.replace',
+  'template.reorder',
+  'template.remove',
+  'template.default',
+  'template.send',
   'autoscale.hold',
   'autoscale.stop_all',
 ] as const;
@@ -202,6 +212,8 @@ export interface HealthInfo {
   recentAlerts: AlertRecord[];
   /** Which ComfyUI web frontend participants get, in a few words. */
   frontend: string;
+  /** Several control-plane processes: this one's id and how many report (this one included). */
+  cluster?: { process: string; processes: number };
 }
 
 export interface LiveSections {

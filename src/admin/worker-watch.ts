@@ -2,14 +2,14 @@ import { EventEmitter } from 'node:events';
 import {
   statusOf,
   type WorkerEntry,
-  type WorkerRegistry,
+  type WorkerReader,
   type WorkerStatus,
 } from '../dispatch/worker-registry.js';
 
 /** Rounded so that VRAM jitter does not count as a change. */
 const VRAM_STEP = 256 * 1024 ** 2;
 
-function fingerprint(w: WorkerEntry): string {
+function fingerprint(w: WorkerEntry, heartbeats: boolean): string {
   const held = [...w.held.values()]
     .map(
       (h) =>
@@ -23,7 +23,7 @@ function fingerprint(w: WorkerEntry): string {
     statusOf(w),
     w.draining,
     w.healthy,
-    w.lastHeartbeatAt,
+    heartbeats ? w.lastHeartbeatAt : '',
     w.warmModels.join('|'),
     vram.join(','),
     held,
@@ -48,8 +48,10 @@ export class WorkerWatcher extends EventEmitter<{ change: []; transition: [Worke
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly registry: WorkerRegistry,
+    private readonly registry: WorkerReader,
     private readonly intervalMs = 1000,
+    /** Whether a heartbeat alone counts as a change (the dashboard shows "last heard"). */
+    private readonly heartbeats = true,
   ) {
     super();
     this.setMaxListeners(0);
@@ -72,7 +74,7 @@ export class WorkerWatcher extends EventEmitter<{ change: []; transition: [Worke
     const seen = new Set<string>();
     for (const w of this.registry.all()) {
       seen.add(w.id);
-      const print = fingerprint(w);
+      const print = fingerprint(w, this.heartbeats);
       if (this.prints.get(w.id) !== print) {
         this.prints.set(w.id, print);
         changed = true;

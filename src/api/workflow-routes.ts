@@ -6,10 +6,13 @@ import { workflowModelNeeds } from '../comfy/workflow-needs.js';
 import { missingModels } from '../comfy/workflow-models.js';
 import { loadEnv } from '../dispatch/env-snapshots.js';
 import type { TemplateSource } from '../gateway/templates.js';
+import type { WorkshopTemplates } from '../templates/workshop-templates.js';
 import { toApiPrompt, type WorkflowPromptDeps } from './workflow-prompt.js';
 
 export interface WorkflowRoutesDeps extends WorkflowPromptDeps {
   templates: TemplateSource;
+  /** The dashboard's workshop templates (listed first, by title, with their id). */
+  workshopTemplates?: WorkshopTemplates;
   /** The worker registry: names and environment hashes of the known workers. */
   workers: WorkflowPromptDeps['workers'] & {
     list?(): readonly { id: string; name: string; connected: boolean; envHash: string | null }[];
@@ -31,7 +34,8 @@ export function workflowRoutes(app: FastifyInstance, deps: WorkflowRoutesDeps): 
   });
 
   /**
-   * `GET /api/v1/templates/models`: per template (TEMPLATES_DIR and DEFAULT_WORKFLOW), per known
+   * `GET /api/v1/templates/models`: per template (the dashboard's workshop templates, TEMPLATES_DIR
+   * and DEFAULT_WORKFLOW), per known
    * worker, the model files it needs and which of them that worker lacks (`missing`; `optional`
    * files only muted or bypassed nodes load), or why that worker cannot run it (`error`).
    */
@@ -40,20 +44,25 @@ export function workflowRoutes(app: FastifyInstance, deps: WorkflowRoutesDeps): 
     const envs = new Map<string, Awaited<ReturnType<typeof loadEnv>>>();
     for (const w of workers)
       if (!envs.has(w.envHash!)) envs.set(w.envHash!, await loadEnv(deps.store, w.envHash!));
-    const sources: { name: string; body: Buffer | null }[] = [];
+    const sources: { name: string; id?: string; body: Buffer | null }[] = [];
+    for (const t of (await deps.workshopTemplates?.list())?.templates ?? []) {
+      const text = await deps.workshopTemplates!.workflow(t.id);
+      sources.push({ name: t.title, id: t.id, body: text === null ? null : Buffer.from(text, 'utf8') });
+    }
     for (const t of await deps.templates.list())
       sources.push({ name: t.path, body: await deps.templates.read(t.path) });
     const def = await deps.templates.defaultWorkflow();
     if (def) sources.push({ name: def.name, body: def.body });
-    const templates = sources.map(({ name, body }) => {
+    const templates = sources.map(({ name, id, body }) => {
       let workflow: unknown;
       try {
         workflow = JSON.parse(body?.toString('utf8') ?? '');
       } catch {
-        return { name, error: 'not valid JSON', workers: [] };
+        return { name, ...(id ? { id } : {}), error: 'not valid JSON', workers: [] };
       }
       return {
         name,
+        ...(id ? { id } : {}),
         workers: workers.map((w) => {
           const env = envs.get(w.envHash!);
           if (!env)

@@ -8,7 +8,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { acceptsWork, type WorkerRegistry } from '../dispatch/worker-registry.js';
+import { acceptsWork, type WorkerReader } from '../dispatch/worker-registry.js';
 import type { QueueEvent, QueueService } from '../scheduler/queue-service.js';
 import type { BlobStore, Job } from '../store/types.js';
 import { decide, type Decision, type InstanceState, type PoolPolicy, type PoolState } from './decide.js';
@@ -44,7 +44,7 @@ export interface AutoscalerDeps {
   queue: Pick<QueueService, 'pendingOrder' | 'on' | 'off'> & {
     store: Pick<BlobStore, 'getBlob' | 'putBlob'> & { countByStatus(): Promise<{ pending: number }> };
   };
-  workers: WorkerRegistry;
+  workers: WorkerReader;
   /** Several processes (a shared bus): the loop runs on one at a time; see shared-state.ts. */
   cluster?: Pick<ClusterBus, 'shared' | 'holdLease' | 'releaseLease' | 'publish' | 'subscribe'>;
 }

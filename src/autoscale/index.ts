@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { ClusterBus } from '../cluster/index.js';
-import type { WorkerRegistry } from '../dispatch/worker-registry.js';
+import type { WorkerReader } from '../dispatch/worker-registry.js';
 import type { QueueService } from '../scheduler/queue-service.js';
 import { StartupError } from '../startup-error.js';
 import { Autoscaler } from './autoscaler.js';
@@ -145,7 +145,7 @@ export async function createAutoscaler(
   config: Config,
   deps: {
     queue: QueueService;
-    workers: WorkerRegistry;
+    workers: WorkerReader;
     verifyWorkerToken: (token: string) => Promise<string | null>;
     logger?: Logger;
     /** Several processes: the loop runs on one at a time (see shared-state.ts). */

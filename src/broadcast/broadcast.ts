@@ -46,9 +46,12 @@ export async function setBroadcast(
  * The instructor's broadcast message: one line every participant's ComfyUI shows in the workshop
  * banner (the workshop extension reads it through `GET /<user>/comfy-multi/status`). Stored where
  * the gateway reads it (blob `gateway/broadcast`), so every control-plane process sharing a store
- * sees the same message. `change` fires after every set made through this service.
+ * sees the same message. `change` fires after every set made through this service, and (origin
+ * `remote`) after a set on another process (src/cluster/live-sync.ts).
  */
-export class BroadcastService extends EventEmitter<{ change: [Broadcast | null] }> {
+export class BroadcastService extends EventEmitter<{
+  change: [broadcast: Broadcast | null, origin: 'local' | 'remote'];
+}> {
   constructor(
     private readonly store: BlobStore,
     private readonly clock: () => number = Date.now,
@@ -65,7 +68,12 @@ export class BroadcastService extends EventEmitter<{ change: [Broadcast | null] 
   /** Shows `message` to every participant; an empty message clears the banner. */
   async set(message: string, by: string): Promise<Broadcast | null> {
     const b = await setBroadcast(this.store, message, by, this.clock());
-    this.emit('change', b);
+    this.emit('change', b, 'local');
     return b;
+  }
+
+  /** Another process set the message (already stored): tell this process's listeners. */
+  receive(b: Broadcast | null): void {
+    this.emit('change', b, 'remote');
   }
 }

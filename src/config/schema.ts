@@ -249,6 +249,16 @@ export const configSchema = z
       .describe(
         "Largest file a participant may upload through ComfyUI (`/upload/image`, `/upload/mask`; LoadVideo's upload uses `/upload/image` too), e.g. 500mb. The default, 1 GB, is sized for footage (a minute of 4K phone video is about 400 MB); ComfyUI's own is 100 MB. Uploads are streamed to the file store, never held in memory. Larger uploads get 413 with the limit in the message, a declared larger body before any of it is read.",
       ),
+    LORA_UPLOAD_LIMIT: size
+      .default(2 * 1024 ** 3)
+      .describe(
+        'Largest LoRA a participant may upload into their own space (`POST /<user>/api/loras`), e.g. 500mb. Only `.safetensors` files are accepted (the header is checked; pickles are refused). Larger uploads get 413.',
+      ),
+    LORA_QUOTA: size
+      .default(4 * 1024 ** 3)
+      .describe(
+        "How many bytes of LoRAs one participant may keep (the sum of their own LoRAs), e.g. 2gb. An upload that would pass it gets 413 `LORA_QUOTA_EXCEEDED`; the dashboard's participants table shows each participant's use.",
+      ),
     FFPROBE_PATH: z
       .string()
       .default('ffprobe')
@@ -283,6 +293,11 @@ export const configSchema = z
       .describe(
         'Mirrored frontend versions kept on disk; older ones are deleted. Files of kept versions stay reachable, so a browser that loaded an older version can still fetch its lazy chunks.',
       ),
+    TEMPLATE_LIBRARY_MIRROR: bool
+      .default(true)
+      .describe(
+        "Copy ComfyUI's own template library (the `comfyui-workflow-templates` package a worker's ComfyUI serves at /templates/) from the first worker that has it, keep it on disk in DATA_DIR/template-library and list it in every participant's Templates dialog, after the workshop's own templates. Set false to list only the workshop's templates.",
+      ),
     TEMPLATES_DIR: z
       .string()
       .min(1)
@@ -295,7 +310,7 @@ export const configSchema = z
       .min(1)
       .optional()
       .describe(
-        "Workflow file (`*.json`) copied into each new participant's workflows on their first visit and opened for them once.",
+        "Workflow file (`*.json`) copied into each new participant's workflows on their first visit and opened for them once. A workshop template marked as the default on the dashboard takes its place.",
       ),
     ADMIN_PASSWORD: z
       .string()

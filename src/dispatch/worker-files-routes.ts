@@ -6,6 +6,7 @@ import { AppError } from '../errors.js';
 import type { FileStore } from '../files/file-store.js';
 import { safeRelativePath, userFileKey } from '../files/safe-path.js';
 import { parse } from '../http/parse.js';
+import { LoraLibrary } from '../loras/lora-library.js';
 import type { Job, JobOutput, JobStore } from '../store/types.js';
 import { OutputNamer } from './output-names.js';
 import { tokenNameOfWorker } from './worker-registry.js';
@@ -35,6 +36,7 @@ const uploadQuery = z.object({
 });
 
 const inputParams = z.object({ jobId, '*': z.string().min(1).max(2048) });
+const jobParams = z.object({ jobId });
 
 /**
  * The job as held by the calling worker token; throws JOB_NOT_FOUND, FORBIDDEN (another worker
@@ -84,9 +86,14 @@ function splitPath(rel: string): { subfolder: string; filename: string } {
  *   hashing and counting it on the way, and answers the {@link JobOutput} to report in
  *   `job_completed`. Only the worker holding that attempt may upload; any body type is accepted.
  * - `GET /jobs/:jobId/inputs/<path>` streams `<user>/input/<path>` to the worker holding the job.
+ * - `GET /jobs/:jobId/loras` lists the job owner's own LoRAs (`{loras: [{name, size, sha256}]}`),
+ *   and `GET /jobs/:jobId/loras/<name>` streams one (its sha256 in `X-Content-SHA256`), to the
+ *   worker holding the job only: a worker learns a participant's LoRAs only while running their job.
  */
 export async function workerFilesRoutes(app: FastifyInstance, deps: WorkerFilesDeps): Promise<void> {
   const namer = new OutputNamer(deps.store, deps.files);
+  // Only read here: the limits are the gateway's business.
+  const loras = new LoraLibrary(deps.files, deps.store, { maxFileBytes: 0, quotaBytes: 0 });
   await app.register(async (files) => {
     // Bodies here are files: take any content type and leave the stream to the handler.
     files.removeAllContentTypeParsers();
@@ -144,6 +151,28 @@ export async function workerFilesRoutes(app: FastifyInstance, deps: WorkerFilesD
       if (!stat) throw new AppError('FILE_NOT_FOUND', 'The job refers to an input file that does not exist.');
       const stream = await deps.files.read(key);
       return reply.header('content-length', String(stat.size)).type('application/octet-stream').send(stream);
+    });
+
+    files.get('/jobs/:jobId/loras', async (request) => {
+      const params = parse(jobParams, request.params);
+      const job = await heldBy(request, deps.store, params.jobId);
+      const list = await loras.list(job.user);
+      return { loras: list.map(({ name, size, sha256 }) => ({ name, size, sha256 })) };
+    });
+
+    files.get('/jobs/:jobId/loras/*', async (request, reply) => {
+      const params = parse(inputParams, request.params);
+      const job = await heldBy(request, deps.store, params.jobId);
+      const { entry, stream } = await loras.open(job.user, params['*']);
+      request.log.info(
+        { jobId: job.id, user: job.user, lora: entry.name },
+        'worker fetches a participant LoRA',
+      );
+      return reply
+        .header('content-length', String(entry.size))
+        .header('x-content-sha256', entry.sha256)
+        .type('application/octet-stream')
+        .send(stream);
     });
   });
 }

@@ -48,6 +48,8 @@ export interface WorkerHubOptions {
   silenceMs?: number;
   /** Whether agents are asked to offer their ComfyUI frontend (`welcome.mirrorFrontend`). Default false. */
   mirrorFrontend?: () => boolean;
+  /** Whether agents are asked to offer ComfyUI's template library (`welcome.mirrorTemplates`). Default false. */
+  mirrorTemplates?: () => boolean;
 }
 
 export interface WorkerHubDeps {
@@ -145,6 +147,16 @@ export class WorkerHub {
   /** Number of open agent connections. */
   get connections(): number {
     return this.sessions.size;
+  }
+
+  /**
+   * Re-checks now the tokens of the connections using `tokenName` (a revoke was announced, e.g. by
+   * another process): revoked ones give their jobs back and close with 4004 without waiting for
+   * their next heartbeat.
+   */
+  async recheckTokens(tokenName: string): Promise<void> {
+    const checks = [...this.sessions].filter((s) => s.tokenName === tokenName).map((s) => s.authorized());
+    await Promise.all(checks);
   }
 
   /**
@@ -321,6 +333,7 @@ export class WorkerHub {
       needEnv,
       forget,
       mirrorFrontend: this.opts.mirrorFrontend?.() ?? false,
+      mirrorTemplates: this.opts.mirrorTemplates?.() ?? false,
       acks: true,
       outputEntries: true,
       ...(msg.inFlight.length === 0 ? { warmup: await this.warmupModels() } : {}),

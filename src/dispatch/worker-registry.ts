@@ -94,6 +94,11 @@ export interface WorkerEntry {
   lastAssignedAt: number;
   /** Started on demand (the autoscaler's provider and instance); null for a worker started by hand. */
   ephemeral?: EphemeralInfo | null;
+  /**
+   * The control-plane process holding its connection, set only on entries another process
+   * reported (src/cluster/worker-directory.ts); absent on this process's own entries.
+   */
+  process?: string;
 }
 
 /** The JSON shape of a worker in `GET /api/v1/workers`. */
@@ -131,6 +136,24 @@ export interface WorkerView {
   jobsFailed: number;
   /** Started on demand by the autoscaler (provider, instance); null when started by hand. */
   ephemeral: EphemeralInfo | null;
+  /** With several control-plane processes: the id of the one holding its connection. */
+  process?: string;
+}
+
+/**
+ * What readers of the worker list need (dashboard, `/api/v1/workers`, status, banner, autoscaler):
+ * the local {@link WorkerRegistry}, or with several processes the merged WorkerDirectory
+ * (src/cluster). The dispatcher and the hub always use the local registry: they act on sockets.
+ */
+export interface WorkerReader {
+  /** Every known worker, sorted by id. */
+  all(): WorkerEntry[];
+  /** Connected, registered workers. */
+  online(): WorkerEntry[];
+  get(id: string): WorkerEntry | undefined;
+  holdersOf(jobId: string): { worker: WorkerEntry; held: HeldJob }[];
+  view(id: string): WorkerView | null;
+  list(): WorkerView[];
 }
 
 export interface HelloInfo {
@@ -160,8 +183,14 @@ export function tokenNameOfWorker(workerId: string): string {
 
 const iso = (t: number | null): string | null => (t === null ? null : new Date(t).toISOString());
 
-export class WorkerRegistry {
+export class WorkerRegistry implements WorkerReader {
   private readonly workers = new Map<string, WorkerEntry>();
+  /**
+   * With several processes: whether another process knows this worker as drained (it was
+   * connected there before), so a drain survives the worker reconnecting here. Set by the
+   * WorkerDirectory (src/cluster).
+   */
+  drainedElsewhere: ((id: string) => boolean) | null = null;
 
   constructor(
     private readonly opts: { retentionMs: number; clock?: () => number } = { retentionMs: 3_600_000 },
@@ -195,7 +224,7 @@ export class WorkerRegistry {
       disconnectedAt: null,
       lastHeartbeatAt: now,
       healthy: info.healthy,
-      draining: old?.draining ?? false,
+      draining: old?.draining ?? this.drainedElsewhere?.(id) ?? false,
       stopping: info.stopping ?? false,
       agentVersion: info.agentVersion,
       comfyuiVersion: info.comfyuiVersion,
@@ -343,6 +372,7 @@ export function toView(w: WorkerEntry): WorkerView {
     jobsCompleted: w.completed,
     jobsFailed: w.failed,
     ephemeral: w.ephemeral ?? null,
+    ...(w.process ? { process: w.process } : {}),
   };
 }
 

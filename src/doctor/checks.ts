@@ -18,6 +18,7 @@ import { loadEnv } from '../dispatch/env-snapshots.js';
 import { missingModels, modelsOfWorkflow } from '../comfy/workflow-models.js';
 import { workflowModelNeeds } from '../comfy/workflow-needs.js';
 import type { ObjectInfo } from '../comfy/protocol.js';
+import type { WorkshopTemplates } from '../templates/workshop-templates.js';
 import type { TemplateSource } from '../gateway/templates.js';
 import { isLocalOnly } from '../config/public-url.js';
 import { EXPIRY_WARNING_DAYS } from '../http/tls.js';
@@ -303,10 +304,26 @@ export async function checkTemplateModels(
   templates: TemplateSource,
   view: ServerView | null,
   store: JobStore,
+  /** The dashboard's workshop templates (kept in the store), checked first. */
+  workshop?: WorkshopTemplates,
 ): Promise<CheckResult> {
   const files = await templates.list();
   const wanted: { template: string; workflow: unknown; models: string[] }[] = [];
   const broken: string[] = [];
+  for (const t of (await workshop?.list())?.templates ?? []) {
+    const text = await workshop!.workflow(t.id);
+    if (text === null) continue;
+    try {
+      const workflow: unknown = JSON.parse(text);
+      wanted.push({
+        template: `workshop template “${t.title}”`,
+        workflow,
+        models: modelsOfWorkflow(workflow),
+      });
+    } catch {
+      broken.push(`workshop template “${t.title}” is not valid JSON`);
+    }
+  }
   for (const t of files) {
     const body = await templates.read(t.path);
     if (!body) continue;
@@ -327,7 +344,7 @@ export async function checkTemplateModels(
     }
   }
   if (wanted.length === 0 && broken.length === 0)
-    return skip('models', 'no templates (TEMPLATES_DIR, DEFAULT_WORKFLOW) to check.');
+    return skip('models', 'no templates (dashboard, TEMPLATES_DIR, DEFAULT_WORKFLOW) to check.');
   // A template that is not JSON fails with or without workers: the instructor put it there.
   if (broken.length > 0 && (!view || !view.workers.some((w) => w.connected && w.envHash)))
     return fail(

@@ -143,6 +143,36 @@ describe('template models check', () => {
     );
   });
 
+  it("checks the dashboard's workshop templates too", async () => {
+    const h = await startHarness();
+    cleanups.push(() => h.close());
+    const hash = 'c'.repeat(64);
+    await saveEnv(h.services.store, hash, {
+      comfyuiVersion: '0.3.64',
+      objectInfo: {},
+      embeddings: [],
+      models: { checkpoints: ['ltx-2-19b-dev-fp8.safetensors'] },
+      extensions: [],
+      systemStats: {},
+    });
+    const view: ServerView = {
+      status: { healthy: true, problems: [], workers: { total: 1, usable: 1 }, frontend: null },
+      workers: [{ id: 'w1', name: 'gpu1', connected: true, envHash: hash }],
+    };
+    const workflow = await readFile(join(WORKFLOW_FIXTURES, 'ltx2_text_to_video.json'), 'utf8');
+    await h.services.workshopTemplates.add({ title: 'LTX-2 video', description: '', workflow }, 'teach');
+    const r = await checkTemplateModels(
+      new TemplateSource(null, null),
+      view,
+      h.services.store,
+      h.services.workshopTemplates,
+    );
+    expect(r.status).toBe('fail');
+    expect(r.message).toContain('gpu1 lacks ');
+    expect(r.message).toContain('(workshop template “LTX-2 video”)');
+    expect(r.message).not.toContain('ltx-2-19b-dev-fp8.safetensors,');
+  });
+
   /** The LTX-2 template on one worker with object_info (0.3.64 + the newer nodes it uses). */
   async function ltxOnWorker(models: Record<string, string[]>, extraTemplate?: [string, string]) {
     const h = await startHarness();

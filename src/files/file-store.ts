@@ -64,5 +64,5 @@ export interface FileStore {
   close?(): void;
 }
 
-export const FILE_AREAS = ['input', 'output', 'temp', 'userdata'] as const;
+export const FILE_AREAS = ['input', 'output', 'temp', 'userdata', 'loras'] as const;
 export type FileArea = (typeof FILE_AREAS)[number];

@@ -72,6 +72,12 @@ export interface FrontendCacheOptions {
   /** How long an offer waits for its contents. Default 30 minutes. */
   pendingTtlMs?: number;
   clock?: () => number;
+  /**
+   * The same cache holds ComfyUI's template library (src/templates/library.ts): what instructors
+   * see as a version's label, and what log lines call the mirrored thing. Defaults: the frontend's.
+   */
+  labelOf?: (offer: FrontendOffer) => string;
+  what?: string;
 }
 
 interface PendingOffer {
@@ -187,9 +193,11 @@ export class FrontendCache extends EventEmitter<CacheEvents> {
     for (const f of offer.files) sizes.set(f.sha256, f.size);
     const version: FrontendVersion = {
       id,
-      label: offer.frontendVersion
-        ? `frontend ${offer.frontendVersion}`
-        : `from ComfyUI ${offer.comfyuiVersion}`,
+      label: this.opts.labelOf
+        ? this.opts.labelOf(offer)
+        : offer.frontendVersion
+          ? `frontend ${offer.frontendVersion}`
+          : `from ComfyUI ${offer.comfyuiVersion}`,
       source: offer.source,
       comfyuiVersion: offer.comfyuiVersion,
       frontendVersion: offer.frontendVersion,
@@ -216,7 +224,7 @@ export class FrontendCache extends EventEmitter<CacheEvents> {
       body.resume();
       throw new AppError(
         'CONFLICT',
-        'No pending frontend offer names this content; offer the frontend again.',
+        `No pending ${this.opts.what ?? 'frontend'} offer names this content; offer it again.`,
       );
     }
     const final = this.blobPath(sha256);
@@ -297,7 +305,7 @@ export class FrontendCache extends EventEmitter<CacheEvents> {
       this.emit('version', v);
       this.opts.logger.info(
         { versionId: id, label: v.label, files: v.files.length, bytes: v.bytes, workerId: v.workerId },
-        'mirrored the ComfyUI frontend from a worker',
+        `mirrored the ${this.opts.what ?? 'ComfyUI frontend'} from a worker`,
       );
       return { versionId: id, status: 'present' as const, missing: [] };
     });

@@ -14,6 +14,8 @@ import { TemplateSource } from './templates.js';
 import type { FrontendSite } from '../frontend/index.js';
 import type { BroadcastService } from '../broadcast/broadcast.js';
 import type { AuditLog } from '../admin/audit-log.js';
+import type { TemplateLibrary } from '../templates/library.js';
+import type { WorkshopTemplates } from '../templates/workshop-templates.js';
 
 /** How many GPU workers are connected right now (the dispatcher's registry, when there is one). */
 export interface WorkerPresence {
@@ -40,6 +42,10 @@ export interface GatewayDeps {
   broadcast: BroadcastService;
   audit: AuditLog;
   templates: TemplateSource;
+  /** The instructor's workshop templates (first in the Templates dialog; the default workflow). */
+  workshopTemplates: WorkshopTemplates;
+  /** ComfyUI's template library mirrored from workers, or null (TEMPLATE_LIBRARY_MIRROR=false). */
+  templateLibrary: TemplateLibrary | null;
   /** Poster frames and durations of the gallery's videos (ffmpeg/ffprobe, optional). */
   previews: VideoPreviews;
   clock: () => number;
@@ -59,11 +65,14 @@ export function gatewayDeps(services: Services): GatewayDeps {
     files: s.files,
     bus: s.bus ?? null,
     events: s.events ?? null,
-    workers: s.workers ?? null,
+    // Every process's workers: the banner's GPU count and a job sent ahead on another process.
+    workers: s.workerDirectory ?? s.workers ?? null,
     frontend: services.frontend,
     broadcast: s.broadcast,
     audit: s.audit,
     templates: new TemplateSource(s.config.TEMPLATES_DIR ?? null, s.config.DEFAULT_WORKFLOW ?? null),
+    workshopTemplates: s.workshopTemplates,
+    templateLibrary: s.templateLibrary,
     previews: new VideoPreviews(s.files, {
       ffprobe: s.config.FFPROBE_PATH,
       ffmpeg: s.config.FFMPEG_PATH,

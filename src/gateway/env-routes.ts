@@ -11,7 +11,9 @@ import {
   topLevelFiles,
 } from './environment.js';
 import { WORKSHOP_EXTENSION_PATH } from './workshop-extension.js';
-import { AppError } from '../errors.js';
+import type { ObjectInfo } from '../comfy/protocol.js';
+import { loraLibraryOf } from '../loras/lora-library.js';
+import { lorasListFor, objectInfoWithOwnLoras } from '../loras/own-loras.js';
 
 const HINT_HEADER = 'x-comfy-multi-hint';
 /** Model folders the frontend's model library leaves out (ComfyUI's own blacklist). */
@@ -28,6 +30,21 @@ function hint(reply: FastifyReply): void {
  */
 export function envRoutes(app: FastifyInstance, deps: GatewayDeps): void {
   const { store, files } = deps;
+  const loras = loraLibraryOf(deps);
+  /** object_info as this participant sees it: their own uploads and their own LoRAs. */
+  const forUser = async (user: string, objectInfo: Record<string, unknown>) => {
+    const [inputs, own] = await Promise.all([topLevelFiles(files, user, 'input'), loras.names(user)]);
+    return objectInfoWithOwnLoras(
+      objectInfoForUser(
+        objectInfo,
+        inputs.map((f) => f.name),
+      ) as ObjectInfo,
+      own,
+    );
+  };
+  /** A model folder's files as this participant sees them (`loras` gains their own). */
+  const folderFor = async (user: string, folder: string, shared: readonly string[]) =>
+    folder === 'loras' ? lorasListFor(shared, await loras.names(user)) : shared;
 
   both(app, 'GET', '/object_info', async (request, reply) => {
     const env = await currentEnv(store);
@@ -35,11 +52,7 @@ export function envRoutes(app: FastifyInstance, deps: GatewayDeps): void {
       hint(reply);
       return {};
     }
-    const inputs = await topLevelFiles(files, userOf(request), 'input');
-    return objectInfoForUser(
-      env.objectInfo,
-      inputs.map((f) => f.name),
-    );
+    return forUser(userOf(request), env.objectInfo);
   });
 
   both(app, 'GET', '/object_info/:nodeClass', async (request, reply) => {
@@ -50,22 +63,9 @@ export function envRoutes(app: FastifyInstance, deps: GatewayDeps): void {
       return {};
     }
     if (!Object.hasOwn(env.objectInfo, nodeClass)) return {};
-    const inputs = await topLevelFiles(files, userOf(request), 'input');
-    const patched = objectInfoForUser(
-      { [nodeClass]: env.objectInfo[nodeClass] },
-      inputs.map((f) => f.name),
-    );
+    // The whole list, so a custom node offering the loras folder is recognised as in object_info.
+    const patched = await forUser(userOf(request), env.objectInfo);
     return { [nodeClass]: patched[nodeClass] };
-  });
-
-  // ComfyUI's built-in template library comes from a Python package we do not have: answer it
-  // empty (the frontend expects a JSON array of categories and two objects) rather than 404, so
-  // the template browser shows only the workshop's own templates.
-  app.get('/templates/:file', async (request) => {
-    const file = (request.params as { file: string }).file;
-    if (/^index(\.[a-zA-Z_-]{2,10})?\.json$/.test(file)) return [];
-    if (file === 'index_logo.json' || file === 'fuse_options.json') return {};
-    throw new AppError('NOT_FOUND', `No template file ${file}.`);
   });
 
   both(app, 'GET', '/system_stats', async (_request, reply) => {
@@ -94,7 +94,7 @@ export function envRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     const env = await currentEnv(store);
     if (!env || !Object.hasOwn(env.models, folder))
       return reply.status(404).type('application/octet-stream').send('');
-    return env.models[folder];
+    return folderFor(userOf(request), folder, env.models[folder] ?? []);
   });
 
   both(app, 'GET', '/experiment/models', async (_request, reply) => {
@@ -111,7 +111,8 @@ export function envRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     const env = await currentEnv(store);
     if (!env || !Object.hasOwn(env.models, folder))
       return reply.status(404).type('application/octet-stream').send('');
-    return (env.models[folder] ?? []).map((name) => ({ name, pathIndex: 0 }));
+    const names = await folderFor(userOf(request), folder, env.models[folder] ?? []);
+    return names.map((name) => ({ name, pathIndex: 0 }));
   });
 
   both(app, 'GET', '/extensions', async (_request, reply) => {

@@ -8,10 +8,12 @@ import { envRoutes } from './env-routes.js';
 import { serverFeatures } from './environment.js';
 import { fileRoutes } from './file-routes.js';
 import { galleryRoutes } from './gallery.js';
+import { loraRoutes } from './lora-routes.js';
 import { userOf } from './http-util.js';
 import { queueRoutes } from './queue-routes.js';
 import { statusRoutes } from './status-routes.js';
 import { templateRoutes } from './template-routes.js';
+import { templateLibraryRoutes } from './template-library-routes.js';
 import { UserSpace } from './user-space.js';
 import { userdataRoutes } from './userdata-routes.js';
 import { UserWsHub } from './ws-hub.js';
@@ -38,6 +40,7 @@ export function gatewayPlugin(services: Services): FastifyPluginAsync {
       deps.templates,
       deps.clock,
       deps.config.SETTINGS_LIMIT,
+      deps.workshopTemplates,
     );
 
     // ComfyUI reads bodies with aiohttp whatever their Content-Type (its frontend posts JSON as
@@ -103,8 +106,10 @@ export function gatewayPlugin(services: Services): FastifyPluginAsync {
     envRoutes(app, deps);
     userdataRoutes(app, space, deps.config);
     templateRoutes(app, deps);
+    templateLibraryRoutes(app, deps);
     queueRoutes(app, deps);
     fileRoutes(app, deps);
+    loraRoutes(app, deps);
     galleryRoutes(app, deps);
     statusRoutes(app, deps, space);
 

@@ -10,6 +10,8 @@ import { validatePrompt } from '../comfy/validate-prompt.js';
 import { type KnownWorkers, knownModelHolders, objectInfoOfAllWorkers } from '../dispatch/known-models.js';
 import type { FileStore } from '../files/file-store.js';
 import { safeRelativePath, userFileKey } from '../files/safe-path.js';
+import { LoraLibrary } from '../loras/lora-library.js';
+import { objectInfoWithOwnLoras } from '../loras/own-loras.js';
 import type { BlobStore, ComfyPrompt } from '../store/types.js';
 import { currentEnv } from './environment.js';
 import { comfyPromptError, isObject } from './http-util.js';
@@ -23,6 +25,9 @@ const FILE_LOADERS = new Set([
   'LoadVideo',
   'LoadLatent',
 ]);
+
+/** Listing a user's LoRA names needs no limits. */
+const NO_LIMITS = { maxFileBytes: 0, quotaBytes: 0 };
 
 export type PromptCheck =
   | { ok: true; prompt: ComfyPrompt; outputs: string[]; nodeErrors: Record<string, unknown> }
@@ -71,8 +76,15 @@ export async function checkPrompt(
   const env = await currentEnv(deps.store);
   if (env) {
     const exists = await fileChecker(deps.files, user, prompt);
-    const holders = await knownModelHolders(deps.store, deps.workers ?? null);
-    const objectInfo = objectInfoOfAllWorkers(env.objectInfo as ObjectInfo, holders);
+    const known = await knownModelHolders(deps.store, deps.workers ?? null);
+    // The user's own LoRAs count as held (a worker fetches them for the job); nobody else's do,
+    // and no worker's private copies (`_users/…`) are ever offered (see loras/own-loras.ts).
+    const own = await new LoraLibrary(deps.files, deps.store, NO_LIMITS).names(user);
+    const objectInfo = objectInfoWithOwnLoras(
+      objectInfoOfAllWorkers(env.objectInfo as ObjectInfo, known),
+      own,
+    );
+    const holders = known.length > 0 && own.length > 0 ? [...known, { models: { loras: own } }] : known;
     const result = validatePrompt(prompt, objectInfo, {
       partialExecutionTargets,
       ...(exists ? { inputFileExists: exists } : {}),

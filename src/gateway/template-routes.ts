@@ -11,7 +11,7 @@ const XML_ESCAPES: Record<string, string> = {
 };
 
 /** A 4:3 card with the template's name, for templates without a picture. */
-function nameCard(name: string): string {
+export function nameCard(name: string): string {
   const text = (name.length > 40 ? `${name.slice(0, 39)}…` : name).replace(
     /[&<>"']/g,
     (c) => XML_ESCAPES[c]!,

@@ -7,6 +7,7 @@ import type { BlobStore } from '../store/types.js';
 import { parseJsonBounded } from '../http/json-depth.js';
 import { KeyedLock } from './lock.js';
 import type { TemplateFile, TemplateSource } from './templates.js';
+import type { WorkshopTemplates } from '../templates/workshop-templates.js';
 
 export const SETTINGS_FILE = 'comfy.settings.json';
 const WORKFLOWS = 'workflows';
@@ -61,6 +62,8 @@ export class UserSpace {
     private readonly clock: () => number = Date.now,
     /** SETTINGS_LIMIT: the largest settings file, in bytes. */
     readonly settingsLimit = 1024 * 1024,
+    /** The dashboard's workshop templates: the one marked default wins over DEFAULT_WORKFLOW. */
+    private readonly workshop: WorkshopTemplates | null = null,
   ) {}
 
   /** Normalises a userdata path from a URL (ComfyUI unquotes `%` a second time) and checks it. */
@@ -213,7 +216,8 @@ export class UserSpace {
   }
 
   /**
-   * Seeds a new participant once: with a DEFAULT_WORKFLOW configured, copies it into their
+   * Seeds a new participant once: with a default workflow (the workshop template marked default on
+   * the dashboard, else DEFAULT_WORKFLOW), copies it into their
    * `workflows/` and marks the tutorial as done (so the frontend does not open its template
    * browser over it); the workshop extension then opens that workflow once.
    */
@@ -226,9 +230,15 @@ export class UserSpace {
         defaultWorkflow: null,
         defaultWorkflowOpened: false,
       };
-      const wf = await this.templates.defaultWorkflow();
-      if (wf) {
-        const rel = `${WORKFLOWS}/${safeRelativePath(wf.name)}`;
+      const wf = (await this.workshop?.defaultWorkflow()) ?? (await this.templates.defaultWorkflow());
+      let rel: string | null;
+      try {
+        rel = wf ? `${WORKFLOWS}/${safeRelativePath(wf.name)}` : null;
+      } catch {
+        // A name no file store takes must not stand between a participant and their first page.
+        rel = null;
+      }
+      if (wf && rel) {
         if (!(await this.files.stat(this.key(user, rel))))
           await this.files.write(this.key(user, rel), wf.body);
         state.defaultWorkflow = rel;
@@ -238,6 +248,20 @@ export class UserSpace {
       }
       await this.putState(user, state);
       return state;
+    });
+  }
+
+  /**
+   * "Send this template to everyone": writes `body` as `workflows/<name>` of one participant. An
+   * existing file of theirs with that name is kept ('kept'), never overwritten: it may hold their
+   * changes. Per-user, like every userdata write: only that participant's space is touched.
+   */
+  async giveWorkflow(user: string, name: string, body: Buffer): Promise<'written' | 'kept'> {
+    const rel = `${WORKFLOWS}/${safeRelativePath(name)}`;
+    return this.lock.run(`give:${user}:${rel}`, async () => {
+      if (await this.files.stat(this.key(user, rel))) return 'kept';
+      await this.write(user, rel, body);
+      return 'written';
     });
   }
 

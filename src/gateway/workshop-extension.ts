@@ -2,7 +2,9 @@
  * The small ComfyUI frontend extension every participant gets through `/extensions`: a banner
  * with their queue position, an estimated wait, whether a GPU is online, and instructor broadcast
  * messages (from `GET /<user>/comfy-multi/status`); on the first visit it also opens the
- * workshop's default workflow once. Plain browser JavaScript, no build step, no CDN.
+ * workshop's default workflow once; a **Workshop → Upload my LoRA…** menu command uploads a
+ * `.safetensors` file to the participant's own LoRAs (`POST /<user>/api/loras`) and refreshes the
+ * loader lists. Plain browser JavaScript, no build step, no CDN.
  */
 export const WORKSHOP_EXTENSION_PATH = '/extensions/comfy-multi/workshop.js';
 
@@ -218,6 +220,66 @@ async function openDefaultWorkflow(app, path) {
   await fetch(base + '/comfy-multi/default-workflow/opened', { method: 'POST', credentials: 'same-origin' });
 }
 
+// Participants' own LoRAs: a file picker, then POST /<user>/api/loras, then the loader lists are
+// refreshed so the new name shows at once. The server checks the file; its message is shown as is.
+const LORA_INPUT_ID = 'comfy-multi-lora-input';
+
+function notify(app, severity, summary, detail) {
+  const toast = app && app.extensionManager && app.extensionManager.toast;
+  if (toast && typeof toast.add === 'function') toast.add({ severity, summary, detail, life: severity === 'error' ? 0 : 6000 });
+  else window.alert(summary + (detail ? '\n' + detail : ''));
+}
+
+async function uploadLora(app, file) {
+  const form = new FormData();
+  form.append('file', file, file.name);
+  let r;
+  try {
+    r = await fetch(base + '/api/loras', { method: 'POST', body: form, credentials: 'same-origin' });
+  } catch (e) {
+    notify(app, 'error', 'LoRA upload failed', 'The connection dropped: ' + e.message);
+    return;
+  }
+  const body = await r.json().catch(() => null);
+  if (!r.ok) {
+    notify(app, 'error', 'LoRA not uploaded', (body && body.error && body.error.message) || 'HTTP ' + r.status);
+    return;
+  }
+  notify(app, 'success', 'LoRA uploaded', body.name + ' is in your LoRA loaders now (only you see it).');
+  try {
+    const cmd = app && app.extensionManager && app.extensionManager.command;
+    if (cmd && typeof cmd.execute === 'function') await cmd.execute('Comfy.RefreshNodeDefinitions');
+    else if (app && typeof app.refreshComboInNodes === 'function') await app.refreshComboInNodes();
+  } catch (e) {
+    console.warn('[comfy-multi] refreshing the node lists', e);
+  }
+}
+
+function pickLora(app) {
+  let input = document.getElementById(LORA_INPUT_ID);
+  if (!input) {
+    input = document.createElement('input');
+    input.type = 'file';
+    input.id = LORA_INPUT_ID;
+    input.accept = '.safetensors';
+    input.style.display = 'none';
+    input.addEventListener('change', () => {
+      const file = input.files && input.files[0];
+      input.value = '';
+      if (file) uploadLora(app, file);
+    });
+    document.body.appendChild(input);
+  }
+  input.click();
+}
+
+const LORA_COMMAND = {
+  id: 'ComfyMulti.UploadLora',
+  label: 'Upload my LoRA…',
+  icon: 'pi pi-upload',
+  tooltip: 'Add a .safetensors LoRA to your own loader lists (only you see it)',
+};
+
 let started = false;
 async function start(app) {
   if (started) return;
@@ -253,6 +315,8 @@ const app = await findApp();
 if (app && typeof app.registerExtension === 'function') {
   app.registerExtension({
     name: 'comfy-multi.workshop',
+    commands: [{ ...LORA_COMMAND, function: () => pickLora(app) }],
+    menuCommands: [{ path: ['Workshop'], commands: [LORA_COMMAND.id] }],
     async setup() {
       await start(app);
     },

@@ -53,7 +53,7 @@ export const nginxConfigOptions = z
       .regex(/^(?:\[[0-9A-Fa-f:.]+\]:|[0-9.]+:|[A-Za-z0-9.-]+:)?\d{1,5}$/, 'expected [address:]port')
       .nullable()
       .optional(),
-    /** Largest participant request body in bytes: max(UPLOAD_LIMIT, BODY_LIMIT). */
+    /** Largest participant request body in bytes: max(UPLOAD_LIMIT, BODY_LIMIT, LORA_UPLOAD_LIMIT + a form's room). */
     bodyLimit: z.number().int().positive(),
     /** Largest worker output upload in bytes: OUTPUT_UPLOAD_LIMIT. */
     workerUploadLimit: z.number().int().positive(),
@@ -172,7 +172,7 @@ export function renderNginxConfig(input: NginxConfigOptions): string {
     '# (proxy_pass without a URI part), and double slashes stay as they are.',
     'merge_slashes off;',
     '',
-    "# Just above the server's own limits (UPLOAD_LIMIT / BODY_LIMIT), so its JSON 413 is what",
+    "# Just above the server's own limits (UPLOAD_LIMIT / BODY_LIMIT / LORA_UPLOAD_LIMIT), so its JSON 413 is what",
     '# clients see; uploads and downloads stream instead of being spooled to disk.',
     `client_max_body_size ${nginxSize(o.bodyLimit)};`,
     'proxy_request_buffering off;',

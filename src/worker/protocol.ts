@@ -210,6 +210,12 @@ export const welcomeMessage = z.object({
    * ComfyUI serves (offer it with `POST /worker/v1/frontend/offers`). Absent means false.
    */
   mirrorFrontend: z.boolean().optional(),
+  /**
+   * The control plane wants a copy of ComfyUI's template library (the `comfyui-workflow-templates`
+   * package ComfyUI serves at `/templates/`): offer it with `POST /worker/v1/templates/offers`,
+   * same flow as the frontend. Absent means false.
+   */
+  mirrorTemplates: z.boolean().optional(),
   /** The server acknowledges every report (`ack`) once it is recorded. Absent means false. */
   acks: z.boolean().optional(),
   /**
@@ -328,6 +334,27 @@ export const frontendOfferSchema = z.strictObject({
     ),
 });
 export type FrontendOffer = z.infer<typeof frontendOfferSchema>;
+
+/**
+ * ComfyUI's template library (the files ComfyUI serves under `/templates/`, paths relative to it:
+ * `index.json`, `<name>.json`, `<name>-1.webp`, ...), offered like the frontend with `source:
+ * 'http'` and `frontendVersion` = the package version (system_stats' `installed_templates_version`).
+ */
+export const templateLibraryOfferSchema = z.strictObject({
+  source: z.enum(['http', 'dir']),
+  comfyuiVersion: z.string().max(64),
+  frontendVersion: z.string().max(64).nullable(),
+  files: z
+    .array(frontendFileSchema)
+    .min(1)
+    .max(FRONTEND_LIMITS.maxFiles)
+    .refine((fs) => fs.some((f) => f.path === 'index.json'), 'a template library needs an index.json')
+    .refine((fs) => new Set(fs.map((f) => f.path)).size === fs.length, 'each path may appear once')
+    .refine(
+      (fs) => fs.reduce((n, f) => n + f.size, 0) <= FRONTEND_LIMITS.maxTotalBytes,
+      `a template library may hold at most ${FRONTEND_LIMITS.maxTotalBytes} bytes`,
+    ),
+});
 
 export const frontendOfferAnswer = z.object({
   /** Names this set of files (a hash of the paths and contents). */

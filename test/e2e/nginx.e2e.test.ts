@@ -65,6 +65,8 @@ beforeAll(async () => {
     ADMIN_PASSWORD,
     TRUST_PROXY: 'true',
     UPLOAD_LIMIT: '100mb',
+    // Participants' LoRA uploads (LORA_UPLOAD_LIMIT) are smaller here, so UPLOAD_LIMIT sets the size.
+    LORA_UPLOAD_LIMIT: '50mb',
     WORKER_TOKENS: `gpu:${WORKER_TOKEN}`,
   };
   procs.run('serve', ['src/cli/index.ts', 'serve'], env);

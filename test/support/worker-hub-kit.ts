@@ -13,7 +13,7 @@ import WebSocket from 'ws';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config/load-config.js';
 import type { Config } from '../../src/config/schema.js';
-import { createServices, type Services } from '../../src/services.js';
+import { createServices, type ServiceOptions, type Services } from '../../src/services.js';
 import { defaultSettings } from '../../src/store/index.js';
 import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import type { JobStore } from '../../src/store/types.js';
@@ -46,7 +46,11 @@ export interface ControlPlane {
 
 export async function startControlPlane(
   env: Record<string, string> = {},
-  opts: { openStore?: (config: Config) => Promise<JobStore> } = {},
+  opts: {
+    openStore?: (config: Config) => Promise<JobStore>;
+    /** E.g. `{ cluster: hub.join('A') }` to play one of several processes sharing a store. */
+    services?: ServiceOptions;
+  } = {},
 ): Promise<ControlPlane> {
   const dir = mkdtempSync(join(tmpdir(), 'cm-dispatch-'));
   const config = loadConfig({
@@ -60,7 +64,7 @@ export async function startControlPlane(
   const store = opts.openStore
     ? await opts.openStore(config)
     : await openSqliteStore({ path: join(dir, 'state.db'), defaults: defaultSettings(config) });
-  const services = await createServices(config, store, pino({ level: 'silent' }));
+  const services = await createServices(config, store, pino({ level: 'silent' }), opts.services);
   const app = await buildApp(services);
   await app.listen({ port: 0, host: '127.0.0.1' });
   const address = app.server.address();

@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { ConfigError, loadConfig, readEnv } from '../../config/load-config.js';
 import type { Config } from '../../config/schema.js';
 import { openFileStore } from '../../files/index.js';
+import { WorkshopTemplates } from '../../templates/workshop-templates.js';
 import { TemplateSource } from '../../gateway/templates.js';
 import { openStore } from '../../store/index.js';
 import type { JobStore } from '../../store/types.js';
@@ -179,7 +180,7 @@ export async function runDoctor(flags: DoctorFlags, env: NodeJS.ProcessEnv, io: 
     report(checkFrontend(view, config));
     if (store) {
       const templates = new TemplateSource(config.TEMPLATES_DIR ?? null, config.DEFAULT_WORKFLOW ?? null);
-      report(await checkTemplateModels(templates, view, store));
+      report(await checkTemplateModels(templates, view, store, new WorkshopTemplates(store)));
     }
   } finally {
     await store?.close();

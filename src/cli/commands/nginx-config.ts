@@ -53,7 +53,11 @@ export function registerNginxConfig(program: Command): void {
                 : typeof flags.redirect === 'string'
                   ? flags.redirect
                   : undefined,
-            bodyLimit: Math.max(config.UPLOAD_LIMIT, config.BODY_LIMIT),
+            bodyLimit: Math.max(
+              config.UPLOAD_LIMIT,
+              config.BODY_LIMIT,
+              config.LORA_UPLOAD_LIMIT + 1024 * 1024,
+            ),
             workerUploadLimit: config.OUTPUT_UPLOAD_LIMIT,
             version: VERSION,
           }),

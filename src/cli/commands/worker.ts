@@ -54,9 +54,24 @@ export const workerArgsSchema = z.object({
     )
     .transform((d) => resolve(d))
     .optional(),
+  lorasDir: z
+    .string()
+    .trim()
+    .min(1)
+    .refine(
+      (d) => statSync(d, { throwIfNoEntry: false })?.isDirectory() === true,
+      "--loras-dir (COMFYUI_LORAS_DIR) must be an existing folder (ComfyUI's models/loras)",
+    )
+    .transform((d) => resolve(d))
+    .optional(),
   frontendMirror: z
     .enum(['true', 'false', '1', '0', 'yes', 'no'], {
       error: 'WORKER_FRONTEND_MIRROR must be true or false',
+    })
+    .transform((v) => v === 'true' || v === '1' || v === 'yes'),
+  templateMirror: z
+    .enum(['true', 'false', '1', '0', 'yes', 'no'], {
+      error: 'WORKER_TEMPLATE_MIRROR must be true or false',
     })
     .transform((v) => v === 'true' || v === '1' || v === 'yes'),
   /** Seconds without a job after which the agent stops and exits 0 (an ephemeral worker); 0 = never. */
@@ -95,8 +110,11 @@ interface WorkerFlags {
   logLevel?: string;
   graceSeconds?: string;
   frontendDir?: string;
+  lorasDir?: string;
   /** Commander's `--no-frontend-mirror`: false when given, else true. */
   frontendMirror?: boolean;
+  /** Commander's `--no-template-mirror`: false when given, else true. */
+  templateMirror?: boolean;
   exitWhenIdle?: string;
   provider?: string;
   instance?: string;
@@ -118,10 +136,15 @@ export function resolveWorkerArgs(
     logLevel: blank(flags.logLevel) ?? blank(env.LOG_LEVEL) ?? 'info',
     graceSeconds: blank(flags.graceSeconds) ?? blank(env.WORKER_GRACE_SECONDS) ?? '30',
     frontendDir: blank(flags.frontendDir) ?? blank(env.COMFYUI_FRONTEND_DIR),
+    lorasDir: blank(flags.lorasDir) ?? blank(env.COMFYUI_LORAS_DIR),
     frontendMirror:
       flags.frontendMirror === false
         ? 'false'
         : (blank(env.WORKER_FRONTEND_MIRROR)?.trim().toLowerCase() ?? 'true'),
+    templateMirror:
+      flags.templateMirror === false
+        ? 'false'
+        : (blank(env.WORKER_TEMPLATE_MIRROR)?.trim().toLowerCase() ?? 'true'),
     exitWhenIdle: blank(flags.exitWhenIdle) ?? blank(env.WORKER_EXIT_WHEN_IDLE_SECONDS) ?? '0',
     provider: blank(flags.provider) ?? blank(env.WORKER_PROVIDER),
     instance: blank(flags.instance) ?? blank(env.WORKER_INSTANCE),
@@ -177,8 +200,16 @@ export function registerWorker(program: Command): void {
       'offer the ComfyUI web frontend from this folder (e.g. comfyui_frontend_package/static) instead of reading it from ComfyUI (env COMFYUI_FRONTEND_DIR)',
     )
     .option(
+      '--loras-dir <dir>',
+      "ComfyUI's models/loras folder: participants' own LoRAs are put in its _users/ folder for their jobs, cached by sha256 (env COMFYUI_LORAS_DIR; without it such jobs fail on this worker)",
+    )
+    .option(
       '--no-frontend-mirror',
       'never offer the ComfyUI web frontend to the control plane (env WORKER_FRONTEND_MIRROR=false)',
+    )
+    .option(
+      '--no-template-mirror',
+      "never offer ComfyUI's template library (the comfyui-workflow-templates package) to the control plane (env WORKER_TEMPLATE_MIRROR=false)",
     )
     .option(
       '--exit-when-idle <seconds>',
@@ -208,7 +239,9 @@ export function registerWorker(program: Command): void {
         prefetch: args.prefetch,
         logger,
         mirrorFrontend: args.frontendMirror,
+        mirrorTemplates: args.templateMirror,
         ...(args.frontendDir ? { frontendDir: args.frontendDir } : {}),
+        ...(args.lorasDir ? { lorasDir: args.lorasDir } : {}),
         ...(args.exitWhenIdle > 0
           ? {
               ephemeral: {
@@ -234,7 +267,9 @@ export function registerWorker(program: Command): void {
           comfyui: args.comfyui,
           prefetch: args.prefetch,
           frontendMirror: args.frontendMirror,
+          templateMirror: args.templateMirror,
           ...(args.frontendDir ? { frontendDir: args.frontendDir } : {}),
+          ...(args.lorasDir ? { lorasDir: args.lorasDir } : {}),
           ...(args.exitWhenIdle > 0
             ? { exitWhenIdleSeconds: args.exitWhenIdle, provider: args.provider ?? 'manual' }
             : {}),

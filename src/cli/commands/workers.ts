@@ -1,7 +1,30 @@
 import type { Command } from 'commander';
 import { WorkerTokenService } from '../../auth/worker-tokens.js';
 import { AppError } from '../../errors.js';
+import type { Config } from '../../config/schema.js';
 import { cliConfig, fail, withStore } from '../context.js';
+
+/**
+ * With STORE=redis, tells the running control-plane processes of the revoke so they close that
+ * token's worker connections (4004) now instead of at the next heartbeat. Best effort: without a
+ * listener, or if Redis is away, the heartbeat re-check still catches it.
+ */
+export async function announceRevoke(config: Config, name: string): Promise<void> {
+  if (config.STORE !== 'redis') return;
+  try {
+    const { openClusterBus } = await import('../../cluster/index.js');
+    const { createLogger } = await import('../../logger.js');
+    const { revokedMessage, COMMAND_TOPIC } = await import('../../cluster/worker-commands.js');
+    const bus = await openClusterBus(config, createLogger('silent'));
+    try {
+      await bus.publish(COMMAND_TOPIC, revokedMessage(name));
+    } finally {
+      await bus.close();
+    }
+  } catch {
+    // The heartbeat re-check closes the connections within one heartbeat anyway.
+  }
+}
 
 async function run<T>(fn: (tokens: WorkerTokenService) => Promise<T>): Promise<T> {
   const config = cliConfig();
@@ -56,6 +79,7 @@ export function registerWorkers(program: Command): void {
     .description('revoke a worker token; agents using it can no longer connect')
     .action(async (name: string) => {
       if (!(await run((t) => t.revoke(name)))) fail(`no active stored worker token named ${name}`);
+      await announceRevoke(cliConfig(), name);
       process.stdout.write(`revoked ${name}\n`);
     });
 }

@@ -21,7 +21,9 @@ import { readEnvSources } from './comfy-env.js';
 import { ControlLink } from './control-link.js';
 import { buildEnvSnapshot, envHash } from './env-snapshot.js';
 import { type ControlPlaneHttp } from './files.js';
+import { LoraCache } from './lora-cache.js';
 import { FrontendMirror, type FrontendStatus } from './frontend-mirror.js';
+import { TEMPLATE_LIBRARY_SOURCE } from './template-library.js';
 import { HealthMonitor } from './health.js';
 import { IdleWatch } from './idle-watch.js';
 import { JobRunner } from './job-runner.js';
@@ -54,6 +56,8 @@ export interface AgentSettings {
   frontendDir?: string | undefined;
   /** Between failed mirror tries. Default 10 s doubling to 10 min. */
   frontendRetry?: BackoffOptions | undefined;
+  /** Offer ComfyUI's template library when the control plane asks (`welcome.mirrorTemplates`). Default true. */
+  mirrorTemplates?: boolean | undefined;
   /**
    * The control plane revoked the worker token: the agent has dropped its jobs (they are back in
    * the queue) and stopped talking. The CLI exits; default: nothing more.
@@ -67,6 +71,8 @@ export interface AgentSettings {
    */
   exitWhenIdleMs?: number | undefined;
   onIdle?: (() => void) | undefined;
+  /** ComfyUI's `models/loras` folder, where participants' own LoRAs are put for their jobs. */
+  lorasDir?: string | undefined;
 }
 
 export interface AgentStatus {
@@ -87,6 +93,8 @@ export interface AgentStatus {
   idleMs: number | null;
   /** The copy of the ComfyUI web frontend offered to the control plane. */
   frontend: FrontendStatus;
+  /** The copy of ComfyUI's template library offered to the control plane. */
+  templates: FrontendStatus;
   /** Model files read ahead into the page cache (model warm-up). */
   readAhead: ReadAheadStatus;
   jobs: { jobId: string; attempt: number; user: string; promptId: string; state: AgentJob['state'] }[];
@@ -103,7 +111,10 @@ export class WorkerAgent {
   private readonly jobs = new JobTable();
   private readonly cp: ControlPlaneHttp;
   private readonly frontend: FrontendMirror | null;
+  private readonly templates: FrontendMirror | null;
   private readonly runner: JobRunner;
+  /** Participants' own LoRAs fetched for their jobs (see lora-cache.ts). */
+  readonly loras: LoraCache;
   private readonly idle: IdleWatch | null;
   private readonly readAhead: ModelReadAhead;
 
@@ -129,6 +140,7 @@ export class WorkerAgent {
   ) {
     this.log = settings.logger;
     this.cp = { serverUrl: settings.serverUrl, token: settings.token };
+    this.loras = new LoraCache(settings.lorasDir, this.cp, this.log);
     this.link = new ControlLink({
       serverUrl: settings.serverUrl,
       token: settings.token,
@@ -156,6 +168,17 @@ export class WorkerAgent {
           ...(settings.frontendRetry ? { failureBackoff: settings.frontendRetry } : {}),
         })
       : null;
+    this.templates =
+      settings.mirrorTemplates === false
+        ? null
+        : new FrontendMirror({
+            cp: this.cp,
+            comfyuiUrl: comfy.baseUrl,
+            logger: settings.logger,
+            comfyuiVersion: () => this.comfyVersion ?? 'unknown',
+            source: TEMPLATE_LIBRARY_SOURCE,
+            ...(settings.frontendRetry ? { failureBackoff: settings.frontendRetry } : {}),
+          });
     this.readAhead = new ModelReadAhead({ comfyuiUrl: comfy.baseUrl, logger: settings.logger });
     this.health = new HealthMonitor({
       probe: (timeoutMs) => this.comfy.systemStats({ timeoutMs }),
@@ -186,6 +209,7 @@ export class WorkerAgent {
       onWarm: (models) => {
         this.warmModels = models;
       },
+      loras: this.loras,
     });
     const { exitWhenIdleMs, onIdle } = settings;
     this.idle =
@@ -224,6 +248,13 @@ export class WorkerAgent {
       stopping: this.stopping,
       idleMs: this.idle ? this.idle.idleForMs() : null,
       frontend: this.frontend?.status() ?? {
+        state: 'disabled',
+        versionId: null,
+        frontendVersion: null,
+        files: null,
+        lastError: null,
+      },
+      templates: this.templates?.status() ?? {
         state: 'disabled',
         versionId: null,
         frontendVersion: null,
@@ -277,6 +308,7 @@ export class WorkerAgent {
     this.health.stop();
     await this.readAhead.stop();
     await this.frontend?.stop();
+    await this.templates?.stop();
     await this.closeSocket();
     // Give the last reports a moment to be acknowledged, so a job that finished during the grace
     // period is recorded as done rather than run again after its lease lapses.
@@ -345,6 +377,7 @@ export class WorkerAgent {
   private onWelcome(w: Msg<'welcome'>): void {
     // In the background: the frontend mirror never holds up jobs.
     this.frontend?.setWanted(w.mirrorFrontend === true);
+    this.templates?.setWanted(w.mirrorTemplates === true);
     // So is the warm-up: the waiting jobs' models, read into the page cache while the disk is idle.
     if (w.warmup?.length && !this.stopping) this.readAhead.want(w.warmup);
     if (w.needEnv && this.env && this.helloHash === this.env.hash) {
@@ -421,10 +454,12 @@ export class WorkerAgent {
       this.link.beat();
     }
     this.frontend?.setComfyHealthy(this.health.isHealthy && this.env !== null);
+    this.templates?.setComfyHealthy(this.health.isHealthy && this.env !== null);
   }
 
   private onComfyUnhealthy(reason: string): void {
     this.frontend?.setComfyHealthy(false);
+    this.templates?.setComfyHealthy(false);
     this.log.error(
       { comfyui: this.comfy.baseUrl, reason },
       'ComfyUI stopped answering; handing back its jobs',

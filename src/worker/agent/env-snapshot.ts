@@ -6,6 +6,8 @@
  */
 import type { EnvSnapshot } from '../protocol.js';
 import { canonicalJson, sha256Hex } from './canonical-json.js';
+import type { ObjectInfo } from '../../comfy/protocol.js';
+import { isPrivateLoraName, objectInfoWithOwnLoras } from '../../loras/own-loras.js';
 
 /** Fields of `/system_stats` that change while ComfyUI runs; left out of the snapshot. */
 const VOLATILE_SYSTEM = new Set(['ram_free']);
@@ -37,16 +39,22 @@ export interface EnvSources {
   extensions: string[];
 }
 
-/** Builds the snapshot with lists sorted, so ComfyUI's listing order does not change the hash. */
+/**
+ * Builds the snapshot with lists sorted, so ComfyUI's listing order does not change the hash.
+ * Participants' LoRAs this agent put in ComfyUI's loras folder (`_users/…`, see lora-cache.ts) are
+ * left out: they are never anyone's to see or pick, and they must not change the hash.
+ */
 export function buildEnvSnapshot(src: EnvSources): EnvSnapshot {
   const system = (src.systemStats.system ?? {}) as Record<string, unknown>;
   const version = typeof system.comfyui_version === 'string' ? system.comfyui_version : 'unknown';
   const models: Record<string, string[]> = {};
   for (const folder of Object.keys(src.models).sort())
-    models[folder] = [...(src.models[folder] ?? [])].sort();
+    models[folder] = [...(src.models[folder] ?? [])]
+      .filter((n) => folder !== 'loras' || !isPrivateLoraName(n))
+      .sort();
   return {
     comfyuiVersion: version,
-    objectInfo: src.objectInfo,
+    objectInfo: objectInfoWithOwnLoras(src.objectInfo as ObjectInfo, []),
     embeddings: [...src.embeddings].sort(),
     models,
     extensions: [...src.extensions].sort(),

@@ -59,6 +59,8 @@ export interface MirrorContext {
   attempts?: number | undefined;
   /** Backoff between those tries. Default 500 ms doubling to 10 s. */
   retryBackoff?: BackoffOptions | undefined;
+  /** Where the control plane takes the offer: `/frontend` (default) or `/templates` (the template library). */
+  route?: '/frontend' | '/templates' | undefined;
 }
 
 export type MirrorResult =
@@ -285,7 +287,9 @@ export async function offerFrontend(ctx: MirrorContext, snap: FrontendSnapshot):
     let answer;
     try {
       const res = await retrying(ctx, 'offer', () =>
-        requestJson('POST', endpoint(ctx.cp, '/frontend/offers'), headers, offer, { signal: ctx.signal }),
+        requestJson('POST', endpoint(ctx.cp, `${ctx.route ?? '/frontend'}/offers`), headers, offer, {
+          signal: ctx.signal,
+        }),
       );
       answer = frontendOfferAnswer.parse(res.json);
     } catch (err) {
@@ -307,7 +311,10 @@ export async function offerFrontend(ctx: MirrorContext, snap: FrontendSnapshot):
       if (round === 0 && err instanceof HttpError && (err.status === 404 || err.status === 409)) continue;
       throw err;
     }
-    const completeUrl = endpoint(ctx.cp, `/frontend/offers/${encodeURIComponent(answer.versionId)}/complete`);
+    const completeUrl = endpoint(
+      ctx.cp,
+      `${ctx.route ?? '/frontend'}/offers/${encodeURIComponent(answer.versionId)}/complete`,
+    );
     const complete = () =>
       retrying(ctx, 'complete', () => requestJson('POST', completeUrl, headers, {}, { signal: ctx.signal }));
     try {
@@ -361,7 +368,12 @@ async function putBlob(ctx: MirrorContext, snap: FrontendSnapshot, sha: string):
   const headers: Record<string, string> = { authorization: `Bearer ${ctx.cp.token}` };
   if (size !== null) headers['content-length'] = String(size);
   try {
-    const res = await putStream(endpoint(ctx.cp, `/frontend/blobs/${sha}`), headers, body, ctx.signal);
+    const res = await putStream(
+      endpoint(ctx.cp, `${ctx.route ?? '/frontend'}/blobs/${sha}`),
+      headers,
+      body,
+      ctx.signal,
+    );
     return res.size;
   } catch (err) {
     if (err instanceof HttpError && err.status === 400) {
@@ -374,13 +386,14 @@ async function putBlob(ctx: MirrorContext, snap: FrontendSnapshot, sha: string):
   }
 }
 
-export type FrontendState = 'idle' | 'mirroring' | 'done' | 'failed' | 'not_wanted' | 'disabled';
+export type FrontendState = 'idle' | 'mirroring' | 'done' | 'failed' | 'not_wanted' | 'disabled' | 'absent';
 
 export interface FrontendStatus {
   /**
    * `idle`: not asked (or waiting for ComfyUI); `mirroring`; `done`: the control plane has this
    * frontend; `failed`: the last try failed (`lastError`), another follows with backoff;
-   * `not_wanted`: the control plane refused the offer; `disabled`: `mirrorFrontend: false`.
+   * `not_wanted`: the control plane refused the offer; `disabled`: `mirrorFrontend: false`;
+   * `absent`: ComfyUI serves nothing to mirror (the template library when its package is missing).
    */
   state: FrontendState;
   versionId: string | null;
@@ -399,7 +412,27 @@ export interface FrontendMirrorOptions extends Omit<
   comfyuiVersion: () => string;
   /** Between failed tries. Default 10 s doubling to 10 min. */
   failureBackoff?: BackoffOptions;
+  /**
+   * What is mirrored, when not the frontend (the template library, ./template-library.ts): how
+   * to read it (null: ComfyUI has none), its cheap fingerprint, where to offer it, and its name
+   * in log lines.
+   */
+  source?: MirrorSource;
 }
+
+export interface MirrorSource {
+  read(ctx: MirrorContext): Promise<FrontendSnapshot | null>;
+  fingerprint(ctx: MirrorContext): Promise<string | null>;
+  route: '/frontend' | '/templates';
+  what: string;
+}
+
+const FRONTEND_SOURCE: MirrorSource = {
+  read: readFrontend,
+  fingerprint: frontendFingerprint,
+  route: '/frontend',
+  what: 'the ComfyUI frontend',
+};
 
 /**
  * The background task: {@link setWanted} from each `welcome`, {@link setComfyHealthy} from the
@@ -491,23 +524,37 @@ export class FrontendMirror {
 
   private async run(signal: AbortSignal): Promise<void> {
     const o = this.opts;
-    const ctx: MirrorContext = { ...o, comfyuiVersion: o.comfyuiVersion(), signal };
+    const source = o.source ?? FRONTEND_SOURCE;
+    const ctx: MirrorContext = { ...o, comfyuiVersion: o.comfyuiVersion(), signal, route: source.route };
     const started = performance.now();
     const previous = this.st.state;
     this.st.state = 'mirroring';
     try {
       let snapshot: FrontendSnapshot | null = null;
-      if (this.last && (await frontendFingerprint(ctx)) === this.last.snapshot.fingerprint) {
+      if (this.last && (await source.fingerprint(ctx)) === this.last.snapshot.fingerprint) {
         snapshot = this.last.snapshot;
       }
       const reread = snapshot === null;
-      snapshot ??= await readFrontend(ctx);
+      snapshot ??= await source.read(ctx);
+      if (snapshot === null) {
+        // Nothing to mirror (no template package installed): not a failure, nothing to retry.
+        Object.assign(this.st, {
+          state: 'absent',
+          versionId: null,
+          frontendVersion: null,
+          files: null,
+          lastError: null,
+        });
+        this.failures = 0;
+        o.logger.debug(`ComfyUI serves no copy of ${source.what}; nothing to mirror`);
+        return;
+      }
       const result = await offerFrontend(ctx, snapshot);
       if (result.status === 'not_wanted') {
         this.st.state = 'not_wanted';
         this.st.lastError = null;
         this.wanted = false;
-        o.logger.info('the control plane does not want a copy of the ComfyUI frontend');
+        o.logger.info(`the control plane does not want a copy of ${source.what}`);
         return;
       }
       this.last = { snapshot, versionId: result.versionId };
@@ -530,8 +577,8 @@ export class FrontendMirror {
         ms: Math.round(performance.now() - started),
       };
       if (reread || result.blobsSent > 0)
-        o.logger.info(fields, 'mirrored the ComfyUI frontend to the control plane');
-      else o.logger.debug(fields, 'the control plane still has this ComfyUI frontend');
+        o.logger.info(fields, `mirrored ${source.what} to the control plane`);
+      else o.logger.debug(fields, `the control plane still has this copy of ${source.what}`);
     } catch (err) {
       if (signal.aborted) {
         // Stopped, no longer wanted, or ComfyUI went away: not a failure of the mirror.
@@ -547,7 +594,7 @@ export class FrontendMirror {
       // A frontend that changed under us is read again soon; other failures back off.
       const delay =
         err instanceof FrontendChangedError ? backoff.baseMs : backoffDelay(this.failures - 1, backoff);
-      o.logger.warn({ err: message, retryInMs: delay }, 'mirroring the ComfyUI frontend failed');
+      o.logger.warn({ err: message, retryInMs: delay }, `mirroring ${source.what} failed`);
       if (!this.stopped) {
         this.retryTimer = setTimeout(() => this.kick(), delay);
         this.retryTimer.unref();

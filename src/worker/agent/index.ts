@@ -50,6 +50,11 @@ export interface AgentOptions {
   /** Between failed frontend mirror tries. Default 10 s doubling to 10 min, with jitter. */
   frontendRetry?: BackoffOptions;
   /**
+   * Offer ComfyUI's template library (`/templates/`, the comfyui-workflow-templates package) when
+   * the control plane asks (`welcome.mirrorTemplates`). Default true; false never offers it.
+   */
+  mirrorTemplates?: boolean;
+  /**
    * Called once the control plane revoked the worker token (the agent dropped its jobs and stopped
    * talking to it; call `stop()` to end the rest). Default: nothing.
    */
@@ -62,6 +67,12 @@ export interface AgentOptions {
    */
   exitWhenIdleMs?: number;
   onIdle?: () => void;
+  /**
+   * ComfyUI's `models/loras` folder (writable by the agent): participants' own LoRAs are put in
+   * its `_users/` folder for their jobs, cached by sha256. Default: none (jobs using a
+   * participant's own LoRA fail on this worker with a message saying so).
+   */
+  lorasDir?: string;
 }
 
 export interface AgentHandle {
@@ -107,10 +118,12 @@ export function createAgent(opts: AgentOptions): WorkerAgent {
       mirrorFrontend: opts.mirrorFrontend ?? true,
       frontendDir: opts.frontendDir,
       frontendRetry: opts.frontendRetry,
+      mirrorTemplates: opts.mirrorTemplates,
       onRevoked: opts.onRevoked,
       ephemeral: opts.ephemeral,
       exitWhenIdleMs: opts.exitWhenIdleMs,
       onIdle: opts.onIdle,
+      lorasDir: opts.lorasDir,
     },
     comfy,
   );

@@ -33,6 +33,7 @@ import type { ControlLink } from './control-link.js';
 import { confineReference, transferInput, type ControlPlaneHttp } from './files.js';
 import type { HealthMonitor } from './health.js';
 import { HttpError } from './http-stream.js';
+import { LoraRefused, type LoraCache } from './lora-cache.js';
 import type { AgentJob, JobTable } from './jobs.js';
 import { OutputUploads } from './output-uploads.js';
 import { recoverAfterSocketGap, sweepBuried } from './comfy-recovery.js';
@@ -57,6 +58,8 @@ export interface JobRunnerDeps {
   stopping: () => boolean;
   /** A job started whose models are now the warm ones. */
   onWarm: (models: string[]) => void;
+  /** Participants' own LoRAs: fetched on demand, cached by sha256, named only by the agent. */
+  loras: LoraCache;
 }
 
 export class JobRunner {
@@ -133,6 +136,9 @@ export class JobRunner {
       let prompt = rewriteOutputPrefixes(job.prompt, ns).prompt;
       // Known loaders only: cheap, and all warmModels needs (the server computes its own list).
       job.models = extractModels(prompt);
+      // The owner's own LoRAs, after the models are noted: affinity knows them by their own names.
+      prompt = await this.d.loras.prepare(job, prompt, objectInfo, signal);
+      if (!this.jobs.holds(job)) return;
       const refs = inputReferences(prompt, objectInfo);
       if (refs.length > 0) {
         // Every file reference ends up inside the user's own part of ComfyUI's folders.
@@ -168,6 +174,8 @@ export class JobRunner {
       if (!this.jobs.holds(job)) return;
       if (err instanceof ComfyPromptError) {
         this.fail(job, { reason: 'invalid_prompt', message: err.message, details: { ...err.body } });
+      } else if (err instanceof LoraRefused) {
+        this.fail(job, { reason: 'invalid_prompt', message: err.message });
       } else if (err instanceof HttpError) {
         // The control plane failed to hand over an input.
         if (err.status === 401 || err.status === 403 || err.status === 409)

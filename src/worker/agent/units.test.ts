@@ -146,6 +146,7 @@ describe('comfy-multi worker arguments', () => {
         logLevel: 'info',
         graceSeconds: 30,
         frontendMirror: true,
+        templateMirror: true,
         exitWhenIdle: 0,
       },
     });
@@ -171,6 +172,13 @@ describe('comfy-multi worker arguments', () => {
     expect(flags.ok && flags.args.frontendMirror).toBe(false);
     const on = resolveWorkerArgs({ frontendMirror: true }, { ...env, WORKER_FRONTEND_MIRROR: 'yes' });
     expect(on.ok && on.args.frontendMirror).toBe(true);
+    const noTemplates = resolveWorkerArgs(
+      { templateMirror: false },
+      { ...env, WORKER_TEMPLATE_MIRROR: 'true' },
+    );
+    expect(noTemplates.ok && noTemplates.args.templateMirror).toBe(false);
+    const envOff = resolveWorkerArgs({}, { ...env, WORKER_TEMPLATE_MIRROR: 'no' });
+    expect(envOff.ok && envOff.args).toMatchObject({ templateMirror: false, frontendMirror: true });
     const bad = resolveWorkerArgs(
       { frontendDir: '/definitely/not/here' },
       { ...env, WORKER_FRONTEND_MIRROR: 'sometimes' },

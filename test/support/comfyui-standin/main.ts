@@ -1,6 +1,6 @@
 /**
  * CLI: `npm run standin -- --port 8188 [--host 127.0.0.1] [--dir /tmp/x] [--delay-ms 1000]
- * [--model checkpoints/sd15.safetensors ...] [--frontend-root <built frontend>]
+ * [--model checkpoints/sd15.safetensors ...] [--frontend-root <built frontend>] [--templates]
  * [--extension-dir <node name>=<web folder> ...] [--execution-log <file.jsonl>]`. Prints one line `comfyui-standin listening on
  * <url> (data: <dir>)` once ready. A dieMidJob fault exits the process (code 1), like a crash.
  */
@@ -40,6 +40,7 @@ async function main(): Promise<void> {
       'frontend-root': { type: 'string' },
       'extension-dir': { type: 'string', multiple: true, default: [] },
       'execution-log': { type: 'string' },
+      templates: { type: 'boolean', default: false },
     },
   });
   const standin = await startStandin({
@@ -51,6 +52,7 @@ async function main(): Promise<void> {
     ...(values['frontend-root'] ? { frontendRoot: values['frontend-root'] } : {}),
     extensionDirs: parseExtensionDirs(values['extension-dir']),
     ...(values['execution-log'] ? { executionLog: values['execution-log'] } : {}),
+    templates: values.templates === true,
     onCrash: () => {
       console.error('comfyui-standin: simulated crash (dieMidJob), exiting');
       if (!values.dir) rmSync(standin.dirs.root, { recursive: true, force: true }); // our own temp dir

@@ -63,6 +63,21 @@ export const STANDIN_SLEEP_DEF: NodeDef = {
   output_node: false,
 };
 
+const LORA_LOADERS = ['LoraLoader', 'LoraLoaderModelOnly'];
+/** folder_paths.supported_pt_extensions. */
+const MODEL_EXTENSIONS = ['.ckpt', '.pt', '.pt2', '.bin', '.pth', '.safetensors', '.pkl', '.sft'];
+
+/** Model files under `dir`, recursively, as `sub/name.safetensors` (ComfyUI's recursive_search). */
+export function listModelFiles(dir: string, prefix = ''): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const rel = prefix ? `${prefix}/${e.name}` : e.name;
+    if (e.isDirectory()) out.push(...listModelFiles(join(dir, e.name), rel));
+    else if (e.isFile() && MODEL_EXTENSIONS.some((x) => e.name.toLowerCase().endsWith(x))) out.push(rel);
+  }
+  return out;
+}
+
 /** Model-file combos that ComfyUI fills from its models folders. */
 const MODEL_COMBOS: Record<string, Record<string, string>> = {
   CheckpointLoaderSimple: { ckpt_name: 'checkpoints' },
@@ -107,11 +122,16 @@ function withComboOptions(def: NodeDef, inputName: string, options: string[]): N
 export class NodeCatalog {
   private readonly base: ObjectInfo;
 
+  private readonly staticLoras: string[];
+
   constructor(
     private readonly inputDir: string,
     models: Record<string, string[]>,
     custom: ObjectInfo = {},
+    /** ComfyUI's models/loras folder, listed on each request (files put there later show up). */
+    private readonly lorasDir: string | null = null,
   ) {
+    this.staticLoras = models.loras ?? [];
     const base: ObjectInfo = { ...recordedObjectInfo(), StandinSleep: STANDIN_SLEEP_DEF, ...custom };
     for (const [cls, inputs] of Object.entries(MODEL_COMBOS)) {
       for (const [inputName, folder] of Object.entries(inputs)) {
@@ -134,7 +154,18 @@ export class NodeCatalog {
   get(classType: string): NodeDef | undefined {
     if (!this.has(classType)) return undefined;
     if (classType === 'LoadImage') return this.loadImageDef();
+    if (LORA_LOADERS.includes(classType)) return this.loraDef(classType);
     return this.base[classType];
+  }
+
+  /** `folder_paths.get_filename_list('loras')`: the given names plus the folder's files, sorted. */
+  loraNames(): string[] {
+    const found = this.lorasDir ? listModelFiles(this.lorasDir) : [];
+    return [...new Set([...this.staticLoras, ...found])].sort();
+  }
+
+  private loraDef(classType: string): NodeDef {
+    return withComboOptions(this.base[classType]!, 'lora_name', this.loraNames());
   }
 
   isOutputNode(classType: string): boolean {
@@ -143,7 +174,9 @@ export class NodeCatalog {
 
   /** The full `/object_info` body. */
   all(): ObjectInfo {
-    return { ...this.base, LoadImage: this.loadImageDef() };
+    const out: ObjectInfo = { ...this.base, LoadImage: this.loadImageDef() };
+    for (const cls of LORA_LOADERS) if (this.has(cls)) out[cls] = this.loraDef(cls);
+    return out;
   }
 
   private loadImageDef(): NodeDef {

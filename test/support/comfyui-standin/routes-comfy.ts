@@ -48,12 +48,16 @@ export interface ComfyRouteDeps {
   dirs: DataDirs;
   faults: FaultController;
   models: Record<string, string[]>;
+  /** ComfyUI's models/loras folder, listed on each request. */
+  lorasDir?: string;
   /** Where `/internal/folder_paths` says model folders live (`<modelsDir>/<folder>`). */
   modelsDir: string;
   host: string;
   port(): number;
   /** The web frontend and custom nodes' web folders, when the stand-in was given any. */
   site: StaticSite;
+  /** The installed template package's version, or null (none installed). */
+  templatesVersion?: () => string | null;
 }
 
 export function addComfyRoutes(router: Router, deps: ComfyRouteDeps): void {
@@ -75,7 +79,7 @@ function systemStats(deps: ComfyRouteDeps) {
       ram_free: ram.free,
       comfyui_version: '0.3.64',
       required_frontend_version: '1.27.10',
-      installed_templates_version: null,
+      installed_templates_version: deps.templatesVersion?.() ?? null,
       required_templates_version: '0.1.95',
       python_version: `3.11.2 (comfyui-standin on node ${process.version})`,
       pytorch_version: '1.13.0a0',
@@ -119,6 +123,7 @@ function addMetadataRoutes(router: Router, deps: ComfyRouteDeps): void {
   router.get('/models/{folder}', ({ params }) => {
     const folder = params.folder!;
     if (!MODEL_FOLDERS.includes(folder)) return reply.empty(404);
+    if (folder === 'loras') return reply.json(deps.catalog.loraNames());
     return reply.json([...(deps.models[folder] ?? [])].sort());
   });
   // ComfyUI's internal route (no /api alias): folder → directories, as a real ComfyUI answers it.

@@ -16,11 +16,13 @@ import { Router, reply, requestCtx, send } from './http-util.js';
 import { encodeRgbPng, solidImage } from './image.js';
 import { Instance } from './instance.js';
 import { customNodeDefs } from './media-nodes.js';
+import './model-nodes.js';
 import { NodeCatalog } from './object-info.js';
 import { addComfyRoutes } from './routes-comfy.js';
 import { addControlRoutes } from './routes-control.js';
 import { addFileRoutes } from './routes-files.js';
 import { StaticSite } from './static-files.js';
+import { STANDIN_TEMPLATES_VERSION, standinTemplateLibrary } from './template-library.js';
 import type { DataDirs, HistoryEntry, QueueItem } from './types.js';
 
 export type { FaultControls, FaultSnapshot, ExecutionErrorFault, UnreachableMode } from './faults.js';
@@ -38,7 +40,7 @@ export interface StandinOptions {
   delayMs?: number;
   /** Model files per folder (`{checkpoints: ['sd15.safetensors']}`) for `/models/{folder}` and loader combos. */
   models?: Record<string, string[]>;
-  /** Model folders' root for `/internal/folder_paths`. Default `<dir>/models`. */
+  /** Model folders' root (`/internal/folder_paths`, and `dirs.models`: LoRAs are listed from its `loras/`). Default `<dir>/models`. */
   modelsDir?: string;
   /** Put a stock-like `example.png` into the input dir (ComfyUI ships one). Default true. */
   seedExampleImage?: boolean;
@@ -65,6 +67,12 @@ export interface StandinOptions {
    * Default false: the recorded ComfyUI ran without custom nodes.
    */
   customNodes?: boolean;
+  /**
+   * Serve a small `comfyui-workflow-templates` library at `/templates/` (see template-library.ts),
+   * as ComfyUI does when the package is installed; system_stats then reports its version.
+   * Default false: the recorded ComfyUI had no template package.
+   */
+  templates?: boolean;
 }
 
 export interface StandinState {
@@ -117,13 +125,26 @@ export interface Standin {
   waitForIdle(timeoutMs?: number): Promise<void>;
   /** A ComfyUI restart: fresh queue/history/cache/counter, same port and files. Also revives a crash. */
   restart(): Promise<void>;
+  /** Installs another version of the template package (null: uninstalls it), as a pip upgrade would. */
+  setTemplates(version: string | null): void;
   close(): Promise<void>;
 }
 
-function prepareDirs(dir: string | undefined, seedExample: boolean): { dirs: DataDirs; created: boolean } {
+function prepareDirs(
+  dir: string | undefined,
+  seedExample: boolean,
+  modelsDir: string | undefined,
+): { dirs: DataDirs; created: boolean } {
   const root = dir ? resolve(dir) : mkdtempSync(join(tmpdir(), 'comfyui-standin-'));
-  const dirs = { root, input: join(root, 'input'), output: join(root, 'output'), temp: join(root, 'temp') };
-  for (const d of [dirs.input, dirs.output, dirs.temp]) mkdirSync(d, { recursive: true });
+  const dirs = {
+    root,
+    input: join(root, 'input'),
+    output: join(root, 'output'),
+    temp: join(root, 'temp'),
+    models: modelsDir ? resolve(modelsDir) : join(root, 'models'),
+  };
+  for (const d of [dirs.input, dirs.output, dirs.temp, join(dirs.models, 'loras')])
+    mkdirSync(d, { recursive: true });
   const example = join(dirs.input, 'example.png');
   if (seedExample && !existsSync(example)) {
     const img = solidImage(64, 64, 1, 0x4a7db8);
@@ -143,6 +164,8 @@ class StandinServer {
   private readonly router = new Router();
   private readonly catalog: NodeCatalog;
   private readonly site: StaticSite;
+  /** The template package's files (path under /templates/ → bytes) and version, when installed. */
+  templateLibrary: { version: string; files: Map<string, Buffer> } | null = null;
   readonly requests: StandinRequest[] = [];
   readonly executionLog: ExecutionLog;
   port: number;
@@ -154,7 +177,12 @@ class StandinServer {
     private readonly opts: StandinOptions,
   ) {
     this.port = port;
-    this.catalog = new NodeCatalog(dirs.input, opts.models ?? {}, opts.customNodes ? customNodeDefs() : {});
+    this.catalog = new NodeCatalog(
+      dirs.input,
+      opts.models ?? {},
+      opts.customNodes ? customNodeDefs() : {},
+      join(dirs.models, 'loras'),
+    );
     this.faults = new FaultController(
       {
         crash: () => this.crash(),
@@ -166,16 +194,19 @@ class StandinServer {
     this.executionLog = new ExecutionLog(opts.executionLog);
     this.instance = new Instance(this.catalog, dirs, this.faults, this.recordStart, this.executionLog);
     this.site = new StaticSite({ frontendRoot: opts.frontendRoot, extensionDirs: opts.extensionDirs });
+    if (opts.templates) this.setTemplates(STANDIN_TEMPLATES_VERSION);
     addComfyRoutes(this.router, {
       instance: () => this.instance,
       catalog: this.catalog,
       dirs,
       faults: this.faults,
       models: opts.models ?? {},
-      modelsDir: opts.modelsDir ?? join(dirs.root, 'models'),
+      lorasDir: join(dirs.models, 'loras'),
+      modelsDir: dirs.models,
       host,
       port: () => this.port,
       site: this.site,
+      templatesVersion: () => this.templateLibrary?.version ?? null,
     });
     addFileRoutes(this.router, dirs);
     addControlRoutes(this.router, { faults: this.faults, state: () => this.stateJson() });
@@ -220,6 +251,28 @@ class StandinServer {
         if (this.crashed) return void res.destroy();
       }
       const match = this.router.match(req.method ?? 'GET', url.pathname);
+      // web.static('/templates', <package>/templates): registered only when the package is installed.
+      if (
+        match === null &&
+        this.templateLibrary &&
+        url.pathname.startsWith('/templates/') &&
+        (req.method === 'GET' || head)
+      ) {
+        let rel: string | null = null;
+        try {
+          rel = decodeURIComponent(url.pathname.slice('/templates/'.length));
+        } catch {
+          rel = null;
+        }
+        const body = rel === null ? undefined : this.templateLibrary.files.get(rel);
+        if (!body) return send(res, reply.notFound(), head);
+        const type = rel!.endsWith('.json')
+          ? 'application/json'
+          : rel!.endsWith('.png')
+            ? 'image/png'
+            : 'image/webp';
+        return send(res, { status: 200, headers: { 'Content-Type': type }, body }, head);
+      }
       if (match === null && this.site.active && (req.method === 'GET' || head)) {
         const file = await this.site.serve(url.pathname);
         if (file) return send(res, file, head);
@@ -246,6 +299,10 @@ class StandinServer {
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       this.instance.hub.attach(ws, url.searchParams.get('clientId'));
     });
+  }
+
+  setTemplates(version: string | null): void {
+    this.templateLibrary = version === null ? null : { version, files: standinTemplateLibrary(version) };
   }
 
   /** dieMidJob: everything stops at once, as if the Python process died. */
@@ -323,7 +380,7 @@ class StandinServer {
 /** Starts a stand-in ComfyUI on `host:port` (default 127.0.0.1 and a free port). */
 export async function startStandin(opts: StandinOptions = {}): Promise<Standin> {
   const host = opts.host ?? '127.0.0.1';
-  const { dirs, created } = prepareDirs(opts.dir, opts.seedExampleImage ?? true);
+  const { dirs, created } = prepareDirs(opts.dir, opts.seedExampleImage ?? true, opts.modelsDir);
   const server = new StandinServer(host, opts.port ?? 0, dirs, opts);
   await server.listen();
   let closed: Promise<void> | null = null;
@@ -349,6 +406,7 @@ export async function startStandin(opts: StandinOptions = {}): Promise<Standin> 
     waitForIdle: (timeoutMs = 10_000) =>
       waitUntil(() => server.instance.queue.tasksRemaining() === 0, timeoutMs),
     restart: () => server.restart(),
+    setTemplates: (version) => server.setTemplates(version),
     close: () =>
       (closed ??= server.close().then(() => {
         if (created) rmSync(dirs.root, { recursive: true, force: true });

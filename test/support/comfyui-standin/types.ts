@@ -65,6 +65,8 @@ export interface DataDirs {
   input: string;
   output: string;
   temp: string;
+  /** ComfyUI's `models/` folder: files under `models/loras/` are listed like ComfyUI lists them. */
+  models: string;
 }
 
 export function isLink(value: unknown): value is [string, number] {

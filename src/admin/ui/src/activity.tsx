@@ -61,6 +61,20 @@ function describeAction(e: AuditEntry): string {
       return `sent a test alert (${str(d.delivery)})`;
     case 'frontend.use':
       return `switched participants to the ComfyUI frontend ${str(d.label, str(e.target))}`;
+    case 'template.add':
+      return `added the workshop template “${str(d.title, '')}”`;
+    case 'template.replace':
+      return `replaced the workshop template ${str(e.target)}`;
+    case 'template.reorder':
+      return 'reordered the workshop templates';
+    case 'template.remove':
+      return `removed the workshop template ${str(d.title, str(e.target))}`;
+    case 'template.default':
+      return e.target === null
+        ? 'cleared the default workflow'
+        : `made ${str(e.target)} the default workflow`;
+    case 'template.send':
+      return `sent ${str(e.target)} to everyone (${str(d.written, '0')} written, ${str(d.kept, '0')} kept their own)`;
     default:
       return e.action;
   }

@@ -108,3 +108,33 @@ export function connectLive(
     socket?.close();
   };
 }
+
+/**
+ * Calls the instructor REST API `/api/v1` with the dashboard's session (same origin, so its writes
+ * pass the origin check; the CSRF header goes along too). Resolves with the JSON answer.
+ */
+export async function v1<T = unknown>(
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE',
+  path: string,
+  body?: unknown,
+): Promise<T> {
+  const info = me ?? (await loadMe());
+  let res: Response;
+  try {
+    res = await fetch(`/api/v1${path}`, {
+      method,
+      credentials: 'same-origin',
+      cache: 'no-store',
+      headers: {
+        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+        [info.csrfHeader]: info.csrfToken,
+      },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+  } catch {
+    throw new ApiError('NETWORK', 'The server cannot be reached. Check the connection and try again.', 0);
+  }
+  if (res.status === 401) toLogin();
+  if (!res.ok) throw await errorOf(res);
+  return (await res.json()) as T;
+}

@@ -11,6 +11,7 @@ import { FormDialogs } from './forms.js';
 import { MODE_HELP, MODE_LABEL, clock } from './format.js';
 import { ParticipantsSection } from './participants.js';
 import { QueueSection } from './queue.js';
+import { TemplatesSection } from './templates.js';
 import { WorkersSection } from './workers.js';
 
 const MODES: QueueMode[] = ['fifo', 'round_robin', 'priority'];
@@ -355,6 +356,7 @@ export function App() {
             <AutoscaleSection ctx={ctx} />
             <ChartsSection series={series} sampleMs={sampleMs} />
             <FailuresSection ctx={ctx} />
+            <TemplatesSection ctx={ctx} />
           </div>
           <div class="col col-b">
             <QueueSection ctx={ctx} />
@@ -366,6 +368,9 @@ export function App() {
         <footer class="foot small muted">
           <span>
             comfy-multi {s.health.version} · {s.health.store} store · up since {clock(s.health.startedAt)}
+            {s.health.cluster
+              ? ` · process ${s.health.cluster.process} of ${s.health.cluster.processes}`
+              : ''}
           </span>
           <span>ComfyUI frontend: {s.health.frontend}</span>
           <span>

@@ -4,6 +4,17 @@ import type { Ctx } from './ctx.js';
 import { ago, fullTime, shortDuration } from './format.js';
 import { Empty, Section } from './section.js';
 
+/** 1.2 GB, 350 MB, 12 KB. */
+function bytes(n: number): string {
+  for (const [unit, name] of [
+    [1024 ** 3, 'GB'],
+    [1024 ** 2, 'MB'],
+    [1024, 'KB'],
+  ] as const)
+    if (n >= unit) return `${Number((n / unit).toFixed(1))} ${name}`;
+  return `${n} B`;
+}
+
 function limitsText(p: ParticipantRow, ctx: Ctx): string {
   const d = ctx.s.queue.limits;
   const waiting = p.limits?.maxPendingPerUser ?? d.maxPendingPerUser;
@@ -43,6 +54,14 @@ function Row({ ctx, p }: { ctx: Ctx; p: ParticipantRow }) {
         {p.priority ? (
           <span class="tag tag-front" title={`All jobs of ${p.user} have ${p.priority} priority`}>
             {p.priority} priority
+          </span>
+        ) : null}
+        {p.loras ? (
+          <span
+            class={p.loras.bytes >= p.loras.quotaBytes * 0.9 ? 'tag tag-front' : 'tag'}
+            title={`${p.loras.count} own LoRA(s): ${bytes(p.loras.bytes)} of ${bytes(p.loras.quotaBytes)} (LORA_QUOTA)`}
+          >
+            LoRAs {bytes(p.loras.bytes)} / {bytes(p.loras.quotaBytes)}
           </span>
         ) : null}
       </td>

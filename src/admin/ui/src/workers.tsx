@@ -126,7 +126,7 @@ function Worker({ ctx, w }: { ctx: Ctx; w: WorkerRow }) {
     <article class={`worker status-${w.status}`} aria-label={`Worker ${w.name}, ${STATUS_TEXT[w.status]}`}>
       <div class="worker-head">
         <span class={`pill pill-${w.status}`}>{w.stopping ? 'Stopping' : STATUS_TEXT[w.status]}</span>
-        <h3 class="worker-name" title={w.id}>
+        <h3 class="worker-name" title={w.process ? `${w.id} (control-plane process ${w.process})` : w.id}>
           {w.name}
         </h3>
         <span class="muted small">ComfyUI {w.comfyuiVersion || '?'}</span>
