@@ -143,10 +143,12 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
       services.logger.warn({ err }, 'cluster live feed problem'),
     );
   });
+  // The event relay before the bus it publishes on.
   app.addHook('onClose', async () => {
     stopLiveFeed();
     services.workerCommands.stop();
     await services.workerDirectory.stop();
+    await services.events?.close();
     await services.cluster.close();
   });
 

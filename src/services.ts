@@ -28,6 +28,7 @@ import { createAutoscaler, type Autoscaler } from './autoscale/index.js';
 import { openTemplateLibrary, type TemplateLibrary } from './templates/library.js';
 import { WorkshopTemplates } from './templates/workshop-templates.js';
 import { openClusterBus, type ClusterBus } from './cluster/index.js';
+import { openEventRelay, type EventLog, type EventRelay } from './cluster/events.js';
 import { WorkerDirectory, type WorkerDirectoryOptions } from './cluster/worker-directory.js';
 import { WorkerCommands } from './cluster/worker-commands.js';
 
@@ -87,11 +88,19 @@ export interface Services {
    * (src/cluster); the no-op single-process bus with SQLite. Closed with the app.
    */
   cluster: ClusterBus;
+  /**
+   * Queue events and job-bus messages to and from the other processes, and the durable per-user
+   * event log a reconnecting `/ws` resumes from (src/cluster/event-relay.ts); null with one process.
+   * Closed with the app.
+   */
+  events: EventRelay | null;
 }
 
 export interface ServiceOptions {
   /** Use this bus instead of opening one from config (tests join several to a MemoryClusterHub). */
   cluster?: ClusterBus;
+  /** With a shared `cluster`: this event log instead of one in Redis (tests share a MemoryEventLog). */
+  eventLog?: EventLog;
   /** Refresh and expiry of the worker directory's snapshots (tests shorten them). */
   presence?: WorkerDirectoryOptions;
   /** How long a command waits for the process holding the worker (default 5 s). */
@@ -146,7 +155,7 @@ export async function createServices(
   const bus = new JobEventBus((err) => logger.error({ err }, 'job event listener failed'));
   const workers = new WorkerRegistry({ retentionMs: config.WORKER_OFFLINE_RETENTION_MINUTES * 60_000 });
   const workerTokens = new WorkerTokenService(store, config.WORKER_TOKENS);
-  const dispatcher = new Dispatcher(queue, workers, bus, logger, { files });
+  const dispatcher = new Dispatcher(queue, workers, bus, logger, { files, clustered: cluster.shared });
   const { site: frontend, cache: frontendCache } = await openFrontend(config, logger);
   const models = new ModelDownloadService(workers, logger, {
     store,
@@ -192,6 +201,7 @@ export async function createServices(
   });
   const broadcast = new BroadcastService(store);
   const audit = new AuditLog(store);
+  const events = await openEventRelay({ config, cluster, queue, bus, logger, log: opts.eventLog });
   return {
     config,
     store,
@@ -219,6 +229,7 @@ export async function createServices(
     workshopTemplates: new WorkshopTemplates(store),
     autoscaler,
     cluster,
+    events,
   };
 }
 

@@ -162,7 +162,8 @@ export class AlertService extends EventEmitter<{ alert: [AlertRecord] }> {
   }
 
   private onQueueEvent(e: QueueEvent): void {
-    if (e.type !== 'finished' || e.job.status !== 'failed') return;
+    // Another process's event: that process alerts.
+    if (e.origin === 'remote' || e.type !== 'finished' || e.job.status !== 'failed') return;
     const j = e.job;
     const reason = j.error?.reason ?? 'unknown';
     // A ComfyUI error fails a job at once: the participant's own problem, shown on the dashboard.

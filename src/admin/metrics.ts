@@ -254,6 +254,8 @@ export class AdminMetrics {
   }
 
   private observe(e: QueueEvent): void {
+    // Another process's event: that process counts it.
+    if (e.origin === 'remote') return;
     switch (e.type) {
       case 'enqueued':
         this.submitted.inc();

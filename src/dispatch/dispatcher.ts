@@ -25,6 +25,11 @@ export interface DispatcherOptions {
   clock?: () => number;
   /** Users' files, to remove stray outputs of a job's other attempts when it completes. */
   files?: FileStore;
+  /**
+   * Other processes share the queue (src/cluster): a job no worker of ours holds may be held by a
+   * worker connected elsewhere, so its ending is not made up here (see {@link jobLeftWorker}).
+   */
+  clustered?: boolean;
 }
 
 /**
@@ -41,6 +46,7 @@ export interface DispatcherOptions {
  */
 export class Dispatcher {
   private readonly clock: () => number;
+  private readonly clustered: boolean;
   private readonly onEvent = (e: QueueEvent): void => this.handleQueueEvent(e);
   private started = false;
   private stopped = false;
@@ -63,6 +69,7 @@ export class Dispatcher {
   ) {
     this.clock = opts.clock ?? Date.now;
     this.placement = new ModelPlacement(queue.store);
+    this.clustered = opts.clustered ?? false;
     this.reports = new WorkerReports({
       queue,
       bus,
@@ -325,13 +332,13 @@ export class Dispatcher {
         case 'claimed':
           return; // we claimed it ourselves
         case 'finished':
-          this.jobLeftWorker(job, job.status === 'cancelled' ? 'cancelled' : 'finished');
+          this.jobLeftWorker(job, job.status === 'cancelled' ? 'cancelled' : 'finished', e.origin);
           // Its worker's report ended it: the report asks for a pass once the owner has been told
           // the job ended, so that announcement never waits behind a pass's store calls.
           if (this.reports.isReporting(job.id)) return;
           break;
         case 'requeued':
-          this.jobLeftWorker(job, 'requeued');
+          this.jobLeftWorker(job, 'requeued', e.origin);
           break;
       }
       this.trigger();
@@ -345,11 +352,18 @@ export class Dispatcher {
    * lapsed): tell the worker holding it to stop. A cancelled job keeps its slot until the agent
    * confirms (ComfyUI is still busy interrupting it); otherwise the slot is freed at once.
    */
-  private jobLeftWorker(job: Job, why: 'cancelled' | 'finished' | 'requeued'): void {
+  private jobLeftWorker(job: Job, why: 'cancelled' | 'finished' | 'requeued', origin?: 'remote'): void {
     const holders = this.registry.holdersOf(job.id);
     // No connected worker holds it (e.g. ours restarted and its worker has not come back), and no
-    // report of it is being recorded: nobody will relay its ending.
-    if (holders.length === 0 && job.workerId !== null && !this.reports.isReporting(job.id))
+    // report of it is being recorded: nobody will relay its ending. With other processes, a worker
+    // connected to one of them may still hold it and relay the ending; only a job that ended here
+    // because its worker was lost is known to have nobody left.
+    if (
+      holders.length === 0 &&
+      job.workerId !== null &&
+      !this.reports.isReporting(job.id) &&
+      (!this.clustered || (origin !== 'remote' && job.error?.reason === 'worker_lost'))
+    )
       this.bus.publish({ kind: 'worker_done', jobId: job.id, user: job.user, workerId: job.workerId });
     for (const { worker, held } of holders) {
       const online = worker.link?.open === true;

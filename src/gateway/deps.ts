@@ -6,6 +6,7 @@ import type { Authenticator } from '../auth/authenticator.js';
 import type { AccountService } from '../auth/account-service.js';
 import type { FileStore } from '../files/file-store.js';
 import type { JobEventBus } from '../dispatch/job-event-bus.js';
+import type { EventRelay } from '../cluster/event-relay.js';
 import type { QueueService } from '../scheduler/queue-service.js';
 import type { JobStore } from '../store/types.js';
 import type { Services } from '../services.js';
@@ -33,6 +34,8 @@ export interface GatewayDeps {
   queue: QueueService;
   files: FileStore;
   bus: JobEventBus | null;
+  /** Several processes: job events of every process and the durable event log (src/cluster). */
+  events?: EventRelay | null;
   workers: WorkerPresence | null;
   frontend: FrontendSite;
   /** The instructors' banner message (emits changes to every open page). */
@@ -61,6 +64,7 @@ export function gatewayDeps(services: Services): GatewayDeps {
     queue: s.queue,
     files: s.files,
     bus: s.bus ?? null,
+    events: s.events ?? null,
     // Every process's workers: the banner's GPU count and a job sent ahead on another process.
     workers: s.workerDirectory ?? s.workers ?? null,
     frontend: services.frontend,

@@ -234,3 +234,16 @@ export function jobItem(job: Job, detail = false, sentAhead = false): Record<str
   }
   return item;
 }
+
+/** Event data with every `prompt_id` (top level and per node) set to our job id. */
+export function withPromptId(data: Record<string, unknown>, jobId: string): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...data };
+  if ('prompt_id' in out) out.prompt_id = jobId;
+  if (isRecord(out.nodes)) {
+    const nodes: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(out.nodes))
+      nodes[k] = isRecord(v) && 'prompt_id' in v ? { ...v, prompt_id: jobId } : v;
+    out.nodes = nodes;
+  }
+  return out;
+}

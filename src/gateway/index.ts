@@ -72,6 +72,7 @@ export function gatewayPlugin(services: Services): FastifyPluginAsync {
       store: deps.store,
       queue: deps.queue,
       bus: deps.bus,
+      events: deps.events ?? null,
       logger: deps.logger,
       serverFeatures: () => serverFeatures(deps.config.UPLOAD_LIMIT),
     });

@@ -4,8 +4,10 @@ import type { RawData, WebSocket } from 'ws';
 import type { JobBusMessage, JobEventBus } from '../dispatch/job-event-bus.js';
 import type { QueueEvent, QueueService } from '../scheduler/queue-service.js';
 import { isTerminal, type Job, type JobStore } from '../store/types.js';
-import { clientIdOf, historyOutputs } from './history-shape.js';
+import { clientIdOf, historyOutputs, withPromptId } from './history-shape.js';
 import { PreviewFrames } from './ws-preview.js';
+import type { Delivery, EventRelay } from '../cluster/event-relay.js';
+import { SocketCursor } from './ws-resume.js';
 
 const OPEN = 1;
 /** Text frames from browsers are tiny (`feature_flags`); anything bigger is ignored. */
@@ -29,6 +31,8 @@ interface Client {
   socket: WebSocket;
   flags: Record<string, unknown>;
   firstMessage: boolean;
+  /** What it was handed of its owner's event log (several processes only, see ws-resume.ts). */
+  cursor: SocketCursor | null;
 }
 
 /** What we know live about a job, to route its events and replay them after a page refresh. */
@@ -55,6 +59,11 @@ export interface UserWsHubDeps {
   store: JobStore;
   queue: QueueService;
   bus: JobEventBus | null;
+  /**
+   * Several processes: every process's job events (instead of `bus`), with their log ids; sockets
+   * resume from the durable log after a reconnect.
+   */
+  events?: EventRelay | null;
   logger: Logger;
   serverFeatures: () => Record<string, unknown>;
   clock?: () => number;
@@ -96,7 +105,15 @@ export class UserWsHub {
     };
     deps.queue.on('event', onQueue);
     this.unsubscribe.push(() => deps.queue.off('event', onQueue));
-    if (deps.bus) {
+    if (deps.events) {
+      const events = deps.events;
+      this.unsubscribe.push(
+        events.onDelivery((d) => this.inOrder(d.message.user, () => this.onBus(d.message, d))),
+      );
+      // Live messages from other processes may have been lost while the link was down: those of
+      // participants with a socket here are read back from the log.
+      this.unsubscribe.push(events.onResync(() => void events.recover([...this.clients.keys()])));
+    } else if (deps.bus) {
       this.unsubscribe.push(deps.bus.subscribeAll((m) => this.inOrder(m.user, () => this.onBus(m))));
     }
     this.sweepTimer = setInterval(() => this.sweep(), 10_000);
@@ -124,13 +141,18 @@ export class UserWsHub {
     let byUser = this.clients.get(user);
     if (!byUser) this.clients.set(user, (byUser = new Map()));
     // Reusing a clientId (page refresh) replaces the old socket, as in ComfyUI.
-    byUser.get(sid)?.socket.close(1000, 'replaced by a newer connection with the same clientId');
+    const replaced = byUser.get(sid);
+    replaced?.socket.close(1000, 'replaced by a newer connection with the same clientId');
+    // Its cursor is saved now, ahead of the new socket's read of it (same Redis connection).
+    void replaced?.cursor?.close();
     if (byUser.size >= MAX_SOCKETS_PER_USER) {
       const oldest = byUser.values().next().value as Client;
       byUser.delete(oldest.sid);
       oldest.socket.close(1008, 'too many connections');
     }
-    const client: Client = { sid, user, socket, flags: {}, firstMessage: true };
+    const log = this.deps.events?.log;
+    const cursor = log ? new SocketCursor(log, user, sid, this.deps.logger) : null;
+    const client: Client = { sid, user, socket, flags: {}, firstMessage: true, cursor };
     byUser.set(sid, client);
 
     socket.on('message', (data: RawData, isBinary: boolean) => this.onClientMessage(client, data, isBinary));
@@ -141,6 +163,7 @@ export class UserWsHub {
         m.delete(sid);
         if (m.size === 0) this.clients.delete(user);
       }
+      void cursor?.close();
     });
 
     this.inOrder(user, async () => {
@@ -149,6 +172,7 @@ export class UserWsHub {
         type: 'status',
         data: { status: { exec_info: { queue_remaining: remaining } }, sid },
       });
+      if (cursor) await this.resume(client, cursor);
       for (const job of this.live.values()) {
         if (job.user !== user || !job.started || job.terminal) continue;
         if (
@@ -163,6 +187,22 @@ export class UserWsHub {
         if (job.progress) this.send(client, { type: 'progress', data: job.progress });
       }
     });
+  }
+
+  /** Hands a socket that came back (same clientId) the logged events of its jobs it missed. */
+  private async resume(client: Client, cursor: SocketCursor): Promise<void> {
+    let missed;
+    try {
+      missed = await cursor.open(this.deps.store);
+    } catch (err) {
+      this.deps.logger.warn({ err, user: client.user }, 'could not read the event log; no replay');
+      return;
+    }
+    if (client.socket.readyState !== OPEN) return;
+    for (const e of missed) {
+      const data = isRecord(e.event.data) ? withPromptId(e.event.data, e.jobId) : e.event.data;
+      this.send(client, { type: e.event.type, data }, () => cursor.handed(e.id, e.from));
+    }
   }
 
   // ---- from the browser ----------------------------------------------------------------------
@@ -315,7 +355,7 @@ export class UserWsHub {
 
   // ---- worker events -------------------------------------------------------------------------
 
-  private async onBus(m: JobBusMessage): Promise<void> {
+  private async onBus(m: JobBusMessage, d?: Delivery): Promise<void> {
     if (m.kind === 'status') return;
     if (m.kind === 'worker_done') {
       const l = this.live.get(m.jobId);
@@ -353,7 +393,18 @@ export class UserWsHub {
       else if (type === 'progress_state') l.progressState = data;
     }
     if (TERMINAL_EVENTS.has(type)) l.terminal = true;
-    this.toJob(l, { type, data });
+    if (d?.logId) this.loggedToJob(l, { type, data }, d.logId, d.from, d.recovered === true);
+    else this.toJob(l, { type, data });
+  }
+
+  /** A logged event: skipped by sockets it was replayed to, and moves the cursors of the others. */
+  private loggedToJob(l: LiveJob, msg: unknown, id: string, from: string, recovered: boolean): void {
+    for (const c of this.targetsOf(l)) {
+      const cursor = c.cursor;
+      if (!cursor) this.send(c, msg);
+      // A recovered event may be older than its writer's mark (later ones came live first).
+      else if (recovered || cursor.wants(id, from)) this.send(c, msg, () => cursor.handed(id, from));
+    }
   }
 
   private previewToJob(l: LiveJob, frame: Buffer): void {
@@ -389,10 +440,12 @@ export class UserWsHub {
     for (const c of this.clients.get(user)?.values() ?? []) this.send(c, msg);
   }
 
-  private send(c: Client, msg: unknown): void {
+  /** `onSent`: once the frame was written to the connection. */
+  private send(c: Client, msg: unknown, onSent?: () => void): void {
     if (c.socket.readyState !== OPEN) return;
     try {
-      c.socket.send(JSON.stringify(msg));
+      if (onSent) c.socket.send(JSON.stringify(msg), (err) => err || onSent());
+      else c.socket.send(JSON.stringify(msg));
     } catch (err) {
       this.deps.logger.debug({ err }, 'participant socket send failed');
     }
@@ -446,17 +499,4 @@ export class UserWsHub {
       for (const [id, l] of this.live) if (!l.started) this.live.delete(id);
     }
   }
-}
-
-/** Event data with every `prompt_id` (top level and per node) set to our job id. */
-function withPromptId(data: Record<string, unknown>, jobId: string): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...data };
-  if ('prompt_id' in out) out.prompt_id = jobId;
-  if (isRecord(out.nodes)) {
-    const nodes: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(out.nodes))
-      nodes[k] = isRecord(v) && 'prompt_id' in v ? { ...v, prompt_id: jobId } : v;
-    out.nodes = nodes;
-  }
-  return out;
 }

@@ -33,14 +33,20 @@ export interface QueueServiceOptions {
   logger?: Logger;
 }
 
-/** What changed, for live views (per-user `/ws`, the dashboard) and the dispatcher. */
-export type QueueEvent =
+/**
+ * What changed, for live views (per-user `/ws`, the dashboard) and the dispatcher. With several
+ * processes (src/cluster/event-relay.ts) another process's events are emitted here too, marked
+ * `origin: 'remote'` and carrying the job without its prompt and ComfyUI extra_data: gauges, live
+ * views and dispatchers react to them; per-process counters and alerts skip them.
+ */
+export type QueueEvent = (
   | { type: 'enqueued'; job: Job }
   | { type: 'claimed'; job: Job }
   | { type: 'finished'; job: Job }
   | { type: 'requeued'; job: Job }
   | { type: 'updated'; job: Job }
-  | { type: 'settings'; settings: QueueSettings };
+  | { type: 'settings'; settings: QueueSettings }
+) & { origin?: 'remote' };
 
 export interface QueueSnapshot {
   mode: QueueSettings['mode'];

@@ -17,8 +17,6 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { ComfyClient } from '../../src/comfy/comfy-client.js';
-import type { ComfySocket } from '../../src/comfy/comfy-socket.js';
 import { loadConfig } from '../../src/config/load-config.js';
 import { startServer, type RunningServer } from '../../src/main.js';
 import { isTerminal } from '../../src/store/types.js';
@@ -27,71 +25,12 @@ import { WorkerAgent } from '../../src/worker/agent/agent.js';
 import { startStandin, type Standin } from '../support/comfyui-standin/server.js';
 import { MODEL_FREE_NODES, modelFreePrompt, type ApiPrompt } from '../support/prompts.js';
 import { waitFor } from '../support/processes.js';
+import { RecordingComfyClient, asOwnerSees, withoutFileNames, type Event } from '../support/comfy-events.js';
 
 const REAL_COMFYUI = process.env.COMFYUI_URL?.replace(/\/+$/, '') || null;
 const JOBS = Number(process.env.EVENTS_JOBS ?? 500);
 const USER = 'user001';
 const TOKEN = 'events-worker-token';
-
-type Event = { type: string; data: Record<string, unknown> };
-
-/** A ComfyClient that also writes down every text message its socket gets about a prompt. */
-class RecordingComfyClient extends ComfyClient {
-  readonly sent = new Map<string, Event[]>();
-
-  override openSocket(options: Parameters<ComfyClient['openSocket']>[0] = {}): ComfySocket {
-    const socket = super.openSocket(options);
-    const record = (type: string, data: unknown, pid: string | null) => {
-      if (!pid) return;
-      let list = this.sent.get(pid);
-      if (!list) this.sent.set(pid, (list = []));
-      list.push({ type, data: data as Record<string, unknown> });
-    };
-    socket.on('message', (m, pid) => record(m.type, m.data, pid));
-    socket.on('other', (m) => {
-      const pid = (m.data as { prompt_id?: unknown } | null)?.prompt_id;
-      record(m.type, m.data, typeof pid === 'string' ? pid : null);
-    });
-    return socket;
-  }
-}
-
-/**
- * A file's name and folder as the participant sees them are the control plane's (ComfyUI's naming
- * in the participant's own sequence: src/gateway/outputs.e2e.test.ts checks those); everything
- * else of the event must be ComfyUI's own. Applied to both sides before comparing.
- */
-function withoutFileNames(e: Event): Event {
-  if (e.type !== 'executed' || typeof e.data.output !== 'object' || e.data.output === null) return e;
-  const output = Object.fromEntries(
-    Object.entries(e.data.output as Record<string, unknown>).map(([k, items]) => [
-      k,
-      Array.isArray(items)
-        ? items.map((it: unknown) =>
-            typeof it === 'object' && it !== null && 'filename' in it
-              ? { ...it, filename: '<name>', subfolder: '<folder>' }
-              : it,
-          )
-        : items,
-    ]),
-  );
-  return { type: e.type, data: { ...e.data, output } };
-}
-
-/** ComfyUI's event as the owner must see it: our job id (file names aside, see above). */
-function asOwnerSees(e: Event, jobId: string): Event {
-  const data: Record<string, unknown> = { ...e.data };
-  if ('prompt_id' in data) data.prompt_id = jobId;
-  if (typeof data.nodes === 'object' && data.nodes !== null && !Array.isArray(data.nodes)) {
-    data.nodes = Object.fromEntries(
-      Object.entries(data.nodes as Record<string, Record<string, unknown>>).map(([k, v]) => [
-        k,
-        'prompt_id' in v ? { ...v, prompt_id: jobId } : v,
-      ]),
-    );
-  }
-  return withoutFileNames({ type: e.type, data });
-}
 
 let dataDir: string;
 let server: RunningServer;

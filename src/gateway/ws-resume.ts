@@ -1,0 +1,140 @@
+/**
+ * Resuming a participant's `/ws` after a reconnect on any process (several processes, see
+ * src/cluster/event-log.ts): each socket's cursor (what it was handed of its owner's event log) is
+ * kept in Redis per (user, clientId); a socket that comes back with the same clientId first gets
+ * the logged events of its jobs it was not handed, then live ones.
+ *
+ * The promise: an event counts as handed once the socket wrote it to the connection (the `ws` send
+ * callback), and cursors are saved at most {@link SAVE_DELAY_MS} later (at once when the socket
+ * closes). So after a reconnect nothing logged is missed (within the log's length and time limits);
+ * events handed in the last {@link SAVE_DELAY_MS} before the process holding the socket was killed
+ * (-9) may come a second time. A replayed event never comes twice on the new socket: live events
+ * already replayed are skipped.
+ */
+import type { Logger } from 'pino';
+import { compareIds, wanted, type EventCursor, type EventLog } from '../cluster/event-log.js';
+import type { JobStore } from '../store/types.js';
+import { clientIdOf } from './history-shape.js';
+
+export const SAVE_DELAY_MS = 200;
+/** Most entries replayed at once (the log keeps about 2000 per participant). */
+const REPLAY_MAX = 5000;
+/** Writers remembered per cursor (one per process that ever ran this participant's jobs). */
+const MAX_WRITERS = 64;
+
+export interface Missed {
+  jobId: string;
+  id: string;
+  from: string;
+  event: { type: string; data: unknown };
+}
+
+/** One socket's resume state. */
+export class SocketCursor {
+  /** Null until loaded; marks made meanwhile are kept in `early`. */
+  cursor: EventCursor | null = null;
+  private readonly early: Record<string, string> = {};
+  private timer: NodeJS.Timeout | null = null;
+  private dirty = false;
+  private closed = false;
+
+  constructor(
+    private readonly log: EventLog,
+    readonly user: string,
+    readonly clientId: string,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Should this socket be handed this live entry (not replayed to it already)? */
+  wants(id: string, from: string): boolean {
+    const mark = (this.cursor ? this.cursor.w : this.early)[from];
+    return mark === undefined || compareIds(id, mark) > 0;
+  }
+
+  /** The socket wrote entry `id` of writer `from` to its connection. */
+  handed(id: string, from: string): void {
+    const w = this.cursor ? this.cursor.w : this.early;
+    const mark = w[from];
+    if (mark !== undefined && compareIds(id, mark) <= 0) return;
+    w[from] = id;
+    if (!this.cursor) return;
+    this.dirty = true;
+    if (!this.timer && !this.closed) {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        void this.save();
+      }, SAVE_DELAY_MS);
+      this.timer.unref();
+    }
+  }
+
+  /**
+   * Loads (or starts) the cursor and returns the logged entries of `user`'s jobs this clientId was
+   * not handed (see {@link missed}); none for a clientId seen for the first time.
+   */
+  async open(store: JobStore): Promise<Missed[]> {
+    const stored = await this.log.loadCursor(this.user, this.clientId);
+    const cursor: EventCursor = stored ?? { base: await this.log.head(this.user), w: {} };
+    for (const [from, id] of Object.entries(this.early)) {
+      const mark = cursor.w[from];
+      if (mark === undefined || compareIds(id, mark) > 0) cursor.w[from] = id;
+    }
+    this.cursor = cursor;
+    if (!stored) {
+      this.dirty = true;
+      await this.save();
+      return [];
+    }
+    return this.missed(store);
+  }
+
+  /**
+   * The logged entries this socket should have and was not handed: those of its owner's jobs it
+   * queued and of jobs queued without a clientId. After a reconnect, and after the link between
+   * processes was down (live messages may have been lost).
+   */
+  async missed(store: JobStore): Promise<Missed[]> {
+    const cursor = this.cursor;
+    if (!cursor) return [];
+    const entries = (await this.log.after(this.user, cursor.base, REPLAY_MAX)).filter((e) =>
+      wanted(cursor, e.id, e.from),
+    );
+    const mine = new Map<string, boolean>();
+    for (const e of entries) {
+      if (mine.has(e.jobId)) continue;
+      const job = await store.getJob(e.jobId).catch(() => null);
+      const clientId = job ? clientIdOf(job) : null;
+      mine.set(
+        e.jobId,
+        job !== null && job.user === this.user && (clientId === null || clientId === this.clientId),
+      );
+    }
+    return entries.filter((e) => mine.get(e.jobId));
+  }
+
+  /** Saves now if anything changed (the socket closed). */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.save();
+  }
+
+  private async save(): Promise<void> {
+    if (!this.dirty || !this.cursor) return;
+    this.dirty = false;
+    const w = this.cursor.w;
+    const writers = Object.keys(w);
+    if (writers.length > MAX_WRITERS) {
+      // Forgetting a writer only means its old entries may be replayed once more.
+      writers.sort((a, b) => compareIds(w[a]!, w[b]!));
+      for (const from of writers.slice(0, writers.length - MAX_WRITERS)) delete w[from];
+    }
+    try {
+      await this.log.saveCursor(this.user, this.clientId, this.cursor);
+    } catch (err) {
+      this.dirty = true;
+      this.logger.debug({ err, user: this.user }, 'could not save a socket cursor');
+    }
+  }
+}
