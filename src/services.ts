@@ -28,6 +28,7 @@ import { createAutoscaler, type Autoscaler } from './autoscale/index.js';
 import { openTemplateLibrary, type TemplateLibrary } from './templates/library.js';
 import { WorkshopTemplates } from './templates/workshop-templates.js';
 import { openClusterBus, type ClusterBus } from './cluster/index.js';
+import { recoverMissedEvents } from './gateway/event-recovery.js';
 import { openEventRelay, type EventLog, type EventRelay } from './cluster/events.js';
 import { WorkerDirectory, type WorkerDirectoryOptions } from './cluster/worker-directory.js';
 import { WorkerCommands } from './cluster/worker-commands.js';
@@ -155,7 +156,15 @@ export async function createServices(
   const bus = new JobEventBus((err) => logger.error({ err }, 'job event listener failed'));
   const workers = new WorkerRegistry({ retentionMs: config.WORKER_OFFLINE_RETENTION_MINUTES * 60_000 });
   const workerTokens = new WorkerTokenService(store, config.WORKER_TOKENS);
-  const dispatcher = new Dispatcher(queue, workers, bus, logger, { files, clustered: cluster.shared });
+  // Set once the event relay is open (several processes with a durable event log).
+  let recoverEvents: ReturnType<typeof recoverMissedEvents> | null = null;
+  const dispatcher = new Dispatcher(queue, workers, bus, logger, {
+    files,
+    clustered: cluster.shared,
+    recoverEvents: (job, workerId, seen, o) =>
+      recoverEvents ? recoverEvents(job, workerId, seen, o) : Promise.resolve([]),
+    settle: () => events?.flushed() ?? Promise.resolve(),
+  });
   const { site: frontend, cache: frontendCache } = await openFrontend(config, logger);
   const models = new ModelDownloadService(workers, logger, {
     store,
@@ -202,6 +211,7 @@ export async function createServices(
   const broadcast = new BroadcastService(store);
   const audit = new AuditLog(store);
   const events = await openEventRelay({ config, cluster, queue, bus, logger, log: opts.eventLog });
+  if (events) recoverEvents = recoverMissedEvents(events);
   return {
     config,
     store,

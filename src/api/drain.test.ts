@@ -50,6 +50,16 @@ describe('draining on shutdown', () => {
       expect(res.headers['retry-after']).toBe('1');
       expect(res.json()).toMatchObject({ error: { code: 'SHUTTING_DOWN', details: { status: 'draining' } } });
     }
+    // A WebSocket upgrade that still reaches it gets the same 503 (the load balancer tries the next
+    // process), not the 404 it got once the upgrade listener was gone; other requests are served.
+    const upgrade = await h.app.inject({
+      method: 'GET',
+      url: '/user001/ws?clientId=abc',
+      headers: { connection: 'upgrade', upgrade: 'websocket' },
+    });
+    expect(upgrade.statusCode).toBe(503);
+    expect(upgrade.json()).toMatchObject({ error: { code: 'SHUTTING_DOWN' } });
+    expect((await h.app.inject({ method: 'GET', url: '/login' })).statusCode).not.toBe(503);
   });
 
   it('closes participant and worker sockets with 1012, refuses new connections, finishes requests in flight', async () => {

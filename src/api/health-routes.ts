@@ -45,6 +45,15 @@ export function healthRoutes(app: FastifyInstance, deps: { store: JobStore; vers
     done(null, payload);
   });
 
+  // A WebSocket upgrade that reaches a draining process on a kept-alive connection finds the upgrade
+  // listener gone (@fastify/websocket removes it on close) and would get a 404: say 503 instead, so
+  // the load balancer tries the next process (`proxy_next_upstream http_503`) and the client never
+  // sees it.
+  app.addHook('onRequest', (request, _reply, done) => {
+    if (draining.has(app) && /^websocket$/i.test(request.headers.upgrade ?? '')) done(drainingError());
+    else done();
+  });
+
   app.get('/health', () => {
     if (draining.has(app)) throw drainingError();
     return healthBody(deps.version);

@@ -33,6 +33,8 @@ import type { EnvChange, JobBusMessage, JobEventBus } from '../dispatch/job-even
 import type { Job } from '../store/types.js';
 
 export const JOBS_TOPIC = 'jobs';
+/** `{users}`: a process died with their events in hand; read back what sockets here missed. */
+export const RECOVER_TOPIC = 'events-recover';
 
 /** A bus message as the per-user `/ws` hubs get it. */
 export interface Delivery {
@@ -86,6 +88,7 @@ export class EventRelay {
   /** `<user>\n<log id>` of other processes' logged events received here, oldest first, with when. */
   private readonly seen = new Map<string, number>();
   private readonly publishing = new Set<Promise<void>>();
+  private readonly recoverListeners = new Set<(users: string[]) => void>();
   private lastPublishWarning = 0;
   private closed = false;
 
@@ -110,6 +113,32 @@ export class EventRelay {
     // Messages may have been lost while Redis was away: dispatchers look at the queue again (the
     // settings, which also triggers a dispatch pass).
     this.unsubscribes.push(cluster.onResync(() => void this.resync()));
+    this.unsubscribes.push(
+      cluster.subscribe(RECOVER_TOPIC, (msg) => {
+        const users = (msg as { users?: unknown } | null)?.users;
+        if (Array.isArray(users))
+          this.recoverRequested(users.filter((u): u is string => typeof u === 'string'));
+      }),
+    );
+  }
+
+  /**
+   * A process died with these users' events in hand (its worker reconnected here): every process
+   * reads back, for the sockets it holds, the logged events they never received (see `recover`).
+   */
+  requestRecover(users: string[]): void {
+    this.recoverRequested(users);
+    void this.deps.cluster.publish(RECOVER_TOPIC, { users }).catch(() => undefined);
+  }
+
+  /** Called with the users of a recover request (ws-hub: reads back for its sockets). */
+  onRecoverRequest(listener: (users: string[]) => void): Unsubscribe {
+    this.recoverListeners.add(listener);
+    return () => void this.recoverListeners.delete(listener);
+  }
+
+  private recoverRequested(users: string[]): void {
+    for (const l of [...this.recoverListeners]) l(users);
   }
 
   /** Every bus message of every process except `status`, in order, with its log id. */

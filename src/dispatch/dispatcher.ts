@@ -5,7 +5,7 @@ import type { QueueEvent, QueueService } from '../scheduler/queue-service.js';
 import { priorityRank, type Job, type JobStatus, type QueueMode } from '../store/types.js';
 import type { AgentMessage } from '../worker/protocol.js';
 import type { JobEventBus, JobStatusKind } from './job-event-bus.js';
-import { WorkerReports } from './worker-reports.js';
+import { WorkerReports, type WorkerReportsDeps } from './worker-reports.js';
 import type { FileStore } from '../files/file-store.js';
 import {
   acceptsWork,
@@ -30,6 +30,10 @@ export interface DispatcherOptions {
    * worker connected elsewhere, so its ending is not made up here (see {@link jobLeftWorker}).
    */
   clustered?: boolean;
+  /** See {@link WorkerReportsDeps.recoverEvents}. */
+  recoverEvents?: WorkerReportsDeps['recoverEvents'];
+  /** See {@link WorkerReportsDeps.settle}. */
+  settle?: WorkerReportsDeps['settle'];
 }
 
 /**
@@ -77,6 +81,8 @@ export class Dispatcher {
       clock: this.clock,
       trigger: () => this.trigger(),
       files: opts.files,
+      recoverEvents: opts.recoverEvents,
+      settle: opts.settle,
     });
   }
 
@@ -456,6 +462,7 @@ export class Dispatcher {
           progress: null,
           releaseRequested: false,
           cancelRequested: false,
+          adopted: { seen: new Set() },
         });
       } else {
         forget.push({ jobId: f.jobId, attempt: f.attempt });

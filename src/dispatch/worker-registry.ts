@@ -63,6 +63,12 @@ export interface HeldJob {
    * recorded: the owner hears the job is done only once `/history` and every output say so too.
    */
   ending?: JobEventMessage[];
+  /**
+   * Taken over when its worker reconnected (to this process, after the one it ran on died): what
+   * that process relayed may never have reached the owner. `seen` collects the `execution_start`
+   * and `executed:<node>` events relayed here since (see WorkerReportsDeps.recoverEvents).
+   */
+  adopted?: { seen: Set<string> };
 }
 
 export interface WorkerEntry {

@@ -25,6 +25,26 @@ export interface WorkerReportsDeps {
   trigger: () => void;
   /** Users' files: stray outputs of a job's other attempts are removed when it completes. */
   files?: FileStore | undefined;
+  /**
+   * Several processes: when a job taken over from a process that died completes, the ComfyUI
+   * events its owner may have missed (`execution_start`, an output node's `executed`) that are
+   * neither in the durable event log nor in `seen` — made again from the recorded job, to go out
+   * before ComfyUI's ending. Absent (one process): nothing is made up.
+   */
+  recoverEvents?:
+    | ((
+        job: Job,
+        workerId: string,
+        seen: ReadonlySet<string>,
+        opts?: { ending?: boolean },
+      ) => Promise<JobEventMessage[]>)
+    | undefined;
+  /**
+   * Several processes: resolves once the events published so far are in the durable log. A finish
+   * is acknowledged to the agent only after its ending is logged, so a process killed before that
+   * gets the report again elsewhere (which then makes up what the log lacks).
+   */
+  settle?: (() => Promise<void>) | undefined;
 }
 
 /**
@@ -37,6 +57,8 @@ export class WorkerReports {
   private readonly bus: JobEventBus;
   private readonly logger: Logger;
   private readonly clock: () => number;
+  private readonly recoverEvents: WorkerReportsDeps['recoverEvents'];
+  private readonly settle: WorkerReportsDeps['settle'];
   private readonly trigger: () => void;
 
   constructor(deps: WorkerReportsDeps) {
@@ -46,6 +68,8 @@ export class WorkerReports {
     this.clock = deps.clock;
     this.trigger = deps.trigger;
     this.files = deps.files;
+    this.recoverEvents = deps.recoverEvents;
+    this.settle = deps.settle;
     this.namer = new OutputNamer(deps.queue.store, deps.files);
   }
 
@@ -249,6 +273,11 @@ export class WorkerReports {
       data = { ...data, output: await this.namer.nameUi(held.user, held.jobId, data.output) };
     }
     const d = (typeof data === 'object' && data !== null ? data : {}) as Record<string, unknown>;
+    if (held.adopted) {
+      if (type === 'execution_start') held.adopted.seen.add(type);
+      else if (type === 'executed' && typeof (data as { node?: unknown } | null)?.node === 'string')
+        held.adopted.seen.add(`executed:${(data as { node: string }).node}`);
+    }
     if (type === 'execution_start' && held.state !== 'running') this.markStarted(entry, held, this.clock());
     else if (type === 'executing') {
       held.node = typeof d.node === 'string' ? d.node : null;
@@ -379,10 +408,30 @@ export class WorkerReports {
       }
       if (r.duplicate) {
         this.logger.debug({ jobId, attempt, workerId: entry.id, what }, 'duplicate report; nothing to do');
+        // Sent again because its ack never came: the process that recorded it may have died before
+        // its owner heard the ending (several processes only; one process makes nothing up).
+        if (what === 'complete' && this.recoverEvents && r.job) {
+          const missed = await this.recoverEvents(r.job, entry.id, new Set(), { ending: true }).catch(
+            () => [],
+          );
+          for (const ev of missed) this.bus.publish(ev);
+          await this.settle?.();
+        }
         return;
       }
+      // Taken over from a process that died: first what the owner may have missed with it.
+      if (what === 'complete' && freed?.adopted && this.recoverEvents && r.job) {
+        const missed = await this.recoverEvents(r.job, entry.id, freed.adopted.seen).catch((err: unknown) => {
+          this.logger.warn({ err, jobId }, 'could not recover the events of a job taken over');
+          return [];
+        });
+        for (const ev of missed) this.bus.publish(ev);
+      }
       // Recorded: now the owner may hear how ComfyUI ended it (`/history` and the outputs agree).
-      if (what !== 'release') for (const ev of freed?.ending ?? []) this.bus.publish(ev);
+      if (what !== 'release') {
+        for (const ev of freed?.ending ?? []) this.bus.publish(ev);
+        await this.settle?.();
+      }
       if ('late' in r && r.late) {
         this.logger.warn(
           { jobId, attempt, workerId: entry.id, what, attempts: r.job?.attempts },

@@ -113,6 +113,10 @@ export class UserWsHub {
       // Live messages from other processes may have been lost while the link was down: those of
       // participants with a socket here are read back from the log.
       this.unsubscribe.push(events.onResync(() => void events.recover([...this.clients.keys()])));
+      // A process died holding events of participants with a socket here (event-recovery.ts).
+      this.unsubscribe.push(
+        events.onRecoverRequest((users) => void events.recover(users.filter((u) => this.clients.has(u)))),
+      );
     } else if (deps.bus) {
       this.unsubscribe.push(deps.bus.subscribeAll((m) => this.inOrder(m.user, () => this.onBus(m))));
     }

@@ -87,10 +87,11 @@ function upstreamBlock(servers: string[]): string[] {
     return ['upstream comfy_multi {', `    server ${servers[0]};`, '    keepalive 16;', '}', ''];
   return [
     '# Several control-plane processes on one Redis (STORE=redis) and one bucket (FILES=s3): any of',
-    '# them serves any request, so no sticky sessions (no ip_hash, no cookie). A process that refuses',
-    '# connections or fails is left alone for fail_timeout, then tried again (a restart takes ~2 s).',
+    '# them serves any request, so no sticky sessions (no ip_hash, no cookie). max_fails=0: nginx never',
+    '# marks a process down (one restarting while another was killed a moment before would leave none',
+    '# and answer 502 to everyone); each request that meets a refused connection goes to the next.',
     'upstream comfy_multi {',
-    ...servers.map((s) => `    server ${s} max_fails=1 fail_timeout=5s;`),
+    ...servers.map((s) => `    server ${s} max_fails=0;`),
     '    keepalive 32;',
     '    # nginx, not the process, closes idle connections (a draining process waits for that): no',
     '    # request is ever sent on a connection the process is closing at the same moment.',
@@ -180,7 +181,9 @@ export function renderNginxConfig(input: NginxConfigOptions): string {
     '',
     '# Long-lived WebSockets, large videos, slow uploads.',
     'proxy_http_version 1.1;',
-    'proxy_connect_timeout 10s;',
+    // Several processes: a machine that died without refusing connections costs its share of
+    // requests this long before they move on to the next process.
+    `proxy_connect_timeout ${o.upstream.length > 1 ? '3s' : '10s'};`,
     'proxy_read_timeout 3600s;',
     'proxy_send_timeout 3600s;',
     'send_timeout 3600s;',
