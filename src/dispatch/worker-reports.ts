@@ -421,10 +421,15 @@ export class WorkerReports {
       }
       // Taken over from a process that died: first what the owner may have missed with it.
       if (what === 'complete' && freed?.adopted && this.recoverEvents && r.job) {
-        const missed = await this.recoverEvents(r.job, entry.id, freed.adopted.seen).catch((err: unknown) => {
-          this.logger.warn({ err, jobId }, 'could not recover the events of a job taken over');
-          return [];
-        });
+        // ComfyUI's ending, held back until the finish is recorded, died with that process when the
+        // worker relayed it there: then it is made up too.
+        const ending = !(freed.ending ?? []).some((e) => e.event.type === 'execution_success');
+        const missed = await this.recoverEvents(r.job, entry.id, freed.adopted.seen, { ending }).catch(
+          (err: unknown) => {
+            this.logger.warn({ err, jobId }, 'could not recover the events of a job taken over');
+            return [];
+          },
+        );
         for (const ev of missed) this.bus.publish(ev);
       }
       // Recorded: now the owner may hear how ComfyUI ended it (`/history` and the outputs agree).
