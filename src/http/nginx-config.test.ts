@@ -36,8 +36,7 @@ describe('renderNginxConfig', () => {
       ...base,
       upstream: ['127.0.0.1:8081', '127.0.0.1:8082', '127.0.0.1:8083', '127.0.0.1:8081'],
     });
-    for (const p of [8081, 8082, 8083])
-      expect(text).toContain(`server 127.0.0.1:${p} max_fails=0;`);
+    for (const p of [8081, 8082, 8083]) expect(text).toContain(`server 127.0.0.1:${p} max_fails=0;`);
     expect(text.match(/server 127\.0\.0\.1:8081/g)).toHaveLength(1);
     expect(text).not.toMatch(/^\s*(ip_hash|hash|sticky)\b/m);
     expect(text).toContain('proxy_next_upstream error timeout http_502 http_503 http_504;');
