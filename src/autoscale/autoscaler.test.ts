@@ -17,6 +17,8 @@ class ScriptedProvider implements Provider {
   running = new Map<string, string>();
   startError: ProviderError | null = null;
   listError: Error | null = null;
+  /** The list never shows what was started (a cloud's list lagging its create call). */
+  listLags = false;
   stopError: Error | null = null;
   stops: string[] = [];
   async check() {}
@@ -32,6 +34,7 @@ class ScriptedProvider implements Provider {
   }
   async list() {
     if (this.listError) throw this.listError;
+    if (this.listLags) return [];
     return [...this.running].map(([id, name]) => ({ id, name }));
   }
   describeStart(req: { name: string }) {
@@ -103,6 +106,8 @@ describe('autoscaler loop', () => {
     await enqueue();
     await scaler.tick();
     expect(scaler.view().instances).toHaveLength(1);
+    now += 1000;
+    await scaler.tick(); // the provider lists it (a start it never listed gets LIST_LAG_MS)
     provider.listError = new Error('503 Service Unavailable');
     provider.running.clear(); // it ended meanwhile, but the provider cannot say so
     now += 5000;
@@ -114,9 +119,24 @@ describe('autoscaler loop', () => {
     await scaler.tick();
     expect(actions()).toEqual(
       expect.arrayContaining([
-        expect.stringMatching(/^gone: ended before its worker registered; billed 10 s$/),
+        expect.stringMatching(/^gone: ended before its worker registered; billed 11 s$/),
       ]),
     );
+    expect(actions()).toEqual(
+      expect.arrayContaining(['start_failed: the instance ended before its worker registered']),
+    );
+  });
+
+  it('a start the provider does not list yet is not taken for ended (its list lags), until a minute passed', async () => {
+    provider.listLags = true;
+    await enqueue();
+    await scaler.tick();
+    now += 1000;
+    await scaler.tick();
+    expect(scaler.view().instances).toMatchObject([{ phase: 'starting' }]);
+    expect(actions().some((a) => a.startsWith('gone:'))).toBe(false);
+    now += 60_000;
+    await scaler.tick();
     expect(actions()).toEqual(
       expect.arrayContaining(['start_failed: the instance ended before its worker registered']),
     );

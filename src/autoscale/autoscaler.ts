@@ -62,6 +62,8 @@ export interface ManagedInstance {
   stopReason: string | null;
   /** Found at the provider after a restart: its start was not seen, so it is not measured. */
   adopted?: boolean;
+  /** The provider's list has shown it at least once. */
+  listed?: boolean;
 }
 
 export interface AutoscaleAlert {
@@ -72,6 +74,8 @@ export interface AutoscaleAlert {
 }
 
 const MAX_DECISIONS = 200;
+/** How long a started instance may be missing from the provider's list before it counts as ended. */
+const LIST_LAG_MS = 60_000;
 
 export class Autoscaler extends EventEmitter<{
   change: [];
@@ -438,7 +442,16 @@ export class Autoscaler extends EventEmitter<{
         inst.held = 0;
       }
       // Gone: the provider no longer lists it (stopped, or it ended itself after its idle limit).
-      const gone = listed !== null && inst.id !== null && !listed.has(inst.id) && !worker;
+      // One never listed yet may just be new to the provider's list (a cloud's list lags its create
+      // call; a list script may run before the up script's instance shows): not gone until it was
+      // listed once, or LIST_LAG_MS passed.
+      if (listed !== null && inst.id !== null && listed.has(inst.id)) inst.listed = true;
+      const gone =
+        listed !== null &&
+        inst.id !== null &&
+        !listed.has(inst.id) &&
+        !worker &&
+        (inst.listed === true || now - inst.requestedAt > LIST_LAG_MS);
       if (!gone) continue;
       if (inst.phase === 'starting' && inst.readyAt === null) {
         // It ended before its worker ever registered: a failed start. The jobs stay queued.
