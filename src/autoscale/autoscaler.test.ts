@@ -17,7 +17,7 @@ class ScriptedProvider implements Provider {
   running = new Map<string, string>();
   startError: ProviderError | null = null;
   listError: Error | null = null;
-  /** The list never shows what was started (a cloud's list lagging its create call). */
+  /** Like a cloud (Provider.listLags), and its list never shows what was started. */
   listLags = false;
   stopError: Error | null = null;
   stops: string[] = [];

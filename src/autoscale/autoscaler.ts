@@ -451,7 +451,7 @@ export class Autoscaler extends EventEmitter<{
         inst.id !== null &&
         !listed.has(inst.id) &&
         !worker &&
-        (inst.listed === true || now - inst.requestedAt > LIST_LAG_MS);
+        (inst.listed === true || !this.deps.provider.listLags || now - inst.requestedAt > LIST_LAG_MS);
       if (!gone) continue;
       if (inst.phase === 'starting' && inst.readyAt === null) {
         // It ended before its worker ever registered: a failed start. The jobs stay queued.

@@ -31,6 +31,7 @@ export interface CommandProviderOptions {
 
 export class CommandProvider implements Provider {
   readonly name = 'command';
+  readonly listLags = true;
   readonly instanceType: string;
   private names = new Map<string, string>();
 

@@ -26,6 +26,11 @@ export interface Provider {
    * each started slot to the next unbound worker of this provider that registers.
    */
   readonly pool?: boolean;
+  /**
+   * Its list may lag its start (a cloud API, the instructor's scripts): a started instance not
+   * listed yet counts as ended only after a minute. Absent: the list is authoritative (local).
+   */
+  readonly listLags?: boolean;
   /** Fails with one sentence when the configuration cannot work (missing key, program, ...). */
   check(): Promise<void>;
   /** Asks for one instance; resolves with its id once the provider accepted (not once it registered). */

@@ -44,6 +44,7 @@ const PREFIX = 'comfy-multi-';
 
 export class RunpodProvider implements Provider {
   readonly name = 'runpod';
+  readonly listLags = true;
   readonly instanceType: string;
   private readonly http: CloudHttp;
 

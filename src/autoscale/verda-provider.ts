@@ -53,6 +53,7 @@ const GONE = new Set(['deleting', 'discontinued', 'notfound']);
 
 export class VerdaProvider implements Provider {
   readonly name = 'verda';
+  readonly listLags = true;
   readonly instanceType: string;
   private readonly api: VerdaApi;
   /** Startup script per instance id, deleted with it. */
