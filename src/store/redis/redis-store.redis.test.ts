@@ -345,11 +345,13 @@ describe('RedisStore (Redis specifics)', () => {
     const a = await fresh(defaults);
     const b = await openRedisStore({ url: redisUrl, keyPrefix: a.keys.prefix, defaults });
     opened.push({ store: b, prefix: a.keys.prefix });
+    // The heads cache lives in the store's claimer (claim.ts).
     type Internals = { heads: { byUser: Map<string, { candidate: Candidate }> }; gather(): Promise<unknown> };
     /** The heads `s` works with after one more (delta) gather. */
     const cached = async (s: RedisStore) => {
-      await (s as unknown as Internals).gather();
-      return (s as unknown as Internals).heads.byUser;
+      const claimer = (s as unknown as { claimer: Internals }).claimer;
+      await claimer.gather();
+      return claimer.heads.byUser;
     };
     const claim = (s: RedisStore, now: number) =>
       s.claim({ workerId: 'w', warmModels: [], leaseMs: 1000, now, affinity: { window: 1, maxSkips: 0 } });
