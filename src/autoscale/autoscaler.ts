@@ -12,14 +12,15 @@ import { acceptsWork, type WorkerReader } from '../dispatch/worker-registry.js';
 import type { QueueEvent, QueueService } from '../scheduler/queue-service.js';
 import type { BlobStore, Job } from '../store/types.js';
 import { decide, type Decision, type InstanceState, type PoolPolicy, type PoolState } from './decide.js';
-import { ProviderError, type Provider } from './provider.js';
-import type { AutoscaleView, DecisionRecord } from './view.js';
+import type { Provider } from './provider.js';
+import type { AutoscaleAlert, AutoscaleView, DecisionRecord } from './view.js';
+import { ManagedInstances } from './managed-instances.js';
 
-export type { AutoscaleView, DecisionRecord } from './view.js';
+export type { AutoscaleAlert, AutoscaleView, DecisionRecord } from './view.js';
+export type { ManagedInstance } from './managed-instances.js';
 import { CostLedger, type CostRow } from './cost.js';
 import { etaSeconds, isStarting, StartTimes } from './start-times.js';
 import { GpuUsage } from './usage.js';
-import { bindPoolWorkers } from './replica-pool.js';
 import { AutoscaleShared, type Overrides } from './shared-state.js';
 import type { ClusterBus } from '../cluster/index.js';
 
@@ -49,41 +50,16 @@ export interface AutoscalerDeps {
   cluster?: Pick<ClusterBus, 'shared' | 'holdLease' | 'releaseLease' | 'publish' | 'subscribe'>;
 }
 
-export interface ManagedInstance {
-  /** The worker name it registers with; our key for it. */
-  name: string;
-  /** The provider's id (known once the start was accepted). */
-  id: string | null;
-  phase: 'requested' | 'starting' | 'ready' | 'stopping';
-  requestedAt: number;
-  readyAt: number | null;
-  held: number;
-  idleSince: number | null;
-  stopReason: string | null;
-  /** Found at the provider after a restart: its start was not seen, so it is not measured. */
-  adopted?: boolean;
-  /** The provider's list has shown it at least once. */
-  listed?: boolean;
-}
-
-export interface AutoscaleAlert {
-  event: 'gpu_start_failed' | 'budget_near' | 'budget_reached' | 'provider_error';
-  title: string;
-  message: string;
-  details: Record<string, unknown>;
-}
-
 const MAX_DECISIONS = 200;
-/** How long a started instance may be missing from the provider's list before it counts as ended. */
-const LIST_LAG_MS = 60_000;
 
 export class Autoscaler extends EventEmitter<{
   change: [];
   alert: [AutoscaleAlert];
   decision: [DecisionRecord];
 }> {
-  private readonly instances = new Map<string, ManagedInstance>();
   private readonly usage = new GpuUsage();
+  /** The instances it started or adopted, and the provider calls about them (managed-instances.ts). */
+  private readonly managed: ManagedInstances;
   readonly cost: CostLedger;
   private readonly decisions: DecisionRecord[] = [];
   private readonly clock: () => number;
@@ -101,7 +77,6 @@ export class Autoscaler extends EventEmitter<{
   /** Since when the pool has had an idle ready worker and nothing waiting (see PoolState.spareSince). */
   private spareSince: number | null = null;
   private readonly alerted = new Set<string>();
-  private counter = 0;
   /** Null for a single process: then this one always leads. */
   private readonly shared: AutoscaleShared | null;
   private leader: boolean;
@@ -126,6 +101,19 @@ export class Autoscaler extends EventEmitter<{
       ? new AutoscaleShared(deps.cluster, deps.queue.store, Math.max(3 * opts.intervalMs, 15_000))
       : null;
     this.leader = this.shared === null;
+    this.managed = new ManagedInstances(
+      {
+        provider: deps.provider,
+        workers: deps.workers,
+        startTimes: this.startTimes,
+        usage: this.usage,
+        cost: this.cost,
+        log: this.log,
+        record: (r) => this.record(r),
+        alert: (a) => this.emit('alert', a),
+      },
+      opts,
+    );
     // Overrides set on another process (every process keeps its own copy for its view).
     this.unsubscribeOverrides =
       this.shared?.onOverrides(
@@ -243,7 +231,7 @@ export class Autoscaler extends EventEmitter<{
   private ownView(): AutoscaleView {
     const now = this.clock();
     const est = this.startTimes.estimateMs();
-    const instances = [...this.instances.values()].map((i) => ({
+    const instances = this.managed.list().map((i) => ({
       name: i.name,
       id: i.id,
       phase: i.phase,
@@ -285,7 +273,7 @@ export class Autoscaler extends EventEmitter<{
     if (!this.leader) return this.leaderView?.starting ?? null;
     const now = this.clock();
     const est = this.startTimes.estimateMs();
-    const starting = [...this.instances.values()].filter(isStarting);
+    const starting = this.managed.list().filter(isStarting);
     if (starting.length === 0) return null;
     const etas = starting.map((i) => etaSeconds(i, est, now)).filter((e): e is number => e !== null);
     return { etaSeconds: etas.length > 0 ? Math.min(...etas) : null };
@@ -311,7 +299,7 @@ export class Autoscaler extends EventEmitter<{
   }
 
   private running(): { name: string; from: number }[] {
-    return [...this.instances.values()].map((i) => ({ name: i.name, from: i.requestedAt }));
+    return this.managed.list().map((i) => ({ name: i.name, from: i.requestedAt }));
   }
 
   /**
@@ -322,7 +310,7 @@ export class Autoscaler extends EventEmitter<{
     if (job.workerId === null || job.startedAt === null || job.finishedAt === null) return;
     const worker = job.workerId.slice(job.workerId.indexOf(':') + 1);
     const ours =
-      this.instances.has(worker) ||
+      this.managed.has(worker) ||
       this.deps.workers
         .online()
         .some((w) => w.name === worker && w.ephemeral?.provider === this.deps.provider.name);
@@ -341,7 +329,7 @@ export class Autoscaler extends EventEmitter<{
       : undefined;
     try {
       const now = this.clock();
-      await this.reconcile(now);
+      await this.managed.reconcile(now);
       const state = await this.poolState(now);
       const decisions = decide(state, this.opts.policy);
       for (const d of decisions) await this.apply(d, now);
@@ -390,110 +378,6 @@ export class Autoscaler extends EventEmitter<{
       .catch((err: unknown) => this.log?.warn({ err }, 'autoscaler: could not share an override'));
   }
 
-  private async reconcile(now: number): Promise<void> {
-    let listed: Map<string, string | undefined> | null = null;
-    try {
-      listed = new Map((await this.deps.provider.list()).map((i) => [i.id, i.name]));
-    } catch (err) {
-      this.providerTrouble('list', err);
-    }
-    const online = new Map(this.deps.workers.online().map((w) => [w.name, w]));
-    // Instances the provider still runs that we do not know (the control plane restarted): adopt.
-    if (listed) {
-      const known = new Set([...this.instances.values()].map((i) => i.id));
-      for (const [id, name] of listed) {
-        if (known.has(id) || !name || this.instances.has(name)) continue;
-        this.instances.set(name, {
-          name,
-          id,
-          phase: 'starting',
-          requestedAt: now,
-          readyAt: null,
-          held: 0,
-          idleSince: null,
-          stopReason: null,
-          adopted: true,
-        });
-        this.record({ action: 'ready', reason: 'found running at the provider; adopted', instance: name });
-      }
-    }
-    if (this.deps.provider.pool) this.bindPool();
-    for (const inst of [...this.instances.values()]) {
-      const worker = online.get(inst.name);
-      if (worker && (inst.phase === 'starting' || inst.phase === 'requested')) {
-        inst.phase = 'ready';
-        inst.readyAt = now;
-        inst.idleSince = now;
-        const took = now - inst.requestedAt;
-        if (!inst.adopted) {
-          await this.startTimes.add(took);
-          this.record({
-            action: 'ready',
-            reason: `registered ${Math.round(took / 1000)} s after its start`,
-            instance: inst.name,
-          });
-        }
-      }
-      if (worker) {
-        inst.held = worker.held.size;
-        if (inst.held > 0) inst.idleSince = null;
-        else inst.idleSince ??= now;
-      } else {
-        inst.held = 0;
-      }
-      // Gone: the provider no longer lists it (stopped, or it ended itself after its idle limit).
-      // One never listed yet may just be new to the provider's list (a cloud's list lags its create
-      // call; a list script may run before the up script's instance shows): not gone until it was
-      // listed once, or LIST_LAG_MS passed.
-      if (listed !== null && inst.id !== null && listed.has(inst.id)) inst.listed = true;
-      const gone =
-        listed !== null &&
-        inst.id !== null &&
-        !listed.has(inst.id) &&
-        !worker &&
-        (inst.listed === true || !this.deps.provider.listLags || now - inst.requestedAt > LIST_LAG_MS);
-      if (!gone) continue;
-      if (inst.phase === 'starting' && inst.readyAt === null) {
-        // It ended before its worker ever registered: a failed start. The jobs stay queued.
-        this.forget(inst, now, 'ended before its worker registered');
-        this.startFailed(inst.name, 'the instance ended before its worker registered');
-      } else {
-        this.forget(
-          inst,
-          now,
-          inst.phase === 'stopping' ? (inst.stopReason ?? 'stopped') : 'ended by itself',
-        );
-      }
-    }
-  }
-
-  /** Serverless pools: free slots take the replicas that registered under names of their own. */
-  private bindPool(): void {
-    const poolWorkers = this.deps.workers
-      .online()
-      .filter((w) => w.ephemeral?.provider === this.deps.provider.name)
-      .map((w) => w.name);
-    const slots = [...this.instances.values()].filter((i) => i.phase !== 'stopping');
-    for (const [from, to] of bindPoolWorkers(slots, poolWorkers)) {
-      const inst = this.instances.get(from)!;
-      this.instances.delete(from);
-      inst.name = to;
-      this.instances.set(to, inst);
-      this.log?.info({ slot: from, worker: to }, 'autoscaler: a pool replica took its slot');
-    }
-  }
-
-  private forget(inst: ManagedInstance, now: number, why: string): void {
-    this.instances.delete(inst.name);
-    this.usage.end(inst.name, inst.requestedAt, now);
-    this.cost.addWorker(inst.name, this.deps.provider.instanceType, inst.requestedAt, now);
-    this.record({
-      action: 'gone',
-      reason: `${why}; billed ${Math.round((now - inst.requestedAt) / 1000)} s`,
-      instance: inst.name,
-    });
-  }
-
   private async poolState(now: number): Promise<PoolState> {
     const [counts, order] = await Promise.all([
       this.deps.queue.store.countByStatus(),
@@ -501,11 +385,11 @@ export class Autoscaler extends EventEmitter<{
     ]);
     let oldest: number | null = null;
     for (const j of order) if (oldest === null || j.createdAt < oldest) oldest = j.createdAt;
-    const managed = new Set(this.instances.keys());
+    const managed = new Set(this.managed.names());
     const otherWorkers = this.deps.workers
       .online()
       .filter((w) => !managed.has(w.name) && acceptsWork(w)).length;
-    const instances: InstanceState[] = [...this.instances.values()].map((i) => ({
+    const instances: InstanceState[] = this.managed.list().map((i) => ({
       id: i.name,
       phase: i.phase === 'requested' ? 'starting' : i.phase,
       requestedAt: i.requestedAt,
@@ -550,100 +434,17 @@ export class Autoscaler extends EventEmitter<{
         this.lastHold = d.reason;
         return;
       case 'stop':
-        return this.stopOne(d.id, d.reason, d.failedStart, now);
+        // A scale-down starts the down cool-down; a failed start or the instructor's stop-all does not.
+        if (this.managed.has(d.id) && !this.opts.dryRun && !d.failedStart && !this.stopAll) {
+          this.lastDownAt = now;
+        }
+        return this.managed.stopOne(d.id, d.reason, d.failedStart);
       case 'start':
         this.lastUpAt = now;
         this.lastHold = '';
-        for (let n = 0; n < d.count; n++) await this.startOne(d.reason, now);
+        for (let n = 0; n < d.count; n++) await this.managed.startOne(d.reason, now);
         return;
     }
-  }
-
-  private async startOne(reason: string, now: number): Promise<void> {
-    const name = `${this.opts.namePrefix ?? 'auto'}-${this.deps.provider.name}-${now.toString(36)}${(this.counter++).toString(36)}`;
-    if (this.opts.dryRun) {
-      this.record({
-        action: 'start',
-        reason: `${reason} (dry run: ${this.deps.provider.describeStart({ name })})`,
-      });
-      return;
-    }
-    const inst: ManagedInstance = {
-      name,
-      id: null,
-      phase: 'requested',
-      requestedAt: now,
-      readyAt: null,
-      held: 0,
-      idleSince: null,
-      stopReason: null,
-    };
-    this.instances.set(name, inst);
-    this.record({ action: 'start', reason, instance: name });
-    try {
-      const started = await this.deps.provider.start({ name });
-      inst.id = started.id;
-      if (inst.phase === 'requested') inst.phase = 'starting';
-    } catch (err) {
-      // The jobs stay in the queue for the next GPU; the cool-down spaces out the retries.
-      this.instances.delete(name);
-      const message = err instanceof Error ? err.message : String(err);
-      this.startFailed(name, message, err instanceof ProviderError ? err.kind : 'failed');
-    }
-  }
-
-  private startFailed(name: string, message: string, kind = 'failed'): void {
-    this.record({ action: 'start_failed', reason: message, instance: name });
-    this.emit('alert', {
-      event: 'gpu_start_failed',
-      title: 'A GPU could not be started',
-      message: `${this.deps.provider.name}: ${message}. Waiting jobs stay queued; the autoscaler tries again.`,
-      details: { provider: this.deps.provider.name, kind },
-    });
-  }
-
-  private async stopOne(name: string, reason: string, failedStart: boolean, now: number): Promise<void> {
-    const inst = this.instances.get(name);
-    if (!inst) return;
-    if (this.opts.dryRun) {
-      this.record({ action: 'stop', reason: `${reason} (dry run)`, instance: name });
-      return;
-    }
-    if (!failedStart && !this.stopAll) this.lastDownAt = now;
-    inst.phase = 'stopping';
-    inst.stopReason = reason;
-    this.record({ action: 'stop', reason, instance: name });
-    if (failedStart) {
-      this.emit('alert', {
-        event: 'gpu_start_failed',
-        title: 'A GPU never registered',
-        message: `${this.deps.provider.name} instance ${inst.id ?? name} ${reason}; it is being stopped and waiting jobs stay queued.`,
-        details: { provider: this.deps.provider.name, instance: inst.id ?? name },
-      });
-    }
-    if (inst.id === null) return;
-    try {
-      await this.deps.provider.stop(inst.id);
-    } catch (err) {
-      this.record({ action: 'stop_failed', reason: (err as Error).message, instance: name });
-      this.providerTrouble('stop', err);
-      // Try again next time: it still bills.
-      inst.phase = inst.readyAt !== null ? 'ready' : 'starting';
-    }
-  }
-
-  private providerTrouble(what: string, err: unknown): void {
-    const message = err instanceof Error ? err.message : String(err);
-    this.log?.warn(
-      { err: message, provider: this.deps.provider.name },
-      `autoscaler: provider ${what} failed`,
-    );
-    this.emit('alert', {
-      event: 'provider_error',
-      title: `GPU provider ${this.deps.provider.name}: ${what} failed`,
-      message,
-      details: { provider: this.deps.provider.name, operation: what },
-    });
   }
 
   private record(r: Omit<DecisionRecord, 'at'>): void {

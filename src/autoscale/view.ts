@@ -1,6 +1,6 @@
 /**
- * The autoscaler as the dashboard and `/api/v1/autoscale` see it. Types only, importing nothing:
- * the dashboard's browser code (src/admin/ui) reads them too.
+ * The autoscaler as the dashboard, `/api/v1/autoscale` and the alerts see it. Types only,
+ * importing nothing: the dashboard's browser code (src/admin/ui) reads them too.
  */
 
 export interface DecisionRecord {
@@ -42,4 +42,11 @@ export interface AutoscaleView {
     participants: { participant: string; gpuSeconds: number; cost: number }[];
   };
   decisions: DecisionRecord[];
+}
+
+export interface AutoscaleAlert {
+  event: 'gpu_start_failed' | 'budget_near' | 'budget_reached' | 'provider_error';
+  title: string;
+  message: string;
+  details: Record<string, unknown>;
 }
