@@ -4,7 +4,7 @@
  */
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { Job, JobStore } from './types.js';
-import { CONFORMANCE_DEFAULTS, T0, ids, must, type ConformanceKit } from './conformance-kit.js';
+import { CONFORMANCE_DEFAULTS, T0, ids, must, type ConformanceKit } from './kit.conformance.js';
 
 export function countersSettingsConformance(kit: ConformanceKit): void {
   const { add, claim } = kit;

@@ -6,7 +6,7 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { QueueLimitError } from '../errors.js';
 import { isTerminal, type Job, type JobStore } from './types.js';
-import { LEASE, T0, ids, must, prompt, type ConformanceKit } from './conformance-kit.js';
+import { LEASE, T0, ids, must, prompt, type ConformanceKit } from './kit.conformance.js';
 
 export function durabilityConformance(kit: ConformanceKit): void {
   const { add, claim, drain } = kit;

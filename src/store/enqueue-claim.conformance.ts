@@ -6,7 +6,7 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { AppError, QueueLimitError } from '../errors.js';
 import { QUEUE_MODES, type AffinityOptions, type ComfyPrompt, type Job, type JobStore } from './types.js';
-import { T0, UUID, ids, must, prompt, type ConformanceKit } from './conformance-kit.js';
+import { T0, UUID, ids, must, prompt, type ConformanceKit } from './kit.conformance.js';
 
 export function enqueueClaimConformance(kit: ConformanceKit): void {
   const { add, claim, drain } = kit;

@@ -5,7 +5,7 @@
  */
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { JobOutput, JobStore } from './types.js';
-import { LEASE, T0, ids, must, type ConformanceKit } from './conformance-kit.js';
+import { LEASE, T0, ids, must, type ConformanceKit } from './kit.conformance.js';
 
 export function leaseConformance(kit: ConformanceKit): void {
   const { add, claim } = kit;

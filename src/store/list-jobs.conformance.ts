@@ -4,7 +4,7 @@
  */
 import { beforeEach, describe, expect, it } from 'vitest';
 import { JOB_STATUSES, type Job, type JobStatus, type JobStore } from './types.js';
-import { T0, ids, must, type ConformanceKit } from './conformance-kit.js';
+import { T0, ids, must, type ConformanceKit } from './kit.conformance.js';
 
 export function listJobsConformance(kit: ConformanceKit): void {
   const { add, claim, raisePendingLimit } = kit;

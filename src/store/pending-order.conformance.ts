@@ -17,7 +17,7 @@ import {
   type Priority,
   type QueueMode,
 } from './types.js';
-import { T0, ids, must, prompt, toCandidate, type ConformanceKit } from './conformance-kit.js';
+import { T0, ids, must, prompt, toCandidate, type ConformanceKit } from './kit.conformance.js';
 
 export function pendingOrderConformance(kit: ConformanceKit): void {
   const { add, claim, drain, raisePendingLimit } = kit;

@@ -10,10 +10,10 @@
  * the error classes.
  *
  * The tests live in parts along the interface's seams (`*.conformance.ts` beside this file), each a
- * function of the kit (conformance-kit.ts: the store of the running test and the helpers on it).
+ * function of the kit (kit.conformance.ts: the store of the running test and the helpers on it).
  */
 import { describe } from 'vitest';
-import { conformanceKit } from './conformance-kit.js';
+import { conformanceKit } from './kit.conformance.js';
 import type { OpenStore, OpenedStore } from './conformance-types.js';
 import { countersSettingsConformance } from './counters-settings.conformance.js';
 import { durabilityConformance } from './durability.conformance.js';
@@ -27,7 +27,7 @@ import { signInTokenConformance } from './sign-in-tokens.conformance.js';
 import { exportImportConformance } from './state-export.conformance.js';
 
 export type { OpenStore, OpenedStore };
-export { CONFORMANCE_DEFAULTS } from './conformance-kit.js';
+export { CONFORMANCE_DEFAULTS } from './kit.conformance.js';
 
 export function runStoreConformance(name: string, open: OpenStore): void {
   describe(`JobStore conformance: ${name}`, () => {

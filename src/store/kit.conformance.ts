@@ -2,7 +2,8 @@
  * The harness of the JobStore conformance suite (store.conformance.ts) and the helpers its parts
  * share. `conformanceKit(open)` is called inside the suite's `describe`: it opens a fresh store
  * before each test, cleans it up after, and hands the parts (`*.conformance.ts`) the store and the
- * helpers that act on it. The parts import this module, never the suite that runs them.
+ * helpers that act on it. The parts import this module, never the suite that runs them. Named
+ * `*.conformance.ts` so the build leaves it out, like the suites (it imports vitest).
  */
 import { afterEach, beforeEach, expect } from 'vitest';
 import type { Candidate } from '../scheduler/policy.js';
