@@ -192,6 +192,11 @@ export async function createAdminRuntime(
       };
       watcher.on('transition', onTransition);
       unsubscribes.push(() => watcher.off('transition', onTransition));
+      // ... except for the workers of a killed process that came back nowhere: every process raises
+      // that one, and the alert's send-once key has one of them post it.
+      const onLost = (t: WorkerTransition) => alerts.onWorkerTransition(t);
+      workers.on('lost', onLost);
+      unsubscribes.push(() => workers.off('lost', onLost));
       const onConnections = () => live.markDirty('participants');
       connections.on('change', onConnections);
       unsubscribes.push(() => connections.off('change', onConnections));

@@ -103,6 +103,11 @@ export interface WorkerEntry {
   /** Fetching the workshop's models it lacks (see ModelDownloadService): no jobs until done. */
   preparing?: boolean;
   /**
+   * Its agent takes model downloads (`hello` said `modelDownloads: true` on the current link). Kept
+   * on the entry so that other processes see it in the presence snapshots (a download started there).
+   */
+  modelDownloads?: boolean;
+  /**
    * The control-plane process holding its connection, set only on entries another process
    * reported (src/cluster/worker-directory.ts); absent on this process's own entries.
    */
