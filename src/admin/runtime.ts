@@ -192,9 +192,8 @@ export async function createAdminRuntime(
       };
       watcher.on('transition', onTransition);
       unsubscribes.push(() => watcher.off('transition', onTransition));
-      // ... except for the workers of a killed process that came back nowhere: every process raises
-      // that one, and the alert's send-once key has one of them post it.
-      const onLost = (t: WorkerTransition) => alerts.onWorkerTransition(t);
+      // ... except for the workers of a killed process that came back nowhere: one survivor does.
+      const onLost = (t: WorkerTransition) => void alerts.onOrphanLost(t);
       workers.on('lost', onLost);
       unsubscribes.push(() => workers.off('lost', onLost));
       const onConnections = () => live.markDirty('participants');

@@ -302,18 +302,14 @@ describe('the workers of a killed process (real Redis)', () => {
 
     const raised = (cp: ControlPlane) =>
       cp.app.admin.alerts.recent().filter((r) => r.event === 'worker_lost');
-    // Every surviving process raises it (shown on its dashboard); one posts it.
-    await until(
-      () => raised(b).length === 1 && raised(c).length === 1,
-      'the alert raised on B and C',
-      10_000,
-    );
-    expect([raised(b)[0]!.delivery, raised(c)[0]!.delivery].sort()).toEqual(['elsewhere', 'sent']);
-    expect(raised(b)[0]!.title).toContain('one');
-    // Both workers' checks ran in the same turn (same expiry, same grace): nothing more comes.
-    expect(posts.filter((p) => p.event === 'worker_lost').map((p) => p.details.workerId)).toEqual([
-      'gpu-a:one',
-    ]);
+    // One surviving process raises it (the first to claim it) and posts it.
+    await until(() => raised(b).length + raised(c).length > 0, 'the alert raised on B or C', 10_000);
+    const [alert] = [...raised(b), ...raised(c)];
+    expect(alert).toMatchObject({ delivery: 'sent', title: 'GPU worker one lost' });
+    expect(posts.map((p) => [p.event, p.details.workerId])).toEqual([['worker_lost', 'gpu-a:one']]);
+    // Both workers were looked at in the same turn (same expiry, same grace), and the other
+    // survivor's claim can only fail: nothing more comes.
+    expect(raised(b).length + raised(c).length).toBe(1);
     expect(b.services.workerDirectory.get('gpu-a:two')?.process).toBeUndefined();
   });
 });

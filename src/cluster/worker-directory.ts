@@ -15,8 +15,8 @@
  * A killed process raises no "worker lost" alert for its workers (alerts about a worker come from
  * the process holding its socket). So when a snapshot expires, each worker it listed as connected
  * (and not draining) is looked at again `lostGraceMs` later: if no process lists it connected by
- * then, `lost` fires on every process. The alert service raises it as for any lost worker, and
- * its send-once key (`ClusterBus.once`) has exactly one process post it.
+ * then, `lost` fires on every process, and the first to claim it (`ClusterBus.once`) raises the
+ * same "worker lost" alert the holder would have (src/admin/alerts.ts).
  *
  * Why pub/sub and not a Redis hash with a TTL: the cluster bus is the one thing the processes
  * share besides the store (no second Redis client), snapshots are small (a few hundred bytes per
