@@ -207,6 +207,18 @@ describe('model downloads across processes (real Redis)', () => {
     });
     expect(refused.status).toBe(409);
     expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('NO_MODEL_WORKER');
+
+    // The workshop's model list changed on A: B's dashboard is told to read it again.
+    const announced: string[] = [];
+    b.services.models.on('workshop', (origin) => announced.push(origin));
+    const put = await fetch(`${a.url}/api/v1/models/workshop`, {
+      method: 'PUT',
+      headers: auth,
+      body: JSON.stringify({ models: [{ url: 'https://models.example.org/w.safetensors', folder: 'vae' }] }),
+    });
+    expect(put.status).toBe(200);
+    await until(() => announced.includes('remote'), 'the workshop change announced on B');
+    expect((await b.services.models.workshop()).map((m) => m.filename)).toEqual(['w.safetensors']);
   });
 });
 

@@ -18,6 +18,8 @@
  *   on every process, and a worker that reconnects to another process after its process died is
  *   caught up there (its downloads resumed or cancelled) as it would be by the same process.
  *   A process that starts, or whose Redis connection came back, asks the others for their copies.
+ * - **the workshop's model list** lives in the store; a change is announced so that every
+ *   dashboard shows it at once.
  *
  * Not used with one process (the service then has no router and publishes to no one).
  */
@@ -44,6 +46,8 @@ type Op =
 
 type Message =
   | { t: 'recs'; recs: SharedDownload[] }
+  // The workshop's model list changed (it is in the store; the dashboards read it again).
+  | { t: 'workshop' }
   | { t: 'ask' }
   | { t: 'req'; id: string; to: string; op: Op }
   // Answers go to every process; only the asker knows the (random) correlation id.
@@ -77,15 +81,23 @@ export class ModelDownloadRelay implements DownloadRouter {
     const { cluster, models } = this.deps;
     if (this.stops.length > 0 || !cluster.shared) return;
     const onRecords = (recs: SharedDownload[]) => this.publish({ t: 'recs', recs });
+    const onWorkshop = (origin: 'local' | 'remote') => {
+      if (origin === 'local') this.publish({ t: 'workshop' });
+    };
     models.on('records', onRecords);
+    models.on('workshop', onWorkshop);
     models.router = this;
     this.stops.push(
       () => models.off('records', onRecords),
+      () => models.off('workshop', onWorkshop),
       () => {
         if (models.router === this) models.router = null;
       },
       cluster.subscribe(DOWNLOADS_TOPIC, (m) => this.onMessage(m as Message)),
-      cluster.onResync(() => this.publish({ t: 'ask' })),
+      cluster.onResync(() => {
+        this.publish({ t: 'ask' });
+        models.emit('workshop', 'remote'); // it may have changed meanwhile
+      }),
     );
     this.publish({ t: 'ask' });
   }
@@ -196,6 +208,9 @@ export class ModelDownloadRelay implements DownloadRouter {
     switch (m.t) {
       case 'recs':
         if (Array.isArray(m.recs)) this.deps.models.receive(m.recs);
+        return;
+      case 'workshop':
+        this.deps.models.emit('workshop', 'remote');
         return;
       case 'ask': {
         const recs = this.deps.models.shared();

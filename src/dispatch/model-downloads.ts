@@ -63,12 +63,13 @@ export interface ModelDownloadServiceOptions {
 }
 
 /**
- * `change`: a download changed; `workshop`: the workshop's model list changed; `records`: the
- * records this process changed (not those received from others), for the other processes.
+ * `change`: a download changed; `workshop`: the workshop's model list changed (here, or on another
+ * process); `records`: the records this process changed (not those received from others), for the
+ * other processes.
  */
 export class ModelDownloadService extends EventEmitter<{
   change: [];
-  workshop: [];
+  workshop: [origin: 'local' | 'remote'];
   records: [SharedDownload[]];
 }> {
   /** Routes requests across processes; null with one process (everything is local). */
@@ -222,7 +223,7 @@ export class ModelDownloadService extends EventEmitter<{
   /** Replaces the workshop's model list (workers registering from now on fetch what they lack). */
   async setWorkshop(models: WorkshopModel[]): Promise<WorkshopModelView[]> {
     await saveWorkshopModels(this.opts.store, models);
-    this.emit('workshop');
+    this.emit('workshop', 'local');
     return models.map((m) => workshopView(m, shownUrl));
   }
 
