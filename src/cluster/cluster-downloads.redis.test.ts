@@ -88,7 +88,11 @@ async function downloadsOn(cp: ControlPlane): Promise<ModelDownloadView[]> {
 
 async function listed(cp: ControlPlane, ids: string[]): Promise<void> {
   await until(
-    () => ids.every((id) => cp.services.workerDirectory.get(id)?.modelDownloads === true),
+    // Online (registered: the hello is done) and taking downloads, as that process's snapshot says.
+    () =>
+      ids.every((id) =>
+        cp.services.workerDirectory.online().some((w) => w.id === id && w.modelDownloads === true),
+      ),
     `${ids.join(', ')} listed on ${cp.services.cluster.processId} as taking downloads`,
   );
 }
