@@ -468,11 +468,10 @@ export class ModelDownloadService extends EventEmitter<{
   }
 
   private changed(): void {
-    if (this.dirty.size > 0) {
-      const recs = [...this.dirty].map(toShared);
-      this.dirty.clear();
-      this.emit('records', recs);
-    }
+    // Copied only for a listener (the relay, with several processes): one process pays nothing.
+    if (this.dirty.size > 0 && this.listenerCount('records') > 0)
+      this.emit('records', [...this.dirty].map(toShared));
+    this.dirty.clear();
     this.emit('change');
   }
 
