@@ -113,6 +113,11 @@ export interface WorkerEntry {
    */
   finished?: Map<string, { user: string; attempt: number }>;
   /**
+   * Its agent takes model downloads (`hello` said `modelDownloads: true` on the current link). Kept
+   * on the entry so that other processes see it in the presence snapshots (a download started there).
+   */
+  modelDownloads?: boolean;
+  /**
    * The control-plane process holding its connection, set only on entries another process
    * reported (src/cluster/worker-directory.ts); absent on this process's own entries.
    */
