@@ -134,11 +134,13 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
     await services.frontend.close();
   });
   app.addHook('onClose', async () => services.templateLibrary?.close());
-  // Worker presence, worker commands and the dashboard's live feed across processes (no-ops with one).
+  // Worker presence, worker commands, model downloads and the dashboard's live feed across
+  // processes (no-ops with one).
   let stopLiveFeed = () => {};
   app.addHook('onReady', async () => {
     services.workerDirectory.start();
     services.workerCommands.start();
+    services.modelRelay.start();
     stopLiveFeed = syncLiveFeed(services.cluster, services.audit, services.broadcast, (err) =>
       services.logger.warn({ err }, 'cluster live feed problem'),
     );
@@ -147,6 +149,7 @@ export async function buildApp(services: Services, opts: BuildAppOptions = {}): 
   app.addHook('onClose', async () => {
     stopLiveFeed();
     services.workerCommands.stop();
+    services.modelRelay.stop();
     await services.workerDirectory.stop();
     await services.events?.close();
     await services.cluster.close();

@@ -32,6 +32,7 @@ import { recoverMissedEvents } from './gateway/event-recovery.js';
 import { openEventRelay, type EventLog, type EventRelay } from './cluster/events.js';
 import { WorkerDirectory, type WorkerDirectoryOptions } from './cluster/worker-directory.js';
 import { WorkerCommands } from './cluster/worker-commands.js';
+import { ModelDownloadRelay } from './cluster/model-download-relay.js';
 
 /** Everything the HTTP layer needs, built once from config and a store. Tests build their own. */
 export interface Services {
@@ -63,6 +64,11 @@ export interface Services {
   hub: WorkerHub;
   /** Model files downloaded onto workers (`/api/v1/models/downloads`, the dashboard). */
   models: ModelDownloadService;
+  /**
+   * Model downloads for workers on other processes, and every process's copy of the records
+   * (src/cluster/model-download-relay.ts). Started with the app; a no-op with one process.
+   */
+  modelRelay: ModelDownloadRelay;
   /** The instructor's message in every participant's ComfyUI banner (get/set; `change` events). */
   broadcast: BroadcastService;
   /** Who did what: every instructor action, from the dashboard or a participant page. */
@@ -200,6 +206,10 @@ export async function createServices(
     { cluster, directory: workerDirectory, dispatcher, hub, logger },
     { timeoutMs: opts.commandTimeoutMs },
   );
+  const modelRelay = new ModelDownloadRelay(
+    { cluster, directory: workerDirectory, models, logger },
+    { timeoutMs: opts.commandTimeoutMs },
+  );
   const autoscaler = await createAutoscaler(config, {
     queue,
     // Counts every process's workers; the loop itself runs on one process (helper C's lease).
@@ -229,6 +239,7 @@ export async function createServices(
     dispatcher,
     hub,
     models,
+    modelRelay,
     broadcast,
     audit,
     connections,

@@ -13,6 +13,7 @@ import {
 } from '../../test/support/worker-hub-kit.js';
 import { AlertService, type AlertOptions } from './alerts.js';
 import { MemoryClusterHub } from '../cluster/cluster-bus.js';
+import type { WorkerEntry } from '../dispatch/worker-registry.js';
 
 /** A real webhook receiver on 127.0.0.1 that records what it gets. */
 interface Receiver {
@@ -167,6 +168,35 @@ describe('alerts', () => {
     expect(recs.map((r) => r.delivery).sort()).toEqual(['elsewhere', 'elsewhere', 'sent']);
     // Every dashboard still shows it.
     for (const s of procs) expect(s.recent()[0]).toMatchObject({ title: 'GPU worker gpu1 lost' });
+  });
+
+  it('a worker of a killed process is raised by the one survivor that claims it; none when Redis is out of reach', async () => {
+    receiver = await startReceiver();
+    const hub = new MemoryClusterHub();
+    const procs = await Promise.all(
+      [0, 1, 2].map(() => {
+        const bus = hub.join();
+        return alertService({}, (k, ms) => bus.once(k, ms));
+      }),
+    );
+    // The worker as the killed process's last snapshot listed it.
+    const worker = {
+      id: 'envgpu:gpu1',
+      name: 'gpu1',
+      connectedAt: 1000,
+      devices: [],
+      held: new Map(),
+      process: 'dead',
+    } as unknown as WorkerEntry;
+    await Promise.all(procs.map((s) => s.onOrphanLost({ worker, from: 'idle', to: 'offline' })));
+    expect(receiver.bodies.map((b) => [b.event, (b.details as { workerId: string }).workerId])).toEqual([
+      ['worker_lost', 'envgpu:gpu1'],
+    ]);
+    expect(procs.map((s) => s.recent().length).sort()).toEqual([0, 0, 1]);
+    // A process cut off from Redis cannot tell a lost worker from its own isolation: quiet.
+    const cutOff = await alertService({}, () => Promise.reject(new Error('redis down')));
+    await cutOff.onOrphanLost({ worker: { ...worker, id: 'envgpu:gpu2' }, from: 'busy', to: 'offline' });
+    expect(cutOff.recent()).toEqual([]);
   });
 
   it('never throws when the receiver fails or is gone', async () => {

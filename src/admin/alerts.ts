@@ -146,10 +146,14 @@ export class AlertService extends EventEmitter<{ alert: [AlertRecord] }> {
 
   /** A worker changed status: its connection going away (while not draining) is "worker lost". */
   onWorkerTransition(t: WorkerTransition): void {
+    void this.workerLost(t);
+  }
+
+  private async workerLost(t: WorkerTransition): Promise<void> {
     if (t.to !== 'offline' || t.from === 'offline' || t.from === 'draining') return;
     const w = t.worker;
     const held = [...w.held.values()].map((h) => h.jobId);
-    void this.notify({
+    await this.notify({
       event: 'worker_lost',
       key: `worker_lost:${w.id}`,
       severity: 'warning',
@@ -159,6 +163,20 @@ export class AlertService extends EventEmitter<{ alert: [AlertRecord] }> {
         (held.length > 0 ? ` Its ${held.length} job(s) return to the queue when their leases lapse.` : ''),
       details: { workerId: w.id, name: w.name, previousStatus: t.from, jobs: held },
     });
+  }
+
+  /**
+   * A worker of a killed control-plane process that came back on no other process (the worker
+   * directory's `lost`, seen by every surviving process): raised by the first process to claim
+   * it, so it is raised once, as the holder of its socket would have. A process that cannot
+   * reach Redis stays quiet: it cannot tell a lost worker from its own isolation.
+   */
+  async onOrphanLost(t: WorkerTransition): Promise<void> {
+    if (this.deps.once) {
+      const key = `orphan_lost:${t.worker.id}:${t.worker.connectedAt}`;
+      if (!(await this.deps.once(key, this.opts.repeatMs).catch(() => false))) return;
+    }
+    await this.workerLost(t);
   }
 
   private onQueueEvent(e: QueueEvent): void {

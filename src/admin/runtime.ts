@@ -192,6 +192,10 @@ export async function createAdminRuntime(
       };
       watcher.on('transition', onTransition);
       unsubscribes.push(() => watcher.off('transition', onTransition));
+      // ... except for the workers of a killed process that came back nowhere: one survivor does.
+      const onLost = (t: WorkerTransition) => void alerts.onOrphanLost(t);
+      workers.on('lost', onLost);
+      unsubscribes.push(() => workers.off('lost', onLost));
       const onConnections = () => live.markDirty('participants');
       connections.on('change', onConnections);
       unsubscribes.push(() => connections.off('change', onConnections));

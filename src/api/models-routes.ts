@@ -171,7 +171,8 @@ export function startAudited(
       withToken: input.token !== undefined,
       workers: input.workers,
     });
-    const downloads = deps.models.start(input, by);
+    // Through the process holding each worker when there are several.
+    const downloads = await deps.models.request(input, by);
     d.ids = downloads.map((x) => x.id);
     return downloads;
   });
@@ -185,7 +186,7 @@ export function cancelAudited(
 ) {
   return deps.audit.audited(by, 'model.cancel', id, async (d) => {
     d.via = via;
-    const view = deps.models.cancel(id);
+    const view = await deps.models.requestCancel(id);
     Object.assign(d, { workerId: view.workerId, folder: view.folder, filename: view.filename });
     return view;
   });

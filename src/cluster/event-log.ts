@@ -34,6 +34,20 @@ export interface LogEvent {
   /** The worker that relayed it. */
   workerId: string;
   event: { type: string; data: unknown };
+  /**
+   * The event's identity as its worker numbered it (`<jobId>#<attempt>#<seq>`): an agent sends a
+   * job's events again after a reconnect (it cannot know which ones the process that died had
+   * logged), and an append of a key already logged adds nothing and answers the first entry.
+   */
+  key?: string;
+}
+
+/** Where an appended event sits in the log: its id and the process that wrote it. */
+export interface Appended {
+  id: string;
+  from: string;
+  /** The key was logged before (by `from`): nothing was added. */
+  duplicate: boolean;
 }
 
 export interface LoggedEvent extends LogEvent {
@@ -54,8 +68,8 @@ export interface EventCursor {
 }
 
 export interface EventLog {
-  /** Appends one event to `user`'s log; resolves to its id. */
-  append(user: string, e: LogEvent): Promise<string>;
+  /** Appends one event to `user`'s log (once per `e.key`); resolves to where it sits. */
+  append(user: string, e: LogEvent): Promise<Appended>;
   /** Entries of `user`'s log with ids above `after`, oldest first, at most `limit`. */
   after(user: string, after: string, limit: number): Promise<LoggedEvent[]>;
   /** The id of the last entry of `user`'s log, `0-0` when empty. */
@@ -90,10 +104,13 @@ export class MemoryEventLog implements EventLog {
   private seq = 0;
   private readonly logs = new Map<string, LoggedEvent[]>();
   private readonly cursors = new Map<string, EventCursor>();
+  private readonly keys = new Map<string, { id: string; from: string }>();
 
   constructor(private readonly maxEntries = LOG_MAX_ENTRIES) {}
 
-  append(user: string, e: LogEvent): Promise<string> {
+  append(user: string, e: LogEvent): Promise<Appended> {
+    const seen = e.key === undefined ? undefined : this.keys.get(`${user}\n${e.key}`);
+    if (seen) return Promise.resolve({ ...seen, duplicate: true });
     // Ids as Redis makes them: `<ms>-<seq>`, increasing.
     const now = Date.now();
     if (now > this.lastMs) {
@@ -105,7 +122,8 @@ export class MemoryEventLog implements EventLog {
     if (!log) this.logs.set(user, (log = []));
     log.push({ ...e, id });
     if (log.length > this.maxEntries) log.splice(0, log.length - this.maxEntries);
-    return Promise.resolve(id);
+    if (e.key !== undefined) this.keys.set(`${user}\n${e.key}`, { id, from: e.from });
+    return Promise.resolve({ id, from: e.from, duplicate: false });
   }
 
   after(user: string, after: string, limit: number): Promise<LoggedEvent[]> {
@@ -132,12 +150,36 @@ export class MemoryEventLog implements EventLog {
   }
 }
 
+/**
+ * KEYS: the user's stream, the job's key hash. ARGV: maxlen, entry, ttl ms, event key, writer.
+ * Answers `{id, writer, duplicate}`. The hash maps each event key to `<id> <writer>`.
+ */
+const APPEND_ONCE = `
+local prev = redis.call('HGET', KEYS[2], ARGV[4])
+if prev then
+  local sp = string.find(prev, ' ', 1, true)
+  return {string.sub(prev, 1, sp - 1), string.sub(prev, sp + 1), 1}
+end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[4], id .. ' ' .. ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return {id, ARGV[5], 0}
+`;
+
+interface AppendOnce {
+  appendEventOnce(...args: string[]): Promise<unknown>;
+}
+
 /** The log in Redis streams (STORE=redis), on its own connection. */
 export class RedisEventLog implements EventLog {
   private constructor(
     private readonly redis: Redis,
     private readonly prefix: string,
-  ) {}
+  ) {
+    // EVALSHA after the first call: the script's text does not travel with every event.
+    redis.defineCommand('appendEventOnce', { lua: APPEND_ONCE, numberOfKeys: 2 });
+  }
 
   static async open(opts: {
     url: string;
@@ -168,14 +210,32 @@ export class RedisEventLog implements EventLog {
     return `${this.prefix}events:cursor:${user}:${clientId}`;
   }
 
-  async append(user: string, e: LogEvent): Promise<string> {
+  /** A job's event keys and where each was logged: `<prefix>events:keys:<jobId>`. */
+  private keysKey(jobId: string): string {
+    return `${this.prefix}events:keys:${jobId}`;
+  }
+
+  async append(user: string, e: LogEvent): Promise<Appended> {
     const key = this.key(user);
-    // XADD and PEXPIRE go out in one write (auto-pipelining); the id is XADD's reply.
-    const [id] = await Promise.all([
-      this.redis.xadd(key, 'MAXLEN', '~', LOG_MAX_ENTRIES, '*', 'm', JSON.stringify(e)),
-      this.redis.pexpire(key, LOG_TTL_MS),
-    ]);
-    return id as string;
+    if (e.key === undefined) {
+      // XADD and PEXPIRE go out in one write (auto-pipelining); the id is XADD's reply.
+      const [id] = await Promise.all([
+        this.redis.xadd(key, 'MAXLEN', '~', LOG_MAX_ENTRIES, '*', 'm', JSON.stringify(e)),
+        this.redis.pexpire(key, LOG_TTL_MS),
+      ]);
+      return { id: id as string, from: e.from, duplicate: false };
+    }
+    // One script, so two processes given the same event (the agent sent it again) log it once.
+    const r = (await (this.redis as Redis & AppendOnce).appendEventOnce(
+      key,
+      this.keysKey(e.jobId),
+      String(LOG_MAX_ENTRIES),
+      JSON.stringify(e),
+      String(LOG_TTL_MS),
+      e.key,
+      e.from,
+    )) as [string, string, number];
+    return { id: r[0], from: r[1], duplicate: r[2] === 1 };
   }
 
   async after(user: string, after: string, limit: number): Promise<LoggedEvent[]> {

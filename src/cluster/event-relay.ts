@@ -27,7 +27,7 @@
  */
 import type { Logger } from 'pino';
 import type { ClusterBus, Unsubscribe } from './cluster-bus.js';
-import type { EventLog } from './event-log.js';
+import type { Appended, EventLog, LogEvent } from './event-log.js';
 import type { QueueEvent, QueueService } from '../scheduler/queue-service.js';
 import type { EnvChange, JobBusMessage, JobEventBus } from '../dispatch/job-event-bus.js';
 import type { Job } from '../store/types.js';
@@ -57,7 +57,10 @@ const SEEN_MS = 2 * RECOVER_WINDOW_MS;
 
 /** What crosses on the `jobs` topic. */
 type Wire =
-  { t: 'q'; e: QueueEvent } | { t: 'b'; m: WireBusMessage; id: string | null } | { t: 'env'; e: EnvChange };
+  | { t: 'q'; e: QueueEvent }
+  /** `lf`: the process that logged it, when not the sender (an event sent again, logged before). */
+  | { t: 'b'; m: WireBusMessage; id: string | null; lf?: string }
+  | { t: 'env'; e: EnvChange };
 
 type WireBusMessage =
   | Exclude<JobBusMessage, { kind: 'preview' | 'status' }>
@@ -77,6 +80,24 @@ export function slimJob(job: Job): Job {
   const { extraData: _e, extra_data: _x, ...metadata } = job.metadata;
   return { ...job, prompt: {}, metadata };
 }
+
+/**
+ * Appends, trying a keyed event again after a failure (a command timeout while Redis is busy may
+ * hide an append that happened): the key makes a repeat harmless, and an event that goes out
+ * unlogged would reach a page again, under its log id, when its worker sends it once more.
+ */
+async function appendOnce(log: EventLog, user: string, e: LogEvent): Promise<Appended> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await log.append(user, e);
+    } catch (err) {
+      if (e.key === undefined || attempt >= APPEND_TRIES) throw err;
+    }
+  }
+}
+
+/** Tries of a keyed append (each bounded by the event log's command timeout). */
+const APPEND_TRIES = 3;
 
 export class EventRelay {
   private readonly unsubscribes: Unsubscribe[] = [];
@@ -183,16 +204,24 @@ export class EventRelay {
     const log = this.deps.log;
     if (m.kind === 'event' && log) {
       // The append starts now (appends pipeline); delivery and publishing wait their turn.
-      const appended = log
-        .append(m.user, { from, jobId: m.jobId, workerId: m.workerId, event: m.event })
-        .catch((err: unknown) => {
-          this.deps.logger.warn({ err, jobId: m.jobId }, 'could not log a job event; it is sent live only');
-          return null;
-        });
+      const e = {
+        from,
+        jobId: m.jobId,
+        workerId: m.workerId,
+        event: m.event,
+        ...(m.key ? { key: m.key } : {}),
+      };
+      const appended = appendOnce(log, m.user, e).catch((err: unknown) => {
+        this.deps.logger.warn({ err, jobId: m.jobId }, 'could not log a job event; it is sent live only');
+        return null;
+      });
       this.enqueue(async () => {
-        const id = await appended;
-        this.deliver({ message: m, logId: id, from });
-        this.publish({ t: 'b', m, id });
+        const a = await appended;
+        // Sent again by its worker and logged before (by a process that may have died before
+        // publishing it): it goes out once more under its first id, which sockets that had it skip.
+        const by = a?.from ?? from;
+        this.deliver({ message: m, logId: a?.id ?? null, from: by });
+        this.publish({ t: 'b', m, id: a?.id ?? null, ...(by !== from ? { lf: by } : {}) });
       });
       return;
     }
@@ -247,7 +276,7 @@ export class EventRelay {
       const m: JobBusMessage =
         w.m.kind === 'preview' ? { ...w.m, preview: Buffer.from(w.m.preview, 'base64') } : w.m;
       this.fromRemote.add(m);
-      this.deliver({ message: m, logId: w.id, from });
+      this.deliver({ message: m, logId: w.id, from: w.lf ?? from });
       // Dashboards and other local listeners see every worker's events too.
       this.deps.bus.publish(m);
     } else if (w.t === 'env') {

@@ -40,13 +40,14 @@ function connect(registry: WorkerRegistry, name: string, at: number): WorkerLink
   return l;
 }
 
-function node(hub: MemoryClusterHub, id: string, now: { t: number }) {
+function node(hub: MemoryClusterHub, id: string, now: { t: number }, lostGraceMs = 20) {
   const registry = new WorkerRegistry({ retentionMs: 3_600_000, clock: () => now.t });
   const tracker = new ConnectionTracker();
   const directory = new WorkerDirectory(registry, hub.join(id), tracker, {
     refreshMs: 60_000, // the test publishes by hand
     ttlMs: 1000,
     minIntervalMs: 0,
+    lostGraceMs,
     clock: () => now.t,
   });
   started.push(directory);
@@ -104,6 +105,30 @@ describe('WorkerDirectory', () => {
     expect(b.directory.all().map((w) => w.id)).toEqual(['t:gpu3']);
     await c.directory.stop();
     expect(b.directory.all()).toEqual([]);
+  });
+
+  it('a silent process’s workers that reconnect nowhere within the grace are `lost` (not drained ones)', async () => {
+    const hub = new MemoryClusterHub();
+    const now = { t: 1000 };
+    const a = node(hub, 'A', now);
+    const b = node(hub, 'B', now);
+    a.directory.start();
+    b.directory.start();
+    connect(a.registry, 'gone', 900);
+    connect(a.registry, 'drained', 900);
+    a.registry.get('t:drained')!.draining = true;
+    connect(a.registry, 'moved', 900);
+    a.directory.publishNow();
+    const lost: [string, string][] = [];
+    b.directory.on('lost', (t) => lost.push([t.worker.id, t.from]));
+    await a.directory.stop(false); // killed: no goodbye
+    connect(b.registry, 'moved', 1500); // its agent came back here
+    now.t += 2000;
+    b.directory.expire();
+    expect(b.directory.all().map((w) => w.id)).toEqual(['t:moved']);
+    // A timer of the same length set after the directory's ones fires after them.
+    await new Promise((r) => setTimeout(r, 20));
+    expect(lost).toEqual([['t:gone', 'idle']]);
   });
 
   it('asks the others on start and after a reconnect instead of waiting for their refresh', () => {

@@ -12,6 +12,12 @@
  * asks the others to publish at once instead of waiting for the next refresh; one that stops
  * gracefully says goodbye so its workers vanish at once.
  *
+ * A killed process raises no "worker lost" alert for its workers (alerts about a worker come from
+ * the process holding its socket). So when a snapshot expires, each worker it listed as connected
+ * (and not draining) is looked at again `lostGraceMs` later: if no process lists it connected by
+ * then, `lost` fires on every process, and the first to claim it (`ClusterBus.once`) raises the
+ * same "worker lost" alert the holder would have (src/admin/alerts.ts).
+ *
  * Why pub/sub and not a Redis hash with a TTL: the cluster bus is the one thing the processes
  * share besides the store (no second Redis client), snapshots are small (a few hundred bytes per
  * worker) and live-only by nature, and an expiry kept by each reader needs no key cleanup.
@@ -24,8 +30,10 @@
  */
 import { EventEmitter } from 'node:events';
 import type { ConnectionTracker } from '../admin/connection-tracker.js';
-import { WorkerWatcher } from '../admin/worker-watch.js';
+import { WorkerWatcher, type WorkerTransition } from '../admin/worker-watch.js';
+import { AGENT_MAX_RECONNECT_MS } from '../worker/protocol.js';
 import {
+  statusOf,
   toView,
   type HeldJob,
   type WorkerEntry,
@@ -45,6 +53,11 @@ export interface WorkerDirectoryOptions {
   ttlMs?: number;
   /** Changes are published at most this often. Default 500 ms. */
   minIntervalMs?: number;
+  /**
+   * After a process's snapshot expired, how long its workers get to reconnect elsewhere before
+   * `lost` fires for them. Default: the agent's longest reconnect delay (15 s).
+   */
+  lostGraceMs?: number;
   clock?: () => number;
 }
 
@@ -55,7 +68,7 @@ type WireHeld = Pick<
 >;
 
 /** One worker as it crosses the bus: its registry entry without the socket. */
-interface WireWorker extends Omit<WorkerEntry, 'link' | 'held' | 'process'> {
+interface WireWorker extends Omit<WorkerEntry, 'link' | 'held' | 'process' | 'finished'> {
   connected: boolean;
   held: WireHeld[];
 }
@@ -80,7 +93,8 @@ const REMOTE_LINK: WorkerLink = {
 };
 
 function toWire(w: WorkerEntry): WireWorker {
-  const { link, held, process: _p, ...rest } = w;
+  // `finished` only matters to the process holding the socket (events sent again after a reconnect).
+  const { link, held, process: _p, finished: _f, ...rest } = w;
   return {
     ...rest,
     connected: link !== null && link.open,
@@ -119,11 +133,17 @@ const isConnected = (w: WorkerEntry): boolean => w.link !== null && w.registered
  * The merged list of workers (see the file comment). `change` fires when another process's
  * snapshot changed what this process shows (local changes are the local registry's own).
  */
-export class WorkerDirectory extends EventEmitter<{ change: [] }> implements WorkerReader {
+export class WorkerDirectory
+  extends EventEmitter<{ change: []; lost: [WorkerTransition] }>
+  implements WorkerReader
+{
   private readonly remote = new Map<string, RemoteProcess>();
   private readonly refreshMs: number;
   private readonly ttlMs: number;
   private readonly minIntervalMs: number;
+  private readonly lostGraceMs: number;
+  /** Workers of expired processes, looked at again after the grace (by worker id). */
+  private readonly lostTimers = new Map<string, NodeJS.Timeout>();
   private readonly clock: () => number;
   private readonly watcher: WorkerWatcher;
   private readonly unsubscribes: Unsubscribe[] = [];
@@ -144,6 +164,7 @@ export class WorkerDirectory extends EventEmitter<{ change: [] }> implements Wor
     this.refreshMs = opts.refreshMs ?? 2000;
     this.ttlMs = opts.ttlMs ?? 3 * this.refreshMs + 1000;
     this.minIntervalMs = opts.minIntervalMs ?? 500;
+    this.lostGraceMs = opts.lostGraceMs ?? AGENT_MAX_RECONNECT_MS;
     this.clock = opts.clock ?? Date.now;
     // The local registry has no events: a cheap fingerprint check notices what changed. A mere
     // heartbeat is not worth a snapshot of its own; the periodic refresh carries it.
@@ -196,6 +217,8 @@ export class WorkerDirectory extends EventEmitter<{ change: [] }> implements Wor
     clearTimeout(this.soonTimer);
     this.soonTimer = undefined;
     this.watcher.stop();
+    for (const t of this.lostTimers.values()) clearTimeout(t);
+    this.lostTimers.clear();
     this.local.drainedElsewhere = null;
     for (const u of this.unsubscribes.splice(0)) u();
     if (goodbye) await this.cluster.publish(PRESENCE_TOPIC, { t: 'bye' } satisfies PresenceMessage);
@@ -272,7 +295,27 @@ export class WorkerDirectory extends EventEmitter<{ change: [] }> implements Wor
   /** Forgets processes whose snapshot is older than the TTL (killed, or cut off from Redis). */
   expire(): void {
     const cutoff = this.clock() - this.ttlMs;
-    for (const [id, p] of this.remote) if (p.receivedAt < cutoff) this.forget(id);
+    for (const [id, p] of this.remote) {
+      if (p.receivedAt >= cutoff) continue;
+      this.forget(id);
+      for (const w of p.workers) this.watchLost(w);
+    }
+  }
+
+  /** A worker of an expired process: lost unless some process lists it connected after the grace. */
+  private watchLost(w: WorkerEntry): void {
+    const from = statusOf(w);
+    // As for a socket closing here: a drained (or stopping) worker leaving is no alarm.
+    if (from === 'offline' || from === 'draining' || this.lostTimers.has(w.id)) return;
+    const timer = setTimeout(() => {
+      this.lostTimers.delete(w.id);
+      if (!this.started) return;
+      const now = this.get(w.id);
+      if (now && isConnected(now)) return;
+      this.emit('lost', { worker: w, from, to: 'offline' });
+    }, this.lostGraceMs);
+    timer.unref();
+    this.lostTimers.set(w.id, timer);
   }
 
   /** The processes other than this one that reported recently. */

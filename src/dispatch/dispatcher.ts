@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { ModelPlacement } from './model-placement.js';
 import { AppError } from '../errors.js';
 import type { QueueEvent, QueueService } from '../scheduler/queue-service.js';
-import { priorityRank, type Job, type JobStatus, type QueueMode } from '../store/types.js';
+import { isTerminal, priorityRank, type Job, type JobStatus, type QueueMode } from '../store/types.js';
 import type { AgentMessage } from '../worker/protocol.js';
 import type { JobEventBus, JobStatusKind } from './job-event-bus.js';
 import { WorkerReports, type WorkerReportsDeps } from './worker-reports.js';
@@ -83,6 +83,7 @@ export class Dispatcher {
       files: opts.files,
       recoverEvents: opts.recoverEvents,
       settle: opts.settle,
+      clustered: this.clustered,
     });
   }
 
@@ -383,7 +384,11 @@ export class Dispatcher {
       if (why === 'cancelled' && online) held.cancelRequested = true;
       else {
         worker.held.delete(job.id);
-        this.bus.publish({ kind: 'worker_done', jobId: job.id, user: job.user, workerId: worker.id });
+        // A worker that lost its connection here may be connected to another process by now and
+        // relay the ending from there (it sends its events again): "done" would have every
+        // owner's page make one up first. Should it never come, the page's fallback ends the job.
+        if (online || !this.clustered)
+          this.bus.publish({ kind: 'worker_done', jobId: job.id, user: job.user, workerId: worker.id });
       }
     }
   }
@@ -436,6 +441,7 @@ export class Dispatcher {
       },
       link,
     );
+    entry.eventSeq = msg.eventSeq === true;
     if (previous) {
       this.logger.warn({ workerId: id }, 'worker connected again; closing its previous connection');
       previous.close(4000, 'replaced by a newer connection');
@@ -466,6 +472,13 @@ export class Dispatcher {
         });
       } else {
         forget.push({ jobId: f.jobId, attempt: f.attempt });
+        // Its finish was recorded already (the agent reports it again: the ack never came). The
+        // events it sends again before that report may never have reached the owner.
+        if (entry.eventSeq) {
+          const done = await this.queue.store.getJob(f.jobId).catch(() => null);
+          if (done && isTerminal(done.status) && done.workerId === id && done.attempts === f.attempt)
+            (entry.finished ??= new Map()).set(done.id, { user: done.user, attempt: f.attempt });
+        }
       }
     }
     this.logger.info(

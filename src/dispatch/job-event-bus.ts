@@ -28,6 +28,11 @@ export interface JobEventMessage {
   user: string;
   workerId: string;
   event: { type: string; data: unknown };
+  /**
+   * The event's identity as its worker numbered it (`<jobId>#<attempt>#<seq>`), when it did: a
+   * worker that reconnects sends a job's events again, and the event log keeps each key once.
+   */
+  key?: string;
 }
 
 export interface JobPreviewMessage {

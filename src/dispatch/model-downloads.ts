@@ -7,6 +7,12 @@
  *
  * A worker that reconnects lists the downloads it still knows in `hello`; one it does not know
  * any more (the agent restarted) is sent again and resumes from its partial file.
+ *
+ * With several control-plane processes (src/cluster/model-download-relay.ts) every process keeps
+ * a copy of every record: each local change bumps the record's `rev` and goes out as a `records`
+ * event, and copies from the others come in through {@link ModelDownloadService.receive}. Only
+ * the process holding a worker's socket sends to it and applies its reports; a request on another
+ * process goes through the {@link DownloadRouter}. One process: no router, no copies, no cost.
  */
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
@@ -21,7 +27,7 @@ import {
 } from '../worker/protocol.js';
 import type { BlobStore } from '../store/types.js';
 import { loadEnv } from './env-snapshots.js';
-import type { WorkerEntry, WorkerRegistry } from './worker-registry.js';
+import type { WorkerEntry, WorkerReader, WorkerRegistry } from './worker-registry.js';
 import {
   loadWorkshopModels,
   saveWorkshopModels,
@@ -29,36 +35,24 @@ import {
   type WorkshopModel,
   type WorkshopModelView,
 } from './workshop-models.js';
+import type { DownloadRouter, SharedDownload, StartDownloadInput } from './model-download-types.js';
+import { shownUrl } from './model-download-types.js';
 
-export interface StartDownloadInput {
-  url: string;
-  folder: ModelDownloadFolder;
-  filename: string;
-  sha256?: string | undefined;
-  token?: string | undefined;
-  /** `all`: every connected worker that takes downloads; else these worker ids. */
-  workers: 'all' | string[];
-}
+export { shownUrl, type DownloadRouter, type SharedDownload, type StartDownloadInput };
 
 interface Rec {
   view: ModelDownloadView;
   /** The URL as given (may carry a signed query) and the token: sent to the worker only. */
   secret: { url: string; token: string | undefined } | null;
   speed: { at: number; received: number } | null;
+  /** Bumped by every change, so that the other processes' copies keep the newest. */
+  rev: number;
 }
+
+const ended = (v: ModelDownloadView): boolean => TERMINAL_DOWNLOAD_STATES.includes(v.state);
 
 /** Records kept (finished ones beyond this are forgotten, oldest first). */
 const KEEP = 200;
-
-/** The URL without query and fragment: what is shown and audited. */
-export function shownUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.origin}${u.pathname}`;
-  } catch {
-    return '(invalid URL)';
-  }
-}
 
 export interface ModelDownloadServiceOptions {
   /** Where the workshop's model list is kept (blob `models/workshop`) and env snapshots are read. */
@@ -68,9 +62,21 @@ export interface ModelDownloadServiceOptions {
   clock?: () => number;
 }
 
-/** `change`: a download changed; `workshop`: the workshop's model list changed. */
-export class ModelDownloadService extends EventEmitter<{ change: []; workshop: [] }> {
+/**
+ * `change`: a download changed; `workshop`: the workshop's model list changed (here, or on another
+ * process); `records`: the records this process changed (not those received from others), for the
+ * other processes.
+ */
+export class ModelDownloadService extends EventEmitter<{
+  change: [];
+  workshop: [origin: 'local' | 'remote'];
+  records: [SharedDownload[]];
+}> {
+  /** Routes requests across processes; null with one process (everything is local). */
+  router: DownloadRouter | null = null;
   private readonly records = new Map<string, Rec>();
+  /** Changed since the last `change` event (published with it). */
+  private readonly dirty = new Set<Rec>();
   /** Workers whose agent said `modelDownloads: true` on its current connection. */
   private readonly capable = new Set<string>();
   /** Per worker: the workshop downloads it must finish before it takes jobs. */
@@ -92,8 +98,11 @@ export class ModelDownloadService extends EventEmitter<{ change: []; workshop: [
     return this.workers.online().filter((w) => this.capable.has(w.id));
   }
 
+  /** Newest first (by creation, so every process lists its copies in the same order). */
   list(): ModelDownloadView[] {
-    return [...this.records.values()].map((r) => ({ ...r.view })).reverse();
+    return [...this.records.values()]
+      .map((r) => ({ ...r.view }))
+      .sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
   get(id: string): ModelDownloadView | null {
@@ -101,10 +110,32 @@ export class ModelDownloadService extends EventEmitter<{ change: []; workshop: [
     return r ? { ...r.view } : null;
   }
 
+  /** Starts a download on its target workers, wherever they are connected (the API's entry). */
+  request(input: StartDownloadInput, by: string): Promise<ModelDownloadView[]> {
+    return this.router ? this.router.startDownloads(input, by) : Promise.resolve(this.start(input, by));
+  }
+
+  /** Cancels a download, through the process holding its worker (the API's entry). */
+  requestCancel(id: string): Promise<ModelDownloadView> {
+    return this.router ? this.router.cancelDownload(id) : Promise.resolve(this.cancel(id));
+  }
+
+  /** Starts a download on target workers connected to this process. */
   start(input: StartDownloadInput, by: string): ModelDownloadView[] {
+    return this.startOn(this.targets(input.workers), input, by);
+  }
+
+  /**
+   * The workers a download is for, as `reader` lists them (this process's registry, or every
+   * process's directory); throws when one is unknown, offline or takes no downloads.
+   */
+  targets(workers: StartDownloadInput['workers'], reader: WorkerReader = this.workers): WorkerEntry[] {
+    // This process's workers by their current hello; another's by its snapshot.
+    const takes = (w: WorkerEntry) =>
+      w.process === undefined ? this.capable.has(w.id) : w.modelDownloads === true;
     let targets: WorkerEntry[];
-    if (input.workers === 'all') {
-      targets = this.capableWorkers();
+    if (workers === 'all') {
+      targets = reader.online().filter(takes);
       if (targets.length === 0) {
         throw new AppError(
           'NO_MODEL_WORKER',
@@ -112,10 +143,11 @@ export class ModelDownloadService extends EventEmitter<{ change: []; workshop: [
         );
       }
     } else {
-      targets = [...new Set(input.workers)].map((id) => {
-        const w = this.workers.get(id);
+      const online = new Set(reader.online());
+      targets = [...new Set(workers)].map((id) => {
+        const w = reader.get(id);
         if (!w) throw new AppError('WORKER_NOT_FOUND', `No worker with id ${id}.`);
-        if (!this.workers.online().includes(w) || !this.capable.has(id)) {
+        if (!online.has(w) || !takes(w)) {
           throw new AppError(
             'NO_MODEL_WORKER',
             `Worker ${id} is offline or was started without --models-dir (COMFYUI_MODELS_DIR).`,
@@ -125,6 +157,11 @@ export class ModelDownloadService extends EventEmitter<{ change: []; workshop: [
         return w;
       });
     }
+    return targets;
+  }
+
+  /** Creates and sends the records for these workers (connected to this process). */
+  startOn(targets: WorkerEntry[], input: StartDownloadInput, by: string): ModelDownloadView[] {
     const out = targets.map((w) => this.create(w, input, by));
     this.trim();
     this.logger.info(
@@ -137,7 +174,7 @@ export class ModelDownloadService extends EventEmitter<{ change: []; workshop: [
       },
       'model download started',
     );
-    this.emit('change');
+    this.changed();
     return out;
   }
 
@@ -170,8 +207,10 @@ export class ModelDownloadService extends EventEmitter<{ change: []; workshop: [
       },
       secret: { url: input.url, token: input.token },
       speed: null,
+      rev: 0,
     };
     this.records.set(id, rec);
+    this.touch(rec);
     this.send(w, rec);
     return { ...rec.view };
   }
@@ -184,7 +223,7 @@ export class ModelDownloadService extends EventEmitter<{ change: []; workshop: [
   /** Replaces the workshop's model list (workers registering from now on fetch what they lack). */
   async setWorkshop(models: WorkshopModel[]): Promise<WorkshopModelView[]> {
     await saveWorkshopModels(this.opts.store, models);
-    this.emit('workshop');
+    this.emit('workshop', 'local');
     return models.map((m) => workshopView(m, shownUrl));
   }
 
@@ -217,6 +256,7 @@ export class ModelDownloadService extends EventEmitter<{ change: []; workshop: [
     }
     rec.view.cancelRequested = true;
     rec.view.updatedAt = this.clock();
+    this.touch(rec);
     const link = this.workers.get(rec.view.workerId)?.link;
     const sent = link?.open ? link.send({ type: 'model_download_cancel', downloadId: id }) : false;
     // An offline worker is told when it comes back (its hello lists the download, see hello()).
@@ -227,7 +267,7 @@ export class ModelDownloadService extends EventEmitter<{ change: []; workshop: [
         received: rec.view.received,
         total: rec.view.total,
       });
-    this.emit('change');
+    this.changed();
     return { ...rec.view };
   }
 
@@ -276,12 +316,13 @@ export class ModelDownloadService extends EventEmitter<{ change: []; workshop: [
       { workerId: entry.id, files: missing.map((m) => `${m.folder}/${m.filename}`) },
       'worker fetches the workshop models it lacks before taking jobs',
     );
-    this.emit('change');
+    this.changed();
   }
 
   private catchUp(entry: WorkerEntry, msg: Extract<AgentMessage, { type: 'hello' }>): void {
     if (msg.modelDownloads === true) this.capable.add(entry.id);
     else this.capable.delete(entry.id);
+    entry.modelDownloads = msg.modelDownloads === true;
     const known = new Map((msg.downloads ?? []).map((s) => [s.downloadId, s]));
     let changed = false;
     for (const rec of this.records.values()) {
@@ -311,19 +352,21 @@ export class ModelDownloadService extends EventEmitter<{ change: []; workshop: [
         });
       }
     }
-    if (changed) this.emit('change');
+    if (changed) this.changed();
   }
 
   disconnected(workerId: string): void {
     this.capable.delete(workerId);
     this.preparing.delete(workerId);
+    const entry = this.workers.get(workerId);
+    if (entry) entry.modelDownloads = false;
   }
 
   progress(entry: WorkerEntry, msg: Extract<AgentMessage, { type: 'model_download_progress' }>): void {
     const rec = this.records.get(msg.downloadId);
     if (!rec || rec.view.workerId !== entry.id) return;
     this.apply(rec, msg);
-    this.emit('change');
+    this.changed();
   }
 
   private apply(rec: Rec, s: ModelDownloadStatus): void {
@@ -344,6 +387,7 @@ export class ModelDownloadService extends EventEmitter<{ change: []; workshop: [
     v.received = s.received;
     v.total = s.total;
     v.updatedAt = now;
+    this.touch(rec);
     if (s.sha256 !== undefined) v.sha256 = s.sha256;
     if (s.existing !== undefined) v.existing = s.existing;
     if (s.error) v.error = { code: s.error.code, message: s.error.message };
@@ -390,6 +434,47 @@ export class ModelDownloadService extends EventEmitter<{ change: []; workshop: [
     });
   }
 
+  /** Every record, for a process that asks after starting or reconnecting. */
+  shared(): SharedDownload[] {
+    return [...this.records.values()].map(toShared);
+  }
+
+  /**
+   * Other processes' copies: kept when newer than ours (an ended record is never taken back).
+   * Nothing is sent to a worker from here: the process holding it did that.
+   */
+  receive(copies: SharedDownload[]): void {
+    let changed = false;
+    for (const c of copies) {
+      const cur = this.records.get(c.view.id);
+      if (cur && (ended(cur.view) || (c.rev <= cur.rev && !ended(c.view)))) continue;
+      this.records.set(c.view.id, {
+        view: { ...c.view },
+        secret: c.secret ? { url: c.secret.url, token: c.secret.token } : null,
+        speed: cur?.speed ?? null,
+        rev: c.rev,
+      });
+      changed = true;
+    }
+    if (!changed) return;
+    this.trim();
+    this.emit('change');
+  }
+
+  /** A record changed here: newer than every copy, and sent to the other processes. */
+  private touch(rec: Rec): void {
+    rec.rev += 1;
+    this.dirty.add(rec);
+  }
+
+  private changed(): void {
+    // Copied only for a listener (the relay, with several processes): one process pays nothing.
+    if (this.dirty.size > 0 && this.listenerCount('records') > 0)
+      this.emit('records', [...this.dirty].map(toShared));
+    this.dirty.clear();
+    this.emit('change');
+  }
+
   private trim(): void {
     if (this.records.size <= KEEP) return;
     for (const [id, rec] of this.records) {
@@ -397,4 +482,8 @@ export class ModelDownloadService extends EventEmitter<{ change: []; workshop: [
       if (TERMINAL_DOWNLOAD_STATES.includes(rec.view.state)) this.records.delete(id);
     }
   }
+}
+
+function toShared(r: Rec): SharedDownload {
+  return { view: { ...r.view }, secret: r.secret ? { ...r.secret } : null, rev: r.rev };
 }

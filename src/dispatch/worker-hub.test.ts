@@ -658,6 +658,42 @@ describe('dispatch', () => {
       progress: { value: 4, max: 20 },
     });
   });
+
+  it('a worker that reconnects and sends its numbered events again: the owner gets those it missed, none twice', async () => {
+    await start();
+    const token = await cp!.token('gpu');
+    const { agent: first } = await agent(token, { prefetch: 0, eventSeq: true, acks: true });
+    const seen: string[] = [];
+    cleanups.push(
+      cp!.services.bus.subscribeUser('alice', (m) => {
+        if (m.kind === 'event')
+          seen.push(`${m.event.type}:${(m.event.data as { value?: number }).value ?? ''}`);
+      }),
+    );
+    const job = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    await first.next('assign');
+    const events = [1, 2, 3, 4, 5].map((value) => ({
+      type: 'progress',
+      data: { value, max: 5, node: '3', prompt_id: job.id },
+    }));
+    const send = (a: TestAgent, from: number, to: number) => {
+      for (let seq = from; seq < to; seq++)
+        a.send({ type: 'job_event', jobId: job.id, attempt: 1, event: events[seq]!, seq });
+    };
+    send(first, 0, 3);
+    await until(() => seen.length === 3, 3000, 'three events');
+    await first.terminate();
+    const { agent: second } = await agent(token, {
+      prefetch: 0,
+      eventSeq: true,
+      acks: true,
+      inFlight: [{ jobId: job.id, attempt: 1, state: 'running' }],
+    });
+    send(second, 0, 5);
+    second.send({ type: 'job_completed', jobId: job.id, attempt: 1, outputs: [] });
+    await second.next('ack');
+    expect(seen).toEqual(['progress:1', 'progress:2', 'progress:3', 'progress:4', 'progress:5']);
+  });
 });
 
 describe('worker file transfer', () => {

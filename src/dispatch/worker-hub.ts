@@ -343,6 +343,7 @@ export class WorkerHub {
       mirrorTemplates: this.opts.mirrorTemplates?.() ?? false,
       acks: true,
       outputEntries: true,
+      eventSeq: true,
       ...(msg.inFlight.length === 0 ? { warmup: await this.warmupModels() } : {}),
     });
     if (entry.draining) session.send({ type: 'drain', draining: true });

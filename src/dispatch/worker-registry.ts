@@ -103,6 +103,21 @@ export interface WorkerEntry {
   /** Fetching the workshop's models it lacks (see ModelDownloadService): no jobs until done. */
   preparing?: boolean;
   /**
+   * The agent numbers its job events and sends them again after a reconnect (`hello.eventSeq`):
+   * nothing need be made up for a job taken over (WorkerReportsDeps.recoverEvents).
+   */
+  eventSeq?: boolean;
+  /**
+   * Attempts it finished whose report was recorded before it reconnected (by a process that may
+   * have died before its owner heard the ending): their events, sent again, still go out.
+   */
+  finished?: Map<string, { user: string; attempt: number }>;
+  /**
+   * Its agent takes model downloads (`hello` said `modelDownloads: true` on the current link). Kept
+   * on the entry so that other processes see it in the presence snapshots (a download started there).
+   */
+  modelDownloads?: boolean;
+  /**
    * The control-plane process holding its connection, set only on entries another process
    * reported (src/cluster/worker-directory.ts); absent on this process's own entries.
    */

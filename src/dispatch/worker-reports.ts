@@ -15,6 +15,8 @@ type Msg<T extends AgentMessage['type']> = Extract<AgentMessage, { type: T }>;
 const LOST_AFTER_MISSED_BEATS = 2;
 /** ComfyUI's verdicts on a prompt; what follows one is held back until the outcome is recorded. */
 const VERDICTS = new Set(['execution_success', 'execution_error', 'execution_interrupted']);
+/** Attempts whose last event number is remembered (far more than run within a reconnect). */
+const MAX_TRACKED_ATTEMPTS = 10_000;
 
 export interface WorkerReportsDeps {
   queue: QueueService;
@@ -29,14 +31,15 @@ export interface WorkerReportsDeps {
    * Several processes: when a job taken over from a process that died completes, the ComfyUI
    * events its owner may have missed (`execution_start`, an output node's `executed`) that are
    * neither in the durable event log nor in `seen` — made again from the recorded job, to go out
-   * before ComfyUI's ending. Absent (one process): nothing is made up.
+   * before ComfyUI's ending. Absent (one process): nothing is made up. `makeUp: false` (the worker
+   * sent its events again, `hello.eventSeq`): nothing to do.
    */
   recoverEvents?:
     | ((
         job: Job,
         workerId: string,
         seen: ReadonlySet<string>,
-        opts?: { ending?: boolean },
+        opts?: { ending?: boolean; makeUp?: boolean },
       ) => Promise<JobEventMessage[]>)
     | undefined;
   /**
@@ -45,6 +48,8 @@ export interface WorkerReportsDeps {
    * gets the report again elsewhere (which then makes up what the log lacks).
    */
   settle?: (() => Promise<void>) | undefined;
+  /** Other processes share the queue and the durable event log (see `finishedEvent`). */
+  clustered?: boolean;
 }
 
 /**
@@ -59,6 +64,7 @@ export class WorkerReports {
   private readonly clock: () => number;
   private readonly recoverEvents: WorkerReportsDeps['recoverEvents'];
   private readonly settle: WorkerReportsDeps['settle'];
+  private readonly clustered: boolean;
   private readonly trigger: () => void;
 
   constructor(deps: WorkerReportsDeps) {
@@ -70,6 +76,7 @@ export class WorkerReports {
     this.files = deps.files;
     this.recoverEvents = deps.recoverEvents;
     this.settle = deps.settle;
+    this.clustered = deps.clustered ?? false;
     this.namer = new OutputNamer(deps.queue.store, deps.files);
   }
 
@@ -266,7 +273,15 @@ export class WorkerReports {
    */
   async jobEvent(entry: WorkerEntry, msg: Msg<'job_event'>): Promise<void> {
     const held = entry.held.get(msg.jobId);
-    if (!held || held.attempt !== msg.attempt) return;
+    const key = msg.seq === undefined ? undefined : `${msg.jobId}#${msg.attempt}#${msg.seq}`;
+    if (!held || held.attempt !== msg.attempt) {
+      const done = entry.finished?.get(msg.jobId);
+      if (key && done?.attempt === msg.attempt && this.clustered)
+        await this.finishedEvent(entry, msg, done.user, key);
+      return;
+    }
+    // Sent again after a reconnect, and this process published it already.
+    if (key && !this.firstTime(msg.jobId, msg.attempt, msg.seq!)) return;
     const { type } = msg.event;
     let data = msg.event.data;
     if (type === 'executed' && isRecord(data) && isRecord(data.output)) {
@@ -292,9 +307,48 @@ export class WorkerReports {
       user: held.user,
       workerId: entry.id,
       event: { type, data },
+      ...(key ? { key } : {}),
     };
     if (!held.cancelRequested && (held.ending || VERDICTS.has(type))) (held.ending ??= []).push(ev);
     else this.bus.publish(ev);
+  }
+
+  /**
+   * An event of an attempt whose finish another process recorded before the worker reconnected
+   * here, sent again: it goes out as it is (the job is done), and the durable event log keeps it
+   * once, so a participant who had it does not get it twice. Several processes only: one process
+   * has no log to tell which ones its participants had.
+   */
+  private async finishedEvent(entry: WorkerEntry, msg: Msg<'job_event'>, user: string, key: string) {
+    if (!this.firstTime(msg.jobId, msg.attempt, msg.seq!)) return;
+    let data = msg.event.data;
+    if (msg.event.type === 'executed' && isRecord(data) && isRecord(data.output))
+      data = { ...data, output: await this.namer.nameUi(user, msg.jobId, data.output) };
+    this.bus.publish({
+      kind: 'event',
+      jobId: msg.jobId,
+      user,
+      workerId: entry.id,
+      event: { type: msg.event.type, data },
+      key,
+    });
+  }
+
+  /**
+   * Highest event number of each recent attempt published by this process: a worker that lost its
+   * connection sends its events again, in order, and those this process had are dropped here.
+   */
+  private readonly lastSeq = new Map<string, number>();
+
+  private firstTime(jobId: string, attempt: number, seq: number): boolean {
+    const k = `${jobId}#${attempt}`;
+    const last = this.lastSeq.get(k);
+    if (last !== undefined && seq <= last) return false;
+    // Re-inserted, so the map's order is least recently used first.
+    this.lastSeq.delete(k);
+    this.lastSeq.set(k, seq);
+    if (this.lastSeq.size > MAX_TRACKED_ATTEMPTS) this.lastSeq.delete(this.lastSeq.keys().next().value!);
+    return true;
   }
 
   /** Nothing more about this attempt will come from the worker (see `worker_done` on the bus). */
@@ -411,9 +465,10 @@ export class WorkerReports {
         // Sent again because its ack never came: the process that recorded it may have died before
         // its owner heard the ending (several processes only; one process makes nothing up).
         if (what === 'complete' && this.recoverEvents && r.job) {
-          const missed = await this.recoverEvents(r.job, entry.id, new Set(), { ending: true }).catch(
-            () => [],
-          );
+          const missed = await this.recoverEvents(r.job, entry.id, new Set(), {
+            ending: true,
+            makeUp: entry.eventSeq !== true,
+          }).catch(() => []);
           for (const ev of missed) this.bus.publish(ev);
           await this.settle?.();
         }
@@ -424,12 +479,13 @@ export class WorkerReports {
         // ComfyUI's ending, held back until the finish is recorded, died with that process when the
         // worker relayed it there: then it is made up too.
         const ending = !(freed.ending ?? []).some((e) => e.event.type === 'execution_success');
-        const missed = await this.recoverEvents(r.job, entry.id, freed.adopted.seen, { ending }).catch(
-          (err: unknown) => {
-            this.logger.warn({ err, jobId }, 'could not recover the events of a job taken over');
-            return [];
-          },
-        );
+        const missed = await this.recoverEvents(r.job, entry.id, freed.adopted.seen, {
+          ending,
+          makeUp: entry.eventSeq !== true,
+        }).catch((err: unknown) => {
+          this.logger.warn({ err, jobId }, 'could not recover the events of a job taken over');
+          return [];
+        });
         for (const ev of missed) this.bus.publish(ev);
       }
       // Recorded: now the owner may hear how ComfyUI ended it (`/history` and the outputs agree).

@@ -1,6 +1,8 @@
 /**
  * Events a participant may have missed when a control-plane process died (kill -9) with a job's
- * events in hand: the agent relays each ComfyUI event once, to the process holding its
+ * events in hand, for agents that do not number their events (`hello.eventSeq` absent; today's
+ * agent numbers them and sends them again after a reconnect, see control-link.ts, so for it
+ * nothing here runs): such an agent relays each ComfyUI event once, to the process holding its
  * connection, and a process killed before it logged and published one loses it. When such a job —
  * taken over by the process its worker reconnected to — completes, ComfyUI's `execution_start`
  * and each output node's `executed` that are neither in the owner's durable event log nor relayed
@@ -25,8 +27,12 @@ export function recoverMissedEvents(relay: EventRelay) {
     job: Job,
     workerId: string,
     seen: ReadonlySet<string>,
-    opts: { ending?: boolean } = {},
+    opts: { ending?: boolean; makeUp?: boolean } = {},
   ): Promise<JobEventMessage[]> => {
+    // An agent that numbers its events sent them all again, and those logged before went out again
+    // under their first ids: nothing is missing. (A read-back would also hand sockets that moved
+    // since then events they had on their previous connection.)
+    if (opts.makeUp === false) return [];
     const log = relay.log;
     relay.requestRecover([job.user]);
     if (!log) return [];

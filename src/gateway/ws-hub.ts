@@ -205,6 +205,7 @@ export class UserWsHub {
     if (client.socket.readyState !== OPEN) return;
     for (const e of missed) {
       const data = isRecord(e.event.data) ? withPromptId(e.event.data, e.jobId) : e.event.data;
+      cursor.sending(e.id, e.from);
       this.send(client, { type: e.event.type, data }, () => cursor.handed(e.id, e.from));
     }
   }
@@ -407,7 +408,10 @@ export class UserWsHub {
       const cursor = c.cursor;
       if (!cursor) this.send(c, msg);
       // A recovered event may be older than its writer's mark (later ones came live first).
-      else if (recovered || cursor.wants(id, from)) this.send(c, msg, () => cursor.handed(id, from));
+      else if (recovered ? cursor.wantsRecovered(id, from) : cursor.wants(id, from)) {
+        cursor.sending(id, from);
+        this.send(c, msg, () => cursor.handed(id, from));
+      }
     }
   }
 

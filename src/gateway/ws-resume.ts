@@ -5,18 +5,19 @@
  * the logged events of its jobs it was not handed, then live ones.
  *
  * The promise: an event counts as handed once the socket wrote it to the connection (the `ws` send
- * callback), and cursors are saved at most {@link SAVE_DELAY_MS} later (at once when the socket
- * closes). So after a reconnect nothing logged is missed (within the log's length and time limits);
- * events handed in the last {@link SAVE_DELAY_MS} before the process holding the socket was killed
- * (-9) may come a second time. A replayed event never comes twice on the new socket: live events
- * already replayed are skipped.
+ * callback), and its cursor is saved right after: on the next turn of the event loop, so the events
+ * handed in one turn cost one write (and at once when the socket closes). So after a reconnect
+ * nothing logged is missed (within the log's length and time limits); an event handed while its
+ * cursor's write was still on its way to Redis when the process holding the socket was killed (-9)
+ * may come a second time (a window of one Redis round trip; it was 200 ms when saves were
+ * batched by time, and the proof test's kill -9s then showed such repeats). A replayed event never
+ * comes twice on the new socket: live events already replayed are skipped.
  */
 import type { Logger } from 'pino';
 import { compareIds, wanted, type EventCursor, type EventLog } from '../cluster/event-log.js';
 import type { JobStore } from '../store/types.js';
 import { clientIdOf } from './history-shape.js';
 
-export const SAVE_DELAY_MS = 200;
 /** Most entries replayed at once (the log keeps about 2000 per participant). */
 const REPLAY_MAX = 5000;
 /** Writers remembered per cursor (one per process that ever ran this participant's jobs). */
@@ -34,7 +35,7 @@ export class SocketCursor {
   /** Null until loaded; marks made meanwhile are kept in `early`. */
   cursor: EventCursor | null = null;
   private readonly early: Record<string, string> = {};
-  private timer: NodeJS.Timeout | null = null;
+  private timer: NodeJS.Immediate | null = null;
   private dirty = false;
   private closed = false;
 
@@ -45,9 +46,45 @@ export class SocketCursor {
     private readonly logger: Logger,
   ) {}
 
+  /**
+   * The log's last id when this socket read it to catch up (at open, after a link outage): every
+   * entry up to it was either handed to this clientId before or replayed then.
+   */
+  private covered: string | null = null;
+
+  /**
+   * Should this socket be handed an entry read back from the log after a process lost it live
+   * (`recovered`)? Its writer's mark cannot tell (later entries may have come live first), but an
+   * entry the socket's own catch-up read covered was dealt with then: handed on an earlier
+   * connection, or replayed.
+   */
+  wantsRecovered(id: string, from: string): boolean {
+    const mark = this.sent[from];
+    if (mark !== undefined && compareIds(id, mark) === 0) return false;
+    return this.covered === null || compareIds(id, this.covered) > 0;
+  }
+
   /** Should this socket be handed this live entry (not replayed to it already)? */
   wants(id: string, from: string): boolean {
     const mark = (this.cursor ? this.cursor.w : this.early)[from];
+    return (mark === undefined || compareIds(id, mark) > 0) && this.notSent(id, from);
+  }
+
+  /**
+   * Per writer, the last entry given to the socket to send, marked at once: {@link handed} comes
+   * only once the write completed, and an entry arriving live meanwhile (or replayed) must not
+   * go out a second time.
+   */
+  private readonly sent: Record<string, string> = {};
+
+  /** The socket is about to send entry `id` of writer `from` (see {@link handed} for after). */
+  sending(id: string, from: string): void {
+    const mark = this.sent[from];
+    if (mark === undefined || compareIds(id, mark) > 0) this.sent[from] = id;
+  }
+
+  private notSent(id: string, from: string): boolean {
+    const mark = this.sent[from];
     return mark === undefined || compareIds(id, mark) > 0;
   }
 
@@ -60,11 +97,10 @@ export class SocketCursor {
     if (!this.cursor) return;
     this.dirty = true;
     if (!this.timer && !this.closed) {
-      this.timer = setTimeout(() => {
+      this.timer = setImmediate(() => {
         this.timer = null;
         void this.save();
-      }, SAVE_DELAY_MS);
-      this.timer.unref();
+      });
     }
   }
 
@@ -81,6 +117,7 @@ export class SocketCursor {
     }
     this.cursor = cursor;
     if (!stored) {
+      this.covered = cursor.base;
       this.dirty = true;
       await this.save();
       return [];
@@ -96,9 +133,10 @@ export class SocketCursor {
   async missed(store: JobStore): Promise<Missed[]> {
     const cursor = this.cursor;
     if (!cursor) return [];
-    const entries = (await this.log.after(this.user, cursor.base, REPLAY_MAX)).filter((e) =>
-      wanted(cursor, e.id, e.from),
-    );
+    const all = await this.log.after(this.user, cursor.base, REPLAY_MAX);
+    const last = all.at(-1)?.id;
+    if (last && (this.covered === null || compareIds(last, this.covered) > 0)) this.covered = last;
+    const entries = all.filter((e) => wanted(cursor, e.id, e.from) && this.notSent(e.id, e.from));
     const mine = new Map<string, boolean>();
     for (const e of entries) {
       if (mine.has(e.jobId)) continue;
@@ -115,7 +153,7 @@ export class SocketCursor {
   /** Saves now if anything changed (the socket closed). */
   async close(): Promise<void> {
     this.closed = true;
-    if (this.timer) clearTimeout(this.timer);
+    if (this.timer) clearImmediate(this.timer);
     this.timer = null;
     await this.save();
   }

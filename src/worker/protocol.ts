@@ -220,6 +220,11 @@ export const helloMessage = z.object({
    */
   acks: z.boolean().optional(),
   /**
+   * The agent numbers its job events (`job_event.seq`) when the welcome says `eventSeq`, and sends
+   * a job's events again after a reconnect. Absent means false.
+   */
+  eventSeq: z.boolean().optional(),
+  /**
    * A disposable worker started on demand (`--exit-when-idle`): which provider started it and its
    * instance there, so the autoscaler can tell its own workers and their start times. Absent for
    * a worker someone started by hand.
@@ -268,6 +273,13 @@ export const jobEventMessage = z.object({
   type: z.literal('job_event'),
   ...jobRef,
   event: z.object({ type: z.string().max(64), data: z.unknown() }),
+  /**
+   * The event's number within this attempt (0, 1, 2, …), sent by agents told `eventSeq` in the
+   * welcome. Such an agent keeps a job's events until its report is acknowledged and, after a
+   * reconnect, sends them all again (in order, before any report); the server keeps each number
+   * once. Absent: relayed once, lost with a connection that drops.
+   */
+  seq: z.number().int().min(0).max(1_000_000_000).optional(),
 });
 
 export const jobCompletedMessage = z.object({
@@ -331,6 +343,11 @@ export const welcomeMessage = z.object({
    * (`value`) and file fields (`extra`). Absent means false: send files only, as before.
    */
   outputEntries: z.boolean().optional(),
+  /**
+   * The server takes numbered job events (`job_event.seq`) and keeps each number once, so the agent
+   * may send a job's events again after a reconnect. Absent means false: each event once.
+   */
+  eventSeq: z.boolean().optional(),
   /**
    * Model files (`<folder>/<name>`) the jobs at the head of the queue load: read them ahead into
    * the page cache (model-read-ahead.ts). Sent to a worker that holds nothing. Absent means none.

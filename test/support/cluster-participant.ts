@@ -16,6 +16,10 @@ export interface ReceivedEvent {
   promptId: string;
   node: string | null;
   at: number;
+  /** Which of the participant's socket connections it came on (1 = the first). */
+  conn: number;
+  /** ComfyUI's `timestamp`, when the event has one (a made-up ending has its own). */
+  ts?: number;
 }
 
 export interface FailedRequest {
@@ -113,7 +117,7 @@ export class ClusterParticipant {
   }
 
   private onText(text: string): void {
-    let msg: { type?: string; data?: { prompt_id?: string; node?: string | null } };
+    let msg: { type?: string; data?: { prompt_id?: string; node?: string | null; timestamp?: number } };
     try {
       msg = JSON.parse(text) as typeof msg;
     } catch {
@@ -121,7 +125,14 @@ export class ClusterParticipant {
     }
     const promptId = msg.data?.prompt_id;
     if (typeof msg.type !== 'string' || typeof promptId !== 'string') return;
-    this.events.push({ type: msg.type, promptId, node: msg.data?.node ?? null, at: Date.now() });
+    this.events.push({
+      type: msg.type,
+      promptId,
+      node: msg.data?.node ?? null,
+      at: Date.now(),
+      conn: this.wsConnects,
+      ...(typeof msg.data?.timestamp === 'number' ? { ts: msg.data.timestamp } : {}),
+    });
     for (const w of this.waiters.splice(0)) w();
   }
 

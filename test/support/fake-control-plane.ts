@@ -41,6 +41,8 @@ export interface WelcomeOptions {
   mirrorFrontend?: boolean;
   /** Sent as `welcome.acks` when set (the test then acknowledges reports with `send`). */
   acks?: boolean;
+  /** Sent as `welcome.eventSeq` when set: the agent numbers its events and sends them again. */
+  eventSeq?: boolean;
 }
 
 /** What the frontend mirror endpoints received. */
@@ -287,6 +289,7 @@ export async function startFakeControlPlane(
           forget: w.forget ? w.forget(msg.inFlight) : [],
           ...(w.mirrorFrontend !== undefined ? { mirrorFrontend: w.mirrorFrontend } : {}),
           ...(w.acks !== undefined ? { acks: w.acks } : {}),
+          ...(w.eventSeq !== undefined ? { eventSeq: w.eventSeq } : {}),
         };
         ws.send(JSON.stringify(welcome));
       }

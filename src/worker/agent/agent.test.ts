@@ -13,7 +13,7 @@ import { modelFreePrompt } from '../../../test/support/prompts.js';
 import { startStandin, type Standin } from '../../../test/support/comfyui-standin/server.js';
 import { encodeRgbPng, solidImage } from '../../../test/support/comfyui-standin/image.js';
 import { createAgent, type AgentHandle, type WorkerAgent } from './index.js';
-import { CLOSE_SERVICE_RESTART, CLOSE_TOKEN_REVOKED } from '../protocol.js';
+import { CLOSE_SERVICE_RESTART, CLOSE_TOKEN_REVOKED, type AgentMessage } from '../protocol.js';
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 const logger = pino({ level: process.env.AGENT_TEST_LOG ?? 'silent' });
@@ -396,6 +396,51 @@ describe('failures', () => {
     expect(on(3).filter((m) => m.type === 'job_completed')).toEqual([]);
     const hello3 = on(3)[0]!;
     expect(hello3.type === 'hello' && hello3.inFlight).toEqual([]);
+  });
+
+  it("numbers a job's events and, after a reconnect, sends them all again before the report; an ack forgets them", async () => {
+    cp = await startFakeControlPlane({ welcome: { acks: true, eventSeq: true } });
+    start();
+    await cp.waitFor('hello', (h) => h.healthy && h.eventSeq === true);
+    const jobId = `job-${randomUUID()}`;
+    assign(jobId, modelFreePrompt({ color: 0x343434 }));
+    await cp.waitFor('job_completed', (m) => m.jobId === jobId);
+    const on = (conn: number) => cp.messages.filter((m) => m.conn === conn).map((m) => m.msg);
+    const events = (conn: number) =>
+      on(conn).filter((m): m is Extract<AgentMessage, { type: 'job_event' }> => m.type === 'job_event');
+    const first = events(1);
+    expect(first.length).toBeGreaterThan(3);
+    expect(first.map((m) => m.seq)).toEqual(first.map((_, i) => i));
+    expect(first.at(-1)?.event).toMatchObject({ type: 'executing', data: { node: null } });
+
+    // The process that got them died before it logged them all: they come again, same numbers,
+    // same order, and only then the report.
+    cp.dropConnection();
+    await waitFor(() => on(2).some((m) => m.type === 'job_completed'), 10_000, 'the report again');
+    const second = on(2).filter((m) => m.type === 'job_event' || m.type === 'job_completed');
+    expect(second.slice(0, -1)).toEqual(first);
+    expect(second.at(-1)).toMatchObject({ type: 'job_completed', jobId });
+
+    cp.send({ type: 'ack', report: 'job_completed', jobId, attempt: 1 });
+    await waitFor(() => agent!.status().control.outbox === 0, 5000, 'outbox empty');
+    cp.dropConnection();
+    await waitFor(() => on(3).some((m) => m.type === 'heartbeat'), 10_000, 'a third connection');
+    expect(events(3)).toEqual([]);
+  });
+
+  it('sends each event once, unnumbered, to a control plane that does not take numbered events', async () => {
+    cp = await startFakeControlPlane({ welcome: { acks: true } });
+    start();
+    await cp.waitFor('hello', (h) => h.healthy);
+    const jobId = `job-${randomUUID()}`;
+    assign(jobId, modelFreePrompt({ color: 0x454545 }));
+    await cp.waitFor('job_completed', (m) => m.jobId === jobId);
+    const evs = cp.ofType('job_event').filter((m) => m.jobId === jobId);
+    expect(evs.length).toBeGreaterThan(3);
+    expect(evs.every((m) => m.seq === undefined)).toBe(true);
+    cp.dropConnection();
+    await waitFor(() => cp.ofType('job_completed').length === 2, 10_000, 'the report again');
+    expect(cp.ofType('job_event').filter((m) => m.jobId === jobId)).toHaveLength(evs.length);
   });
 
   it('stops when its token is revoked (4004): drops its jobs in ComfyUI, reports nothing, does not reconnect', async () => {

@@ -373,6 +373,7 @@ export class WorkerAgent {
       healthy: this.reportHealthy(),
       stopping: this.stopping,
       acks: true,
+      eventSeq: true,
       ...(this.settings.ephemeral ? { ephemeral: this.settings.ephemeral } : {}),
       ...(this.models.enabled ? { modelDownloads: true, downloads: this.models.statuses() } : {}),
     };

@@ -6,6 +6,11 @@
  * unacknowledged reports go out again, in order, first thing after every welcome and again when
  * an ack is overdue. So a job that finished is reported even across a control-plane restart or a
  * store outage, and never runs twice.
+ *
+ * A job's ComfyUI events are numbered and kept the same way until its report is acknowledged
+ * (when the server takes numbered events, `welcome.eventSeq`): the process that got them may have
+ * died before logging or publishing some, and the agent cannot know which, so after a reconnect it
+ * sends all of them again, before the reports; the server keeps each number once.
  */
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
@@ -22,6 +27,13 @@ import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js
 type HelloMessage = Extract<AgentMessage, { type: 'hello' }>;
 type HeartbeatMessage = Extract<AgentMessage, { type: 'heartbeat' }>;
 type WelcomeMessage = Extract<ServerMessage, { type: 'welcome' }>;
+export type JobEvent = Extract<AgentMessage, { type: 'job_event' }>;
+
+/**
+ * Events kept per attempt for sending again. A long video job's progress stays far below it; past
+ * it, later events go out once only (a page may miss some progress after a reconnect).
+ */
+export const MAX_KEPT_EVENTS = 20_000;
 /** Reports that must reach the server even across a reconnect. */
 export type OutcomeMessage = Extract<
   AgentMessage,
@@ -83,6 +95,8 @@ export class ControlLink {
   private welcome: WelcomeMessage | undefined;
   /** Reports not yet acknowledged, oldest first. */
   private readonly outbox: OutboxEntry[] = [];
+  /** Per attempt (`<jobId>#<attempt>`): its events so far, numbered by their index. */
+  private readonly events = new Map<string, JobEvent[]>();
   private missedPongs = 0;
   private lastError: string | undefined;
   private connects = 0;
@@ -167,6 +181,38 @@ export class ControlLink {
   }
 
   /**
+   * Relays one ComfyUI event of a job. To a server that takes numbered events, the event is
+   * numbered and kept until the attempt's report is acknowledged (see the file comment); to one
+   * that does not, it is sent once if connected, as before.
+   */
+  sendEvent(msg: Omit<JobEvent, 'seq'>): void {
+    if (this.welcome && this.welcome.eventSeq !== true) {
+      this.send(msg);
+      return;
+    }
+    const key = `${msg.jobId}#${msg.attempt}`;
+    let kept = this.events.get(key);
+    if (!kept) this.events.set(key, (kept = []));
+    if (kept.length >= MAX_KEPT_EVENTS) {
+      this.send(msg);
+      return;
+    }
+    const numbered: JobEvent = { ...msg, seq: kept.length };
+    kept.push(numbered);
+    this.send(numbered);
+  }
+
+  /** Forgets the kept events of an attempt that ends without a report (nothing will ack it). */
+  forgetEvents(jobId: string, attempt: number): void {
+    this.events.delete(`${jobId}#${attempt}`);
+  }
+
+  /** Attempts whose events are kept (status, tests). */
+  keptEvents(): number {
+    return this.events.size;
+  }
+
+  /**
    * Sends a report now (or after the next welcome when disconnected) and keeps it until the
    * control plane acknowledges it. A server that does not acknowledge (`welcome.acks` absent) gets
    * each report once, as before.
@@ -182,7 +228,10 @@ export class ControlLink {
   private transmit(entry: OutboxEntry): void {
     if (!this.send(forServer(entry.msg, this.welcome?.outputEntries === true))) return;
     entry.sentAt = performance.now();
-    if (this.welcome?.acks !== true) this.outbox.splice(this.outbox.indexOf(entry), 1);
+    if (this.welcome?.acks !== true) {
+      this.outbox.splice(this.outbox.indexOf(entry), 1);
+      this.forgetEvents(entry.msg.jobId, entry.msg.attempt);
+    }
   }
 
   /** Reports not yet acknowledged, oldest first; finished jobs among them count as in flight for `hello`. */
@@ -210,6 +259,7 @@ export class ControlLink {
   /** Forgets every unacknowledged report (the token was revoked: nobody will take them). */
   clearOutbox(): void {
     this.outbox.length = 0;
+    this.events.clear();
   }
 
   /** Sends a heartbeat now (e.g. when health changes), outside the regular beat. */
@@ -341,6 +391,7 @@ export class ControlLink {
         const moot = m.type === 'job_released' || m.type === 'job_cancelled';
         if (moot && forget.has(`${m.jobId}#${m.attempt}`)) this.outbox.splice(i, 1);
       }
+      this.resendEvents(parsed, forget);
       for (const e of [...this.outbox]) this.transmit(e);
       this.startHeartbeat(ws, parsed.heartbeatMs);
       return;
@@ -350,10 +401,37 @@ export class ControlLink {
       const key = reportKey({ type: parsed.report, jobId: parsed.jobId, attempt: parsed.attempt });
       const i = this.outbox.findIndex((e) => reportKey(e.msg) === key);
       if (i >= 0) this.outbox.splice(i, 1);
+      // The attempt's outcome is recorded, and with it every event before it (the server
+      // acknowledges a finish only once its events are logged and published).
+      this.forgetEvents(parsed.jobId, parsed.attempt);
       if (this.outbox.length === 0) for (const w of [...this.drainWaiters]) w();
       return;
     }
     this.opts.onMessage(parsed);
+  }
+
+  /**
+   * After a welcome: every kept event again, attempt by attempt in the order they began, except
+   * for attempts the server forgot that have no finish to report (they run elsewhere, or not at
+   * all). A server that does not take numbered events gets none, and nothing is kept for it.
+   */
+  private resendEvents(welcome: WelcomeMessage, forget: ReadonlySet<string>): void {
+    if (welcome.eventSeq !== true) {
+      this.events.clear();
+      return;
+    }
+    const finishing = new Set(
+      this.outbox
+        .filter((e) => e.msg.type === 'job_completed' || e.msg.type === 'job_failed')
+        .map((e) => `${e.msg.jobId}#${e.msg.attempt}`),
+    );
+    for (const [key, kept] of this.events) {
+      if (forget.has(key) && !finishing.has(key)) {
+        this.events.delete(key);
+        continue;
+      }
+      for (const m of kept) if (!this.send(m)) return;
+    }
   }
 
   private startHeartbeat(ws: WebSocket, everyMs: number): void {

@@ -45,7 +45,7 @@ export interface JobRunnerDeps {
   comfy: ComfyClient;
   cp: ControlPlaneHttp;
   jobs: JobTable;
-  link: Pick<ControlLink, 'send' | 'sendBinary' | 'sendOutcome'>;
+  link: Pick<ControlLink, 'send' | 'sendBinary' | 'sendOutcome' | 'sendEvent'>;
   health: Pick<HealthMonitor, 'isHealthy' | 'suspect'>;
   log: Logger;
   /** Outputs of one job uploaded at the same time. */
@@ -280,7 +280,7 @@ export class JobRunner {
   ): void {
     const send = () => {
       if (!event || !this.jobs.holds(job)) return;
-      this.link.send({ type: 'job_event', jobId: job.jobId, attempt: job.attempt, event });
+      this.link.sendEvent({ type: 'job_event', jobId: job.jobId, attempt: job.attempt, event });
     };
     if (!job.relay && !wait) {
       // Nothing waiting: straight out, no extra turn of the event loop.
