@@ -23,6 +23,8 @@ import { createRedisClient, waitUntilReady } from '../store/redis/redis-client.j
 export const LOG_MAX_ENTRIES = 2000;
 /** A participant's log disappears this long after its last event. */
 export const LOG_TTL_MS = 6 * 3_600_000;
+/** A job's event keys are kept this long once its attempt is over (see EventLog.settleKeys). */
+export const KEYS_AFTER_MS = 10 * 60_000;
 /** A clientId's cursor disappears this long after it last moved (a tab closed for good). */
 export const CURSOR_TTL_MS = 6 * 3_600_000;
 
@@ -74,6 +76,11 @@ export interface EventLog {
   after(user: string, after: string, limit: number): Promise<LoggedEvent[]>;
   /** The id of the last entry of `user`'s log, `0-0` when empty. */
   head(user: string): Promise<string>;
+  /**
+   * A job's attempt is over on its worker's process: its event keys are kept only
+   * {@link KEYS_AFTER_MS} more (long enough for the worker's last repeat before it hears the ack).
+   */
+  settleKeys(jobId: string): Promise<void>;
   loadCursor(user: string, clientId: string): Promise<EventCursor | null>;
   saveCursor(user: string, clientId: string, cursor: EventCursor): Promise<void>;
   close(): Promise<void>;
@@ -133,6 +140,10 @@ export class MemoryEventLog implements EventLog {
 
   head(user: string): Promise<string> {
     return Promise.resolve(this.logs.get(user)?.at(-1)?.id ?? '0-0');
+  }
+
+  settleKeys(_jobId: string): Promise<void> {
+    return Promise.resolve(); // kept for the process's life: tests only
   }
 
   loadCursor(user: string, clientId: string): Promise<EventCursor | null> {
@@ -251,6 +262,10 @@ export class RedisEventLog implements EventLog {
       }
     }
     return out;
+  }
+
+  async settleKeys(jobId: string): Promise<void> {
+    await this.redis.pexpire(this.keysKey(jobId), KEYS_AFTER_MS);
   }
 
   async head(user: string): Promise<string> {

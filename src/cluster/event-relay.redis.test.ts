@@ -327,7 +327,7 @@ describe('job events across processes (Redis)', () => {
         jobId: job.id,
         workerId: first.workerId,
         event: all[seq]!,
-        key: `${job.id}#1#${seq}`,
+        key: `${job.id}#1##${seq}`,
       });
     await first.terminate();
     await a!.close();

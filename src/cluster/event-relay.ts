@@ -220,11 +220,15 @@ export class EventRelay {
         // Sent again by its worker and logged before (by a process that may have died before
         // publishing it): it goes out once more under its first id, which sockets that had it skip.
         const by = a?.from ?? from;
+        // A read-back after a link outage must not hand it out again.
+        if (a?.duplicate) this.remember(m.user, a.id);
         this.deliver({ message: m, logId: a?.id ?? null, from: by });
         this.publish({ t: 'b', m, id: a?.id ?? null, ...(by !== from ? { lf: by } : {}) });
       });
       return;
     }
+    // The attempt is over here: its event keys need only outlive a last repeat from its worker.
+    if (m.kind === 'worker_done' && log) void log.settleKeys(m.jobId).catch(() => undefined);
     this.enqueue(() => {
       this.deliver({ message: m, logId: null, from });
       const wire: WireBusMessage = m.kind === 'preview' ? { ...m, preview: m.preview.toString('base64') } : m;

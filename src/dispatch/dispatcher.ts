@@ -387,7 +387,8 @@ export class Dispatcher {
         // A worker that lost its connection here may be connected to another process by now and
         // relay the ending from there (it sends its events again): "done" would have every
         // owner's page make one up first. Should it never come, the page's fallback ends the job.
-        if (online || !this.clustered)
+        // A cancel is ended at once all the same (a worker that comes back is told to forget it).
+        if (online || !this.clustered || why === 'cancelled')
           this.bus.publish({ kind: 'worker_done', jobId: job.id, user: job.user, workerId: worker.id });
       }
     }
@@ -424,6 +425,9 @@ export class Dispatcher {
     msg: Msg<'hello'>,
   ): Promise<{ entry: WorkerEntry; forget: { jobId: string; attempt: number }[] }> {
     const id = workerIdOf(tokenName, msg.name);
+    // What the previous connection held: events held back with a job's ending (until its finish
+    // is recorded) move to the new connection, as the worker's copies sent again are dropped.
+    const before = this.registry.get(id)?.held;
     const { entry, previous } = this.registry.connect(
       id,
       {
@@ -469,6 +473,9 @@ export class Dispatcher {
           releaseRequested: false,
           cancelRequested: false,
           adopted: { seen: new Set() },
+          ...(before?.get(job.id)?.attempt === f.attempt && before.get(job.id)!.ending
+            ? { ending: before.get(job.id)!.ending }
+            : {}),
         });
       } else {
         forget.push({ jobId: f.jobId, attempt: f.attempt });

@@ -694,6 +694,79 @@ describe('dispatch', () => {
     await second.next('ack');
     expect(seen).toEqual(['progress:1', 'progress:2', 'progress:3', 'progress:4', 'progress:5']);
   });
+
+  it('an attempt handed back and run again numbers its events anew: the second run is not taken for a repeat', async () => {
+    await start();
+    const token = await cp!.token('gpu');
+    const { agent: a } = await agent(token, { prefetch: 0, eventSeq: true, acks: true });
+    const seen: string[] = [];
+    cleanups.push(
+      cp!.services.bus.subscribeUser('alice', (m) => {
+        if (m.kind === 'event')
+          seen.push(`${m.event.type}:${(m.event.data as { value?: number }).value ?? ''}`);
+      }),
+    );
+    const job = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    const first = await a.next('assign');
+    const progress = (run: string, seq: number, value: number) =>
+      a.send({
+        type: 'job_event',
+        jobId: job.id,
+        attempt: first.job.attempt,
+        event: { type: 'progress', data: { value, max: 9, node: '3', prompt_id: job.id } },
+        seq,
+        run,
+      });
+    progress('run-1', 0, 1);
+    progress('run-1', 1, 2);
+    await until(() => seen.length === 2, 3000, 'the first run');
+    // Given back before ComfyUI counted it (the worker was stopping): same attempt, next run.
+    a.send({ type: 'job_released', jobId: job.id, attempt: first.job.attempt, reason: 'worker stopping' });
+    await a.next('ack');
+    const again = await a.next('assign');
+    expect(again.job.attempt).toBe(first.job.attempt);
+    progress('run-2', 0, 7);
+    progress('run-2', 1, 8);
+    await until(() => seen.length === 4, 3000, 'the second run');
+    expect(seen).toEqual(['progress:1', 'progress:2', 'progress:7', 'progress:8']);
+  });
+
+  it("a worker that reconnects between ComfyUI's verdict and its report: the owner gets ComfyUI's own ending once", async () => {
+    await start();
+    const token = await cp!.token('gpu');
+    const { agent: first } = await agent(token, { prefetch: 0, eventSeq: true, acks: true });
+    const seen: string[] = [];
+    cleanups.push(
+      cp!.services.bus.subscribeUser('alice', (m) => {
+        if (m.kind === 'event') seen.push(`${m.event.type}:${JSON.stringify(m.event.data)}`);
+      }),
+    );
+    const job = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    await first.next('assign');
+    const events = [
+      { type: 'execution_start', data: { prompt_id: job.id, timestamp: 1 } },
+      { type: 'execution_success', data: { prompt_id: job.id, timestamp: 2 } },
+      { type: 'executing', data: { node: null, prompt_id: job.id } },
+    ];
+    const send = (a: TestAgent) =>
+      events.forEach((event, seq) =>
+        a.send({ type: 'job_event', jobId: job.id, attempt: 1, event, seq, run: 'r' }),
+      );
+    send(first);
+    await until(() => seen.length === 1, 3000, 'execution_start');
+    await first.terminate();
+    const { agent: second } = await agent(token, {
+      prefetch: 0,
+      eventSeq: true,
+      acks: true,
+      inFlight: [{ jobId: job.id, attempt: 1, state: 'running' }],
+    });
+    send(second);
+    second.send({ type: 'job_completed', jobId: job.id, attempt: 1, outputs: [] });
+    await second.next('ack');
+    await until(() => seen.length === 3, 3000, 'the ending');
+    expect(seen).toEqual(events.map((e) => `${e.type}:${JSON.stringify(e.data)}`));
+  });
 });
 
 describe('worker file transfer', () => {

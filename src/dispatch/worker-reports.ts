@@ -273,20 +273,23 @@ export class WorkerReports {
    */
   async jobEvent(entry: WorkerEntry, msg: Msg<'job_event'>): Promise<void> {
     const held = entry.held.get(msg.jobId);
-    const key = msg.seq === undefined ? undefined : `${msg.jobId}#${msg.attempt}#${msg.seq}`;
+    const run = `${msg.jobId}#${msg.attempt}#${msg.run ?? ''}`;
+    const key = msg.seq === undefined ? undefined : `${run}#${msg.seq}`;
     if (!held || held.attempt !== msg.attempt) {
       const done = entry.finished?.get(msg.jobId);
       if (key && done?.attempt === msg.attempt && this.clustered)
-        await this.finishedEvent(entry, msg, done.user, key);
+        await this.finishedEvent(entry, msg, done.user, run, key);
       return;
     }
-    // Sent again after a reconnect, and this process published it already.
-    if (key && !this.firstTime(msg.jobId, msg.attempt, msg.seq!)) return;
+    // Sent again after a reconnect, and this process took it already.
+    if (key && this.had(run, msg.seq!)) return;
     const { type } = msg.event;
     let data = msg.event.data;
     if (type === 'executed' && isRecord(data) && isRecord(data.output)) {
       data = { ...data, output: await this.namer.nameUi(held.user, held.jobId, data.output) };
     }
+    // Taken (published, or held back with the ending) only once named: a failure means it comes again.
+    if (key) this.took(run, msg.seq!);
     const d = (typeof data === 'object' && data !== null ? data : {}) as Record<string, unknown>;
     if (held.adopted) {
       if (type === 'execution_start') held.adopted.seen.add(type);
@@ -319,11 +322,18 @@ export class WorkerReports {
    * once, so a participant who had it does not get it twice. Several processes only: one process
    * has no log to tell which ones its participants had.
    */
-  private async finishedEvent(entry: WorkerEntry, msg: Msg<'job_event'>, user: string, key: string) {
-    if (!this.firstTime(msg.jobId, msg.attempt, msg.seq!)) return;
+  private async finishedEvent(
+    entry: WorkerEntry,
+    msg: Msg<'job_event'>,
+    user: string,
+    run: string,
+    key: string,
+  ): Promise<void> {
+    if (this.had(run, msg.seq!)) return;
     let data = msg.event.data;
     if (msg.event.type === 'executed' && isRecord(data) && isRecord(data.output))
       data = { ...data, output: await this.namer.nameUi(user, msg.jobId, data.output) };
+    this.took(run, msg.seq!);
     this.bus.publish({
       kind: 'event',
       jobId: msg.jobId,
@@ -335,20 +345,23 @@ export class WorkerReports {
   }
 
   /**
-   * Highest event number of each recent attempt published by this process: a worker that lost its
-   * connection sends its events again, in order, and those this process had are dropped here.
+   * Highest event number of each recent run (`<jobId>#<attempt>#<run>`) this process took: a
+   * worker that lost its connection sends its events again, in order, and those this process had
+   * are dropped here. (Events held back with a job's ending move with it to the worker's next
+   * connection, see the dispatcher's hello.)
    */
   private readonly lastSeq = new Map<string, number>();
 
-  private firstTime(jobId: string, attempt: number, seq: number): boolean {
-    const k = `${jobId}#${attempt}`;
-    const last = this.lastSeq.get(k);
-    if (last !== undefined && seq <= last) return false;
+  private had(run: string, seq: number): boolean {
+    const last = this.lastSeq.get(run);
+    return last !== undefined && seq <= last;
+  }
+
+  private took(run: string, seq: number): void {
     // Re-inserted, so the map's order is least recently used first.
-    this.lastSeq.delete(k);
-    this.lastSeq.set(k, seq);
+    this.lastSeq.delete(run);
+    this.lastSeq.set(run, seq);
     if (this.lastSeq.size > MAX_TRACKED_ATTEMPTS) this.lastSeq.delete(this.lastSeq.keys().next().value!);
-    return true;
   }
 
   /** Nothing more about this attempt will come from the worker (see `worker_done` on the bus). */
@@ -470,8 +483,9 @@ export class WorkerReports {
             makeUp: entry.eventSeq !== true,
           }).catch(() => []);
           for (const ev of missed) this.bus.publish(ev);
-          await this.settle?.();
         }
+        // Its events, sent again before it, are logged before the ack (which lets the agent forget them).
+        if (what !== 'release') await this.settle?.();
         return;
       }
       // Taken over from a process that died: first what the owner may have missed with it.

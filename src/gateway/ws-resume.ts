@@ -36,6 +36,8 @@ export class SocketCursor {
   cursor: EventCursor | null = null;
   private readonly early: Record<string, string> = {};
   private timer: NodeJS.Immediate | null = null;
+  /** A cursor write is on its way to Redis. */
+  private saving = false;
   private dirty = false;
   private closed = false;
 
@@ -96,12 +98,23 @@ export class SocketCursor {
     w[from] = id;
     if (!this.cursor) return;
     this.dirty = true;
-    if (!this.timer && !this.closed) {
-      this.timer = setImmediate(() => {
-        this.timer = null;
-        void this.save();
+    this.scheduleSave();
+  }
+
+  /**
+   * Saves on the next turn, one write at a time: marks made while a write is on its way go in the
+   * next one, so a busy socket costs one write per Redis round trip, not one per event.
+   */
+  private scheduleSave(): void {
+    if (this.timer || this.saving || this.closed) return;
+    this.timer = setImmediate(() => {
+      this.timer = null;
+      this.saving = true;
+      void this.save().finally(() => {
+        this.saving = false;
+        if (this.dirty) this.scheduleSave();
       });
-    }
+    });
   }
 
   /**
@@ -134,8 +147,8 @@ export class SocketCursor {
     const cursor = this.cursor;
     if (!cursor) return [];
     const all = await this.log.after(this.user, cursor.base, REPLAY_MAX);
-    const last = all.at(-1)?.id;
-    if (last && (this.covered === null || compareIds(last, this.covered) > 0)) this.covered = last;
+    const last = all.at(-1)?.id ?? cursor.base;
+    if (this.covered === null || compareIds(last, this.covered) > 0) this.covered = last;
     const entries = all.filter((e) => wanted(cursor, e.id, e.from) && this.notSent(e.id, e.from));
     const mine = new Map<string, boolean>();
     for (const e of entries) {

@@ -280,6 +280,11 @@ export const jobEventMessage = z.object({
    * once. Absent: relayed once, lost with a connection that drops.
    */
   seq: z.number().int().min(0).max(1_000_000_000).optional(),
+  /**
+   * Which run of the attempt `seq` counts in (the agent's ComfyUI prompt id for it): an attempt
+   * handed back before it counted keeps its number, and its next run starts again at 0.
+   */
+  run: z.string().max(64).optional(),
 });
 
 export const jobCompletedMessage = z.object({

@@ -30,10 +30,24 @@ type WelcomeMessage = Extract<ServerMessage, { type: 'welcome' }>;
 export type JobEvent = Extract<AgentMessage, { type: 'job_event' }>;
 
 /**
- * Events kept per attempt for sending again. A long video job's progress stays far below it; past
- * it, later events go out once only (a page may miss some progress after a reconnect).
+ * Events kept per run for sending again (progress is kept as its latest only, so a long video job
+ * stays far below it); past it, later events go out once only.
  */
 export const MAX_KEPT_EVENTS = 20_000;
+
+/** Events whose latest says all: an earlier one is not kept once a later one came. */
+const SUPERSEDED = new Set(['progress', 'progress_state']);
+
+/** The events of one run of an attempt (`run`: its ComfyUI prompt id), numbered by index. */
+interface KeptRun {
+  jobId: string;
+  attempt: number;
+  run: string | undefined;
+  /** Null where a later event of the same kind replaced it (its number stays taken). */
+  events: (JobEvent | null)[];
+  /** Index of the last kept event of each superseded kind. */
+  latest: Map<string, number>;
+}
 /** Reports that must reach the server even across a reconnect. */
 export type OutcomeMessage = Extract<
   AgentMessage,
@@ -44,6 +58,8 @@ interface OutboxEntry {
   msg: OutcomeMessage;
   /** When it last went out on a connection (performance.now()), null while unsent. */
   sentAt: number | null;
+  /** The run it reports (its kept events go once it is acknowledged); absent: every run. */
+  run: string | undefined;
 }
 
 const reportKey = (m: { type: string; jobId: string; attempt: number }): string =>
@@ -95,8 +111,13 @@ export class ControlLink {
   private welcome: WelcomeMessage | undefined;
   /** Reports not yet acknowledged, oldest first. */
   private readonly outbox: OutboxEntry[] = [];
-  /** Per attempt (`<jobId>#<attempt>`): its events so far, numbered by their index. */
-  private readonly events = new Map<string, JobEvent[]>();
+  /**
+   * Per run (`<jobId>#<attempt>#<run>`): its events so far. A run, not an attempt: an attempt
+   * handed back keeps its number, and its next run (here or on another worker) numbers anew.
+   */
+  private readonly events = new Map<string, KeptRun>();
+  /** The attempts the last `hello` announced: kept events of any other attempt are moot. */
+  private announced = new Set<string>();
   private missedPongs = 0;
   private lastError: string | undefined;
   private connects = 0;
@@ -187,24 +208,40 @@ export class ControlLink {
    */
   sendEvent(msg: Omit<JobEvent, 'seq'>): void {
     if (this.welcome && this.welcome.eventSeq !== true) {
-      this.send(msg);
+      const { run: _run, ...plain } = msg;
+      this.send(plain);
       return;
     }
-    const key = `${msg.jobId}#${msg.attempt}`;
+    const key = `${msg.jobId}#${msg.attempt}#${msg.run ?? ''}`;
     let kept = this.events.get(key);
-    if (!kept) this.events.set(key, (kept = []));
-    if (kept.length >= MAX_KEPT_EVENTS) {
+    if (!kept) {
+      kept = { jobId: msg.jobId, attempt: msg.attempt, run: msg.run, events: [], latest: new Map() };
+      this.events.set(key, kept);
+    }
+    if (kept.events.length >= MAX_KEPT_EVENTS) {
       this.send(msg);
       return;
     }
-    const numbered: JobEvent = { ...msg, seq: kept.length };
-    kept.push(numbered);
+    const numbered: JobEvent = { ...msg, seq: kept.events.length };
+    const type = msg.event.type;
+    if (SUPERSEDED.has(type)) {
+      const before = kept.latest.get(type);
+      if (before !== undefined) kept.events[before] = null;
+      kept.latest.set(type, kept.events.length);
+    }
+    kept.events.push(numbered);
     this.send(numbered);
   }
 
-  /** Forgets the kept events of an attempt that ends without a report (nothing will ack it). */
-  forgetEvents(jobId: string, attempt: number): void {
-    this.events.delete(`${jobId}#${attempt}`);
+  /**
+   * Forgets the kept events of an attempt (of its one run `run`, else of all its runs): its report
+   * was acknowledged, or it ended without one (nothing will acknowledge it).
+   */
+  forgetEvents(jobId: string, attempt: number, run?: string): void {
+    for (const [key, kept] of this.events) {
+      if (kept.jobId === jobId && kept.attempt === attempt && (run === undefined || kept.run === run))
+        this.events.delete(key);
+    }
   }
 
   /** Attempts whose events are kept (status, tests). */
@@ -217,10 +254,10 @@ export class ControlLink {
    * control plane acknowledges it. A server that does not acknowledge (`welcome.acks` absent) gets
    * each report once, as before.
    */
-  sendOutcome(msg: OutcomeMessage): void {
+  sendOutcome(msg: OutcomeMessage, run?: string): void {
     const key = reportKey(msg);
     if (this.outbox.some((e) => reportKey(e.msg) === key)) return;
-    const entry: OutboxEntry = { msg, sentAt: null };
+    const entry: OutboxEntry = { msg, sentAt: null, run };
     this.outbox.push(entry);
     this.transmit(entry);
   }
@@ -230,7 +267,7 @@ export class ControlLink {
     entry.sentAt = performance.now();
     if (this.welcome?.acks !== true) {
       this.outbox.splice(this.outbox.indexOf(entry), 1);
-      this.forgetEvents(entry.msg.jobId, entry.msg.attempt);
+      this.forgetEvents(entry.msg.jobId, entry.msg.attempt, entry.run);
     }
   }
 
@@ -299,7 +336,9 @@ export class ControlLink {
     ws.on('open', () => {
       this.state = 'handshake';
       this.missedPongs = 0;
-      ws.send(JSON.stringify(this.opts.hello()));
+      const hello = this.opts.hello();
+      this.announced = new Set(hello.inFlight.map((f) => `${f.jobId}#${f.attempt}`));
+      ws.send(JSON.stringify(hello));
       this.handshakeTimer = setTimeout(() => {
         logger.warn('no welcome from the control plane; reconnecting');
         ws.terminate();
@@ -400,10 +439,11 @@ export class ControlLink {
     if (parsed.type === 'ack') {
       const key = reportKey({ type: parsed.report, jobId: parsed.jobId, attempt: parsed.attempt });
       const i = this.outbox.findIndex((e) => reportKey(e.msg) === key);
+      const run = i >= 0 ? this.outbox[i]!.run : undefined;
       if (i >= 0) this.outbox.splice(i, 1);
       // The attempt's outcome is recorded, and with it every event before it (the server
-      // acknowledges a finish only once its events are logged and published).
-      this.forgetEvents(parsed.jobId, parsed.attempt);
+      // acknowledges a report only once its events are logged and published).
+      this.forgetEvents(parsed.jobId, parsed.attempt, run);
       if (this.outbox.length === 0) for (const w of [...this.drainWaiters]) w();
       return;
     }
@@ -417,7 +457,8 @@ export class ControlLink {
    */
   private resendEvents(welcome: WelcomeMessage, forget: ReadonlySet<string>): void {
     if (welcome.eventSeq !== true) {
-      this.events.clear();
+      // Numbers are not reused should a later welcome take them again: the runs stay, empty.
+      for (const kept of this.events.values()) kept.events = kept.events.map(() => null);
       return;
     }
     const finishing = new Set(
@@ -426,11 +467,14 @@ export class ControlLink {
         .map((e) => `${e.msg.jobId}#${e.msg.attempt}`),
     );
     for (const [key, kept] of this.events) {
-      if (forget.has(key) && !finishing.has(key)) {
+      const attempt = `${kept.jobId}#${kept.attempt}`;
+      // Neither held nor waiting for a report (dropped, say): nobody will acknowledge it.
+      const moot = !this.announced.has(attempt) && !this.outbox.some((e) => reportKey(e.msg).endsWith(`:${attempt}`));
+      if (moot || (forget.has(attempt) && !finishing.has(attempt))) {
         this.events.delete(key);
         continue;
       }
-      for (const m of kept) if (!this.send(m)) return;
+      for (const m of kept.events) if (m && !this.send(m)) return;
     }
   }
 

@@ -45,7 +45,7 @@ export interface JobRunnerDeps {
   comfy: ComfyClient;
   cp: ControlPlaneHttp;
   jobs: JobTable;
-  link: Pick<ControlLink, 'send' | 'sendBinary' | 'sendOutcome' | 'sendEvent'>;
+  link: Pick<ControlLink, 'send' | 'sendBinary' | 'sendOutcome' | 'sendEvent' | 'forgetEvents'>;
   health: Pick<HealthMonitor, 'isHealthy' | 'suspect'>;
   log: Logger;
   /** Outputs of one job uploaded at the same time. */
@@ -280,7 +280,13 @@ export class JobRunner {
   ): void {
     const send = () => {
       if (!event || !this.jobs.holds(job)) return;
-      this.link.sendEvent({ type: 'job_event', jobId: job.jobId, attempt: job.attempt, event });
+      this.link.sendEvent({
+        type: 'job_event',
+        jobId: job.jobId,
+        attempt: job.attempt,
+        event,
+        run: job.promptId,
+      });
     };
     if (!job.relay && !wait) {
       // Nothing waiting: straight out, no extra turn of the event loop.
@@ -360,12 +366,10 @@ export class JobRunner {
       if (!this.jobs.holds(job)) return;
       if (job.cancelling) return this.confirmCancel(job);
       this.jobs.remove(job);
-      this.link.sendOutcome({
-        type: 'job_completed',
-        jobId: job.jobId,
-        attempt: job.attempt,
-        outputs: stored,
-      });
+      this.link.sendOutcome(
+        { type: 'job_completed', jobId: job.jobId, attempt: job.attempt, outputs: stored },
+        job.promptId,
+      );
       this.log.info({ jobId: job.jobId, attempt: job.attempt, outputs: stored.length }, 'job completed');
     } catch (err) {
       if (job.cancelling) return this.confirmCancel(job);
@@ -394,12 +398,10 @@ export class JobRunner {
   private fail(job: AgentJob, error: JobError): void {
     if (!this.jobs.holds(job)) return;
     this.jobs.remove(job, 'failed');
-    this.link.sendOutcome({
-      type: 'job_failed',
-      jobId: job.jobId,
-      attempt: job.attempt,
-      error: clampError(error),
-    });
+    this.link.sendOutcome(
+      { type: 'job_failed', jobId: job.jobId, attempt: job.attempt, error: clampError(error) },
+      job.promptId,
+    );
     this.log.warn(
       { jobId: job.jobId, attempt: job.attempt, reason: error.reason, message: error.message.slice(0, 300) },
       'job failed',
@@ -409,6 +411,8 @@ export class JobRunner {
   /** Stops holding a job without reporting it (the control plane already moved on). */
   private drop(job: AgentJob, why: string): void {
     this.jobs.remove(job, why);
+    // No report will be acknowledged for it: its kept events would be sent again for nothing.
+    this.link.forgetEvents(job.jobId, job.attempt, job.promptId);
     this.log.info({ jobId: job.jobId, attempt: job.attempt, why }, 'job dropped');
   }
 
@@ -423,7 +427,7 @@ export class JobRunner {
     if (job.cancelling) return this.confirmCancel(job);
     const state = job.state;
     this.jobs.remove(job, reason);
-    this.link.sendOutcome({ type: 'job_released', jobId: job.jobId, attempt: job.attempt, reason });
+    this.link.sendOutcome({ type: 'job_released', jobId: job.jobId, attempt: job.attempt, reason }, job.promptId);
     this.log.info({ jobId: job.jobId, attempt: job.attempt, state, reason }, 'job handed back');
     if (this.health.isHealthy) await this.purgeFromComfy(job.promptId, state);
   }
@@ -432,6 +436,7 @@ export class JobRunner {
   async abandon(job: AgentJob, reason: string): Promise<void> {
     const state = job.state;
     this.jobs.remove(job, reason);
+    this.link.forgetEvents(job.jobId, job.attempt, job.promptId);
     if (this.health.isHealthy) await this.purgeFromComfy(job.promptId, state);
   }
 
@@ -527,7 +532,7 @@ export class JobRunner {
   private confirmCancel(job: AgentJob): void {
     if (!this.jobs.holds(job)) return;
     this.jobs.remove(job, 'cancelled');
-    this.link.sendOutcome({ type: 'job_cancelled', jobId: job.jobId, attempt: job.attempt });
+    this.link.sendOutcome({ type: 'job_cancelled', jobId: job.jobId, attempt: job.attempt }, job.promptId);
     this.log.info({ jobId: job.jobId, attempt: job.attempt }, 'job cancelled; ComfyUI has stopped it');
   }
 }
