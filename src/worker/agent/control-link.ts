@@ -469,7 +469,8 @@ export class ControlLink {
     for (const [key, kept] of this.events) {
       const attempt = `${kept.jobId}#${kept.attempt}`;
       // Neither held nor waiting for a report (dropped, say): nobody will acknowledge it.
-      const moot = !this.announced.has(attempt) && !this.outbox.some((e) => reportKey(e.msg).endsWith(`:${attempt}`));
+      const moot =
+        !this.announced.has(attempt) && !this.outbox.some((e) => reportKey(e.msg).endsWith(`:${attempt}`));
       if (moot || (forget.has(attempt) && !finishing.has(attempt))) {
         this.events.delete(key);
         continue;

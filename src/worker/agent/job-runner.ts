@@ -427,7 +427,10 @@ export class JobRunner {
     if (job.cancelling) return this.confirmCancel(job);
     const state = job.state;
     this.jobs.remove(job, reason);
-    this.link.sendOutcome({ type: 'job_released', jobId: job.jobId, attempt: job.attempt, reason }, job.promptId);
+    this.link.sendOutcome(
+      { type: 'job_released', jobId: job.jobId, attempt: job.attempt, reason },
+      job.promptId,
+    );
     this.log.info({ jobId: job.jobId, attempt: job.attempt, state, reason }, 'job handed back');
     if (this.health.isHealthy) await this.purgeFromComfy(job.promptId, state);
   }
