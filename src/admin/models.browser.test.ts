@@ -16,7 +16,7 @@ import { agentReady, startTestAgent } from '../../test/support/agent.js';
 import { HAS_CHROMIUM, launchChromium } from '../../test/support/chromium.js';
 import { startStandin, type Standin } from '../../test/support/comfyui-standin/server.js';
 import { startModelServer, type ModelServer } from '../../test/support/model-server.js';
-import { listen, startHarness, type Harness } from '../gateway/test-kit.js';
+import { listen, startHarness, type Harness } from '../../test/support/gateway-kit.js';
 import type { AgentHandle } from '../worker/agent/index.js';
 import { UI_DIST } from './index.js';
 

@@ -14,7 +14,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startControlPlane, type ControlPlane } from '../../test/support/worker-hub-kit.js';
 import { saveEnv, setCurrentEnv } from '../dispatch/env-snapshots.js';
-import { testSnapshot, tinyPng } from '../gateway/test-kit.js';
+import { testSnapshot, tinyPng } from '../../test/support/gateway-kit.js';
 import { UI_DIST } from './index.js';
 
 const CHROMIUM = '/usr/bin/chromium';

@@ -15,7 +15,7 @@ import { startModelServer, type ModelServer } from '../../test/support/model-ser
 import { modelFreePrompt } from '../../test/support/prompts.js';
 import type { ModelDownloadView } from '../admin/view-types.js';
 import { getCurrentEnv } from '../dispatch/env-snapshots.js';
-import { listen, startHarness, type Harness } from '../gateway/test-kit.js';
+import { listen, startHarness, type Harness } from '../../test/support/gateway-kit.js';
 import type { AgentHandle } from '../worker/agent/index.js';
 import { downloadBodySchema } from './models-routes.js';
 

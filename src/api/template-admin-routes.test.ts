@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WORKFLOW_FIXTURES } from '../../test/support/fixtures.js';
-import { startHarness, tinyPng, uploadEnv, type Harness } from '../gateway/test-kit.js';
+import { startHarness, tinyPng, uploadEnv, type Harness } from '../../test/support/gateway-kit.js';
 
 const fluxText = () => readFileSync(`${WORKFLOW_FIXTURES}/flux2_klein_9b_text_to_image.json`, 'utf8');
 const ltxText = () => readFileSync(`${WORKFLOW_FIXTURES}/ltx2_text_to_video.json`, 'utf8');

@@ -12,7 +12,7 @@ import { startTestAgent } from '../../test/support/agent.js';
 import { startStandin } from '../../test/support/comfyui-standin/server.js';
 import { waitFor } from '../../test/support/processes.js';
 import { modelFreePrompt } from '../../test/support/prompts.js';
-import { listen } from '../gateway/test-kit.js';
+import { listen } from '../../test/support/gateway-kit.js';
 import type { AgentHandle } from '../worker/agent/index.js';
 import { Autoscaler } from './autoscaler.js';
 import { ProviderError } from './provider.js';

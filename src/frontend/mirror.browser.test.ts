@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from '../../test/support/app-harness.js';
 import { startTestAgent } from '../../test/support/agent.js';
 import { startStandin, type Standin } from '../../test/support/comfyui-standin/server.js';
-import { listen } from '../gateway/test-kit.js';
+import { listen } from '../../test/support/gateway-kit.js';
 import type { AgentHandle } from '../worker/agent/index.js';
 
 const CHROMIUM = '/usr/bin/chromium';

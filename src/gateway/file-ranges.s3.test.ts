@@ -8,7 +8,7 @@ import { connect } from 'node:net';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startS3Server, type S3ServerHandle } from '../../test/support/s3-server.js';
 import { userFileKey } from '../files/safe-path.js';
-import { listen, startHarness, type Harness } from './test-kit.js';
+import { listen, startHarness, type Harness } from '../../test/support/gateway-kit.js';
 
 const SIZE = 300_000;
 const BODY = Buffer.from(Array.from({ length: SIZE }, (_, i) => (i * 31 + (i >> 9)) & 0xff));

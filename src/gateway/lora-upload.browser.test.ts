@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeSafetensors } from '../../test/support/loras.js';
-import { listen, startHarness, uploadEnv, type Harness } from './test-kit.js';
+import { listen, startHarness, uploadEnv, type Harness } from '../../test/support/gateway-kit.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const PASSWORD = 'pw-user001-0123456789';

@@ -7,7 +7,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startS3Server, type S3ServerHandle } from '../../test/support/s3-server.js';
 import { makeSafetensors } from '../../test/support/loras.js';
-import { listen, startHarness, uploadEnv, type Harness } from './test-kit.js';
+import { listen, startHarness, uploadEnv, type Harness } from '../../test/support/gateway-kit.js';
 
 let s3: S3ServerHandle;
 let h: Harness;

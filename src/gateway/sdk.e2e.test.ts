@@ -13,7 +13,7 @@ import { agentReady, startTestAgent } from '../../test/support/agent.js';
 import { startStandin, type Standin } from '../../test/support/comfyui-standin/server.js';
 import { modelFreePrompt } from '../../test/support/prompts.js';
 import type { AgentHandle } from '../worker/agent/index.js';
-import { listen, startHarness, type Harness } from './test-kit.js';
+import { listen, startHarness, type Harness } from '../../test/support/gateway-kit.js';
 
 const REAL_COMFYUI = process.env.COMFYUI_URL?.replace(/\/+$/, '') || null;
 const TOKEN = 'sdk-test-worker-token-0123456789';

@@ -26,7 +26,7 @@ import {
   storeWorkerOutput,
   uploadEnv,
   type Harness,
-} from './test-kit.js';
+} from '../../test/support/gateway-kit.js';
 import { HAS_FFMPEG, SEEK_CLIP as CLIP } from '../../test/support/video.js';
 
 const MINI_FRONTEND = fileURLToPath(new URL('../../test/fixtures/mini-frontend', import.meta.url));

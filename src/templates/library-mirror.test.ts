@@ -11,7 +11,7 @@ import { agentReady, startTestAgent } from '../../test/support/agent.js';
 import { startStandin, type Standin } from '../../test/support/comfyui-standin/server.js';
 import { standinTemplateLibrary } from '../../test/support/comfyui-standin/template-library.js';
 import { waitFor } from '../../test/support/processes.js';
-import { listen } from '../gateway/test-kit.js';
+import { listen } from '../../test/support/gateway-kit.js';
 import type { AgentHandle } from '../worker/agent/index.js';
 
 const TOKEN = 'template-mirror-worker-token-0123456789';

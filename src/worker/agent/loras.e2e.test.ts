@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agentReady } from '../../../test/support/agent.js';
 import { startStandin, type Standin } from '../../../test/support/comfyui-standin/server.js';
 import { makeSafetensors } from '../../../test/support/loras.js';
-import { listen, startHarness, type Harness } from '../../gateway/test-kit.js';
+import { listen, startHarness, type Harness } from '../../../test/support/gateway-kit.js';
 import { createAgent, type WorkerAgent } from './index.js';
 import { userLoraFolder } from './lora-cache.js';
 

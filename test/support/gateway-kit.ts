@@ -10,20 +10,17 @@ import type { AddressInfo } from 'node:net';
 import { join, relative } from 'node:path';
 import { expect } from 'vitest';
 import { WebSocket } from 'ws';
-import { saveEnv, setCurrentEnv } from '../dispatch/env-snapshots.js';
-import { OutputNamer } from '../dispatch/output-names.js';
-import { userFileKey } from '../files/safe-path.js';
-import { crc32 } from './zip.js';
-import type { Job, JobOutput } from '../store/types.js';
-import type { EnvSnapshot } from '../worker/protocol.js';
-import { startHarness, type Harness } from '../../test/support/app-harness.js';
+import { saveEnv, setCurrentEnv } from '../../src/dispatch/env-snapshots.js';
+import { OutputNamer } from '../../src/dispatch/output-names.js';
+import { userFileKey } from '../../src/files/safe-path.js';
+import { crc32 } from '../../src/gateway/zip.js';
+import type { Job, JobOutput } from '../../src/store/types.js';
+import type { EnvSnapshot } from '../../src/worker/protocol.js';
+import { startHarness, type Harness } from './app-harness.js';
 
 export { startHarness, type Harness };
 
-const OBJECT_INFO_URL = new URL(
-  '../../test/support/comfyui-standin/vendored/object_info.v0.3.64.json',
-  import.meta.url,
-);
+const OBJECT_INFO_URL = new URL('./comfyui-standin/vendored/object_info.v0.3.64.json', import.meta.url);
 
 let objectInfoCache: Record<string, unknown> | null = null;
 export function recordedObjectInfo(): Record<string, unknown> {
