@@ -11,7 +11,13 @@ import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setBroadcast } from '../broadcast/broadcast.js';
-import { listen, runJobAsWorker, startHarness, uploadEnv, type Harness } from '../../test/support/gateway-kit.js';
+import {
+  listen,
+  runJobAsWorker,
+  startHarness,
+  uploadEnv,
+  type Harness,
+} from '../../test/support/gateway-kit.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const PASSWORD = 'pw-user001-0123456789';

@@ -14,7 +14,13 @@ import { recordedVhsOutputs } from '../../test/support/comfyui-standin/media-nod
 import { startStandin, type Standin } from '../../test/support/comfyui-standin/server.js';
 import { videoPrompt } from '../../test/support/prompts.js';
 import type { AgentHandle } from '../worker/agent/index.js';
-import { listen, readZip, RecordingSocket, startHarness, type Harness } from '../../test/support/gateway-kit.js';
+import {
+  listen,
+  readZip,
+  RecordingSocket,
+  startHarness,
+  type Harness,
+} from '../../test/support/gateway-kit.js';
 
 const REAL_COMFYUI = process.env.COMFYUI_URL?.replace(/\/+$/, '') || null;
 const TOKEN = 'outputs-test-worker-token-0123456';
