@@ -88,3 +88,42 @@ export function videoPrompt(opts: VideoPromptOptions = {}): ApiPrompt {
     },
   };
 }
+
+export interface EmptyLatentWorkflowOptions {
+  width?: number;
+  height?: number;
+  /** The batch size widget; tests vary it (or the width) to get distinct workflow files. */
+  batchSize?: number;
+}
+
+/**
+ * A one-node UI-format (LiteGraph) workflow, as JSON text: EmptyLatentImage, which the recorded
+ * object_info knows, so the control plane converts it without models. What the template tests
+ * upload and the stand-in's template library serves.
+ */
+export function emptyLatentWorkflow(opts: EmptyLatentWorkflowOptions = {}): string {
+  return JSON.stringify({
+    last_node_id: 1,
+    last_link_id: 0,
+    nodes: [
+      {
+        id: 1,
+        type: 'EmptyLatentImage',
+        pos: [0, 0],
+        size: [300, 100],
+        flags: {},
+        order: 0,
+        mode: 0,
+        inputs: [],
+        outputs: [{ name: 'LATENT', type: 'LATENT', links: null }],
+        properties: {},
+        widgets_values: [opts.width ?? 512, opts.height ?? 512, opts.batchSize ?? 1],
+      },
+    ],
+    links: [],
+    groups: [],
+    config: {},
+    extra: {},
+    version: 0.4,
+  });
+}
