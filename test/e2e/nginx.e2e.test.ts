@@ -6,7 +6,7 @@
  * whose name holds %2F, the WebSockets, a 60 MB upload, and the plain-HTTP redirect.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,7 +14,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type WebSocket from 'ws';
 import { TestCa } from '../support/certs.js';
 import { nextMessage, openSocket, runToEnd, send } from '../support/https-client.js';
-import { NGINX_BIN as NGINX, writeNginxMainConfig } from '../support/nginx.js';
+import { NGINX_BIN as NGINX, writeNginxConfig } from '../support/nginx.js';
 import { Processes, waitFor } from '../support/processes.js';
 import { freePort } from '../support/redis-server.js';
 import { addUser } from '../support/serve.js';
@@ -94,8 +94,7 @@ beforeAll(async () => {
   );
   expect(printed.code, printed.stderr).toBe(0);
   siteConfig = printed.stdout;
-  writeFileSync(join(dir, 'comfy-multi.conf'), siteConfig);
-  const nginxArgs = writeNginxMainConfig(dir, { errorLogLevel: 'info', workerConnections: 256 });
+  const nginxArgs = writeNginxConfig(dir, siteConfig, { errorLogLevel: 'info', workerConnections: 256 });
   const check = await runToEnd(NGINX!, [...nginxArgs, '-t'], { cwd: dir, env: {} });
   expect(check.code, check.stderr).toBe(0);
   nginx = spawn(NGINX!, nginxArgs, { cwd: dir, stdio: 'ignore' });

@@ -9,11 +9,11 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { renderNginxConfig } from '../../src/http/nginx-config.js';
 import type { ExecutionRecord } from './comfyui-standin/exec-log.js';
-import { NGINX_BIN, writeNginxMainConfig } from './nginx.js';
+import { NGINX_BIN, writeNginxConfig } from './nginx.js';
 import { Processes, waitFor, type Proc } from './processes.js';
 import { freePort, startRedisServer, type RedisServerHandle } from './redis-server.js';
 import { startS3Server, type S3ServerHandle } from './s3-server.js';
@@ -220,9 +220,8 @@ export class ServeCluster {
       bodyLimit: 100 * MB,
       workerUploadLimit: 2048 * MB,
     });
-    writeFileSync(join(dir, 'comfy-multi.conf'), site);
     const connections = this.opts.nginxConnections ?? 1024;
-    const args = writeNginxMainConfig(dir, {
+    const args = writeNginxConfig(dir, site, {
       errorLogLevel: 'warn',
       workerConnections: connections,
       rlimitNofile: Math.max(1024, connections * 2 + 64),

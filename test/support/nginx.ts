@@ -10,14 +10,17 @@ import { join } from 'node:path';
 export const NGINX_BIN = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p));
 
 /**
- * Writes `dir/nginx.conf` (including the site at `dir/comfy-multi.conf`, which the caller writes)
- * and its temp folders, and returns the arguments that run nginx with it.
+ * Writes `site` (what `comfy-multi nginx-config` prints) to `dir/comfy-multi.conf`, a main
+ * `dir/nginx.conf` that includes it, and nginx's temp folders; returns the arguments that run
+ * nginx with it.
  */
-export function writeNginxMainConfig(
+export function writeNginxConfig(
   dir: string,
+  site: string,
   opts: { errorLogLevel: 'info' | 'warn'; workerConnections: number; rlimitNofile?: number },
 ): string[] {
   for (const t of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(join(dir, t), { recursive: true });
+  writeFileSync(join(dir, 'comfy-multi.conf'), site);
   writeFileSync(
     join(dir, 'nginx.conf'),
     [
