@@ -9,16 +9,20 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import WebSocket from 'ws';
 import { loadConfig } from '../../src/config/load-config.js';
 import { startServer, type RunningServer } from '../../src/main.js';
 import { isTerminal } from '../../src/store/types.js';
-import { DEFAULT_BACKOFF } from '../../src/worker/agent/backoff.js';
-import { WorkerAgent } from '../../src/worker/agent/agent.js';
+import type { WorkerAgent } from '../../src/worker/agent/agent.js';
 import { startStandin, type Standin } from '../support/comfyui-standin/server.js';
-import { RecordingComfyClient, asOwnerSees, withoutFileNames, type Event } from '../support/comfy-events.js';
+import {
+  RecordingComfyClient,
+  asOwnerSees,
+  startRecordingAgent,
+  withoutFileNames,
+  type Event,
+} from '../support/comfy-events.js';
 import { modelFreePrompt } from '../support/prompts.js';
 import { waitFor } from '../support/processes.js';
 import { startS3Server, type S3ServerHandle } from '../support/s3-server.js';
@@ -87,25 +91,7 @@ beforeAll(async () => {
   a = await start();
   b = await start();
   standin = await startStandin({ delayMs: 100 });
-  comfy = new RecordingComfyClient({ baseUrl: standin.url, clientId: `comfy-multi-${randomUUID()}` });
-  agent = new WorkerAgent(
-    {
-      serverUrl: a.url,
-      token: TOKEN,
-      name: 'events',
-      prefetch: 1,
-      logger: pino({ level: 'silent' }),
-      probeIntervalMs: 2000,
-      probeTimeoutMs: 15_000,
-      failuresToUnhealthy: 3,
-      backoff: DEFAULT_BACKOFF,
-      uploadConcurrency: 2,
-      uploadAttempts: 8,
-      mirrorFrontend: false,
-    },
-    comfy,
-  );
-  agent.start();
+  ({ agent, comfy } = startRecordingAgent({ serverUrl: a.url, token: TOKEN, comfyuiUrl: standin.url }));
   await waitFor(() => a.services.workers.list().some((w) => w.status === 'idle'), 60_000, 'the agent');
   for (const user of ['user001', 'user002'])
     await a.services.accounts.create(user, 'participant', `pw-${user}-0123456789`);
