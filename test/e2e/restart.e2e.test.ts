@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { modelFreePrompt, type ApiPrompt } from '../support/prompts.js';
 import { Processes, waitFor, type Proc } from '../support/processes.js';
 import { freePort } from '../support/redis-server.js';
+import { basicAuth, jsonRequest } from '../support/serve.js';
 
 const REAL_COMFYUI = process.env.COMFYUI_URL?.replace(/\/+$/, '') || null;
 const ADMIN_PASSWORD = 'e2e-admin-password';
@@ -27,7 +28,7 @@ let port: number;
 let serverUrl: string;
 let comfyUrl: string;
 let server: Proc | null = null;
-const auth = `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}`;
+const auth = basicAuth('admin', ADMIN_PASSWORD);
 
 interface JobView {
   id: string;
@@ -37,15 +38,8 @@ interface JobView {
   outputs: { filename: string; subfolder: string; type: string }[];
 }
 
-async function api<T>(method: string, path: string, body?: unknown): Promise<{ status: number; json: T }> {
-  const res = await fetch(`${serverUrl}${path}`, {
-    method,
-    headers: { authorization: auth, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await res.text();
-  return { status: res.status, json: (text ? JSON.parse(text) : null) as T };
-}
+const api = <T>(method: string, path: string, body?: unknown) =>
+  jsonRequest<T>(serverUrl, auth, method, path, body);
 
 /** Starts the control plane on the same port and data folder every time. */
 async function startServer(leaseMs: number): Promise<void> {

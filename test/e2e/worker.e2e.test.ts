@@ -25,6 +25,7 @@ import { encodeRgbPng, solidImage } from '../support/comfyui-standin/image.js';
 import { modelFreePrompt, type ApiPrompt } from '../support/prompts.js';
 import { Processes, waitFor, type Proc } from '../support/processes.js';
 import { freePort } from '../support/redis-server.js';
+import { basicAuth, jsonRequest } from '../support/serve.js';
 
 const REAL_COMFYUI = process.env.COMFYUI_URL?.replace(/\/+$/, '') || null;
 const NEEDS_STANDIN = REAL_COMFYUI
@@ -47,21 +48,10 @@ let dataDir: string;
 let serverUrl: string;
 const comfy: Record<'w1' | 'w2', string> = { w1: '', w2: '' };
 const workers: Partial<Record<'w1' | 'w2', Proc>> = {};
-const auth = `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}`;
+const auth = basicAuth('admin', ADMIN_PASSWORD);
 
-async function api<T = Record<string, unknown>>(
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<{ status: number; json: T }> {
-  const res = await fetch(`${serverUrl}${path}`, {
-    method,
-    headers: { authorization: auth, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await res.text();
-  return { status: res.status, json: (text ? JSON.parse(text) : null) as T };
-}
+const api = <T = Record<string, unknown>>(method: string, path: string, body?: unknown) =>
+  jsonRequest<T>(serverUrl, auth, method, path, body);
 
 interface JobView {
   id: string;
