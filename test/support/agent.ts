@@ -9,17 +9,22 @@ import type { Harness } from './app-harness.js';
 import { waitFor } from './processes.js';
 
 /**
- * Starts an agent as the tests run one: silent, probing and reconnecting quickly, holding no job
- * ahead in ComfyUI's queue (prefetch 0). `opts` overrides any of these.
+ * An agent's options as the tests run one: silent, probing and reconnecting quickly, holding no
+ * job ahead in ComfyUI's queue (prefetch 0). `opts` overrides any of these.
  */
-export function startTestAgent(opts: AgentOptions): AgentHandle {
-  return startAgent({
+export function testAgentOptions(opts: AgentOptions): AgentOptions {
+  return {
     prefetch: 0,
     logger: pino({ level: 'silent' }),
     probeIntervalMs: 200,
     backoff: { baseMs: 50, maxMs: 300 },
     ...opts,
-  });
+  };
+}
+
+/** Starts an agent with {@link testAgentOptions}. */
+export function startTestAgent(opts: AgentOptions): AgentHandle {
+  return startAgent(testAgentOptions(opts));
 }
 
 /**

@@ -9,9 +9,8 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentReady } from '../../../test/support/agent.js';
+import { agentReady, testAgentOptions } from '../../../test/support/agent.js';
 import { startStandin, type Standin } from '../../../test/support/comfyui-standin/server.js';
 import { makeSafetensors } from '../../../test/support/loras.js';
 import { listen, startHarness, type Harness } from '../../../test/support/gateway-kit.js';
@@ -107,17 +106,16 @@ beforeAll(async () => {
   auth.user002 = await h.addUser('user002');
   base = await listen(h);
   standin = await startStandin({ delayMs: 10, models: { checkpoints: ['sd15.safetensors'] } });
-  agent = createAgent({
-    serverUrl: base,
-    token: TOKEN,
-    comfyuiUrl: standin.url,
-    name: 'gpu-loras',
-    prefetch: 0,
-    logger: pino({ level: 'silent' }),
-    probeIntervalMs: 200,
-    backoff: { baseMs: 50, maxMs: 300 },
-    lorasDir: join(standin.dirs.models, 'loras'),
-  });
+  // Not startTestAgent's handle: the tests read the agent's LoRA cache counters.
+  agent = createAgent(
+    testAgentOptions({
+      serverUrl: base,
+      token: TOKEN,
+      comfyuiUrl: standin.url,
+      name: 'gpu-loras',
+      lorasDir: join(standin.dirs.models, 'loras'),
+    }),
+  );
   agent.start();
   await agentReady(h);
 }, 60_000);
