@@ -67,7 +67,8 @@ function ids(jobs: readonly { id: string }[]): string[] {
   return jobs.map((j) => j.id);
 }
 
-function toCandidate(j: Job): Candidate {
+/** A job as the scheduler's policy sees it (the Redis store's own test orders them too). */
+export function toCandidate(j: Job): Candidate {
   return {
     id: j.id,
     user: j.user,

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startRedisServer, type RedisServerHandle } from '../../../test/support/redis-server.js';
 import { AppError } from '../../errors.js';
 import { serviceOrder, type Candidate } from '../../scheduler/policy.js';
-import { runStoreConformance } from '../store.conformance.js';
+import { runStoreConformance, toCandidate } from '../store.conformance.js';
 import { JOB_STATUSES, type ComfyPrompt, type Job, type QueueSettings } from '../types.js';
 import { loadLuaScripts } from './lua-scripts.js';
 import { createRedisClient, redactRedisUrl } from './redis-client.js';
@@ -22,18 +22,6 @@ const DEFAULTS: QueueSettings = {
 };
 const T0 = 1_700_000_000_000;
 const PROMPT: ComfyPrompt = { '1': { class_type: 'KSampler', inputs: { seed: 1 } } };
-
-function toCandidate(j: Job): Candidate {
-  return {
-    id: j.id,
-    user: j.user,
-    seq: j.seq,
-    priority: j.priority,
-    front: j.front,
-    models: j.models,
-    skips: j.skips,
-  };
-}
 
 let prefixCounter = 0;
 function uniquePrefix(tag: string): string {
