@@ -6,31 +6,15 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { QueueService } from '../scheduler/queue-service.js';
 import { CONFORMANCE_DEFAULTS } from '../store/store.conformance.js';
 import { openSqliteStore, type SqliteStore } from '../store/sqlite/sqlite-store.js';
-import type { ServerMessage } from '../worker/protocol.js';
 import { Dispatcher, extraDataOf, outranks } from './dispatcher.js';
 import { JobEventBus } from './job-event-bus.js';
 import { saveEnv } from './env-snapshots.js';
 import { requiredModelPaths } from '../comfy/model-requirements.js';
-import { WorkerRegistry, type WorkerLink } from './worker-registry.js';
+import { WorkerRegistry } from './worker-registry.js';
+import { FakeLink } from '../../test/support/fake-link.js';
 
 const PROMPT = { '1': { class_type: 'EmptyImage', inputs: {} } };
 const logger = pino({ level: 'silent' });
-
-class FakeLink implements WorkerLink {
-  open = true;
-  readonly sent: ServerMessage[] = [];
-  send(m: ServerMessage): boolean {
-    if (!this.open) return false;
-    this.sent.push(m);
-    return true;
-  }
-  close(): void {
-    this.open = false;
-  }
-  assigned(): string[] {
-    return this.sent.flatMap((m) => (m.type === 'assign' ? [m.job.jobId] : []));
-  }
-}
 
 interface DispatcherRig {
   dir: string;
