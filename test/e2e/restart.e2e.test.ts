@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { modelFreePrompt, type ApiPrompt } from '../support/prompts.js';
+import { modelFreePrompt, scalingPrompt, type ApiPrompt } from '../support/prompts.js';
 import { Processes, waitFor, type Proc } from '../support/processes.js';
 import { freePort } from '../support/redis-server.js';
 import { basicAuth, jsonRequest } from '../support/serve.js';
@@ -84,21 +84,7 @@ function slowPrompt(seconds: number): ApiPrompt {
       sleep: { seconds, steps: Math.max(2, seconds * 2) },
       filenamePrefix: `slow${colour}`,
     });
-  const prompt: ApiPrompt = {
-    '1': { class_type: 'EmptyImage', inputs: { width: 2048, height: 2048, batch_size: 1, color: colour } },
-  };
-  let last = '1';
-  for (let i = 0; i < seconds * 2; i++) {
-    const id = String(10 + i);
-    const size = i % 2 === 0 ? 4096 : 2048;
-    prompt[id] = {
-      class_type: 'ImageScale',
-      inputs: { image: [last, 0], upscale_method: 'lanczos', width: size, height: size, crop: 'disabled' },
-    };
-    last = id;
-  }
-  prompt['3'] = { class_type: 'SaveImage', inputs: { images: [last, 0], filename_prefix: `slow${colour}` } };
-  return prompt;
+  return scalingPrompt({ hops: seconds * 2, color: colour, filenamePrefix: `slow${colour}` });
 }
 
 /** How often ComfyUI started executing a prompt of this job (its prefixes carry `/<jobId>/`). */

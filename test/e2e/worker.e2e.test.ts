@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { encodeRgbPng, solidImage } from '../support/comfyui-standin/image.js';
-import { modelFreePrompt, type ApiPrompt } from '../support/prompts.js';
+import { modelFreePrompt, scalingPrompt, type ApiPrompt } from '../support/prompts.js';
 import { Processes, waitFor, type Proc } from '../support/processes.js';
 import { freePort } from '../support/redis-server.js';
 import { basicAuth, jsonRequest } from '../support/serve.js';
@@ -176,28 +176,11 @@ function longPrompt(seconds: number): ApiPrompt {
       sleep: { seconds, steps: Math.max(2, Math.round(seconds * 4)) },
       filenamePrefix: `long${colorCounter}`,
     });
-  const prompt: ApiPrompt = {
-    '1': {
-      class_type: 'EmptyImage',
-      inputs: { width: 2048, height: 2048, batch_size: 1, color: colorCounter & 0xffffff },
-    },
-  };
-  let last = '1';
-  const hops = Math.max(2, Math.round(seconds * 2));
-  for (let i = 0; i < hops; i++) {
-    const id = String(10 + i);
-    const size = i % 2 === 0 ? 4096 : 2048;
-    prompt[id] = {
-      class_type: 'ImageScale',
-      inputs: { image: [last, 0], upscale_method: 'lanczos', width: size, height: size, crop: 'disabled' },
-    };
-    last = id;
-  }
-  prompt['3'] = {
-    class_type: 'SaveImage',
-    inputs: { images: [last, 0], filename_prefix: `long${colorCounter}` },
-  };
-  return prompt;
+  return scalingPrompt({
+    hops: Math.max(2, Math.round(seconds * 2)),
+    color: colorCounter & 0xffffff,
+    filenamePrefix: `long${colorCounter}`,
+  });
 }
 
 /**

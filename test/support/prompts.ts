@@ -127,3 +127,27 @@ export function emptyLatentWorkflow(opts: EmptyLatentWorkflowOptions = {}): stri
     version: 0.4,
   });
 }
+
+/**
+ * A model-free prompt that keeps a real ComfyUI busy (where the stand-in's sleep node does not
+ * exist): a 2048² EmptyImage (node "1") scaled between 4096² and 2048² `hops` times, then saved
+ * (SaveImage is node "3").
+ */
+export function scalingPrompt(opts: { hops: number; color: number; filenamePrefix: string }): ApiPrompt {
+  const prompt: ApiPrompt = { '1': emptyImage(2048, 2048, 1, opts.color) };
+  let last = '1';
+  for (let i = 0; i < opts.hops; i++) {
+    const id = String(10 + i);
+    const size = i % 2 === 0 ? 4096 : 2048;
+    prompt[id] = {
+      class_type: 'ImageScale',
+      inputs: { image: [last, 0], upscale_method: 'lanczos', width: size, height: size, crop: 'disabled' },
+    };
+    last = id;
+  }
+  prompt['3'] = {
+    class_type: 'SaveImage',
+    inputs: { images: [last, 0], filename_prefix: opts.filenamePrefix },
+  };
+  return prompt;
+}
