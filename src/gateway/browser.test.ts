@@ -17,14 +17,13 @@ import {
 } from '../../test/support/chromium.js';
 import { basicAuth } from '../../test/support/serve.js';
 import {
-  listen,
   runJobAsWorker,
-  startHarness,
-  uploadEnv,
   type Harness,
+  PARTICIPANT_PASSWORD,
+  startParticipantSite,
 } from '../../test/support/gateway-kit.js';
 
-const PASSWORD = 'pw-user001-0123456789';
+const PASSWORD = PARTICIPANT_PASSWORD;
 const START = { last_node_id: 7, nodes: [], note: 'workshop start' };
 
 /** What the ComfyUI frontend does, reduced: api base from the path, /ws with feature_flags first. */
@@ -67,10 +66,7 @@ describe.skipIf(!HAS_CHROMIUM)('a participant in Chromium', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'cm-browser-'));
     await writeFile(join(dir, 'start.json'), JSON.stringify(START));
-    h = await startHarness({ DEFAULT_WORKFLOW: join(dir, 'start.json') });
-    await h.services.accounts.create('user001', 'participant', PASSWORD);
-    await uploadEnv(h);
-    base = await listen(h);
+    ({ h, base } = await startParticipantSite({ DEFAULT_WORKFLOW: join(dir, 'start.json') }));
     // The stand-in page is fulfilled by the test, not loaded from 127.0.0.1: let it reach the server.
     browser = await launchChromium([ALLOW_LOOPBACK_FROM_FULFILLED_PAGES]);
   }, 60_000);

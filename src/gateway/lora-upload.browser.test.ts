@@ -13,9 +13,9 @@ import {
 } from '../../test/support/chromium.js';
 import { makeSafetensors } from '../../test/support/loras.js';
 import { basicAuth } from '../../test/support/serve.js';
-import { listen, startHarness, uploadEnv, type Harness } from '../../test/support/gateway-kit.js';
+import { type Harness, PARTICIPANT_PASSWORD, startParticipantSite } from '../../test/support/gateway-kit.js';
 
-const PASSWORD = 'pw-user001-0123456789';
+const PASSWORD = PARTICIPANT_PASSWORD;
 
 /** The frontend's extension API, reduced to what the command uses. */
 const PAGE = `<!doctype html><meta charset="utf-8"><title>mini ComfyUI</title><body>
@@ -44,10 +44,7 @@ describe.skipIf(!HAS_CHROMIUM)('a participant uploads a LoRA from ComfyUI', () =
   let browser: Browser;
 
   beforeAll(async () => {
-    h = await startHarness();
-    await h.services.accounts.create('user001', 'participant', PASSWORD);
-    await uploadEnv(h);
-    base = await listen(h);
+    ({ h, base } = await startParticipantSite());
     // The page is fulfilled by the test, not loaded from 127.0.0.1: let it reach the server.
     browser = await launchChromium([ALLOW_LOOPBACK_FROM_FULFILLED_PAGES]);
   }, 60_000);

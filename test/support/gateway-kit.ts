@@ -68,6 +68,22 @@ export async function uploadEnv(h: Harness, snapshot: EnvSnapshot = testSnapshot
   await setCurrentEnv(h.services.store, { hash, workerId: 'test-worker', at: Date.now() });
 }
 
+/** The password {@link startParticipantSite} gives participant `user001`. */
+export const PARTICIPANT_PASSWORD = 'pw-user001-0123456789';
+
+/**
+ * What a participant's browser test starts from: a harness (with `env`) with participant
+ * `user001`, a worker's environment snapshot, listening on a port at `base`.
+ */
+export async function startParticipantSite(
+  env: Record<string, string> = {},
+): Promise<{ h: Harness; base: string }> {
+  const h = await startHarness(env);
+  await h.services.accounts.create('user001', 'participant', PARTICIPANT_PASSWORD);
+  await uploadEnv(h);
+  return { h, base: await listen(h) };
+}
+
 /** A valid 1×1 RGBA PNG; a non-zero seed appends bytes after IEND so the hash differs. */
 export function tinyPng(seed = 0): Buffer {
   const base = Buffer.from(
