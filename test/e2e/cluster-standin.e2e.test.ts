@@ -26,13 +26,14 @@ import {
 import { modelFreePrompt } from '../support/prompts.js';
 import { waitFor } from '../support/processes.js';
 import { startS3Server, type S3ServerHandle } from '../support/s3-server.js';
+import { setProcessEnv } from '../support/process-env.js';
 
 const JOBS = 30;
 const TOKEN = 'cluster-events-worker-token';
 const redisUrl = inject('redisUrl');
 
 let s3: S3ServerHandle;
-const savedEnv: Record<string, string | undefined> = {};
+let restoreEnv: (() => void) | undefined;
 const dirs: string[] = [];
 let a: RunningServer;
 let b: RunningServer;
@@ -58,10 +59,7 @@ async function socket(server: RunningServer, user: string, clientId: string): Pr
 
 beforeAll(async () => {
   s3 = await startS3Server({ buckets: ['files'] });
-  for (const [k, v] of Object.entries(s3.env)) {
-    savedEnv[k] = process.env[k];
-    process.env[k] = v;
-  }
+  restoreEnv = setProcessEnv(s3.env);
   const prefix = `test:cluster-standin:${process.pid}:${randomUUID()}:`;
   const start = async () => {
     const dir = await mkdtemp(join(tmpdir(), 'cm-cluster-standin-'));
@@ -103,10 +101,7 @@ afterAll(async () => {
   await b?.close();
   await a?.close();
   await standin?.close();
-  for (const [k, v] of Object.entries(savedEnv)) {
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
+  restoreEnv?.();
   await s3?.stop();
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
