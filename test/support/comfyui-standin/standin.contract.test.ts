@@ -50,6 +50,22 @@ function shrink(prompt: Json): Json {
   return out;
 }
 
+/** The client got the recorded transcript's frames, in order, and its text messages normalised alike. */
+function expectRecordedMessages(
+  client: RecordingClient,
+  t: Json,
+  ours: Record<string, string>,
+  theirs: Record<string, string>,
+): void {
+  expect(types(client.messages)).toEqual(transcriptTypes(t.messages));
+  expect(normalize(client.text(), ours)).toEqual(
+    normalize(
+      t.messages.map((m: Json) => m.data),
+      theirs,
+    ),
+  );
+}
+
 /** Connects a recording client, then queues the recorded `prompt` (shrunk) as that client. */
 async function connectAndQueue(
   s: Standin,
@@ -123,13 +139,7 @@ describe('comfyui stand-in: runs (ws_transcript_*.json)', () => {
       const { client, res, promptId, ours, theirs } = await replay(s, t);
       expect(res.headers.get('content-type')).toBe(t.response.headers['Content-Type']);
       expect(normalize(res.json, ours)).toEqual(normalize(t.response.body, theirs));
-      expect(types(client.messages)).toEqual(transcriptTypes(t.messages));
-      expect(normalize(client.text(), ours)).toEqual(
-        normalize(
-          t.messages.map((m: Json) => m.data),
-          theirs,
-        ),
-      );
+      expectRecordedMessages(client, t, ours, theirs);
 
       const history = await http(`${s.url}/api/history/${promptId}`);
       expect(normalize(history.json, ours)).toEqual(normalize(t.history, theirs));
@@ -162,13 +172,7 @@ describe('comfyui stand-in: runs (ws_transcript_*.json)', () => {
       const t = fixture('ws_transcript_cached.json');
       const { client, res, promptId, ours, theirs } = await replay(s, t);
       expect(normalize(res.json, ours)).toEqual(normalize(t.response.body, theirs));
-      expect(types(client.messages)).toEqual(transcriptTypes(t.messages));
-      expect(normalize(client.text(), ours)).toEqual(
-        normalize(
-          t.messages.map((m: Json) => m.data),
-          theirs,
-        ),
-      );
+      expectRecordedMessages(client, t, ours, theirs);
       const history = await http(`${s.url}/api/history/${promptId}`);
       expect(normalize(history.json, ours)).toEqual(normalize(t.history, theirs));
       await client.close();
@@ -211,13 +215,7 @@ describe('comfyui stand-in: runs (ws_transcript_*.json)', () => {
       expect([up.status, up.json]).toEqual([upload.response.status, upload.response.body]);
 
       const { client, promptId, ours, theirs } = await replay(s, t);
-      expect(types(client.messages)).toEqual(transcriptTypes(t.messages));
-      expect(normalize(client.text(), ours)).toEqual(
-        normalize(
-          t.messages.map((m: Json) => m.data),
-          theirs,
-        ),
-      );
+      expectRecordedMessages(client, t, ours, theirs);
       const history = await http(`${s.url}/api/history/${promptId}`);
       expect(withoutNumber(normalize(history.json, ours))).toEqual(
         withoutNumber(normalize(t.history, theirs)),
