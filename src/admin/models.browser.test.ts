@@ -9,9 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentReady, startTestAgent } from '../../test/support/agent.js';
+import { startTestGpu, type TestGpu } from '../../test/support/agent.js';
 import { HAS_CHROMIUM, launchChromium } from '../../test/support/chromium.js';
-import { startStandin, type Standin } from '../../test/support/comfyui-standin/server.js';
 import {
   DASHBOARD_ARTIFACTS as ARTIFACTS,
   INSTRUCTOR_PASSWORD as PASSWORD,
@@ -20,7 +19,6 @@ import {
 } from '../../test/support/dashboard.js';
 import { startModelServer, type ModelServer } from '../../test/support/model-server.js';
 import { listen, startHarness, type Harness } from '../../test/support/gateway-kit.js';
-import type { AgentHandle } from '../worker/agent/index.js';
 
 const TOKEN = 'models-browser-worker-token-0123456789';
 const HF_TOKEN = 'hf_browser_secret_0123456789';
@@ -28,8 +26,7 @@ const HF_TOKEN = 'hf_browser_secret_0123456789';
 describe.skipIf(!HAS_CHROMIUM)('the Models panel in Chromium', () => {
   let h: Harness;
   let base: string;
-  let standin: Standin;
-  let agent: AgentHandle;
+  let gpu: TestGpu | undefined;
   let files: ModelServer;
   let modelsDir: string;
   let browser: Browser;
@@ -43,16 +40,16 @@ describe.skipIf(!HAS_CHROMIUM)('the Models panel in Chromium', () => {
     h = await startHarness({ WORKER_TOKENS: `gpu:${TOKEN}`, MODEL_DOWNLOADS_ALLOW_LOCAL_HTTP: 'true' });
     await h.services.accounts.create('teacher', 'instructor', PASSWORD);
     base = await listen(h);
-    standin = await startStandin({ modelsDir });
-    agent = startTestAgent({
+    gpu = await startTestGpu(h, {
       serverUrl: base,
       token: TOKEN,
-      comfyuiUrl: standin.url,
       name: 'gpu-ui',
-      modelsDir,
-      modelProgressMs: 100,
+      standin: { modelsDir },
+      agent: {
+        modelsDir,
+        modelProgressMs: 100,
+      },
     });
-    await agentReady(h);
     browser = await launchChromium();
     const context = await browser.newContext({ viewport: { width: 1366, height: 900 }, locale: 'en-GB' });
     page = await context.newPage();
@@ -60,8 +57,7 @@ describe.skipIf(!HAS_CHROMIUM)('the Models panel in Chromium', () => {
 
   afterAll(async () => {
     await browser?.close();
-    await agent?.stop();
-    await standin?.close();
+    await gpu?.stop();
     await h?.close();
     await files?.close();
     await rm(modelsDir, { recursive: true, force: true });

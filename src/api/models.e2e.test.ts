@@ -9,22 +9,20 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { agentReady, startTestAgent } from '../../test/support/agent.js';
-import { startStandin, type Standin } from '../../test/support/comfyui-standin/server.js';
+import { startTestAgent, startTestGpu, type TestGpu } from '../../test/support/agent.js';
+import { startStandin } from '../../test/support/comfyui-standin/server.js';
 import { startModelServer, type ModelServer } from '../../test/support/model-server.js';
 import { modelFreePrompt } from '../../test/support/prompts.js';
 import type { ModelDownloadView } from '../admin/view-types.js';
 import { getCurrentEnv } from '../dispatch/env-snapshots.js';
 import { listen, startHarness, type Harness } from '../../test/support/gateway-kit.js';
-import type { AgentHandle } from '../worker/agent/index.js';
 import { downloadBodySchema } from './models-routes.js';
 
 const TOKEN = 'models-e2e-worker-token-0123456789';
 const HF_TOKEN = 'hf_do_not_show_this_0123456789';
 
 let h: Harness;
-let standin: Standin;
-let agent: AgentHandle;
+let gpu: TestGpu | undefined;
 let files: ModelServer;
 let modelsDir: string;
 let teacher: string;
@@ -88,23 +86,22 @@ beforeAll(async () => {
   teacher = await h.addUser('teacher', 'instructor');
   await h.addUser('user001');
   const base = await listen(h);
-  standin = await startStandin({ modelsDir });
-  agent = startTestAgent({
+  gpu = await startTestGpu(h, {
     serverUrl: base,
     token: TOKEN,
-    comfyuiUrl: standin.url,
     name: 'gpu-models',
-    modelsDir,
-    modelProgressMs: 50,
-    modelRetryDelayMs: 20,
-    freeDiskBytes: async () => fakeFree ?? Number.MAX_SAFE_INTEGER,
+    standin: { modelsDir },
+    agent: {
+      modelsDir,
+      modelProgressMs: 50,
+      modelRetryDelayMs: 20,
+      freeDiskBytes: async () => fakeFree ?? Number.MAX_SAFE_INTEGER,
+    },
   });
-  await agentReady(h);
 }, 90_000);
 
 afterAll(async () => {
-  await agent?.stop();
-  await standin?.close();
+  await gpu?.stop();
   await h?.close();
   await files?.close();
   await rm(modelsDir, { recursive: true, force: true });

@@ -6,17 +6,14 @@
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentReady, startTestAgent } from '../../test/support/agent.js';
-import { startStandin, type Standin } from '../../test/support/comfyui-standin/server.js';
+import { startTestGpu, type TestGpu } from '../../test/support/agent.js';
 import { listen, startHarness, type Harness } from '../../test/support/gateway-kit.js';
-import type { AgentHandle } from '../worker/agent/index.js';
 
 const REAL_COMFYUI = process.env.COMFYUI_URL?.replace(/\/+$/, '') || null;
 const TOKEN = 'convert-e2e-worker-token-0123456789';
 
 let h: Harness;
-let standin: Standin | undefined;
-let agent: AgentHandle;
+let gpu: TestGpu | undefined;
 let teacher: string;
 
 async function until(fn: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
@@ -47,19 +44,16 @@ beforeAll(async () => {
   teacher = await h.addUser('teacher', 'instructor');
   await h.addUser('user001');
   const base = await listen(h);
-  if (!REAL_COMFYUI) standin = await startStandin({});
-  agent = startTestAgent({
+  gpu = await startTestGpu(h, {
     serverUrl: base,
     token: TOKEN,
-    comfyuiUrl: REAL_COMFYUI ?? standin!.url,
     name: 'gpu-convert',
+    realComfyui: REAL_COMFYUI,
   });
-  await agentReady(h);
 }, 90_000);
 
 afterAll(async () => {
-  await agent?.stop();
-  await standin?.close();
+  await gpu?.stop();
   await h?.close();
 });
 

@@ -9,11 +9,9 @@
  * each counter continues the participant's own sequence (`bar_00001_`, `bar_00002_`, …).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentReady, startTestAgent } from '../../test/support/agent.js';
+import { startTestGpu, type TestGpu } from '../../test/support/agent.js';
 import { recordedVhsOutputs } from '../../test/support/comfyui-standin/media-nodes.js';
-import { startStandin, type Standin } from '../../test/support/comfyui-standin/server.js';
 import { videoPrompt } from '../../test/support/prompts.js';
-import type { AgentHandle } from '../worker/agent/index.js';
 import {
   listen,
   readZip,
@@ -30,9 +28,7 @@ type Outputs = Record<string, Record<string, unknown[]>>;
 
 let h: Harness;
 let base: string;
-let standin: Standin | undefined;
-let comfyUrl: string;
-let agent: AgentHandle;
+let gpu: TestGpu | undefined;
 let auth: string;
 
 async function until<T>(fn: () => Promise<T | null | false>, timeoutMs: number, what: string): Promise<T> {
@@ -76,7 +72,7 @@ async function finished(id: string): Promise<{ outputs: Outputs; status: { statu
 
 /** ComfyUI's own history entry of the prompt the worker ran for a job (found by its namespaced prefix). */
 async function comfyHistoryOf(jobId: string): Promise<Outputs> {
-  const all = (await (await fetch(`${comfyUrl}/history?max_items=200`)).json()) as Record<
+  const all = (await (await fetch(`${gpu!.comfyuiUrl}/history?max_items=200`)).json()) as Record<
     string,
     { prompt: [number, string, Prompt]; outputs: Outputs }
   >;
@@ -126,18 +122,17 @@ beforeAll(async () => {
   await h.services.accounts.create('user001', 'participant', PASSWORD);
   auth = h.basic('user001', PASSWORD);
   base = await listen(h);
-  if (REAL_COMFYUI) comfyUrl = REAL_COMFYUI;
-  else {
-    standin = await startStandin({ delayMs: 50, customNodes: true });
-    comfyUrl = standin.url;
-  }
-  agent = startTestAgent({ serverUrl: base, token: TOKEN, comfyuiUrl: comfyUrl, name: 'gpu-outputs' });
-  await agentReady(h);
+  gpu = await startTestGpu(h, {
+    serverUrl: base,
+    token: TOKEN,
+    name: 'gpu-outputs',
+    realComfyui: REAL_COMFYUI,
+    standin: { delayMs: 50, customNodes: true },
+  });
 }, 60_000);
 
 afterAll(async () => {
-  await agent?.stop();
-  await standin?.close();
+  await gpu?.stop();
   await h?.close();
 });
 
