@@ -18,6 +18,7 @@ import { basicAuth } from '../../test/support/serve.js';
 import { startStandin, type Standin } from '../../test/support/comfyui-standin/server.js';
 import { listen } from '../../test/support/gateway-kit.js';
 import type { AgentHandle } from '../worker/agent/index.js';
+import { waitFor } from '../../test/support/processes.js';
 
 const FIXTURES = fileURLToPath(new URL('../../test/fixtures/', import.meta.url));
 const TOKEN = 'mirror-browser-worker-token-0123456789';
@@ -25,14 +26,6 @@ const PASSWORD = 'pw-user001-0123456789';
 /** A real ComfyUI to mirror from instead of the stand-in (its frontend has thousands of files). */
 const REAL_COMFYUI = process.env.COMFYUI_URL?.replace(/\/+$/, '') || null;
 const MIRROR_TIMEOUT = REAL_COMFYUI ? 600_000 : 30_000;
-
-async function until(fn: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** A request the page made that did not succeed. */
 interface Failure {
@@ -79,7 +72,7 @@ describe.skipIf(!HAS_CHROMIUM)('the frontend mirrored from a worker, in Chromium
       frontendRetry: { baseMs: 200, maxMs: 2_000 },
     });
     // Before the mirror completes `/user001/` is the 503 waiting page.
-    await until(
+    await waitFor(
       async () => {
         const res = await fetch(`${base}/user001/`, { headers: { authorization } });
         // Read the body: an unread response keeps its connection busy, and closing the server

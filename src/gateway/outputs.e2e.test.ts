@@ -19,6 +19,7 @@ import {
   startHarness,
   type Harness,
 } from '../../test/support/gateway-kit.js';
+import { waitFor } from '../../test/support/processes.js';
 
 const REAL_COMFYUI = process.env.COMFYUI_URL?.replace(/\/+$/, '') || null;
 const TOKEN = 'outputs-test-worker-token-0123456';
@@ -30,16 +31,6 @@ let h: Harness;
 let base: string;
 let gpu: TestGpu | undefined;
 let auth: string;
-
-async function until<T>(fn: () => Promise<T | null | false>, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 async function get(path: string) {
   return h.app.inject({ method: 'GET', url: path, headers: { authorization: auth } });
@@ -58,7 +49,7 @@ async function queue(prompt: Prompt, clientId = 'outputs-e2e'): Promise<string> 
 
 /** The finished job's `/user001/api/history/<id>` entry. */
 async function finished(id: string): Promise<{ outputs: Outputs; status: { status_str: string } }> {
-  const entry = await until(
+  const entry = await waitFor(
     async () => {
       const r = (await get(`/user001/api/history/${id}`)).json() as Record<string, unknown>;
       return (r[id] as { outputs: Outputs; status: { status_str: string } } | undefined) ?? null;

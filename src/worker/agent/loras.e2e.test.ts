@@ -16,6 +16,7 @@ import { makeSafetensors } from '../../../test/support/loras.js';
 import { listen, startHarness, type Harness } from '../../../test/support/gateway-kit.js';
 import { createAgent, type WorkerAgent } from './index.js';
 import { userLoraFolder } from './lora-cache.js';
+import { waitFor } from '../../../test/support/processes.js';
 
 const TOKEN = 'loras-test-worker-token-0123456789';
 type Prompt = Record<string, { class_type: string; inputs: Record<string, unknown> }>;
@@ -27,16 +28,6 @@ let agent: WorkerAgent;
 const auth: Record<string, string> = {};
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-async function until<T>(fn: () => Promise<T | null | false>, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 function loraPrompt(lora: string): Prompt {
   return {
@@ -75,7 +66,7 @@ interface Entry {
 }
 
 async function finished(user: string, id: string): Promise<Entry> {
-  return until(
+  return waitFor(
     async () => {
       const r = await h.app.inject({
         method: 'GET',
