@@ -145,14 +145,7 @@ async function expectRanOnce(jobId: string): Promise<void> {
   expect(await executionsOf(jobId)).toBe(1);
 }
 
-async function withLogs(fn: () => Promise<void>): Promise<void> {
-  try {
-    await fn();
-  } catch (err) {
-    console.error(procs.logs());
-    throw err;
-  }
-}
+const withLogs = (fn: () => Promise<void>) => procs.withLogs(fn);
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'cm-e2e-restart-'));

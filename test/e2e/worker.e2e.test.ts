@@ -303,15 +303,7 @@ afterAll(async () => {
   if (process.env.E2E_KEEP !== '1' && dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
-async function withLogs(fn: () => Promise<void>): Promise<void> {
-  try {
-    await fn();
-  } catch (err) {
-    // On failure, the tail of every process's output helps more than the assertion alone.
-    console.error(procs.logs());
-    throw err;
-  }
-}
+const withLogs = (fn: () => Promise<void>) => procs.withLogs(fn);
 
 // ---- the tests ----------------------------------------------------------------------------------
 
