@@ -10,6 +10,7 @@ import { API_TOKEN, ENV_WORKER_TOKEN, startControlPlane } from '../../test/suppo
 import { runUsage } from '../cli/commands/usage.js';
 import { modelFreePrompt } from '../../test/support/prompts.js';
 import { CostLedger, costCsv, csvCell, splitByDay } from './cost.js';
+import { commandProviderEnv } from '../../test/support/autoscale.js';
 
 const H = 3_600_000;
 const day0 = Date.UTC(2026, 11, 6);
@@ -147,15 +148,12 @@ describe('GPU cost per participant through the autoscaler', () => {
   it('a finished job on a started worker is priced by its instance type and exported as CSV, instructors only', async () => {
     h = await startHarness({
       WORKER_TOKENS: 'auto:tok',
-      AUTOSCALE_PROVIDER: 'command',
-      AUTOSCALE_WORKER_TOKEN: 'tok',
-      AUTOSCALE_COMMAND_UP: 'echo i-1',
-      AUTOSCALE_COMMAND_DOWN: 'true',
-      AUTOSCALE_COMMAND_LIST: 'true',
-      AUTOSCALE_INSTANCE_TYPE: 'rtx4090',
-      AUTOSCALE_PRICE_PER_HOUR: '0.5',
-      AUTOSCALE_PRICES: 'manual=3600',
-      AUTOSCALE_INTERVAL_SECONDS: '3600',
+      ...commandProviderEnv('tok', {
+        AUTOSCALE_INSTANCE_TYPE: 'rtx4090',
+        AUTOSCALE_PRICE_PER_HOUR: '0.5',
+        AUTOSCALE_PRICES: 'manual=3600',
+        AUTOSCALE_INTERVAL_SECONDS: '3600',
+      }),
     });
     const teacher = await h.addUser('teacher', 'instructor');
     const app = h.app;
@@ -204,14 +202,9 @@ describe('GPU cost per participant through the autoscaler', () => {
 
 describe('comfy-multi usage --csv', () => {
   it('prints the CSV of a running control plane; refused credentials exit 2', async () => {
-    const cp = await startControlPlane({
-      AUTOSCALE_PROVIDER: 'command',
-      AUTOSCALE_WORKER_TOKEN: ENV_WORKER_TOKEN,
-      AUTOSCALE_COMMAND_UP: 'echo i-1',
-      AUTOSCALE_COMMAND_DOWN: 'true',
-      AUTOSCALE_COMMAND_LIST: 'true',
-      AUTOSCALE_INTERVAL_SECONDS: '3600',
-    });
+    const cp = await startControlPlane(
+      commandProviderEnv(ENV_WORKER_TOKEN, { AUTOSCALE_INTERVAL_SECONDS: '3600' }),
+    );
     try {
       let out = '';
       let err = '';
