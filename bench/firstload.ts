@@ -24,7 +24,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BrowserContext } from 'playwright-core';
 import { pino } from 'pino';
-import { listen, startHarness, type Harness } from '../src/gateway/test-kit.js';
+import { listen, startHarness, type Harness } from '../test/support/gateway-kit.js';
 import { startAgent, type AgentHandle } from '../src/worker/agent/index.js';
 import { launchChromium } from '../test/support/chromium.js';
 import { startStandin, type Standin } from '../test/support/comfyui-standin/server.js';

@@ -6,6 +6,7 @@ import { AccountService } from './auth/account-service.js';
 import { ensureAdmin } from './bootstrap.js';
 import { createLogger } from './logger.js';
 import { openSqliteStore } from './store/sqlite/sqlite-store.js';
+import { CONFORMANCE_DEFAULTS } from './store/store.conformance.js';
 import type { JobStore } from './store/types.js';
 
 let dir: string;
@@ -23,12 +24,7 @@ beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'cm-bootstrap-'));
   store = await openSqliteStore({
     path: join(dir, 'state.db'),
-    defaults: {
-      mode: 'fifo',
-      paused: false,
-      limits: { maxPendingPerUser: 10, maxRunningPerUser: 1 },
-      userLimits: {},
-    },
+    defaults: structuredClone(CONFORMANCE_DEFAULTS),
   });
   accounts = new AccountService(store);
   printed = '';

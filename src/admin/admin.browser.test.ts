@@ -4,12 +4,9 @@
  * WebSockets and participants' ComfyUI sockets open. Screenshots of the main views go to
  * test-artifacts/admin/.
  */
-import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import {
@@ -20,40 +17,14 @@ import {
   until,
   type ControlPlane,
 } from '../../test/support/worker-hub-kit.js';
+import { HAS_CHROMIUM, launchChromium } from '../../test/support/chromium.js';
+import {
+  DASHBOARD_ARTIFACTS as ARTIFACTS,
+  INSTRUCTOR_PASSWORD as PASSWORD,
+  ensureDashboardBuilt,
+  submitLogin,
+} from '../../test/support/dashboard.js';
 import type { Job } from '../store/types.js';
-import { UI_DIST } from './index.js';
-
-const CHROMIUM = '/usr/bin/chromium';
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const UI_DIR = fileURLToPath(new URL('./ui/', import.meta.url));
-const ARTIFACTS = join(ROOT, 'test-artifacts', 'admin');
-const PASSWORD = 'teacher-password-123';
-const run = promisify(execFile);
-
-/** Newest modification time under a folder (dist excluded). */
-function newest(dir: string): number {
-  let t = 0;
-  for (const name of readdirSync(dir)) {
-    if (name === 'dist' || name === 'node_modules') continue;
-    const p = join(dir, name);
-    const st = statSync(p);
-    t = Math.max(t, st.isDirectory() ? newest(p) : st.mtimeMs);
-  }
-  return t;
-}
-
-/** Builds the dashboard when dist is missing or older than its sources (CI runs `npm run build` first). */
-async function ensureUiBuilt(): Promise<void> {
-  const index = join(UI_DIST, 'index.html');
-  if (existsSync(index) && statSync(index).mtimeMs >= newest(UI_DIR)) return;
-  await run(
-    process.execPath,
-    [join(ROOT, 'node_modules/vite/bin/vite.js'), 'build', '--config', join(UI_DIR, 'vite.config.ts')],
-    {
-      cwd: ROOT,
-    },
-  );
-}
 
 function prompt(ckpt: string, seed: number) {
   return {
@@ -77,7 +48,7 @@ const WORKFLOWS = [
 ];
 const MODELS = ['sd_xl_base_1.0.safetensors', 'flux1-dev-fp8.safetensors', 'juggernautXL_v9.safetensors'];
 
-describe.skipIf(!existsSync(CHROMIUM))('instructor dashboard in Chromium', () => {
+describe.skipIf(!HAS_CHROMIUM)('instructor dashboard in Chromium', () => {
   let cp: ControlPlane;
   let browser: Browser;
   let page: Page;
@@ -187,7 +158,7 @@ describe.skipIf(!existsSync(CHROMIUM))('instructor dashboard in Chromium', () =>
 
   beforeAll(async () => {
     mkdirSync(ARTIFACTS, { recursive: true });
-    await ensureUiBuilt();
+    await ensureDashboardBuilt();
     cp = await startControlPlane({ MAX_RUNNING_PER_USER: '1', DASHBOARD_SAMPLE_SECONDS: '1' });
     const { accounts, queue } = cp.services;
     await accounts.create('teacher', 'instructor', PASSWORD);
@@ -246,16 +217,7 @@ describe.skipIf(!existsSync(CHROMIUM))('instructor dashboard in Chromium', () =>
       'both workers busy',
     );
 
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--no-first-run',
-      ],
-    });
+    browser = await launchChromium();
     const context = await browser.newContext({ viewport: { width: 1366, height: 768 }, locale: 'en-GB' });
     page = await context.newPage();
   }, 120_000);
@@ -275,9 +237,7 @@ describe.skipIf(!existsSync(CHROMIUM))('instructor dashboard in Chromium', () =>
       const ctx = await browser.newContext({ viewport: { width: 1366, height: 768 }, locale: 'en-GB' });
       const p = await ctx.newPage();
       await p.goto(`${empty.url}/login?next=/admin/`);
-      await p.getByLabel('User name').fill('teacher');
-      await p.getByLabel('Password').fill(PASSWORD);
-      await p.getByRole('button', { name: 'Sign in' }).click();
+      await submitLogin(p);
       await p.getByText('No GPU worker is connected').waitFor();
       const gpus = (await p.locator('#gpus').textContent()) ?? '';
       expect(gpus).toContain(`comfy-multi worker --server ${empty.url} --token`);
@@ -297,9 +257,7 @@ describe.skipIf(!existsSync(CHROMIUM))('instructor dashboard in Chromium', () =>
     // Log in through the real login form; instructors land on the dashboard.
     await page.goto(`${cp.url}/admin/`);
     await expect.poll(() => page.url()).toContain('/login');
-    await page.getByLabel('User name').fill('teacher');
-    await page.getByLabel('Password').fill(PASSWORD);
-    await page.getByRole('button', { name: 'Sign in' }).click();
+    await submitLogin(page);
     await page.waitForURL(`${cp.url}/admin/`);
     await page.getByText('Live', { exact: true }).waitFor();
     await page.locator('#queue tbody tr').first().waitFor();

@@ -3,56 +3,30 @@
  * progress live on the worker's row, cancels one, and sees a wrong checksum refused — against a
  * real control plane, a real worker agent beside the ComfyUI stand-in, and a local file server.
  */
-import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentReady, startTestAgent } from '../../test/support/agent.js';
+import { startTestGpu, type TestGpu } from '../../test/support/agent.js';
 import { HAS_CHROMIUM, launchChromium } from '../../test/support/chromium.js';
-import { startStandin, type Standin } from '../../test/support/comfyui-standin/server.js';
+import {
+  DASHBOARD_ARTIFACTS as ARTIFACTS,
+  INSTRUCTOR_PASSWORD as PASSWORD,
+  ensureDashboardBuilt,
+  signInToDashboard,
+} from '../../test/support/dashboard.js';
 import { startModelServer, type ModelServer } from '../../test/support/model-server.js';
-import { listen, startHarness, type Harness } from '../gateway/test-kit.js';
-import type { AgentHandle } from '../worker/agent/index.js';
-import { UI_DIST } from './index.js';
+import { listen, startHarness, type Harness } from '../../test/support/gateway-kit.js';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const UI_DIR = fileURLToPath(new URL('./ui/', import.meta.url));
-const ARTIFACTS = join(ROOT, 'test-artifacts', 'admin');
 const TOKEN = 'models-browser-worker-token-0123456789';
-const PASSWORD = 'teacher-password-123';
 const HF_TOKEN = 'hf_browser_secret_0123456789';
-
-function newest(dir: string): number {
-  let t = 0;
-  for (const name of readdirSync(dir)) {
-    if (name === 'dist' || name === 'node_modules') continue;
-    const p = join(dir, name);
-    const st = statSync(p);
-    t = Math.max(t, st.isDirectory() ? newest(p) : st.mtimeMs);
-  }
-  return t;
-}
-
-async function ensureUiBuilt(): Promise<void> {
-  const index = join(UI_DIST, 'index.html');
-  if (existsSync(index) && statSync(index).mtimeMs >= newest(UI_DIR)) return;
-  await promisify(execFile)(
-    process.execPath,
-    [join(ROOT, 'node_modules/vite/bin/vite.js'), 'build', '--config', join(UI_DIR, 'vite.config.ts')],
-    { cwd: ROOT },
-  );
-}
 
 describe.skipIf(!HAS_CHROMIUM)('the Models panel in Chromium', () => {
   let h: Harness;
   let base: string;
-  let standin: Standin;
-  let agent: AgentHandle;
+  let gpu: TestGpu | undefined;
   let files: ModelServer;
   let modelsDir: string;
   let browser: Browser;
@@ -60,22 +34,22 @@ describe.skipIf(!HAS_CHROMIUM)('the Models panel in Chromium', () => {
 
   beforeAll(async () => {
     mkdirSync(ARTIFACTS, { recursive: true });
-    await ensureUiBuilt();
+    await ensureDashboardBuilt();
     modelsDir = await mkdtemp(join(tmpdir(), 'cm-models-ui-'));
     files = await startModelServer({ slowChunk: 16_384, slowPauseMs: 40 });
     h = await startHarness({ WORKER_TOKENS: `gpu:${TOKEN}`, MODEL_DOWNLOADS_ALLOW_LOCAL_HTTP: 'true' });
     await h.services.accounts.create('teacher', 'instructor', PASSWORD);
     base = await listen(h);
-    standin = await startStandin({ modelsDir });
-    agent = startTestAgent({
+    gpu = await startTestGpu(h, {
       serverUrl: base,
       token: TOKEN,
-      comfyuiUrl: standin.url,
       name: 'gpu-ui',
-      modelsDir,
-      modelProgressMs: 100,
+      standin: { modelsDir },
+      agent: {
+        modelsDir,
+        modelProgressMs: 100,
+      },
     });
-    await agentReady(h);
     browser = await launchChromium();
     const context = await browser.newContext({ viewport: { width: 1366, height: 900 }, locale: 'en-GB' });
     page = await context.newPage();
@@ -83,8 +57,7 @@ describe.skipIf(!HAS_CHROMIUM)('the Models panel in Chromium', () => {
 
   afterAll(async () => {
     await browser?.close();
-    await agent?.stop();
-    await standin?.close();
+    await gpu?.stop();
     await h?.close();
     await files?.close();
     await rm(modelsDir, { recursive: true, force: true });
@@ -95,11 +68,7 @@ describe.skipIf(!HAS_CHROMIUM)('the Models panel in Chromium', () => {
     files.add('/acme/big/resolve/main/big.safetensors', 20_000_000, 'slow');
     const wrong = files.add('/acme/bad/resolve/main/bad.safetensors', 100_000, 'wrong');
 
-    await page.goto(`${base}/admin/`);
-    await page.getByLabel('User name').fill('teacher');
-    await page.getByLabel('Password').fill(PASSWORD);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.waitForURL(`${base}/admin/`);
+    await signInToDashboard(page, base);
     await page.getByText('Live', { exact: true }).waitFor();
     const panel = page.locator('#models');
     await panel.getByText('No model downloads yet').waitFor();

@@ -10,7 +10,7 @@ import { WebSocket } from 'ws';
 import { markDraining } from './health-routes.js';
 import { holdIdleConnections } from '../main.js';
 import { CLOSE_SERVICE_RESTART } from '../worker/protocol.js';
-import { listen, startHarness, type Harness } from '../gateway/test-kit.js';
+import { listen, startHarness, type Harness } from '../../test/support/gateway-kit.js';
 
 const WORKER_TOKEN = 'drain-test-worker-token-0123456789';
 let h: Harness;

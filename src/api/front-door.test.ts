@@ -6,7 +6,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { modelFreePrompt } from '../../test/support/prompts.js';
 import type { AuditEntry } from '../admin/view-types.js';
-import { startHarness, uploadEnv, type Harness } from '../gateway/test-kit.js';
+import { startHarness, uploadEnv, type Harness } from '../../test/support/gateway-kit.js';
 
 let h: Harness;
 let admin: string;

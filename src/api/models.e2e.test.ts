@@ -9,35 +9,26 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { agentReady, startTestAgent } from '../../test/support/agent.js';
-import { startStandin, type Standin } from '../../test/support/comfyui-standin/server.js';
+import { startTestAgent, startTestGpu, type TestGpu } from '../../test/support/agent.js';
+import { startStandin } from '../../test/support/comfyui-standin/server.js';
 import { startModelServer, type ModelServer } from '../../test/support/model-server.js';
 import { modelFreePrompt } from '../../test/support/prompts.js';
 import type { ModelDownloadView } from '../admin/view-types.js';
 import { getCurrentEnv } from '../dispatch/env-snapshots.js';
-import { listen, startHarness, type Harness } from '../gateway/test-kit.js';
-import type { AgentHandle } from '../worker/agent/index.js';
+import { listen, startHarness, type Harness } from '../../test/support/gateway-kit.js';
 import { downloadBodySchema } from './models-routes.js';
+import { waitFor } from '../../test/support/processes.js';
 
 const TOKEN = 'models-e2e-worker-token-0123456789';
 const HF_TOKEN = 'hf_do_not_show_this_0123456789';
 
 let h: Harness;
-let standin: Standin;
-let agent: AgentHandle;
+let gpu: TestGpu | undefined;
 let files: ModelServer;
 let modelsDir: string;
 let teacher: string;
 /** What the agent's injected free-space function answers; null: the real disk. */
 let fakeFree: number | null = null;
-
-async function until(fn: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 async function call(method: string, url: string, payload?: unknown) {
   return h.app.inject({
@@ -61,7 +52,7 @@ async function startDownload(body: Record<string, unknown>): Promise<ModelDownlo
 
 async function ended(id: string): Promise<ModelDownloadView> {
   let view: ModelDownloadView | undefined;
-  await until(
+  await waitFor(
     async () => {
       const list = (await call('GET', '/api/v1/models/downloads')).json().downloads as ModelDownloadView[];
       view = list.find((d) => d.id === id);
@@ -88,23 +79,22 @@ beforeAll(async () => {
   teacher = await h.addUser('teacher', 'instructor');
   await h.addUser('user001');
   const base = await listen(h);
-  standin = await startStandin({ modelsDir });
-  agent = startTestAgent({
+  gpu = await startTestGpu(h, {
     serverUrl: base,
     token: TOKEN,
-    comfyuiUrl: standin.url,
     name: 'gpu-models',
-    modelsDir,
-    modelProgressMs: 50,
-    modelRetryDelayMs: 20,
-    freeDiskBytes: async () => fakeFree ?? Number.MAX_SAFE_INTEGER,
+    standin: { modelsDir },
+    agent: {
+      modelsDir,
+      modelProgressMs: 50,
+      modelRetryDelayMs: 20,
+      freeDiskBytes: async () => fakeFree ?? Number.MAX_SAFE_INTEGER,
+    },
   });
-  await agentReady(h);
 }, 90_000);
 
 afterAll(async () => {
-  await agent?.stop();
-  await standin?.close();
+  await gpu?.stop();
   await h?.close();
   await files?.close();
   await rm(modelsDir, { recursive: true, force: true });
@@ -254,7 +244,7 @@ describe('POST /api/v1/models/downloads', () => {
   it('cancels from the API: the partial file is deleted and nothing lands', async () => {
     files.add('/slow/big.safetensors', 5_000_000, 'slow');
     const d = await startDownload({ url: `${files.url}/slow/big.safetensors`, folder: 'checkpoints' });
-    await until(() => (h.services.models.get(d.id)?.received ?? 0) > 0, 30_000, 'bytes to flow');
+    await waitFor(() => (h.services.models.get(d.id)?.received ?? 0) > 0, 30_000, 'bytes to flow');
     const r = await call('DELETE', `/api/v1/models/downloads/${d.id}`);
     expect(r.statusCode).toBe(200);
     expect(r.json()).toMatchObject({ id: d.id, cancelRequested: true });
@@ -284,7 +274,7 @@ describe('POST /api/v1/models/downloads', () => {
       });
     let a2 = start();
     try {
-      await until(
+      await waitFor(
         () =>
           h.services.workers.get('gpu:gpu-restart')?.link !== null &&
           h.services.models.capableWorkers().some((w) => w.id === 'gpu:gpu-restart'),
@@ -297,7 +287,7 @@ describe('POST /api/v1/models/downloads', () => {
         sha256: f.sha256,
         workers: ['gpu:gpu-restart'],
       });
-      await until(() => (h.services.models.get(d.id)?.received ?? 0) > 200_000, 30_000, 'bytes to flow');
+      await waitFor(() => (h.services.models.get(d.id)?.received ?? 0) > 200_000, 30_000, 'bytes to flow');
       await a2.stop();
       a2 = start();
       const v = await ended(d.id);
@@ -413,7 +403,7 @@ describe('the workshop model list', () => {
       const job = await call('POST', '/api/v1/jobs', { user: 'user001', prompt: modelFreePrompt() });
       expect(job.statusCode, job.body).toBe(201);
       const jobId = job.json().id as string;
-      await until(
+      await waitFor(
         () => h.services.workers.get('gpu:gpu-new')?.preparing === true,
         30_000,
         'the new worker to prepare',
@@ -426,11 +416,11 @@ describe('the workshop model list', () => {
       ).toEqual(['checkpoints/fresh.safetensors', 'text_encoders/needed.safetensors']);
       expect(mine().every((d) => d.by === 'workshop')).toBe(true);
       // While it fetches, the job waits although the worker is connected and idle.
-      await until(() => mine().some((d) => d.state === 'downloading'), 30_000, 'bytes to flow');
+      await waitFor(() => mine().some((d) => d.state === 'downloading'), 30_000, 'bytes to flow');
       expect((await h.services.store.getJob(jobId))!.status).toBe('pending');
       expect((await call('GET', '/api/v1/workers/gpu:gpu-new')).json()).toMatchObject({ preparing: true });
       // Then it runs there.
-      await until(
+      await waitFor(
         async () => (await h.services.store.getJob(jobId))!.status === 'completed',
         60_000,
         'the job to run on the new worker',

@@ -6,38 +6,15 @@
 import { readFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WORKFLOW_FIXTURES } from '../../test/support/fixtures.js';
-import { startHarness, tinyPng, uploadEnv, type Harness } from '../gateway/test-kit.js';
+import { startHarness, tinyPng, uploadEnv, type Harness } from '../../test/support/gateway-kit.js';
+import { emptyLatentWorkflow } from '../../test/support/prompts.js';
 
 const fluxText = () => readFileSync(`${WORKFLOW_FIXTURES}/flux2_klein_9b_text_to_image.json`, 'utf8');
 const ltxText = () => readFileSync(`${WORKFLOW_FIXTURES}/ltx2_text_to_video.json`, 'utf8');
 const apiText = () => readFileSync(`${WORKFLOW_FIXTURES}/sdxl_api_format_example.json`, 'utf8');
 
-/** A small UI-format workflow the recorded object_info knows (no models needed to convert). */
-const tinyUi = (seed = 1) =>
-  JSON.stringify({
-    last_node_id: 1,
-    last_link_id: 0,
-    nodes: [
-      {
-        id: 1,
-        type: 'EmptyLatentImage',
-        pos: [0, 0],
-        size: [300, 100],
-        flags: {},
-        order: 0,
-        mode: 0,
-        inputs: [],
-        outputs: [{ name: 'LATENT', type: 'LATENT', links: null }],
-        properties: {},
-        widgets_values: [512, 512, seed],
-      },
-    ],
-    links: [],
-    groups: [],
-    config: {},
-    extra: {},
-    version: 0.4,
-  });
+/** A small UI-format workflow; `seed` (its batch size) makes distinct files. */
+const tinyUi = (seed = 1) => emptyLatentWorkflow({ batchSize: seed });
 
 let h: Harness;
 let teacher: string;

@@ -6,26 +6,16 @@
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentReady, startTestAgent } from '../../test/support/agent.js';
-import { startStandin, type Standin } from '../../test/support/comfyui-standin/server.js';
-import { listen, startHarness, type Harness } from '../gateway/test-kit.js';
-import type { AgentHandle } from '../worker/agent/index.js';
+import { startTestGpu, type TestGpu } from '../../test/support/agent.js';
+import { listen, startHarness, type Harness } from '../../test/support/gateway-kit.js';
+import { waitFor } from '../../test/support/processes.js';
 
 const REAL_COMFYUI = process.env.COMFYUI_URL?.replace(/\/+$/, '') || null;
 const TOKEN = 'convert-e2e-worker-token-0123456789';
 
 let h: Harness;
-let standin: Standin | undefined;
-let agent: AgentHandle;
+let gpu: TestGpu | undefined;
 let teacher: string;
-
-async function until(fn: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** The nested-subgraph fixture without its PrimitiveInt (the stand-in runs only a few node types). */
 function workflow(): Record<string, unknown> {
@@ -47,19 +37,16 @@ beforeAll(async () => {
   teacher = await h.addUser('teacher', 'instructor');
   await h.addUser('user001');
   const base = await listen(h);
-  if (!REAL_COMFYUI) standin = await startStandin({});
-  agent = startTestAgent({
+  gpu = await startTestGpu(h, {
     serverUrl: base,
     token: TOKEN,
-    comfyuiUrl: REAL_COMFYUI ?? standin!.url,
     name: 'gpu-convert',
+    realComfyui: REAL_COMFYUI,
   });
-  await agentReady(h);
 }, 90_000);
 
 afterAll(async () => {
-  await agent?.stop();
-  await standin?.close();
+  await gpu?.stop();
   await h?.close();
 });
 
@@ -80,7 +67,7 @@ describe('a UI-format workflow through /api/v1/jobs', () => {
       inputs: { width: 512, height: 512, batch_size: 1, color: 0 },
     });
     expect(job!.prompt['2']!.inputs.images).toEqual(['1:11', 0]);
-    await until(
+    await waitFor(
       async () => ['completed', 'failed'].includes((await h.services.store.getJob(id))!.status),
       60_000,
       'the job to finish',

@@ -11,7 +11,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WORKFLOW_FIXTURES } from '../../test/support/fixtures.js';
 import { LOADER_INPUT_FOLDERS } from '../comfy/model-folders.js';
 import { saveEnv } from '../dispatch/env-snapshots.js';
-import { startHarness, testSnapshot, uploadEnv, type Harness } from '../gateway/test-kit.js';
+import { startHarness, testSnapshot, uploadEnv, type Harness } from '../../test/support/gateway-kit.js';
 import type { EnvSnapshot } from '../worker/protocol.js';
 
 const NEWER = JSON.parse(

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openSqliteStore } from '../store/sqlite/sqlite-store.js';
+import { CONFORMANCE_DEFAULTS } from '../store/store.conformance.js';
 import type { JobStore } from '../store/types.js';
 import { AccountService } from './account-service.js';
 import { updateLoginMaterial } from './login-material-update.js';
@@ -26,12 +27,7 @@ beforeEach(async () => {
   file = join(dir, 'participants.txt');
   store = await openSqliteStore({
     path: join(dir, 'state.db'),
-    defaults: {
-      mode: 'fifo',
-      paused: false,
-      limits: { maxPendingPerUser: 10, maxRunningPerUser: 1 },
-      userLimits: {},
-    },
+    defaults: structuredClone(CONFORMANCE_DEFAULTS),
   });
   accounts = new AccountService(store);
 });

@@ -8,8 +8,8 @@ import { startHarness, type Harness } from '../../test/support/app-harness.js';
 import { modelFreePrompt } from '../../test/support/prompts.js';
 import { MemoryClusterHub } from '../cluster/cluster-bus.js';
 import { Autoscaler } from './autoscaler.js';
-import type { PoolPolicy } from './decide.js';
 import type { Provider, ProviderInstance } from './provider.js';
+import { testPolicy } from '../../test/support/autoscale.js';
 
 /** A cloud that starts whatever it is asked to; shared by every process, as a real one is. */
 class CountingProvider implements Provider {
@@ -35,18 +35,7 @@ class CountingProvider implements Provider {
   async close() {}
 }
 
-const policy: PoolPolicy = {
-  minWorkers: 0,
-  maxWorkers: 4,
-  jobsPerWorker: 1,
-  maxWaitMs: 120_000,
-  idleMs: 300_000,
-  upCooldownMs: 0,
-  downCooldownMs: 60_000,
-  startTimeoutMs: 600_000,
-  dailyBudgetMs: 0,
-  budgetAlertFraction: 0.8,
-};
+const policy = testPolicy({ maxWorkers: 4, jobsPerWorker: 1, upCooldownMs: 0 });
 
 async function until(cond: () => boolean): Promise<void> {
   for (let i = 0; !cond(); i++) {

@@ -8,8 +8,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from '../../test/support/app-harness.js';
 import { modelFreePrompt } from '../../test/support/prompts.js';
 import { Autoscaler, type AutoscaleAlert } from './autoscaler.js';
-import type { PoolPolicy } from './decide.js';
 import { ProviderError, type Provider, type ProviderInstance } from './provider.js';
+import { testPolicy } from '../../test/support/autoscale.js';
 
 class ScriptedProvider implements Provider {
   readonly name = 'scripted';
@@ -43,18 +43,7 @@ class ScriptedProvider implements Provider {
   async close() {}
 }
 
-const policy: PoolPolicy = {
-  minWorkers: 0,
-  maxWorkers: 2,
-  jobsPerWorker: 8,
-  maxWaitMs: 120_000,
-  idleMs: 300_000,
-  upCooldownMs: 30_000,
-  downCooldownMs: 60_000,
-  startTimeoutMs: 600_000,
-  dailyBudgetMs: 0,
-  budgetAlertFraction: 0.8,
-};
+const policy = testPolicy();
 
 let h: Harness;
 let provider: ScriptedProvider;

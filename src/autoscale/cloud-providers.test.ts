@@ -16,6 +16,7 @@ import { describeAutoscale } from './index.js';
 import { ProviderError } from './provider.js';
 import { RunpodProvider, type RunpodOptions } from './runpod-provider.js';
 import { VerdaProvider, type VerdaOptions } from './verda-provider.js';
+import { testPolicy } from '../../test/support/autoscale.js';
 
 let replay: CloudReplay;
 const sleeps: number[] = [];
@@ -243,18 +244,7 @@ describe('the autoscaler loop with verda', () => {
     const scaler = new Autoscaler(
       { provider: verda(), queue: h.services.queue, workers: h.services.workers },
       {
-        policy: {
-          minWorkers: 0,
-          maxWorkers: 1,
-          jobsPerWorker: 8,
-          maxWaitMs: 120_000,
-          idleMs: 300_000,
-          upCooldownMs: 30_000,
-          downCooldownMs: 60_000,
-          startTimeoutMs: 600_000,
-          dailyBudgetMs: 0,
-          budgetAlertFraction: 0.8,
-        },
+        policy: testPolicy({ maxWorkers: 1 }),
         intervalMs: 60_000,
         pricePerHour: 1,
         clock: () => now,

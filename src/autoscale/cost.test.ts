@@ -10,6 +10,7 @@ import { API_TOKEN, ENV_WORKER_TOKEN, startControlPlane } from '../../test/suppo
 import { runUsage } from '../cli/commands/usage.js';
 import { modelFreePrompt } from '../../test/support/prompts.js';
 import { CostLedger, costCsv, csvCell, splitByDay } from './cost.js';
+import { commandProviderEnv } from '../../test/support/autoscale.js';
 
 const H = 3_600_000;
 const day0 = Date.UTC(2026, 11, 6);
@@ -147,17 +148,17 @@ describe('GPU cost per participant through the autoscaler', () => {
   it('a finished job on a started worker is priced by its instance type and exported as CSV, instructors only', async () => {
     h = await startHarness({
       WORKER_TOKENS: 'auto:tok',
-      AUTOSCALE_PROVIDER: 'command',
-      AUTOSCALE_WORKER_TOKEN: 'tok',
-      AUTOSCALE_COMMAND_UP: 'echo i-1',
-      AUTOSCALE_COMMAND_DOWN: 'true',
-      AUTOSCALE_COMMAND_LIST: 'true',
-      AUTOSCALE_INSTANCE_TYPE: 'rtx4090',
-      AUTOSCALE_PRICE_PER_HOUR: '0.5',
-      AUTOSCALE_PRICES: 'manual=3600',
-      AUTOSCALE_INTERVAL_SECONDS: '3600',
+      ...commandProviderEnv('tok', {
+        AUTOSCALE_INSTANCE_TYPE: 'rtx4090',
+        AUTOSCALE_PRICE_PER_HOUR: '0.5',
+        AUTOSCALE_PRICES: 'manual=3600',
+        AUTOSCALE_INTERVAL_SECONDS: '3600',
+      }),
     });
     const teacher = await h.addUser('teacher', 'instructor');
+    const app = h.app;
+    const get = (url: string, authorization: string) =>
+      app.inject({ method: 'GET', url, headers: { authorization } });
     const alice = await h.addUser('alice');
     const q = h.services.queue;
     const job = await q.enqueue({ user: 'alice', prompt: modelFreePrompt() });
@@ -179,11 +180,7 @@ describe('GPU cost per participant through the autoscaler', () => {
     expect(row.cost).toBeCloseTo((fin.finishedAt! - fin.startedAt!) / 1000, 1);
     expect(h.services.autoscaler!.view().usage.participants).toMatchObject([{ participant: 'alice' }]);
 
-    const res = await h.app.inject({
-      method: 'GET',
-      url: '/api/v1/autoscale/usage.csv',
-      headers: { authorization: teacher },
-    });
+    const res = await get('/api/v1/autoscale/usage.csv', teacher);
     expect(res.statusCode).toBe(200);
     expect(res.headers['content-type']).toMatch(/^text\/csv/);
     expect(res.headers['content-disposition']).toBe('attachment; filename="gpu-usage.csv"');
@@ -191,44 +188,23 @@ describe('GPU cost per participant through the autoscaler', () => {
     expect(lines[0]).toBe('kind,day,worker,participant,instance_type,gpu_seconds,price_per_hour,cost');
     expect(lines[1]).toMatch(/^participant,\d{4}-\d{2}-\d{2},'@lab-pc,alice,manual,\d+,3600,[\d.]+$/);
 
-    const bad = await h.app.inject({
-      method: 'GET',
-      url: '/api/v1/autoscale/usage.csv?day=yesterday',
-      headers: { authorization: teacher },
-    });
+    const bad = await get('/api/v1/autoscale/usage.csv?day=yesterday', teacher);
     expect(bad.statusCode).toBe(400);
-    const other = await h.app.inject({
-      method: 'GET',
-      url: '/api/v1/autoscale/usage.csv?day=2000-01-01',
-      headers: { authorization: teacher },
-    });
+    const other = await get('/api/v1/autoscale/usage.csv?day=2000-01-01', teacher);
     expect(other.body.split('\r\n').filter(Boolean)).toHaveLength(1);
-    const denied = await h.app.inject({
-      method: 'GET',
-      url: '/api/v1/autoscale/usage.csv',
-      headers: { authorization: alice },
-    });
+    const denied = await get('/api/v1/autoscale/usage.csv', alice);
     expect(denied.statusCode).toBe(403);
 
-    const metrics = await h.app.inject({
-      method: 'GET',
-      url: '/metrics',
-      headers: { authorization: teacher },
-    });
+    const metrics = await get('/metrics', teacher);
     expect(metrics.body).toMatch(/comfy_multi_autoscale_participant_cost\{user="alice"\} [\d.]+/);
   });
 });
 
 describe('comfy-multi usage --csv', () => {
   it('prints the CSV of a running control plane; refused credentials exit 2', async () => {
-    const cp = await startControlPlane({
-      AUTOSCALE_PROVIDER: 'command',
-      AUTOSCALE_WORKER_TOKEN: ENV_WORKER_TOKEN,
-      AUTOSCALE_COMMAND_UP: 'echo i-1',
-      AUTOSCALE_COMMAND_DOWN: 'true',
-      AUTOSCALE_COMMAND_LIST: 'true',
-      AUTOSCALE_INTERVAL_SECONDS: '3600',
-    });
+    const cp = await startControlPlane(
+      commandProviderEnv(ENV_WORKER_TOKEN, { AUTOSCALE_INTERVAL_SECONDS: '3600' }),
+    );
     try {
       let out = '';
       let err = '';

@@ -5,19 +5,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decide, type InstanceState, type PoolPolicy, type PoolState } from './decide.js';
+import { testPolicy } from '../../test/support/autoscale.js';
 
-const policy: PoolPolicy = {
-  minWorkers: 0,
-  maxWorkers: 3,
-  jobsPerWorker: 4,
-  maxWaitMs: 60_000,
-  idleMs: 300_000,
-  upCooldownMs: 30_000,
-  downCooldownMs: 60_000,
-  startTimeoutMs: 600_000,
-  dailyBudgetMs: 0,
-  budgetAlertFraction: 0.8,
-};
+const policy = testPolicy({ maxWorkers: 3, jobsPerWorker: 4, maxWaitMs: 60_000 });
 
 const NOW = 10_000_000;
 

@@ -5,6 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from '../../test/support/app-harness.js';
+import { commandProviderEnv } from '../../test/support/autoscale.js';
 import { modelFreePrompt } from '../../test/support/prompts.js';
 import { WORKSHOP_EXTENSION_JS } from '../gateway/workshop-extension.js';
 
@@ -30,12 +31,7 @@ describe('GPU starting', () => {
     // A command provider whose instances never register: the GPU stays "starting".
     h = await startHarness({
       WORKER_TOKENS: 'auto:tok',
-      AUTOSCALE_PROVIDER: 'command',
-      AUTOSCALE_WORKER_TOKEN: 'tok',
-      AUTOSCALE_COMMAND_UP: 'echo i-1',
-      AUTOSCALE_COMMAND_DOWN: 'true',
-      AUTOSCALE_COMMAND_LIST: 'echo i-1',
-      AUTOSCALE_INTERVAL_SECONDS: '1',
+      ...commandProviderEnv('tok', { AUTOSCALE_COMMAND_LIST: 'echo i-1', AUTOSCALE_INTERVAL_SECONDS: '1' }),
     });
     const auth = await h.addUser('user001');
     const status = async () =>

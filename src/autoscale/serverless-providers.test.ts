@@ -12,13 +12,14 @@ import { startTestAgent } from '../../test/support/agent.js';
 import { startStandin } from '../../test/support/comfyui-standin/server.js';
 import { waitFor } from '../../test/support/processes.js';
 import { modelFreePrompt } from '../../test/support/prompts.js';
-import { listen } from '../gateway/test-kit.js';
+import { listen } from '../../test/support/gateway-kit.js';
 import type { AgentHandle } from '../worker/agent/index.js';
 import { Autoscaler } from './autoscaler.js';
 import { ProviderError } from './provider.js';
 import { bindPoolWorkers } from './replica-pool.js';
 import { RunpodServerlessProvider } from './runpod-serverless-provider.js';
 import { VerdaContainersProvider } from './verda-containers-provider.js';
+import { testPolicy } from '../../test/support/autoscale.js';
 
 let replay: CloudReplay;
 beforeEach(async () => {
@@ -168,18 +169,7 @@ describe('the autoscaler loop with a serverless endpoint', () => {
     const scaler = new Autoscaler(
       { provider, queue: h.services.queue, workers: h.services.workers },
       {
-        policy: {
-          minWorkers: 0,
-          maxWorkers: 2,
-          jobsPerWorker: 2,
-          maxWaitMs: 120_000,
-          idleMs: 60_000,
-          upCooldownMs: 0,
-          downCooldownMs: 0,
-          startTimeoutMs: 600_000,
-          dailyBudgetMs: 0,
-          budgetAlertFraction: 0.8,
-        },
+        policy: testPolicy({ jobsPerWorker: 2, idleMs: 60_000, upCooldownMs: 0, downCooldownMs: 0 }),
         intervalMs: 60_000,
         pricePerHour: 1,
         clock: () => now,

@@ -42,6 +42,7 @@ import { EXIT } from './errors.js';
 import { listSnapshots, readManifest } from './manifest.js';
 import { runRestore } from './restore.js';
 import { openTarget } from './target.js';
+import { setProcessEnv } from '../../test/support/process-env.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const MiB = 1024 * 1024;
@@ -50,23 +51,17 @@ const redisUrl = inject('redisUrl');
 
 let s3: S3ServerHandle;
 let root: string;
-const savedEnv: Record<string, string | undefined> = {};
+let restoreEnv: (() => void) | undefined;
 
 beforeAll(async () => {
   s3 = await startS3Server({ buckets: ['backups', 'files'] });
   root = mkdtempSync(path.join(tmpdir(), 'cm-backup-s3-'));
   // The S3 file store (FILES=s3) takes its credentials from the standard AWS variables.
-  for (const [k, v] of Object.entries({ AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' })) {
-    savedEnv[k] = process.env[k];
-    process.env[k] = v;
-  }
+  restoreEnv = setProcessEnv({ AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' });
 });
 
 afterAll(async () => {
-  for (const [k, v] of Object.entries(savedEnv)) {
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
+  restoreEnv?.();
   await s3?.stop();
   if (root) rmSync(root, { recursive: true, force: true });
 });

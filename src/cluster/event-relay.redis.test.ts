@@ -6,7 +6,7 @@
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { encodeBinaryFrame } from '../comfy/protocol.js';
-import { RecordingSocket } from '../gateway/test-kit.js';
+import { RecordingSocket } from '../../test/support/gateway-kit.js';
 import { defaultSettings } from '../store/index.js';
 import { openRedisStore } from '../store/redis/redis-store.js';
 import type { Job } from '../store/types.js';

@@ -6,30 +6,55 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { QueueService } from '../scheduler/queue-service.js';
 import { CONFORMANCE_DEFAULTS } from '../store/store.conformance.js';
 import { openSqliteStore, type SqliteStore } from '../store/sqlite/sqlite-store.js';
-import type { ServerMessage } from '../worker/protocol.js';
 import { Dispatcher, extraDataOf, outranks } from './dispatcher.js';
 import { JobEventBus } from './job-event-bus.js';
 import { saveEnv } from './env-snapshots.js';
 import { requiredModelPaths } from '../comfy/model-requirements.js';
-import { WorkerRegistry, type WorkerLink } from './worker-registry.js';
+import { WorkerRegistry } from './worker-registry.js';
+import { FakeLink } from '../../test/support/fake-link.js';
 
 const PROMPT = { '1': { class_type: 'EmptyImage', inputs: {} } };
 const logger = pino({ level: 'silent' });
 
-class FakeLink implements WorkerLink {
-  open = true;
-  readonly sent: ServerMessage[] = [];
-  send(m: ServerMessage): boolean {
-    if (!this.open) return false;
-    this.sent.push(m);
-    return true;
-  }
-  close(): void {
-    this.open = false;
-  }
-  assigned(): string[] {
-    return this.sent.flatMap((m) => (m.type === 'assign' ? [m.job.jobId] : []));
-  }
+interface DispatcherRig {
+  dir: string;
+  store: SqliteStore;
+  queue: QueueService;
+  registry: WorkerRegistry;
+  dispatcher: Dispatcher;
+}
+
+/** A started dispatcher over a fresh SQLite store whose settings are `settings` over the defaults. */
+async function startDispatcher(opts: {
+  settings: Parameters<SqliteStore['updateSettings']>[0];
+  affinityWindow: number;
+  affinityMaxSkips: number;
+}): Promise<DispatcherRig> {
+  const dir = mkdtempSync(join(tmpdir(), 'cm-dispatcher-'));
+  const store = await openSqliteStore({
+    path: join(dir, 'state.db'),
+    defaults: structuredClone(CONFORMANCE_DEFAULTS),
+  });
+  await store.updateSettings(opts.settings);
+  const queue = new QueueService(store, {
+    leaseMs: 30_000,
+    maxAttempts: 3,
+    affinityWindow: opts.affinityWindow,
+    affinityMaxSkips: opts.affinityMaxSkips,
+    historyRetentionMs: 0,
+  });
+  const registry = new WorkerRegistry({ retentionMs: 60_000 });
+  const dispatcher = new Dispatcher(queue, registry, new JobEventBus(), logger);
+  dispatcher.start();
+  return { dir, store, queue, registry, dispatcher };
+}
+
+async function stopDispatcher(
+  rig: Partial<Pick<DispatcherRig, 'dir' | 'store' | 'dispatcher'>>,
+): Promise<void> {
+  await rig.dispatcher?.stop();
+  await rig.store?.close();
+  if (rig.dir) rmSync(rig.dir, { recursive: true, force: true });
 }
 
 describe('Dispatcher', () => {
@@ -40,31 +65,14 @@ describe('Dispatcher', () => {
   let dispatcher: Dispatcher;
 
   beforeEach(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'cm-dispatcher-'));
-    store = await openSqliteStore({
-      path: join(dir, 'state.db'),
-      defaults: {
-        ...structuredClone(CONFORMANCE_DEFAULTS),
-        limits: { maxPendingPerUser: 1000, maxRunningPerUser: 1000 },
-      },
-    });
-    queue = new QueueService(store, {
-      leaseMs: 30_000,
-      maxAttempts: 3,
+    ({ dir, store, queue, registry, dispatcher } = await startDispatcher({
+      settings: { limits: { maxPendingPerUser: 1000, maxRunningPerUser: 1000 } },
       affinityWindow: 4,
       affinityMaxSkips: 2,
-      historyRetentionMs: 0,
-    });
-    registry = new WorkerRegistry({ retentionMs: 60_000 });
-    dispatcher = new Dispatcher(queue, registry, new JobEventBus(), logger);
-    dispatcher.start();
+    }));
   });
 
-  afterEach(async () => {
-    await dispatcher?.stop();
-    await store?.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterEach(() => stopDispatcher({ dir, store, dispatcher }));
 
   async function worker(name: string, prefetch: number, envHash = 'a'.repeat(64)): Promise<FakeLink> {
     const link = new FakeLink();
@@ -198,32 +206,16 @@ describe('Dispatcher: urgent jobs', () => {
   let store: SqliteStore;
   let queue: QueueService;
   let dispatcher: Dispatcher;
-  let registry: WorkerRegistry;
 
   beforeEach(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'cm-dispatcher-'));
-    store = await openSqliteStore({
-      path: join(dir, 'state.db'),
-      defaults: structuredClone(CONFORMANCE_DEFAULTS),
-    });
-    await store.updateSettings({ limits: { maxRunningPerUser: 1 }, mode: 'round_robin' });
-    queue = new QueueService(store, {
-      leaseMs: 30_000,
-      maxAttempts: 3,
+    ({ dir, store, queue, dispatcher } = await startDispatcher({
+      settings: { limits: { maxRunningPerUser: 1 }, mode: 'round_robin' },
       affinityWindow: 1,
       affinityMaxSkips: 0,
-      historyRetentionMs: 0,
-    });
-    registry = new WorkerRegistry({ retentionMs: 60_000 });
-    dispatcher = new Dispatcher(queue, registry, new JobEventBus(), logger);
-    dispatcher.start();
+    }));
   });
 
-  afterEach(async () => {
-    await dispatcher?.stop();
-    await store?.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterEach(() => stopDispatcher({ dir, store, dispatcher }));
 
   it('does not take back a prefetched job for a user who is at the running limit', async () => {
     const link = new FakeLink();

@@ -4,22 +4,9 @@
  */
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import type { ServerMessage } from '../worker/protocol.js';
 import { ModelDownloadService } from './model-downloads.js';
-import { WorkerRegistry, type WorkerLink } from './worker-registry.js';
-
-class FakeLink implements WorkerLink {
-  open = true;
-  sent: ServerMessage[] = [];
-  send(m: ServerMessage): boolean {
-    if (!this.open) return false;
-    this.sent.push(m);
-    return true;
-  }
-  close(): void {
-    this.open = false;
-  }
-}
+import { WorkerRegistry } from './worker-registry.js';
+import { FakeLink } from '../../test/support/fake-link.js';
 
 const blobs = new Map<string, string>();
 const store = {

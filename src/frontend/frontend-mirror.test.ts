@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from '../../test/support/app-harness.js';
+import { offerOf as workerOffer } from '../../test/support/frontend-sites.js';
 import type { FrontendOffer } from '../worker/protocol.js';
 
 const TOKEN = 'frontend-mirror-worker-token-0123456789';
@@ -33,18 +34,7 @@ const V2: Site = {
 };
 delete V2['assets/index-Aaaa1111.js'];
 
-function offerOf(site: Site, version: string | null = '1.45.0'): FrontendOffer {
-  return {
-    source: 'http',
-    comfyuiVersion: '0.3.64',
-    frontendVersion: version,
-    files: Object.entries(site).map(([path, body]) => ({
-      path,
-      size: Buffer.byteLength(body),
-      sha256: sha(body),
-    })),
-  };
-}
+const offerOf = (site: Site, version: string | null = '1.45.0'): FrontendOffer => workerOffer(site, version);
 
 describe('frontend mirrored from a worker', () => {
   let h: Harness;

@@ -7,15 +7,14 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startClusterKit, type ClusterKit, type ClusterProcess } from '../../test/support/cluster-kit.js';
+import { offerOf, type Site } from '../../test/support/frontend-sites.js';
 import { startS3Server, type S3ServerHandle } from '../../test/support/s3-server.js';
-import type { FrontendOffer } from '../worker/protocol.js';
 
 const redisUrl = inject('redisUrl');
 const TOKEN = 'frontend-share-worker-token-0123456789';
 const WORKER = { authorization: `Bearer ${TOKEN}` };
 const sha = (s: string | Buffer) => createHash('sha256').update(s).digest('hex');
 
-type Site = Record<string, string | Buffer>;
 const V1: Site = {
   'index.html':
     '<!doctype html><title>ComfyUI</title><script type="module" src="./assets/index-A1.js"></script>',
@@ -24,19 +23,6 @@ const V1: Site = {
   'assets/logo.png': Buffer.from(Array.from({ length: 3000 }, (_, i) => (i * 7) & 255)),
 };
 const V2: Site = { ...V1, 'index.html': '<!doctype html><title>ComfyUI 2</title>' };
-
-function offerOf(site: Site, version: string): FrontendOffer {
-  return {
-    source: 'http',
-    comfyuiVersion: '0.3.64',
-    frontendVersion: version,
-    files: Object.entries(site).map(([path, body]) => ({
-      path,
-      size: Buffer.byteLength(body),
-      sha256: sha(body),
-    })),
-  };
-}
 
 async function mirror(p: ClusterProcess, site: Site, version: string): Promise<string> {
   const res = await p.app.inject({

@@ -8,31 +8,24 @@
  * With env COMFYUI_URL, a real ComfyUI (and its real frontend) takes the stand-in's place; then
  * every frontend file under `/user001/` must load and the Vue app or its canvas must appear.
  */
-import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type BrowserContext } from 'playwright-core';
+import type { Browser, BrowserContext } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from '../../test/support/app-harness.js';
 import { startTestAgent } from '../../test/support/agent.js';
+import { HAS_CHROMIUM, launchChromium } from '../../test/support/chromium.js';
+import { basicAuth } from '../../test/support/serve.js';
 import { startStandin, type Standin } from '../../test/support/comfyui-standin/server.js';
-import { listen } from '../gateway/test-kit.js';
+import { listen } from '../../test/support/gateway-kit.js';
 import type { AgentHandle } from '../worker/agent/index.js';
+import { waitFor } from '../../test/support/processes.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const FIXTURES = fileURLToPath(new URL('../../test/fixtures/', import.meta.url));
 const TOKEN = 'mirror-browser-worker-token-0123456789';
 const PASSWORD = 'pw-user001-0123456789';
 /** A real ComfyUI to mirror from instead of the stand-in (its frontend has thousands of files). */
 const REAL_COMFYUI = process.env.COMFYUI_URL?.replace(/\/+$/, '') || null;
 const MIRROR_TIMEOUT = REAL_COMFYUI ? 600_000 : 30_000;
-
-async function until(fn: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** A request the page made that did not succeed. */
 interface Failure {
@@ -51,14 +44,14 @@ function isApi(url: string): boolean {
   return /^\/user001\/(api\/|ws$|user\.css$)/.test(path) || path === '/ws' || path.startsWith('/api/');
 }
 
-describe.skipIf(!existsSync(CHROMIUM))('the frontend mirrored from a worker, in Chromium', () => {
+describe.skipIf(!HAS_CHROMIUM)('the frontend mirrored from a worker, in Chromium', () => {
   let h: Harness;
   let base: string;
   let standin: Standin | undefined;
   let agent: AgentHandle | undefined;
   let browser: Browser;
   let context: BrowserContext | undefined;
-  const authorization = `Basic ${Buffer.from(`user001:${PASSWORD}`).toString('base64')}`;
+  const authorization = basicAuth('user001', PASSWORD);
 
   beforeAll(async () => {
     // No FRONTEND_DIR: the control plane asks the worker for its frontend.
@@ -79,7 +72,7 @@ describe.skipIf(!existsSync(CHROMIUM))('the frontend mirrored from a worker, in 
       frontendRetry: { baseMs: 200, maxMs: 2_000 },
     });
     // Before the mirror completes `/user001/` is the 503 waiting page.
-    await until(
+    await waitFor(
       async () => {
         const res = await fetch(`${base}/user001/`, { headers: { authorization } });
         // Read the body: an unread response keeps its connection busy, and closing the server
@@ -90,16 +83,7 @@ describe.skipIf(!existsSync(CHROMIUM))('the frontend mirrored from a worker, in 
       MIRROR_TIMEOUT,
       'the mirrored frontend at /user001/',
     );
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--no-first-run',
-      ],
-    });
+    browser = await launchChromium();
   }, MIRROR_TIMEOUT + 60_000);
 
   afterAll(async () => {

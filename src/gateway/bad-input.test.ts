@@ -6,7 +6,14 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { modelFreePrompt } from '../../test/support/prompts.js';
-import { startHarness, storedFiles, tinyPng, upload, uploadEnv, type Harness } from './test-kit.js';
+import {
+  startHarness,
+  storedFiles,
+  tinyPng,
+  upload,
+  uploadEnv,
+  type Harness,
+} from '../../test/support/gateway-kit.js';
 
 let h: Harness;
 let A: string;

@@ -4,17 +4,26 @@
  * through a stand-in of the frontend's extension API, and sees a job's progress arrive, the
  * workshop banner, the instructor's broadcast and the default workflow being opened once.
  */
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setBroadcast } from '../broadcast/broadcast.js';
-import { listen, runJobAsWorker, startHarness, uploadEnv, type Harness } from './test-kit.js';
+import {
+  ALLOW_LOOPBACK_FROM_FULFILLED_PAGES,
+  HAS_CHROMIUM,
+  launchChromium,
+} from '../../test/support/chromium.js';
+import { basicAuth } from '../../test/support/serve.js';
+import {
+  runJobAsWorker,
+  type Harness,
+  PARTICIPANT_PASSWORD,
+  startParticipantSite,
+} from '../../test/support/gateway-kit.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const PASSWORD = 'pw-user001-0123456789';
+const PASSWORD = PARTICIPANT_PASSWORD;
 const START = { last_node_id: 7, nodes: [], note: 'workshop start' };
 
 /** What the ComfyUI frontend does, reduced: api base from the path, /ws with feature_flags first. */
@@ -48,7 +57,7 @@ window.queuePrompt = async (prompt) => {
 await import(base + '/extensions/comfy-multi/workshop.js');
 </script></body>`;
 
-describe.skipIf(!existsSync(CHROMIUM))('a participant in Chromium', () => {
+describe.skipIf(!HAS_CHROMIUM)('a participant in Chromium', () => {
   let h: Harness;
   let base: string;
   let browser: Browser;
@@ -57,21 +66,9 @@ describe.skipIf(!existsSync(CHROMIUM))('a participant in Chromium', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'cm-browser-'));
     await writeFile(join(dir, 'start.json'), JSON.stringify(START));
-    h = await startHarness({ DEFAULT_WORKFLOW: join(dir, 'start.json') });
-    await h.services.accounts.create('user001', 'participant', PASSWORD);
-    await uploadEnv(h);
-    base = await listen(h);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--no-first-run',
-        // The stand-in page is fulfilled by the test, not loaded from 127.0.0.1, so Chromium would
-        // treat it as public and block its socket to the loopback server.
-        '--disable-features=LocalNetworkAccessChecks,PrivateNetworkAccessChecks,BlockInsecurePrivateNetworkRequests',
-      ],
-    });
+    ({ h, base } = await startParticipantSite({ DEFAULT_WORKFLOW: join(dir, 'start.json') }));
+    // The stand-in page is fulfilled by the test, not loaded from 127.0.0.1: let it reach the server.
+    browser = await launchChromium([ALLOW_LOOPBACK_FROM_FULFILLED_PAGES]);
   }, 60_000);
 
   afterAll(async () => {
@@ -84,7 +81,7 @@ describe.skipIf(!existsSync(CHROMIUM))('a participant in Chromium', () => {
     await setBroadcast(h.services.store, 'Welcome to the workshop!', 'teacher');
     const context = await browser.newContext({
       // Signed in as after the login form: Basic on every request (a session cookie follows).
-      extraHTTPHeaders: { authorization: `Basic ${Buffer.from(`user001:${PASSWORD}`).toString('base64')}` },
+      extraHTTPHeaders: { authorization: basicAuth('user001', PASSWORD) },
     });
     const page = await context.newPage();
     // The frontend's index.html is served by another module; this page stands in for it.

@@ -8,29 +8,24 @@ import { connect } from 'node:net';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startS3Server, type S3ServerHandle } from '../../test/support/s3-server.js';
 import { userFileKey } from '../files/safe-path.js';
-import { listen, startHarness, type Harness } from './test-kit.js';
+import { listen, startHarness, type Harness } from '../../test/support/gateway-kit.js';
+import { setProcessEnv } from '../../test/support/process-env.js';
 
 const SIZE = 300_000;
 const BODY = Buffer.from(Array.from({ length: SIZE }, (_, i) => (i * 31 + (i >> 9)) & 0xff));
 const VIEW = '/user001/api/view?filename=clip.mp4&subfolder=job1&type=output';
 
 let s3: S3ServerHandle;
-const savedEnv: Record<string, string | undefined> = {};
+let restoreEnv: (() => void) | undefined;
 
 beforeAll(async () => {
   s3 = await startS3Server({ buckets: ['files'] });
   // The S3 file store takes its credentials from the standard AWS variables.
-  for (const [k, v] of Object.entries(s3.env)) {
-    savedEnv[k] = process.env[k];
-    process.env[k] = v;
-  }
+  restoreEnv = setProcessEnv(s3.env);
 });
 
 afterAll(async () => {
-  for (const [k, v] of Object.entries(savedEnv)) {
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
+  restoreEnv?.();
   await s3?.stop();
 });
 

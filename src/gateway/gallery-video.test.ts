@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { userFileKey } from '../files/safe-path.js';
-import { startHarness, tinyPng } from './test-kit.js';
+import { startHarness, tinyPng } from '../../test/support/gateway-kit.js';
 import { HAS_FFMPEG, SEEK_CLIP as CLIP } from '../../test/support/video.js';
 
 async function withOutputs(env: Record<string, string> = {}) {

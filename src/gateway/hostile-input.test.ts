@@ -5,7 +5,14 @@
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_PROMPT_NODES } from '../comfy/validate-prompt.js';
-import { multipart, startHarness, tinyPng, upload, uploadEnv, type Harness } from './test-kit.js';
+import {
+  multipart,
+  startHarness,
+  tinyPng,
+  upload,
+  uploadEnv,
+  type Harness,
+} from '../../test/support/gateway-kit.js';
 
 let h: Harness;
 let A: string;

@@ -15,7 +15,7 @@ import {
   upload,
   uploadEnv,
   type Harness,
-} from './test-kit.js';
+} from '../../test/support/gateway-kit.js';
 
 let h: Harness;
 let wsBase: string;

@@ -4,14 +4,18 @@
  * records the command, the toasts and the node-definition refresh): a good file lands in their
  * loader lists; a pickle is refused with the server's message shown as an error toast.
  */
-import { existsSync } from 'node:fs';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  ALLOW_LOOPBACK_FROM_FULFILLED_PAGES,
+  HAS_CHROMIUM,
+  launchChromium,
+} from '../../test/support/chromium.js';
 import { makeSafetensors } from '../../test/support/loras.js';
-import { listen, startHarness, uploadEnv, type Harness } from './test-kit.js';
+import { basicAuth } from '../../test/support/serve.js';
+import { type Harness, PARTICIPANT_PASSWORD, startParticipantSite } from '../../test/support/gateway-kit.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const PASSWORD = 'pw-user001-0123456789';
+const PASSWORD = PARTICIPANT_PASSWORD;
 
 /** The frontend's extension API, reduced to what the command uses. */
 const PAGE = `<!doctype html><meta charset="utf-8"><title>mini ComfyUI</title><body>
@@ -34,25 +38,15 @@ window.comfyAPI = {
 await import(base + '/extensions/comfy-multi/workshop.js');
 </script></body>`;
 
-describe.skipIf(!existsSync(CHROMIUM))('a participant uploads a LoRA from ComfyUI', () => {
+describe.skipIf(!HAS_CHROMIUM)('a participant uploads a LoRA from ComfyUI', () => {
   let h: Harness;
   let base: string;
   let browser: Browser;
 
   beforeAll(async () => {
-    h = await startHarness();
-    await h.services.accounts.create('user001', 'participant', PASSWORD);
-    await uploadEnv(h);
-    base = await listen(h);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--no-first-run',
-        '--disable-features=LocalNetworkAccessChecks,PrivateNetworkAccessChecks,BlockInsecurePrivateNetworkRequests',
-      ],
-    });
+    ({ h, base } = await startParticipantSite());
+    // The page is fulfilled by the test, not loaded from 127.0.0.1: let it reach the server.
+    browser = await launchChromium([ALLOW_LOOPBACK_FROM_FULFILLED_PAGES]);
   }, 60_000);
 
   afterAll(async () => {
@@ -62,7 +56,7 @@ describe.skipIf(!existsSync(CHROMIUM))('a participant uploads a LoRA from ComfyU
 
   it('through the Workshop menu command: stored and listed, or refused with the reason', async () => {
     const context = await browser.newContext({
-      extraHTTPHeaders: { authorization: `Basic ${Buffer.from(`user001:${PASSWORD}`).toString('base64')}` },
+      extraHTTPHeaders: { authorization: basicAuth('user001', PASSWORD) },
     });
     const page = await context.newPage();
     await page.route(`${base}/user001/`, (route) =>

@@ -7,20 +7,18 @@ import { createHash, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startS3Server, type S3ServerHandle } from '../../test/support/s3-server.js';
 import { makeSafetensors } from '../../test/support/loras.js';
-import { listen, startHarness, uploadEnv, type Harness } from './test-kit.js';
+import { listen, startHarness, uploadEnv, type Harness } from '../../test/support/gateway-kit.js';
+import { setProcessEnv } from '../../test/support/process-env.js';
 
 let s3: S3ServerHandle;
 let h: Harness;
 let base: string;
 let auth: string;
-const savedEnv: Record<string, string | undefined> = {};
+let restoreEnv: (() => void) | undefined;
 
 beforeAll(async () => {
   s3 = await startS3Server({ buckets: ['files'] });
-  for (const [k, v] of Object.entries(s3.env)) {
-    savedEnv[k] = process.env[k];
-    process.env[k] = v;
-  }
+  restoreEnv = setProcessEnv(s3.env);
   h = await startHarness({
     FILES: 's3',
     S3_BUCKET: 'files',
@@ -36,10 +34,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await h?.close();
-  for (const [k, v] of Object.entries(savedEnv)) {
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
+  restoreEnv?.();
   await s3?.stop();
 });
 

@@ -6,7 +6,14 @@
  * and nothing is kept; per-file limit and per-participant quota give 413 with the limit named.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listen, startHarness, storedFiles, testSnapshot, uploadEnv, type Harness } from './test-kit.js';
+import {
+  listen,
+  startHarness,
+  storedFiles,
+  testSnapshot,
+  uploadEnv,
+  type Harness,
+} from '../../test/support/gateway-kit.js';
 import type { EnvSnapshot } from '../worker/protocol.js';
 import { makeSafetensors } from '../../test/support/loras.js';
 import { createHash } from 'node:crypto';

@@ -9,12 +9,17 @@
  * each counter continues the participant's own sequence (`bar_00001_`, `bar_00002_`, …).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentReady, startTestAgent } from '../../test/support/agent.js';
+import { startTestGpu, type TestGpu } from '../../test/support/agent.js';
 import { recordedVhsOutputs } from '../../test/support/comfyui-standin/media-nodes.js';
-import { startStandin, type Standin } from '../../test/support/comfyui-standin/server.js';
 import { videoPrompt } from '../../test/support/prompts.js';
-import type { AgentHandle } from '../worker/agent/index.js';
-import { listen, readZip, RecordingSocket, startHarness, type Harness } from './test-kit.js';
+import {
+  listen,
+  readZip,
+  RecordingSocket,
+  startHarness,
+  type Harness,
+} from '../../test/support/gateway-kit.js';
+import { waitFor } from '../../test/support/processes.js';
 
 const REAL_COMFYUI = process.env.COMFYUI_URL?.replace(/\/+$/, '') || null;
 const TOKEN = 'outputs-test-worker-token-0123456';
@@ -24,20 +29,8 @@ type Outputs = Record<string, Record<string, unknown[]>>;
 
 let h: Harness;
 let base: string;
-let standin: Standin | undefined;
-let comfyUrl: string;
-let agent: AgentHandle;
+let gpu: TestGpu | undefined;
 let auth: string;
-
-async function until<T>(fn: () => Promise<T | null | false>, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 async function get(path: string) {
   return h.app.inject({ method: 'GET', url: path, headers: { authorization: auth } });
@@ -56,7 +49,7 @@ async function queue(prompt: Prompt, clientId = 'outputs-e2e'): Promise<string> 
 
 /** The finished job's `/user001/api/history/<id>` entry. */
 async function finished(id: string): Promise<{ outputs: Outputs; status: { status_str: string } }> {
-  const entry = await until(
+  const entry = await waitFor(
     async () => {
       const r = (await get(`/user001/api/history/${id}`)).json() as Record<string, unknown>;
       return (r[id] as { outputs: Outputs; status: { status_str: string } } | undefined) ?? null;
@@ -70,7 +63,7 @@ async function finished(id: string): Promise<{ outputs: Outputs; status: { statu
 
 /** ComfyUI's own history entry of the prompt the worker ran for a job (found by its namespaced prefix). */
 async function comfyHistoryOf(jobId: string): Promise<Outputs> {
-  const all = (await (await fetch(`${comfyUrl}/history?max_items=200`)).json()) as Record<
+  const all = (await (await fetch(`${gpu!.comfyuiUrl}/history?max_items=200`)).json()) as Record<
     string,
     { prompt: [number, string, Prompt]; outputs: Outputs }
   >;
@@ -120,18 +113,17 @@ beforeAll(async () => {
   await h.services.accounts.create('user001', 'participant', PASSWORD);
   auth = h.basic('user001', PASSWORD);
   base = await listen(h);
-  if (REAL_COMFYUI) comfyUrl = REAL_COMFYUI;
-  else {
-    standin = await startStandin({ delayMs: 50, customNodes: true });
-    comfyUrl = standin.url;
-  }
-  agent = startTestAgent({ serverUrl: base, token: TOKEN, comfyuiUrl: comfyUrl, name: 'gpu-outputs' });
-  await agentReady(h);
+  gpu = await startTestGpu(h, {
+    serverUrl: base,
+    token: TOKEN,
+    name: 'gpu-outputs',
+    realComfyui: REAL_COMFYUI,
+    standin: { delayMs: 50, customNodes: true },
+  });
 }, 60_000);
 
 afterAll(async () => {
-  await agent?.stop();
-  await standin?.close();
+  await gpu?.stop();
   await h?.close();
 });
 

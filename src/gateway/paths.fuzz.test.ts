@@ -5,7 +5,7 @@
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startHarness, storedFiles, tinyPng, upload, type Harness } from './test-kit.js';
+import { startHarness, storedFiles, tinyPng, upload, type Harness } from '../../test/support/gateway-kit.js';
 
 let h: Harness;
 let A: string;

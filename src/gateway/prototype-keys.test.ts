@@ -3,7 +3,7 @@
  * plain keys, never the prototype (found by the hostile-input corpus, test/hostile).
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startHarness, uploadEnv, type Harness } from './test-kit.js';
+import { startHarness, uploadEnv, type Harness } from '../../test/support/gateway-kit.js';
 
 let h: Harness;
 let A: string;

@@ -9,11 +9,9 @@
  */
 import { ComfyApi, CallWrapper, PromptBuilder } from '@saintno/comfyui-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentReady, startTestAgent } from '../../test/support/agent.js';
-import { startStandin, type Standin } from '../../test/support/comfyui-standin/server.js';
+import { startTestGpu, type TestGpu } from '../../test/support/agent.js';
 import { modelFreePrompt } from '../../test/support/prompts.js';
-import type { AgentHandle } from '../worker/agent/index.js';
-import { listen, startHarness, type Harness } from './test-kit.js';
+import { listen, startHarness, type Harness } from '../../test/support/gateway-kit.js';
 
 const REAL_COMFYUI = process.env.COMFYUI_URL?.replace(/\/+$/, '') || null;
 const TOKEN = 'sdk-test-worker-token-0123456789';
@@ -21,26 +19,23 @@ const PASSWORD = 'pw-user001-0123456789';
 
 let h: Harness;
 let base: string;
-let standin: Standin | undefined;
-let agent: AgentHandle;
+let gpu: TestGpu | undefined;
 
 beforeAll(async () => {
   h = await startHarness({ WORKER_TOKENS: `gpu:${TOKEN}` });
   await h.services.accounts.create('user001', 'participant', PASSWORD);
   base = await listen(h);
-  if (!REAL_COMFYUI) standin = await startStandin({ delayMs: 400 });
-  agent = startTestAgent({
+  gpu = await startTestGpu(h, {
     serverUrl: base,
     token: TOKEN,
-    comfyuiUrl: REAL_COMFYUI ?? standin!.url,
     name: 'gpu-sdk',
+    realComfyui: REAL_COMFYUI,
+    standin: { delayMs: 400 },
   });
-  await agentReady(h);
 }, 60_000);
 
 afterAll(async () => {
-  await agent?.stop();
-  await standin?.close();
+  await gpu?.stop();
   await h?.close();
 });
 

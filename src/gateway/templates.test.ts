@@ -6,7 +6,7 @@ import { buildApp } from '../app.js';
 import { createLogger } from '../logger.js';
 import { createServices } from '../services.js';
 import { modelFreePrompt } from '../../test/support/prompts.js';
-import { runJobAsWorker, startHarness, uploadEnv, type Harness } from './test-kit.js';
+import { runJobAsWorker, startHarness, uploadEnv, type Harness } from '../../test/support/gateway-kit.js';
 
 let h: Harness;
 let dir: string;

@@ -5,7 +5,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listen, startHarness, storedFiles, tinyPng, type Harness } from './test-kit.js';
+import { listen, startHarness, storedFiles, tinyPng, type Harness } from '../../test/support/gateway-kit.js';
 
 let h: Harness;
 let port: number;

@@ -21,12 +21,11 @@ import { userFileKey } from '../files/safe-path.js';
 import type { JobOutput } from '../store/types.js';
 import {
   fakeWorkerEvents,
-  listen,
-  startHarness,
   storeWorkerOutput,
-  uploadEnv,
   type Harness,
-} from './test-kit.js';
+  PARTICIPANT_PASSWORD,
+  startParticipantSite,
+} from '../../test/support/gateway-kit.js';
 import { HAS_FFMPEG, SEEK_CLIP as CLIP } from '../../test/support/video.js';
 
 const MINI_FRONTEND = fileURLToPath(new URL('../../test/fixtures/mini-frontend', import.meta.url));
@@ -67,7 +66,7 @@ async function runVideoJob(h: Harness): Promise<void> {
   publish('executing', { node: null, prompt_id: job.id });
 }
 
-const PASSWORD = 'pw-user001-0123456789';
+const PASSWORD = PARTICIPANT_PASSWORD;
 
 const PAGE = `<!doctype html><meta charset="utf-8"><title>video</title><body>
 <video id="v" preload="metadata" muted src="api/view?filename=clip.mp4&amp;subfolder=job1&amp;type=output"></video>
@@ -119,11 +118,8 @@ describe.skipIf(!HAS_CHROMIUM)('a participant’s video in Chromium', () => {
   let browser: Browser;
 
   beforeAll(async () => {
-    h = await startHarness({ FRONTEND_DIR: MINI_FRONTEND });
-    await uploadEnv(h);
-    await h.services.accounts.create('user001', 'participant', PASSWORD);
+    ({ h, base } = await startParticipantSite({ FRONTEND_DIR: MINI_FRONTEND }));
     await h.services.files.write(userFileKey('user001', 'output', 'job1', 'clip.mp4'), CLIP);
-    base = await listen(h);
     browser = await launchChromium([
       '--autoplay-policy=no-user-gesture-required',
       // The page is fulfilled by the test, not loaded from 127.0.0.1 (see browser.test.ts).
@@ -138,7 +134,7 @@ describe.skipIf(!HAS_CHROMIUM)('a participant’s video in Chromium', () => {
 
   const newPage = async () => {
     const context = await browser.newContext({
-      extraHTTPHeaders: { authorization: `Basic ${Buffer.from(`user001:${PASSWORD}`).toString('base64')}` },
+      extraHTTPHeaders: { authorization: basicAuth('user001', PASSWORD) },
     });
     const page = await context.newPage();
     const statuses: number[] = [];

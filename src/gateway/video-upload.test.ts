@@ -7,7 +7,13 @@
  */
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listen, startHarness, storedFiles, uploadEnv, type Harness } from './test-kit.js';
+import {
+  listen,
+  startHarness,
+  storedFiles,
+  uploadEnv,
+  type Harness,
+} from '../../test/support/gateway-kit.js';
 import { SEEK_CLIP as CLIP } from '../../test/support/video.js';
 
 // 4 s of test pattern, 12 kB; see test/fixtures/video/README.md.

@@ -10,7 +10,7 @@ import {
   tinyPng,
   uploadEnv,
   type Harness,
-} from './test-kit.js';
+} from '../../test/support/gateway-kit.js';
 
 let h: Harness;
 let base: string;

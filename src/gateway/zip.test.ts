@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { readZip } from './test-kit.js';
+import { readZip } from '../../test/support/gateway-kit.js';
 import { crc32, zipStream } from './zip.js';
 
 async function collect(r: Readable): Promise<Buffer> {

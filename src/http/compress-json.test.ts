@@ -1,6 +1,6 @@
 import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startHarness, uploadEnv, type Harness } from '../gateway/test-kit.js';
+import { startHarness, uploadEnv, type Harness } from '../../test/support/gateway-kit.js';
 
 describe("the gateway's JSON answers, compressed for clients that take it", () => {
   let h: Harness;

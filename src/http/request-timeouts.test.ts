@@ -7,7 +7,7 @@ import { readdir } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listen, startHarness, tinyPng, type Harness } from '../gateway/test-kit.js';
+import { listen, startHarness, tinyPng, type Harness } from '../../test/support/gateway-kit.js';
 
 const IDLE_MS = 1000;
 let h: Harness;

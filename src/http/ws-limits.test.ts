@@ -6,7 +6,7 @@
 import type { FastifyRequest } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { testSnapshot } from '../gateway/test-kit.js';
+import { testSnapshot } from '../../test/support/gateway-kit.js';
 import { getCurrentEnv } from '../dispatch/env-snapshots.js';
 import { envHashOf } from '../dispatch/worker-hub.js';
 import {

@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { setProcessEnv } from '../../test/support/process-env.js';
 import { startS3Server, type S3ServerHandle } from '../../test/support/s3-server.js';
 import { S3FileStore } from '../files/s3-file-store.js';
 import { VideoPreviews } from './video-previews.js';
@@ -16,14 +17,11 @@ describe.skipIf(!HAS_FFMPEG)('video previews from S3', () => {
   let s3: S3ServerHandle;
   let files: S3FileStore;
   let dir: string;
-  const saved: Record<string, string | undefined> = {};
+  let restoreEnv: (() => void) | undefined;
 
   beforeAll(async () => {
     s3 = await startS3Server({ buckets: ['files'] });
-    for (const [k, v] of Object.entries(s3.env)) {
-      saved[k] = process.env[k];
-      process.env[k] = v;
-    }
+    restoreEnv = setProcessEnv(s3.env);
     files = new S3FileStore({
       bucket: 'files',
       prefix: `previews-${randomUUID()}/`,
@@ -36,10 +34,7 @@ describe.skipIf(!HAS_FFMPEG)('video previews from S3', () => {
 
   afterAll(async () => {
     files?.close?.();
-    for (const [k, v] of Object.entries(saved)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
+    restoreEnv?.();
     await s3?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });

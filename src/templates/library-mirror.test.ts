@@ -11,31 +11,14 @@ import { agentReady, startTestAgent } from '../../test/support/agent.js';
 import { startStandin, type Standin } from '../../test/support/comfyui-standin/server.js';
 import { standinTemplateLibrary } from '../../test/support/comfyui-standin/template-library.js';
 import { waitFor } from '../../test/support/processes.js';
-import { listen } from '../gateway/test-kit.js';
+import { emptyLatentWorkflow } from '../../test/support/prompts.js';
+import { listen } from '../../test/support/gateway-kit.js';
 import type { AgentHandle } from '../worker/agent/index.js';
 
 const TOKEN = 'template-mirror-worker-token-0123456789';
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-const WORKFLOW = JSON.stringify({
-  nodes: [
-    {
-      id: 1,
-      type: 'EmptyLatentImage',
-      pos: [0, 0],
-      size: [300, 100],
-      flags: {},
-      order: 0,
-      mode: 0,
-      inputs: [],
-      outputs: [{ name: 'LATENT', type: 'LATENT', links: null }],
-      properties: {},
-      widgets_values: [512, 512, 1],
-    },
-  ],
-  links: [],
-  version: 0.4,
-});
+const WORKFLOW = emptyLatentWorkflow();
 
 describe("ComfyUI's template library, mirrored from a worker", () => {
   let h: Harness;

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { RecordingSocket } from '../../src/gateway/test-kit.js';
+import { RecordingSocket } from '../support/gateway-kit.js';
 import { defaultSettings } from '../../src/store/index.js';
 import { openRedisStore } from '../../src/store/redis/redis-store.js';
 import { Processes } from '../support/processes.js';

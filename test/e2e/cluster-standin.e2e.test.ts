@@ -9,26 +9,31 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import WebSocket from 'ws';
 import { loadConfig } from '../../src/config/load-config.js';
 import { startServer, type RunningServer } from '../../src/main.js';
 import { isTerminal } from '../../src/store/types.js';
-import { DEFAULT_BACKOFF } from '../../src/worker/agent/backoff.js';
-import { WorkerAgent } from '../../src/worker/agent/agent.js';
+import type { WorkerAgent } from '../../src/worker/agent/agent.js';
 import { startStandin, type Standin } from '../support/comfyui-standin/server.js';
-import { RecordingComfyClient, asOwnerSees, withoutFileNames, type Event } from '../support/comfy-events.js';
+import {
+  RecordingComfyClient,
+  asOwnerSees,
+  startRecordingAgent,
+  withoutFileNames,
+  type Event,
+} from '../support/comfy-events.js';
 import { modelFreePrompt } from '../support/prompts.js';
 import { waitFor } from '../support/processes.js';
 import { startS3Server, type S3ServerHandle } from '../support/s3-server.js';
+import { setProcessEnv } from '../support/process-env.js';
 
 const JOBS = 30;
 const TOKEN = 'cluster-events-worker-token';
 const redisUrl = inject('redisUrl');
 
 let s3: S3ServerHandle;
-const savedEnv: Record<string, string | undefined> = {};
+let restoreEnv: (() => void) | undefined;
 const dirs: string[] = [];
 let a: RunningServer;
 let b: RunningServer;
@@ -54,10 +59,7 @@ async function socket(server: RunningServer, user: string, clientId: string): Pr
 
 beforeAll(async () => {
   s3 = await startS3Server({ buckets: ['files'] });
-  for (const [k, v] of Object.entries(s3.env)) {
-    savedEnv[k] = process.env[k];
-    process.env[k] = v;
-  }
+  restoreEnv = setProcessEnv(s3.env);
   const prefix = `test:cluster-standin:${process.pid}:${randomUUID()}:`;
   const start = async () => {
     const dir = await mkdtemp(join(tmpdir(), 'cm-cluster-standin-'));
@@ -87,25 +89,7 @@ beforeAll(async () => {
   a = await start();
   b = await start();
   standin = await startStandin({ delayMs: 100 });
-  comfy = new RecordingComfyClient({ baseUrl: standin.url, clientId: `comfy-multi-${randomUUID()}` });
-  agent = new WorkerAgent(
-    {
-      serverUrl: a.url,
-      token: TOKEN,
-      name: 'events',
-      prefetch: 1,
-      logger: pino({ level: 'silent' }),
-      probeIntervalMs: 2000,
-      probeTimeoutMs: 15_000,
-      failuresToUnhealthy: 3,
-      backoff: DEFAULT_BACKOFF,
-      uploadConcurrency: 2,
-      uploadAttempts: 8,
-      mirrorFrontend: false,
-    },
-    comfy,
-  );
-  agent.start();
+  ({ agent, comfy } = startRecordingAgent({ serverUrl: a.url, token: TOKEN, comfyuiUrl: standin.url }));
   await waitFor(() => a.services.workers.list().some((w) => w.status === 'idle'), 60_000, 'the agent');
   for (const user of ['user001', 'user002'])
     await a.services.accounts.create(user, 'participant', `pw-${user}-0123456789`);
@@ -117,10 +101,7 @@ afterAll(async () => {
   await b?.close();
   await a?.close();
   await standin?.close();
-  for (const [k, v] of Object.entries(savedEnv)) {
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
+  restoreEnv?.();
   await s3?.stop();
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });

@@ -10,22 +10,25 @@
  * id replaced by the job id and output subfolders by where the owner's files are (as documented
  * in docs/ARCHITECTURE.md). They must be equal.
  */
-import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { loadConfig } from '../../src/config/load-config.js';
 import { startServer, type RunningServer } from '../../src/main.js';
 import { isTerminal } from '../../src/store/types.js';
-import { DEFAULT_BACKOFF } from '../../src/worker/agent/backoff.js';
-import { WorkerAgent } from '../../src/worker/agent/agent.js';
+import type { WorkerAgent } from '../../src/worker/agent/agent.js';
 import { startStandin, type Standin } from '../support/comfyui-standin/server.js';
 import { MODEL_FREE_NODES, modelFreePrompt, type ApiPrompt } from '../support/prompts.js';
 import { waitFor } from '../support/processes.js';
-import { RecordingComfyClient, asOwnerSees, withoutFileNames, type Event } from '../support/comfy-events.js';
+import {
+  RecordingComfyClient,
+  asOwnerSees,
+  startRecordingAgent,
+  withoutFileNames,
+  type Event,
+} from '../support/comfy-events.js';
 
 const REAL_COMFYUI = process.env.COMFYUI_URL?.replace(/\/+$/, '') || null;
 const JOBS = Number(process.env.EVENTS_JOBS ?? 500);
@@ -116,28 +119,7 @@ beforeAll(async () => {
     }),
     { print: () => {} },
   );
-  comfy = new RecordingComfyClient({ baseUrl: comfyuiUrl, clientId: `comfy-multi-${randomUUID()}` });
-  agent = new WorkerAgent(
-    {
-      serverUrl: server.url,
-      token: TOKEN,
-      name: 'events',
-      prefetch: 1,
-      logger: pino({ level: 'silent' }),
-      // Stand-in, control plane and agent share this one process: on a loaded CI machine its event
-      // loop can stall for seconds, and a health probe that times out hands jobs back, which runs
-      // them twice in ComfyUI and breaks the job ↔ prompt pairing by start order below.
-      probeIntervalMs: 2000,
-      probeTimeoutMs: 15_000,
-      failuresToUnhealthy: 3,
-      backoff: DEFAULT_BACKOFF,
-      uploadConcurrency: 2,
-      uploadAttempts: 8,
-      mirrorFrontend: false,
-    },
-    comfy,
-  );
-  agent.start();
+  ({ agent, comfy } = startRecordingAgent({ serverUrl: server.url, token: TOKEN, comfyuiUrl: comfyuiUrl }));
   await waitFor(
     () => server.services.workers.list().some((w) => w.status === 'idle'),
     60_000,

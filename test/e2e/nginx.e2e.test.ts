@@ -6,7 +6,7 @@
  * whose name holds %2F, the WebSockets, a 60 MB upload, and the plain-HTTP redirect.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,12 +14,12 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type WebSocket from 'ws';
 import { TestCa } from '../support/certs.js';
 import { nextMessage, openSocket, runToEnd, send } from '../support/https-client.js';
+import { NGINX_BIN as NGINX, writeNginxConfig } from '../support/nginx.js';
 import { Processes, waitFor } from '../support/processes.js';
 import { freePort } from '../support/redis-server.js';
 import { addUser } from '../support/serve.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const NGINX = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p));
 const ADMIN_PASSWORD = 'e2e-admin-password';
 const USER_PASSWORD = 'e2e-user001-password';
 const WORKER_TOKEN = 'e2e-nginx-worker-token';
@@ -94,29 +94,7 @@ beforeAll(async () => {
   );
   expect(printed.code, printed.stderr).toBe(0);
   siteConfig = printed.stdout;
-  writeFileSync(join(dir, 'comfy-multi.conf'), siteConfig);
-  for (const t of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(join(dir, t));
-  writeFileSync(
-    join(dir, 'nginx.conf'),
-    [
-      'daemon off;',
-      'master_process off;',
-      `pid ${dir}/nginx.pid;`,
-      `error_log ${dir}/error.log info;`,
-      'events { worker_connections 256; }',
-      'http {',
-      `  access_log ${dir}/access.log;`,
-      `  client_body_temp_path ${dir}/body;`,
-      `  proxy_temp_path ${dir}/proxy;`,
-      `  fastcgi_temp_path ${dir}/fastcgi;`,
-      `  uwsgi_temp_path ${dir}/uwsgi;`,
-      `  scgi_temp_path ${dir}/scgi;`,
-      `  include ${dir}/comfy-multi.conf;`,
-      '}',
-      '',
-    ].join('\n'),
-  );
-  const nginxArgs = ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')];
+  const nginxArgs = writeNginxConfig(dir, siteConfig, { errorLogLevel: 'info', workerConnections: 256 });
   const check = await runToEnd(NGINX!, [...nginxArgs, '-t'], { cwd: dir, env: {} });
   expect(check.code, check.stderr).toBe(0);
   nginx = spawn(NGINX!, nginxArgs, { cwd: dir, stdio: 'ignore' });

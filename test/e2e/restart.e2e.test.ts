@@ -12,9 +12,10 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { modelFreePrompt, type ApiPrompt } from '../support/prompts.js';
+import { modelFreePrompt, scalingPrompt, type ApiPrompt } from '../support/prompts.js';
 import { Processes, waitFor, type Proc } from '../support/processes.js';
 import { freePort } from '../support/redis-server.js';
+import { basicAuth, jsonRequest } from '../support/serve.js';
 
 const REAL_COMFYUI = process.env.COMFYUI_URL?.replace(/\/+$/, '') || null;
 const ADMIN_PASSWORD = 'e2e-admin-password';
@@ -27,7 +28,7 @@ let port: number;
 let serverUrl: string;
 let comfyUrl: string;
 let server: Proc | null = null;
-const auth = `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}`;
+const auth = basicAuth('admin', ADMIN_PASSWORD);
 
 interface JobView {
   id: string;
@@ -37,15 +38,8 @@ interface JobView {
   outputs: { filename: string; subfolder: string; type: string }[];
 }
 
-async function api<T>(method: string, path: string, body?: unknown): Promise<{ status: number; json: T }> {
-  const res = await fetch(`${serverUrl}${path}`, {
-    method,
-    headers: { authorization: auth, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await res.text();
-  return { status: res.status, json: (text ? JSON.parse(text) : null) as T };
-}
+const api = <T>(method: string, path: string, body?: unknown) =>
+  jsonRequest<T>(serverUrl, auth, method, path, body);
 
 /** Starts the control plane on the same port and data folder every time. */
 async function startServer(leaseMs: number): Promise<void> {
@@ -90,21 +84,7 @@ function slowPrompt(seconds: number): ApiPrompt {
       sleep: { seconds, steps: Math.max(2, seconds * 2) },
       filenamePrefix: `slow${colour}`,
     });
-  const prompt: ApiPrompt = {
-    '1': { class_type: 'EmptyImage', inputs: { width: 2048, height: 2048, batch_size: 1, color: colour } },
-  };
-  let last = '1';
-  for (let i = 0; i < seconds * 2; i++) {
-    const id = String(10 + i);
-    const size = i % 2 === 0 ? 4096 : 2048;
-    prompt[id] = {
-      class_type: 'ImageScale',
-      inputs: { image: [last, 0], upscale_method: 'lanczos', width: size, height: size, crop: 'disabled' },
-    };
-    last = id;
-  }
-  prompt['3'] = { class_type: 'SaveImage', inputs: { images: [last, 0], filename_prefix: `slow${colour}` } };
-  return prompt;
+  return scalingPrompt({ hops: seconds * 2, color: colour, filenamePrefix: `slow${colour}` });
 }
 
 /** How often ComfyUI started executing a prompt of this job (its prefixes carry `/<jobId>/`). */
@@ -165,14 +145,7 @@ async function expectRanOnce(jobId: string): Promise<void> {
   expect(await executionsOf(jobId)).toBe(1);
 }
 
-async function withLogs(fn: () => Promise<void>): Promise<void> {
-  try {
-    await fn();
-  } catch (err) {
-    console.error(procs.logs());
-    throw err;
-  }
-}
+const withLogs = (fn: () => Promise<void>) => procs.withLogs(fn);
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'cm-e2e-restart-'));

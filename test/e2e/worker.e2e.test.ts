@@ -22,9 +22,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { encodeRgbPng, solidImage } from '../support/comfyui-standin/image.js';
-import { modelFreePrompt, type ApiPrompt } from '../support/prompts.js';
+import { modelFreePrompt, scalingPrompt, type ApiPrompt } from '../support/prompts.js';
 import { Processes, waitFor, type Proc } from '../support/processes.js';
 import { freePort } from '../support/redis-server.js';
+import { basicAuth, jsonRequest } from '../support/serve.js';
 
 const REAL_COMFYUI = process.env.COMFYUI_URL?.replace(/\/+$/, '') || null;
 const NEEDS_STANDIN = REAL_COMFYUI
@@ -47,21 +48,10 @@ let dataDir: string;
 let serverUrl: string;
 const comfy: Record<'w1' | 'w2', string> = { w1: '', w2: '' };
 const workers: Partial<Record<'w1' | 'w2', Proc>> = {};
-const auth = `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}`;
+const auth = basicAuth('admin', ADMIN_PASSWORD);
 
-async function api<T = Record<string, unknown>>(
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<{ status: number; json: T }> {
-  const res = await fetch(`${serverUrl}${path}`, {
-    method,
-    headers: { authorization: auth, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await res.text();
-  return { status: res.status, json: (text ? JSON.parse(text) : null) as T };
-}
+const api = <T = Record<string, unknown>>(method: string, path: string, body?: unknown) =>
+  jsonRequest<T>(serverUrl, auth, method, path, body);
 
 interface JobView {
   id: string;
@@ -186,28 +176,11 @@ function longPrompt(seconds: number): ApiPrompt {
       sleep: { seconds, steps: Math.max(2, Math.round(seconds * 4)) },
       filenamePrefix: `long${colorCounter}`,
     });
-  const prompt: ApiPrompt = {
-    '1': {
-      class_type: 'EmptyImage',
-      inputs: { width: 2048, height: 2048, batch_size: 1, color: colorCounter & 0xffffff },
-    },
-  };
-  let last = '1';
-  const hops = Math.max(2, Math.round(seconds * 2));
-  for (let i = 0; i < hops; i++) {
-    const id = String(10 + i);
-    const size = i % 2 === 0 ? 4096 : 2048;
-    prompt[id] = {
-      class_type: 'ImageScale',
-      inputs: { image: [last, 0], upscale_method: 'lanczos', width: size, height: size, crop: 'disabled' },
-    };
-    last = id;
-  }
-  prompt['3'] = {
-    class_type: 'SaveImage',
-    inputs: { images: [last, 0], filename_prefix: `long${colorCounter}` },
-  };
-  return prompt;
+  return scalingPrompt({
+    hops: Math.max(2, Math.round(seconds * 2)),
+    color: colorCounter & 0xffffff,
+    filenamePrefix: `long${colorCounter}`,
+  });
 }
 
 /**
@@ -330,15 +303,7 @@ afterAll(async () => {
   if (process.env.E2E_KEEP !== '1' && dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
-async function withLogs(fn: () => Promise<void>): Promise<void> {
-  try {
-    await fn();
-  } catch (err) {
-    // On failure, the tail of every process's output helps more than the assertion alone.
-    console.error(procs.logs());
-    throw err;
-  }
-}
+const withLogs = (fn: () => Promise<void>) => procs.withLogs(fn);
 
 // ---- the tests ----------------------------------------------------------------------------------
 

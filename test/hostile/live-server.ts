@@ -13,7 +13,7 @@ import WebSocket from 'ws';
 import { loadConfig } from '../../src/config/load-config.js';
 import { defaultSettings } from '../../src/store/index.js';
 import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
-import { testSnapshot } from '../../src/gateway/test-kit.js';
+import { testSnapshot } from '../support/gateway-kit.js';
 import { canonicalJson, sha256Hex } from '../../src/worker/agent/canonical-json.js';
 import { modelFreePrompt } from '../support/prompts.js';
 import { Processes, waitFor, type Proc } from '../support/processes.js';

@@ -6,23 +6,17 @@
  */
 import { modelFreePrompt } from '../support/prompts.js';
 import { waitFor } from '../support/processes.js';
+import { basicAuth, jsonRequest } from '../support/serve.js';
 
 const [serverUrl, password, user, workerName] = process.argv.slice(2);
 if (!serverUrl || !password || !user) {
   console.error('usage: job-check.ts <server url> <admin password> <user> [worker name]');
   process.exit(2);
 }
-const auth = `Basic ${Buffer.from(`admin:${password}`).toString('base64')}`;
+const auth = basicAuth('admin', password);
 
-async function api<T>(method: string, path: string, body?: unknown): Promise<{ status: number; json: T }> {
-  const res = await fetch(`${serverUrl}${path}`, {
-    method,
-    headers: { authorization: auth, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await res.text();
-  return { status: res.status, json: (text ? JSON.parse(text) : null) as T };
-}
+const api = <T>(method: string, path: string, body?: unknown) =>
+  jsonRequest<T>(serverUrl, auth, method, path, body);
 
 interface Job {
   id: string;

@@ -5,14 +5,29 @@
  * record) plus one worker agent. Each piece can be killed, frozen and restarted; the control
  * plane's resident memory is sampled throughout.
  */
-import { readParticipantsFile } from '../../src/auth/login-material.js';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ExecutionRecord } from '../support/comfyui-standin/exec-log.js';
 import { Processes, waitFor, type Proc } from '../support/processes.js';
 import { freePort, startRedisServer, type RedisServerHandle } from '../support/redis-server.js';
-import type { ExecutionRecord } from '../support/comfyui-standin/exec-log.js';
+import {
+  apiJson,
+  cliCommand,
+  initUsers,
+  planGpus,
+  readExecutions,
+  rssMb,
+  runAgent,
+  runStandin,
+  sleep,
+  workerTokens,
+  type CliCommand,
+  type LocalGpu,
+} from '../support/serve-pieces.js';
+
+export { sleep };
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const ADMIN_PASSWORD = 'soak-admin-password';
@@ -29,17 +44,7 @@ export interface ClusterOptions {
   log: (line: string) => void;
 }
 
-export interface Gpu {
-  index: number;
-  /** The worker id the control plane gives this agent: `<token name>:<worker name>`. */
-  workerId: string;
-  token: string;
-  comfyUrl: string;
-  comfyPort: number;
-  execLog: string;
-  standin: Proc | null;
-  agent: Proc | null;
-}
+export type Gpu = LocalGpu;
 
 export interface RssSample {
   t: number;
@@ -107,10 +112,8 @@ export class Cluster {
     return join(this.dataDir, 'files');
   }
 
-  private cli(): { args: string[]; tsx: boolean } {
-    return this.opts.build === 'compiled'
-      ? { args: ['bin/comfy-multi.js'], tsx: false }
-      : { args: ['src/cli/index.ts'], tsx: true };
+  private cli(): CliCommand {
+    return cliCommand(this.opts.build === 'compiled');
   }
 
   private env(): Record<string, string> {
@@ -121,7 +124,7 @@ export class Cluster {
       LOG_LEVEL: 'warn',
       ADMIN_PASSWORD,
       API_TOKENS: `soak:${this.apiToken}`,
-      WORKER_TOKENS: this.gpus.map((g) => `w${g.index}:${g.token}`).join(','),
+      WORKER_TOKENS: workerTokens(this.gpus),
       LEASE_MS: String(this.opts.leaseMs),
       HEARTBEAT_MS: String(this.opts.heartbeatMs),
       FRONTEND_MIRROR: 'false',
@@ -135,40 +138,16 @@ export class Cluster {
     this.port = await freePort();
     this.url = `http://127.0.0.1:${this.port}`;
     if (this.opts.store === 'redis') await this.startRedis();
-    for (let i = 1; i <= this.opts.workers; i++) {
-      const comfyPort = await freePort();
-      this.gpus.push({
-        index: i,
-        workerId: `w${i}:gpu-${i}`,
-        token: randomBytes(12).toString('hex'),
-        comfyUrl: `http://127.0.0.1:${comfyPort}`,
-        comfyPort,
-        execLog: join(this.opts.dir, `standin-${i}.executions.jsonl`),
-        standin: null,
-        agent: null,
-      });
-    }
+    this.gpus.push(...(await planGpus(this.opts.dir, this.opts.workers)));
     await this.startControlPlane();
-    const init = this.procs.run(
-      'users-init',
-      [
-        ...this.cli().args,
-        'users',
-        'init',
-        '--count',
-        String(this.opts.users),
-        '--out',
-        join(this.opts.dir, 'participants.txt'),
-      ],
-      this.env(),
-      undefined,
-      { tsx: this.cli().tsx },
-    );
-    if ((await init.exited) !== 0) throw new Error(`users init failed:\n${init.log.join('')}`);
     // The participants file as `users init` writes it (the same reader the CLI uses).
-    for (const [name, entry] of readParticipantsFile(join(this.opts.dir, 'participants.txt'))) {
-      if (entry.password) this.passwords.set(name, entry.password);
-    }
+    this.passwords = await initUsers(
+      this.procs,
+      this.cli(),
+      this.env(),
+      this.opts.users,
+      join(this.opts.dir, 'participants.txt'),
+    );
     await Promise.all(this.gpus.map((g) => this.startStandin(g)));
     for (const g of this.gpus) this.startAgent(g);
     await this.waitForWorkers();
@@ -214,44 +193,15 @@ export class Cluster {
   }
 
   async startStandin(g: Gpu): Promise<void> {
-    const dir = join(this.opts.dir, `standin-${g.index}`);
-    g.standin = this.procs.run(
-      `standin-${g.index}`,
-      [
-        'test/support/comfyui-standin/main.ts',
-        '--port', String(g.comfyPort),
-        '--dir', dir,
-        '--execution-log', g.execLog,
-      ], // prettier-ignore
-      {},
-    );
-    await waitFor(
-      async () => (await fetch(`${g.comfyUrl}/system_stats`, { signal: AbortSignal.timeout(2000) })).ok,
-      60_000,
-      `ComfyUI stand-in ${g.index}`,
-    );
+    await runStandin(this.procs, g, this.opts.dir);
   }
 
   startAgent(g: Gpu): void {
-    const { args, tsx } = this.cli();
-    g.agent = this.procs.run(
-      `agent-${g.index}`,
-      [
-        ...args,
-        'worker',
-        '--server',
-        this.url,
-        '--comfyui',
-        g.comfyUrl,
-        '--name',
-        `gpu-${g.index}`,
-        '--prefetch',
-        '1',
-      ],
-      { COMFY_MULTI_TOKEN: g.token, LOG_LEVEL: 'warn' },
-      undefined,
-      { tsx },
-    );
+    runAgent(this.procs, this.cli(), g, {
+      server: this.url,
+      logLevel: 'warn',
+      extraArgs: ['--prefetch', '1'],
+    });
   }
 
   async kill(p: Proc | null): Promise<void> {
@@ -278,13 +228,7 @@ export class Cluster {
   // ---- the instructor API -----------------------------------------------------------------------
 
   async api<T>(method: string, path: string): Promise<T> {
-    const res = await fetch(`${this.url}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${this.apiToken}` },
-      signal: AbortSignal.timeout(10_000),
-    });
-    if (!res.ok) throw new Error(`${method} ${path} answered ${res.status}`);
-    return (await res.json()) as T;
+    return apiJson<T>(this.url, this.apiToken, method, path, 10_000);
   }
 
   async workers(): Promise<WorkerView[]> {
@@ -308,32 +252,16 @@ export class Cluster {
 
   /** Every execution record of every stand-in, tagged with its GPU. */
   executions(): (ExecutionRecord & { gpu: number })[] {
-    const out: (ExecutionRecord & { gpu: number })[] = [];
-    for (const g of this.gpus) {
-      if (!existsSync(g.execLog)) continue;
-      for (const line of readFileSync(g.execLog, 'utf8').split('\n')) {
-        if (!line.trim()) continue;
-        try {
-          out.push({ ...(JSON.parse(line) as ExecutionRecord), gpu: g.index });
-        } catch {
-          // a line torn by kill -9 mid-write: the execution shows as started, never ended
-        }
-      }
-    }
-    return out;
+    return readExecutions(this.gpus);
   }
 
   // ---- memory -------------------------------------------------------------------------------------
 
   private sample(): void {
-    const pid = this.cp?.child.pid;
-    if (!pid || this.cp?.child.exitCode !== null || this.cp.child.signalCode !== null) return;
-    try {
-      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-      if (m) this.rss.push({ t: Date.now(), mb: Number(m[1]) / 1024, life: this.life });
-    } catch {
-      // the process just went away
-    }
+    const cp = this.cp;
+    if (!cp || cp.child.exitCode !== null || cp.child.signalCode !== null) return;
+    const mb = rssMb(cp.child.pid);
+    if (mb !== null) this.rss.push({ t: Date.now(), mb, life: this.life });
   }
 
   async stop(): Promise<void> {
@@ -348,5 +276,3 @@ export class Cluster {
     return this.procs.logs();
   }
 }
-
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -9,16 +9,31 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readParticipantsFile } from '../../src/auth/login-material.js';
 import { renderNginxConfig } from '../../src/http/nginx-config.js';
 import type { ExecutionRecord } from './comfyui-standin/exec-log.js';
+import { NGINX_BIN, writeNginxConfig } from './nginx.js';
 import { Processes, waitFor, type Proc } from './processes.js';
 import { freePort, startRedisServer, type RedisServerHandle } from './redis-server.js';
 import { startS3Server, type S3ServerHandle } from './s3-server.js';
+import {
+  apiJson,
+  cliCommand,
+  initUsers,
+  planGpus,
+  readExecutions,
+  rssMb,
+  sleep,
+  runAgent,
+  runStandin,
+  workerTokens,
+  type CliCommand,
+  type LocalGpu,
+} from './serve-pieces.js';
 
-export const NGINX_BIN = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p));
+export { sleep };
+
 const ADMIN_PASSWORD = 'cluster-admin-password';
 const MB = 1024 * 1024;
 
@@ -42,16 +57,7 @@ export interface ClusterOptions {
   nginxConnections?: number;
 }
 
-export interface ClusterGpu {
-  index: number;
-  workerId: string;
-  token: string;
-  comfyUrl: string;
-  comfyPort: number;
-  execLog: string;
-  standin: Proc | null;
-  agent: Proc | null;
-}
+export type ClusterGpu = LocalGpu;
 
 export interface ClusterJobView {
   id: string;
@@ -60,8 +66,6 @@ export interface ClusterJobView {
   attempts: number;
   outputs: { filename: string; subfolder: string; type: string }[];
 }
-
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export class ServeCluster {
   readonly procs = new Processes();
@@ -72,7 +76,7 @@ export class ServeCluster {
   readonly serves: (Proc | null)[] = [];
   readonly ports: number[] = [];
   /** How to run the CLI: `node --import tsx src/cli/index.ts`, or `node bin/comfy-multi.js`. */
-  private readonly cli: { args: string[]; tsx: boolean };
+  private readonly cli: CliCommand;
   /** Starts per slot (1 = first start). */
   readonly lives: number[] = [];
   redis: RedisServerHandle | null = null;
@@ -85,9 +89,7 @@ export class ServeCluster {
   private readonly prefix = `cm-cluster-${randomBytes(4).toString('hex')}:`;
 
   constructor(readonly opts: ClusterOptions) {
-    this.cli = opts.compiled
-      ? { args: ['bin/comfy-multi.js'], tsx: false }
-      : { args: ['src/cli/index.ts'], tsx: true };
+    this.cli = cliCommand(opts.compiled ?? false);
   }
 
   /** Plain-HTTP address of one process, bypassing nginx. */
@@ -104,7 +106,7 @@ export class ServeCluster {
       LOG_LEVEL: o.logLevel ?? 'warn',
       ADMIN_PASSWORD,
       API_TOKENS: `cluster:${this.apiToken}`,
-      WORKER_TOKENS: this.gpus.map((g) => `w${g.index}:${g.token}`).join(','),
+      WORKER_TOKENS: workerTokens(this.gpus),
       TRUST_PROXY: 'true',
       PUBLIC_URL: this.lbUrl,
       LEASE_MS: String(o.leaseMs ?? 10_000),
@@ -137,35 +139,15 @@ export class ServeCluster {
       this.serves.push(null);
       this.lives.push(0);
     }
-    for (let i = 1; i <= o.workers; i++) {
-      const comfyPort = await freePort();
-      this.gpus.push({
-        index: i,
-        workerId: `w${i}:gpu-${i}`,
-        token: randomBytes(12).toString('hex'),
-        comfyUrl: `http://127.0.0.1:${comfyPort}`,
-        comfyPort,
-        execLog: join(o.dir, `standin-${i}.executions.jsonl`),
-        standin: null,
-        agent: null,
-      });
-    }
+    this.gpus.push(...(await planGpus(o.dir, o.workers)));
     // The first process creates the shared state (session secret, settings) before the others race.
     await this.startServe(0);
     await Promise.all(this.serves.map((_, i) => (i === 0 ? undefined : this.startServe(i))));
     await this.startNginx();
     if (o.users > 0) {
       const out = join(o.dir, 'participants.txt');
-      const init = this.procs.run(
-        'users-init',
-        [...this.cli.args, 'users', 'init', '--count', String(o.users), '--out', out],
-        this.env(0),
-        undefined,
-        { tsx: this.cli.tsx },
-      );
-      if ((await init.exited) !== 0) throw new Error(`users init failed:\n${init.log.join('')}`);
-      for (const [name, entry] of readParticipantsFile(out))
-        if (entry.password) this.passwords.set(name, entry.password);
+      const passwords = await initUsers(this.procs, this.cli, this.env(0), o.users, out);
+      for (const [name, password] of passwords) this.passwords.set(name, password);
     }
     await Promise.all(this.gpus.map((g) => this.startStandin(g)));
     for (const g of this.gpus) this.startAgent(g);
@@ -224,22 +206,13 @@ export class ServeCluster {
 
   /** Resident memory of a slot's process in MB. */
   rssMb(slot: number): number | null {
-    const pid = this.serves[slot]?.child.pid;
-    if (!pid) return null;
-    try {
-      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-      return m ? Number(m[1]) / 1024 : null;
-    } catch {
-      return null;
-    }
+    return rssMb(this.serves[slot]?.child.pid);
   }
 
   // ---- nginx ------------------------------------------------------------------------------------
 
   async startNginx(): Promise<void> {
     const dir = join(this.opts.dir, 'nginx');
-    for (const t of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'])
-      mkdirSync(join(dir, t), { recursive: true });
     const site = renderNginxConfig({
       upstream: this.ports.map((p) => `127.0.0.1:${p}`),
       listen: `127.0.0.1:${this.nginxPort}`,
@@ -247,29 +220,12 @@ export class ServeCluster {
       bodyLimit: 100 * MB,
       workerUploadLimit: 2048 * MB,
     });
-    writeFileSync(join(dir, 'comfy-multi.conf'), site);
-    writeFileSync(
-      join(dir, 'nginx.conf'),
-      [
-        'daemon off;',
-        'master_process off;',
-        `pid ${dir}/nginx.pid;`,
-        `error_log ${dir}/error.log warn;`,
-        `worker_rlimit_nofile ${Math.max(1024, (this.opts.nginxConnections ?? 1024) * 2 + 64)};`,
-        `events { worker_connections ${this.opts.nginxConnections ?? 1024}; }`,
-        'http {',
-        `  access_log ${dir}/access.log;`,
-        `  client_body_temp_path ${dir}/body;`,
-        `  proxy_temp_path ${dir}/proxy;`,
-        `  fastcgi_temp_path ${dir}/fastcgi;`,
-        `  uwsgi_temp_path ${dir}/uwsgi;`,
-        `  scgi_temp_path ${dir}/scgi;`,
-        `  include ${dir}/comfy-multi.conf;`,
-        '}',
-        '',
-      ].join('\n'),
-    );
-    const args = ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')];
+    const connections = this.opts.nginxConnections ?? 1024;
+    const args = writeNginxConfig(dir, site, {
+      errorLogLevel: 'warn',
+      workerConnections: connections,
+      rlimitNofile: Math.max(1024, connections * 2 + 64),
+    });
     this.nginx = spawn(NGINX_BIN!, args, { cwd: dir, stdio: 'ignore' });
     this.nginxExited = new Promise((r) => this.nginx!.once('exit', r));
     await waitFor(async () => (await fetch(`${this.lbUrl}/health`)).ok, 30_000, 'nginx');
@@ -295,42 +251,12 @@ export class ServeCluster {
   // ---- GPUs ---------------------------------------------------------------------------------------
 
   async startStandin(g: ClusterGpu): Promise<void> {
-    g.standin = this.procs.run(
-      `standin-${g.index}`,
-      [
-        'test/support/comfyui-standin/main.ts',
-        '--port', String(g.comfyPort),
-        '--dir', join(this.opts.dir, `standin-${g.index}`),
-        '--execution-log', g.execLog,
-        ...(this.opts.standinArgs ?? []),
-      ], // prettier-ignore
-      {},
-    );
-    await waitFor(
-      async () => (await fetch(`${g.comfyUrl}/system_stats`, { signal: AbortSignal.timeout(2000) })).ok,
-      60_000,
-      `ComfyUI stand-in ${g.index}`,
-    );
+    await runStandin(this.procs, g, this.opts.dir, this.opts.standinArgs);
   }
 
   /** The agent talks to nginx, not to one process: a restart or kill sends it to another. */
   startAgent(g: ClusterGpu): void {
-    g.agent = this.procs.run(
-      `agent-${g.index}`,
-      [
-        ...this.cli.args,
-        'worker',
-        '--server',
-        this.lbUrl,
-        '--comfyui',
-        g.comfyUrl,
-        '--name',
-        `gpu-${g.index}`,
-      ],
-      { COMFY_MULTI_TOKEN: g.token, LOG_LEVEL: this.opts.logLevel ?? 'warn' },
-      undefined,
-      { tsx: this.cli.tsx },
-    );
+    runAgent(this.procs, this.cli, g, { server: this.lbUrl, logLevel: this.opts.logLevel ?? 'warn' });
   }
 
   /**
@@ -360,31 +286,13 @@ export class ServeCluster {
 
   /** Every execution record of every stand-in. */
   executions(): (ExecutionRecord & { gpu: number })[] {
-    const out: (ExecutionRecord & { gpu: number })[] = [];
-    for (const g of this.gpus) {
-      if (!existsSync(g.execLog)) continue;
-      for (const line of readFileSync(g.execLog, 'utf8').split('\n')) {
-        if (!line.trim()) continue;
-        try {
-          out.push({ ...(JSON.parse(line) as ExecutionRecord), gpu: g.index });
-        } catch {
-          // a torn line
-        }
-      }
-    }
-    return out;
+    return readExecutions(this.gpus);
   }
 
   // ---- the instructor API, through nginx ---------------------------------------------------------
 
   async api<T>(method: string, path: string): Promise<T> {
-    const res = await fetch(`${this.lbUrl}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${this.apiToken}` },
-      signal: AbortSignal.timeout(15_000),
-    });
-    if (!res.ok) throw new Error(`${method} ${path} answered ${res.status}: ${await res.text()}`);
-    return (await res.json()) as T;
+    return apiJson<T>(this.lbUrl, this.apiToken, method, path, 15_000);
   }
 
   async workers(): Promise<{ id: string; status: string }[]> {

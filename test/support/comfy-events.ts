@@ -2,8 +2,12 @@
  * What ComfyUI sent about each prompt, and the same events as a job's owner must see them on their
  * `/ws` (test/e2e/events.e2e.test.ts, test/e2e/cluster-events.e2e.test.ts).
  */
+import { randomUUID } from 'node:crypto';
+import { pino } from 'pino';
 import { ComfyClient } from '../../src/comfy/comfy-client.js';
 import type { ComfySocket } from '../../src/comfy/comfy-socket.js';
+import { WorkerAgent } from '../../src/worker/agent/agent.js';
+import { DEFAULT_BACKOFF } from '../../src/worker/agent/backoff.js';
 
 export type Event = { type: string; data: Record<string, unknown> };
 
@@ -26,6 +30,42 @@ export class RecordingComfyClient extends ComfyClient {
     });
     return socket;
   }
+}
+
+/**
+ * A worker agent in the test's own process, serving `comfyuiUrl` through a RecordingComfyClient,
+ * started (it connects to `serverUrl` on its own). The caller stops it.
+ */
+export function startRecordingAgent(opts: { serverUrl: string; token: string; comfyuiUrl: string }): {
+  agent: WorkerAgent;
+  comfy: RecordingComfyClient;
+} {
+  const comfy = new RecordingComfyClient({
+    baseUrl: opts.comfyuiUrl,
+    clientId: `comfy-multi-${randomUUID()}`,
+  });
+  const agent = new WorkerAgent(
+    {
+      serverUrl: opts.serverUrl,
+      token: opts.token,
+      name: 'events',
+      prefetch: 1,
+      logger: pino({ level: 'silent' }),
+      // Stand-in, control plane and agent share this one process: on a loaded CI machine its event
+      // loop can stall for seconds, and a health probe that times out hands jobs back, which runs
+      // them twice in ComfyUI and breaks the job ↔ prompt pairing by start order.
+      probeIntervalMs: 2000,
+      probeTimeoutMs: 15_000,
+      failuresToUnhealthy: 3,
+      backoff: DEFAULT_BACKOFF,
+      uploadConcurrency: 2,
+      uploadAttempts: 8,
+      mirrorFrontend: false,
+    },
+    comfy,
+  );
+  agent.start();
+  return { agent, comfy };
 }
 
 /**

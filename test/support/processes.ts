@@ -75,6 +75,19 @@ export class Processes {
     await Promise.all(this.all.map((p) => Promise.race([p.exited, new Promise((r) => setTimeout(r, 5000))])));
   }
 
+  /**
+   * Runs `fn`; when it throws, prints the tail of every process's output first (on a failure it
+   * helps more than the assertion alone).
+   */
+  async withLogs(fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (err) {
+      console.error(this.logs());
+      throw err;
+    }
+  }
+
   /** The last 40 lines of every process's output; all of it into E2E_LOG_DIR when set. */
   logs(): string {
     const dir = process.env.E2E_LOG_DIR;
@@ -109,4 +122,16 @@ export async function waitFor<T>(
       );
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** Whether `child` exited within `timeoutMs` (true at once if it already has). */
+export function waitForExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), timeoutMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
 }

@@ -88,3 +88,66 @@ export function videoPrompt(opts: VideoPromptOptions = {}): ApiPrompt {
     },
   };
 }
+
+export interface EmptyLatentWorkflowOptions {
+  width?: number;
+  height?: number;
+  /** The batch size widget; tests vary it (or the width) to get distinct workflow files. */
+  batchSize?: number;
+}
+
+/**
+ * A one-node UI-format (LiteGraph) workflow, as JSON text: EmptyLatentImage, which the recorded
+ * object_info knows, so the control plane converts it without models. What the template tests
+ * upload and the stand-in's template library serves.
+ */
+export function emptyLatentWorkflow(opts: EmptyLatentWorkflowOptions = {}): string {
+  return JSON.stringify({
+    last_node_id: 1,
+    last_link_id: 0,
+    nodes: [
+      {
+        id: 1,
+        type: 'EmptyLatentImage',
+        pos: [0, 0],
+        size: [300, 100],
+        flags: {},
+        order: 0,
+        mode: 0,
+        inputs: [],
+        outputs: [{ name: 'LATENT', type: 'LATENT', links: null }],
+        properties: {},
+        widgets_values: [opts.width ?? 512, opts.height ?? 512, opts.batchSize ?? 1],
+      },
+    ],
+    links: [],
+    groups: [],
+    config: {},
+    extra: {},
+    version: 0.4,
+  });
+}
+
+/**
+ * A model-free prompt that keeps a real ComfyUI busy (where the stand-in's sleep node does not
+ * exist): a 2048² EmptyImage (node "1") scaled between 4096² and 2048² `hops` times, then saved
+ * (SaveImage is node "3").
+ */
+export function scalingPrompt(opts: { hops: number; color: number; filenamePrefix: string }): ApiPrompt {
+  const prompt: ApiPrompt = { '1': emptyImage(2048, 2048, 1, opts.color) };
+  let last = '1';
+  for (let i = 0; i < opts.hops; i++) {
+    const id = String(10 + i);
+    const size = i % 2 === 0 ? 4096 : 2048;
+    prompt[id] = {
+      class_type: 'ImageScale',
+      inputs: { image: [last, 0], upscale_method: 'lanczos', width: size, height: size, crop: 'disabled' },
+    };
+    last = id;
+  }
+  prompt['3'] = {
+    class_type: 'SaveImage',
+    inputs: { images: [last, 0], filename_prefix: opts.filenamePrefix },
+  };
+  return prompt;
+}

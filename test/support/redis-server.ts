@@ -8,6 +8,7 @@ import { accessSync, constants as fsConstants, mkdtempSync, rmSync } from 'node:
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { waitForExit } from './processes.js';
 
 export interface RedisServerOptions {
   /** Turn AOF persistence on (`appendonly yes`). Default false. */
@@ -111,17 +112,6 @@ function installExitHook(): void {
   process.once('exit', () => {
     for (const child of live) child.kill('SIGKILL');
     for (const dir of ownDirs) rmSync(dir, { recursive: true, force: true });
-  });
-}
-
-function waitForExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), timeoutMs);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
   });
 }
 

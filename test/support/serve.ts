@@ -43,3 +43,23 @@ export async function addUser(
 export function basicAuth(user: string, password: string): string {
   return `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
 }
+
+/**
+ * A JSON request to a running server as `authorization`: the status and the parsed answer (null
+ * when it is empty), whatever the status, so a test can assert on refusals too.
+ */
+export async function jsonRequest<T>(
+  serverUrl: string,
+  authorization: string,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; json: T }> {
+  const res = await fetch(`${serverUrl}${path}`, {
+    method,
+    headers: { authorization, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  const text = await res.text();
+  return { status: res.status, json: (text ? JSON.parse(text) : null) as T };
+}

@@ -9,14 +9,14 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentReady } from '../../../test/support/agent.js';
+import { agentReady, testAgentOptions } from '../../../test/support/agent.js';
 import { startStandin, type Standin } from '../../../test/support/comfyui-standin/server.js';
 import { makeSafetensors } from '../../../test/support/loras.js';
-import { listen, startHarness, type Harness } from '../../gateway/test-kit.js';
+import { listen, startHarness, type Harness } from '../../../test/support/gateway-kit.js';
 import { createAgent, type WorkerAgent } from './index.js';
 import { userLoraFolder } from './lora-cache.js';
+import { waitFor } from '../../../test/support/processes.js';
 
 const TOKEN = 'loras-test-worker-token-0123456789';
 type Prompt = Record<string, { class_type: string; inputs: Record<string, unknown> }>;
@@ -28,16 +28,6 @@ let agent: WorkerAgent;
 const auth: Record<string, string> = {};
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-async function until<T>(fn: () => Promise<T | null | false>, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 function loraPrompt(lora: string): Prompt {
   return {
@@ -76,7 +66,7 @@ interface Entry {
 }
 
 async function finished(user: string, id: string): Promise<Entry> {
-  return until(
+  return waitFor(
     async () => {
       const r = await h.app.inject({
         method: 'GET',
@@ -107,17 +97,16 @@ beforeAll(async () => {
   auth.user002 = await h.addUser('user002');
   base = await listen(h);
   standin = await startStandin({ delayMs: 10, models: { checkpoints: ['sd15.safetensors'] } });
-  agent = createAgent({
-    serverUrl: base,
-    token: TOKEN,
-    comfyuiUrl: standin.url,
-    name: 'gpu-loras',
-    prefetch: 0,
-    logger: pino({ level: 'silent' }),
-    probeIntervalMs: 200,
-    backoff: { baseMs: 50, maxMs: 300 },
-    lorasDir: join(standin.dirs.models, 'loras'),
-  });
+  // Not startTestAgent's handle: the tests read the agent's LoRA cache counters.
+  agent = createAgent(
+    testAgentOptions({
+      serverUrl: base,
+      token: TOKEN,
+      comfyuiUrl: standin.url,
+      name: 'gpu-loras',
+      lorasDir: join(standin.dirs.models, 'loras'),
+    }),
+  );
   agent.start();
   await agentReady(h);
 }, 60_000);

@@ -13,7 +13,7 @@ import { startTestAgent } from '../../../test/support/agent.js';
 import { startHarness } from '../../../test/support/app-harness.js';
 import { startStandin, type Standin } from '../../../test/support/comfyui-standin/server.js';
 import { waitFor } from '../../../test/support/processes.js';
-import { listen } from '../../gateway/test-kit.js';
+import { listen } from '../../../test/support/gateway-kit.js';
 import type { AgentHandle } from './index.js';
 import { ModelReadAhead } from './model-read-ahead.js';
 

@@ -3,15 +3,13 @@
  * frames of the slow node, queue order with `front`, model nodes, fault injection (in-process
  * and over HTTP), restart, the CLI, and the shared `modelFreePrompt()` helper.
  */
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { MODEL_FREE_NODES, modelFreePrompt } from '../prompts.js';
-import { startStandin, type Standin, type StandinOptions } from './server.js';
+import type { Standin } from './server.js';
 import {
   RecordingClient,
   http,
@@ -19,19 +17,12 @@ import {
   postJson,
   readPng,
   sleep,
+  spawnStandinCli,
   types,
   uploadForm,
+  withStandin,
   type Json,
 } from './test-helpers.js';
-
-async function withStandin(fn: (s: Standin) => Promise<void>, opts: StandinOptions = {}): Promise<void> {
-  const standin = await startStandin(opts);
-  try {
-    await fn(standin);
-  } finally {
-    await standin.close();
-  }
-}
 
 async function submit(s: Standin, prompt: unknown, extra: Record<string, unknown> = {}): Promise<string> {
   const res = await postJson(`${s.url}/api/prompt`, { prompt, ...extra });
@@ -441,22 +432,9 @@ describe('comfyui stand-in: fault injection', () => {
 
 describe('comfyui stand-in: CLI (npm run standin)', () => {
   it('starts on its own, is steerable over HTTP and exits on a simulated crash', async () => {
-    const main = fileURLToPath(new URL('./main.ts', import.meta.url));
-    const tsx = fileURLToPath(new URL('../../../node_modules/.bin/tsx', import.meta.url));
-    const child = spawn(tsx, [main, '--port', '0', '--delay-ms', '100'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const { child, url: listening, exited } = spawnStandinCli(['--port', '0', '--delay-ms', '100']);
     try {
-      const url = await new Promise<string>((resolve, reject) => {
-        let out = '';
-        child.stdout.on('data', (d: Buffer) => {
-          out += d.toString();
-          const m = /listening on (http:\/\/\S+)/.exec(out);
-          if (m) resolve(m[1]!);
-        });
-        child.on('exit', () => reject(new Error(`exited early: ${out}`)));
-      });
+      const url = await listening;
       expect((await http(`${url}/api/system_stats`)).json.system.comfyui_version).toBe('0.3.64');
       await postJson(`${url}/standin/faults`, { dieMidJob: true });
       await postJson(`${url}/api/prompt`, { prompt: modelFreePrompt({ sleep: true }) });

@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { startStandin, type Standin, type StandinOptions } from './server.js';
+import type { Standin } from './server.js';
 import {
   RecordingClient,
   fixture,
@@ -19,19 +19,11 @@ import {
   transcriptTypes,
   types,
   uploadForm,
+  withStandin,
   type Json,
 } from './test-helpers.js';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-
-async function withStandin(fn: (s: Standin) => Promise<void>, opts: StandinOptions = {}): Promise<void> {
-  const standin = await startStandin(opts);
-  try {
-    await fn(standin);
-  } finally {
-    await standin.close();
-  }
-}
 
 /** Runs a recorded request body as a new client; returns the client, the response and the id map. */
 async function replay(s: Standin, recorded: Json, featureFlags?: Record<string, unknown>) {
@@ -56,6 +48,33 @@ function shrink(prompt: Json): Json {
     for (const key of ['width', 'height']) if (node.inputs[key] > 256) node.inputs[key] /= 64;
   }
   return out;
+}
+
+/** The client got the recorded transcript's frames, in order, and its text messages normalised alike. */
+function expectRecordedMessages(
+  client: RecordingClient,
+  t: Json,
+  ours: Record<string, string>,
+  theirs: Record<string, string>,
+): void {
+  expect(types(client.messages)).toEqual(transcriptTypes(t.messages));
+  expect(normalize(client.text(), ours)).toEqual(
+    normalize(
+      t.messages.map((m: Json) => m.data),
+      theirs,
+    ),
+  );
+}
+
+/** Connects a recording client, then queues the recorded `prompt` (shrunk) as that client. */
+async function connectAndQueue(
+  s: Standin,
+  prompt: Json,
+): Promise<{ clientId: string; client: RecordingClient; promptId: string }> {
+  const clientId = randomUUID();
+  const client = await RecordingClient.connect(s.wsUrl, clientId);
+  const res = await postJson(`${s.url}/api/prompt`, { prompt: shrink(prompt), client_id: clientId });
+  return { clientId, client, promptId: res.json.prompt_id };
 }
 
 /** Sets the queue `number` (the recording's counter ran across sessions) to a placeholder. */
@@ -120,13 +139,7 @@ describe('comfyui stand-in: runs (ws_transcript_*.json)', () => {
       const { client, res, promptId, ours, theirs } = await replay(s, t);
       expect(res.headers.get('content-type')).toBe(t.response.headers['Content-Type']);
       expect(normalize(res.json, ours)).toEqual(normalize(t.response.body, theirs));
-      expect(types(client.messages)).toEqual(transcriptTypes(t.messages));
-      expect(normalize(client.text(), ours)).toEqual(
-        normalize(
-          t.messages.map((m: Json) => m.data),
-          theirs,
-        ),
-      );
+      expectRecordedMessages(client, t, ours, theirs);
 
       const history = await http(`${s.url}/api/history/${promptId}`);
       expect(normalize(history.json, ours)).toEqual(normalize(t.history, theirs));
@@ -159,13 +172,7 @@ describe('comfyui stand-in: runs (ws_transcript_*.json)', () => {
       const t = fixture('ws_transcript_cached.json');
       const { client, res, promptId, ours, theirs } = await replay(s, t);
       expect(normalize(res.json, ours)).toEqual(normalize(t.response.body, theirs));
-      expect(types(client.messages)).toEqual(transcriptTypes(t.messages));
-      expect(normalize(client.text(), ours)).toEqual(
-        normalize(
-          t.messages.map((m: Json) => m.data),
-          theirs,
-        ),
-      );
+      expectRecordedMessages(client, t, ours, theirs);
       const history = await http(`${s.url}/api/history/${promptId}`);
       expect(normalize(history.json, ours)).toEqual(normalize(t.history, theirs));
       await client.close();
@@ -208,13 +215,7 @@ describe('comfyui stand-in: runs (ws_transcript_*.json)', () => {
       expect([up.status, up.json]).toEqual([upload.response.status, upload.response.body]);
 
       const { client, promptId, ours, theirs } = await replay(s, t);
-      expect(types(client.messages)).toEqual(transcriptTypes(t.messages));
-      expect(normalize(client.text(), ours)).toEqual(
-        normalize(
-          t.messages.map((m: Json) => m.data),
-          theirs,
-        ),
-      );
+      expectRecordedMessages(client, t, ours, theirs);
       const history = await http(`${s.url}/api/history/${promptId}`);
       expect(withoutNumber(normalize(history.json, ours))).toEqual(
         withoutNumber(normalize(t.history, theirs)),
@@ -388,13 +389,7 @@ describe('comfyui stand-in: queue, interrupt and delete (queue_running.json, int
     withStandin(async (s) => {
       const f = fixture('interrupt_and_delete.json').A_global_interrupt;
       s.faults.nodeDelayMs = 300;
-      const clientId = randomUUID();
-      const client = await RecordingClient.connect(s.wsUrl, clientId);
-      const res = await postJson(`${s.url}/api/prompt`, {
-        prompt: shrink(f.post.request.body.prompt),
-        client_id: clientId,
-      });
-      const promptId = res.json.prompt_id;
+      const { clientId, client, promptId } = await connectAndQueue(s, f.post.request.body.prompt);
       await client.waitFor((m) =>
         m.some((x) => x.kind === 'text' && x.type === 'executing' && x.data.node === '2'),
       );
@@ -426,13 +421,7 @@ describe('comfyui stand-in: queue, interrupt and delete (queue_running.json, int
     withStandin(async (s) => {
       const f = fixture('interrupt_and_delete.json').B_targeted_interrupt;
       s.faults.nodeDelayMs = 250;
-      const clientId = randomUUID();
-      const client = await RecordingClient.connect(s.wsUrl, clientId);
-      const res = await postJson(`${s.url}/api/prompt`, {
-        prompt: shrink(f.post.request.body.prompt),
-        client_id: clientId,
-      });
-      const promptId = res.json.prompt_id;
+      const { client, promptId } = await connectAndQueue(s, f.post.request.body.prompt);
       const executing = (node: string) => (m: Json[]) =>
         m.some((x) => x.type === 'executing' && x.data?.node === node);
       await client.waitFor(executing('2'));

@@ -2,13 +2,13 @@
  * The stand-in serving a web frontend and custom nodes' web folders (`frontendRoot`,
  * `extensionDirs`), like ComfyUI's static routes; and nothing of the kind without them.
  */
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startStandin, type Standin } from './server.js';
+import { spawnStandinCli } from './test-helpers.js';
 
 const FIXTURES = fileURLToPath(new URL('../../fixtures/', import.meta.url));
 const MINI = join(FIXTURES, 'mini-frontend');
@@ -102,24 +102,13 @@ describe('comfyui stand-in: serving a frontend', () => {
   });
 
   it('takes --frontend-root and --extension-dir on the command line', async () => {
-    const main = fileURLToPath(new URL('./main.ts', import.meta.url));
-    const tsx = fileURLToPath(new URL('../../../node_modules/.bin/tsx', import.meta.url));
-    const child = spawn(
-      tsx,
-      [main, '--port', '0', '--frontend-root', MINI, '--extension-dir', `hello=${EXTENSION}`],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const {
+      child,
+      url: listening,
+      exited,
+    } = spawnStandinCli(['--port', '0', '--frontend-root', MINI, '--extension-dir', `hello=${EXTENSION}`]);
     try {
-      const url = await new Promise<string>((resolve, reject) => {
-        let out = '';
-        child.stdout.on('data', (d: Buffer) => {
-          out += d.toString();
-          const m = /listening on (http:\/\/\S+)/.exec(out);
-          if (m) resolve(m[1]!);
-        });
-        child.on('exit', () => reject(new Error(`exited early: ${out}`)));
-      });
+      const url = await listening;
       expect(await (await fetch(`${url}/`)).text()).toBe(readFileSync(join(MINI, 'index.html'), 'utf8'));
       expect(await (await fetch(`${url}/extensions`)).json()).toEqual(['/extensions/hello/js/hello.js']);
     } finally {

@@ -7,6 +7,7 @@
  * is started with `templates: true` (system_stats then reports `installed_templates_version`).
  * `version` changes the package: a different description in `index.json` and one more template.
  */
+import { emptyLatentWorkflow } from '../prompts.js';
 
 /** 8×6 lossless WebP images (ffmpeg -f lavfi -i color=…), one colour per thumbnail. */
 const WEBP = {
@@ -19,34 +20,6 @@ const PNG =
   '89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c63304e9bf91f00043402325b2d0ae00000000049454e44ae426082';
 
 export const STANDIN_TEMPLATES_VERSION = '0.1.95';
-
-/** A one-node UI workflow (EmptyLatentImage) the recorded object_info knows. */
-function workflow(width: number): string {
-  return JSON.stringify({
-    last_node_id: 1,
-    last_link_id: 0,
-    nodes: [
-      {
-        id: 1,
-        type: 'EmptyLatentImage',
-        pos: [0, 0],
-        size: [300, 100],
-        flags: {},
-        order: 0,
-        mode: 0,
-        inputs: [],
-        outputs: [{ name: 'LATENT', type: 'LATENT', links: null }],
-        properties: {},
-        widgets_values: [width, 512, 1],
-      },
-    ],
-    links: [],
-    groups: [],
-    config: {},
-    extra: {},
-    version: 0.4,
-  });
-}
 
 /** Every file of the library by its path under `/templates/`. */
 export function standinTemplateLibrary(version = STANDIN_TEMPLATES_VERSION): Map<string, Buffer> {
@@ -135,7 +108,7 @@ export function standinTemplateLibrary(version = STANDIN_TEMPLATES_VERSION): Map
   const colours = [WEBP.red, WEBP.green, WEBP.blue];
   const all = [...image, ...video];
   all.forEach((t, i) => {
-    files.set(`${t.name}.json`, Buffer.from(workflow(512 + 64 * i), 'utf8'));
+    files.set(`${t.name}.json`, Buffer.from(emptyLatentWorkflow({ width: 512 + 64 * i }), 'utf8'));
     files.set(`${t.name}-1.webp`, Buffer.from(colours[i % 3]!, 'hex'));
     if ('thumbnailVariant' in t) files.set(`${t.name}-2.webp`, Buffer.from(colours[(i + 1) % 3]!, 'hex'));
   });

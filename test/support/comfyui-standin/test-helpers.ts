@@ -3,11 +3,54 @@
  * shortcuts and the normalisation that lets a stand-in answer be compared with a recorded one
  * (ids, timestamps and random file-name parts replaced by placeholders).
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { PNG } from 'pngjs';
 import WebSocket from 'ws';
 import { COMFY_FIXTURES } from '../fixtures.js';
+import { startStandin, type Standin, type StandinOptions } from './server.js';
+
+/** Runs `fn` against a fresh in-process stand-in, closed afterwards whatever happens. */
+export async function withStandin(
+  fn: (s: Standin) => Promise<void>,
+  opts: StandinOptions = {},
+): Promise<void> {
+  const standin = await startStandin(opts);
+  try {
+    await fn(standin);
+  } finally {
+    await standin.close();
+  }
+}
+
+/**
+ * Runs the stand-in's CLI (`npm run standin`) with `args` in a child process: `url` resolves once
+ * it says where it listens (rejects if it exits first). The caller kills `child`.
+ */
+export function spawnStandinCli(args: string[]): {
+  child: ChildProcess;
+  url: Promise<string>;
+  exited: Promise<number | null>;
+} {
+  const main = fileURLToPath(new URL('./main.ts', import.meta.url));
+  const tsx = fileURLToPath(new URL('../../../node_modules/.bin/tsx', import.meta.url));
+  const child = spawn(tsx, [main, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const url = new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    child.on('exit', () => reject(new Error(`exited early: ${out}`)));
+  });
+  // A test that fails before awaiting `url` must not leave an unhandled rejection behind.
+  url.catch(() => {});
+  return { child, url, exited };
+}
 
 /** Where the recorded ComfyUI fixtures live (see test/support/fixtures.ts). */
 export function fixturesDir(): string {

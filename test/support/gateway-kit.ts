@@ -10,20 +10,17 @@ import type { AddressInfo } from 'node:net';
 import { join, relative } from 'node:path';
 import { expect } from 'vitest';
 import { WebSocket } from 'ws';
-import { saveEnv, setCurrentEnv } from '../dispatch/env-snapshots.js';
-import { OutputNamer } from '../dispatch/output-names.js';
-import { userFileKey } from '../files/safe-path.js';
-import { crc32 } from './zip.js';
-import type { Job, JobOutput } from '../store/types.js';
-import type { EnvSnapshot } from '../worker/protocol.js';
-import { startHarness, type Harness } from '../../test/support/app-harness.js';
+import { saveEnv, setCurrentEnv } from '../../src/dispatch/env-snapshots.js';
+import { OutputNamer } from '../../src/dispatch/output-names.js';
+import { userFileKey } from '../../src/files/safe-path.js';
+import { crc32 } from '../../src/gateway/zip.js';
+import type { Job, JobOutput } from '../../src/store/types.js';
+import type { EnvSnapshot } from '../../src/worker/protocol.js';
+import { startHarness, type Harness } from './app-harness.js';
 
 export { startHarness, type Harness };
 
-const OBJECT_INFO_URL = new URL(
-  '../../test/support/comfyui-standin/vendored/object_info.v0.3.64.json',
-  import.meta.url,
-);
+const OBJECT_INFO_URL = new URL('./comfyui-standin/vendored/object_info.v0.3.64.json', import.meta.url);
 
 let objectInfoCache: Record<string, unknown> | null = null;
 export function recordedObjectInfo(): Record<string, unknown> {
@@ -69,6 +66,22 @@ export async function uploadEnv(h: Harness, snapshot: EnvSnapshot = testSnapshot
   const hash = createHash('sha256').update(JSON.stringify(snapshot)).digest('hex');
   await saveEnv(h.services.store, hash, snapshot);
   await setCurrentEnv(h.services.store, { hash, workerId: 'test-worker', at: Date.now() });
+}
+
+/** The password {@link startParticipantSite} gives participant `user001`. */
+export const PARTICIPANT_PASSWORD = 'pw-user001-0123456789';
+
+/**
+ * What a participant's browser test starts from: a harness (with `env`) with participant
+ * `user001`, a worker's environment snapshot, listening on a port at `base`.
+ */
+export async function startParticipantSite(
+  env: Record<string, string> = {},
+): Promise<{ h: Harness; base: string }> {
+  const h = await startHarness(env);
+  await h.services.accounts.create('user001', 'participant', PARTICIPANT_PASSWORD);
+  await uploadEnv(h);
+  return { h, base: await listen(h) };
 }
 
 /** A valid 1×1 RGBA PNG; a non-zero seed appends bytes after IEND so the hash differs. */
