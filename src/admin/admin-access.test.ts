@@ -7,7 +7,7 @@ import WebSocket from 'ws';
 import { API_TOKEN, type ControlPlane } from '../../test/support/worker-hub-kit.js';
 import { AUDIT_NS } from './audit-log.js';
 import { CSRF_HEADER } from './csrf.js';
-import { ALICE_PW, TEACHER_PW, actions, adminControlPlane, basic } from './test-kit.js';
+import { ALICE_PW, TEACHER_PW, actions, adminControlPlane, basic } from '../../test/support/admin-kit.js';
 
 let cp: ControlPlane;
 const { login, instructorSession, enqueue, auditEntries } = adminControlPlane((started) => {

@@ -11,7 +11,7 @@ import {
 import { AUDIT_NS, AuditLog } from './audit-log.js';
 import { CSRF_HEADER } from './csrf.js';
 import type { LiveMessage } from './view-types.js';
-import { ALICE_PW, TEACHER_PW, adminControlPlane, basic } from './test-kit.js';
+import { ALICE_PW, TEACHER_PW, adminControlPlane, basic } from '../../test/support/admin-kit.js';
 
 let cp: ControlPlane;
 const { agents, sockets, login, instructorSession, enqueue, auditEntries } = adminControlPlane((started) => {

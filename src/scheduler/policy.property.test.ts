@@ -27,7 +27,7 @@ import {
   expectRoundRobin,
   expectFirstServiceWithinUsers,
   noRunning,
-} from './test-kit.js';
+} from '../../test/support/policy-kit.js';
 
 // Properties
 // ---------------------------------------------------------------------------------------------

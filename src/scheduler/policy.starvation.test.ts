@@ -23,7 +23,7 @@ import {
   poolArb,
   modeArb,
   noRunning,
-} from './test-kit.js';
+} from '../../test/support/policy-kit.js';
 
 // ---------------------------------------------------------------------------------------------
 // No starvation under affinity: long simulated runs

@@ -39,7 +39,7 @@ import {
   pick,
   naiveOrder,
   naiveSelect,
-} from './test-kit.js';
+} from '../../test/support/policy-kit.js';
 
 // ---------------------------------------------------------------------------------------------
 // Example tables

@@ -10,7 +10,7 @@ import { startRedisServer, type RedisServerHandle } from '../../../test/support/
 import { AppError } from '../../errors.js';
 import { openRedisStore } from './redis-store.js';
 import { createRedisClient, redactRedisUrl } from './redis-client.js';
-import { DEFAULTS, PROMPT, T0, expectConsistent } from './test-kit.js';
+import { DEFAULTS, PROMPT, T0, expectConsistent } from '../../../test/support/redis-store-kit.js';
 
 const redisUrl = inject('redisUrl');
 

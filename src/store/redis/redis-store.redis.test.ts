@@ -14,7 +14,7 @@ import {
   expectConsistent,
   toCandidate,
   uniquePrefix,
-} from './test-kit.js';
+} from '../../../test/support/redis-store-kit.js';
 
 const redisUrl = inject('redisUrl');
 

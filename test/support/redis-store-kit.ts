@@ -4,9 +4,9 @@
  */
 import type { Redis } from 'ioredis';
 import { expect } from 'vitest';
-import type { Candidate } from '../../scheduler/policy.js';
-import { JOB_STATUSES, type ComfyPrompt, type Job, type QueueSettings } from '../types.js';
-import type { RedisStore } from './redis-store.js';
+import type { Candidate } from '../../src/scheduler/policy.js';
+import { JOB_STATUSES, type ComfyPrompt, type Job, type QueueSettings } from '../../src/store/types.js';
+import type { RedisStore } from '../../src/store/redis/redis-store.js';
 
 export const DEFAULTS: QueueSettings = {
   mode: 'round_robin',

@@ -5,16 +5,10 @@
  */
 import { afterEach, beforeEach, expect } from 'vitest';
 import type WebSocket from 'ws';
-import {
-  API_TOKEN,
-  PROMPT,
-  startControlPlane,
-  type ControlPlane,
-  type TestAgent,
-} from '../../test/support/worker-hub-kit.js';
-import type { Job } from '../store/types.js';
-import { CSRF_HEADER } from './csrf.js';
-import type { AuditEntry } from './view-types.js';
+import { API_TOKEN, PROMPT, startControlPlane, type ControlPlane, type TestAgent } from './worker-hub-kit.js';
+import type { Job } from '../../src/store/types.js';
+import { CSRF_HEADER } from '../../src/admin/csrf.js';
+import type { AuditEntry } from '../../src/admin/view-types.js';
 
 export const TEACHER_PW = 'teacher-password-0123';
 export const ALICE_PW = 'alice-password-0123';

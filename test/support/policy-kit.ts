@@ -6,9 +6,9 @@
 import fc from 'fast-check';
 import { expect } from 'vitest';
 
-import type { AffinityOptions, Priority, QueueLimits, QueueMode } from '../store/types.js';
-import { PRIORITIES, QUEUE_MODES, priorityRank } from '../store/types.js';
-import type { Candidate, SelectInput, Selection, UserServeState } from './policy.js';
+import type { AffinityOptions, Priority, QueueLimits, QueueMode } from '../../src/store/types.js';
+import { PRIORITIES, QUEUE_MODES, priorityRank } from '../../src/store/types.js';
+import type { Candidate, SelectInput, Selection, UserServeState } from '../../src/scheduler/policy.js';
 
 export type Users = Map<string, UserServeState>;
 export type UserLimits = Record<string, Partial<QueueLimits>>;
