@@ -297,15 +297,17 @@ describe('job events across processes (Redis)', () => {
     for (const m of courtesy) expect(comfyEvents(job.id, 0, 8)).toContainEqual(m);
   }, 60_000);
 
-  it("a process that logged a worker's events and died before publishing them: the worker sends them again to another process, and the owner gets each once, in order", async () => {
+  /**
+   * Three processes; a worker that numbers its events on A, the owner's socket on C, one job
+   * assigned. `numbered` sends events `from`..`to` of it; `moveToB` stops A (as a kill would, for
+   * what the test arranged) and connects the worker to B, still running the job.
+   */
+  async function numberedJobOnA() {
     const [a, b, c] = await cluster(3);
     await users(a!, 'user001');
     const token = await a!.token('gpu-a');
-    const { agent: first } = await TestAgent.register(a!.wsUrl, token, {
-      name: 'a1',
-      eventSeq: true,
-      acks: true,
-    });
+    const hello = { name: 'a1', eventSeq: true, acks: true };
+    const { agent: first } = await TestAgent.register(a!.wsUrl, token, hello);
     agents.push(first);
     const alice = await participant(c!, 'user001', 'tab1');
     const job = await enqueue(c!, 'user001', 'tab1');
@@ -315,12 +317,28 @@ describe('job events across processes (Redis)', () => {
       for (let seq = from; seq < to; seq++)
         agent.send({ type: 'job_event', jobId: job.id, attempt: 1, event: all[seq]!, seq });
     };
+    const moveToB = async () => {
+      await first.terminate();
+      await a!.close();
+      planes.splice(planes.indexOf(a!), 1);
+    };
+    const reconnectToB = async () => {
+      const inFlight = [{ jobId: job.id, attempt: 1, state: 'running' as const }];
+      const { agent: second } = await TestAgent.register(b!.wsUrl, token, { ...hello, inFlight });
+      agents.push(second);
+      return second;
+    };
+    return { a: a!, b: b!, first, alice, job, all, numbered, moveToB, reconnectToB };
+  }
+
+  it("a process that logged a worker's events and died before publishing them: the worker sends them again to another process, and the owner gets each once, in order", async () => {
+    const { a, b, first, alice, job, all, numbered, moveToB, reconnectToB } = await numberedJobOnA();
     numbered(first, 0, 4);
     await alice.waitFor((s) => eventsOf(s, job.id).length >= 4);
-    await a!.services.events!.flushed();
+    await a.services.events!.flushed();
     // A logs the next two and dies before publishing them (written as A's relay writes them).
-    const log = a!.services.events!.log!;
-    const aId = a!.services.cluster.processId;
+    const log = a.services.events!.log!;
+    const aId = a.services.cluster.processId;
     for (const seq of [4, 5])
       await log.append('user001', {
         from: aId,
@@ -329,28 +347,20 @@ describe('job events across processes (Redis)', () => {
         event: all[seq]!,
         key: `${job.id}#1##${seq}`,
       });
-    await first.terminate();
-    await a!.close();
-    planes.splice(planes.indexOf(a!), 1);
+    await moveToB();
 
     // The agent reconnects to B and sends every event of the job again, then the rest and its finish.
-    const { agent: second } = await TestAgent.register(b!.wsUrl, token, {
-      name: 'a1',
-      eventSeq: true,
-      acks: true,
-      inFlight: [{ jobId: job.id, attempt: 1, state: 'running' }],
-    });
-    agents.push(second);
+    const second = await reconnectToB();
     numbered(second, 0, 11);
     second.send({ type: 'job_completed', jobId: job.id, attempt: 1, outputs: [] });
     await second.next('ack');
     await alice.waitFor((s) => eventsOf(s, job.id).length >= 11, 10_000);
-    await b!.services.events!.flushed();
+    await b.services.events!.flushed();
     await new Promise((r) => setTimeout(r, 300));
 
     expect(eventsOf(alice, job.id)).toEqual(all);
     // Logged once each: A's six, B's five.
-    const logged = (await b!.services.events!.log!.after('user001', '0-0', 100)).filter(
+    const logged = (await b.services.events!.log!.after('user001', '0-0', 100)).filter(
       (e) => e.jobId === job.id,
     );
     expect(logged.map((e) => e.event)).toEqual(all);
@@ -358,39 +368,17 @@ describe('job events across processes (Redis)', () => {
   }, 60_000);
 
   it('a finish recorded by a process that died before its owner heard the ending: the events sent again tell the owner, once', async () => {
-    const [a, b, c] = await cluster(3);
-    await users(a!, 'user001');
-    const token = await a!.token('gpu-a');
-    const { agent: first } = await TestAgent.register(a!.wsUrl, token, {
-      name: 'a1',
-      eventSeq: true,
-      acks: true,
-    });
-    agents.push(first);
-    const alice = await participant(c!, 'user001', 'tab1');
-    const job = await enqueue(c!, 'user001', 'tab1');
-    await first.next('assign');
-    const all = comfyEvents(job.id, 0, 11);
-    for (let seq = 0; seq < 9; seq++)
-      first.send({ type: 'job_event', jobId: job.id, attempt: 1, event: all[seq]!, seq });
+    const { b, first, alice, job, all, numbered, moveToB, reconnectToB } = await numberedJobOnA();
+    numbered(first, 0, 9);
     await alice.waitFor((s) => eventsOf(s, job.id).length >= 9);
     // The ending reached A, which recorded the finish and died before logging or publishing the
     // ending (held back until the finish is recorded) and before acknowledging. (Recorded here
     // through B's queue after A is gone: A's own record would tell its listeners the worker let go.)
-    await first.terminate();
-    await a!.close();
-    planes.splice(planes.indexOf(a!), 1);
-    await b!.services.queue.complete(job.id, 1, []);
+    await moveToB();
+    await b.services.queue.complete(job.id, 1, []);
 
-    const { agent: second } = await TestAgent.register(b!.wsUrl, token, {
-      name: 'a1',
-      eventSeq: true,
-      acks: true,
-      inFlight: [{ jobId: job.id, attempt: 1, state: 'running' }],
-    });
-    agents.push(second);
-    for (let seq = 0; seq < 11; seq++)
-      second.send({ type: 'job_event', jobId: job.id, attempt: 1, event: all[seq]!, seq });
+    const second = await reconnectToB();
+    numbered(second, 0, 11);
     second.send({ type: 'job_completed', jobId: job.id, attempt: 1, outputs: [] });
     await second.next('ack');
     await alice.waitFor((s) => eventsOf(s, job.id).length >= 11, 10_000);

@@ -659,18 +659,29 @@ describe('dispatch', () => {
     });
   });
 
-  it('a worker that reconnects and sends its numbered events again: the owner gets those it missed, none twice', async () => {
+  /** A worker that numbers its events, and what alice's bus gets of them (`<type>:<label>`). */
+  async function numberedWorker(label: (data: unknown) => string) {
     await start();
     const token = await cp!.token('gpu');
-    const { agent: first } = await agent(token, { prefetch: 0, eventSeq: true, acks: true });
+    const numbered = { prefetch: 0, eventSeq: true, acks: true };
+    const { agent: a } = await agent(token, numbered);
     const seen: string[] = [];
     cleanups.push(
       cp!.services.bus.subscribeUser('alice', (m) => {
-        if (m.kind === 'event')
-          seen.push(`${m.event.type}:${(m.event.data as { value?: number }).value ?? ''}`);
+        if (m.kind === 'event') seen.push(`${m.event.type}:${label(m.event.data)}`);
       }),
     );
     const job = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    /** The same worker connecting again, still running the job. */
+    const reconnect = async () =>
+      (await agent(token, { ...numbered, inFlight: [{ jobId: job.id, attempt: 1, state: 'running' }] }))
+        .agent;
+    return { a, seen, job, reconnect };
+  }
+  const progressValue = (data: unknown) => String((data as { value?: number }).value ?? '');
+
+  it('a worker that reconnects and sends its numbered events again: the owner gets those it missed, none twice', async () => {
+    const { a: first, seen, job, reconnect } = await numberedWorker(progressValue);
     await first.next('assign');
     const events = [1, 2, 3, 4, 5].map((value) => ({
       type: 'progress',
@@ -683,12 +694,7 @@ describe('dispatch', () => {
     send(first, 0, 3);
     await until(() => seen.length === 3, 3000, 'three events');
     await first.terminate();
-    const { agent: second } = await agent(token, {
-      prefetch: 0,
-      eventSeq: true,
-      acks: true,
-      inFlight: [{ jobId: job.id, attempt: 1, state: 'running' }],
-    });
+    const second = await reconnect();
     send(second, 0, 5);
     second.send({ type: 'job_completed', jobId: job.id, attempt: 1, outputs: [] });
     await second.next('ack');
@@ -696,17 +702,7 @@ describe('dispatch', () => {
   });
 
   it('an attempt handed back and run again numbers its events anew: the second run is not taken for a repeat', async () => {
-    await start();
-    const token = await cp!.token('gpu');
-    const { agent: a } = await agent(token, { prefetch: 0, eventSeq: true, acks: true });
-    const seen: string[] = [];
-    cleanups.push(
-      cp!.services.bus.subscribeUser('alice', (m) => {
-        if (m.kind === 'event')
-          seen.push(`${m.event.type}:${(m.event.data as { value?: number }).value ?? ''}`);
-      }),
-    );
-    const job = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    const { a, seen, job } = await numberedWorker(progressValue);
     const first = await a.next('assign');
     const progress = (run: string, seq: number, value: number) =>
       a.send({
@@ -732,16 +728,7 @@ describe('dispatch', () => {
   });
 
   it("a worker that reconnects between ComfyUI's verdict and its report: the owner gets ComfyUI's own ending once", async () => {
-    await start();
-    const token = await cp!.token('gpu');
-    const { agent: first } = await agent(token, { prefetch: 0, eventSeq: true, acks: true });
-    const seen: string[] = [];
-    cleanups.push(
-      cp!.services.bus.subscribeUser('alice', (m) => {
-        if (m.kind === 'event') seen.push(`${m.event.type}:${JSON.stringify(m.event.data)}`);
-      }),
-    );
-    const job = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    const { a: first, seen, job, reconnect } = await numberedWorker((data) => JSON.stringify(data));
     await first.next('assign');
     const events = [
       { type: 'execution_start', data: { prompt_id: job.id, timestamp: 1 } },
@@ -755,12 +742,7 @@ describe('dispatch', () => {
     send(first);
     await until(() => seen.length === 1, 3000, 'execution_start');
     await first.terminate();
-    const { agent: second } = await agent(token, {
-      prefetch: 0,
-      eventSeq: true,
-      acks: true,
-      inFlight: [{ jobId: job.id, attempt: 1, state: 'running' }],
-    });
+    const second = await reconnect();
     send(second);
     second.send({ type: 'job_completed', jobId: job.id, attempt: 1, outputs: [] });
     await second.next('ack');

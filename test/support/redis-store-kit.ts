@@ -4,7 +4,6 @@
  */
 import type { Redis } from 'ioredis';
 import { expect } from 'vitest';
-import type { Candidate } from '../../src/scheduler/policy.js';
 import { JOB_STATUSES, type ComfyPrompt, type Job, type QueueSettings } from '../../src/store/types.js';
 import type { RedisStore } from '../../src/store/redis/redis-store.js';
 
@@ -17,17 +16,8 @@ export const DEFAULTS: QueueSettings = {
 export const T0 = 1_700_000_000_000;
 export const PROMPT: ComfyPrompt = { '1': { class_type: 'KSampler', inputs: { seed: 1 } } };
 
-export function toCandidate(j: Job): Candidate {
-  return {
-    id: j.id,
-    user: j.user,
-    seq: j.seq,
-    priority: j.priority,
-    front: j.front,
-    models: j.models,
-    skips: j.skips,
-  };
-}
+// One mapping for every suite (the conformance kit's).
+export { toCandidate } from '../../src/store/kit.conformance.js';
 
 let prefixCounter = 0;
 export function uniquePrefix(tag: string): string {
