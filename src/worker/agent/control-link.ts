@@ -38,14 +38,16 @@ export const MAX_KEPT_EVENTS = 20_000;
 /** Events whose latest says all: an earlier one is not kept once a later one came. */
 const SUPERSEDED = new Set(['progress', 'progress_state']);
 
-/** The events of one run of an attempt (`run`: its ComfyUI prompt id), numbered by index. */
+/** The events of one run of an attempt (`run`: its ComfyUI prompt id). */
 interface KeptRun {
   jobId: string;
   attempt: number;
   run: string | undefined;
-  /** Null where a later event of the same kind replaced it (its number stays taken). */
-  events: (JobEvent | null)[];
-  /** Index of the last kept event of each superseded kind. */
+  /** The next event's number (numbers of events no longer kept stay taken). */
+  next: number;
+  /** Kept events by number, in order. */
+  events: Map<number, JobEvent>;
+  /** Number of the last kept event of each superseded kind. */
   latest: Map<string, number>;
 }
 /** Reports that must reach the server even across a reconnect. */
@@ -215,21 +217,24 @@ export class ControlLink {
     const key = `${msg.jobId}#${msg.attempt}#${msg.run ?? ''}`;
     let kept = this.events.get(key);
     if (!kept) {
-      kept = { jobId: msg.jobId, attempt: msg.attempt, run: msg.run, events: [], latest: new Map() };
+      kept = {
+        jobId: msg.jobId,
+        attempt: msg.attempt,
+        run: msg.run,
+        next: 0,
+        events: new Map(),
+        latest: new Map(),
+      };
       this.events.set(key, kept);
     }
-    if (kept.events.length >= MAX_KEPT_EVENTS) {
-      this.send(msg);
-      return;
-    }
-    const numbered: JobEvent = { ...msg, seq: kept.events.length };
+    const numbered: JobEvent = { ...msg, seq: kept.next++ };
     const type = msg.event.type;
     if (SUPERSEDED.has(type)) {
       const before = kept.latest.get(type);
-      if (before !== undefined) kept.events[before] = null;
-      kept.latest.set(type, kept.events.length);
+      if (before !== undefined) kept.events.delete(before);
+      kept.latest.set(type, numbered.seq!);
     }
-    kept.events.push(numbered);
+    if (kept.events.size < MAX_KEPT_EVENTS) kept.events.set(numbered.seq!, numbered);
     this.send(numbered);
   }
 
@@ -458,7 +463,7 @@ export class ControlLink {
   private resendEvents(welcome: WelcomeMessage, forget: ReadonlySet<string>): void {
     if (welcome.eventSeq !== true) {
       // Numbers are not reused should a later welcome take them again: the runs stay, empty.
-      for (const kept of this.events.values()) kept.events = kept.events.map(() => null);
+      for (const kept of this.events.values()) kept.events.clear();
       return;
     }
     const finishing = new Set(
@@ -475,7 +480,7 @@ export class ControlLink {
         this.events.delete(key);
         continue;
       }
-      for (const m of kept.events) if (m && !this.send(m)) return;
+      for (const m of kept.events.values()) if (!this.send(m)) return;
     }
   }
 
