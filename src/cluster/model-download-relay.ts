@@ -23,10 +23,9 @@
  *
  * Not used with one process (the service then has no router and publishes to no one).
  */
-import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ModelDownloadView } from '../admin/view-types.js';
-import { AppError, ERROR_CODES, type ErrorCode } from '../errors.js';
+import { AppError } from '../errors.js';
 import { toAppError } from '../http/error-handler.js';
 import type {
   DownloadRouter,
@@ -37,6 +36,7 @@ import type {
 import type { WorkerEntry } from '../dispatch/worker-registry.js';
 import type { ClusterBus, Unsubscribe } from './cluster-bus.js';
 import type { WorkerDirectory } from './worker-directory.js';
+import { PendingRequests } from './pending-requests.js';
 
 export const DOWNLOADS_TOPIC = 'model-downloads';
 
@@ -61,14 +61,8 @@ export interface ModelDownloadRelayDeps {
   logger: Logger;
 }
 
-interface Pending {
-  resolve: (downloads: ModelDownloadView[]) => void;
-  reject: (err: unknown) => void;
-  timer: NodeJS.Timeout;
-}
-
 export class ModelDownloadRelay implements DownloadRouter {
-  private readonly pending = new Map<string, Pending>();
+  private readonly pending = new PendingRequests<ModelDownloadView[]>();
   private readonly stops: Unsubscribe[] = [];
 
   constructor(
@@ -104,11 +98,7 @@ export class ModelDownloadRelay implements DownloadRouter {
 
   stop(): void {
     for (const s of this.stops.splice(0)) s();
-    for (const [id, p] of this.pending) {
-      clearTimeout(p.timer);
-      p.reject(new AppError('WORKER_UNREACHABLE', 'This process is stopping.'));
-      this.pending.delete(id);
-    }
+    this.pending.failAll();
   }
 
   async startDownloads(input: StartDownloadInput, by: string): Promise<ModelDownloadView[]> {
@@ -163,28 +153,12 @@ export class ModelDownloadRelay implements DownloadRouter {
   }
 
   private request(to: string, op: Op): Promise<ModelDownloadView[]> {
-    const id = randomBytes(8).toString('hex');
     const timeoutMs = this.opts.timeoutMs ?? 5000;
-    return new Promise<ModelDownloadView[]>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(
-          new AppError(
-            'WORKER_UNREACHABLE',
-            `The control-plane process holding the worker did not answer within ${timeoutMs / 1000} s; try again.`,
-          ),
-        );
-      }, timeoutMs);
-      timer.unref();
-      this.pending.set(id, { resolve, reject, timer });
-      this.deps.cluster
-        .publish(DOWNLOADS_TOPIC, { t: 'req', id, to, op } satisfies Message)
-        .catch((err: unknown) => {
-          clearTimeout(timer);
-          this.pending.delete(id);
-          reject(err);
-        });
-    });
+    return this.pending.ask(
+      (id) => this.deps.cluster.publish(DOWNLOADS_TOPIC, { t: 'req', id, to, op } satisfies Message),
+      timeoutMs,
+      `The control-plane process holding the worker did not answer within ${timeoutMs / 1000} s; try again.`,
+    );
   }
 
   /** Runs another process's request for workers connected here. */
@@ -220,17 +194,8 @@ export class ModelDownloadRelay implements DownloadRouter {
       case 'req':
         if (m.to === this.deps.cluster.processId) this.answer(m);
         return;
-      case 'res': {
-        const p = this.pending.get(m.id);
-        if (!p) return; // another process's answer, or one that came too late
-        this.pending.delete(m.id);
-        clearTimeout(p.timer);
-        if (m.ok) p.resolve(m.downloads);
-        else {
-          const code: ErrorCode = m.code in ERROR_CODES ? (m.code as ErrorCode) : 'INTERNAL';
-          p.reject(new AppError(code, m.message));
-        }
-      }
+      case 'res':
+        this.pending.settle(m.ok ? { id: m.id, ok: true, value: m.downloads } : m);
     }
   }
 }

@@ -15,15 +15,14 @@
  *
  * With the single-process bus every command runs locally, as before.
  */
-import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { AppError, ERROR_CODES, type ErrorCode } from '../errors.js';
 import { toAppError } from '../http/error-handler.js';
 import type { Dispatcher } from '../dispatch/dispatcher.js';
 import type { WorkerHub } from '../dispatch/worker-hub.js';
 import type { WorkerView } from '../dispatch/worker-registry.js';
 import type { ClusterBus, Unsubscribe } from './cluster-bus.js';
 import type { WorkerDirectory } from './worker-directory.js';
+import { PendingRequests } from './pending-requests.js';
 
 export const COMMAND_TOPIC = 'worker-commands';
 
@@ -51,14 +50,8 @@ export interface WorkerCommandsDeps {
   logger: Logger;
 }
 
-interface Pending {
-  resolve: (view: WorkerView) => void;
-  reject: (err: unknown) => void;
-  timer: NodeJS.Timeout;
-}
-
 export class WorkerCommands {
-  private readonly pending = new Map<string, Pending>();
+  private readonly pending = new PendingRequests<WorkerView>();
   private unsubscribe: Unsubscribe | null = null;
 
   constructor(
@@ -74,11 +67,7 @@ export class WorkerCommands {
   stop(): void {
     this.unsubscribe?.();
     this.unsubscribe = null;
-    for (const [id, p] of this.pending) {
-      clearTimeout(p.timer);
-      p.reject(new AppError('WORKER_UNREACHABLE', 'This process is stopping.'));
-      this.pending.delete(id);
-    }
+    this.pending.failAll();
   }
 
   /** Drains (no new jobs; it finishes what it holds) or undrains a worker, wherever it is connected. */
@@ -111,29 +100,14 @@ export class WorkerCommands {
   }
 
   private request(to: string, command: WorkerCommand, hop = 0): Promise<WorkerView> {
-    const id = randomBytes(8).toString('hex');
     // A forwarded request must answer before the asker gives up.
     const timeoutMs = (this.opts.timeoutMs ?? 5000) / (hop + 1);
-    return new Promise<WorkerView>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(
-          new AppError(
-            'WORKER_UNREACHABLE',
-            `The control-plane process holding worker ${command.workerId} did not answer within ${timeoutMs / 1000} s; try again.`,
-          ),
-        );
-      }, timeoutMs);
-      timer.unref();
-      this.pending.set(id, { resolve, reject, timer });
-      this.deps.cluster
-        .publish(COMMAND_TOPIC, { t: 'req', id, to, command, hop } satisfies CommandMessage)
-        .catch((err: unknown) => {
-          clearTimeout(timer);
-          this.pending.delete(id);
-          reject(err);
-        });
-    });
+    return this.pending.ask(
+      (id) =>
+        this.deps.cluster.publish(COMMAND_TOPIC, { t: 'req', id, to, command, hop } satisfies CommandMessage),
+      timeoutMs,
+      `The control-plane process holding worker ${command.workerId} did not answer within ${timeoutMs / 1000} s; try again.`,
+    );
   }
 
   /**
@@ -169,17 +143,8 @@ export class WorkerCommands {
       case 'req':
         if (m.to === me) void this.answer(m);
         return;
-      case 'res': {
-        const p = this.pending.get(m.id);
-        if (!p) return; // another process's answer, or one that came too late
-        this.pending.delete(m.id);
-        clearTimeout(p.timer);
-        if (m.ok) p.resolve(m.view);
-        else {
-          const code: ErrorCode = m.code in ERROR_CODES ? (m.code as ErrorCode) : 'INTERNAL';
-          p.reject(new AppError(code, m.message));
-        }
-      }
+      case 'res':
+        this.pending.settle(m.ok ? { id: m.id, ok: true, value: m.view } : m);
     }
   }
 }
