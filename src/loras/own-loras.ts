@@ -44,6 +44,30 @@ export function lorasListFor(shared: readonly unknown[], own: readonly string[])
  * plus `own`, and never a worker's private folder. Only the patched nodes are copied.
  */
 export function objectInfoWithOwnLoras(objectInfo: ObjectInfo, own: readonly string[]): ObjectInfo {
+  // Every prompt is checked against it: building it walks every combo of every node (about a
+  // millisecond for a real ComfyUI's 400 nodes), so it is made once per object_info and LoRA list.
+  // Results are shared: nobody changes an object_info (each patch copies what it changes).
+  let byOwn = built.get(objectInfo);
+  if (!byOwn) built.set(objectInfo, (byOwn = new Map()));
+  const key = own.join('\u0000');
+  const hit = byOwn.get(key);
+  if (hit) {
+    byOwn.delete(key);
+    byOwn.set(key, hit);
+    return hit;
+  }
+  const out = buildWithOwnLoras(objectInfo, own);
+  byOwn.set(key, out);
+  if (byOwn.size > MAX_LISTS_PER_OBJECT_INFO) byOwn.delete(byOwn.keys().next().value!);
+  return out;
+}
+
+/** Per object_info (gone with it), the participants' views built from it, least recently used first. */
+const built = new WeakMap<ObjectInfo, Map<string, ObjectInfo>>();
+/** Different LoRA lists kept per object_info: a room's participants, with room to spare. */
+const MAX_LISTS_PER_OBJECT_INFO = 256;
+
+function buildWithOwnLoras(objectInfo: ObjectInfo, own: readonly string[]): ObjectInfo {
   let fingerprint: string | null = null;
   for (const [cls, input] of LORA_LOADERS) {
     const options = comboOptions(objectInfo[cls]?.input.required?.[input]);
