@@ -6,6 +6,7 @@ import { userFileKey } from '../files/safe-path.js';
 import { jobSegment } from '../worker/agent/files.js';
 import type { AgentMessage } from '../worker/protocol.js';
 import type { JobEventBus, JobEventMessage } from './job-event-bus.js';
+import { TakenNumbers } from './taken-numbers.js';
 import { OutputNamer } from './output-names.js';
 import type { HeldJob, WorkerEntry } from './worker-registry.js';
 
@@ -15,8 +16,6 @@ type Msg<T extends AgentMessage['type']> = Extract<AgentMessage, { type: T }>;
 const LOST_AFTER_MISSED_BEATS = 2;
 /** ComfyUI's verdicts on a prompt; what follows one is held back until the outcome is recorded. */
 const VERDICTS = new Set(['execution_success', 'execution_error', 'execution_interrupted']);
-/** Attempts whose last event number is remembered (far more than run within a reconnect). */
-const MAX_TRACKED_ATTEMPTS = 10_000;
 
 export interface WorkerReportsDeps {
   queue: QueueService;
@@ -282,14 +281,14 @@ export class WorkerReports {
       return;
     }
     // Sent again after a reconnect, and this process took it already.
-    if (key && this.had(run, msg.seq!)) return;
+    if (key && this.taken.had(run, msg.seq!)) return;
     const { type } = msg.event;
     let data = msg.event.data;
     if (type === 'executed' && isRecord(data) && isRecord(data.output)) {
       data = { ...data, output: await this.namer.nameUi(held.user, held.jobId, data.output) };
     }
     // Taken (published, or held back with the ending) only once named: a failure means it comes again.
-    if (key) this.took(run, msg.seq!);
+    if (key) this.taken.take(run, msg.seq!);
     const d = (typeof data === 'object' && data !== null ? data : {}) as Record<string, unknown>;
     if (held.adopted) {
       if (type === 'execution_start') held.adopted.seen.add(type);
@@ -329,11 +328,11 @@ export class WorkerReports {
     run: string,
     key: string,
   ): Promise<void> {
-    if (this.had(run, msg.seq!)) return;
+    if (this.taken.had(run, msg.seq!)) return;
     let data = msg.event.data;
     if (msg.event.type === 'executed' && isRecord(data) && isRecord(data.output))
       data = { ...data, output: await this.namer.nameUi(user, msg.jobId, data.output) };
-    this.took(run, msg.seq!);
+    this.taken.take(run, msg.seq!);
     this.bus.publish({
       kind: 'event',
       jobId: msg.jobId,
@@ -344,25 +343,8 @@ export class WorkerReports {
     });
   }
 
-  /**
-   * Highest event number of each recent run (`<jobId>#<attempt>#<run>`) this process took: a
-   * worker that lost its connection sends its events again, in order, and those this process had
-   * are dropped here. (Events held back with a job's ending move with it to the worker's next
-   * connection, see the dispatcher's hello.)
-   */
-  private readonly lastSeq = new Map<string, number>();
-
-  private had(run: string, seq: number): boolean {
-    const last = this.lastSeq.get(run);
-    return last !== undefined && seq <= last;
-  }
-
-  private took(run: string, seq: number): void {
-    // Re-inserted, so the map's order is least recently used first.
-    this.lastSeq.delete(run);
-    this.lastSeq.set(run, seq);
-    if (this.lastSeq.size > MAX_TRACKED_ATTEMPTS) this.lastSeq.delete(this.lastSeq.keys().next().value!);
-  }
+  /** Event numbers this process took (a worker sends its events again after a reconnect). */
+  private readonly taken = new TakenNumbers();
 
   /** Nothing more about this attempt will come from the worker (see `worker_done` on the bus). */
   private workerDone(entry: WorkerEntry, held: HeldJob): void {

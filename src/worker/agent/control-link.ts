@@ -23,33 +23,11 @@ import {
   type ServerMessage,
 } from '../protocol.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
+import { KeptEvents, type JobEvent } from './kept-events.js';
 
 type HelloMessage = Extract<AgentMessage, { type: 'hello' }>;
 type HeartbeatMessage = Extract<AgentMessage, { type: 'heartbeat' }>;
 type WelcomeMessage = Extract<ServerMessage, { type: 'welcome' }>;
-export type JobEvent = Extract<AgentMessage, { type: 'job_event' }>;
-
-/**
- * Events kept per run for sending again (progress is kept as its latest only, so a long video job
- * stays far below it); past it, later events go out once only.
- */
-export const MAX_KEPT_EVENTS = 20_000;
-
-/** Events whose latest says all: an earlier one is not kept once a later one came. */
-const SUPERSEDED = new Set(['progress', 'progress_state']);
-
-/** The events of one run of an attempt (`run`: its ComfyUI prompt id). */
-interface KeptRun {
-  jobId: string;
-  attempt: number;
-  run: string | undefined;
-  /** The next event's number (numbers of events no longer kept stay taken). */
-  next: number;
-  /** Kept events by number, in order. */
-  events: Map<number, JobEvent>;
-  /** Number of the last kept event of each superseded kind. */
-  latest: Map<string, number>;
-}
 /** Reports that must reach the server even across a reconnect. */
 export type OutcomeMessage = Extract<
   AgentMessage,
@@ -117,7 +95,7 @@ export class ControlLink {
    * Per run (`<jobId>#<attempt>#<run>`): its events so far. A run, not an attempt: an attempt
    * handed back keeps its number, and its next run (here or on another worker) numbers anew.
    */
-  private readonly events = new Map<string, KeptRun>();
+  private readonly events = new KeptEvents();
   /** The attempts the last `hello` announced: kept events of any other attempt are moot. */
   private announced = new Set<string>();
   private missedPongs = 0;
@@ -214,27 +192,7 @@ export class ControlLink {
       this.send(plain);
       return;
     }
-    const key = `${msg.jobId}#${msg.attempt}#${msg.run ?? ''}`;
-    let kept = this.events.get(key);
-    if (!kept) {
-      kept = {
-        jobId: msg.jobId,
-        attempt: msg.attempt,
-        run: msg.run,
-        next: 0,
-        events: new Map(),
-        latest: new Map(),
-      };
-      this.events.set(key, kept);
-    }
-    const numbered: JobEvent = { ...msg, seq: kept.next++ };
-    const type = msg.event.type;
-    if (SUPERSEDED.has(type)) {
-      const before = kept.latest.get(type);
-      if (before !== undefined) kept.events.delete(before);
-      kept.latest.set(type, numbered.seq!);
-    }
-    if (kept.events.size < MAX_KEPT_EVENTS) kept.events.set(numbered.seq!, numbered);
+    const numbered = this.events.number(msg);
     this.send(numbered);
   }
 
@@ -243,10 +201,7 @@ export class ControlLink {
    * was acknowledged, or it ended without one (nothing will acknowledge it).
    */
   forgetEvents(jobId: string, attempt: number, run?: string): void {
-    for (const [key, kept] of this.events) {
-      if (kept.jobId === jobId && kept.attempt === attempt && (run === undefined || kept.run === run))
-        this.events.delete(key);
-    }
+    this.events.forget(jobId, attempt, run);
   }
 
   /** Attempts whose events are kept (status, tests). */
@@ -462,8 +417,8 @@ export class ControlLink {
    */
   private resendEvents(welcome: WelcomeMessage, forget: ReadonlySet<string>): void {
     if (welcome.eventSeq !== true) {
-      // Numbers are not reused should a later welcome take them again: the runs stay, empty.
-      for (const kept of this.events.values()) kept.events.clear();
+      // Numbers are not reused should a later welcome take them again.
+      this.events.emptyAll();
       return;
     }
     const finishing = new Set(
@@ -471,17 +426,13 @@ export class ControlLink {
         .filter((e) => e.msg.type === 'job_completed' || e.msg.type === 'job_failed')
         .map((e) => `${e.msg.jobId}#${e.msg.attempt}`),
     );
-    for (const [key, kept] of this.events) {
-      const attempt = `${kept.jobId}#${kept.attempt}`;
+    const keep = (attempt: string): boolean => {
       // Neither held nor waiting for a report (dropped, say): nobody will acknowledge it.
       const moot =
         !this.announced.has(attempt) && !this.outbox.some((e) => reportKey(e.msg).endsWith(`:${attempt}`));
-      if (moot || (forget.has(attempt) && !finishing.has(attempt))) {
-        this.events.delete(key);
-        continue;
-      }
-      for (const m of kept.events.values()) if (!this.send(m)) return;
-    }
+      return !moot && !(forget.has(attempt) && !finishing.has(attempt));
+    };
+    for (const m of this.events.again(keep)) if (!this.send(m)) return;
   }
 
   private startHeartbeat(ws: WebSocket, everyMs: number): void {
