@@ -146,8 +146,9 @@ describe('alerts', () => {
     ]);
   });
 
-  it('with several processes, each raises the alert but the webhook gets it once', async () => {
-    receiver = await startReceiver();
+  /** Three processes' alert services on one cluster bus, posting to a fresh receiver. */
+  async function threeProcesses() {
+    const rx = (receiver = await startReceiver());
     const hub = new MemoryClusterHub();
     const procs = await Promise.all(
       [0, 1, 2].map(() => {
@@ -155,6 +156,11 @@ describe('alerts', () => {
         return alertService({}, (k, ms) => bus.once(k, ms));
       }),
     );
+    return { rx, procs };
+  }
+
+  it('with several processes, each raises the alert but the webhook gets it once', async () => {
+    const { rx, procs } = await threeProcesses();
     const lost = {
       event: 'worker_lost' as const,
       key: 'worker_lost:envgpu:gpu1',
@@ -164,21 +170,14 @@ describe('alerts', () => {
       details: {},
     };
     const recs = await Promise.all(procs.map((s) => s.notify(lost)));
-    expect(receiver.bodies).toHaveLength(1);
+    expect(rx.bodies).toHaveLength(1);
     expect(recs.map((r) => r.delivery).sort()).toEqual(['elsewhere', 'elsewhere', 'sent']);
     // Every dashboard still shows it.
     for (const s of procs) expect(s.recent()[0]).toMatchObject({ title: 'GPU worker gpu1 lost' });
   });
 
   it('a worker of a killed process is raised by the one survivor that claims it; none when Redis is out of reach', async () => {
-    receiver = await startReceiver();
-    const hub = new MemoryClusterHub();
-    const procs = await Promise.all(
-      [0, 1, 2].map(() => {
-        const bus = hub.join();
-        return alertService({}, (k, ms) => bus.once(k, ms));
-      }),
-    );
+    const { rx, procs } = await threeProcesses();
     // The worker as the killed process's last snapshot listed it.
     const worker = {
       id: 'envgpu:gpu1',
@@ -189,7 +188,7 @@ describe('alerts', () => {
       process: 'dead',
     } as unknown as WorkerEntry;
     await Promise.all(procs.map((s) => s.onOrphanLost({ worker, from: 'idle', to: 'offline' })));
-    expect(receiver.bodies.map((b) => [b.event, (b.details as { workerId: string }).workerId])).toEqual([
+    expect(rx.bodies.map((b) => [b.event, (b.details as { workerId: string }).workerId])).toEqual([
       ['worker_lost', 'envgpu:gpu1'],
     ]);
     expect(procs.map((s) => s.recent().length).sort()).toEqual([0, 0, 1]);

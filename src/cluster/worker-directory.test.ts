@@ -54,14 +54,20 @@ function node(hub: MemoryClusterHub, id: string, now: { t: number }, lostGraceMs
   return { registry, tracker, directory };
 }
 
+/** Processes A and B on one cluster bus and clock, their directories started. */
+function twoProcesses() {
+  const hub = new MemoryClusterHub();
+  const now = { t: 1000 };
+  const a = node(hub, 'A', now);
+  const b = node(hub, 'B', now);
+  a.directory.start();
+  b.directory.start();
+  return { hub, now, a, b };
+}
+
 describe('WorkerDirectory', () => {
   it('merges the other processes’ workers; a connected entry beats an offline one, then the newest', () => {
-    const hub = new MemoryClusterHub();
-    const now = { t: 1000 };
-    const a = node(hub, 'A', now);
-    const b = node(hub, 'B', now);
-    a.directory.start();
-    b.directory.start();
+    const { a, b } = twoProcesses();
     // gpu1 was on B, went away, and is now on A.
     const l = connect(b.registry, 'gpu1', 100);
     b.registry.disconnect('t:gpu1', l);
@@ -108,12 +114,7 @@ describe('WorkerDirectory', () => {
   });
 
   it('a silent process’s workers that reconnect nowhere within the grace are `lost` (not drained ones)', async () => {
-    const hub = new MemoryClusterHub();
-    const now = { t: 1000 };
-    const a = node(hub, 'A', now);
-    const b = node(hub, 'B', now);
-    a.directory.start();
-    b.directory.start();
+    const { now, a, b } = twoProcesses();
     connect(a.registry, 'gone', 900);
     connect(a.registry, 'drained', 900);
     a.registry.get('t:drained')!.draining = true;
@@ -157,12 +158,7 @@ describe('WorkerDirectory', () => {
   });
 
   it('counts participants’ tabs open on other processes, and forgets them with their process', async () => {
-    const hub = new MemoryClusterHub();
-    const now = { t: 1000 };
-    const a = node(hub, 'A', now);
-    const b = node(hub, 'B', now);
-    a.directory.start();
-    b.directory.start();
+    const { a, b } = twoProcesses();
     const close: (() => void)[] = [];
     const socket = { once: (_e: 'close', l: () => void) => close.push(l) };
     a.tracker.track('participant', 'alice', socket);
