@@ -66,54 +66,16 @@ export function sendErrorTo(request: FastifyRequest, reply: FastifyReply, err: A
     .send(errorPage(err, request.principal?.name ?? null));
 }
 
-/** How long, and for how many bytes, a refused body is read and dropped before the 413 goes out. */
-const LINGER_MS = 2000;
-const LINGER_BYTES = 64 * 1024 * 1024;
-
-/**
- * A body refused as too large (often on its Content-Length, before a byte of it was read) is still
- * on its way: answered and closed at once, the connection is reset by the bytes that keep coming,
- * and the client loses the 413 it was sent (a browser shows "connection reset"). So the rest is
- * read and dropped first, as nginx's lingering close does, within a few seconds and megabytes: a
- * client sending far more gets its answer as before.
- */
-function lingerForBody(req: FastifyRequest['raw']): Promise<void> {
-  if (req.complete || req.destroyed || req.readableEnded) return Promise.resolve();
-  return new Promise<void>((resolve) => {
-    let read = 0;
-    const done = (): void => {
-      clearTimeout(timer);
-      req.off('data', onData);
-      req.off('end', done);
-      req.off('close', done);
-      req.off('error', done);
-      resolve();
-    };
-    const onData = (chunk: Buffer): void => {
-      read += chunk.length;
-      if (read > LINGER_BYTES) done();
-    };
-    const timer = setTimeout(done, LINGER_MS);
-    timer.unref();
-    req.on('data', onData);
-    req.once('end', done);
-    req.once('close', done);
-    req.once('error', done);
-    req.resume();
-  });
-}
-
 /**
  * One error handler for the whole app: bodies from the error table, never a stack trace. An
  * unknown path is 404 NOT_FOUND; a known path asked with another method is 405 with `Allow`.
  * Call before any route is registered (it watches them to know their methods).
  */
 export function installErrorHandling(app: FastifyInstance): void {
-  app.setErrorHandler(async (err: unknown, request: FastifyRequest, reply: FastifyReply) => {
+  app.setErrorHandler((err: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const appErr = toAppError(err);
     if (appErr.code === 'INTERNAL') request.log.error({ err }, 'unhandled error');
     else request.log.debug({ code: appErr.code }, appErr.message);
-    if (appErr.code === 'PAYLOAD_TOO_LARGE') await lingerForBody(request.raw);
     return sendErrorTo(request, reply, appErr);
   });
   const routes = trackRouteMethods(app);
