@@ -3,7 +3,14 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { pino } from 'pino';
 import { startAgent } from '../src/worker/agent/index.js';
 
-const opts = workerData as { serverUrl: string; token: string; comfyuiUrl: string; prefetch: number };
+const opts = workerData as {
+  serverUrl: string;
+  token: string;
+  comfyuiUrl: string;
+  prefetch: number;
+  /** ComfyUI's output folder, when the agent reads outputs from it (`--output-dir`). */
+  outputDir?: string;
+};
 const agent = startAgent({ ...opts, name: 'bench', logger: pino({ level: 'silent' }) });
 parentPort!.on('message', (m: unknown) => {
   if (m === 'stop') void agent.stop().then(() => parentPort!.postMessage('stopped'));

@@ -28,4 +28,4 @@ const standin = await startStandin({ delayMs: (workerData as { delayMs: number }
 port.on('message', (m: unknown) => {
   if (m === 'close') void standin.close().then(() => port.postMessage('closed'));
 });
-port.postMessage({ kind: 'ready', url: standin.url });
+port.postMessage({ kind: 'ready', url: standin.url, outputDir: standin.dirs.output });

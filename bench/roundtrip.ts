@@ -239,17 +239,28 @@ export async function benchRoundtrip(): Promise<Figures> {
   });
   try {
     let comfyuiUrl = process.env.COMFYUI_URL?.replace(/\/+$/, '');
+    // The agent reads outputs from ComfyUI's output folder, as one beside ComfyUI is set up to
+    // (`--output-dir`): the stand-in's own, or BENCH_COMFYUI_OUTPUT_DIR for a real ComfyUI.
+    let outputDir = process.env.BENCH_COMFYUI_OUTPUT_DIR || undefined;
     if (!comfyuiUrl) {
       standin = tsWorker('./dispatch-standin-thread.ts', { delayMs: 0 });
-      comfyuiUrl = (
-        await nextMessage(
-          standin,
-          (m): m is { kind: 'ready'; url: string } => (m as { kind?: string }).kind === 'ready',
-        )
-      ).url;
+      const ready = await nextMessage(
+        standin,
+        (m): m is { kind: 'ready'; url: string; outputDir: string } =>
+          (m as { kind?: string }).kind === 'ready',
+      );
+      comfyuiUrl = ready.url;
+      outputDir = ready.outputDir;
     }
+    if (process.env.BENCH_VIA_VIEW === '1') outputDir = undefined;
     const { url } = (await ask(child, 'ready')) as { url: string };
-    agent = tsWorker('./dispatch-agent-thread.ts', { serverUrl: url, token, comfyuiUrl, prefetch: 1 });
+    agent = tsWorker('./dispatch-agent-thread.ts', {
+      serverUrl: url,
+      token,
+      comfyuiUrl,
+      prefetch: 1,
+      ...(outputDir ? { outputDir } : {}),
+    });
     const headers = { cookie: `${SESSION_COOKIE}=${cookie}` };
     // Registered, and its ComfyUI environment uploaded (prompts are validated against it).
     await until(

@@ -9,7 +9,7 @@ import { BcryptPool } from './auth/bcrypt-pool.js';
 import { BCRYPT_COST } from './auth/passwords.js';
 import { SessionRevocations } from './auth/session-revocations.js';
 import { SessionSigner } from './auth/sessions.js';
-import { QueueService } from './scheduler/queue-service.js';
+import { QueueService, type QueueEvent } from './scheduler/queue-service.js';
 import { requiredModelPaths } from './comfy/model-requirements.js';
 import type { FileStore } from './files/file-store.js';
 import { openFileStore } from './files/index.js';
@@ -17,6 +17,7 @@ import { WorkerTokenService } from './auth/worker-tokens.js';
 import { JobEventBus } from './dispatch/job-event-bus.js';
 import { WorkerRegistry } from './dispatch/worker-registry.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
+import { OutputsInFlight } from './dispatch/outputs-in-flight.js';
 import { WorkerHub } from './dispatch/worker-hub.js';
 import { ModelDownloadService } from './dispatch/model-downloads.js';
 import { BroadcastService } from './broadcast/broadcast.js';
@@ -62,6 +63,11 @@ export interface Services {
   dispatcher: Dispatcher;
   /** The worker WebSocket endpoint (`/worker/v1/ws`). */
   hub: WorkerHub;
+  /**
+   * One process: job outputs announced before they are stored, which `/view` waits for
+   * (`welcome.earlyOutputs`). Null with several processes (an upload may land on another one).
+   */
+  inFlight: OutputsInFlight | null;
   /** Model files downloaded onto workers (`/api/v1/models/downloads`, the dashboard). */
   models: ModelDownloadService;
   /**
@@ -164,7 +170,14 @@ export async function createServices(
   const workerTokens = new WorkerTokenService(store, config.WORKER_TOKENS);
   // Set once the event relay is open (several processes with a durable event log).
   let recoverEvents: ReturnType<typeof recoverMissedEvents> | null = null;
+  const inFlight = cluster.shared ? null : new OutputsInFlight();
+  // A job that is over (recorded, failed, handed back, lost) uploads nothing more: `/view` stops waiting.
+  if (inFlight)
+    queue.on('event', (e: QueueEvent) => {
+      if (e.type === 'finished' || e.type === 'requeued') inFlight.settled(e.job.id);
+    });
   const dispatcher = new Dispatcher(queue, workers, bus, logger, {
+    inFlight: inFlight ?? undefined,
     files,
     clustered: cluster.shared,
     recoverEvents: (job, workerId, seen, o) =>
@@ -198,6 +211,7 @@ export async function createServices(
       heartbeatMs: Math.min(config.HEARTBEAT_MS, Math.floor(config.LEASE_MS / 3)),
       mirrorFrontend: () => frontend.wantsMirror(),
       mirrorTemplates: () => templateLibrary !== null,
+      earlyOutputs: inFlight !== null,
     },
   );
   const connections = new ConnectionTracker();
@@ -238,6 +252,7 @@ export async function createServices(
     workerTokens,
     dispatcher,
     hub,
+    inFlight,
     models,
     modelRelay,
     broadcast,

@@ -311,6 +311,11 @@ install_models() {
 write_config() {
   mkdir -p "$ETC_DIR" && chmod 0755 "$ETC_DIR"
   local env=$ETC_DIR/worker.env
+  # ComfyUI's output folder: the agent reads outputs from it (faster than ComfyUI's /view while it
+  # is busy). Made now, so the agent finds it even before ComfyUI's first start.
+  local output_dir=$PREFIX/ComfyUI/output
+  [ "$COMFYUI_STANDIN" != 1 ] || output_dir=$PREFIX/standin/output
+  mkdir -p "$output_dir" && chown "$SERVICE_USER:" "$output_dir" 2>/dev/null || true
   (
     umask 077
     {
@@ -319,6 +324,7 @@ write_config() {
       echo "COMFY_MULTI_TOKEN=$TOKEN"
       echo "WORKER_NAME=$NAME"
       echo "COMFYUI_URL=http://127.0.0.1:$COMFYUI_PORT"
+      echo "COMFYUI_OUTPUT_DIR=$output_dir"
       grep -E '^(WORKER_PREFETCH|WORKER_GRACE_SECONDS|COMFYUI_ARGS|LOG_LEVEL)=' "$env" 2>/dev/null || true
     } >"$env.new"
   )

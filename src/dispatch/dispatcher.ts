@@ -34,6 +34,8 @@ export interface DispatcherOptions {
   recoverEvents?: WorkerReportsDeps['recoverEvents'];
   /** See {@link WorkerReportsDeps.settle}. */
   settle?: WorkerReportsDeps['settle'];
+  /** See {@link WorkerReportsDeps.inFlight}. */
+  inFlight?: WorkerReportsDeps['inFlight'];
 }
 
 /**
@@ -84,6 +86,7 @@ export class Dispatcher {
       recoverEvents: opts.recoverEvents,
       settle: opts.settle,
       clustered: this.clustered,
+      inFlight: opts.inFlight,
     });
   }
 

@@ -22,6 +22,7 @@ export async function workerApi(app: FastifyInstance, services: Services): Promi
         store: services.store,
         files: services.files,
         uploadLimit: services.config.OUTPUT_UPLOAD_LIMIT,
+        inFlight: services.inFlight,
       });
       await frontendWorkerRoutes(w, services.frontendCache);
       await templateLibraryWorkerRoutes(w, services.templateLibrary);

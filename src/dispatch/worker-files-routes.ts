@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { OutputsInFlight } from './outputs-in-flight.js';
 import { pipeline, Transform } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
@@ -16,6 +17,8 @@ export interface WorkerFilesDeps {
   files: FileStore;
   /** Largest output file accepted, in bytes. */
   uploadLimit: number;
+  /** One process: wakes a `/view` waiting for an output announced before it was stored. */
+  inFlight?: OutputsInFlight | null;
 }
 
 const jobId = z.string().min(1).max(128);
@@ -145,6 +148,8 @@ export async function workerFilesRoutes(app: FastifyInstance, deps: WorkerFilesD
         size,
         sha256: hash.digest('hex'),
       };
+      // A participant's `/view` may be waiting for it (announced early, see outputs-in-flight.ts).
+      deps.inFlight?.stored(stored.key);
       request.log.info({ jobId: job.id, user: job.user, key: stored.key, size }, 'stored job output');
       return output;
     });

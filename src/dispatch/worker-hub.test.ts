@@ -740,7 +740,9 @@ describe('dispatch', () => {
         a.send({ type: 'job_event', jobId: job.id, attempt: 1, event, seq, run: 'r' }),
       );
     send(first);
-    await until(() => seen.length === 1, 3000, 'execution_start');
+    // One process passes ComfyUI's success on at once (outputs may be announced early); its final
+    // `executing` waits for the report.
+    await until(() => seen.length === 2, 3000, 'execution_start and the success');
     await first.terminate();
     const second = await reconnect();
     send(second);

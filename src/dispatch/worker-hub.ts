@@ -51,6 +51,8 @@ export interface WorkerHubOptions {
   mirrorFrontend?: () => boolean;
   /** Whether agents are asked to offer ComfyUI's template library (`welcome.mirrorTemplates`). Default false. */
   mirrorTemplates?: () => boolean;
+  /** Whether `/view` waits for outputs on their way, so agents may announce them early (`welcome.earlyOutputs`). Default false. */
+  earlyOutputs?: boolean;
 }
 
 export interface WorkerHubDeps {
@@ -344,6 +346,7 @@ export class WorkerHub {
       acks: true,
       outputEntries: true,
       eventSeq: true,
+      ...(this.opts.earlyOutputs ? { earlyOutputs: true } : {}),
       ...(msg.inFlight.length === 0 ? { warmup: await this.warmupModels() } : {}),
     });
     if (entry.draining) session.send({ type: 'drain', draining: true });

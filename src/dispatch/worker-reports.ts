@@ -8,6 +8,7 @@ import type { AgentMessage } from '../worker/protocol.js';
 import type { JobEventBus, JobEventMessage } from './job-event-bus.js';
 import { TakenNumbers } from './taken-numbers.js';
 import { OutputNamer } from './output-names.js';
+import type { OutputsInFlight } from './outputs-in-flight.js';
 import type { HeldJob, WorkerEntry } from './worker-registry.js';
 
 type Msg<T extends AgentMessage['type']> = Extract<AgentMessage, { type: T }>;
@@ -49,6 +50,11 @@ export interface WorkerReportsDeps {
   settle?: (() => Promise<void>) | undefined;
   /** Other processes share the queue and the durable event log (see `finishedEvent`). */
   clustered?: boolean;
+  /**
+   * One process: outputs announced before they are stored (`welcome.earlyOutputs`), which `/view`
+   * waits for. Absent: every output is stored before it is announced, and so is the job's ending.
+   */
+  inFlight?: OutputsInFlight | undefined;
 }
 
 /**
@@ -77,6 +83,7 @@ export class WorkerReports {
     this.settle = deps.settle;
     this.clustered = deps.clustered ?? false;
     this.namer = new OutputNamer(deps.queue.store, deps.files);
+    this.inFlight = deps.clustered ? undefined : deps.inFlight;
   }
 
   private readonly files: FileStore | undefined;
@@ -89,6 +96,7 @@ export class WorkerReports {
   }
   /** Participant-facing output names (ComfyUI's own naming; see output-names.ts). */
   private readonly namer: OutputNamer;
+  private readonly inFlight: OutputsInFlight | undefined;
 
   /**
    * A job completed: files in its output folders that its outputs do not list came from another
@@ -285,7 +293,9 @@ export class WorkerReports {
     const { type } = msg.event;
     let data = msg.event.data;
     if (type === 'executed' && isRecord(data) && isRecord(data.output)) {
-      data = { ...data, output: await this.namer.nameUi(held.user, held.jobId, data.output) };
+      const named = { ...data, output: await this.namer.nameUi(held.user, held.jobId, data.output) };
+      this.expectFiles(held, named);
+      data = named;
     }
     // Taken (published, or held back with the ending) only once named: a failure means it comes again.
     if (key) this.taken.take(run, msg.seq!);
@@ -311,8 +321,41 @@ export class WorkerReports {
       event: { type, data },
       ...(key ? { key } : {}),
     };
-    if (!held.cancelRequested && (held.ending || VERDICTS.has(type))) (held.ending ??= []).push(ev);
+    // With outputs announced early, ComfyUI's `execution_success` goes out at once, as ComfyUI sends
+    // it before it writes the history; its final `executing` still waits for the record.
+    const early = type === 'execution_success' && this.inFlight !== undefined && !held.ending;
+    if (early && !held.cancelRequested) {
+      held.ending = []; // what follows it waits for the record
+      this.bus.publish(ev);
+    } else if (!held.cancelRequested && (held.ending || VERDICTS.has(type))) (held.ending ??= []).push(ev);
     else this.bus.publish(ev);
+  }
+
+  /**
+   * The files an `executed` names (as the participant sees them, a video's `workflow` image too)
+   * may still be on their way: `/view` waits for them.
+   */
+  private expectFiles(held: HeldJob, data: { output: Record<string, unknown> }): void {
+    if (!this.inFlight) return;
+    const keys: string[] = [];
+    for (const items of Object.values(data.output)) {
+      if (!Array.isArray(items)) continue;
+      for (const item of items as unknown[]) {
+        if (!isRecord(item) || typeof item.filename !== 'string' || item.filename === '') continue;
+        const type = item.type === undefined ? 'output' : item.type;
+        if (type !== 'output' && type !== 'temp') continue;
+        const subfolder = typeof item.subfolder === 'string' ? item.subfolder : '';
+        const names = [item.filename, ...(typeof item.workflow === 'string' ? [item.workflow] : [])];
+        for (const name of names) {
+          try {
+            keys.push(userFileKey(held.user, type, subfolder, name));
+          } catch {
+            // A name that leaves the user's space is never stored, and `/view` refuses it anyway.
+          }
+        }
+      }
+    }
+    this.inFlight.expect(held.jobId, keys);
   }
 
   /**

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import type { OutputsInFlight } from '../dispatch/outputs-in-flight.js';
 import type { Logger } from 'pino';
 import { VideoPreviews } from '../media/video-previews.js';
 import type { Config } from '../config/schema.js';
@@ -49,6 +50,8 @@ export interface GatewayDeps {
   /** Poster frames and durations of the gallery's videos (ffmpeg/ffprobe, optional). */
   previews: VideoPreviews;
   clock: () => number;
+  /** One process: outputs announced before they are stored, which `/view` waits for. */
+  inFlight?: OutputsInFlight | null;
   /** A GPU started on demand is on its way, with its measured ETA (src/autoscale); null: none. */
   gpuStarting?: () => { etaSeconds: number | null } | null;
 }
@@ -80,6 +83,7 @@ export function gatewayDeps(services: Services): GatewayDeps {
       logger: s.logger,
     }),
     clock: Date.now,
+    inFlight: s.inFlight,
     gpuStarting: () => s.autoscaler?.starting() ?? null,
   };
 }

@@ -198,9 +198,15 @@ export function fileRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     // ComfyUI serves os.path.basename(filename) from the (checked) subfolder.
     const base = a.name.split('/').pop()!;
     const key = userFileKey(user, area, subfolder, base);
-    // No waiting here: the owner hears of an output (`executed`, the job's end) only once its
-    // worker has stored it, so a file that is not there yet was never announced.
-    const s = await files.stat(key);
+    // An output announced while its worker still uploads it (`welcome.earlyOutputs`) is waited
+    // for, as from ComfyUI, which had written it before announcing it; anything else is there or not.
+    let s = await files.stat(key);
+    if (!s && deps.inFlight) {
+      const gone = new AbortController();
+      // The client went away: stop waiting (the answer's `close` before it is sent).
+      reply.raw.once('close', () => gone.abort());
+      if (await deps.inFlight.wait(key, undefined, gone.signal)) s = await files.stat(key);
+    }
     if (!s) throw new AppError('FILE_NOT_FOUND');
 
     // `preview=<format>;<quality>` and `channel=` are not re-encoded: the original is served with

@@ -354,6 +354,13 @@ export const welcomeMessage = z.object({
    */
   eventSeq: z.boolean().optional(),
   /**
+   * The server serves an output announced before it is stored (its `/view` waits for the upload):
+   * relay `executed` and ComfyUI's `execution_success` at once while the outputs upload, and report
+   * `job_completed` once they are stored, as always. Absent means false: relay an `executed` only
+   * once its files are stored.
+   */
+  earlyOutputs: z.boolean().optional(),
+  /**
    * Model files (`<folder>/<name>`) the jobs at the head of the queue load: read them ahead into
    * the page cache (model-read-ahead.ts). Sent to a worker that holds nothing. Absent means none.
    */

@@ -172,6 +172,10 @@ describe.skipIf(skip !== null)(`deploy/gpu/install.sh${skip ? ` (skipped: ${skip
     const env = join(dirs.etc, 'worker.env');
     expect(statSync(env).mode & 0o777).toBe(0o600);
     expect(readFileSync(env, 'utf8')).toContain('WORKER_NAME=gpu-test\n');
+    // The agent reads outputs from ComfyUI's output folder, which exists before ComfyUI first runs.
+    const outputDir = /^COMFYUI_OUTPUT_DIR=(.+)$/m.exec(readFileSync(env, 'utf8'))?.[1];
+    expect(outputDir).toBeDefined();
+    expect(statSync(outputDir!).isDirectory()).toBe(true);
     // Both units are valid for systemd (commands, users and folders exist).
     for (const unit of ['comfyui.service', 'comfy-multi-worker.service']) {
       const text = readFileSync(join(dirs.systemd, unit), 'utf8');

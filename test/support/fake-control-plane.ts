@@ -43,6 +43,8 @@ export interface WelcomeOptions {
   acks?: boolean;
   /** Sent as `welcome.eventSeq` when set: the agent numbers its events and sends them again. */
   eventSeq?: boolean;
+  /** Sent as `welcome.earlyOutputs` when set: the agent relays `executed` before its upload is done. */
+  earlyOutputs?: boolean;
 }
 
 /** What the frontend mirror endpoints received. */
@@ -87,6 +89,8 @@ export interface FakeControlPlane {
   ofType<T extends AgentMessage['type']>(type: T): Extract<AgentMessage, { type: T }>[];
   /** Fails uploads with this HTTP status while set. */
   failUploadsWith: number | null;
+  /** While set, an upload is answered (and recorded) only once this settles. */
+  holdUploads: Promise<void> | null;
   frontend: FakeFrontendMirror;
   close(): Promise<void>;
 }
@@ -136,6 +140,7 @@ export async function startFakeControlPlane(
     if (req.method === 'PUT' && put) {
       const chunks: Buffer[] = [];
       for await (const c of req) chunks.push(c as Buffer);
+      if (fake.holdUploads) await fake.holdUploads;
       if (fake.failUploadsWith) {
         res.statusCode = fake.failUploadsWith;
         res.end();
@@ -290,6 +295,7 @@ export async function startFakeControlPlane(
           ...(w.mirrorFrontend !== undefined ? { mirrorFrontend: w.mirrorFrontend } : {}),
           ...(w.acks !== undefined ? { acks: w.acks } : {}),
           ...(w.eventSeq !== undefined ? { eventSeq: w.eventSeq } : {}),
+          ...(w.earlyOutputs !== undefined ? { earlyOutputs: w.earlyOutputs } : {}),
         };
         ws.send(JSON.stringify(welcome));
       }
@@ -313,6 +319,7 @@ export async function startFakeControlPlane(
     rejected,
     welcome: opts.welcome ?? {},
     failUploadsWith: null,
+    holdUploads: null,
     frontend,
     connections: () => conns,
     send(msg) {

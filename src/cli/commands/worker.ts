@@ -75,6 +75,17 @@ export const workerArgsSchema = z.object({
     )
     .transform((d) => resolve(d))
     .optional(),
+  /** ComfyUI's output folder on this machine: outputs are read from it instead of `/view`. */
+  outputDir: z
+    .string()
+    .trim()
+    .min(1)
+    .refine(
+      (d) => statSync(d, { throwIfNoEntry: false })?.isDirectory() === true,
+      "--output-dir (COMFYUI_OUTPUT_DIR) must be ComfyUI's output folder (its --output-directory, default <ComfyUI>/output)",
+    )
+    .transform((d) => resolve(d))
+    .optional(),
   frontendMirror: z
     .enum(['true', 'false', '1', '0', 'yes', 'no'], {
       error: 'WORKER_FRONTEND_MIRROR must be true or false',
@@ -122,6 +133,7 @@ interface WorkerFlags {
   graceSeconds?: string;
   frontendDir?: string;
   modelsDir?: string;
+  outputDir?: string;
   lorasDir?: string;
   /** Commander's `--no-frontend-mirror`: false when given, else true. */
   frontendMirror?: boolean;
@@ -149,6 +161,7 @@ export function resolveWorkerArgs(
     graceSeconds: blank(flags.graceSeconds) ?? blank(env.WORKER_GRACE_SECONDS) ?? '30',
     frontendDir: blank(flags.frontendDir) ?? blank(env.COMFYUI_FRONTEND_DIR),
     modelsDir: blank(flags.modelsDir) ?? blank(env.COMFYUI_MODELS_DIR),
+    outputDir: blank(flags.outputDir) ?? blank(env.COMFYUI_OUTPUT_DIR),
     lorasDir: blank(flags.lorasDir) ?? blank(env.COMFYUI_LORAS_DIR),
     frontendMirror:
       flags.frontendMirror === false
@@ -221,6 +234,10 @@ export function registerWorker(program: Command): void {
       "ComfyUI's models folder (holding checkpoints/, loras/, ...): model files instructors add from the dashboard are downloaded into it (env COMFYUI_MODELS_DIR; default none = no downloads)",
     )
     .option(
+      '--output-dir <dir>',
+      "ComfyUI's output folder on this machine (its --output-directory, default <ComfyUI>/output): outputs are read from it instead of through ComfyUI's /view, which a busy ComfyUI serves slowly (env COMFYUI_OUTPUT_DIR; default none = /view)",
+    )
+    .option(
       '--no-frontend-mirror',
       'never offer the ComfyUI web frontend to the control plane (env WORKER_FRONTEND_MIRROR=false)',
     )
@@ -259,6 +276,7 @@ export function registerWorker(program: Command): void {
         mirrorTemplates: args.templateMirror,
         ...(args.frontendDir ? { frontendDir: args.frontendDir } : {}),
         ...(args.modelsDir ? { modelsDir: args.modelsDir } : {}),
+        ...(args.outputDir ? { outputDir: args.outputDir } : {}),
         ...(args.lorasDir ? { lorasDir: args.lorasDir } : {}),
         ...(args.exitWhenIdle > 0
           ? {
@@ -288,6 +306,7 @@ export function registerWorker(program: Command): void {
           templateMirror: args.templateMirror,
           ...(args.frontendDir ? { frontendDir: args.frontendDir } : {}),
           ...(args.modelsDir ? { modelsDir: args.modelsDir } : {}),
+          ...(args.outputDir ? { outputDir: args.outputDir } : {}),
           ...(args.lorasDir ? { lorasDir: args.lorasDir } : {}),
           ...(args.exitWhenIdle > 0
             ? { exitWhenIdleSeconds: args.exitWhenIdle, provider: args.provider ?? 'manual' }

@@ -190,6 +190,48 @@ describe('running jobs', () => {
     expect(out.sha256).toBe(upload.sha256);
   });
 
+  it.each([
+    [false, "relays an output's `executed` only once it is stored"],
+    [
+      true,
+      'relays `executed` and the success while the output uploads when the server serves files on their way',
+    ],
+  ])('earlyOutputs %s: %s; reports completion once stored', async (early) => {
+    cp = await startFakeControlPlane({ welcome: early ? { earlyOutputs: true } : {} });
+    let release!: () => void;
+    cp.holdUploads = new Promise<void>((r) => (release = r));
+    start();
+    await cp.waitFor('hello', (h) => h.healthy);
+    const jobId = `job-${randomUUID()}`;
+    assign(jobId, modelFreePrompt({ color: 0x445566 }));
+    const relayed = (type: string) =>
+      cp.ofType('job_event').some((e) => e.jobId === jobId && e.event.type === type);
+    // ComfyUI is done with the prompt (its history is written), the upload is held.
+    await waitFor(
+      () =>
+        Object.values(standin.state.history).some(
+          (h) => h.prompt[2]['3']?.inputs.filename_prefix === `alice/${jobId}/ci`,
+        ),
+      15_000,
+      "ComfyUI's history of the job",
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    expect(relayed('executed')).toBe(early);
+    expect(relayed('execution_success')).toBe(early);
+    expect(cp.ofType('job_completed').some((m) => m.jobId === jobId)).toBe(false);
+    release();
+    const done = await cp.waitFor('job_completed', (m) => m.jobId === jobId);
+    expect(done.outputs).toHaveLength(1);
+    const types = cp
+      .ofType('job_event')
+      .filter((e) => e.jobId === jobId)
+      .map((e) => e.event.type);
+    // ComfyUI's order either way, its final `executing` last.
+    expect(types.indexOf('executed')).toBeGreaterThan(types.indexOf('execution_start'));
+    expect(types.indexOf('execution_success')).toBeGreaterThan(types.indexOf('executed'));
+    expect(types.at(-1)).toBe('executing');
+  });
+
   it('reports an execution_error with node, type, message and traceback', async () => {
     cp = await startFakeControlPlane();
     start();

@@ -74,6 +74,8 @@ export interface AgentSettings {
   onIdle?: (() => void) | undefined;
   /** ComfyUI's models folder: with it the agent takes model downloads (`model_download`). */
   modelsDir?: string | undefined;
+  /** ComfyUI's output folder on this machine: outputs are read from it, not through `/view`. Default none. */
+  outputDir?: string | undefined;
   /** Free bytes of a folder's file system (default statfs); tests simulate a full disk. */
   freeDiskBytes?: ((dir: string) => Promise<number>) | undefined;
   /** Between model download progress reports. Default 1000 ms. */
@@ -220,6 +222,8 @@ export class WorkerAgent {
         this.warmModels = models;
       },
       loras: this.loras,
+      earlyOutputs: () => this.earlyOutputs,
+      outputDir: settings.outputDir ?? null,
     });
     this.models = new AgentModelDownloads({
       modelsDir: settings.modelsDir ?? null,
@@ -396,7 +400,11 @@ export class WorkerAgent {
     return out.slice(0, MAX_IN_FLIGHT);
   }
 
+  /** The server serves outputs still on their way (`welcome.earlyOutputs`): announce them at once. */
+  private earlyOutputs = false;
+
   private onWelcome(w: Msg<'welcome'>): void {
+    this.earlyOutputs = w.earlyOutputs === true;
     // In the background: the frontend mirror never holds up jobs.
     this.frontend?.setWanted(w.mirrorFrontend === true);
     this.templates?.setWanted(w.mirrorTemplates === true);

@@ -1,9 +1,12 @@
 /**
  * Moving files between ComfyUI and the control plane, streamed end to end:
- * - outputs: ComfyUI `/view` → `PUT /worker/v1/jobs/:jobId/attempts/:attempt/outputs/:node/<path>`;
+ * - outputs: ComfyUI's output folder (when the agent knows it, `--output-dir`) or its `/view` →
+ *   `PUT /worker/v1/jobs/:jobId/attempts/:attempt/outputs/:node/<path>`;
  * - inputs: `GET /worker/v1/jobs/:jobId/inputs/<path>` → ComfyUI `/upload/image` in the user's
  *   own input subfolder.
  */
+import { open, realpath } from 'node:fs/promises';
+import { isAbsolute, relative, resolve } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { jobOutputSchema } from '../protocol.js';
@@ -52,6 +55,36 @@ export function outputUploadPath(
   return [jobSegment(ns.jobId), own, out.filename].filter((s) => s !== '').join('/');
 }
 
+/**
+ * An output file read straight from ComfyUI's output folder: ComfyUI wrote it before its
+ * `executed` named it, and a busy ComfyUI is slow to serve `/view` (its event loop shares the
+ * Python process with the running prompt). Null, and `/view` serves it instead, when it is not an
+ * `output` file, its name (or a link on the way) would leave the folder, or it cannot be opened
+ * (not there, a folder, no right to read it).
+ */
+async function openInOutputDir(outputDir: string, out: JobOutput): Promise<Readable | null> {
+  if (out.type !== 'output' || out.filename === '') return null;
+  const inside = (dir: string, path: string) => {
+    const rel = relative(dir, path);
+    return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
+  };
+  const path = resolve(outputDir, out.subfolder, out.filename);
+  if (!inside(outputDir, path)) return null;
+  try {
+    const [realDir, real] = await Promise.all([realpath(outputDir), realpath(path)]);
+    if (!inside(realDir, real)) return null;
+    const handle = await open(real, 'r');
+    if (!(await handle.stat()).isFile()) {
+      await handle.close();
+      return null;
+    }
+    // The stream closes the file when it ends or is destroyed.
+    return handle.createReadStream();
+  } catch {
+    return null;
+  }
+}
+
 /** Streams one output from ComfyUI to the control plane; returns the output as stored there. */
 export async function transferOutput(
   comfy: ComfyClient,
@@ -59,6 +92,7 @@ export async function transferOutput(
   job: { jobId: string; attempt: number; user: string },
   out: JobOutput,
   signal?: AbortSignal,
+  outputDir?: string | null,
 ): Promise<JobOutput> {
   const path = outputUploadPath(out, { user: job.user, jobId: job.jobId });
   const query = new URLSearchParams({ type: out.type, kind: out.kind });
@@ -75,7 +109,9 @@ export async function transferOutput(
   putting.catch(() => undefined);
   let source: Readable;
   try {
-    source = await comfy.view(out, signal ? { signal } : {});
+    source =
+      (outputDir ? await openInOutputDir(outputDir, out) : null) ??
+      (await comfy.view(out, signal ? { signal } : {}));
   } catch (err) {
     // A ComfyUI failure is reported as one (the caller tells it from a control plane failure).
     body.destroy();

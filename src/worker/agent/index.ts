@@ -72,6 +72,12 @@ export interface AgentOptions {
    * downloads the model files instructors add from the dashboard; without it it takes none.
    */
   modelsDir?: string;
+  /**
+   * ComfyUI's output folder (its `--output-directory`, default `<ComfyUI>/output`) when the agent
+   * runs on the same machine: outputs are read from it instead of through ComfyUI's `/view`, which
+   * a busy ComfyUI serves slowly. Default none: every output comes through `/view`.
+   */
+  outputDir?: string;
   /** Free bytes of a folder's file system (default: statfs). Tests simulate a full disk with it. */
   freeDiskBytes?: (dir: string) => Promise<number>;
   /** Between model download progress reports. Default 1000 ms. */
@@ -135,6 +141,7 @@ export function createAgent(opts: AgentOptions): WorkerAgent {
       exitWhenIdleMs: opts.exitWhenIdleMs,
       onIdle: opts.onIdle,
       modelsDir: opts.modelsDir,
+      outputDir: opts.outputDir,
       freeDiskBytes: opts.freeDiskBytes,
       modelProgressMs: opts.modelProgressMs,
       modelRetryDelayMs: opts.modelRetryDelayMs,

@@ -60,6 +60,13 @@ export interface JobRunnerDeps {
   onWarm: (models: string[]) => void;
   /** Participants' own LoRAs: fetched on demand, cached by sha256, named only by the agent. */
   loras: LoraCache;
+  /**
+   * The server serves an output still on its way (`welcome.earlyOutputs`): an `executed` is
+   * relayed at once, not once its files are stored. Default false.
+   */
+  earlyOutputs?: () => boolean;
+  /** ComfyUI's output folder on this machine (`--output-dir`), or null: outputs come from `/view`. */
+  outputDir?: string | null;
 }
 
 export class JobRunner {
@@ -86,6 +93,7 @@ export class JobRunner {
       log: d.log,
       concurrency: d.uploadConcurrency,
       attempts: d.uploadAttempts,
+      outputDir: d.outputDir ?? null,
     });
   }
 
@@ -203,7 +211,8 @@ export class JobRunner {
    * once, up to and including the final `executing {node: null}`; only then is the outcome
    * reported (the control plane frees the slot on the report and relays nothing after it). An
    * `executed` starts uploading its files at once and is relayed when they are stored, so the
-   * owner never hears of a file (or of the job's end) before it can be downloaded.
+   * owner never hears of a file (or of the job's end) before it can be downloaded; unless the
+   * server serves files still on their way (`earlyOutputs`): then it goes out at once.
    */
   onComfyMessage(msg: ComfyWsMessage | OtherWsMessage, pid: string | null): void {
     if (pid === null) return; // status, feature_flags, ...
@@ -225,8 +234,13 @@ export class JobRunner {
         for (const [key, out] of keyedOutputs(outs)) job.outputs.set(key, out);
         // Non-file entries (`animated`, `text`, ...) are reported as they are; files move now.
         const files = outs.filter((o) => o.value === undefined);
-        if (!job.cancelling && files.length > 0)
-          wait = Promise.all(files.map((o) => this.uploads.start(job, o)));
+        if (!job.cancelling && files.length > 0) {
+          const uploading = Promise.all(files.map((o) => this.uploads.start(job, o)));
+          // Announced early, the uploads still decide the report: `complete` awaits them (and a
+          // failure fails the job there), so nothing here waits.
+          if (this.d.earlyOutputs?.()) uploading.catch(() => undefined);
+          else wait = uploading;
+        }
         break;
       }
       case 'execution_success':

@@ -2,7 +2,10 @@
  * One output's trip from ComfyUI's `/view` to the control plane's PUT, over real HTTP servers: the
  * PUT goes out while ComfyUI is still looking the file up, and a ComfyUI failure stays one.
  */
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ComfyClient } from '../../comfy/comfy-client.js';
@@ -97,5 +100,76 @@ describe('transferOutput', () => {
     // A PUT that went out ahead is cut off: nothing arrives complete, so nothing is stored.
     await expect.poll(() => puts.every((p) => p.aborted)).toBe(true);
     expect(puts.every((p) => p.body === null)).toBe(true);
+  });
+
+  describe("from ComfyUI's output folder (--output-dir)", () => {
+    let dir: string;
+    let views: string[];
+    let comfy: ComfyClient;
+
+    const withOutputDir = async () => {
+      dir = await mkdtemp(join(tmpdir(), 'cm-outdir-'));
+      views = [];
+      const comfyUrl = await serve((req, res) => {
+        views.push(req.url ?? '');
+        res.setHeader('content-type', 'image/png');
+        res.end(Buffer.from('from /view'));
+      });
+      comfy = new ComfyClient({ baseUrl: comfyUrl, clientId: 'c', apiPrefix: '' });
+    };
+    afterEach(async () => {
+      if (dir) await rm(dir, { recursive: true, force: true });
+    });
+
+    it('reads the file ComfyUI wrote there, without asking /view', async () => {
+      await withOutputDir();
+      const { puts, cp } = await controlPlane();
+      await mkdir(join(dir, 'alice/j1'), { recursive: true });
+      await writeFile(join(dir, 'alice/j1/ComfyUI_00001_.png'), 'bytes on disk');
+      const stored = await transferOutput(comfy, cp, job, out, undefined, dir);
+      expect(puts[0]!.body?.toString()).toBe('bytes on disk');
+      expect(stored.size).toBe('bytes on disk'.length);
+      expect(views).toEqual([]);
+    });
+
+    it('asks /view for a file not there, a temp file, or a name that leaves the folder', async () => {
+      await withOutputDir();
+      const { puts, cp } = await controlPlane();
+      // Outside the folder, where a `..` subfolder would lead: never read.
+      await writeFile(join(dir, '..', 'cm-outdir-secret.png'), 'not yours').catch(() => undefined);
+      await transferOutput(comfy, cp, job, out, undefined, dir);
+      await transferOutput(comfy, cp, job, { ...out, type: 'temp' }, undefined, dir);
+      await transferOutput(
+        comfy,
+        cp,
+        job,
+        { ...out, subfolder: '..', filename: 'cm-outdir-secret.png' },
+        undefined,
+        dir,
+      );
+      await rm(join(dir, '..', 'cm-outdir-secret.png'), { force: true });
+      expect(puts.map((p) => p.body?.toString())).toEqual(['from /view', 'from /view', 'from /view']);
+      expect(views).toHaveLength(3);
+    });
+
+    it('asks /view when the name is a folder or a link out of the folder', async () => {
+      await withOutputDir();
+      const { puts, cp } = await controlPlane();
+      await mkdir(join(dir, 'alice/j1/ComfyUI_00001_.png'), { recursive: true });
+      const outside = await mkdtemp(join(tmpdir(), 'cm-outside-'));
+      await writeFile(join(outside, 'x.png'), 'outside');
+      await symlink(outside, join(dir, 'alice/link'));
+      await transferOutput(comfy, cp, job, out, undefined, dir);
+      await transferOutput(
+        comfy,
+        cp,
+        job,
+        { ...out, subfolder: 'alice/link', filename: 'x.png' },
+        undefined,
+        dir,
+      );
+      await rm(outside, { recursive: true, force: true });
+      expect(puts.map((p) => p.body?.toString())).toEqual(['from /view', 'from /view']);
+    });
   });
 });

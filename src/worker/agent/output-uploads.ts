@@ -19,6 +19,8 @@ export interface OutputUploadsDeps {
   concurrency: number;
   /** Tries per output before the job fails with `upload_failed`. */
   attempts: number;
+  /** ComfyUI's output folder on this machine (`--output-dir`): outputs are read from it, not `/view`. */
+  outputDir?: string | null;
 }
 
 /** Per job: uploads running, and starts waiting for a free slot. */
@@ -71,7 +73,7 @@ export class OutputUploads {
   private async uploadOne(job: AgentJob, out: JobOutput): Promise<JobOutput> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await transferOutput(this.d.comfy, this.d.cp, job, out, job.abort.signal);
+        return await transferOutput(this.d.comfy, this.d.cp, job, out, job.abort.signal, this.d.outputDir);
       } catch (err) {
         // Only the control plane's side is retried here; a ComfyUI failure is handled by the caller.
         // A control plane that is away (restarting, no answer, 502-504) is never the job's fault:

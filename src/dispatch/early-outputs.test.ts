@@ -1,0 +1,164 @@
+/**
+ * Outputs announced while their worker still uploads them (`welcome.earlyOutputs`, one process):
+ * the owner hears `executed` and ComfyUI's `execution_success` at once, `/view` answers an
+ * announced file the moment it is stored (never a 404 for a file that is on its way), and the
+ * final `executing` still waits until the job's completion is recorded, so `/history` has it.
+ */
+import WebSocket from 'ws';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MemoryClusterHub } from '../cluster/cluster-bus.js';
+import type { ServiceOptions } from '../services.js';
+import {
+  PROMPT,
+  TestAgent,
+  rawRequest,
+  startControlPlane,
+  until,
+  type ControlPlane,
+} from '../../test/support/worker-hub-kit.js';
+
+let cp: ControlPlane | undefined;
+const closers: (() => Promise<unknown> | void)[] = [];
+
+afterEach(async () => {
+  for (const c of closers.splice(0).reverse()) await c();
+  await cp?.close();
+  cp = undefined;
+});
+
+const PASSWORD = 'pw-alice-0123456789';
+const basic = `Basic ${Buffer.from(`alice:${PASSWORD}`).toString('base64')}`;
+
+/** A control plane, alice with her page open, and a worker holding her job. */
+async function holdingAliceJob(env: Record<string, string> = {}, services?: ServiceOptions) {
+  cp = await startControlPlane(env, services ? { services } : {});
+  await cp.services.accounts.create('alice', 'participant', PASSWORD);
+  const page: { type: string; data: Record<string, unknown> }[] = [];
+  const ws = new WebSocket(`${cp.wsUrl.replace(/\/worker\/v1\/ws$/, '')}/alice/ws?clientId=tab`, {
+    headers: { authorization: basic },
+  });
+  closers.push(() => ws.close());
+  ws.on('message', (d, binary) => {
+    if (!binary) page.push(JSON.parse(String(d)) as (typeof page)[number]);
+  });
+  await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+  const token = await cp.token('gpu');
+  const { agent, welcome } = await TestAgent.register(cp.wsUrl, token);
+  closers.push(() => agent.close());
+  const job = await cp.services.queue.enqueue({
+    user: 'alice',
+    prompt: PROMPT,
+    metadata: { client_id: 'tab' },
+  });
+  await agent.next('assign');
+  const event = (type: string, data: Record<string, unknown>, seq: number) =>
+    agent.send({
+      type: 'job_event',
+      jobId: job.id,
+      attempt: 1,
+      event: { type, data: { prompt_id: 'p', ...data } },
+      run: 'p',
+      seq,
+    });
+  const view = (filename: string) =>
+    fetch(`${cp!.url}/alice/api/view?filename=${filename}&type=output&subfolder=`, {
+      headers: { authorization: basic },
+    });
+  const upload = (body: string) =>
+    rawRequest(
+      cp!.url,
+      'PUT',
+      `/worker/v1/jobs/${job.id}/attempts/1/outputs/9/${job.id}/ComfyUI_00001_.png?kind=images`,
+      {
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'image/png' },
+        body: Buffer.from(body),
+      },
+    );
+  return { page, agent, welcome, job, event, view, upload };
+}
+
+const executed = (jobId: string) => ({
+  node: '9',
+  display_node: '9',
+  output: { images: [{ filename: 'ComfyUI_00001_.png', subfolder: `alice/${jobId}`, type: 'output' }] },
+});
+
+describe('outputs announced before they are stored (one process)', () => {
+  it('the welcome offers it; the owner hears the file and the success at once; /view waits for the upload', async () => {
+    const t = await holdingAliceJob();
+    expect(t.welcome.earlyOutputs).toBe(true);
+    t.event('execution_start', {}, 0);
+    t.event('executed', executed(t.job.id), 1);
+    t.event('execution_success', {}, 2);
+    t.event('executing', { node: null }, 3);
+    await until(() => t.page.some((m) => m.type === 'execution_success'), 3000, 'the success on the page');
+    const named = t.page.find((m) => m.type === 'executed')!.data.output as {
+      images: { filename: string }[];
+    };
+    const filename = named.images[0]!.filename;
+    // Not recorded yet: ComfyUI's final `executing` waits for the record.
+    expect(t.page.some((m) => m.type === 'executing' && m.data.node === null)).toBe(false);
+
+    let answered = false;
+    const viewing = t.view(filename).then(async (r) => {
+      answered = true;
+      return { status: r.status, body: await r.text() };
+    });
+    await new Promise((r) => setTimeout(r, 150));
+    expect(answered).toBe(false);
+    expect((await t.upload('the png')).status).toBe(200);
+    await expect(viewing).resolves.toEqual({ status: 200, body: 'the png' });
+
+    t.agent.send({ type: 'job_completed', jobId: t.job.id, attempt: 1, outputs: [] });
+    await until(
+      () => t.page.some((m) => m.type === 'executing' && m.data.node === null),
+      3000,
+      'the final executing',
+    );
+    const types = t.page.filter((m) => m.data?.prompt_id === t.job.id).map((m) => m.type);
+    expect(types.filter((x) => x !== 'status')).toEqual([
+      'execution_start',
+      'executed',
+      'execution_success',
+      'executing',
+    ]);
+  });
+
+  it('a job that fails before its upload lands answers the waiting /view with 404', async () => {
+    const t = await holdingAliceJob();
+    t.event('execution_start', {}, 0);
+    t.event('executed', executed(t.job.id), 1);
+    await until(() => t.page.some((m) => m.type === 'executed'), 3000, 'the executed on the page');
+    const named = t.page.find((m) => m.type === 'executed')!.data.output as {
+      images: { filename: string }[];
+    };
+    const viewing = t.view(named.images[0]!.filename).then((r) => r.status);
+    await new Promise((r) => setTimeout(r, 100));
+    t.agent.send({
+      type: 'job_failed',
+      jobId: t.job.id,
+      attempt: 1,
+      error: { reason: 'upload_failed', message: 'the control plane was away' },
+    });
+    await expect(viewing).resolves.toBe(404);
+    // A name nobody announced is a 404 at once, as before.
+    expect((await t.view('never_announced.png')).status).toBe(404);
+  });
+
+  it('several processes: not offered (an upload may land on another process), the success waits for the record', async () => {
+    const t = await holdingAliceJob({}, { cluster: new MemoryClusterHub().join() });
+    expect(t.welcome.earlyOutputs).toBeUndefined();
+    t.event('execution_start', {}, 0);
+    t.event('execution_success', {}, 1);
+    t.event('executing', { node: null }, 2);
+    await until(() => t.page.some((m) => m.type === 'execution_start'), 3000, 'the start on the page');
+    await new Promise((r) => setTimeout(r, 150));
+    expect(t.page.some((m) => m.type === 'execution_success')).toBe(false);
+    t.agent.send({ type: 'job_completed', jobId: t.job.id, attempt: 1, outputs: [] });
+    await until(
+      () => t.page.some((m) => m.type === 'execution_success'),
+      3000,
+      'the success after the record',
+    );
+  });
+});
