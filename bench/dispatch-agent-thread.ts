@@ -11,7 +11,15 @@ const opts = workerData as {
   /** ComfyUI's output folder, when the agent reads outputs from it (`--output-dir`). */
   outputDir?: string;
 };
-const agent = startAgent({ ...opts, name: 'bench', logger: pino({ level: 'silent' }) });
+// No frontend or template library mirror: copying (and precompressing) a real ComfyUI's 22 MB
+// frontend takes the control plane seconds of CPU, which would land on the first measured jobs.
+const agent = startAgent({
+  ...opts,
+  name: 'bench',
+  logger: pino({ level: 'silent' }),
+  mirrorFrontend: false,
+  mirrorTemplates: false,
+});
 parentPort!.on('message', (m: unknown) => {
   if (m === 'stop') void agent.stop().then(() => parentPort!.postMessage('stopped'));
 });

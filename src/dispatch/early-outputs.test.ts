@@ -124,6 +124,32 @@ describe('outputs announced before they are stored (one process)', () => {
     ]);
   });
 
+  it('an upload that lands while /view first looks for the file is found, not a 404', async () => {
+    const t = await holdingAliceJob();
+    t.event('execution_start', {}, 0);
+    t.event('executed', executed(t.job.id), 1);
+    await until(() => t.page.some((m) => m.type === 'executed'), 3000, 'the executed on the page');
+    const named = t.page.find((m) => m.type === 'executed')!.data.output as {
+      images: { filename: string }[];
+    };
+    const filename = named.images[0]!.filename;
+    // The first look finds nothing, and the upload completes before that answer arrives.
+    const files = cp!.services.files;
+    const stat = files.stat.bind(files);
+    let raced = false;
+    files.stat = async (key) => {
+      if (raced || !key.endsWith(`/${filename}`)) return stat(key);
+      raced = true;
+      const before = await stat(key);
+      expect((await t.upload('raced png')).status).toBe(200);
+      return before;
+    };
+    const r = await t.view(filename);
+    expect(raced).toBe(true);
+    expect(r.status).toBe(200);
+    expect(await r.text()).toBe('raced png');
+  });
+
   it('a job that fails before its upload lands answers the waiting /view with 404', async () => {
     const t = await holdingAliceJob();
     t.event('execution_start', {}, 0);

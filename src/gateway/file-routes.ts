@@ -205,7 +205,9 @@ export function fileRoutes(app: FastifyInstance, deps: GatewayDeps): void {
       const gone = new AbortController();
       // The client went away: stop waiting (the answer's `close` before it is sent).
       reply.raw.once('close', () => gone.abort());
-      if (await deps.inFlight.wait(key, undefined, gone.signal)) s = await files.stat(key);
+      await deps.inFlight.wait(key, undefined, gone.signal);
+      // Looked again even when nothing was waited for: the upload may have landed during the first look.
+      s = await files.stat(key);
     }
     if (!s) throw new AppError('FILE_NOT_FOUND');
 
