@@ -210,3 +210,32 @@ describe('OutputNamer', () => {
     ]);
   });
 });
+
+describe('one job named twice at once (its upload and its relayed executed)', () => {
+  it('the second waits for the first: one folder scan, one store claim, the same name', async () => {
+    let claims = 0;
+    let scans = 0;
+    const counting = new OutputNamer(
+      {
+        nameOutputs: (...a: Parameters<SqliteStore['nameOutputs']>) => {
+          claims += 1;
+          return store.nameOutputs(...a);
+        },
+      },
+      {
+        list: (p) => files.list(p),
+        fileNames: (p) => {
+          scans += 1;
+          return files.fileNames(p);
+        },
+      },
+    );
+    const [a, b] = await Promise.all([
+      counting.name('alice', 'job-twice', [out('ci_00001_.png', 'alice/job-twice')]),
+      counting.nameUi('alice', 'job-twice', { images: [out('ci_00001_.png', 'alice/job-twice')] }),
+    ]);
+    expect(b).toEqual({ images: [{ ...a[0], type: 'output' }] });
+    expect(claims).toBe(1);
+    expect(scans).toBe(1);
+  });
+});

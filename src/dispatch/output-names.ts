@@ -78,6 +78,13 @@ const KNOWN_JOBS = 2000;
  */
 const knownByStore = new WeakMap<object, Map<string, Map<string, number>>>();
 
+/**
+ * A job's naming under way, per store: a job's upload and its relayed `executed` arrive together
+ * (outputs announced early), and the second waits for the first instead of scanning the folder
+ * and asking the store again.
+ */
+const namingByStore = new WeakMap<object, Map<string, Promise<unknown>>>();
+
 export class OutputNamer {
   private readonly known: Map<string, Map<string, number>>;
 
@@ -88,7 +95,12 @@ export class OutputNamer {
     let known = knownByStore.get(store);
     if (!known) knownByStore.set(store, (known = new Map()));
     this.known = known;
+    let naming = namingByStore.get(store);
+    if (!naming) namingByStore.set(store, (naming = new Map()));
+    this.naming = naming;
   }
+
+  private readonly naming: Map<string, Promise<unknown>>;
 
   private remember(jobId: string, key: string, n: number): void {
     let job = this.known.get(jobId);
@@ -121,6 +133,24 @@ export class OutputNamer {
 
   /** The participant-facing names of a job's outputs, in order (see the module comment). */
   async name(user: string, jobId: string, items: readonly OutputLocation[]): Promise<FacingName[]> {
+    // One naming of a job at a time: the next one finds the numbers the previous one got.
+    const before = this.naming.get(jobId);
+    const mine = (before ? before.catch(() => undefined) : Promise.resolve()).then(() =>
+      this.nameNow(user, jobId, items),
+    );
+    this.naming.set(jobId, mine);
+    try {
+      return await mine;
+    } finally {
+      if (this.naming.get(jobId) === mine) this.naming.delete(jobId);
+    }
+  }
+
+  private async nameNow(
+    user: string,
+    jobId: string,
+    items: readonly OutputLocation[],
+  ): Promise<FacingName[]> {
     const out: (FacingName | null)[] = [];
     const claims: OutputNameClaim[] = [];
     const claimed: { index: number; rest: string }[] = [];

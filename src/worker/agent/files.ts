@@ -5,9 +5,9 @@
  * - inputs: `GET /worker/v1/jobs/:jobId/inputs/<path>` → ComfyUI `/upload/image` in the user's
  *   own input subfolder.
  */
-import { open, realpath } from 'node:fs/promises';
+import { closeSync, createReadStream, fstatSync, openSync, readFileSync, realpathSync } from 'node:fs';
 import { isAbsolute, relative, resolve } from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { jobOutputSchema } from '../protocol.js';
 import type { JobOutput } from '../../store/types.js';
@@ -62,7 +62,10 @@ export function outputUploadPath(
  * `output` file, its name (or a link on the way) would leave the folder, or it cannot be opened
  * (not there, a folder, no right to read it).
  */
-async function openInOutputDir(outputDir: string, out: JobOutput): Promise<Readable | null> {
+/** Outputs up to this size are read from the output folder in one call; larger ones are streamed. */
+const SMALL_OUTPUT = 4 * 1024 * 1024;
+
+function openInOutputDir(outputDir: string, out: JobOutput): Readable | null {
   if (out.type !== 'output' || out.filename === '') return null;
   const inside = (dir: string, path: string) => {
     const rel = relative(dir, path);
@@ -70,18 +73,28 @@ async function openInOutputDir(outputDir: string, out: JobOutput): Promise<Reada
   };
   const path = resolve(outputDir, out.subfolder, out.filename);
   if (!inside(outputDir, path)) return null;
+  // Synchronous on purpose: a few system calls on a local disk take microseconds, and each of
+  // them through the thread pool cost a turn of a loop that is busy relaying ComfyUI's events.
+  let fd: number | null = null;
   try {
-    const [realDir, real] = await Promise.all([realpath(outputDir), realpath(path)]);
-    if (!inside(realDir, real)) return null;
-    const handle = await open(real, 'r');
-    if (!(await handle.stat()).isFile()) {
-      await handle.close();
-      return null;
+    const real = realpathSync(path);
+    if (!inside(realpathSync(outputDir), real)) return null;
+    fd = openSync(real, 'r');
+    const st = fstatSync(fd);
+    if (!st.isFile()) return null;
+    if (st.size <= SMALL_OUTPUT) {
+      // An image: read at once (one call), sent from memory.
+      const bytes = readFileSync(fd);
+      return Readable.from([bytes]);
     }
-    // The stream closes the file when it ends or is destroyed.
-    return handle.createReadStream();
+    // A video: streamed; the stream closes the file when it ends or is destroyed.
+    const stream = createReadStream('', { fd, autoClose: true });
+    fd = null;
+    return stream;
   } catch {
     return null;
+  } finally {
+    if (fd !== null) closeSync(fd);
   }
 }
 
@@ -110,7 +123,7 @@ export async function transferOutput(
   let source: Readable;
   try {
     source =
-      (outputDir ? await openInOutputDir(outputDir, out) : null) ??
+      (outputDir ? openInOutputDir(outputDir, out) : null) ??
       (await comfy.view(out, signal ? { signal } : {}));
   } catch (err) {
     // A ComfyUI failure is reported as one (the caller tells it from a control plane failure).

@@ -130,6 +130,19 @@ describe('transferOutput', () => {
       expect(puts[0]!.body?.toString()).toBe('bytes on disk');
       expect(stored.size).toBe('bytes on disk'.length);
       expect(views).toEqual([]);
+      // A video-sized file is streamed from the folder rather than read at once: same bytes.
+      const big = Buffer.alloc(6 * 1024 * 1024, 3);
+      await writeFile(join(dir, 'alice/j1/clip_00001_.mp4'), big);
+      await transferOutput(
+        comfy,
+        cp,
+        job,
+        { ...out, filename: 'clip_00001_.mp4', kind: 'gifs' },
+        undefined,
+        dir,
+      );
+      expect(puts[1]!.body?.equals(big)).toBe(true);
+      expect(views).toEqual([]);
     });
 
     it('asks /view for a file not there, a temp file, or a name that leaves the folder', async () => {
