@@ -82,6 +82,8 @@ export class OutputsInFlight {
         resolve(true);
       };
       const timer = setTimeout(done, timeoutMs);
+      // A `/view` still waiting never holds a stopping server up.
+      timer.unref();
       e.waiters.add(done);
       signal?.addEventListener('abort', done, { once: true });
     });
