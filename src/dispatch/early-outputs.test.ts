@@ -150,6 +150,35 @@ describe('outputs announced before they are stored (one process)', () => {
     expect(await r.text()).toBe('raced png');
   });
 
+  it('a /view client that went away while the file was first looked for is not waited for', async () => {
+    const t = await holdingAliceJob();
+    t.event('execution_start', {}, 0);
+    t.event('executed', executed(t.job.id), 1);
+    await until(() => t.page.some((m) => m.type === 'executed'), 3000, 'the executed on the page');
+    const named = t.page.find((m) => m.type === 'executed')!.data.output as {
+      images: { filename: string }[];
+    };
+    const filename = named.images[0]!.filename;
+    const files = cp!.services.files;
+    const stat = files.stat.bind(files);
+    const client = new AbortController();
+    files.stat = async (key) => {
+      if (key.endsWith(`/${filename}`) && !client.signal.aborted) {
+        client.abort();
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      return stat(key);
+    };
+    const viewing = fetch(`${cp!.url}/alice/api/view?filename=${filename}&type=output&subfolder=`, {
+      headers: { authorization: basic },
+      signal: client.signal,
+    }).catch(() => 'gone');
+    expect(await viewing).toBe('gone');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(cp!.services.inFlight!.waiting).toBe(0);
+    expect(cp!.services.inFlight!.size).toBe(1);
+  });
+
   it('a job that fails before its upload lands answers the waiting /view with 404', async () => {
     const t = await holdingAliceJob();
     t.event('execution_start', {}, 0);

@@ -68,7 +68,7 @@ export class OutputsInFlight {
    */
   wait(key: string, timeoutMs = IN_FLIGHT_WAIT_MS, signal?: AbortSignal): Promise<boolean> {
     const e = this.byKey.get(key);
-    if (!e) return Promise.resolve(false);
+    if (!e || signal?.aborted) return Promise.resolve(false);
     if (this.clock() - e.since > STALE_MS) {
       this.byKey.delete(key);
       this.byJob.get(e.jobId)?.delete(key);
@@ -92,5 +92,12 @@ export class OutputsInFlight {
   /** Files announced and not stored yet (tests, metrics). */
   get size(): number {
     return this.byKey.size;
+  }
+
+  /** `/view` requests waiting right now (tests, metrics). */
+  get waiting(): number {
+    let n = 0;
+    for (const e of this.byKey.values()) n += e.waiters.size;
+    return n;
   }
 }

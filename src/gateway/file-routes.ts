@@ -203,8 +203,9 @@ export function fileRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     let s = await files.stat(key);
     if (!s && deps.inFlight) {
       const gone = new AbortController();
-      // The client went away: stop waiting (the answer's `close` before it is sent).
-      reply.raw.once('close', () => gone.abort());
+      // The client went away (before this look or while waiting): stop waiting.
+      if (request.raw.destroyed || reply.raw.destroyed || reply.raw.writableEnded) gone.abort();
+      else reply.raw.once('close', () => gone.abort());
       await deps.inFlight.wait(key, undefined, gone.signal);
       // Looked again even when nothing was waited for: the upload may have landed during the first look.
       s = await files.stat(key);

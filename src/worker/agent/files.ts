@@ -66,7 +66,8 @@ export function outputUploadPath(
 const SMALL_OUTPUT = 4 * 1024 * 1024;
 
 function openInOutputDir(outputDir: string, out: JobOutput): Readable | null {
-  if (out.type !== 'output' || out.filename === '') return null;
+  // A file name is a name, as ComfyUI's `/view` takes it: no folder in it, no `..`.
+  if (out.type !== 'output' || out.filename === '' || /[/\\]|^\.\.?$/.test(out.filename)) return null;
   const inside = (dir: string, path: string) => {
     const rel = relative(dir, path);
     return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);

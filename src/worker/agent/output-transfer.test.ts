@@ -160,9 +160,19 @@ describe('transferOutput', () => {
         undefined,
         dir,
       );
+      // A file name with a folder in it, as ComfyUI's own `/view` never reads one either.
+      await mkdir(join(dir, 'alice/j1'), { recursive: true });
+      await mkdir(join(dir, 'alice/j2'), { recursive: true });
+      await writeFile(join(dir, 'alice/j2/x.png'), 'bob would not want this read');
+      await transferOutput(comfy, cp, job, { ...out, filename: '../j2/x.png' }, undefined, dir);
       await rm(join(dir, '..', 'cm-outdir-secret.png'), { force: true });
-      expect(puts.map((p) => p.body?.toString())).toEqual(['from /view', 'from /view', 'from /view']);
-      expect(views).toHaveLength(3);
+      expect(puts.map((p) => p.body?.toString())).toEqual([
+        'from /view',
+        'from /view',
+        'from /view',
+        'from /view',
+      ]);
+      expect(views).toHaveLength(4);
     });
 
     it('asks /view when the name is a folder or a link out of the folder', async () => {
