@@ -2,16 +2,17 @@ import type { Logger } from 'pino';
 import { ModelPlacement } from './model-placement.js';
 import { AppError } from '../errors.js';
 import type { QueueEvent, QueueService } from '../scheduler/queue-service.js';
-import { isTerminal, priorityRank, type Job, type JobStatus, type QueueMode } from '../store/types.js';
+import type { Job, JobStatus } from '../store/types.js';
 import type { AgentMessage } from '../worker/protocol.js';
 import type { JobEventBus, JobStatusKind } from './job-event-bus.js';
 import { WorkerReports, type WorkerReportsDeps } from './worker-reports.js';
 import type { FileStore } from '../files/file-store.js';
+import { TakeBack } from './take-back.js';
+import { registerHello, type Registered } from './worker-hello.js';
 import {
   acceptsWork,
   capacityOf,
   toView,
-  workerIdOf,
   type HeldJob,
   type WorkerEntry,
   type WorkerLink,
@@ -48,7 +49,9 @@ export interface DispatcherOptions {
  * pass. A pass repeatedly picks the eligible worker (connected, healthy, not draining) with the
  * fewest held jobs, claims the next job for it (`queue.claim` with its warm models) and sends
  * `assign`, until no worker has a free slot (1 running + `prefetch` queued) or nothing is claimable.
- * So idle workers fill before anyone prefetches, and no loop ever sleeps or polls.
+ * So idle workers fill before anyone prefetches, and no loop ever sleeps or polls. Jobs sent ahead
+ * are asked back (pause, a more urgent job) through {@link TakeBack} (take-back.ts); a worker's
+ * `hello` is registered by {@link registerHello} (worker-hello.ts).
  */
 export class Dispatcher {
   private readonly clock: () => number;
@@ -58,8 +61,8 @@ export class Dispatcher {
   private stopped = false;
   private loop: Promise<void> | null = null;
   private again = false;
-  /** Pending jobs that became more urgent while every slot was full (see {@link preempt}). */
-  private readonly urgent = new Set<string>();
+  /** Asks workers for jobs sent ahead: when the queue is paused, or for a more urgent job. */
+  private readonly takeBack: TakeBack;
   /** The queue is paused (as of the last settings event): jobs sent ahead are taken back. */
   private paused = false;
   /** Applies what workers report about their jobs (heartbeats, events, outcomes). */
@@ -76,6 +79,12 @@ export class Dispatcher {
     this.clock = opts.clock ?? Date.now;
     this.placement = new ModelPlacement(queue.store);
     this.clustered = opts.clustered ?? false;
+    this.takeBack = new TakeBack({
+      queue,
+      registry,
+      logger,
+      hasFreeSlot: () => this.eligible().length > 0,
+    });
     this.reports = new WorkerReports({
       queue,
       bus,
@@ -102,7 +111,7 @@ export class Dispatcher {
       (s) => {
         if (!s.paused || this.paused) return;
         this.paused = true;
-        this.takeBackSentAhead('queue paused');
+        this.takeBack.allSentAhead('queue paused');
       },
       (err: unknown) => this.logger.warn({ err }, 'could not read the queue settings'),
     );
@@ -154,7 +163,7 @@ export class Dispatcher {
       this.again = false;
       try {
         await this.pass();
-        if (this.urgent.size > 0) await this.preempt();
+        if (this.takeBack.urgent.size > 0) await this.takeBack.preempt();
       } catch (err) {
         this.logger.error({ err }, 'dispatch pass failed');
       }
@@ -248,75 +257,8 @@ export class Dispatcher {
     }
     this.logger.debug({ jobId: job.id, attempt: job.attempts, workerId: worker.id }, 'job assigned');
     // Claimed just before a pause took effect: it must not start either.
-    if (this.paused) this.requestRelease(worker, held, 'queue paused');
+    if (this.paused) this.takeBack.request(worker, held, 'queue paused');
     return true;
-  }
-
-  /**
-   * Pause means nothing new starts: every job sent ahead to a worker that ComfyUI has not started
-   * is asked back. The agent takes it out of ComfyUI's queue (or keeps it, if ComfyUI started it
-   * meanwhile) and answers `job_released`; the job returns to its old place in the queue.
-   */
-  private takeBackSentAhead(why: string): void {
-    for (const worker of this.registry.online()) {
-      for (const held of worker.held.values()) {
-        if (held.state !== 'running') this.requestRelease(worker, held, why);
-      }
-    }
-  }
-
-  private requestRelease(worker: WorkerEntry, held: HeldJob, why: string): void {
-    if (held.releaseRequested || held.cancelRequested || !worker.link?.open) return;
-    held.releaseRequested = true;
-    const sent = worker.link.send({ type: 'release', jobId: held.jobId, attempt: held.attempt });
-    this.logger.info(
-      { jobId: held.jobId, workerId: worker.id, why, sent },
-      'asked a worker to give a job back',
-    );
-  }
-
-  // ---- priority changes while every slot is full ------------------------------------------------
-
-  /**
-   * For each pending job that became more urgent (moved to the front, priority raised, or enqueued
-   * that way) while no eligible worker had a free slot: ask one worker to give back a prefetched
-   * job that ComfyUI has not started and that the urgent job outranks. When the agent answers
-   * `job_released`, the job returns to the queue at its old place and the freed slot goes to the
-   * urgent one on the next pass.
-   */
-  private async preempt(): Promise<void> {
-    const ids = [...this.urgent];
-    this.urgent.clear();
-    if (this.eligible().length > 0) return; // a free slot exists; the pass handles it
-    const settings = await this.queue.store.getSettings();
-    if (settings.paused) return;
-    for (const id of ids) {
-      const job = await this.queue.store.getJob(id);
-      if (!job || job.status !== 'pending') continue;
-      // A user at their running limit could not take the freed slot anyway.
-      const limit = settings.userLimits[job.user]?.maxRunningPerUser ?? settings.limits.maxRunningPerUser;
-      if ((await this.queue.store.countByStatus(job.user)).running >= limit) continue;
-      const victim = this.releasable().find(({ held }) => outranks(job, held, settings.mode));
-      if (!victim) continue;
-      this.requestRelease(victim.worker, victim.held, `a more urgent job: ${job.id}`);
-    }
-  }
-
-  /** Prefetched jobs ComfyUI has not started, most recently assigned first. */
-  private releasable(): { worker: WorkerEntry; held: HeldJob }[] {
-    const out: { worker: WorkerEntry; held: HeldJob }[] = [];
-    for (const worker of this.registry.online()) {
-      if (!acceptsWork(worker)) continue;
-      const held = [...worker.held.values()].sort((a, b) => a.assignedAt - b.assignedAt);
-      const hasRunning = held.some((h) => h.state === 'running');
-      held.forEach((h, i) => {
-        // Without a running job, the oldest held job is the one about to start: keep it.
-        if (!hasRunning && i === 0) return;
-        if (h.state === 'running' || h.releaseRequested || h.cancelRequested) return;
-        out.push({ worker, held: h });
-      });
-    }
-    return out.sort((a, b) => b.held.assignedAt - a.held.assignedAt);
   }
 
   // ---- queue events -------------------------------------------------------------------------------
@@ -325,7 +267,7 @@ export class Dispatcher {
     try {
       if (e.type === 'settings') {
         this.paused = e.settings.paused;
-        if (this.paused) this.takeBackSentAhead('queue paused');
+        if (this.paused) this.takeBack.allSentAhead('queue paused');
         this.trigger();
         return;
       }
@@ -334,10 +276,10 @@ export class Dispatcher {
       switch (e.type) {
         case 'enqueued':
           if (job.front > 0 || job.priority === 'instructor' || job.priority === 'high')
-            this.urgent.add(job.id);
+            this.takeBack.urgent.add(job.id);
           break;
         case 'updated':
-          if (job.status === 'pending') this.urgent.add(job.id);
+          if (job.status === 'pending') this.takeBack.urgent.add(job.id);
           break;
         case 'claimed':
           return; // we claimed it ourselves
@@ -418,90 +360,12 @@ export class Dispatcher {
   }
 
   /**
-   * Registers a worker after `hello`. Re-adopts the in-flight jobs it reports (see
-   * {@link QueueService.adopt}: same attempt, held by it or lapsed and still in the queue) and
-   * renews their leases; returns the others as `forget`. Call {@link activate} once the welcome is sent.
+   * Registers a worker after `hello` and re-adopts the jobs it still runs (see {@link registerHello}).
+   * Call {@link activate} once the welcome is sent.
    */
-  async hello(
-    link: WorkerLink,
-    tokenName: string,
-    msg: Msg<'hello'>,
-  ): Promise<{ entry: WorkerEntry; forget: { jobId: string; attempt: number }[] }> {
-    const id = workerIdOf(tokenName, msg.name);
-    // What the previous connection held: events held back with a job's ending (until its finish
-    // is recorded) move to the new connection, as the worker's copies sent again are dropped.
-    const before = this.registry.get(id)?.held;
-    const { entry, previous } = this.registry.connect(
-      id,
-      {
-        name: msg.name,
-        tokenName,
-        agentVersion: msg.agentVersion,
-        comfyuiVersion: msg.comfyuiVersion,
-        devices: msg.devices,
-        prefetch: msg.prefetch,
-        envHash: msg.envHash,
-        warmModels: msg.warmModels,
-        healthy: msg.healthy,
-        stopping: msg.stopping ?? false,
-        ephemeral: msg.ephemeral,
-      },
-      link,
-    );
-    entry.eventSeq = msg.eventSeq === true;
-    if (previous) {
-      this.logger.warn({ workerId: id }, 'worker connected again; closing its previous connection');
-      previous.close(4000, 'replaced by a newer connection');
-    }
-    const forget: { jobId: string; attempt: number }[] = [];
-    const now = this.clock();
-    for (const f of msg.inFlight) {
-      // Re-adopt what the worker still runs: its lease is renewed, or (lapsed while it was away,
-      // not claimed since) the job is taken back from the queue, so nothing it runs runs twice.
-      const adopted = await this.queue.adopt(f.jobId, id, f.attempt);
-      const job = adopted ? await this.queue.store.getJob(f.jobId) : null;
-      if (job) {
-        entry.held.set(job.id, {
-          jobId: job.id,
-          attempt: f.attempt,
-          user: job.user,
-          models: job.models,
-          state: f.state,
-          priority: job.priority,
-          front: job.front,
-          assignedAt: now,
-          startedAt: f.state === 'running' ? (job.startedAt ?? now) : null,
-          node: null,
-          progress: null,
-          releaseRequested: false,
-          cancelRequested: false,
-          adopted: { seen: new Set() },
-          ...(before?.get(job.id)?.attempt === f.attempt && before.get(job.id)!.ending
-            ? { ending: before.get(job.id)!.ending }
-            : {}),
-        });
-      } else {
-        forget.push({ jobId: f.jobId, attempt: f.attempt });
-        // Its finish was recorded already (the agent reports it again: the ack never came). The
-        // events it sends again before that report may never have reached the owner.
-        if (entry.eventSeq) {
-          const done = await this.queue.store.getJob(f.jobId).catch(() => null);
-          if (done && isTerminal(done.status) && done.workerId === id && done.attempts === f.attempt)
-            (entry.finished ??= new Map()).set(done.id, { user: done.user, attempt: f.attempt });
-        }
-      }
-    }
-    this.logger.info(
-      {
-        workerId: id,
-        comfyuiVersion: msg.comfyuiVersion,
-        prefetch: msg.prefetch,
-        kept: entry.held.size,
-        forget: forget.length,
-      },
-      'worker registered',
-    );
-    return { entry, forget };
+  hello(link: WorkerLink, tokenName: string, msg: Msg<'hello'>): Promise<Registered> {
+    const { queue, registry, logger, clock } = this;
+    return registerHello({ queue, registry, logger, clock }, link, tokenName, msg);
   }
 
   /** The welcome went out: the worker may now receive jobs. */
@@ -515,7 +379,7 @@ export class Dispatcher {
     // Jobs it re-announced but ComfyUI has not started stay off the GPU while the queue is paused.
     if (this.paused) {
       for (const held of entry.held.values())
-        if (held.state !== 'running') this.requestRelease(entry, held, 'queue paused');
+        if (held.state !== 'running') this.takeBack.request(entry, held, 'queue paused');
     }
     this.trigger();
   }
@@ -545,17 +409,6 @@ export class Dispatcher {
     if (!draining) this.trigger();
     return toView(entry);
   }
-}
-
-/** Whether pending job `a` would be served before held job `b` (front first; then level in priority mode). */
-export function outranks(
-  a: Pick<Job, 'front' | 'priority'>,
-  b: Pick<HeldJob, 'front' | 'priority'>,
-  mode: QueueMode,
-): boolean {
-  if (a.front !== b.front) return a.front > b.front;
-  if (mode === 'priority') return priorityRank(a.priority) < priorityRank(b.priority);
-  return false;
 }
 
 /** ComfyUI `extra_data` for a job: `metadata.extraData` (or `extra_data`) when it is an object. */

@@ -1,11 +1,10 @@
 import type { Logger } from 'pino';
 import type { QueueService } from '../scheduler/queue-service.js';
-import type { Job, TransitionResult } from '../store/types.js';
 import type { FileStore } from '../files/file-store.js';
 import { userFileKey } from '../files/safe-path.js';
-import { jobSegment } from '../worker/agent/files.js';
 import type { AgentMessage } from '../worker/protocol.js';
 import type { JobEventBus, JobEventMessage } from './job-event-bus.js';
+import { JobOutcomes, type JobOutcomesDeps } from './job-outcomes.js';
 import { TakenNumbers } from './taken-numbers.js';
 import { OutputNamer } from './output-names.js';
 import type { OutputsInFlight } from './outputs-in-flight.js';
@@ -27,27 +26,10 @@ export interface WorkerReportsDeps {
   trigger: () => void;
   /** Users' files: stray outputs of a job's other attempts are removed when it completes. */
   files?: FileStore | undefined;
-  /**
-   * Several processes: when a job taken over from a process that died completes, the ComfyUI
-   * events its owner may have missed (`execution_start`, an output node's `executed`) that are
-   * neither in the durable event log nor in `seen` — made again from the recorded job, to go out
-   * before ComfyUI's ending. Absent (one process): nothing is made up. `makeUp: false` (the worker
-   * sent its events again, `hello.eventSeq`): nothing to do.
-   */
-  recoverEvents?:
-    | ((
-        job: Job,
-        workerId: string,
-        seen: ReadonlySet<string>,
-        opts?: { ending?: boolean; makeUp?: boolean },
-      ) => Promise<JobEventMessage[]>)
-    | undefined;
-  /**
-   * Several processes: resolves once the events published so far are in the durable log. A finish
-   * is acknowledged to the agent only after its ending is logged, so a process killed before that
-   * gets the report again elsewhere (which then makes up what the log lacks).
-   */
-  settle?: (() => Promise<void>) | undefined;
+  /** See {@link JobOutcomesDeps.recoverEvents}. */
+  recoverEvents?: JobOutcomesDeps['recoverEvents'];
+  /** See {@link JobOutcomesDeps.settle}. */
+  settle?: JobOutcomesDeps['settle'];
   /** Other processes share the queue and the durable event log (see `finishedEvent`). */
   clustered?: boolean;
   /**
@@ -60,15 +42,14 @@ export interface WorkerReportsDeps {
 /**
  * What a registered worker tells the control plane about its jobs (heartbeats, starts, ComfyUI
  * events, previews, outcomes), applied to the registry entry and the queue. The dispatcher owns
- * one and hands it every such message; assigning work stays with the dispatcher.
+ * one and hands it every such message; assigning work stays with the dispatcher. Outcomes are
+ * recorded by {@link JobOutcomes} (job-outcomes.ts), which heartbeats and revokes use too.
  */
 export class WorkerReports {
   private readonly queue: QueueService;
   private readonly bus: JobEventBus;
   private readonly logger: Logger;
   private readonly clock: () => number;
-  private readonly recoverEvents: WorkerReportsDeps['recoverEvents'];
-  private readonly settle: WorkerReportsDeps['settle'];
   private readonly clustered: boolean;
   private readonly trigger: () => void;
 
@@ -78,53 +59,32 @@ export class WorkerReports {
     this.logger = deps.logger;
     this.clock = deps.clock;
     this.trigger = deps.trigger;
-    this.files = deps.files;
-    this.recoverEvents = deps.recoverEvents;
-    this.settle = deps.settle;
     this.clustered = deps.clustered ?? false;
     this.namer = new OutputNamer(deps.queue.store, deps.files);
     this.inFlight = deps.clustered ? undefined : deps.inFlight;
+    this.outcomes = new JobOutcomes({
+      queue: deps.queue,
+      bus: deps.bus,
+      logger: deps.logger,
+      trigger: deps.trigger,
+      files: deps.files,
+      namer: this.namer,
+      recoverEvents: deps.recoverEvents,
+      settle: deps.settle,
+    });
   }
 
-  private readonly files: FileStore | undefined;
-  /** Jobs whose worker's report is being recorded right now (their ending follows it). */
-  private readonly reporting = new Set<string>();
+  /** Records outcomes: the outcome messages and the jobs a heartbeat or a revoke ends. */
+  private readonly outcomes: JobOutcomes;
 
   /** Whether a worker's report of this job is being recorded (its `worker_done` follows). */
   isReporting(jobId: string): boolean {
-    return this.reporting.has(jobId);
+    return this.outcomes.isReporting(jobId);
   }
+
   /** Participant-facing output names (ComfyUI's own naming; see output-names.ts). */
   private readonly namer: OutputNamer;
   private readonly inFlight: OutputsInFlight | undefined;
-
-  /**
-   * A job completed: files in its output folders that its outputs do not list came from another
-   * attempt (one that uploaded part of its outputs, then lost its worker or the race to finish).
-   * They go, so the user's space holds exactly one set of the job's outputs. Best effort.
-   */
-  private async removeStrayOutputs(job: Job): Promise<void> {
-    if (!this.files || job.outputs.length === 0) return;
-    const seg = jobSegment(job.id);
-    const keep = new Set<string>();
-    const areas = new Set<'output' | 'temp'>();
-    for (const o of job.outputs) {
-      if (o.value !== undefined) continue;
-      areas.add(o.type);
-      keep.add(userFileKey(job.user, o.type, o.subfolder, o.filename));
-    }
-    try {
-      for (const area of areas) {
-        for (const f of await this.files.list(userFileKey(job.user, area, seg))) {
-          if (keep.has(f.key)) continue;
-          await this.files.delete(f.key);
-          this.logger.info({ jobId: job.id, key: f.key }, 'removed an output of another attempt of the job');
-        }
-      }
-    } catch (err) {
-      this.logger.warn({ err, jobId: job.id }, 'could not remove stray outputs of a completed job');
-    }
-  }
 
   /** Updates health and devices, syncs job states and renews the lease of every job the worker holds. */
   async heartbeat(entry: WorkerEntry, msg: Msg<'heartbeat'>): Promise<void> {
@@ -153,7 +113,7 @@ export class WorkerReports {
         // The agent no longer has it: the cancel is done even if it never said so.
         if (!r) {
           entry.held.delete(held.jobId);
-          this.workerDone(entry, held);
+          this.outcomes.workerDone(entry, held);
           freed = true;
         }
         continue;
@@ -185,7 +145,7 @@ export class WorkerReports {
             if (ok || entry.held.get(held.jobId) !== held || held.cancelRequested) return;
             // The store no longer gives this attempt to this worker (lapsed, cancelled, ...).
             entry.held.delete(held.jobId);
-            this.workerDone(entry, held);
+            this.outcomes.workerDone(entry, held);
             freed = true;
             entry.link?.send({ type: 'cancel', jobId: held.jobId, attempt: held.attempt });
             this.logger.warn(
@@ -213,7 +173,7 @@ export class WorkerReports {
     );
     // In case the agent still has it somewhere: stop it, do not report it.
     entry.link?.send({ type: 'cancel', jobId: held.jobId, attempt: held.attempt });
-    await this.finish(
+    await this.outcomes.finish(
       entry,
       held.jobId,
       held.attempt,
@@ -229,7 +189,7 @@ export class WorkerReports {
    */
   async revoked(entry: WorkerEntry): Promise<void> {
     for (const held of [...entry.held.values()]) {
-      await this.finish(
+      await this.outcomes.finish(
         entry,
         held.jobId,
         held.attempt,
@@ -389,11 +349,6 @@ export class WorkerReports {
   /** Event numbers this process took (a worker sends its events again after a reconnect). */
   private readonly taken = new TakenNumbers();
 
-  /** Nothing more about this attempt will come from the worker (see `worker_done` on the bus). */
-  private workerDone(entry: WorkerEntry, held: HeldJob): void {
-    this.bus.publish({ kind: 'worker_done', jobId: held.jobId, user: held.user, workerId: entry.id });
-  }
-
   /** A ComfyUI binary frame (preview image) for a held job. */
   preview(entry: WorkerEntry, jobId: string, frame: Buffer): boolean {
     const held = entry.held.get(jobId);
@@ -402,161 +357,21 @@ export class WorkerReports {
     return true;
   }
 
-  /** The outputs are reported under the job's own names and recorded under the participant's. */
-  async jobCompleted(entry: WorkerEntry, msg: Msg<'job_completed'>): Promise<void> {
-    // `finish` has just read the job: its owner names the outputs (no second read on the way).
-    await this.finish(entry, msg.jobId, msg.attempt, 'complete', async (id, a, job) => {
-      const outputs = await this.namer.nameOutputs(job.user, id, msg.outputs);
-      return this.queue.complete(id, a, outputs);
-    });
+  /** The outcome reports: recorded by {@link JobOutcomes}. */
+  jobCompleted(entry: WorkerEntry, msg: Msg<'job_completed'>): Promise<void> {
+    return this.outcomes.jobCompleted(entry, msg);
   }
 
-  async jobFailed(entry: WorkerEntry, msg: Msg<'job_failed'>): Promise<void> {
-    await this.finish(entry, msg.jobId, msg.attempt, 'fail', (id, a) => this.queue.fail(id, a, msg.error));
+  jobFailed(entry: WorkerEntry, msg: Msg<'job_failed'>): Promise<void> {
+    return this.outcomes.jobFailed(entry, msg);
   }
 
-  async jobReleased(entry: WorkerEntry, msg: Msg<'job_released'>): Promise<void> {
-    const held = entry.held.get(msg.jobId);
-    // A job that was running when its ComfyUI died may be what killed it (an out-of-memory video,
-    // say). Counting that attempt means such a prompt fails after MAX_ATTEMPTS instead of taking
-    // down every GPU in turn; a job given back before it started costs nothing.
-    const lostWhileRunning =
-      held?.attempt === msg.attempt && held.state === 'running' && msg.reason === 'comfyui_unreachable';
-    await this.finish(
-      entry,
-      msg.jobId,
-      msg.attempt,
-      'release',
-      (id, a) => (lostWhileRunning ? this.queue.abandon(id, entry.id, a) : this.queue.release(id, a)),
-      msg.reason,
-    );
+  jobReleased(entry: WorkerEntry, msg: Msg<'job_released'>): Promise<void> {
+    return this.outcomes.jobReleased(entry, msg);
   }
 
-  /** The agent cancelled the job in ComfyUI. If nobody asked for it, the job fails as `interrupted`. */
-  async jobCancelled(entry: WorkerEntry, msg: Msg<'job_cancelled'>): Promise<void> {
-    const held = entry.held.get(msg.jobId);
-    const asked = held?.attempt === msg.attempt && held.cancelRequested;
-    if (asked || !held || held.attempt !== msg.attempt) {
-      if (held?.attempt === msg.attempt) {
-        entry.held.delete(msg.jobId);
-        this.workerDone(entry, held);
-      }
-      this.trigger();
-      return;
-    }
-    await this.finish(entry, msg.jobId, msg.attempt, 'fail', (id, a) =>
-      this.queue.fail(id, a, {
-        reason: 'interrupted',
-        message: 'The worker cancelled the job without being asked to.',
-      }),
-    );
-  }
-
-  /**
-   * Applies a worker's final word on an attempt: frees its slot, then completes, fails or releases
-   * the job in the store keyed by `(jobId, attempt)`, but only when the store still gives that
-   * job to this worker. A duplicate report of the same attempt is harmless; a stale one is logged
-   * and ignored.
-   */
-  private async finish(
-    entry: WorkerEntry,
-    jobId: string,
-    attempt: number,
-    what: 'complete' | 'fail' | 'release',
-    apply: (jobId: string, attempt: number, job: Job) => Promise<TransitionResult>,
-    note?: string,
-  ): Promise<void> {
-    const held = entry.held.get(jobId);
-    // Free the slot first, so the queue's `finished` event does not look like a cancellation.
-    const freed = held && held.attempt === attempt ? held : null;
-    if (freed) {
-      entry.held.delete(jobId);
-      this.reporting.add(jobId);
-    }
-    try {
-      const job = await this.queue.store.getJob(jobId);
-      // A finish may come late, from an attempt whose lease lapsed (the control plane or the store
-      // was away): it ran, so the store accepts it while the job waits in the queue under that
-      // attempt or a later attempt runs elsewhere. Never the same attempt number held by another
-      // worker (an attempt given back and claimed again reuses its number).
-      const late =
-        what !== 'release' &&
-        job !== null &&
-        (attempt < job.attempts || (job.status === 'pending' && attempt === job.attempts));
-      if (!job || (job.workerId !== entry.id && !late)) {
-        this.logger.warn(
-          { jobId, attempt, workerId: entry.id, holder: job?.workerId ?? null, what },
-          'report for a job this worker does not hold; ignored',
-        );
-        return;
-      }
-      const r = await apply(jobId, attempt, job);
-      if (!r.ok) {
-        this.logger.warn(
-          { jobId, attempt, workerId: entry.id, what, reason: r.reason },
-          'stale report ignored',
-        );
-        return;
-      }
-      if (r.duplicate) {
-        this.logger.debug({ jobId, attempt, workerId: entry.id, what }, 'duplicate report; nothing to do');
-        // Sent again because its ack never came: the process that recorded it may have died before
-        // its owner heard the ending (several processes only; one process makes nothing up).
-        if (what === 'complete' && this.recoverEvents && r.job) {
-          const missed = await this.recoverEvents(r.job, entry.id, new Set(), {
-            ending: true,
-            makeUp: entry.eventSeq !== true,
-          }).catch(() => []);
-          for (const ev of missed) this.bus.publish(ev);
-        }
-        // Its events, sent again before it, are logged before the ack (which lets the agent forget them).
-        if (what !== 'release') await this.settle?.();
-        return;
-      }
-      // Taken over from a process that died: first what the owner may have missed with it.
-      if (what === 'complete' && freed?.adopted && this.recoverEvents && r.job) {
-        // ComfyUI's ending, held back until the finish is recorded, died with that process when the
-        // worker relayed it there: then it is made up too.
-        const ending = !(freed.ending ?? []).some((e) => e.event.type === 'execution_success');
-        const missed = await this.recoverEvents(r.job, entry.id, freed.adopted.seen, {
-          ending,
-          makeUp: entry.eventSeq !== true,
-        }).catch((err: unknown) => {
-          this.logger.warn({ err, jobId }, 'could not recover the events of a job taken over');
-          return [];
-        });
-        for (const ev of missed) this.bus.publish(ev);
-      }
-      // Recorded: now the owner may hear how ComfyUI ended it (`/history` and the outputs agree).
-      if (what !== 'release') {
-        for (const ev of freed?.ending ?? []) this.bus.publish(ev);
-        await this.settle?.();
-      }
-      if ('late' in r && r.late) {
-        this.logger.warn(
-          { jobId, attempt, workerId: entry.id, what, attempts: r.job?.attempts },
-          'late report of an attempt that lost its lease accepted; the job is done and runs nowhere else',
-        );
-      }
-      if (what === 'complete') {
-        entry.completed += 1;
-        entry.warmModels = job.models;
-        await this.removeStrayOutputs(r.job);
-      } else if (what === 'fail') entry.failed += 1;
-      this.logger.info(
-        { jobId, attempt, workerId: entry.id, what, ...(note ? { reason: note } : {}) },
-        `job ${what}d by worker`,
-      );
-    } catch (err) {
-      // The store did not take it (unreachable?): the job is still ours until the agent's repeat
-      // of the report gets through, so keep renewing its lease meanwhile.
-      if (freed && !entry.held.has(jobId)) entry.held.set(jobId, freed);
-      throw err;
-    } finally {
-      if (freed) this.reporting.delete(jobId);
-      if (freed && !entry.held.has(jobId)) this.workerDone(entry, freed);
-      this.trigger();
-    }
+  jobCancelled(entry: WorkerEntry, msg: Msg<'job_cancelled'>): Promise<void> {
+    return this.outcomes.jobCancelled(entry, msg);
   }
 }
 
