@@ -179,6 +179,26 @@ describe('outputs announced before they are stored (one process)', () => {
     expect(cp!.services.inFlight!.size).toBe(1);
   });
 
+  it('a cancelled job whose ComfyUI still finished a node: its file is not waited for (its agent uploads nothing)', async () => {
+    const t = await holdingAliceJob();
+    t.event('execution_start', {}, 0);
+    await until(() => t.page.some((m) => m.type === 'execution_start'), 3000, 'the start on the page');
+    await cp!.services.queue.cancel(t.job.id);
+    await t.agent.next('cancel');
+    t.event('executed', executed(t.job.id), 1);
+    t.event('execution_interrupted', {}, 2);
+    t.event('executing', { node: null }, 3);
+    await until(() => t.page.some((m) => m.type === 'executed'), 3000, 'the executed on the page');
+    t.agent.send({ type: 'job_cancelled', jobId: t.job.id, attempt: 1 });
+    const named = t.page.find((m) => m.type === 'executed')!.data.output as {
+      images: { filename: string }[];
+    };
+    expect(cp!.services.inFlight!.size).toBe(0);
+    const t0 = performance.now();
+    expect((await t.view(named.images[0]!.filename)).status).toBe(404);
+    expect(performance.now() - t0).toBeLessThan(1000);
+  });
+
   it('a job that fails before its upload lands answers the waiting /view with 404', async () => {
     const t = await holdingAliceJob();
     t.event('execution_start', {}, 0);

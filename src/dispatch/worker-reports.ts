@@ -254,7 +254,9 @@ export class WorkerReports {
     let data = msg.event.data;
     if (type === 'executed' && isRecord(data) && isRecord(data.output)) {
       const named = { ...data, output: await this.namer.nameUi(held.user, held.jobId, data.output) };
-      this.expectFiles(held, named);
+      // Only while the attempt is still ours and wanted: a cancelled job's agent uploads nothing,
+      // and a job that left this worker meanwhile was settled already (nothing would clear it).
+      if (entry.held.get(held.jobId) === held && !held.cancelRequested) this.expectFiles(held, named);
       data = named;
     }
     // Taken (published, or held back with the ending) only once named: a failure means it comes again.
@@ -292,8 +294,8 @@ export class WorkerReports {
   }
 
   /**
-   * The files an `executed` names (as the participant sees them, a video's `workflow` image too)
-   * may still be on their way: `/view` waits for them.
+   * The files an `executed` names (as the participant sees them) may still be on their way: `/view`
+   * waits for them. Only the listed files: a video's `workflow` image is not uploaded on its own.
    */
   private expectFiles(held: HeldJob, data: { output: Record<string, unknown> }): void {
     if (!this.inFlight) return;
@@ -305,13 +307,10 @@ export class WorkerReports {
         const type = item.type === undefined ? 'output' : item.type;
         if (type !== 'output' && type !== 'temp') continue;
         const subfolder = typeof item.subfolder === 'string' ? item.subfolder : '';
-        const names = [item.filename, ...(typeof item.workflow === 'string' ? [item.workflow] : [])];
-        for (const name of names) {
-          try {
-            keys.push(userFileKey(held.user, type, subfolder, name));
-          } catch {
-            // A name that leaves the user's space is never stored, and `/view` refuses it anyway.
-          }
+        try {
+          keys.push(userFileKey(held.user, type, subfolder, item.filename));
+        } catch {
+          // A name that leaves the user's space is never stored, and `/view` refuses it anyway.
         }
       }
     }
