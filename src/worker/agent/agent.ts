@@ -8,112 +8,34 @@ import type { Logger } from 'pino';
 import type { ComfyClient } from '../../comfy/comfy-client.js';
 import type { ComfySocket } from '../../comfy/comfy-socket.js';
 import type { ObjectInfo, OtherWsMessage, SystemStats } from '../../comfy/protocol.js';
-import { VERSION } from '../../version.js';
+import type { EnvSnapshot, ServerMessage } from '../protocol.js';
 import {
-  PROTOCOL_VERSION,
-  type AgentMessage,
-  type EnvSnapshot,
-  type EphemeralInfo,
-  type ServerMessage,
-} from '../protocol.js';
-import { type BackoffOptions } from './backoff.js';
+  devicesFromStats,
+  helloMessage,
+  inFlightJobs,
+  NO_ENV_HASH,
+  type Device,
+  type Hello,
+} from './agent-hello.js';
+import { AgentMirrors } from './agent-mirrors.js';
+import type { AgentSettings, AgentStatus } from './agent-settings.js';
 import { readEnvSources } from './comfy-env.js';
 import { ControlLink } from './control-link.js';
 import { buildEnvSnapshot, envHash } from './env-snapshot.js';
 import { type ControlPlaneHttp } from './files.js';
 import { LoraCache } from './lora-cache.js';
-import { FrontendMirror, type FrontendStatus } from './frontend-mirror.js';
-import { TEMPLATE_LIBRARY_SOURCE } from './template-library.js';
 import { HealthMonitor } from './health.js';
 import { IdleWatch } from './idle-watch.js';
 import { JobRunner } from './job-runner.js';
-import { ModelReadAhead, type ReadAheadStatus } from './model-read-ahead.js';
+import { ModelReadAhead } from './model-read-ahead.js';
 import { extractModels } from '../../comfy/prompt-tools.js';
 import type { ComfyPrompt } from '../../store/types.js';
-import { JobTable, type AgentJob } from './jobs.js';
+import { JobTable } from './jobs.js';
 import { AgentModelDownloads } from './model-downloads.js';
 
 type Msg<T extends ServerMessage['type']> = Extract<ServerMessage, { type: T }>;
-type Device = Extract<AgentMessage, { type: 'hello' }>['devices'][number];
-type InFlight = Extract<AgentMessage, { type: 'hello' }>['inFlight'][number];
 
-export interface AgentSettings {
-  serverUrl: string;
-  token: string;
-  name: string;
-  prefetch: number;
-  logger: Logger;
-  probeIntervalMs: number;
-  probeTimeoutMs: number;
-  failuresToUnhealthy: number;
-  backoff: BackoffOptions;
-  /** Outputs of one job uploaded at the same time. */
-  uploadConcurrency: number;
-  /** Tries per output before the job fails with `upload_failed`. */
-  uploadAttempts: number;
-  /** Offer the ComfyUI frontend when the control plane asks (`welcome.mirrorFrontend`). */
-  mirrorFrontend: boolean;
-  /** Read the frontend from this folder instead of over HTTP from ComfyUI. */
-  frontendDir?: string | undefined;
-  /** Between failed mirror tries. Default 10 s doubling to 10 min. */
-  frontendRetry?: BackoffOptions | undefined;
-  /** Offer ComfyUI's template library when the control plane asks (`welcome.mirrorTemplates`). Default true. */
-  mirrorTemplates?: boolean | undefined;
-  /**
-   * The control plane revoked the worker token: the agent has dropped its jobs (they are back in
-   * the queue) and stopped talking. The CLI exits; default: nothing more.
-   */
-  onRevoked?: (() => void) | undefined;
-  /** A disposable worker: said in `hello` so the control plane knows who started it. */
-  ephemeral?: EphemeralInfo | undefined;
-  /**
-   * With `onIdle`: after this long holding nothing, `onIdle` is called once (the CLI then stops
-   * gracefully and exits). Default: never.
-   */
-  exitWhenIdleMs?: number | undefined;
-  onIdle?: (() => void) | undefined;
-  /** ComfyUI's models folder: with it the agent takes model downloads (`model_download`). */
-  modelsDir?: string | undefined;
-  /** ComfyUI's output folder on this machine: outputs are read from it, not through `/view`. Default none. */
-  outputDir?: string | undefined;
-  /** Free bytes of a folder's file system (default statfs); tests simulate a full disk. */
-  freeDiskBytes?: ((dir: string) => Promise<number>) | undefined;
-  /** Between model download progress reports. Default 1000 ms. */
-  modelProgressMs?: number | undefined;
-  /** First wait before retrying a failed model download request. Default 1000 ms. */
-  modelRetryDelayMs?: number | undefined;
-  /** ComfyUI's `models/loras` folder, where participants' own LoRAs are put for their jobs. */
-  lorasDir?: string | undefined;
-}
-
-export interface AgentStatus {
-  name: string;
-  workerId: string | null;
-  control: ReturnType<ControlLink['status']>;
-  comfyui: {
-    url: string;
-    healthy: boolean;
-    version: string | null;
-    lastError: string | null;
-    socketOpen: boolean;
-  };
-  envHash: string | null;
-  draining: boolean;
-  stopping: boolean;
-  /** Milliseconds without a job, when the agent exits on idle; else null. */
-  idleMs: number | null;
-  /** The copy of the ComfyUI web frontend offered to the control plane. */
-  frontend: FrontendStatus;
-  /** The copy of ComfyUI's template library offered to the control plane. */
-  templates: FrontendStatus;
-  /** Model files read ahead into the page cache (model warm-up). */
-  readAhead: ReadAheadStatus;
-  jobs: { jobId: string; attempt: number; user: string; promptId: string; state: AgentJob['state'] }[];
-}
-
-/** A placeholder env hash for a hello sent before ComfyUI ever answered. */
-const NO_ENV_HASH = '0'.repeat(64);
-const MAX_IN_FLIGHT = 16;
+export type { AgentSettings, AgentStatus } from './agent-settings.js';
 
 export class WorkerAgent {
   private readonly log: Logger;
@@ -121,8 +43,8 @@ export class WorkerAgent {
   private readonly health: HealthMonitor;
   private readonly jobs = new JobTable();
   private readonly cp: ControlPlaneHttp;
-  private readonly frontend: FrontendMirror | null;
-  private readonly templates: FrontendMirror | null;
+  /** The frontend and template library copies offered to the control plane. */
+  private readonly mirrors: AgentMirrors;
   private readonly runner: JobRunner;
   /** Participants' own LoRAs fetched for their jobs (see lora-cache.ts). */
   readonly loras: LoraCache;
@@ -163,34 +85,23 @@ export class WorkerAgent {
         type: 'heartbeat',
         healthy: this.reportHealthy(),
         devices: this.devices,
-        inFlight: this.inFlight(),
+        inFlight: inFlightJobs(this.jobs.all(), this.link.pendingOutcomes()),
         stopping: this.stopping,
       }),
       onWelcome: (w) => this.onWelcome(w),
       onMessage: (m) => this.onServerMessage(m),
       onRevoked: () => void this.onRevoked(),
     });
-    this.frontend = settings.mirrorFrontend
-      ? new FrontendMirror({
-          cp: this.cp,
-          comfyuiUrl: comfy.baseUrl,
-          frontendDir: settings.frontendDir,
-          logger: settings.logger,
-          comfyuiVersion: () => this.comfyVersion ?? 'unknown',
-          ...(settings.frontendRetry ? { failureBackoff: settings.frontendRetry } : {}),
-        })
-      : null;
-    this.templates =
-      settings.mirrorTemplates === false
-        ? null
-        : new FrontendMirror({
-            cp: this.cp,
-            comfyuiUrl: comfy.baseUrl,
-            logger: settings.logger,
-            comfyuiVersion: () => this.comfyVersion ?? 'unknown',
-            source: TEMPLATE_LIBRARY_SOURCE,
-            ...(settings.frontendRetry ? { failureBackoff: settings.frontendRetry } : {}),
-          });
+    this.mirrors = new AgentMirrors({
+      cp: this.cp,
+      comfyuiUrl: comfy.baseUrl,
+      logger: settings.logger,
+      comfyuiVersion: () => this.comfyVersion ?? 'unknown',
+      mirrorFrontend: settings.mirrorFrontend,
+      frontendDir: settings.frontendDir,
+      frontendRetry: settings.frontendRetry,
+      mirrorTemplates: settings.mirrorTemplates,
+    });
     this.readAhead = new ModelReadAhead({ comfyuiUrl: comfy.baseUrl, logger: settings.logger });
     this.health = new HealthMonitor({
       probe: (timeoutMs) => this.comfy.systemStats({ timeoutMs }),
@@ -270,20 +181,7 @@ export class WorkerAgent {
       draining: this.draining,
       stopping: this.stopping,
       idleMs: this.idle ? this.idle.idleForMs() : null,
-      frontend: this.frontend?.status() ?? {
-        state: 'disabled',
-        versionId: null,
-        frontendVersion: null,
-        files: null,
-        lastError: null,
-      },
-      templates: this.templates?.status() ?? {
-        state: 'disabled',
-        versionId: null,
-        frontendVersion: null,
-        files: null,
-        lastError: null,
-      },
+      ...this.mirrors.status(),
       readAhead: this.readAhead.status(),
       jobs: this.jobs.all().map((j) => ({
         jobId: j.jobId,
@@ -331,8 +229,7 @@ export class WorkerAgent {
     this.idle?.stop();
     this.health.stop();
     await this.readAhead.stop();
-    await this.frontend?.stop();
-    await this.templates?.stop();
+    await this.mirrors.stop();
     await this.closeSocket();
     // Give the last reports a moment to be acknowledged, so a job that finished during the grace
     // period is recorded as done rather than run again after its lease lapses.
@@ -361,43 +258,19 @@ export class WorkerAgent {
     return this.health.isHealthy && this.env !== null;
   }
 
-  private hello(): Extract<AgentMessage, { type: 'hello' }> {
+  private hello(): Hello {
     this.helloHash = this.env?.hash ?? NO_ENV_HASH;
-    return {
-      type: 'hello',
-      protocol: PROTOCOL_VERSION,
-      name: this.settings.name,
-      agentVersion: VERSION,
-      comfyuiVersion: (this.comfyVersion ?? 'unknown').slice(0, 64),
+    return helloMessage({
+      settings: this.settings,
+      comfyVersion: this.comfyVersion,
       devices: this.devices,
       envHash: this.helloHash,
-      prefetch: this.settings.prefetch,
-      inFlight: this.inFlight(),
-      warmModels: this.warmModels.slice(0, 256),
+      inFlight: inFlightJobs(this.jobs.all(), this.link.pendingOutcomes()),
+      warmModels: this.warmModels,
       healthy: this.reportHealthy(),
       stopping: this.stopping,
-      acks: true,
-      eventSeq: true,
-      ...(this.settings.ephemeral ? { ephemeral: this.settings.ephemeral } : {}),
-      ...(this.models.enabled ? { modelDownloads: true, downloads: this.models.statuses() } : {}),
-    };
-  }
-
-  /** Jobs held, plus finished ones whose report waits for the connection (still leased to us). */
-  private inFlight(): InFlight[] {
-    const out: InFlight[] = this.jobs.all().map((j) => ({
-      jobId: j.jobId,
-      attempt: j.attempt,
-      state: j.state === 'running' || j.state === 'finishing' ? 'running' : 'queued',
-    }));
-    // A finish waiting for its ack is announced too, so the server keeps the job ours meanwhile.
-    for (const m of this.link.pendingOutcomes()) {
-      if (m.type !== 'job_completed' && m.type !== 'job_failed') continue;
-      if (!out.some((o) => o.jobId === m.jobId && o.attempt === m.attempt)) {
-        out.push({ jobId: m.jobId, attempt: m.attempt, state: 'running' });
-      }
-    }
-    return out.slice(0, MAX_IN_FLIGHT);
+      models: this.models,
+    });
   }
 
   /** The server serves outputs still on their way (`welcome.earlyOutputs`): announce them at once. */
@@ -406,8 +279,7 @@ export class WorkerAgent {
   private onWelcome(w: Msg<'welcome'>): void {
     this.earlyOutputs = w.earlyOutputs === true;
     // In the background: the frontend mirror never holds up jobs.
-    this.frontend?.setWanted(w.mirrorFrontend === true);
-    this.templates?.setWanted(w.mirrorTemplates === true);
+    this.mirrors.setWanted(w);
     // So is the warm-up: the waiting jobs' models, read into the page cache while the disk is idle.
     if (w.warmup?.length && !this.stopping) this.readAhead.want(w.warmup);
     if (w.needEnv && this.env && this.helloHash === this.env.hash) {
@@ -472,12 +344,7 @@ export class WorkerAgent {
 
   private takeStats(stats: SystemStats): void {
     this.comfyVersion = stats.system.comfyui_version;
-    this.devices = stats.devices.slice(0, 64).map((d) => ({
-      name: d.name.slice(0, 256),
-      type: d.type.slice(0, 64),
-      vramTotal: Math.max(0, d.vram_total),
-      vramFree: Math.max(0, d.vram_free),
-    }));
+    this.devices = devicesFromStats(stats);
   }
 
   private onComfyHealthy(stats: SystemStats): void {
@@ -502,13 +369,11 @@ export class WorkerAgent {
     } else {
       this.link.beat();
     }
-    this.frontend?.setComfyHealthy(this.health.isHealthy && this.env !== null);
-    this.templates?.setComfyHealthy(this.health.isHealthy && this.env !== null);
+    this.mirrors.setComfyHealthy(this.health.isHealthy && this.env !== null);
   }
 
   private onComfyUnhealthy(reason: string): void {
-    this.frontend?.setComfyHealthy(false);
-    this.templates?.setComfyHealthy(false);
+    this.mirrors.setComfyHealthy(false);
     this.log.error(
       { comfyui: this.comfy.baseUrl, reason },
       'ComfyUI stopped answering; handing back its jobs',

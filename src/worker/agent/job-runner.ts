@@ -1,43 +1,36 @@
 /**
  * The agent's jobs between the control plane and ComfyUI: an `assign` is prepared (inputs moved,
- * output prefixes confined to the user) and queued in ComfyUI; ComfyUI's events are relayed; a
- * finished prompt's outputs are uploaded and its outcome reported; cancel, release and give-back
- * make sure ComfyUI does not run a prompt the agent no longer holds. The connection and ComfyUI's
- * health live in {@link WorkerAgent}.
+ * output prefixes confined to the user; see job-prepare.ts) and queued in ComfyUI; ComfyUI's events
+ * are relayed; a finished prompt's outputs are uploaded and its outcome reported; cancel, release
+ * and give-back (job-release.ts) make sure ComfyUI does not run a prompt the agent no longer holds.
+ * The connection and ComfyUI's health live in {@link WorkerAgent}.
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ComfyClient } from '../../comfy/comfy-client.js';
-import { ComfyPromptError } from '../../comfy/client-errors.js';
 import { jobErrorFromOutcome, outcomeFromHistory } from '../../comfy/prompt-outcome.js';
 import type {
-  ApiPrompt,
   BinaryFrame,
   ComfyWsMessage,
   HistoryEntry,
   ObjectInfo,
   OtherWsMessage,
 } from '../../comfy/protocol.js';
-import {
-  extractModels,
-  inputReferences,
-  keyedOutputs,
-  outputsFromExecuted,
-  rewriteInputs,
-  rewriteOutputPrefixes,
-} from '../../comfy/prompt-tools.js';
+import { keyedOutputs, outputsFromExecuted } from '../../comfy/prompt-tools.js';
 import type { ComfyPrompt, JobError } from '../../store/types.js';
 import { encodePreviewFrame, type ServerMessage } from '../protocol.js';
 import { isUnreachable } from './comfy-env.js';
 import type { ControlLink } from './control-link.js';
-import { confineReference, transferInput, type ControlPlaneHttp } from './files.js';
+import type { ControlPlaneHttp } from './files.js';
 import type { HealthMonitor } from './health.js';
 import { HttpError } from './http-stream.js';
-import { LoraRefused, type LoraCache } from './lora-cache.js';
+import type { LoraCache } from './lora-cache.js';
 import type { AgentJob, JobTable } from './jobs.js';
 import { OutputUploads } from './output-uploads.js';
 import { recoverAfterSocketGap, sweepBuried } from './comfy-recovery.js';
-import { clampError, withoutClientId } from './job-messages.js';
+import { clampError } from './job-messages.js';
+import { prepareAndQueue, type PrepareDeps } from './job-prepare.js';
+import { JobRelease } from './job-release.js';
 
 type Msg<T extends ServerMessage['type']> = Extract<ServerMessage, { type: T }>;
 
@@ -71,18 +64,18 @@ export interface JobRunnerDeps {
 
 export class JobRunner {
   readonly comfy: ComfyClient;
-  private readonly cp: ControlPlaneHttp;
   readonly jobs: JobTable;
   private readonly link: JobRunnerDeps['link'];
   readonly health: JobRunnerDeps['health'];
   readonly log: Logger;
   private readonly uploads: OutputUploads;
+  private readonly release: JobRelease;
+  private readonly prepare: PrepareDeps;
   /** Serialises preparing and queueing, so ComfyUI's queue keeps the order jobs were assigned in. */
   private queueChain: Promise<void> = Promise.resolve();
 
   constructor(private readonly d: JobRunnerDeps) {
     this.comfy = d.comfy;
-    this.cp = d.cp;
     this.jobs = d.jobs;
     this.link = d.link;
     this.health = d.health;
@@ -95,6 +88,26 @@ export class JobRunner {
       attempts: d.uploadAttempts,
       outputDir: d.outputDir ?? null,
     });
+    this.release = new JobRelease({
+      comfy: d.comfy,
+      jobs: d.jobs,
+      link: d.link,
+      health: d.health,
+      log: d.log,
+      markStarted: (job) => this.markStarted(job),
+    });
+    this.prepare = {
+      comfy: d.comfy,
+      cp: d.cp,
+      jobs: d.jobs,
+      health: d.health,
+      log: d.log,
+      objectInfo: () => d.objectInfo(),
+      loras: d.loras,
+      fail: (job, error) => this.fail(job, error),
+      drop: (job, why) => this.release.drop(job, why),
+      giveBack: (job, reason) => this.giveBack(job, reason),
+    };
   }
 
   // ---- assign → ComfyUI queue ----------------------------------------------------------------
@@ -132,76 +145,7 @@ export class JobRunner {
       void this.giveBack(job, 'comfyui_unreachable');
       return;
     }
-    this.queueChain = this.queueChain.then(() => this.prepareAndQueue(job));
-  }
-
-  private async prepareAndQueue(job: AgentJob): Promise<void> {
-    if (!this.jobs.holds(job)) return;
-    const signal = job.abort.signal;
-    const objectInfo = this.d.objectInfo();
-    try {
-      const ns = { user: job.user, jobId: job.jobId, ...(objectInfo ? { objectInfo } : {}) };
-      let prompt = rewriteOutputPrefixes(job.prompt, ns).prompt;
-      // Known loaders only: cheap, and all warmModels needs (the server computes its own list).
-      job.models = extractModels(prompt);
-      // The owner's own LoRAs, after the models are noted: affinity knows them by their own names.
-      prompt = await this.d.loras.prepare(job, prompt, objectInfo, signal);
-      if (!this.jobs.holds(job)) return;
-      const refs = inputReferences(prompt, objectInfo);
-      if (refs.length > 0) {
-        // Every file reference ends up inside the user's own part of ComfyUI's folders.
-        const mapping = new Map<string, string>();
-        for (const ref of refs) {
-          if (mapping.has(ref.value)) continue;
-          if (ref.type === 'input')
-            mapping.set(ref.value, await transferInput(this.comfy, this.cp, job, ref, signal));
-          else mapping.set(ref.value, confineReference(ref, job.user));
-          if (!this.jobs.holds(job)) return;
-        }
-        prompt = rewriteInputs(prompt, mapping, objectInfo).prompt;
-      }
-      if (!this.jobs.holds(job)) return;
-      job.state = 'queued';
-      const res = await this.comfy.queuePrompt(prompt as ApiPrompt, {
-        promptId: job.promptId,
-        extraData: withoutClientId(job.extraData),
-        ...(job.front ? { front: true } : {}),
-      });
-      if (res.prompt_id !== job.promptId) this.jobs.rekey(job, res.prompt_id);
-      if (Object.keys(res.node_errors).length > 0) {
-        this.log.warn(
-          { jobId: job.jobId, nodeErrors: Object.keys(res.node_errors) },
-          'ComfyUI dropped some output nodes that failed validation',
-        );
-      }
-      this.log.debug(
-        { jobId: job.jobId, promptId: job.promptId, number: res.number },
-        'job queued in ComfyUI',
-      );
-    } catch (err) {
-      if (!this.jobs.holds(job)) return;
-      if (err instanceof ComfyPromptError) {
-        this.fail(job, { reason: 'invalid_prompt', message: err.message, details: { ...err.body } });
-      } else if (err instanceof LoraRefused) {
-        this.fail(job, { reason: 'invalid_prompt', message: err.message });
-      } else if (err instanceof HttpError) {
-        // The control plane failed to hand over an input.
-        if (err.status === 401 || err.status === 403 || err.status === 409)
-          this.drop(job, `control plane refused input download (${err.status})`);
-        else if (err.transient) await this.giveBack(job, 'input download failed; retry elsewhere');
-        else
-          this.fail(job, {
-            reason: 'input_failed',
-            message: `${err.message}${err.body ? `: ${err.body.slice(0, 500)}` : ''}`,
-          });
-      } else if (isUnreachable(err)) {
-        this.health.suspect((err as Error).message);
-        await this.giveBack(job, 'comfyui_unreachable');
-      } else {
-        this.log.error({ err, jobId: job.jobId }, 'preparing the job failed');
-        this.fail(job, { reason: 'agent_error', message: (err as Error).message ?? String(err) });
-      }
-    }
+    this.queueChain = this.queueChain.then(() => prepareAndQueue(this.prepare, job));
   }
 
   // ---- ComfyUI events ------------------------------------------------------------------------
@@ -364,7 +308,7 @@ export class JobRunner {
   /** ComfyUI is done with the prompt and every event went out: report the outcome. */
   private async settle(job: AgentJob): Promise<void> {
     if (!this.jobs.holds(job) || job.settling) return;
-    if (job.cancelling) return this.confirmCancel(job);
+    if (job.cancelling) return this.release.confirmCancel(job);
     const outcome = job.outcome ?? { status: 'success' };
     if (outcome.status === 'failed') return this.fail(job, outcome.error);
     await this.complete(job);
@@ -378,7 +322,7 @@ export class JobRunner {
     try {
       const stored = await this.uploads.all(job);
       if (!this.jobs.holds(job)) return;
-      if (job.cancelling) return this.confirmCancel(job);
+      if (job.cancelling) return this.release.confirmCancel(job);
       this.jobs.remove(job);
       this.link.sendOutcome(
         { type: 'job_completed', jobId: job.jobId, attempt: job.attempt, outputs: stored },
@@ -386,7 +330,7 @@ export class JobRunner {
       );
       this.log.info({ jobId: job.jobId, attempt: job.attempt, outputs: stored.length }, 'job completed');
     } catch (err) {
-      if (job.cancelling) return this.confirmCancel(job);
+      if (job.cancelling) return this.release.confirmCancel(job);
       await this.uploadFailed(job, err);
     }
   }
@@ -395,9 +339,12 @@ export class JobRunner {
     if (!this.jobs.holds(job)) return;
     if (err instanceof HttpError && err.status === 401) {
       // The token was revoked: the control plane gives the job back to the queue. Never a failure.
-      this.drop(job, 'control plane refused the worker token (revoked?); the job goes back to the queue');
+      this.release.drop(
+        job,
+        'control plane refused the worker token (revoked?); the job goes back to the queue',
+      );
     } else if (err instanceof HttpError && (err.status === 403 || err.status === 404 || err.status === 409)) {
-      this.drop(job, `control plane refused the upload (${err.status}); the job is no longer ours`);
+      this.release.drop(job, `control plane refused the upload (${err.status}); the job is no longer ours`);
     } else if (isUnreachable(err)) {
       this.health.suspect((err as Error).message);
       await this.giveBack(job, 'comfyui_unreachable');
@@ -422,100 +369,22 @@ export class JobRunner {
     );
   }
 
-  /** Stops holding a job without reporting it (the control plane already moved on). */
-  private drop(job: AgentJob, why: string): void {
-    this.jobs.remove(job, why);
-    // No report will be acknowledged for it: its kept events would be sent again for nothing.
-    this.link.forgetEvents(job.jobId, job.attempt, job.promptId);
-    this.log.info({ jobId: job.jobId, attempt: job.attempt, why }, 'job dropped');
-  }
-
-  /**
-   * Hands a job back to the queue (`job_released`) and makes sure ComfyUI does not run it: out of
-   * its queue if queued, interrupted if running. ComfyUI may be unreachable; the prompt id stays
-   * buried so it is cleaned up when ComfyUI answers again.
-   */
-  async giveBack(job: AgentJob, reason: string): Promise<void> {
-    if (!this.jobs.holds(job)) return;
-    // Cancelled already: the control plane waits for our confirmation, not for the job.
-    if (job.cancelling) return this.confirmCancel(job);
-    const state = job.state;
-    this.jobs.remove(job, reason);
-    this.link.sendOutcome(
-      { type: 'job_released', jobId: job.jobId, attempt: job.attempt, reason },
-      job.promptId,
-    );
-    this.log.info({ jobId: job.jobId, attempt: job.attempt, state, reason }, 'job handed back');
-    if (this.health.isHealthy) await this.purgeFromComfy(job.promptId, state);
+  /** Hands a job back to the queue and makes sure ComfyUI does not run it: see {@link JobRelease.giveBack}. */
+  giveBack(job: AgentJob, reason: string): Promise<void> {
+    return this.release.giveBack(job, reason);
   }
 
   /** Stops holding a job the server forgot, making sure ComfyUI does not run it. */
-  async abandon(job: AgentJob, reason: string): Promise<void> {
-    const state = job.state;
-    this.jobs.remove(job, reason);
-    this.link.forgetEvents(job.jobId, job.attempt, job.promptId);
-    if (this.health.isHealthy) await this.purgeFromComfy(job.promptId, state);
+  abandon(job: AgentJob, reason: string): Promise<void> {
+    return this.release.abandon(job, reason);
   }
 
-  private async purgeFromComfy(promptId: string, state: AgentJob['state']): Promise<void> {
-    try {
-      if (state === 'queued' || state === 'preparing') await this.comfy.deleteFromQueue([promptId]);
-      // Targeted: a no-op unless this very prompt is running (covers a start we have not seen yet).
-      if (state !== 'finishing') await this.comfy.interrupt(promptId);
-    } catch (err) {
-      this.log.debug({ promptId, err: (err as Error).message }, 'could not remove a prompt from ComfyUI');
-    }
+  onCancel(jobId: string, attempt: number): Promise<void> {
+    return this.release.onCancel(jobId, attempt);
   }
 
-  async onCancel(jobId: string, attempt: number): Promise<void> {
-    const job = this.jobs.get(jobId, attempt);
-    if (job && (job.state === 'running' || job.state === 'finishing') && this.health.isHealthy) {
-      // ComfyUI is running it: interrupt it and keep relaying until ComfyUI has actually stopped
-      // (its own `execution_interrupted`, or `execution_success` if it got there first, then its
-      // final `executing`); `settle` confirms then. Uploads stop now: a cancelled job keeps nothing.
-      if (job.cancelling) return;
-      job.cancelling = true;
-      job.abort.abort();
-      this.log.info({ jobId, attempt, state: job.state }, 'cancelling: interrupting ComfyUI');
-      try {
-        if (job.state === 'running') await this.comfy.interrupt(job.promptId);
-      } catch (err) {
-        this.log.warn({ jobId, err: (err as Error).message }, 'could not interrupt ComfyUI');
-        if (isUnreachable(err)) this.health.suspect((err as Error).message);
-      }
-      return;
-    }
-    if (job) {
-      const state = job.state;
-      this.jobs.remove(job, 'cancelled');
-      if (this.health.isHealthy) await this.purgeFromComfy(job.promptId, state);
-      this.log.info({ jobId, attempt, state }, 'job cancelled');
-    }
-    // Confirm even when we no longer hold it: the control plane frees the slot on this answer.
-    this.link.sendOutcome({ type: 'job_cancelled', jobId, attempt });
-  }
-
-  async onRelease(jobId: string, attempt: number): Promise<void> {
-    const job = this.jobs.get(jobId, attempt);
-    if (!job || (job.state !== 'queued' && job.state !== 'preparing')) return; // started: keep it
-    if (job.state === 'preparing') return this.giveBack(job, 'released on request');
-    try {
-      await this.comfy.deleteFromQueue([job.promptId]);
-      if (!this.jobs.holds(job) || job.state !== 'queued') return;
-      // ComfyUI may have taken it off its queue to run it a moment ago.
-      const q = await this.comfy.getQueue();
-      if (!this.jobs.holds(job) || job.state !== 'queued') return;
-      if (q.queue_running.some((item) => item[1] === job.promptId)) {
-        this.markStarted(job);
-        return;
-      }
-      await this.giveBack(job, 'released on request');
-    } catch (err) {
-      this.log.warn(
-        { jobId, err: (err as Error).message },
-        'could not take a prefetched job back from ComfyUI; keeping it',
-      );
-    }
+  onRelease(jobId: string, attempt: number): Promise<void> {
+    return this.release.onRelease(jobId, attempt);
   }
 
   /** After ComfyUI comes back: make sure no prompt we gave up still waits or runs there. */
@@ -543,13 +412,5 @@ export class JobRunner {
     );
     // Behind whatever events are still on their way out.
     this.relay(job, null, null, true);
-  }
-
-  /** ComfyUI has stopped the cancelled job: the control plane may now free its slot. */
-  private confirmCancel(job: AgentJob): void {
-    if (!this.jobs.holds(job)) return;
-    this.jobs.remove(job, 'cancelled');
-    this.link.sendOutcome({ type: 'job_cancelled', jobId: job.jobId, attempt: job.attempt }, job.promptId);
-    this.log.info({ jobId: job.jobId, attempt: job.attempt }, 'job cancelled; ComfyUI has stopped it');
   }
 }
