@@ -523,8 +523,12 @@ describe('failures', () => {
     assign(jobId, modelFreePrompt({ sleep: { seconds: 3, steps: 30, seed: 41 } }));
     await cp.waitFor('job_started', (m) => m.jobId === jobId);
     cp.closeWith(CLOSE_SERVICE_RESTART, 'server restarting');
-    await waitFor(() => cp.connections() >= 2, 5000, 'a second connection within the jitter');
-    const hello = cp.messages.find((m) => m.conn === 2 && m.msg.type === 'hello')?.msg;
+    // The connection counts when it opens; its hello may still be on its way.
+    const hello = await waitFor(
+      () => cp.messages.find((m) => m.conn === 2 && m.msg.type === 'hello')?.msg,
+      5000,
+      'the hello of a second connection within the jitter',
+    );
     expect(hello?.type === 'hello' && hello.inFlight).toEqual([{ jobId, attempt: 1, state: 'running' }]);
     const done = await cp.waitFor('job_completed', (m) => m.jobId === jobId, 15_000);
     expect(done.attempt).toBe(1);
