@@ -74,7 +74,19 @@ async function holdingAliceJob(env: Record<string, string> = {}, services?: Serv
         body: Buffer.from(body),
       },
     );
-  return { page, agent, welcome, job, event, view, upload };
+  /** The name the page got for the file of the `executed` (waits for it to arrive). */
+  const announcedName = async () => {
+    await until(() => page.some((m) => m.type === 'executed'), 3000, 'the executed on the page');
+    const named = page.find((m) => m.type === 'executed')!.data.output as { images: { filename: string }[] };
+    return named.images[0]!.filename;
+  };
+  /** ComfyUI started the job and its SaveImage named a file. */
+  const announce = () => {
+    event('execution_start', {}, 0);
+    event('executed', executed(job.id), 1);
+    return announcedName();
+  };
+  return { page, agent, welcome, job, event, view, upload, announce, announcedName };
 }
 
 const executed = (jobId: string) => ({
@@ -92,10 +104,7 @@ describe('outputs announced before they are stored (one process)', () => {
     t.event('execution_success', {}, 2);
     t.event('executing', { node: null }, 3);
     await until(() => t.page.some((m) => m.type === 'execution_success'), 3000, 'the success on the page');
-    const named = t.page.find((m) => m.type === 'executed')!.data.output as {
-      images: { filename: string }[];
-    };
-    const filename = named.images[0]!.filename;
+    const filename = await t.announcedName();
     // Not recorded yet: ComfyUI's final `executing` waits for the record.
     expect(t.page.some((m) => m.type === 'executing' && m.data.node === null)).toBe(false);
 
@@ -126,13 +135,7 @@ describe('outputs announced before they are stored (one process)', () => {
 
   it('an upload that lands while /view first looks for the file is found, not a 404', async () => {
     const t = await holdingAliceJob();
-    t.event('execution_start', {}, 0);
-    t.event('executed', executed(t.job.id), 1);
-    await until(() => t.page.some((m) => m.type === 'executed'), 3000, 'the executed on the page');
-    const named = t.page.find((m) => m.type === 'executed')!.data.output as {
-      images: { filename: string }[];
-    };
-    const filename = named.images[0]!.filename;
+    const filename = await t.announce();
     // The first look finds nothing, and the upload completes before that answer arrives.
     const files = cp!.services.files;
     const stat = files.stat.bind(files);
@@ -152,13 +155,7 @@ describe('outputs announced before they are stored (one process)', () => {
 
   it('a /view client that went away while the file was first looked for is not waited for', async () => {
     const t = await holdingAliceJob();
-    t.event('execution_start', {}, 0);
-    t.event('executed', executed(t.job.id), 1);
-    await until(() => t.page.some((m) => m.type === 'executed'), 3000, 'the executed on the page');
-    const named = t.page.find((m) => m.type === 'executed')!.data.output as {
-      images: { filename: string }[];
-    };
-    const filename = named.images[0]!.filename;
+    const filename = await t.announce();
     const files = cp!.services.files;
     const stat = files.stat.bind(files);
     const client = new AbortController();
@@ -188,26 +185,17 @@ describe('outputs announced before they are stored (one process)', () => {
     t.event('executed', executed(t.job.id), 1);
     t.event('execution_interrupted', {}, 2);
     t.event('executing', { node: null }, 3);
-    await until(() => t.page.some((m) => m.type === 'executed'), 3000, 'the executed on the page');
+    const filename = await t.announcedName();
     t.agent.send({ type: 'job_cancelled', jobId: t.job.id, attempt: 1 });
-    const named = t.page.find((m) => m.type === 'executed')!.data.output as {
-      images: { filename: string }[];
-    };
     expect(cp!.services.inFlight!.size).toBe(0);
     const t0 = performance.now();
-    expect((await t.view(named.images[0]!.filename)).status).toBe(404);
+    expect((await t.view(filename)).status).toBe(404);
     expect(performance.now() - t0).toBeLessThan(1000);
   });
 
   it('a job that fails before its upload lands answers the waiting /view with 404', async () => {
     const t = await holdingAliceJob();
-    t.event('execution_start', {}, 0);
-    t.event('executed', executed(t.job.id), 1);
-    await until(() => t.page.some((m) => m.type === 'executed'), 3000, 'the executed on the page');
-    const named = t.page.find((m) => m.type === 'executed')!.data.output as {
-      images: { filename: string }[];
-    };
-    const viewing = t.view(named.images[0]!.filename).then((r) => r.status);
+    const viewing = t.view(await t.announce()).then((r) => r.status);
     await new Promise((r) => setTimeout(r, 100));
     t.agent.send({
       type: 'job_failed',

@@ -23,6 +23,17 @@ const httpUrl = (what: string) =>
       }
     }, `${what} must be an http(s) URL, e.g. http://127.0.0.1:8188`);
 
+/** An optional folder that must exist when given: an absolute path, or `message`. */
+function existingFolder(message: string) {
+  return z
+    .string()
+    .trim()
+    .min(1)
+    .refine((d) => statSync(d, { throwIfNoEntry: false })?.isDirectory() === true, message)
+    .transform((d) => resolve(d))
+    .optional();
+}
+
 export const workerArgsSchema = z.object({
   server: httpUrl('--server (COMFY_MULTI_SERVER)'),
   token: z
@@ -54,38 +65,17 @@ export const workerArgsSchema = z.object({
     )
     .transform((d) => resolve(d))
     .optional(),
-  lorasDir: z
-    .string()
-    .trim()
-    .min(1)
-    .refine(
-      (d) => statSync(d, { throwIfNoEntry: false })?.isDirectory() === true,
-      "--loras-dir (COMFYUI_LORAS_DIR) must be an existing folder (ComfyUI's models/loras)",
-    )
-    .transform((d) => resolve(d))
-    .optional(),
+  lorasDir: existingFolder(
+    "--loras-dir (COMFYUI_LORAS_DIR) must be an existing folder (ComfyUI's models/loras)",
+  ),
   /** ComfyUI's models folder: with it the agent downloads model files instructors add. */
-  modelsDir: z
-    .string()
-    .trim()
-    .min(1)
-    .refine(
-      (d) => statSync(d, { throwIfNoEntry: false })?.isDirectory() === true,
-      "--models-dir (COMFYUI_MODELS_DIR) must be ComfyUI's models folder (the one holding checkpoints/, loras/, ...)",
-    )
-    .transform((d) => resolve(d))
-    .optional(),
+  modelsDir: existingFolder(
+    "--models-dir (COMFYUI_MODELS_DIR) must be ComfyUI's models folder (the one holding checkpoints/, loras/, ...)",
+  ),
   /** ComfyUI's output folder on this machine: outputs are read from it instead of `/view`. */
-  outputDir: z
-    .string()
-    .trim()
-    .min(1)
-    .refine(
-      (d) => statSync(d, { throwIfNoEntry: false })?.isDirectory() === true,
-      "--output-dir (COMFYUI_OUTPUT_DIR) must be ComfyUI's output folder (its --output-directory, default <ComfyUI>/output)",
-    )
-    .transform((d) => resolve(d))
-    .optional(),
+  outputDir: existingFolder(
+    "--output-dir (COMFYUI_OUTPUT_DIR) must be ComfyUI's output folder (its --output-directory, default <ComfyUI>/output)",
+  ),
   frontendMirror: z
     .enum(['true', 'false', '1', '0', 'yes', 'no'], {
       error: 'WORKER_FRONTEND_MIRROR must be true or false',

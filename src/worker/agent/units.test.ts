@@ -189,17 +189,29 @@ describe('comfy-multi worker arguments', () => {
     ]);
   });
 
-  it("takes ComfyUI's models folder from --models-dir or COMFYUI_MODELS_DIR, and refuses one that is not a folder", () => {
-    const dir = fileURLToPath(new URL('../../../test/fixtures', import.meta.url));
-    const fromEnv = resolveWorkerArgs({}, { ...env, COMFYUI_MODELS_DIR: dir });
-    expect(fromEnv.ok && fromEnv.args.modelsDir).toBe(dir);
-    const none = resolveWorkerArgs({}, env);
-    expect(none.ok && none.args.modelsDir).toBeUndefined();
-    const bad = resolveWorkerArgs({ modelsDir: '/definitely/not/here' }, env);
-    expect(!bad.ok && bad.errors).toEqual([
+  it.each([
+    [
+      'modelsDir',
+      'COMFYUI_MODELS_DIR',
       "--models-dir (COMFYUI_MODELS_DIR) must be ComfyUI's models folder (the one holding checkpoints/, loras/, ...)",
-    ]);
-  });
+    ],
+    [
+      'outputDir',
+      'COMFYUI_OUTPUT_DIR',
+      "--output-dir (COMFYUI_OUTPUT_DIR) must be ComfyUI's output folder (its --output-directory, default <ComfyUI>/output)",
+    ],
+  ] as const)(
+    "takes ComfyUI's %s from its flag or %s, and refuses one that is not a folder",
+    (key, variable, error) => {
+      const dir = fileURLToPath(new URL('../../../test/fixtures', import.meta.url));
+      const fromEnv = resolveWorkerArgs({}, { ...env, [variable]: dir });
+      expect(fromEnv.ok && fromEnv.args[key]).toBe(dir);
+      const none = resolveWorkerArgs({}, env);
+      expect(none.ok && none.args[key]).toBeUndefined();
+      const bad = resolveWorkerArgs({ [key]: '/definitely/not/here' }, env);
+      expect(!bad.ok && bad.errors).toEqual([error]);
+    },
+  );
 
   it('names every bad field and never echoes the token', () => {
     const r = resolveWorkerArgs(
