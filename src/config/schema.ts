@@ -2,10 +2,15 @@
  * All configuration, as one zod schema over environment variables. Each entry's `describe()` is
  * the documentation: `npm run docs:config` renders docs/configuration.md from it, and a test
  * fails when that file is out of date.
+ *
+ * Two self-contained groups live in sibling modules, each spread into the object where its rows
+ * belong in the table: backup-schema.ts (BACKUP_) and autoscale-schema.ts (AUTOSCALE_). Checks
+ * that tie a group to other variables stay here.
  */
 import { z } from 'zod';
 import { QUEUE_MODES } from '../store/types.js';
 import { AUTOSCALE_CONFIG, checkAutoscale } from './autoscale-schema.js';
+import { BACKUP_CONFIG, checkBackup } from './backup-schema.js';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
@@ -38,19 +43,6 @@ const size = z
     const unit = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 }[(m[2] ?? 'b').toLowerCase() as 'b'];
     return Math.round(Number(m[1]) * unit);
   });
-
-/** `30m`, `6h`, `1d`, `90s` → milliseconds; `off` / `0` → 0 (disabled). */
-const duration = z
-  .string()
-  .regex(/^(off|0|\d+(\.\d+)?\s*(s|m|h|d))$/i, 'expected a duration such as 30m, 6h or 1d, or off')
-  .transform((s): number => {
-    const m = /^(\d+(?:\.\d+)?)\s*(s|m|h|d)$/i.exec(s);
-    if (!m) return 0;
-    const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2]!.toLowerCase() as 's'];
-    return Math.round(Number(m[1]) * unit);
-  })
-  .refine((ms) => ms === 0 || ms >= 60_000, 'must be at least 1m')
-  .refine((ms) => ms <= 2_147_483_647, 'must be at most 24d');
 
 /**
  * PUBLIC_URL: an http(s) origin. The server answers at the root of its host (`/login`, `/<user>/`),
@@ -413,48 +405,8 @@ export const configSchema = z
         'The same alert (same event and subject, e.g. one worker) is sent at most once per this many minutes; repeats in between are counted and reported with the next one.',
       ),
 
-    BACKUP_INTERVAL: duration
-      .default(0)
-      .describe(
-        'Run `comfy-multi backup` inside the server this often, e.g. 6h, 30m or 1d (at least 1m); `off` or 0 (default) disables it. Needs BACKUP_TARGET.',
-      ),
-    BACKUP_TARGET: z
-      .string()
-      .min(1)
-      .optional()
-      .describe(
-        'Where backups go: `s3://bucket/prefix` or a folder path. Default target of `comfy-multi backup` and `restore`; required with BACKUP_INTERVAL.',
-      ),
-    BACKUP_KEEP: int(0, 100_000)
-      .default(14)
-      .describe(
-        'Snapshots to keep in BACKUP_TARGET after each backup (older ones are deleted); 0 keeps all.',
-      ),
-    BACKUP_S3_ENDPOINT: z
-      .string()
-      .url()
-      .optional()
-      .describe('Endpoint of an s3:// BACKUP_TARGET when it differs from S3_ENDPOINT.'),
-    BACKUP_S3_REGION: z
-      .string()
-      .min(1)
-      .optional()
-      .describe('Region of an s3:// BACKUP_TARGET; default S3_REGION.'),
-    BACKUP_S3_FORCE_PATH_STYLE: bool
-      .optional()
-      .describe('Path-style addressing for an s3:// BACKUP_TARGET; default S3_FORCE_PATH_STYLE.'),
-    BACKUP_S3_ACCESS_KEY_ID: z
-      .string()
-      .min(1)
-      .optional()
-      .describe(
-        'Access key of an s3:// BACKUP_TARGET, when backups use other credentials than the files (recommended); default: the standard AWS variables.',
-      ),
-    BACKUP_S3_SECRET_ACCESS_KEY: z
-      .string()
-      .min(1)
-      .optional()
-      .describe('Secret key matching BACKUP_S3_ACCESS_KEY_ID.'),
+    // ---- backups (src/backup): src/config/backup-schema.ts
+    ...BACKUP_CONFIG,
 
     // ---- GPUs on demand (src/autoscale): src/config/autoscale-schema.ts
     ...AUTOSCALE_CONFIG,
@@ -485,20 +437,7 @@ export const configSchema = z
     if (c.FILES === 's3' && !c.S3_BUCKET) {
       ctx.addIssue({ code: 'custom', path: ['S3_BUCKET'], message: 'is required when FILES=s3' });
     }
-    if (c.BACKUP_INTERVAL > 0 && !c.BACKUP_TARGET) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['BACKUP_TARGET'],
-        message: 'is required when BACKUP_INTERVAL is set',
-      });
-    }
-    if (!c.BACKUP_S3_ACCESS_KEY_ID !== !c.BACKUP_S3_SECRET_ACCESS_KEY) {
-      ctx.addIssue({
-        code: 'custom',
-        path: [c.BACKUP_S3_ACCESS_KEY_ID ? 'BACKUP_S3_SECRET_ACCESS_KEY' : 'BACKUP_S3_ACCESS_KEY_ID'],
-        message: 'set both BACKUP_S3_ACCESS_KEY_ID and BACKUP_S3_SECRET_ACCESS_KEY, or neither',
-      });
-    }
+    checkBackup(c, ctx);
     if (c.BACKUP_TARGET?.startsWith('s3://')) {
       const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(c.BACKUP_TARGET);
       if (!m) {
