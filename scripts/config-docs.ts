@@ -1,6 +1,6 @@
 /**
  * Renders docs/configuration.md from the config schema, so the table cannot drift from the code.
- * `npm run docs:config` writes it; src/config/config-docs.test.ts fails when it is stale.
+ * `npm run docs:config` writes it; a test in src/config/config.test.ts fails when it is stale.
  */
 import { z } from 'zod';
 import { configSchema } from '../src/config/schema.js';

@@ -4,12 +4,7 @@
  * (`npm run docs:config`); each JSDoc states the default.
  */
 import { z } from 'zod';
-
-const bool = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
-  .transform((v) => v === 'true' || v === '1' || v === 'yes');
-
-const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+import { bool, int } from './parsers.js';
 
 export const AUTOSCALE_CONFIG = {
   /** Default `none`: no autoscaling, workers are started by hand. */

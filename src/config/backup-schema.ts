@@ -6,12 +6,7 @@
  * is documentation (`npm run docs:config`).
  */
 import { z } from 'zod';
-
-const bool = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
-  .transform((v) => v === 'true' || v === '1' || v === 'yes');
-
-const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+import { bool, int } from './parsers.js';
 
 /** `30m`, `6h`, `1d`, `90s` → milliseconds; `off` / `0` → 0 (disabled). */
 const duration = z

@@ -8,15 +8,10 @@
  * that tie a group to other variables stay here.
  */
 import { z } from 'zod';
+import { bool, int } from './parsers.js';
 import { QUEUE_MODES } from '../store/types.js';
 import { AUTOSCALE_CONFIG, checkAutoscale } from './autoscale-schema.js';
 import { BACKUP_CONFIG, checkBackup } from './backup-schema.js';
-
-const bool = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
-  .transform((v) => v === 'true' || v === '1' || v === 'yes');
-
-const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
 /** `name:secret` pairs separated by commas, as in `WORKER_TOKENS=gpu1:abc,gpu2:def`. */
 const namedSecrets = z.string().transform((s, ctx) => {
