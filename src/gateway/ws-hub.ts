@@ -4,10 +4,11 @@ import type { RawData, WebSocket } from 'ws';
 import type { JobBusMessage, JobEventBus } from '../dispatch/job-event-bus.js';
 import type { QueueEvent, QueueService } from '../scheduler/queue-service.js';
 import { isTerminal, type Job, type JobStore } from '../store/types.js';
-import { clientIdOf, historyOutputs, withPromptId } from './history-shape.js';
+import { clientIdOf, withPromptId } from './history-shape.js';
 import { PreviewFrames } from './ws-preview.js';
 import type { Delivery, EventRelay } from '../cluster/event-relay.js';
 import { SocketCursor } from './ws-resume.js';
+import { madeUpEnding, newLiveJob, type LiveJob } from './ws-live-job.js';
 
 const OPEN = 1;
 /** Text frames from browsers are tiny (`feature_flags`); anything bigger is ignored. */
@@ -33,26 +34,6 @@ interface Client {
   firstMessage: boolean;
   /** What it was handed of its owner's event log (several processes only, see ws-resume.ts). */
   cursor: SocketCursor | null;
-}
-
-/** What we know live about a job, to route its events and replay them after a page refresh. */
-interface LiveJob {
-  jobId: string;
-  user: string;
-  clientId: string | null;
-  started: boolean;
-  terminal: boolean;
-  executing: Record<string, unknown> | null;
-  progress: Record<string, unknown> | null;
-  progressState: Record<string, unknown> | null;
-  expires: number | null;
-  /** The worker holding this attempt let it go (`worker_done`): no more of its events will come. */
-  workerDone: boolean;
-  /** Ended in the store while the worker may still send ComfyUI's own ending: the job as it ended. */
-  awaitingEnd: Job | null;
-  /** The ending the owner saw was made up here: the worker's own, should it still come, is dropped. */
-  madeUp: boolean;
-  fallback: NodeJS.Timeout | null;
 }
 
 export interface UserWsHubDeps {
@@ -316,43 +297,9 @@ export class UserWsHub {
     if (job && !l.terminal) this.synthesizeEnd(job, l);
   }
 
+  /** Sends the made-up ending (ws-live-job.ts); the worker's own, should it still come, is dropped. */
   private synthesizeEnd(job: Job, l: LiveJob): void {
-    const now = this.clock();
-    const id = job.id;
-    if (!l.started)
-      this.toJob(l, { type: 'execution_start', data: { prompt_id: id, timestamp: job.startedAt ?? now } });
-    if (job.status === 'completed') {
-      if (!l.started) {
-        for (const [node, output] of Object.entries(historyOutputs(job))) {
-          this.toJob(l, { type: 'executed', data: { node, display_node: node, output, prompt_id: id } });
-        }
-      }
-      this.toJob(l, { type: 'execution_success', data: { prompt_id: id, timestamp: job.finishedAt ?? now } });
-    } else if (job.status === 'failed') {
-      const e = job.error;
-      this.toJob(l, {
-        type: 'execution_error',
-        data: {
-          prompt_id: id,
-          node_id: e?.nodeId ?? '',
-          node_type: e?.nodeType ?? '',
-          executed: [],
-          exception_message: e?.message ?? 'The job failed.',
-          exception_type: e?.exceptionType ?? e?.reason ?? 'Error',
-          traceback: e?.traceback ?? [],
-          current_inputs: {},
-          current_outputs: [],
-          timestamp: job.finishedAt ?? now,
-        },
-      });
-    } else {
-      const node = typeof l.executing?.node === 'string' ? l.executing.node : '';
-      this.toJob(l, {
-        type: 'execution_interrupted',
-        data: { prompt_id: id, node_id: node, node_type: '', executed: [], timestamp: job.finishedAt ?? now },
-      });
-    }
-    this.toJob(l, { type: 'executing', data: { node: null, prompt_id: id } });
+    for (const msg of madeUpEnding(job, l, this.clock())) this.toJob(l, msg);
     l.terminal = true;
     l.started = true;
     l.madeUp = true;
@@ -467,21 +414,7 @@ export class UserWsHub {
   private liveOf(jobId: string, user: string, clientId: string | null): LiveJob {
     let l = this.live.get(jobId);
     if (!l) {
-      l = {
-        jobId,
-        user,
-        clientId,
-        started: false,
-        terminal: false,
-        executing: null,
-        progress: null,
-        progressState: null,
-        expires: null,
-        workerDone: false,
-        awaitingEnd: null,
-        madeUp: false,
-        fallback: null,
-      };
+      l = newLiveJob(jobId, user, clientId);
       this.live.set(jobId, l);
     } else if (clientId && !l.clientId) l.clientId = clientId;
     return l;
