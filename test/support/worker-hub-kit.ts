@@ -305,3 +305,46 @@ export async function until(
     await sleep(10);
   }
 }
+
+/**
+ * One test's control plane, agents and clean-ups, for test files that start a fresh control plane
+ * per test: call `reset()` in `afterEach`. The methods are bound, so they can be destructured.
+ */
+export class HubTestBed {
+  private current: ControlPlane | undefined;
+  readonly agents: TestAgent[] = [];
+  /** Run before the agents and the control plane are closed. */
+  readonly cleanups: (() => void)[] = [];
+
+  /** The running control plane (after `start()`). */
+  get cp(): ControlPlane {
+    if (!this.current) throw new Error('no control plane: call start() first');
+    return this.current;
+  }
+
+  start = async (env: Record<string, string> = {}): Promise<ControlPlane> => {
+    this.current = await startControlPlane(env);
+    return this.current;
+  };
+
+  /** Registers an agent that `reset()` closes. */
+  agent = async (token: string, hello: Parameters<typeof TestAgent.register>[2] = {}) => {
+    const r = await TestAgent.register(this.cp.wsUrl, token, hello);
+    this.agents.push(r.agent);
+    return r;
+  };
+
+  /** The control plane's HTTP API as an instructor (`API_TOKEN`). */
+  api = (path: string, init: RequestInit = {}): Promise<Response> =>
+    fetch(`${this.cp.url}${path}`, {
+      ...init,
+      headers: { authorization: `Bearer ${API_TOKEN}`, ...init.headers },
+    });
+
+  reset = async (): Promise<void> => {
+    for (const c of this.cleanups.splice(0)) c();
+    for (const a of this.agents.splice(0)) await a.close();
+    await this.current?.close();
+    this.current = undefined;
+  };
+}

@@ -1,198 +1,29 @@
-import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+/**
+ * The worker hub handing out jobs: prefetch and preemption, reports, cancels, leases, reconnects,
+ * draining, and the job events and preview frames it relays onto the bus.
+ */
 import { afterEach, describe, expect, it } from 'vitest';
-import { encodePreviewFrame, type EnvSnapshot } from '../worker/protocol.js';
-import { getCurrentEnv } from './env-snapshots.js';
+import { encodePreviewFrame } from '../worker/protocol.js';
 import type { JobBusMessage } from './job-event-bus.js';
-import { envHashOf } from './worker-hub.js';
 import {
-  API_TOKEN,
   ENV_WORKER_TOKEN,
+  HubTestBed,
   PROMPT,
-  TestAgent,
-  rawRequest,
-  refusedUpgrade,
   sleep,
-  startControlPlane,
   until,
-  type ControlPlane,
+  type TestAgent,
 } from '../../test/support/worker-hub-kit.js';
 
-let cp: ControlPlane | undefined;
-const agents: TestAgent[] = [];
-const cleanups: (() => void)[] = [];
-
-async function start(env: Record<string, string> = {}): Promise<ControlPlane> {
-  cp = await startControlPlane(env);
-  return cp;
-}
-
-async function agent(token: string, hello: Parameters<typeof TestAgent.register>[2] = {}) {
-  const r = await TestAgent.register(cp!.wsUrl, token, hello);
-  agents.push(r.agent);
-  return r;
-}
-
-afterEach(async () => {
-  for (const c of cleanups.splice(0)) c();
-  for (const a of agents.splice(0)) await a.close();
-  await cp?.close();
-  cp = undefined;
-});
-
-const api = (path: string, init: RequestInit = {}) =>
-  fetch(`${cp!.url}${path}`, { ...init, headers: { authorization: `Bearer ${API_TOKEN}`, ...init.headers } });
-
-describe('worker hub: authentication', () => {
-  it('accepts a stored token and a WORKER_TOKENS token, and names the worker after both', async () => {
-    await start();
-    const token = await cp!.token('gpu-a');
-    const a = await agent(token, { name: 'box1' });
-    expect(a.welcome.workerId).toBe('gpu-a:box1');
-    const b = await agent(ENV_WORKER_TOKEN, { name: 'box2' });
-    expect(b.welcome.workerId).toBe('envgpu:box2');
-  });
-
-  it('answers a wrong, revoked or missing token with a plain 401 before any upgrade', async () => {
-    await start();
-    const token = await cp!.token('gpu-a');
-    const wrong = await refusedUpgrade(cp!.wsUrl, { authorization: 'Bearer not-a-real-token-000000000' });
-    await cp!.services.workerTokens.revoke('gpu-a');
-    const revoked = await refusedUpgrade(cp!.wsUrl, { authorization: `Bearer ${token}` });
-    expect(wrong.status).toBe(401);
-    expect(revoked).toEqual(wrong); // learns nothing: the same answer
-    expect(wrong.body).toEqual({ error: { code: 'INVALID_TOKEN', message: expect.any(String) } });
-    const missing = await refusedUpgrade(cp!.wsUrl, {});
-    expect(missing.status).toBe(401);
-    // An API (instructor) token is not a worker token.
-    expect((await refusedUpgrade(cp!.wsUrl, { authorization: `Bearer ${API_TOKEN}` })).status).toBe(401);
-    expect(cp!.services.hub.connections).toBe(0);
-  });
-});
-
-describe('worker hub: registration and environment', () => {
-  const snapshot: EnvSnapshot = {
-    comfyuiVersion: '0.3.64',
-    objectInfo: { EmptyImage: { input: { required: {} }, output: ['IMAGE'] } },
-    embeddings: ['easynegative'],
-    models: { checkpoints: ['flux.safetensors'] },
-    extensions: [],
-    systemStats: { system: { comfyui_version: '0.3.64' } },
-  };
-  const hash = envHashOf(snapshot);
-
-  it('asks for the env snapshot only when its hash is new, stores it and makes it current', async () => {
-    await start();
-    const token = await cp!.token('gpu');
-    const envChanges: string[] = [];
-    cleanups.push(cp!.services.bus.onEnv((e) => envChanges.push(e.hash)));
-
-    const first = await agent(token, { envHash: hash });
-    expect(first.welcome).toMatchObject({
-      type: 'welcome',
-      protocol: 1,
-      workerId: 'gpu:gpu1',
-      leaseMs: cp!.config.LEASE_MS,
-      heartbeatMs: cp!.config.HEARTBEAT_MS,
-      needEnv: true,
-      forget: [],
-    });
-    expect(await getCurrentEnv(cp!.store)).toBeNull();
-    first.agent.send({ type: 'env', hash, snapshot });
-    await until(async () => (await getCurrentEnv(cp!.store)) !== null, 3000, 'env stored');
-    const current = await getCurrentEnv(cp!.store);
-    expect(current).toMatchObject({ hash, workerId: 'gpu:gpu1', snapshot });
-    expect(envChanges).toEqual([hash]);
-    await first.agent.close();
-
-    const again = await agent(token, { envHash: hash });
-    expect(again.welcome.needEnv).toBe(false);
-    expect(envChanges).toEqual([hash]); // unchanged environment, no new event
-  });
-
-  it('asks workers for their ComfyUI frontend only when it has none configured', async () => {
-    await start();
-    const mirroring = await agent(await cp!.token('gpu'), { envHash: hash });
-    expect(mirroring.welcome.mirrorFrontend).toBe(true);
-    await mirroring.agent.close();
-    await cp!.close();
-    const dir = mkdtempSync(join(tmpdir(), 'cm-fe-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    writeFileSync(join(dir, 'index.html'), '<!doctype html>');
-    await start({ FRONTEND_DIR: dir });
-    const fixed = await agent(await cp!.token('gpu'), { envHash: hash });
-    expect(fixed.welcome.mirrorFrontend).toBe(false);
-  });
-
-  it('answers bad frames with an error, and hangs up on a worker that keeps sending garbage', async () => {
-    await start();
-    const token = await cp!.token('gpu');
-    const raw = await TestAgent.connect(cp!.wsUrl, token);
-    agents.push(raw);
-    raw.send({ type: 'heartbeat', healthy: true, devices: [], inFlight: [] });
-    expect(await raw.next('error')).toMatchObject({ code: 'hello_required' });
-    raw.sendRaw('{not json');
-    expect(await raw.next('error')).toMatchObject({ code: 'invalid_json' });
-    raw.sendRaw(JSON.stringify({ type: 'hello', protocol: 1, name: '' }));
-    expect(await raw.next('error')).toMatchObject({ code: 'invalid_message' });
-    raw.sendRaw(Buffer.from([9, 9, 9]), true);
-    expect(await raw.next('error')).toMatchObject({ code: 'hello_required' });
-
-    // The server is still fine: a proper hello works on this same connection.
-    raw.send({
-      type: 'hello',
-      protocol: 1,
-      name: 'gpu1',
-      agentVersion: 't',
-      comfyuiVersion: 'x',
-      devices: [],
-      envHash: 'b'.repeat(64),
-      prefetch: 0,
-      inFlight: [],
-      warmModels: [],
-      healthy: true,
-    });
-    expect((await raw.next('welcome')).workerId).toBe('gpu:gpu1');
-    for (let i = 0; i < 12; i++) raw.sendRaw(`garbage ${i}`);
-    expect(await raw.closed).toBe(4002);
-  });
-
-  it('refuses another protocol version with a clear error', async () => {
-    await start();
-    const raw = await TestAgent.connect(cp!.wsUrl, ENV_WORKER_TOKEN);
-    agents.push(raw);
-    raw.sendRaw(JSON.stringify({ type: 'hello', protocol: 2, name: 'gpu1' }));
-    expect(await raw.next('error')).toMatchObject({ code: 'unsupported_protocol' });
-    expect(await raw.closed).toBe(4003);
-  });
-
-  it('disconnects a worker that stays silent for three heartbeat intervals', async () => {
-    await start({ HEARTBEAT_MS: '100', LEASE_MS: '1000' });
-    const { agent: a } = await agent(ENV_WORKER_TOKEN);
-    const t0 = Date.now();
-    expect(await a.closed).toBe(4001);
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(200);
-    await until(() => cp!.services.workers.view('envgpu:gpu1')?.status === 'offline', 2000, 'offline');
-  });
-
-  it('keeps a worker that heartbeats', async () => {
-    await start({ HEARTBEAT_MS: '100', LEASE_MS: '1000' });
-    const { agent: a } = await agent(ENV_WORKER_TOKEN);
-    a.heartbeatEvery(50);
-    await sleep(600);
-    expect(a.closeCode).toBeNull();
-    expect(cp!.services.workers.view('envgpu:gpu1')?.status).toBe('idle');
-  });
-});
+const bed = new HubTestBed();
+const { start, agent, api, cleanups } = bed;
+afterEach(bed.reset);
 
 describe('dispatch', () => {
   it('pushes a job to an idle worker the moment it is enqueued', async () => {
     await start();
     const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
     const t0 = Date.now();
-    const job = await cp!.services.queue.enqueue({
+    const job = await bed.cp.services.queue.enqueue({
       user: 'alice',
       prompt: PROMPT,
       metadata: { extraData: { extra_pnginfo: { workflow: {} } } },
@@ -207,14 +38,14 @@ describe('dispatch', () => {
       extraData: { extra_pnginfo: { workflow: {} } },
       front: false,
     });
-    const stored = await cp!.store.getJob(job.id);
+    const stored = await bed.cp.store.getJob(job.id);
     expect(stored).toMatchObject({ status: 'running', workerId: 'envgpu:gpu1', attempts: 1 });
   });
 
   it('gives waiting jobs to a worker as soon as it registers, and the next one when it frees up', async () => {
     await start();
-    const j1 = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
-    const j2 = await cp!.services.queue.enqueue({ user: 'bob', prompt: PROMPT });
+    const j1 = await bed.cp.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    const j2 = await bed.cp.services.queue.enqueue({ user: 'bob', prompt: PROMPT });
     const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
     const first = await a.next('assign');
     expect(first.job.jobId).toBe(j1.id);
@@ -223,7 +54,7 @@ describe('dispatch', () => {
     a.send({ type: 'job_completed', jobId: j1.id, attempt: 1, outputs: [] });
     const second = await a.next('assign');
     expect(second.job.jobId).toBe(j2.id);
-    expect((await cp!.store.getJob(j1.id))?.status).toBe('completed');
+    expect((await bed.cp.store.getJob(j1.id))?.status).toBe('completed');
   });
 
   it('respects the prefetch depth and fills idle workers before anyone prefetches', async () => {
@@ -232,7 +63,7 @@ describe('dispatch', () => {
     const { agent: b } = await agent(ENV_WORKER_TOKEN, { name: 'b', prefetch: 1 });
     const jobs = [];
     for (let i = 0; i < 5; i++)
-      jobs.push(await cp!.services.queue.enqueue({ user: `u${i}`, prompt: PROMPT }));
+      jobs.push(await bed.cp.services.queue.enqueue({ user: `u${i}`, prompt: PROMPT }));
     const got = [
       await a.next('assign'),
       await b.next('assign'),
@@ -243,7 +74,7 @@ describe('dispatch', () => {
     expect(new Set([got[0]!.job.jobId, got[1]!.job.jobId])).toEqual(new Set([jobs[0]!.id, jobs[1]!.id]));
     expect(await a.none('assign', 150)).toBe(true);
     expect(await b.none('assign', 0)).toBe(true);
-    expect((await cp!.store.getJob(jobs[4]!.id))?.status).toBe('pending');
+    expect((await bed.cp.store.getJob(jobs[4]!.id))?.status).toBe('pending');
     const list = (await (await api('/api/v1/workers')).json()) as {
       workers: { id: string; status: string; heldJobs: unknown[]; slots: number }[];
     };
@@ -259,7 +90,7 @@ describe('dispatch', () => {
   it('treats a duplicate completion as harmless and ignores a stale attempt', async () => {
     await start();
     const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
-    const job = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    const job = await bed.cp.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
     await a.next('assign');
     // Reported under the job's own name, recorded under the participant's (ComfyUI's naming).
     const reported = [
@@ -268,8 +99,8 @@ describe('dispatch', () => {
     const outputs = [{ ...reported[0]!, subfolder: '' }];
     const finished: string[] = [];
     const onEvent = (e: { type: string }) => finished.push(e.type);
-    cp!.services.queue.on('event', onEvent);
-    cleanups.push(() => cp?.services.queue.off('event', onEvent));
+    bed.cp.services.queue.on('event', onEvent);
+    cleanups.push(() => bed.cp.services.queue.off('event', onEvent));
     a.send({ type: 'job_completed', jobId: job.id, attempt: 1, outputs: reported });
     a.send({ type: 'job_completed', jobId: job.id, attempt: 1, outputs: [] });
     a.send({
@@ -279,40 +110,43 @@ describe('dispatch', () => {
       error: { reason: 'execution_error', message: 'late' },
     });
     a.send({ type: 'job_completed', jobId: job.id, attempt: 7, outputs: [] });
-    await until(async () => (await cp!.store.getJob(job.id))?.status === 'completed', 3000, 'completed');
+    await until(async () => (await bed.cp.store.getJob(job.id))?.status === 'completed', 3000, 'completed');
     await sleep(100);
-    const stored = await cp!.store.getJob(job.id);
+    const stored = await bed.cp.store.getJob(job.id);
     expect(stored).toMatchObject({ status: 'completed', attempts: 1, outputs, error: null });
     expect(finished.filter((t) => t === 'finished')).toHaveLength(1);
     expect(a.inbox.filter((m) => m.type === 'error')).toEqual([]); // not protocol errors
-    expect(cp!.services.workers.view('envgpu:gpu1')).toMatchObject({ status: 'idle', jobsCompleted: 1 });
+    expect(bed.cp.services.workers.view('envgpu:gpu1')).toMatchObject({ status: 'idle', jobsCompleted: 1 });
   });
 
   it('ignores a report from a worker that does not hold the job', async () => {
     await start();
     const { agent: a } = await agent(ENV_WORKER_TOKEN, { name: 'a', prefetch: 0 });
     const { agent: b } = await agent(ENV_WORKER_TOKEN, { name: 'b', prefetch: 0 });
-    const job = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    const job = await bed.cp.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
     const holder = await Promise.race([a.next('assign').then(() => a), b.next('assign').then(() => b)]);
     const other = holder === a ? b : a;
     other.send({ type: 'job_completed', jobId: job.id, attempt: 1, outputs: [] });
     await sleep(100);
-    expect((await cp!.store.getJob(job.id))?.status).toBe('running');
+    expect((await bed.cp.store.getJob(job.id))?.status).toBe('running');
     holder.send({
       type: 'job_failed',
       jobId: job.id,
       attempt: 1,
       error: { reason: 'execution_error', message: 'boom', nodeId: '1' },
     });
-    await until(async () => (await cp!.store.getJob(job.id))?.status === 'failed', 3000, 'failed');
-    expect((await cp!.store.getJob(job.id))?.error).toMatchObject({ reason: 'execution_error', nodeId: '1' });
+    await until(async () => (await bed.cp.store.getJob(job.id))?.status === 'failed', 3000, 'failed');
+    expect((await bed.cp.store.getJob(job.id))?.error).toMatchObject({
+      reason: 'execution_error',
+      nodeId: '1',
+    });
   });
 
   it('forwards a cancel to the worker and frees the slot when it confirms', async () => {
     await start();
     const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
-    const j1 = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
-    const j2 = await cp!.services.queue.enqueue({ user: 'bob', prompt: PROMPT });
+    const j1 = await bed.cp.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    const j2 = await bed.cp.services.queue.enqueue({ user: 'bob', prompt: PROMPT });
     await a.next('assign');
     a.send({ type: 'job_started', jobId: j1.id, attempt: 1 });
     const res = await api(`/api/v1/jobs/${j1.id}`, { method: 'DELETE' });
@@ -322,13 +156,13 @@ describe('dispatch', () => {
     expect(await a.none('assign', 150)).toBe(true);
     a.send({ type: 'job_cancelled', jobId: j1.id, attempt: 1 });
     expect((await a.next('assign')).job.jobId).toBe(j2.id);
-    expect((await cp!.store.getJob(j1.id))?.status).toBe('cancelled');
+    expect((await bed.cp.store.getJob(j1.id))?.status).toBe('cancelled');
   });
 
   it('asks for a prefetched job back when another is moved to the front while all slots are full', async () => {
     await start();
     const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 1 });
-    const q = cp!.services.queue;
+    const q = bed.cp.services.queue;
     const j1 = await q.enqueue({ user: 'u1', prompt: PROMPT });
     const j2 = await q.enqueue({ user: 'u2', prompt: PROMPT });
     const j3 = await q.enqueue({ user: 'u3', prompt: PROMPT });
@@ -359,14 +193,14 @@ describe('dispatch', () => {
     const next = await a.next('assign');
     expect(next.job.jobId).toBe(j4.id);
     expect(next.job.front).toBe(true);
-    expect(await cp!.store.getJob(j2.id)).toMatchObject({ status: 'pending', attempts: 0 });
-    expect((await cp!.store.getJob(j3.id))?.status).toBe('pending');
+    expect(await bed.cp.store.getJob(j2.id)).toMatchObject({ status: 'pending', attempts: 0 });
+    expect((await bed.cp.store.getJob(j3.id))?.status).toBe('pending');
   });
 
   it('counts an attempt when a job was running as its ComfyUI died, and fails it after MAX_ATTEMPTS', async () => {
     await start({ MAX_ATTEMPTS: '2' });
     const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
-    const job = await cp!.services.queue.enqueue({ user: 'u1', prompt: PROMPT });
+    const job = await bed.cp.services.queue.enqueue({ user: 'u1', prompt: PROMPT });
     for (const attempt of [1, 2]) {
       const assigned = await a.next('assign');
       expect(assigned.job).toMatchObject({ jobId: job.id, attempt });
@@ -374,14 +208,17 @@ describe('dispatch', () => {
       await sleep(30);
       a.send({ type: 'job_released', jobId: job.id, attempt, reason: 'comfyui_unreachable' });
     }
-    await until(async () => (await cp!.store.getJob(job.id))?.status === 'failed', 5000);
-    expect(await cp!.store.getJob(job.id)).toMatchObject({ attempts: 2, error: { reason: 'worker_lost' } });
+    await until(async () => (await bed.cp.store.getJob(job.id))?.status === 'failed', 5000);
+    expect(await bed.cp.store.getJob(job.id)).toMatchObject({
+      attempts: 2,
+      error: { reason: 'worker_lost' },
+    });
   });
 
   it('does not count an attempt for a job given back before ComfyUI started it', async () => {
     await start();
     const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
-    const job = await cp!.services.queue.enqueue({ user: 'u1', prompt: PROMPT });
+    const job = await bed.cp.services.queue.enqueue({ user: 'u1', prompt: PROMPT });
     await a.next('assign');
     a.send({ type: 'job_released', jobId: job.id, attempt: 1, reason: 'comfyui_unreachable' });
     const again = await a.next('assign');
@@ -391,7 +228,7 @@ describe('dispatch', () => {
   it('does not preempt when the moved job would not be served earlier', async () => {
     await start({ QUEUE_MODE: 'fifo' });
     const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 1 });
-    const q = cp!.services.queue;
+    const q = bed.cp.services.queue;
     const j1 = await q.enqueue({ user: 'u1', prompt: PROMPT });
     await q.enqueue({ user: 'u2', prompt: PROMPT, front: true });
     await a.next('assign');
@@ -405,40 +242,40 @@ describe('dispatch', () => {
   it('renews leases on heartbeats', async () => {
     await start({ LEASE_MS: '1000', HEARTBEAT_MS: '200' });
     const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
-    const job = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    const job = await bed.cp.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
     await a.next('assign');
     a.heartbeatEvery(150, () => [{ jobId: job.id, attempt: 1, state: 'running' }]);
     await sleep(1400);
-    await cp!.services.queue.sweep();
-    const stored = await cp!.store.getJob(job.id);
+    await bed.cp.services.queue.sweep();
+    const stored = await bed.cp.store.getJob(job.id);
     expect(stored).toMatchObject({ status: 'running', attempts: 1, workerId: 'envgpu:gpu1' });
     expect(stored!.leaseExpiresAt!).toBeGreaterThan(Date.now());
-    expect(cp!.services.workers.view('envgpu:gpu1')?.currentJob).toMatchObject({ jobId: job.id });
+    expect(bed.cp.services.workers.view('envgpu:gpu1')?.currentJob).toMatchObject({ jobId: job.id });
   });
 
   it('returns a job to the queue when a connected worker stops reporting it', async () => {
     await start({ LEASE_MS: '5000', HEARTBEAT_MS: '200' });
     const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
-    const job = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    const job = await bed.cp.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
     await a.next('assign');
     // One heartbeat without it may have crossed the assign on the wire: nothing happens.
     a.send({ type: 'heartbeat', healthy: true, devices: [], inFlight: [] });
     expect(await a.none('cancel', 200)).toBe(true);
-    expect((await cp!.store.getJob(job.id))?.status).toBe('running');
+    expect((await bed.cp.store.getJob(job.id))?.status).toBe('running');
     // The second one in a row: the worker has lost it. Back to the queue, long before the lease ends.
     a.send({ type: 'heartbeat', healthy: true, devices: [], inFlight: [] });
     expect(await a.next('cancel')).toEqual({ type: 'cancel', jobId: job.id, attempt: 1 });
     // A new attempt, so nothing the lost one might still say is mistaken for it.
     const again = await a.next('assign');
     expect(again).toMatchObject({ job: { jobId: job.id, attempt: 2 } });
-    expect(await cp!.store.getJob(job.id)).toMatchObject({ status: 'running', attempts: 2 });
+    expect(await bed.cp.store.getJob(job.id)).toMatchObject({ status: 'running', attempts: 2 });
   });
 
   it('sends nothing new to a worker that is stopping, and keeps renewing what it holds', async () => {
     await start({ LEASE_MS: '1000', HEARTBEAT_MS: '200' });
     // Room for a prefetched job besides the running one, so only `stopping` keeps bob's job away.
     const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 1 });
-    const job = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    const job = await bed.cp.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
     await a.next('assign');
     const beat = setInterval(
       () =>
@@ -452,26 +289,26 @@ describe('dispatch', () => {
       150,
     );
     cleanups.push(() => clearInterval(beat));
-    await until(() => cp!.services.workers.view('envgpu:gpu1')?.status === 'draining', 2000, 'draining');
-    expect(cp!.services.workers.view('envgpu:gpu1')).toMatchObject({ stopping: true, draining: false });
-    await cp!.services.queue.enqueue({ user: 'bob', prompt: PROMPT });
+    await until(() => bed.cp.services.workers.view('envgpu:gpu1')?.status === 'draining', 2000, 'draining');
+    expect(bed.cp.services.workers.view('envgpu:gpu1')).toMatchObject({ stopping: true, draining: false });
+    await bed.cp.services.queue.enqueue({ user: 'bob', prompt: PROMPT });
     await sleep(1400); // longer than the lease
-    await cp!.services.queue.sweep();
-    expect(await cp!.store.getJob(job.id)).toMatchObject({ status: 'running', attempts: 1 });
+    await bed.cp.services.queue.sweep();
+    expect(await bed.cp.store.getJob(job.id)).toMatchObject({ status: 'running', attempts: 1 });
     expect(await a.none('assign', 100)).toBe(true);
   });
 
   it("tells a participant which of their jobs runs and which only waits in ComfyUI's queue", async () => {
     await start({ MAX_RUNNING_PER_USER: '2' });
-    await cp!.services.accounts.create('alice', 'participant', 'alice-password-0123');
+    await bed.cp.services.accounts.create('alice', 'participant', 'alice-password-0123');
     const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 1 });
-    const first = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
-    await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    const first = await bed.cp.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    await bed.cp.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
     await a.next('assign');
     await a.next('assign');
     a.send({ type: 'job_started', jobId: first.id, attempt: 1 });
     const status = async () =>
-      (await fetch(`${cp!.url}/alice/comfy-multi/status`, {
+      (await fetch(`${bed.cp.url}/alice/comfy-multi/status`, {
         headers: { authorization: `Basic ${Buffer.from('alice:alice-password-0123').toString('base64')}` },
       }).then((r) => r.json())) as { running: number; startingSoon: number; pending: number };
     await until(async () => (await status()).running === 1, 2000, 'one running');
@@ -481,17 +318,17 @@ describe('dispatch', () => {
   it('lets leases lapse while the worker reports ComfyUI unhealthy', async () => {
     await start({ LEASE_MS: '1000', HEARTBEAT_MS: '200' });
     const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
-    const job = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    const job = await bed.cp.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
     await a.next('assign');
     const beat = setInterval(
       () => a.send({ type: 'heartbeat', healthy: false, devices: [], inFlight: [] }),
       150,
     );
     cleanups.push(() => clearInterval(beat));
-    await until(() => cp!.services.workers.view('envgpu:gpu1')?.status === 'unhealthy', 2000, 'unhealthy');
+    await until(() => bed.cp.services.workers.view('envgpu:gpu1')?.status === 'unhealthy', 2000, 'unhealthy');
     await sleep(1100);
-    await cp!.services.queue.sweep();
-    expect(await cp!.store.getJob(job.id)).toMatchObject({ status: 'pending', attempts: 1 });
+    await bed.cp.services.queue.sweep();
+    expect(await bed.cp.store.getJob(job.id)).toMatchObject({ status: 'pending', attempts: 1 });
     // The worker is told to stop the attempt it lost.
     expect(await a.next('cancel')).toEqual({ type: 'cancel', jobId: job.id, attempt: 1 });
     // And it gets nothing new while unhealthy.
@@ -501,15 +338,19 @@ describe('dispatch', () => {
   it('on disconnect keeps the job claimed until its lease lapses, then the sweeper requeues it', async () => {
     await start({ LEASE_MS: '1000', HEARTBEAT_MS: '200' });
     const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
-    const job = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    const job = await bed.cp.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
     await a.next('assign');
     await a.terminate();
-    await until(() => cp!.services.workers.view('envgpu:gpu1')?.status === 'offline', 2000, 'offline');
-    await cp!.services.queue.sweep();
-    expect((await cp!.store.getJob(job.id))?.status).toBe('running'); // not requeued at once
+    await until(() => bed.cp.services.workers.view('envgpu:gpu1')?.status === 'offline', 2000, 'offline');
+    await bed.cp.services.queue.sweep();
+    expect((await bed.cp.store.getJob(job.id))?.status).toBe('running'); // not requeued at once
     await sleep(1100);
-    await cp!.services.queue.sweep();
-    expect(await cp!.store.getJob(job.id)).toMatchObject({ status: 'pending', attempts: 1, workerId: null });
+    await bed.cp.services.queue.sweep();
+    expect(await bed.cp.store.getJob(job.id)).toMatchObject({
+      status: 'pending',
+      attempts: 1,
+      workerId: null,
+    });
 
     // Another worker takes it as attempt 2.
     const { agent: b } = await agent(ENV_WORKER_TOKEN, { name: 'other', prefetch: 0 });
@@ -527,13 +368,13 @@ describe('dispatch', () => {
   it('on reconnect keeps the in-flight jobs the store still gives it and tells it to forget the rest', async () => {
     await start();
     const first = await agent(ENV_WORKER_TOKEN, { prefetch: 1 });
-    const j1 = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
-    const j2 = await cp!.services.queue.enqueue({ user: 'bob', prompt: PROMPT });
+    const j1 = await bed.cp.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    const j2 = await bed.cp.services.queue.enqueue({ user: 'bob', prompt: PROMPT });
     await first.agent.next('assign');
     await first.agent.next('assign');
     await first.agent.terminate();
-    await cp!.services.queue.cancel(j2.id); // cancelled while the worker was away
-    const j3 = await cp!.services.queue.enqueue({ user: 'carol', prompt: PROMPT });
+    await bed.cp.services.queue.cancel(j2.id); // cancelled while the worker was away
+    const j3 = await bed.cp.services.queue.enqueue({ user: 'carol', prompt: PROMPT });
 
     const again = await agent(ENV_WORKER_TOKEN, {
       prefetch: 1,
@@ -549,19 +390,19 @@ describe('dispatch', () => {
     ]);
     // j1 is still its own; the freed prefetch slot goes to j3.
     expect((await again.agent.next('assign')).job.jobId).toBe(j3.id);
-    expect(await cp!.store.getJob(j1.id)).toMatchObject({
+    expect(await bed.cp.store.getJob(j1.id)).toMatchObject({
       status: 'running',
       attempts: 1,
       workerId: 'envgpu:gpu1',
     });
     expect(
-      cp!.services.workers
+      bed.cp.services.workers
         .view('envgpu:gpu1')
         ?.heldJobs.map((h) => h.jobId)
         .sort(),
     ).toEqual([j1.id, j3.id].sort());
     again.agent.send({ type: 'job_completed', jobId: j1.id, attempt: 1, outputs: [] });
-    await until(async () => (await cp!.store.getJob(j1.id))?.status === 'completed', 3000, 'completed');
+    await until(async () => (await bed.cp.store.getJob(j1.id))?.status === 'completed', 3000, 'completed');
   });
 
   it('closes the older connection when the same worker connects again', async () => {
@@ -569,23 +410,23 @@ describe('dispatch', () => {
     const first = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
     const second = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
     expect(await first.agent.closed).toBe(4000);
-    const job = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    const job = await bed.cp.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
     expect((await second.agent.next('assign')).job.jobId).toBe(job.id);
-    expect(cp!.services.workers.view('envgpu:gpu1')?.status).toBe('busy');
+    expect(bed.cp.services.workers.view('envgpu:gpu1')?.status).toBe('busy');
   });
 
   it('drains: no new jobs, held ones finish; undrain resumes', async () => {
     await start();
     const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
-    const j1 = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    const j1 = await bed.cp.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
     await a.next('assign');
     const drain = await api('/api/v1/workers/envgpu:gpu1/drain', { method: 'POST' });
     expect(drain.status).toBe(200);
     expect(await drain.json()).toMatchObject({ id: 'envgpu:gpu1', draining: true, status: 'draining' });
     expect(await a.next('drain')).toEqual({ type: 'drain', draining: true });
-    const j2 = await cp!.services.queue.enqueue({ user: 'bob', prompt: PROMPT });
+    const j2 = await bed.cp.services.queue.enqueue({ user: 'bob', prompt: PROMPT });
     a.send({ type: 'job_completed', jobId: j1.id, attempt: 1, outputs: [] });
-    await until(async () => (await cp!.store.getJob(j1.id))?.status === 'completed', 3000, 'completed');
+    await until(async () => (await bed.cp.store.getJob(j1.id))?.status === 'completed', 3000, 'completed');
     expect(await a.none('assign', 150)).toBe(true);
 
     const undrain = await api('/api/v1/workers/envgpu:gpu1/drain', {
@@ -605,7 +446,7 @@ describe('dispatch', () => {
     await first.agent.close();
     const again = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
     expect(await again.agent.next('drain')).toEqual({ type: 'drain', draining: true });
-    await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    await bed.cp.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
     expect(await again.agent.none('assign', 150)).toBe(true);
   });
 
@@ -614,9 +455,9 @@ describe('dispatch', () => {
     const { agent: a } = await agent(ENV_WORKER_TOKEN, { prefetch: 0 });
     const seen: JobBusMessage[] = [];
     const others: JobBusMessage[] = [];
-    cleanups.push(cp!.services.bus.subscribeUser('alice', (m) => seen.push(m)));
-    cleanups.push(cp!.services.bus.subscribeUser('bob', (m) => others.push(m)));
-    const job = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    cleanups.push(bed.cp.services.bus.subscribeUser('alice', (m) => seen.push(m)));
+    cleanups.push(bed.cp.services.bus.subscribeUser('bob', (m) => others.push(m)));
+    const job = await bed.cp.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
     await a.next('assign');
     a.send({ type: 'job_started', jobId: job.id, attempt: 1 });
     a.send({
@@ -651,7 +492,7 @@ describe('dispatch', () => {
     expect(preview).toMatchObject({ jobId: job.id, user: 'alice', workerId: 'envgpu:gpu1' });
     expect(preview?.kind === 'preview' && preview.preview.equals(comfyFrame)).toBe(true);
     expect(others).toEqual([]);
-    expect(cp!.services.workers.view('envgpu:gpu1')?.currentJob).toMatchObject({
+    expect(bed.cp.services.workers.view('envgpu:gpu1')?.currentJob).toMatchObject({
       jobId: job.id,
       user: 'alice',
       node: '3',
@@ -662,16 +503,16 @@ describe('dispatch', () => {
   /** A worker that numbers its events, and what alice's bus gets of them (`<type>:<label>`). */
   async function numberedWorker(label: (data: unknown) => string) {
     await start();
-    const token = await cp!.token('gpu');
+    const token = await bed.cp.token('gpu');
     const numbered = { prefetch: 0, eventSeq: true, acks: true };
     const { agent: a } = await agent(token, numbered);
     const seen: string[] = [];
     cleanups.push(
-      cp!.services.bus.subscribeUser('alice', (m) => {
+      bed.cp.services.bus.subscribeUser('alice', (m) => {
         if (m.kind === 'event') seen.push(`${m.event.type}:${label(m.event.data)}`);
       }),
     );
-    const job = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
+    const job = await bed.cp.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
     /** The same worker connecting again, still running the job. */
     const reconnect = async () =>
       (await agent(token, { ...numbered, inFlight: [{ jobId: job.id, attempt: 1, state: 'running' }] }))
@@ -750,217 +591,5 @@ describe('dispatch', () => {
     await second.next('ack');
     await until(() => seen.length === 3, 3000, 'the ending');
     expect(seen).toEqual(events.map((e) => `${e.type}:${JSON.stringify(e.data)}`));
-  });
-});
-
-describe('worker file transfer', () => {
-  async function holding(prefetch = 0) {
-    const token = await cp!.token('gpu');
-    const { agent: a } = await agent(token, { prefetch });
-    const job = await cp!.services.queue.enqueue({ user: 'alice', prompt: PROMPT });
-    await a.next('assign');
-    return { token, a, job };
-  }
-
-  it('streams an output into the owner space and answers its size and sha256', async () => {
-    await start();
-    const { token, a, job } = await holding();
-    const body = Buffer.alloc(200_000, 7);
-    const res = await rawRequest(
-      cp!.url,
-      'PUT',
-      `/worker/v1/jobs/${job.id}/attempts/1/outputs/9/${job.id}/ComfyUI_00001_.png?kind=images`,
-      {
-        headers: { authorization: `Bearer ${token}`, 'content-type': 'image/png' },
-        body,
-      },
-    );
-    expect(res.status).toBe(200);
-    const sha256 = createHash('sha256').update(body).digest('hex');
-    expect(res.json()).toEqual({
-      nodeId: '9',
-      filename: 'ComfyUI_00001_.png',
-      subfolder: job.id,
-      type: 'output',
-      kind: 'images',
-      size: 200_000,
-      sha256,
-    });
-    // Stored under the participant-facing name; the answer keeps the job's own name.
-    const file = join(cp!.dir, 'files', 'alice', 'output', 'ComfyUI_00001_.png');
-    expect(readFileSync(file).equals(body)).toBe(true);
-
-    // temp previews go to the temp area; a JSON content type is just bytes here.
-    const t = await rawRequest(
-      cp!.url,
-      'PUT',
-      `/worker/v1/jobs/${job.id}/attempts/1/outputs/10/p.json?type=temp`,
-      {
-        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        body: 'not json at all',
-      },
-    );
-    expect(t.status).toBe(200);
-    // Not a counted name: it keeps the job's own folder.
-    expect(readFileSync(join(cp!.dir, 'files', 'alice', 'temp', job.id, 'p.json'), 'utf8')).toBe(
-      'not json at all',
-    );
-
-    a.send({ type: 'job_completed', jobId: job.id, attempt: 1, outputs: [res.json() as never] });
-    await until(async () => (await cp!.store.getJob(job.id))?.status === 'completed', 3000, 'completed');
-    expect((await cp!.store.getJob(job.id))?.outputs[0]).toMatchObject({
-      filename: 'ComfyUI_00001_.png',
-      subfolder: '',
-      sha256,
-      size: 200_000,
-    });
-  });
-
-  it('refuses paths that leave the user space, writing nothing', async () => {
-    await start();
-    const { token, job } = await holding();
-    const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream' };
-    for (const path of [
-      `/worker/v1/jobs/${job.id}/attempts/1/outputs/9/../../../../escape.png`,
-      `/worker/v1/jobs/${job.id}/attempts/1/outputs/9/%2E%2E/%2E%2E/%2E%2E/escape.png`,
-      `/worker/v1/jobs/${job.id}/attempts/1/outputs/9/sub%2F..%2F..%2F..%2Fescape.png`,
-      `/worker/v1/jobs/${job.id}/attempts/1/outputs/9/a%5C..%5Cescape.png`,
-      `/worker/v1/jobs/${job.id}/attempts/1/outputs/9/..`,
-    ]) {
-      const res = await rawRequest(cp!.url, 'PUT', path, { headers, body: 'x' });
-      expect(res.status, path).toBe(400);
-      expect((res.json() as { error: { code: string } }).error.code).toBe('INVALID_PATH');
-    }
-    const get = await rawRequest(
-      cp!.url,
-      'GET',
-      `/worker/v1/jobs/${job.id}/inputs/..%2F..%2Fcomfy-multi.db`,
-      { headers },
-    );
-    expect(get.status).toBe(400);
-    const walk = (d: string): string[] =>
-      readdirSync(d, { withFileTypes: true }).flatMap((e) =>
-        e.isDirectory() ? walk(join(d, e.name)) : [join(d, e.name)],
-      );
-    expect(walk(cp!.dir).filter((f) => f.endsWith('escape.png'))).toEqual([]);
-    expect(existsSync(join(cp!.dir, 'files'))).toBe(false);
-  });
-
-  it('lets only the worker holding the attempt upload and download', async () => {
-    await start();
-    const { token, job } = await holding();
-    const otherToken = await cp!.token('other');
-    const put = (t: string, attempt = 1) =>
-      rawRequest(cp!.url, 'PUT', `/worker/v1/jobs/${job.id}/attempts/${attempt}/outputs/9/x.png`, {
-        headers: { authorization: `Bearer ${t}` },
-        body: 'png',
-      });
-    expect((await put(otherToken)).status).toBe(403);
-    expect((await put(token, 2)).status).toBe(409);
-    expect((await put('wrong-token-0000000000')).status).toBe(401);
-    expect(
-      (
-        await rawRequest(cp!.url, 'PUT', `/worker/v1/jobs/${job.id}/attempts/1/outputs/9/x.png`, {
-          body: 'png',
-        })
-      ).status,
-    ).toBe(401);
-    expect(
-      (
-        await rawRequest(cp!.url, 'PUT', `/worker/v1/jobs/nope/attempts/1/outputs/9/x.png`, {
-          headers: { authorization: `Bearer ${token}` },
-          body: 'x',
-        })
-      ).status,
-    ).toBe(404);
-
-    await cp!.services.files.write('alice/input/clips/in.png', Buffer.from('input bytes'));
-    const get = (t: string, p = 'clips/in.png') =>
-      rawRequest(cp!.url, 'GET', `/worker/v1/jobs/${job.id}/inputs/${p}`, {
-        headers: { authorization: `Bearer ${t}` },
-      });
-    const ok = await get(token);
-    expect(ok.status).toBe(200);
-    expect(ok.body.toString()).toBe('input bytes');
-    expect((await get(otherToken)).status).toBe(403);
-    expect((await get(token, 'clips/missing.png')).status).toBe(404);
-
-    await cp!.services.queue.cancel(job.id);
-    expect((await put(token)).status).toBe(409);
-    expect((await get(token)).status).toBe(409);
-  });
-
-  it('refuses an output over the size limit', async () => {
-    await start({ OUTPUT_UPLOAD_LIMIT: '1kb' });
-    const { token, job } = await holding();
-    const path = `/worker/v1/jobs/${job.id}/attempts/1/outputs/9/big.png`;
-    const declared = await rawRequest(cp!.url, 'PUT', path, {
-      headers: { authorization: `Bearer ${token}` },
-      body: Buffer.alloc(2048),
-    });
-    expect(declared.status).toBe(413);
-    // Chunked, so the limit is only found while streaming.
-    const u = new URL(cp!.url);
-    const { request } = await import('node:http');
-    const status = await new Promise<number>((resolve, reject) => {
-      const req = request(
-        {
-          host: u.hostname,
-          port: u.port,
-          method: 'PUT',
-          path,
-          headers: { authorization: `Bearer ${token}`, 'transfer-encoding': 'chunked' },
-        },
-        (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-        },
-      );
-      req.on('error', reject);
-      for (let i = 0; i < 4; i++) req.write(Buffer.alloc(512));
-      req.end();
-    });
-    expect(status).toBe(413);
-    expect(existsSync(join(cp!.dir, 'files', 'alice', 'output', 'big.png'))).toBe(false);
-  });
-});
-
-describe('/api/v1/workers', () => {
-  it('is for instructors only', async () => {
-    await start();
-    expect((await fetch(`${cp!.url}/api/v1/workers`)).status).toBe(401);
-    await cp!.services.accounts.create('pat', 'participant', 'participant-password');
-    const basic = `Basic ${Buffer.from('pat:participant-password').toString('base64')}`;
-    expect((await fetch(`${cp!.url}/api/v1/workers`, { headers: { authorization: basic } })).status).toBe(
-      403,
-    );
-    expect((await api('/api/v1/workers')).status).toBe(200);
-    expect((await api('/api/v1/workers/nope/drain', { method: 'POST' })).status).toBe(404);
-  });
-
-  it('lists the registry fields', async () => {
-    await start();
-    await agent(ENV_WORKER_TOKEN, { prefetch: 2, warmModels: ['checkpoints/flux.safetensors'] });
-    const body = (await (await api('/api/v1/workers')).json()) as { workers: Record<string, unknown>[] };
-    expect(body.workers).toHaveLength(1);
-    expect(body.workers[0]).toMatchObject({
-      id: 'envgpu:gpu1',
-      name: 'gpu1',
-      tokenName: 'envgpu',
-      status: 'idle',
-      connected: true,
-      healthy: true,
-      draining: false,
-      comfyuiVersion: '0.3.64',
-      vram: { used: 20e9, total: 80e9 },
-      prefetch: 2,
-      slots: 3,
-      warmModels: ['checkpoints/flux.safetensors'],
-      currentJob: null,
-      heldJobs: [],
-      lastHeartbeatAt: expect.any(String),
-    });
-    const one = await api('/api/v1/workers/envgpu:gpu1');
-    expect(await one.json()).toMatchObject({ id: 'envgpu:gpu1' });
   });
 });
