@@ -1,7 +1,7 @@
 /**
  * Test helpers for the worker hub: a real control plane (SQLite store, real HTTP server on a free
  * port) and a scripted worker agent speaking the protocol over a real `ws` client. Used by the
- * tests in this folder only; nothing here is shipped behaviour.
+ * dispatch, admin, cluster, http, autoscale and end-to-end tests; nothing here is shipped behaviour.
  */
 import { request as httpRequest } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
