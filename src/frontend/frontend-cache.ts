@@ -12,15 +12,14 @@
  *     tmp/                        uploads and versions being assembled (emptied at start-up)
  *
  * A version folder appears whole (assembled in tmp/, then renamed), so a crash never leaves half a
- * frontend to serve. Contents already held from an earlier version are never sent again.
+ * frontend to serve. Contents already held from an earlier version are never sent again. The file
+ * operations behind this layout (checked uploads, assembly, atomic writes) are in cache-files.ts.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { createWriteStream } from 'node:fs';
-import { copyFile, link, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { Transform, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { AppError } from '../errors.js';
@@ -30,6 +29,16 @@ import {
   type FrontendOffer,
   type FrontendOfferAnswer,
 } from '../worker/protocol.js';
+import {
+  DIR_MODE,
+  assembleVersion,
+  blobPath,
+  isDir,
+  isFile,
+  missingBlobs,
+  storeBlob,
+  writeAtomic,
+} from './cache-files.js';
 import { isCompressible, Precompressor, type EncodedCopies } from './precompress.js';
 
 /** One mirrored frontend version. */
@@ -86,9 +95,6 @@ interface PendingOffer {
   sizes: Map<string, number>;
   expiresAt: number;
 }
-
-const DIR_MODE = 0o700;
-const FILE_MODE = 0o600;
 
 /** The version id of a set of files: independent of their order. */
 export function versionIdOf(files: readonly Pick<FrontendFile, 'path' | 'sha256'>[]): string {
@@ -236,42 +242,12 @@ export class FrontendCache extends EventEmitter<CacheEvents> {
   }
 
   /** Streams `body` into blobs/ if its size and sha256 are the expected ones. */
-  private async storeBlob(
+  private storeBlob(
     sha256: string,
     expected: number,
     body: Readable,
   ): Promise<{ sha256: string; size: number }> {
-    const final = this.blobPath(sha256);
-    const tmp = join(this.opts.root, 'tmp', `${sha256}.${randomBytes(6).toString('hex')}`);
-    const hash = createHash('sha256');
-    let size = 0;
-    // Past the offered size the rest is read and dropped rather than failing the pipeline: failing it
-    // would destroy the request stream, and the worker would get a reset connection instead of the
-    // HASH_MISMATCH answer (the body itself is bounded by the route's body limit).
-    const meter = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        size += chunk.length;
-        if (size > expected) return cb();
-        hash.update(chunk);
-        cb(null, chunk);
-      },
-    });
-    try {
-      await pipeline(body, meter, createWriteStream(tmp, { mode: FILE_MODE }));
-      if (size > expected) throw new AppError('HASH_MISMATCH', 'The content is longer than offered.');
-      const got = hash.digest('hex');
-      if (got !== sha256 || size !== expected) {
-        throw new AppError(
-          'HASH_MISMATCH',
-          `Got ${size} bytes with sha256 ${got}; the path names ${sha256}.`,
-        );
-      }
-      await rename(tmp, final);
-    } catch (err) {
-      await rm(tmp, { force: true });
-      throw err;
-    }
-    return { sha256, size };
+    return storeBlob(this.opts.root, sha256, expected, body);
   }
 
   /**
@@ -377,7 +353,7 @@ export class FrontendCache extends EventEmitter<CacheEvents> {
   }
 
   private blobPath(sha256: string): string {
-    return join(this.opts.root, 'blobs', sha256);
+    return blobPath(this.opts.root, sha256);
   }
 
   private expectedSize(sha256: string): number | null {
@@ -392,29 +368,13 @@ export class FrontendCache extends EventEmitter<CacheEvents> {
     for (const [id, p] of this.pending) if (p.expiresAt <= now) this.pending.delete(id);
   }
 
-  private async missingBlobs(shas: Iterable<string>): Promise<string[]> {
-    const missing: string[] = [];
-    for (const sha of new Set(shas)) if (!(await isFile(this.blobPath(sha)))) missing.push(sha);
-    return missing;
+  private missingBlobs(shas: Iterable<string>): Promise<string[]> {
+    return missingBlobs(this.opts.root, shas);
   }
 
   /** Links every file of the version into a fresh folder, then renames it into place. */
-  private async assemble(v: FrontendVersion): Promise<void> {
-    const staging = join(this.opts.root, 'tmp', `v-${v.id}-${randomBytes(6).toString('hex')}`);
-    try {
-      for (const f of v.files) {
-        const dest = join(staging, ...f.path.split('/'));
-        await mkdir(dirname(dest), { recursive: true, mode: DIR_MODE });
-        // A hard link costs no space; copy where links are not possible (another file system).
-        await link(this.blobPath(f.sha256), dest).catch(() => copyFile(this.blobPath(f.sha256), dest));
-      }
-      const final = this.dirOf(v.id);
-      await rm(final, { recursive: true, force: true });
-      await rename(staging, final);
-    } catch (err) {
-      await rm(staging, { recursive: true, force: true });
-      throw err;
-    }
+  private assemble(v: FrontendVersion): Promise<void> {
+    return assembleVersion(this.opts.root, v, this.dirOf(v.id));
   }
 
   /** Queues the version's text files for compression, in the background. */
@@ -489,18 +449,4 @@ async function readManifest(path: string): Promise<FrontendVersion | null> {
   } catch {
     return null;
   }
-}
-
-async function writeAtomic(path: string, text: string, root: string): Promise<void> {
-  const tmp = join(root, 'tmp', `w-${randomBytes(6).toString('hex')}`);
-  await writeFile(tmp, text, { mode: FILE_MODE });
-  await rename(tmp, path);
-}
-
-async function isFile(path: string): Promise<boolean> {
-  return (await stat(path).catch(() => null))?.isFile() ?? false;
-}
-
-async function isDir(path: string): Promise<boolean> {
-  return (await stat(path).catch(() => null))?.isDirectory() ?? false;
 }

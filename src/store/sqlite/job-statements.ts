@@ -1,4 +1,4 @@
-/** The prepared statements of job transitions (see `sqlite-store.ts`). */
+/** The prepared statements of job transitions (see `sqlite-store.ts` and `job-transitions.ts`). */
 import type Database from 'better-sqlite3';
 import type { Priority } from '../types.js';
 import type { JobStateRow } from './rows.js';

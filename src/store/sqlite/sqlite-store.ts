@@ -3,7 +3,8 @@
  * processes at once. Every multi-step operation runs in one IMMEDIATE transaction, so writers
  * serialise on the database lock and a job can never be claimed twice.
  *
- * Layout and the reasons for it: see `schema.ts`. Claim and service order: `scheduling.ts`.
+ * Layout and the reasons for it: see `schema.ts`. Claim and service order: `scheduling.ts`. How an
+ * attempt ends (complete / fail / release / cancel, the lease sweep, adoption): `job-transitions.ts`.
  */
 import Database from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
@@ -42,7 +43,8 @@ import {
 import { Accounts, Blobs, SettingsRow, mergeSettings, type SettingsPatch } from './accounts.js';
 import { History } from './history.js';
 import { prepareJobStatements, type JobStatements } from './job-statements.js';
-import { JobReader, toJob, type JobStateRow } from './rows.js';
+import { JobTransitions } from './job-transitions.js';
+import { JobReader, toJob } from './rows.js';
 import { Checkpointer } from './checkpointer.js';
 import { applyPragmas, migrate } from './schema.js';
 import { Scheduler } from './scheduling.js';
@@ -55,7 +57,7 @@ import {
   mapErrors,
   restrictSidecars,
 } from './support.js';
-import { UserState, checkUserState, finishDelta } from './user-state.js';
+import { UserState, checkUserState } from './user-state.js';
 
 export interface SqliteStoreOptions {
   /** Database file, or ':memory:'. Created (mode 0600) with its directory when missing. */
@@ -82,6 +84,7 @@ export class SqliteStore implements JobStore {
   private readonly blobs: Blobs;
   private readonly settings: SettingsRow;
   private readonly jobs: JobReader;
+  private readonly transitions: JobTransitions;
   private readonly write: Tx;
   private readonly read: Tx;
   private readonly s: JobStatements;
@@ -117,6 +120,7 @@ export class SqliteStore implements JobStore {
     this.settings = new SettingsRow(this.db, structuredClone(opts.defaults));
     this.jobs = new JobReader(this.db);
     this.s = prepareJobStatements(this.db);
+    this.transitions = new JobTransitions(this.s, this.jobs, this.users);
     const txn = this.db.transaction((fn: () => unknown) => fn());
     this.write = <T>(fn: () => T): T => mapErrors(() => txn.immediate(fn) as T);
     this.read = <T>(fn: () => T): T => mapErrors(() => txn.deferred(fn) as T);
@@ -195,19 +199,11 @@ export class SqliteStore implements JobStore {
     outputs: JobOutput[],
     now: number,
   ): Promise<TransitionResult> {
-    return this.settle(jobId, attempt, 'completed', (st) => {
-      this.s.finish.run('completed', now, st.seq);
-      this.s.setOutputs.run(JSON.stringify(outputs), st.seq);
-      this.users.apply(
-        st.user,
-        finishDelta(st.status, 'completed', st.started_at, now),
-        st.status === 'pending',
-      );
-    });
+    return this.write(() => this.transitions.complete(jobId, attempt, outputs, now));
   }
 
   async fail(jobId: string, attempt: number, error: JobError, now: number): Promise<TransitionResult> {
-    return this.settle(jobId, attempt, 'failed', (st) => this.failJob(st, error, now));
+    return this.write(() => this.transitions.fail(jobId, attempt, error, now));
   }
 
   async adopt(
@@ -217,63 +213,19 @@ export class SqliteStore implements JobStore {
     leaseMs: number,
     now: number,
   ): Promise<boolean> {
-    return this.write(() => {
-      if (this.s.renew.run(now + leaseMs, jobId, workerId, attempt).changes === 1) return true;
-      const st = this.jobs.state(jobId);
-      if (!st || st.status !== 'pending' || attempt < 1 || st.attempts !== attempt) return false;
-      // Running again uses the user's turn again, exactly as its claim did (a hand-back gave it back).
-      const before = this.s.lastServed.get(st.user) ?? 0;
-      this.s.adopt.run(workerId, now + leaseMs, now, before, st.seq);
-      this.users.apply(st.user, { pending: -1, running: 1, served: this.s.nextServe.get()! }, true);
-      return true;
-    });
+    return this.write(() => this.transitions.adopt(jobId, workerId, attempt, leaseMs, now));
   }
 
   async release(jobId: string, attempt: number, _now: number): Promise<TransitionResult> {
-    return this.settle(jobId, attempt, 'pending', (st) => {
-      this.s.requeue.run(1, st.seq);
-      this.users.apply(st.user, { running: -1, pending: 1, unserve: st.served_before }, true);
-    });
+    return this.write(() => this.transitions.release(jobId, attempt));
   }
 
   async cancel(jobId: string, now: number): Promise<TransitionResult> {
-    return this.write((): TransitionResult => {
-      const st = this.jobs.state(jobId);
-      if (!st) return { ok: false, reason: 'not_found' };
-      if (isTerminal(st.status)) return { ok: false, reason: 'terminal', job: this.jobs.bySeq(st.seq) };
-      this.s.finish.run('cancelled', now, st.seq);
-      this.users.apply(
-        st.user,
-        finishDelta(st.status, 'cancelled', st.started_at, now),
-        st.status === 'pending',
-      );
-      return { ok: true, job: this.jobs.bySeq(st.seq) };
-    });
+    return this.write(() => this.transitions.cancel(jobId, now));
   }
 
   async requeueExpired(now: number, maxAttempts: number): Promise<RequeueResult> {
-    return this.write(() => {
-      const requeued: number[] = [];
-      const failed: number[] = [];
-      for (const st of this.s.expired.all(now)) {
-        if (st.attempts >= maxAttempts) {
-          this.failJob(
-            st,
-            {
-              reason: 'worker_lost',
-              message: `The worker running this job stopped renewing its lease; gave up after ${st.attempts} attempt(s).`,
-            },
-            now,
-          );
-          failed.push(st.seq);
-        } else {
-          this.s.requeue.run(0, st.seq);
-          this.users.apply(st.user, { running: -1, pending: 1, unserve: st.served_before }, true);
-          requeued.push(st.seq);
-        }
-      }
-      return { requeued: this.jobs.bySeqs(requeued), failed: this.jobs.bySeqs(failed) };
-    });
+    return this.write(() => this.transitions.requeueExpired(now, maxAttempts));
   }
 
   async setPriority(jobId: string, priority: Priority): Promise<Job | null> {
@@ -461,54 +413,6 @@ export class SqliteStore implements JobStore {
   checkConsistency(): string[] {
     return this.read(() => checkUserState(this.db));
   }
-
-  // ---- helpers ----
-
-  /** complete / fail / release: the shared `(jobId, attempt)` rules of the contract. */
-  private settle(
-    jobId: string,
-    attempt: number,
-    to: 'completed' | 'failed' | 'pending',
-    apply: (st: JobStateRow) => void,
-  ): TransitionResult {
-    return this.write((): TransitionResult => {
-      const st = this.jobs.state(jobId);
-      if (!st) return { ok: false, reason: 'not_found' };
-      if (st.status === 'running' && st.attempts === attempt) {
-        apply(st);
-        return { ok: true, job: this.jobs.bySeq(st.seq) };
-      }
-      if (to !== 'pending' && isLateFinish(st, attempt)) {
-        apply(st);
-        return { ok: true, job: this.jobs.bySeq(st.seq), late: true };
-      }
-      const job = this.jobs.bySeq(st.seq);
-      // A repeat of the worker's own report is harmless; but an attempt that the lease sweeper
-      // already failed as worker_lost was not ended by this worker, so its late report is refused.
-      const lostLease = st.status === 'failed' && job.error?.reason === 'worker_lost';
-      if (to !== 'pending' && st.status === to && st.attempts === attempt && !lostLease)
-        return { ok: true, job, duplicate: true };
-      return { ok: false, reason: isTerminal(st.status) ? 'terminal' : 'stale', job };
-    });
-  }
-
-  /** A pending or running job ends as failed. */
-  private failJob(st: JobStateRow, error: JobError, now: number): void {
-    this.s.finish.run('failed', now, st.seq);
-    this.s.setError.run(JSON.stringify(error), st.seq);
-    this.users.apply(st.user, finishDelta(st.status, 'failed', st.started_at, now), st.status === 'pending');
-  }
-}
-
-/**
- * A finish from an attempt that lost its lease but did run: the job waits in the queue under that
- * same attempt, or a later attempt has claimed it since (the first finish wins).
- */
-function isLateFinish(st: JobStateRow, attempt: number): boolean {
-  if (attempt < 1) return false;
-  return (
-    (st.status === 'pending' && st.attempts === attempt) || (st.status === 'running' && st.attempts > attempt)
-  );
 }
 
 export async function openSqliteStore(opts: SqliteStoreOptions): Promise<SqliteStore> {
