@@ -46,23 +46,31 @@ export const frontendFileSchema = z.strictObject({
 });
 export type FrontendFile = z.infer<typeof frontendFileSchema>;
 
-export const frontendOfferSchema = z.strictObject({
-  /** How the agent read it: over HTTP from ComfyUI, or from a folder (`--frontend-dir`). */
-  source: z.enum(['http', 'dir']),
-  comfyuiVersion: z.string().max(64),
-  /** The frontend's own version when the agent could tell (e.g. `1.45.2`), else null. */
-  frontendVersion: z.string().max(64).nullable(),
-  files: z
-    .array(frontendFileSchema)
-    .min(1)
-    .max(FRONTEND_LIMITS.maxFiles)
-    .refine((fs) => fs.some((f) => f.path === 'index.html'), 'a frontend needs an index.html')
-    .refine((fs) => new Set(fs.map((f) => f.path)).size === fs.length, 'each path may appear once')
-    .refine(
-      (fs) => fs.reduce((n, f) => n + f.size, 0) <= FRONTEND_LIMITS.maxTotalBytes,
-      `a frontend may hold at most ${FRONTEND_LIMITS.maxTotalBytes} bytes`,
-    ),
-});
+/**
+ * An offer of a set of files the control plane may mirror (the frontend, or the template library):
+ * `index` must be among them, each path once, all within the limits.
+ */
+function offerSchema(index: string, what: string) {
+  return z.strictObject({
+    /** How the agent read it: over HTTP from ComfyUI, or from a folder (`--frontend-dir`). */
+    source: z.enum(['http', 'dir']),
+    comfyuiVersion: z.string().max(64),
+    /** The frontend's own version when the agent could tell (e.g. `1.45.2`), else null. */
+    frontendVersion: z.string().max(64).nullable(),
+    files: z
+      .array(frontendFileSchema)
+      .min(1)
+      .max(FRONTEND_LIMITS.maxFiles)
+      .refine((fs) => fs.some((f) => f.path === index), `${what} needs an ${index}`)
+      .refine((fs) => new Set(fs.map((f) => f.path)).size === fs.length, 'each path may appear once')
+      .refine(
+        (fs) => fs.reduce((n, f) => n + f.size, 0) <= FRONTEND_LIMITS.maxTotalBytes,
+        `${what} may hold at most ${FRONTEND_LIMITS.maxTotalBytes} bytes`,
+      ),
+  });
+}
+
+export const frontendOfferSchema = offerSchema('index.html', 'a frontend');
 export type FrontendOffer = z.infer<typeof frontendOfferSchema>;
 
 /**
@@ -70,21 +78,7 @@ export type FrontendOffer = z.infer<typeof frontendOfferSchema>;
  * `index.json`, `<name>.json`, `<name>-1.webp`, ...), offered like the frontend with `source:
  * 'http'` and `frontendVersion` = the package version (system_stats' `installed_templates_version`).
  */
-export const templateLibraryOfferSchema = z.strictObject({
-  source: z.enum(['http', 'dir']),
-  comfyuiVersion: z.string().max(64),
-  frontendVersion: z.string().max(64).nullable(),
-  files: z
-    .array(frontendFileSchema)
-    .min(1)
-    .max(FRONTEND_LIMITS.maxFiles)
-    .refine((fs) => fs.some((f) => f.path === 'index.json'), 'a template library needs an index.json')
-    .refine((fs) => new Set(fs.map((f) => f.path)).size === fs.length, 'each path may appear once')
-    .refine(
-      (fs) => fs.reduce((n, f) => n + f.size, 0) <= FRONTEND_LIMITS.maxTotalBytes,
-      `a template library may hold at most ${FRONTEND_LIMITS.maxTotalBytes} bytes`,
-    ),
-});
+export const templateLibraryOfferSchema = offerSchema('index.json', 'a template library');
 
 export const frontendOfferAnswer = z.object({
   /** Names this set of files (a hash of the paths and contents). */
