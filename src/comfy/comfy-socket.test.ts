@@ -124,6 +124,30 @@ describe('ComfySocket', () => {
     expect(socket.queueRemaining).toBe(0);
   });
 
+  it("takes ComfyUI's messages uncompressed, though the server offers permessage-deflate (as aiohttp does)", async () => {
+    const http = createServer((_req, res) => res.writeHead(404).end());
+    const wss = new WebSocketServer({ server: http, perMessageDeflate: true });
+    const offered: (string | undefined)[] = [];
+    const agreed: string[] = [];
+    wss.on('connection', (ws, req) => {
+      offered.push(req.headers['sec-websocket-extensions']);
+      agreed.push(ws.extensions);
+    });
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+    cleanup.push(async () => {
+      for (const c of wss.clients) c.terminate();
+      await new Promise<void>((r) => wss.close(() => r()));
+      await new Promise<void>((r) => http.close(() => r()));
+    });
+    const port = (http.address() as AddressInfo).port;
+    const socket = new ComfySocket({ url: `ws://127.0.0.1:${port}/ws?clientId=c1` });
+    cleanup.push(() => socket.close());
+    await socket.opened();
+    await until(() => agreed.length === 1);
+    expect(offered).toEqual([undefined]);
+    expect(agreed).toEqual(['']);
+  });
+
   it('replays early messages to late subscribers and resolves waitForPrompt', async () => {
     const { server, socket } = await setup();
     const t = transcript('ws_transcript_modelfree.json');

@@ -244,6 +244,12 @@ export class ComfySocket extends EventEmitter<ComfySocketEvents> {
   private connect(): void {
     if (this.closed) return;
     const ws = new WebSocket(this.url, {
+      // No permessage-deflate, though ComfyUI (aiohttp) offers it: ComfyUI is on this machine, and
+      // compressing each of its messages in Python and inflating it here (zlib on Node's thread
+      // pool, one message after another) held back every event: through comfy-multi, a client
+      // heard of ComfyUI's `execution_success` 7 ms (median) after ComfyUI stamped it, 4 ms without
+      // (`BENCH_DEBUG=1 npm run bench -- roundtrip`, real ComfyUI).
+      perMessageDeflate: false,
       handshakeTimeout: this.options.handshakeTimeoutMs ?? 10_000,
       headers: this.options.headers,
     });

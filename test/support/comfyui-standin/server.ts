@@ -164,7 +164,8 @@ class StandinServer {
   crashed = false;
   private closing = false;
   private readonly http: Server;
-  private readonly wss = new WebSocketServer({ noServer: true });
+  // ComfyUI's aiohttp agrees to permessage-deflate with any client that offers it (browsers do).
+  private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: true });
   private readonly sockets = new Set<Socket>();
   private readonly router = new Router();
   private readonly catalog: NodeCatalog;
