@@ -407,7 +407,7 @@ const FILE_FIELDS = new Set(['filename', 'subfolder', 'type']);
  * `text` strings, files in `input`, ...) as a non-file entry carrying the item as it is, so the
  * node's output can be rebuilt exactly as ComfyUI reported it.
  */
-function outputsOf(nodeId: string, output: unknown): JobOutput[] {
+export function outputsOf(nodeId: string, output: unknown): JobOutput[] {
   const entries: JobOutput[] = [];
   if (!isDict(output)) return entries;
   for (const [kind, items] of Object.entries(output)) {

@@ -208,6 +208,82 @@ describe('outputs announced before they are stored (one process)', () => {
     expect((await t.view('never_announced.png')).status).toBe(404);
   });
 
+  it("from ComfyUI's success on, the queue routes show the job completed, exactly as its record then does", async () => {
+    const t = await holdingAliceJob();
+    const get = async (path: string) => {
+      const r = await fetch(`${cp!.url}/alice/api${path}`, { headers: { authorization: basic } });
+      expect(r.status).toBe(200);
+      return (await r.json()) as Record<string, unknown>;
+    };
+    const filename = await t.announce();
+    // Running: not in history yet, ComfyUI's queue has it.
+    expect(await get(`/history/${t.job.id}`)).toEqual({});
+    expect((await get('/queue')).queue_running).toHaveLength(1);
+    t.event('execution_success', {}, 2);
+    t.event('executing', { node: null }, 3);
+    await until(() => t.page.some((m) => m.type === 'execution_success'), 3000, 'the success on the page');
+
+    // ComfyUI writes its history right after `execution_success`: so do we, while the file uploads.
+    const early = await get(`/history/${t.job.id}`);
+    const entry = early[t.job.id] as { outputs: unknown; status: { status_str: string; completed: boolean } };
+    expect(entry.status).toMatchObject({ status_str: 'success', completed: true });
+    expect(entry.outputs).toEqual({ '9': { images: [{ filename, subfolder: '', type: 'output' }] } });
+    expect((await get('/history'))[t.job.id]).toEqual(entry);
+    expect((await get('/queue')).queue_running).toEqual([]);
+    expect(await get(`/jobs/${t.job.id}`)).toMatchObject({ status: 'completed', outputs_count: 1 });
+    expect((await get('/jobs?status=completed')).jobs).toMatchObject([{ id: t.job.id }]);
+    expect(t.page.some((m) => m.type === 'executing' && m.data.node === null)).toBe(false);
+
+    // The file it lists is on its way: /view answers once it lands.
+    const viewing = t.view(filename).then((r) => r.status);
+    expect((await t.upload('the png')).status).toBe(200);
+    expect(await viewing).toBe(200);
+    t.agent.send({
+      type: 'job_completed',
+      jobId: t.job.id,
+      attempt: 1,
+      outputs: [
+        {
+          nodeId: '9',
+          filename: 'ComfyUI_00001_.png',
+          subfolder: `alice/${t.job.id}`,
+          type: 'output',
+          kind: 'images',
+        },
+      ],
+    });
+    await until(
+      () => t.page.some((m) => m.type === 'executing' && m.data.node === null),
+      3000,
+      'the final executing',
+    );
+    // Recorded: the same entry, timestamps included; nothing is left standing in for it.
+    expect((await cp!.services.store.getJob(t.job.id))?.status).toBe('completed');
+    expect(cp!.services.inFlight!.endingOf(t.job.id)).toBeUndefined();
+    expect(await get(`/history/${t.job.id}`)).toEqual(early);
+  });
+
+  it('a job whose upload then fails for good shows failed, not the success announced early', async () => {
+    const t = await holdingAliceJob();
+    await t.announce();
+    t.event('execution_success', {}, 2);
+    await until(() => t.page.some((m) => m.type === 'execution_success'), 3000, 'the success on the page');
+    t.agent.send({
+      type: 'job_failed',
+      jobId: t.job.id,
+      attempt: 1,
+      error: { reason: 'upload_failed', message: 'the control plane was away' },
+    });
+    await until(
+      async () => (await cp!.services.store.getJob(t.job.id))?.status === 'failed',
+      3000,
+      'the failure recorded',
+    );
+    const r = await fetch(`${cp!.url}/alice/api/history/${t.job.id}`, { headers: { authorization: basic } });
+    const entry = ((await r.json()) as Record<string, { status: { status_str: string } }>)[t.job.id];
+    expect(entry?.status.status_str).toBe('error');
+  });
+
   it('several processes: not offered (an upload may land on another process), the success waits for the record', async () => {
     const t = await holdingAliceJob({}, { cluster: new MemoryClusterHub().join() });
     expect(t.welcome.earlyOutputs).toBeUndefined();

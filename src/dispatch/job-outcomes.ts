@@ -87,10 +87,14 @@ export class JobOutcomes {
 
   /** The outputs are reported under the job's own names and recorded under the participant's. */
   async jobCompleted(entry: WorkerEntry, msg: Msg<'job_completed'>): Promise<void> {
+    // Announced early (`welcome.earlyOutputs`): recorded at the time its success went out, so the
+    // record matches the history entry clients were shown meanwhile.
+    const held = entry.held.get(msg.jobId);
+    const at = held?.attempt === msg.attempt ? held.succeededAt : undefined;
     // `finish` has just read the job: its owner names the outputs (no second read on the way).
     await this.finish(entry, msg.jobId, msg.attempt, 'complete', async (id, a, job) => {
       const outputs = await this.namer.nameOutputs(job.user, id, msg.outputs);
-      return this.queue.complete(id, a, outputs);
+      return this.queue.complete(id, a, outputs, at);
     });
   }
 

@@ -6,15 +6,40 @@
  * job's round trip), so `/view` waits for a file that is announced and not stored yet, and answers
  * the moment it lands. No timer polls: the upload wakes the waiters.
  *
+ * The job's success is announced early too: ComfyUI writes a prompt's history entry right after
+ * its `execution_success`, so a client polling `/history/<id>` sees the entry from then on. Here
+ * the record follows the uploads, so the job's {@link EarlyEnding} (when ComfyUI said success, and
+ * the outputs its `executed` events named) stands in for it until the record is there: the queue
+ * routes show the job as completed with those outputs, the record then takes the same time, and
+ * `/view` waits for any file still on its way. Should the record fail (an upload fails for good),
+ * the job shows as failed from then on: a `/ws` client heard `execution_success` already, too.
+ *
  * One process only: with several, an upload may land on another process than the one asked, so
  * the server does not offer `earlyOutputs` there and nothing is ever in flight.
  */
+import type { JobOutput } from '../store/types.js';
 
-/** How long `/view` waits for an announced output at most (its upload may be slow or retried). */
-export const IN_FLIGHT_WAIT_MS = 60_000;
+/** A job ComfyUI finished with success whose record (after its uploads) is still to come. */
+export interface EarlyEnding {
+  jobId: string;
+  user: string;
+  attempt: number;
+  /** When its `execution_success` arrived (the record's `finishedAt`). */
+  at: number;
+  /** The outputs its `executed` events named, as the participant sees them, in report order. */
+  outputs: readonly JobOutput[];
+}
 
 /** An entry never settled (its worker vanished mid-upload) is forgotten after this long. */
 const STALE_MS = 10 * 60_000;
+
+/**
+ * How long `/view` waits for an announced output at most. As long as an entry may stand: the
+ * upload of a long video may take minutes, and a client that saw the job completed in `/history`
+ * must get the file, not a 404. The job's end (recorded, failed, handed back) wakes every waiter
+ * before that anyway, and a client that leaves is not waited for.
+ */
+export const IN_FLIGHT_WAIT_MS = STALE_MS;
 
 interface Entry {
   jobId: string;
@@ -26,6 +51,8 @@ export class OutputsInFlight {
   /** File key (`userFileKey`) → the job whose upload will store it. */
   private readonly byKey = new Map<string, Entry>();
   private readonly byJob = new Map<string, Set<string>>();
+  /** Job id → its success, announced and not recorded yet. */
+  private readonly endings = new Map<string, EarlyEnding>();
 
   constructor(private readonly clock: () => number = Date.now) {}
 
@@ -50,8 +77,26 @@ export class OutputsInFlight {
     for (const wake of e.waiters) wake();
   }
 
+  /** ComfyUI finished the job with success; its record follows the uploads. */
+  ended(ending: EarlyEnding): void {
+    this.endings.set(ending.jobId, ending);
+  }
+
+  /** The job's success, announced and not recorded yet. */
+  endingOf(jobId: string): EarlyEnding | undefined {
+    return this.endings.get(jobId);
+  }
+
+  /** The user's jobs whose success is announced and not recorded yet. */
+  endingsOf(user: string): EarlyEnding[] {
+    const out: EarlyEnding[] = [];
+    for (const e of this.endings.values()) if (e.user === user) out.push(e);
+    return out;
+  }
+
   /** The job is over (recorded, failed, handed back): what never arrived will not; waiters get their 404. */
   settled(jobId: string): void {
+    this.endings.delete(jobId);
     const mine = this.byJob.get(jobId);
     if (!mine) return;
     this.byJob.delete(jobId);

@@ -1,4 +1,4 @@
-import type { Priority } from '../store/types.js';
+import type { JobOutput, Priority } from '../store/types.js';
 import type { EphemeralInfo, ServerMessage } from '../worker/protocol.js';
 import type { JobEventMessage } from './job-event-bus.js';
 
@@ -63,6 +63,13 @@ export interface HeldJob {
    * recorded: the owner hears the job is done only once `/history` and every output say so too.
    */
   ending?: JobEventMessage[];
+  /**
+   * Outputs announced early (`welcome.earlyOutputs`): what its `executed` events named so far, as
+   * the participant sees them, keyed like the agent keys them (`keyedOutputs`), in report order.
+   */
+  announced?: Map<string, JobOutput>;
+  /** When ComfyUI's `execution_success` arrived, with outputs announced early: the record's time. */
+  succeededAt?: number;
   /**
    * Taken over when its worker reconnected (to this process, after the one it ran on died): what
    * that process relayed may never have reached the owner. `seen` collects the `execution_start`

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { keyedOutputs, outputsOf } from '../comfy/prompt-tools.js';
 import type { QueueService } from '../scheduler/queue-service.js';
 import type { FileStore } from '../files/file-store.js';
 import { userFileKey } from '../files/safe-path.js';
@@ -256,7 +257,13 @@ export class WorkerReports {
       const named = { ...data, output: await this.namer.nameUi(held.user, held.jobId, data.output) };
       // Only while the attempt is still ours and wanted: a cancelled job's agent uploads nothing,
       // and a job that left this worker meanwhile was settled already (nothing would clear it).
-      if (entry.held.get(held.jobId) === held && !held.cancelRequested) this.expectFiles(held, named);
+      if (entry.held.get(held.jobId) === held && !held.cancelRequested) {
+        this.expectFiles(held, named);
+        if (this.inFlight && typeof data.node === 'string') {
+          held.announced ??= new Map();
+          for (const [k, out] of keyedOutputs(outputsOf(data.node, named.output))) held.announced.set(k, out);
+        }
+      }
       data = named;
     }
     // Taken (published, or held back with the ending) only once named: a failure means it comes again.
@@ -288,6 +295,15 @@ export class WorkerReports {
     const early = type === 'execution_success' && this.inFlight !== undefined && !held.ending;
     if (early && !held.cancelRequested) {
       held.ending = []; // what follows it waits for the record
+      // Until then the queue routes show the job completed, as ComfyUI's history does from here.
+      held.succeededAt = this.clock();
+      this.inFlight!.ended({
+        jobId: held.jobId,
+        user: held.user,
+        attempt: held.attempt,
+        at: held.succeededAt,
+        outputs: [...(held.announced?.values() ?? [])],
+      });
       this.bus.publish(ev);
     } else if (!held.cancelRequested && (held.ending || VERDICTS.has(type))) (held.ending ??= []).push(ev);
     else this.bus.publish(ev);

@@ -24,6 +24,7 @@ import {
 } from './history-shape.js';
 import { checkPrompt } from './prompt-check.js';
 import { sentAheadJobs } from '../dispatch/worker-registry.js';
+import type { EarlyEnding } from '../dispatch/outputs-in-flight.js';
 
 /** ComfyUI's `execution.SENSITIVE_EXTRA_DATA_KEYS`: never stored, never shown back. */
 const SENSITIVE_EXTRA_DATA_KEYS = ['auth_token_comfy_org', 'api_key_comfy_org'];
@@ -65,6 +66,18 @@ async function tryCancel(deps: GatewayDeps, job: Job): Promise<boolean> {
       return false;
     throw err;
   }
+}
+
+/**
+ * The job as ComfyUI would show it: completed, with the outputs its `executed` events named, from
+ * the moment ComfyUI said success, though the record (which follows the uploads) is still to come
+ * (see outputs-in-flight.ts). Read the ending before the job: a record landing in between then
+ * shows as itself, never as a job gone back to running.
+ */
+function asSeen(job: Job, ending: EarlyEnding | undefined): Job {
+  if (!ending || ending.jobId !== job.id || job.status !== 'running' || job.attempts !== ending.attempt)
+    return job;
+  return { ...job, status: 'completed', finishedAt: ending.at, outputs: [...ending.outputs] };
 }
 
 function sendPromptError(reply: FastifyReply, status: number, body: unknown): FastifyReply {
@@ -183,8 +196,13 @@ export function queueRoutes(app: FastifyInstance, deps: GatewayDeps): void {
   const sentAhead = (user: string): ReadonlySet<string> =>
     new Set(sentAheadJobs(deps.workers?.online() ?? [], user).keys());
 
+  /** The user's jobs whose success is announced and not recorded yet, by id. */
+  const endings = (user: string): Map<string, EarlyEnding> =>
+    new Map((deps.inFlight?.endingsOf(user) ?? []).map((e) => [e.jobId, e]));
+
   both(app, 'GET', '/queue', async (request) => {
     const user = userOf(request);
+    const ended = endings(user);
     const [running, pending] = await Promise.all([
       store.listJobs({ user, status: 'running', limit: 500, order: 'asc' }),
       store.listJobs({ user, status: 'pending', limit: 500, order: 'asc' }),
@@ -192,7 +210,10 @@ export function queueRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     const ahead = sentAhead(user);
     const next = running.jobs.filter((j) => ahead.has(j.id));
     return {
-      queue_running: running.jobs.filter((j) => !ahead.has(j.id)).map(queueTuple),
+      // ComfyUI takes a prompt off its queue as it writes its history (see asSeen).
+      queue_running: running.jobs
+        .filter((j) => !ahead.has(j.id) && asSeen(j, ended.get(j.id)) === j)
+        .map(queueTuple),
       // Sent ahead first: they start before anything still in the central queue.
       queue_pending: [...next, ...pending.jobs].map(queueTuple),
     };
@@ -244,8 +265,14 @@ export function queueRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     if ((maxItems !== null && !Number.isFinite(maxItems)) || !Number.isFinite(offset)) {
       throw new AppError('VALIDATION_FAILED', 'max_items and offset must be integers.');
     }
+    const ended = endings(user);
     // ComfyUI keeps history in completion order, oldest first.
     const jobs = (await userJobs(store, user, TERMINAL)).filter(inHistory);
+    for (const e of ended.values()) {
+      const job = await ownJob(store, user, e.jobId);
+      const seen = job && asSeen(job, e);
+      if (seen && seen !== job) jobs.push(seen);
+    }
     jobs.sort((a, b) => (a.finishedAt ?? 0) - (b.finishedAt ?? 0) || a.seq - b.seq);
     if (offset < 0 && maxItems !== null) offset = jobs.length - maxItems;
     const out: Record<string, unknown> = {};
@@ -261,7 +288,9 @@ export function queueRoutes(app: FastifyInstance, deps: GatewayDeps): void {
 
   both(app, 'GET', '/history/:promptId', async (request) => {
     const { promptId } = request.params as { promptId: string };
-    const job = await ownJob(store, userOf(request), promptId);
+    const ending = deps.inFlight?.endingOf(promptId);
+    const found = await ownJob(store, userOf(request), promptId);
+    const job = found && asSeen(found, ending);
     return job && inHistory(job) ? { [job.id]: historyEntry(job) } : {};
   });
 
@@ -321,11 +350,12 @@ export function queueRoutes(app: FastifyInstance, deps: GatewayDeps): void {
 
     // A job sent ahead is `pending` to ComfyUI's eyes until ComfyUI starts it.
     const ahead = sentAhead(user);
+    const ended = endings(user);
     const wanted = new Set(storeStatusesOf(statuses));
-    if (wanted.has('pending')) wanted.add('running');
-    const jobs = (await userJobs(store, user, [...wanted])).filter(
-      (j) => j.status === 'pending' || j.status === 'running' || inHistory(j),
-    );
+    if (wanted.has('pending') || (wanted.has('completed') && ended.size > 0)) wanted.add('running');
+    const jobs = (await userJobs(store, user, [...wanted]))
+      .map((j) => asSeen(j, ended.get(j.id)))
+      .filter((j) => j.status === 'pending' || j.status === 'running' || inHistory(j));
     let items = jobs
       .map((j) => jobItem(j, false, ahead.has(j.id)))
       .filter((i) => statuses.includes(i.status as ComfyJobStatus));
@@ -346,7 +376,9 @@ export function queueRoutes(app: FastifyInstance, deps: GatewayDeps): void {
 
   both(app, 'GET', '/jobs/:jobId', async (request, reply) => {
     const { jobId } = request.params as { jobId: string };
-    const job = await ownJob(store, userOf(request), jobId);
+    const ending = deps.inFlight?.endingOf(jobId);
+    const found = await ownJob(store, userOf(request), jobId);
+    const job = found && asSeen(found, ending);
     if (!job || !(job.status === 'pending' || job.status === 'running' || inHistory(job))) {
       return reply.status(404).send({ error: 'Job not found' });
     }

@@ -196,8 +196,14 @@ export class QueueService extends EventEmitter<{ event: [QueueEvent] }> {
     return ok;
   }
 
-  async complete(jobId: string, attempt: number, outputs: JobOutput[]): Promise<TransitionResult> {
-    return this.finished(await this.store.complete(jobId, attempt, outputs, this.clock()));
+  /** `at`: when it finished (default now), e.g. when its success was announced ahead of the record. */
+  async complete(
+    jobId: string,
+    attempt: number,
+    outputs: JobOutput[],
+    at?: number,
+  ): Promise<TransitionResult> {
+    return this.finished(await this.store.complete(jobId, attempt, outputs, at ?? this.clock()));
   }
 
   async fail(jobId: string, attempt: number, error: JobError): Promise<TransitionResult> {

@@ -286,7 +286,7 @@ export async function runBigOutput(opts: BigOutputOptions): Promise<BigOutputRes
     const video = findVideo(join(standinDir, 'output'));
     // The upload starts at `executed`, which the stand-in sends right after its last write.
     const stored = await storedOutput(serverUrl, admin, job.id);
-    const uploadMs = stored.finishedAt - statSync(video).mtimeMs;
+    const uploadMs = stored.recordedAt - statSync(video).mtimeMs;
     const out = Object.values(job.entry.outputs ?? {})
       .flatMap((o) => o.images ?? [])
       .find((i) => i.filename.endsWith('.mp4'));
@@ -351,20 +351,31 @@ function relSubfolder(file: string, standinDir: string): string {
   return rel.slice(0, Math.max(0, rel.lastIndexOf('/')));
 }
 
-/** What the control plane recorded for the job's stored video (admin jobs API), and its finish. */
+/**
+ * What the control plane recorded for the job's stored video (admin jobs API), and when the record
+ * appeared (looked for every 20 ms). `/history` shows the job completed from ComfyUI's success on,
+ * while the video still uploads (`welcome.earlyOutputs`); the record follows the upload.
+ */
 async function storedOutput(
   serverUrl: string,
   admin: Record<string, string>,
   id: string,
-): Promise<{ sha256: string; finishedAt: number }> {
-  const res = await fetch(`${serverUrl}/api/v1/jobs/${id}`, { headers: admin });
-  const job = (await res.json()) as {
-    finishedAt?: string;
-    outputs?: { filename: string; sha256?: string }[];
-  };
+): Promise<{ sha256: string; recordedAt: number }> {
+  type Recorded = { status?: string; outputs?: { filename: string; sha256?: string }[] };
+  const job = await waitFor(
+    async () => {
+      const res = await fetch(`${serverUrl}/api/v1/jobs/${id}`, { headers: admin });
+      const j = (await res.json()) as Recorded;
+      return j.status === 'running' ? null : j;
+    },
+    30 * 60_000,
+    `the record of job ${id}`,
+    20,
+  );
+  const recordedAt = Date.now();
   const v = (job.outputs ?? []).find((o) => o.filename.endsWith('.mp4'));
   return {
     sha256: v?.sha256 ?? `none in ${JSON.stringify(job).slice(0, 300)}`,
-    finishedAt: job.finishedAt ? Date.parse(job.finishedAt) : NaN,
+    recordedAt,
   };
 }

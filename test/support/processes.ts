@@ -101,11 +101,12 @@ export class Processes {
   }
 }
 
-/** Bounded polling: calls `fn` every 50 ms until it returns something truthy. */
+/** Bounded polling: calls `fn` every `everyMs` (50) ms until it returns something truthy. */
 export async function waitFor<T>(
   fn: () => Promise<T | null | undefined | false> | T | null | undefined | false,
   timeoutMs: number,
   what: string,
+  everyMs = 50,
 ): Promise<T> {
   const until = Date.now() + timeoutMs;
   let last: unknown;
@@ -120,7 +121,7 @@ export async function waitFor<T>(
       throw new Error(
         `timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`,
       );
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }
 
