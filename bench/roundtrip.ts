@@ -82,6 +82,8 @@ interface Side {
   ended: Set<string>;
   /** Outputs named by `executed`, by prompt id. */
   outputs: Map<string, FileRef[]>;
+  /** BENCH_DEBUG: ComfyUI's own clock (ms) at `execution_start` and `execution_success`, by prompt id. */
+  stamps: Map<string, { start?: number; success?: number }>;
 }
 
 interface FileRef {
@@ -99,10 +101,16 @@ function openSocket(side: Side): Promise<void> {
       if (isBinary) return;
       const m = JSON.parse(String(data)) as {
         type: string;
-        data?: { prompt_id?: string; node?: unknown; output?: { images?: FileRef[] } };
+        data?: { prompt_id?: string; node?: unknown; output?: { images?: FileRef[] }; timestamp?: number };
       };
       const pid = m.data?.prompt_id;
       if (typeof pid !== 'string') return;
+      if (process.env.BENCH_DEBUG && typeof m.data?.timestamp === 'number') {
+        let st = side.stamps.get(pid);
+        if (!st) side.stamps.set(pid, (st = {}));
+        if (m.type === 'execution_start') st.start = m.data.timestamp;
+        if (m.type === 'execution_success') st.success = m.data.timestamp;
+      }
       if (m.type === 'executed') {
         let list = side.outputs.get(pid);
         if (!list) side.outputs.set(pid, (list = []));
@@ -156,12 +164,18 @@ async function fetchOutputs(side: Side, files: FileRef[]): Promise<number> {
 const filesOf = (entry: Entry): FileRef[] =>
   Object.values(entry.outputs ?? {}).flatMap((n) => n.images ?? []);
 
-/** BENCH_DEBUG: when (ms after submitting) each side's `POST /prompt` answered and it knew the job ended. */
+/**
+ * BENCH_DEBUG: when (ms after submitting) each side's `POST /prompt` answered and it knew the job
+ * ended; and from ComfyUI's own timestamps (its clock is this machine's, in whole ms) when ComfyUI
+ * started the prompt, how long it ran it, and how long after its `execution_success` the client
+ * knew the job had ended.
+ */
 const phases: Record<string, number[]> = {};
 const mark = (name: string, v: number) => (phases[name] ??= []).push(v);
 
 async function roundTrip(side: Side, style: 'ws' | 'poll'): Promise<number> {
   const t0 = performance.now();
+  const wall0 = Date.now();
   const id = await submit(side);
   if (process.env.BENCH_DEBUG) mark(`${side.name}.${style}.posted`, performance.now() - t0);
   let files: FileRef[];
@@ -176,6 +190,13 @@ async function roundTrip(side: Side, style: 'ws' | 'poll'): Promise<number> {
     while (!(entry = await history(side, id))) await new Promise((r) => setTimeout(r, POLL_MS));
     if (process.env.BENCH_DEBUG) mark(`${side.name}.${style}.ended`, performance.now() - t0);
     files = filesOf(entry);
+  }
+  const st = side.stamps.get(id);
+  side.stamps.delete(id);
+  if (process.env.BENCH_DEBUG && st?.start !== undefined && st.success !== undefined) {
+    mark(`${side.name}.${style}.comfy_started`, st.start - wall0);
+    mark(`${side.name}.${style}.comfy_ran`, st.success - st.start);
+    mark(`${side.name}.${style}.known_after_success`, Date.now() - st.success);
   }
   await fetchOutputs(side, files);
   return performance.now() - t0;
@@ -225,6 +246,10 @@ export async function benchRoundtrip(): Promise<Figures> {
   const cookie = await participantSession(dir, USER, { maxPendingPerUser: 1000 });
   const token = 'bench-roundtrip-worker-token';
   const child = fork(fileURLToPath(new URL('./gateway-server.mjs', import.meta.url)), [], {
+    // BENCH_CPU_PROF=<dir>: a CPU profile of the control plane, written there when it stops.
+    execArgv: process.env.BENCH_CPU_PROF
+      ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`]
+      : [],
     env: {
       ...process.env,
       DATA_DIR: dir,
@@ -278,6 +303,7 @@ export async function benchRoundtrip(): Promise<Figures> {
       waiters: new Map(),
       ended: new Set(),
       outputs: new Map(),
+      stamps: new Map(),
     });
     const direct = side('direct', comfyuiUrl, `${comfyuiUrl.replace(/^http/, 'ws')}/ws`, {});
     const through = side(
