@@ -53,6 +53,18 @@ describe('comfyui stand-in: routing of WebSocket messages', () => {
       await Promise.all([a.close(), b.close()]);
     }));
 
+  it('agrees to permessage-deflate with a client that offers it, as ComfyUI (aiohttp) does', () =>
+    withStandin(async (s) => {
+      const a = await RecordingClient.connect(s.wsUrl, 'client-a', undefined, { compress: true });
+      expect(a.extensions).toContain('permessage-deflate');
+      const id = await submit(s, modelFreePrompt(), { client_id: 'client-a' });
+      await a.waitForEnd(id);
+      expect(types(a.messages)).toContain('execution_success');
+      const plain = await RecordingClient.connect(s.wsUrl, 'client-b');
+      expect(plain.extensions).toBe('');
+      await Promise.all([a.close(), plain.close()]);
+    }));
+
   it('without client_id: no execution_* or executing, but progress_state reaches everyone', () =>
     withStandin(async (s) => {
       const a = await RecordingClient.connect(s.wsUrl, 'client-a');

@@ -92,8 +92,11 @@ export class RecordingClient {
     wsUrl: string,
     clientId: string,
     featureFlags?: Record<string, unknown>,
+    opts: { compress?: boolean } = {},
   ): Promise<RecordingClient> {
-    const ws = new WebSocket(`${wsUrl}?clientId=${clientId}`);
+    // Uncompressed unless asked, as the agent connects: inflating happens on the thread pool, so a
+    // compressed message may still be on its way when the stand-in is idle or its socket drops.
+    const ws = new WebSocket(`${wsUrl}?clientId=${clientId}`, { perMessageDeflate: opts.compress === true });
     const client = new RecordingClient(ws, clientId);
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());
@@ -104,6 +107,11 @@ export class RecordingClient {
     if (featureFlags)
       await client.waitFor((m) => m.some((x) => x.kind === 'text' && x.type === 'feature_flags'));
     return client;
+  }
+
+  /** The extensions the stand-in agreed to (`permessage-deflate` or ''). */
+  get extensions(): string {
+    return this.ws.extensions;
   }
 
   async waitFor(pred: (messages: WsMessage[]) => boolean, timeoutMs = 15_000): Promise<void> {
