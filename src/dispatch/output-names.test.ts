@@ -6,7 +6,14 @@ import { LocalFileStore } from '../files/local-file-store.js';
 import { CONFORMANCE_DEFAULTS } from '../store/store.conformance.js';
 import { openSqliteStore, type SqliteStore } from '../store/sqlite/sqlite-store.js';
 import type { JobOutput } from '../store/types.js';
-import { OutputNamer, countedName, ownSubfolder, parseCountedName } from './output-names.js';
+import {
+  FLOOR_TTL_MS,
+  OutputNamer,
+  countedName,
+  outputFolderChanged,
+  ownSubfolder,
+  parseCountedName,
+} from './output-names.js';
 
 const VHS = JSON.parse(
   readFileSync(
@@ -125,10 +132,42 @@ describe('OutputNamer', () => {
       subfolder: '',
     });
     expect(lists).toBe(1);
-    // A namer of another store knows nothing of these answers: it asks its own store.
+    // A namer of another store knows nothing of these answers: it asks its own store (the
+    // folder's floor, scanned a moment ago in the same file store, stands).
     await viaCounting.name('alice', 'j1', [out('bar_00001_.png', 'j1')]);
     expect(asks).toBe(1);
+    expect(lists).toBe(1);
+  });
+
+  it("a folder's scan stands for the next jobs for a while; a hand-placed output, or time, makes the next one scan again", async () => {
+    for (let i = 1; i <= 3; i++) await files.write(`alice/output/bar_0000${i}_.png`, Buffer.from('x'));
+    let lists = 0;
+    const counted = {
+      list: (prefix: string) => (lists++, files.list(prefix)),
+      fileNames: (dir: string) => (lists++, files.fileNames(dir)),
+    };
+    let now = 1_000_000;
+    const namer = new OutputNamer(store, counted, () => now);
+    const name = async (job: string) =>
+      (await namer.name('alice', job, [out('bar_00001_.png', job)]))[0]!.filename;
+    expect(await name('j1')).toBe('bar_00004_.png');
+    expect(await name('j2')).toBe('bar_00005_.png');
+    expect(lists).toBe(1);
+
+    // The participant uploads a counted name into `output` (the upload route says so): the next
+    // job continues after it, as ComfyUI would, instead of ever writing over it.
+    await files.write('alice/output/bar_00042_.png', Buffer.from('mine'));
+    outputFolderChanged(counted, 'alice');
+    expect(await name('j3')).toBe('bar_00043_.png');
     expect(lists).toBe(2);
+
+    // Put there some other way (another process): seen once the scan is older than FLOOR_TTL_MS.
+    await files.write('alice/output/bar_00099_.png', Buffer.from('elsewhere'));
+    expect(await name('j4')).toBe('bar_00044_.png');
+    now += FLOOR_TTL_MS;
+    expect(await name('j5')).toBe('bar_00100_.png');
+    expect(lists).toBe(3);
+    expect(readFileSync(join(dir, 'alice/output/bar_00042_.png'), 'utf8')).toBe('mine');
   });
 
   it('never reuses a number a file in the folder already has', async () => {

@@ -85,12 +85,37 @@ const knownByStore = new WeakMap<object, Map<string, Map<string, number>>>();
  */
 const namingByStore = new WeakMap<object, Map<string, Promise<unknown>>>();
 
+/**
+ * How long a folder's scanned floor ({@link OutputNamer.floor}) stands in for a new scan. The scan
+ * lists the participant's whole output folder (1.1 ms of every job's round trip at a few hundred
+ * outputs, on the path of both its relayed `executed` and its upload), and once the store has
+ * numbered past the folder, only files put there another way can raise the floor again: a
+ * participant's own upload into `output` (which drops the user's floors at once, see
+ * {@link outputFolderChanged}), or one on another process of a cluster (within this long).
+ */
+export const FLOOR_TTL_MS = 60_000;
+
+/** Floors cached per users' file store: `user\0subfolder\0prefix` → highest counter seen, when scanned. */
+const floorsByFiles = new WeakMap<object, Map<string, { n: number; at: number }>>();
+const MAX_FLOORS = 10_000;
+
+/**
+ * Files came into `user`'s output folders another way than a job's output (an upload with
+ * `type=output`): the next naming scans the folder again instead of trusting what it saw.
+ */
+export function outputFolderChanged(files: object, user: string): void {
+  const floors = floorsByFiles.get(files);
+  if (!floors) return;
+  for (const key of floors.keys()) if (key.startsWith(`${user}\0`)) floors.delete(key);
+}
+
 export class OutputNamer {
   private readonly known: Map<string, Map<string, number>>;
 
   constructor(
     private readonly store: Pick<JobStore, 'nameOutputs'>,
     private readonly files?: Pick<FileStore, 'list' | 'fileNames'>,
+    private readonly clock: () => number = Date.now,
   ) {
     let known = knownByStore.get(store);
     if (!known) knownByStore.set(store, (known = new Map()));
@@ -98,7 +123,14 @@ export class OutputNamer {
     let naming = namingByStore.get(store);
     if (!naming) namingByStore.set(store, (naming = new Map()));
     this.naming = naming;
+    if (files) {
+      let floors = floorsByFiles.get(files);
+      if (!floors) floorsByFiles.set(files, (floors = new Map()));
+      this.floors = floors;
+    }
   }
+
+  private readonly floors: Map<string, { n: number; at: number }> | undefined;
 
   private readonly naming: Map<string, Promise<unknown>>;
 
@@ -114,10 +146,14 @@ export class OutputNamer {
   /**
    * The highest counter files in `<user>/output/<subfolder>` already use for `prefix` (ComfyUI
    * looks at the folder too): a store restored without its counters, or files put there some
-   * other way, are never overwritten.
+   * other way, are never overwritten. A scan stands for {@link FLOOR_TTL_MS}.
    */
   private async floor(user: string, subfolder: string, prefix: string): Promise<number> {
-    if (!this.files) return 0;
+    if (!this.files || !this.floors) return 0;
+    const key = `${user}\0${subfolder}\0${prefix}`;
+    const cached = this.floors.get(key);
+    const now = this.clock();
+    if (cached && now - cached.at < FLOOR_TTL_MS) return cached.n;
     const dir = `${userFileKey(user, 'output', subfolder)}/`;
     // Only the folder's own files count; the names alone will do (no walk below it, no stats).
     const names = this.files.fileNames
@@ -128,6 +164,8 @@ export class OutputNamer {
       const p = parseCountedName(name);
       if (p && p.prefix === prefix) max = Math.max(max, p.counter);
     }
+    if (this.floors.size >= MAX_FLOORS) this.floors.delete(this.floors.keys().next().value!);
+    this.floors.set(key, { n: max, at: now });
     return max;
   }
 

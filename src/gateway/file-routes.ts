@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
+import { outputFolderChanged } from '../dispatch/output-names.js';
 import { extname } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -176,6 +177,8 @@ async function placeUpload(files: FileStore, user: string, staged: Staged, field
   else {
     await assertNoNameClash(files, user, typeField, subRel ? `${subRel}/${name}` : name);
     await files.move(staged.key, userFileKey(user, typeField, subRel, name));
+    // A counted name put into `output` by hand raises that folder's floor (ComfyUI's naming).
+    if (typeField === 'output') outputFolderChanged(files, user);
   }
   return { name, subfolder, type: typeField };
 }
