@@ -71,6 +71,44 @@ describe('LocalFileStore specifics', () => {
     }
   });
 
+  it('writes late a body of any size: one at the small-file limit and one past it, chunk by chunk, land intact; one cut off past the limit leaves nothing', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cm-files-'));
+    try {
+      const files = new LocalFileStore(dir);
+      const bytes = (n: number) =>
+        Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + (n % 251)) & 0xff));
+      // Arrives in 64 KiB pieces, a turn of the event loop apart, as from a socket.
+      const socketLike = (b: Buffer, failAt?: number) =>
+        Readable.from(
+          (async function* () {
+            for (let at = 0; at < b.length; at += 65536) {
+              if (failAt !== undefined && at >= failAt) throw new Error('client went away');
+              await new Promise((r) => setImmediate(r));
+              yield b.subarray(at, at + 65536);
+            }
+          })(),
+        );
+      for (const n of [1024 * 1024, 1024 * 1024 + 1, 3 * 1024 * 1024 + 12345]) {
+        const want = bytes(n);
+        const s = await files.writeLate(Promise.resolve(`user001/output/f${n}.bin`), socketLike(want));
+        expect(s.size).toBe(n);
+        const chunks: Buffer[] = [];
+        for await (const c of await files.read(s.key)) chunks.push(c as Buffer);
+        expect(Buffer.concat(chunks).equals(want)).toBe(true);
+      }
+      await expect(
+        files.writeLate(
+          Promise.resolve('user001/output/cut.bin'),
+          socketLike(bytes(3 * 1024 * 1024), 2 * 1024 * 1024),
+        ),
+      ).rejects.toThrow('client went away');
+      expect(readdirSync(join(dir, '.incoming'))).toEqual([]);
+      expect(await files.stat('user001/output/cut.bin')).toBeNull();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("names a folder's own files only: not below it, not partial writes, nothing for a missing folder", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cm-files-'));
     try {
