@@ -172,6 +172,7 @@ export class JobRunner {
     const m = msg as ComfyWsMessage;
     let wait: Promise<unknown> | null = null;
     let final = false;
+    let uploadAfterRelay: (() => void) | null = null;
     switch (m.type) {
       case 'executed': {
         const outs = outputsFromExecuted(m.data);
@@ -179,11 +180,13 @@ export class JobRunner {
         // Non-file entries (`animated`, `text`, ...) are reported as they are; files move now.
         const files = outs.filter((o) => o.value === undefined);
         if (!job.cancelling && files.length > 0) {
-          const uploading = Promise.all(files.map((o) => this.uploads.start(job, o)));
+          const upload = () => Promise.all(files.map((o) => this.uploads.start(job, o)));
           // Announced early, the uploads still decide the report: `complete` awaits them (and a
-          // failure fails the job there), so nothing here waits.
-          if (this.d.earlyOutputs?.()) uploading.catch(() => undefined);
-          else wait = uploading;
+          // failure fails the job there), so nothing here waits. The event goes out first: the
+          // control plane names the files on it, which the upload then finds done (starting an
+          // upload reads a small file at once, 0.6 ms the event need not wait for).
+          if (this.d.earlyOutputs?.()) uploadAfterRelay = () => void upload().catch(() => undefined);
+          else wait = upload();
         }
         break;
       }
@@ -219,6 +222,7 @@ export class JobRunner {
         break;
     }
     this.relay(job, { type: msg.type, data: msg.data }, wait, final);
+    uploadAfterRelay?.();
   }
 
   private ended(job: AgentJob, outcome: NonNullable<AgentJob['outcome']>): void {
