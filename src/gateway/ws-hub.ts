@@ -248,13 +248,24 @@ export class UserWsHub {
       }
     }
     if (this.clients.has(job.user)) {
-      const remaining = await this.remaining(job.user);
-      this.toUser(job.user, {
-        type: 'status',
-        data: { status: { exec_info: { queue_remaining: remaining } } },
-      });
+      // A new job's status messages (ComfyUI sends one as it queues a prompt and one as it takes
+      // it up) go out once the job is on its way to a GPU: counting and writing them first held
+      // the `assign` back on every job's round trip. Still in order among the user's messages.
+      if (e.type === 'enqueued' || e.type === 'claimed') this.statusSoon(job.user);
+      else await this.sendStatus(job.user);
     }
     if (e.type === 'finished') this.finished(job);
+  }
+
+  private async sendStatus(user: string): Promise<void> {
+    if (!this.clients.has(user)) return;
+    const remaining = await this.remaining(user);
+    this.toUser(user, { type: 'status', data: { status: { exec_info: { queue_remaining: remaining } } } });
+  }
+
+  /** {@link sendStatus} after the current turn of the event loop (its I/O and what it triggered). */
+  private statusSoon(user: string): void {
+    setImmediate(() => this.inOrder(user, () => this.sendStatus(user)));
   }
 
   /**
