@@ -30,7 +30,11 @@ const PASSWORD = 'pw-alice-0123456789';
 const basic = `Basic ${Buffer.from(`alice:${PASSWORD}`).toString('base64')}`;
 
 /** A control plane, alice with her page open, and a worker holding her job. */
-async function holdingAliceJob(env: Record<string, string> = {}, services?: ServiceOptions) {
+async function holdingAliceJob(
+  env: Record<string, string> = {},
+  services?: ServiceOptions,
+  hello: Parameters<typeof TestAgent.register>[2] = {},
+) {
   cp = await startControlPlane(env, services ? { services } : {});
   await cp.services.accounts.create('alice', 'participant', PASSWORD);
   const page: { type: string; data: Record<string, unknown> }[] = [];
@@ -43,7 +47,7 @@ async function holdingAliceJob(env: Record<string, string> = {}, services?: Serv
   });
   await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
   const token = await cp.token('gpu');
-  const { agent, welcome } = await TestAgent.register(cp.wsUrl, token);
+  const { agent, welcome } = await TestAgent.register(cp.wsUrl, token, hello);
   closers.push(() => agent.close());
   const job = await cp.services.queue.enqueue({
     user: 'alice',
@@ -86,7 +90,7 @@ async function holdingAliceJob(env: Record<string, string> = {}, services?: Serv
     event('executed', executed(job.id), 1);
     return announcedName();
   };
-  return { page, agent, welcome, job, event, view, upload, announce, announcedName };
+  return { page, agent, welcome, job, token, event, view, upload, announce, announcedName };
 }
 
 const executed = (jobId: string) => ({
@@ -261,6 +265,88 @@ describe('outputs announced before they are stored (one process)', () => {
     expect((await cp!.services.store.getJob(t.job.id))?.status).toBe('completed');
     expect(cp!.services.inFlight!.endingOf(t.job.id)).toBeUndefined();
     expect(await get(`/history/${t.job.id}`)).toEqual(early);
+  });
+
+  it('shown completed, it is done as in ComfyUI: an interrupt or a cancel no longer touches it', async () => {
+    const t = await holdingAliceJob();
+    await t.announce();
+    t.event('execution_success', {}, 2);
+    await until(() => t.page.some((m) => m.type === 'execution_success'), 3000, 'the success on the page');
+    const post = (path: string, body?: unknown) =>
+      fetch(`${cp!.url}/alice/api${path}`, {
+        method: 'POST',
+        headers: { authorization: basic, 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+    expect((await post('/interrupt')).status).toBe(200);
+    expect((await post('/interrupt', { prompt_id: t.job.id })).status).toBe(200);
+    expect(await (await post(`/jobs/${t.job.id}/cancel`)).json()).toEqual({ cancelled: false });
+    expect(await (await post('/jobs/cancel', { job_ids: [t.job.id] })).json()).toEqual({ cancelled: false });
+    expect((await cp!.services.store.getJob(t.job.id))?.status).toBe('running');
+    // Nobody asked the worker to stop it.
+    expect(t.agent.inbox.some((m) => m.type === 'cancel')).toBe(false);
+    const r = await fetch(`${cp!.url}/alice/api/history/${t.job.id}`, { headers: { authorization: basic } });
+    const entry = ((await r.json()) as Record<string, { status: { status_str: string } }>)[t.job.id];
+    expect(entry?.status.status_str).toBe('success');
+  });
+
+  it('a worker that reconnects mid-job keeps what it announced: the early entry lists every output', async () => {
+    const t = await holdingAliceJob({}, undefined, { eventSeq: true });
+    const executedAs = (node: string, n: number) => ({
+      node,
+      display_node: node,
+      output: {
+        images: [{ filename: `ComfyUI_0000${n}_.png`, subfolder: `alice/${t.job.id}`, type: 'output' }],
+      },
+    });
+    t.event('execution_start', {}, 0);
+    t.event('executed', executedAs('9', 1), 1);
+    await until(() => t.page.some((m) => m.type === 'executed'), 3000, 'the first executed');
+    t.agent.close();
+    const { agent } = await TestAgent.register(cp!.wsUrl, t.token, {
+      eventSeq: true,
+      inFlight: [{ jobId: t.job.id, attempt: 1, state: 'running' }],
+    });
+    closers.push(() => agent.close());
+    // The agent sends its events again after a reconnect; this process took the first two already.
+    const again = (type: string, data: Record<string, unknown>, seq: number) =>
+      agent.send({
+        type: 'job_event',
+        jobId: t.job.id,
+        attempt: 1,
+        event: { type, data: { prompt_id: 'p', ...data } },
+        run: 'p',
+        seq,
+      });
+    again('execution_start', {}, 0);
+    again('executed', executedAs('9', 1), 1);
+    again('executed', executedAs('10', 2), 2);
+    again('execution_success', {}, 3);
+    await until(() => t.page.some((m) => m.type === 'execution_success'), 3000, 'the success on the page');
+    const get = async () =>
+      (await (
+        await fetch(`${cp!.url}/alice/api/history/${t.job.id}`, { headers: { authorization: basic } })
+      ).json()) as Record<string, { outputs: Record<string, unknown> }>;
+    const early = await get();
+    expect(Object.keys(early[t.job.id]!.outputs).sort()).toEqual(['10', '9']);
+    agent.send({
+      type: 'job_completed',
+      jobId: t.job.id,
+      attempt: 1,
+      outputs: ['9', '10'].map((node, i) => ({
+        nodeId: node,
+        filename: `ComfyUI_0000${i + 1}_.png`,
+        subfolder: `alice/${t.job.id}`,
+        type: 'output' as const,
+        kind: 'images',
+      })),
+    });
+    await until(
+      async () => (await cp!.services.store.getJob(t.job.id))?.status === 'completed',
+      3000,
+      'the record',
+    );
+    expect(await get()).toEqual(early);
   });
 
   it('a job whose upload then fails for good shows failed, not the success announced early', async () => {

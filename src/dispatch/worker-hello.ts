@@ -9,7 +9,13 @@ import type { Logger } from 'pino';
 import type { QueueService } from '../scheduler/queue-service.js';
 import { isTerminal } from '../store/types.js';
 import type { AgentMessage } from '../worker/protocol.js';
-import { workerIdOf, type WorkerEntry, type WorkerLink, type WorkerRegistry } from './worker-registry.js';
+import {
+  workerIdOf,
+  type HeldJob,
+  type WorkerEntry,
+  type WorkerLink,
+  type WorkerRegistry,
+} from './worker-registry.js';
 
 export interface WorkerHelloDeps {
   queue: QueueService;
@@ -85,9 +91,7 @@ export async function registerHello(
         releaseRequested: false,
         cancelRequested: false,
         adopted: { seen: new Set() },
-        ...(before?.get(job.id)?.attempt === f.attempt && before.get(job.id)!.ending
-          ? { ending: before.get(job.id)!.ending }
-          : {}),
+        ...carriedOver(before?.get(job.id), f.attempt),
       });
     } else {
       forget.push({ jobId: f.jobId, attempt: f.attempt });
@@ -111,4 +115,21 @@ export async function registerHello(
     'worker registered',
   );
   return { entry, forget };
+}
+
+/**
+ * What a reconnecting worker's job keeps from the connection before: ComfyUI's held-back ending,
+ * and the outputs announced early and the time of the success (the agent does not send again the
+ * events this process took already, so they would be lost from `/history` meanwhile).
+ */
+function carriedOver(
+  old: HeldJob | undefined,
+  attempt: number,
+): Pick<HeldJob, 'ending' | 'announced' | 'succeededAt'> {
+  if (old?.attempt !== attempt) return {};
+  return {
+    ...(old.ending ? { ending: old.ending } : {}),
+    ...(old.announced ? { announced: old.announced } : {}),
+    ...(old.succeededAt !== undefined ? { succeededAt: old.succeededAt } : {}),
+  };
 }

@@ -243,13 +243,16 @@ export function queueRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     const user = userOf(request);
     const body = jsonBodyOrEmpty(request);
     const target = isObject(body) ? body.prompt_id : undefined;
+    // A job ComfyUI finished (its outputs still on their way, see asSeen) is done, as in ComfyUI:
+    // an interrupt does not touch it.
+    const ended = endings(user);
     if (target) {
       const job = await ownJob(store, user, target);
-      if (job?.status === 'running') await tryCancel(deps, job);
+      if (job?.status === 'running' && asSeen(job, ended.get(job.id)) === job) await tryCancel(deps, job);
     } else {
       // ComfyUI's global interrupt stops "the" running prompt: here, this user's own.
       for (const job of (await store.listJobs({ user, status: 'running', limit: 500 })).jobs)
-        await tryCancel(deps, job);
+        if (asSeen(job, ended.get(job.id)) === job) await tryCancel(deps, job);
     }
     return emptyOk(reply);
   });
@@ -271,7 +274,8 @@ export function queueRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     for (const e of ended.values()) {
       const job = await ownJob(store, user, e.jobId);
       const seen = job && asSeen(job, e);
-      if (seen && seen !== job) jobs.push(seen);
+      // Shown early, or recorded since the list above was read: either way, in the history once.
+      if (seen && inHistory(seen) && !jobs.some((j) => j.id === seen.id)) jobs.push(seen);
     }
     jobs.sort((a, b) => (a.finishedAt ?? 0) - (b.finishedAt ?? 0) || a.seq - b.seq);
     if (offset < 0 && maxItems !== null) offset = jobs.length - maxItems;
@@ -386,8 +390,11 @@ export function queueRoutes(app: FastifyInstance, deps: GatewayDeps): void {
   });
 
   const cancelOwn = async (user: string, id: string): Promise<boolean> => {
+    const ending = deps.inFlight?.endingOf(id);
     const job = await ownJob(store, user, id);
     if (!job || (job.status !== 'pending' && job.status !== 'running')) return false;
+    // Shown completed already (its outputs on their way): done, as in ComfyUI.
+    if (asSeen(job, ending) !== job) return false;
     return tryCancel(deps, job);
   };
 
