@@ -170,6 +170,31 @@ describe('OutputNamer', () => {
     expect(readFileSync(join(dir, 'alice/output/bar_00042_.png'), 'utf8')).toBe('mine');
   });
 
+  it('a scan that was under way when an upload changed the folder is used once, not kept', async () => {
+    let release: () => void = () => undefined;
+    let slow = true;
+    const counted = {
+      list: (prefix: string) => files.list(prefix),
+      fileNames: async (d: string) => {
+        const names = await files.fileNames(d);
+        if (slow) await new Promise<void>((r) => (release = r));
+        return names;
+      },
+    };
+    const namer = new OutputNamer(store, counted);
+    const naming = namer.name('alice', 'j1', [out('bar_00001_.png', 'j1')]);
+    await new Promise((r) => setTimeout(r, 20));
+    // The participant uploads bar_00042_ while that scan (which saw an empty folder) is on its way.
+    await files.write('alice/output/bar_00042_.png', Buffer.from('mine'));
+    outputFolderChanged(counted, 'alice');
+    slow = false;
+    release();
+    expect((await naming)[0]!.filename).toBe('bar_00001_.png');
+    expect((await namer.name('alice', 'j2', [out('bar_00001_.png', 'j2')]))[0]!.filename).toBe(
+      'bar_00043_.png',
+    );
+  });
+
   it('never reuses a number a file in the folder already has', async () => {
     await files.write('alice/output/video/clip_00007_.mp4', Buffer.from('x'));
     await files.write('alice/output/video/deeper/clip_00050_.mp4', Buffer.from('x'));

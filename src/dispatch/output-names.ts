@@ -98,12 +98,20 @@ export const FLOOR_TTL_MS = 60_000;
 /** Floors cached per users' file store: `user\0subfolder\0prefix` → highest counter seen, when scanned. */
 const floorsByFiles = new WeakMap<object, Map<string, { n: number; at: number }>>();
 const MAX_FLOORS = 10_000;
+/**
+ * Per users' file store, how often each user's output folders were said to change: a scan that
+ * began before such a change is used once but not kept (it may not have seen the new file).
+ */
+const changesByFiles = new WeakMap<object, Map<string, number>>();
 
 /**
  * Files came into `user`'s output folders another way than a job's output (an upload with
  * `type=output`): the next naming scans the folder again instead of trusting what it saw.
  */
 export function outputFolderChanged(files: object, user: string): void {
+  let changes = changesByFiles.get(files);
+  if (!changes) changesByFiles.set(files, (changes = new Map()));
+  changes.set(user, (changes.get(user) ?? 0) + 1);
   const floors = floorsByFiles.get(files);
   if (!floors) return;
   for (const key of floors.keys()) if (key.startsWith(`${user}\0`)) floors.delete(key);
@@ -154,6 +162,8 @@ export class OutputNamer {
     const cached = this.floors.get(key);
     const now = this.clock();
     if (cached && now - cached.at < FLOOR_TTL_MS) return cached.n;
+    const changes = changesByFiles.get(this.files);
+    const generation = changes?.get(user) ?? 0;
     const dir = `${userFileKey(user, 'output', subfolder)}/`;
     // Only the folder's own files count; the names alone will do (no walk below it, no stats).
     const names = this.files.fileNames
@@ -164,8 +174,10 @@ export class OutputNamer {
       const p = parseCountedName(name);
       if (p && p.prefix === prefix) max = Math.max(max, p.counter);
     }
-    if (this.floors.size >= MAX_FLOORS) this.floors.delete(this.floors.keys().next().value!);
-    this.floors.set(key, { n: max, at: now });
+    if ((changesByFiles.get(this.files)?.get(user) ?? 0) === generation) {
+      if (this.floors.size >= MAX_FLOORS) this.floors.delete(this.floors.keys().next().value!);
+      this.floors.set(key, { n: max, at: now });
+    }
     return max;
   }
 
