@@ -94,7 +94,14 @@ interface FileRef {
 
 function openSocket(side: Side): Promise<void> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${side.ws}?clientId=${side.clientId}`, { headers: side.headers });
+    // Uncompressed, as ComfyUI's own example script (websocket-client) connects: ComfyUI agrees to
+    // permessage-deflate with a client that offers it, the control plane does not, so an offering
+    // client would pay for inflating on the direct side only. BENCH_WS_DEFLATE=1 offers it (as a
+    // browser does) on both sides.
+    const ws = new WebSocket(`${side.ws}?clientId=${side.clientId}`, {
+      headers: side.headers,
+      perMessageDeflate: process.env.BENCH_WS_DEFLATE === '1',
+    });
     ws.on('open', () => resolve());
     ws.on('error', reject);
     ws.on('message', (data, isBinary) => {
