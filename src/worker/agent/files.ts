@@ -65,7 +65,7 @@ export function outputUploadPath(
 /** Outputs up to this size are read from the output folder in one call; larger ones are streamed. */
 const SMALL_OUTPUT = 4 * 1024 * 1024;
 
-function openInOutputDir(outputDir: string, out: JobOutput): Readable | null {
+function openInOutputDir(outputDir: string, out: JobOutput): Buffer | Readable | null {
   // A file name is a name, as ComfyUI's `/view` takes it: no folder in it, no `..`.
   if (out.type !== 'output' || out.filename === '' || /[/\\]|^\.\.?$/.test(out.filename)) return null;
   const inside = (dir: string, path: string) => {
@@ -83,11 +83,8 @@ function openInOutputDir(outputDir: string, out: JobOutput): Readable | null {
     fd = openSync(real, 'r');
     const st = fstatSync(fd);
     if (!st.isFile()) return null;
-    if (st.size <= SMALL_OUTPUT) {
-      // An image: read at once (one call), sent from memory.
-      const bytes = readFileSync(fd);
-      return Readable.from([bytes]);
-    }
+    // An image: read at once (one call), sent from memory.
+    if (st.size <= SMALL_OUTPUT) return readFileSync(fd);
     // A video: streamed; the stream closes the file when it ends or is destroyed.
     const stream = createReadStream('', { fd, autoClose: true });
     fd = null;
@@ -114,26 +111,32 @@ export async function transferOutput(
     cp,
     `/jobs/${encodeURIComponent(job.jobId)}/attempts/${job.attempt}/outputs/${encodeURIComponent(out.nodeId)}/${encodePath(path)}?${query.toString()}`,
   );
-  // The PUT goes out at once, while ComfyUI looks the file up (its /view is slow while it is busy):
-  // the control plane checks the job and names the file meanwhile, and the bytes follow as ComfyUI
-  // sends them. So the length is not known up front (chunked); the control plane counts anyway.
-  const body = new PassThrough();
-  const putting = putStream(url, { authorization: `Bearer ${cp.token}` }, body, signal);
-  // Whatever happens to the PUT is awaited below; a ComfyUI failure must not leave it unhandled.
-  putting.catch(() => undefined);
-  let source: Readable;
-  try {
-    source =
-      (outputDir ? openInOutputDir(outputDir, out) : null) ??
-      (await comfy.view(out, signal ? { signal } : {}));
-  } catch (err) {
-    // A ComfyUI failure is reported as one (the caller tells it from a control plane failure).
-    body.destroy();
-    throw err;
+  const local = outputDir ? openInOutputDir(outputDir, out) : null;
+  let res: Awaited<ReturnType<typeof putStream>>;
+  if (Buffer.isBuffer(local)) {
+    // An image read from ComfyUI's folder: the request and its bytes go out in one write.
+    res = await putStream(url, { authorization: `Bearer ${cp.token}` }, local, signal);
+  } else {
+    // The PUT goes out at once, while ComfyUI looks the file up (its /view is slow while it is
+    // busy): the control plane checks the job and names the file meanwhile, and the bytes follow
+    // as ComfyUI sends them. So the length is not known up front (chunked); the control plane
+    // counts anyway.
+    const body = new PassThrough();
+    const putting = putStream(url, { authorization: `Bearer ${cp.token}` }, body, signal);
+    // Whatever happens to the PUT is awaited below; a ComfyUI failure must not leave it unhandled.
+    putting.catch(() => undefined);
+    let source: Readable;
+    try {
+      source = local ?? (await comfy.view(out, signal ? { signal } : {}));
+    } catch (err) {
+      // A ComfyUI failure is reported as one (the caller tells it from a control plane failure).
+      body.destroy();
+      throw err;
+    }
+    // A source failure destroys `body`, which fails the PUT; a refused PUT destroys `body` and so this.
+    pipeline(source, body).catch(() => undefined);
+    res = await putting;
   }
-  // A source failure destroys `body`, which fails the PUT; a refused PUT destroys `body` and so this.
-  pipeline(source, body).catch(() => undefined);
-  const res = await putting;
   const stored = jobOutputSchema.safeParse(res.json);
   // A file entry's further fields (VHS `format`, `frame_rate`, ...) are the node's, not the server's.
   const extra = out.extra ? { extra: out.extra } : {};

@@ -91,32 +91,51 @@ export class Meter extends Transform {
 }
 
 /**
- * PUT a stream; resolves with the parsed JSON answer (or null) and the size and sha256 of what was
- * sent. Non-2xx rejects with {@link HttpError}.
+ * PUT a stream, or bytes in hand; resolves with the parsed JSON answer (or null) and the size and
+ * sha256 of what was sent. Non-2xx rejects with {@link HttpError}.
  */
 export async function putStream(
   url: string,
   headers: Record<string, string>,
-  body: Readable,
+  body: Readable | Buffer,
   signal?: AbortSignal,
 ): Promise<{ status: number; json: unknown; size: number; sha256: string }> {
   const u = new URL(url);
   const meter = new Meter();
+  const inHand = Buffer.isBuffer(body);
   const req = requestFn(u)(u, {
     method: 'PUT',
-    headers: { 'content-type': 'application/octet-stream', ...headers },
+    headers: {
+      'content-type': 'application/octet-stream',
+      ...headers,
+      ...(inHand ? { 'content-length': String(body.length) } : {}),
+    },
     agent: agents[u.protocol as 'http:'],
     signal,
   });
-  // Headers go out now, not with the first bytes of the body: the server starts on the request
-  // (checks, naming) while the body is still on its way to us.
-  req.flushHeaders();
   const response = new Promise<IncomingMessage>((resolve, reject) => {
     req.on('response', resolve);
     req.on('error', reject);
   });
-  // A server may answer (e.g. 409) before reading the whole body; the answer matters more.
-  const sent = pipeline(body, meter, req).catch((err: unknown) => err as Error);
+  let sent: Promise<Error | undefined>;
+  if (inHand) {
+    // Bytes in hand (an image read from ComfyUI's folder): headers and body in one write, so the
+    // server has the whole request at once.
+    req.end(body);
+    sent = new Promise((resolve) => {
+      req.once('finish', () => resolve(undefined));
+      req.once('error', (err) => resolve(err));
+    });
+  } else {
+    // Headers go out now, not with the first bytes of the body: the server starts on the request
+    // (checks, naming) while the body is still on its way to us.
+    req.flushHeaders();
+    // A server may answer (e.g. 409) before reading the whole body; the answer matters more.
+    sent = pipeline(body, meter, req).then(
+      () => undefined,
+      (err: unknown) => err as Error,
+    );
+  }
   let res: IncomingMessage;
   try {
     res = await response;
@@ -127,11 +146,18 @@ export async function putStream(
   const text = await readText(res);
   const status = res.statusCode ?? 0;
   if (status < 200 || status >= 300) {
-    body.destroy();
+    if (!inHand) body.destroy();
     throw new HttpError(status, `PUT ${u.pathname} answered HTTP ${status}`, text);
   }
   const sendError = await sent;
   if (sendError) throw new HttpError(0, `PUT ${u.pathname} failed while sending: ${sendError.message}`);
+  if (inHand)
+    return {
+      status,
+      json: parseJson(text),
+      size: body.length,
+      sha256: createHash('sha256').update(body).digest('hex'),
+    };
   return { status, json: parseJson(text), size: meter.size, sha256: meter.digest() };
 }
 

@@ -185,7 +185,9 @@ export class JobRunner {
           // failure fails the job there), so nothing here waits. The event goes out first: the
           // control plane names the files on it, which the upload then finds done (starting an
           // upload reads a small file at once, 0.6 ms the event need not wait for).
-          if (this.d.earlyOutputs?.()) uploadAfterRelay = () => void upload().catch(() => undefined);
+          if (this.d.earlyOutputs?.())
+            uploadAfterRelay = () =>
+              setImmediate(() => setImmediate(() => void upload().catch(() => undefined)));
           else wait = upload();
         }
         break;
