@@ -17,7 +17,7 @@
  * Printed: median and p90 of both sides and of the per-pair difference (through − direct).
  * ComfyUI is the stand-in (in a worker thread) unless COMFYUI_URL names a real one.
  * Run alone: `npx tsx bench/roundtrip.ts` after `npm run build` (env BENCH_ROUNDTRIP_PAIRS,
- * default 60; BENCH_ROUNDTRIP_WARMUP, default 5).
+ * default 60; BENCH_ROUNDTRIP_WARMUP, default 5; BENCH_ROUNDTRIP_STYLES, default `ws,poll`).
  */
 import { fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -216,6 +216,14 @@ async function roundTrip(side: Side, style: 'ws' | 'poll'): Promise<number> {
   return performance.now() - t0;
 }
 
+/** BENCH_ROUNDTRIP_STYLES: `ws`, `poll` or both (the default), comma-separated. */
+function styles(): ('ws' | 'poll')[] {
+  const asked = (process.env.BENCH_ROUNDTRIP_STYLES ?? 'ws,poll').split(',').map((s) => s.trim());
+  const known = asked.filter((s): s is 'ws' | 'poll' => s === 'ws' || s === 'poll');
+  if (known.length === 0) throw new Error('BENCH_ROUNDTRIP_STYLES: name ws, poll or both');
+  return known;
+}
+
 const round = (n: number) => Math.round(n * 10) / 10;
 
 async function pairs(direct: Side, through: Side, style: 'ws' | 'poll', n: number, warm: number) {
@@ -330,8 +338,7 @@ export async function benchRoundtrip(): Promise<Figures> {
     await openSocket(direct);
     await openSocket(through);
     const f: Figures = { pairs: n, real_comfyui: process.env.COMFYUI_URL ? 1 : 0 };
-    Object.assign(f, await pairs(direct, through, 'ws', n, warm));
-    Object.assign(f, await pairs(direct, through, 'poll', n, warm));
+    for (const style of styles()) Object.assign(f, await pairs(direct, through, style, n, warm));
     if (process.env.BENCH_DEBUG)
       for (const [k, v] of Object.entries(phases)) console.log(k, round(median(v)), round(percentile(v, 90)));
     return f;
