@@ -157,6 +157,66 @@ describe('outputs announced before they are stored (one process)', () => {
     expect(await r.text()).toBe('raced png');
   });
 
+  it('/view answers from the upload the moment it is in, before the file is written to disk', async () => {
+    const t = await holdingAliceJob();
+    const filename = await t.announce();
+    const viewing = t.view(filename).then(async (r) => ({ status: r.status, body: await r.text() }));
+    // The disk write waits for us: whatever /view answers meanwhile came from the upload itself.
+    const files = cp!.services.files;
+    const write = files.write.bind(files);
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let writing = false;
+    files.write = async (key, body, opts) => {
+      writing = true;
+      await held;
+      return write(key, body, opts);
+    };
+    const uploading = t.upload('the png');
+    await expect(viewing).resolves.toEqual({ status: 200, body: 'the png' });
+    await until(() => writing, 3000, 'the disk write');
+    // Asked again while it is still being written: the same bytes.
+    const again = await t.view(filename);
+    expect(again.status).toBe(200);
+    expect(await again.text()).toBe('the png');
+    const ranged = await fetch(`${cp!.url}/alice/api/view?filename=${filename}&type=output&subfolder=`, {
+      headers: { authorization: basic, range: 'bytes=4-6' },
+    });
+    expect(ranged.status).toBe(206);
+    expect(await ranged.text()).toBe('png');
+    release();
+    expect((await uploading).status).toBe(200);
+    expect(cp!.services.inFlight!.size).toBe(0);
+    const stored = await t.view(filename);
+    expect(await stored.text()).toBe('the png');
+  });
+
+  it('an upload whose disk write fails is not served; the repeated upload is', async () => {
+    const t = await holdingAliceJob();
+    const filename = await t.announce();
+    const files = cp!.services.files;
+    const write = files.write.bind(files);
+    let failed = false;
+    files.write = async (key, body, opts) => {
+      if (!failed) {
+        failed = true;
+        throw new Error('disk full');
+      }
+      return write(key, body, opts);
+    };
+    expect((await t.upload('lost png')).status).toBe(500);
+    // Still on its way (the agent uploads it again): /view waits, and never gets the lost bytes.
+    let answered = false;
+    const viewing = t.view(filename).then(async (r) => {
+      answered = true;
+      return { status: r.status, body: await r.text() };
+    });
+    await new Promise((r) => setTimeout(r, 150));
+    expect(answered).toBe(false);
+    expect((await t.upload('the png')).status).toBe(200);
+    await expect(viewing).resolves.toEqual({ status: 200, body: 'the png' });
+  });
+
   it('a /view client that went away while the file was first looked for is not waited for', async () => {
     const t = await holdingAliceJob();
     const filename = await t.announce();

@@ -60,4 +60,31 @@ describe('outputs announced before they are stored', () => {
     await expect(f.wait(KEY)).resolves.toBe(false);
     expect(f.size).toBe(0);
   });
+
+  it('bytes that arrived wake the waiters and are in hand until stored; a failed store drops them', async () => {
+    const f = new OutputsInFlight(() => 1234);
+    f.expect('job-1', [KEY]);
+    const waiting = f.wait(KEY);
+    expect(f.inHand(KEY)).toBeUndefined();
+    f.arrived(KEY, Buffer.from('png'));
+    await expect(waiting).resolves.toBe(true);
+    expect(f.inHand(KEY)).toEqual({ bytes: Buffer.from('png'), at: 1234 });
+    // In hand: nothing to wait for.
+    await expect(f.wait(KEY)).resolves.toBe(false);
+    f.notStored(KEY);
+    expect(f.inHand(KEY)).toBeUndefined();
+    // Still announced: the agent may upload it again, and a /view waits for that.
+    expect(await settledSoon(f.wait(KEY))).toBe(false);
+    f.arrived(KEY, Buffer.from('png again'));
+    f.stored(KEY);
+    expect(f.inHand(KEY)).toBeUndefined();
+    expect(f.size).toBe(0);
+  });
+
+  it('bytes of a file nobody announced are not kept', () => {
+    const f = new OutputsInFlight();
+    f.arrived(KEY, Buffer.from('png'));
+    expect(f.inHand(KEY)).toBeUndefined();
+    expect(f.size).toBe(0);
+  });
 });

@@ -45,6 +45,15 @@ interface Entry {
   jobId: string;
   since: number;
   waiters: Set<() => void>;
+  /** The whole file, once its upload's body is in (small files only) and until it is stored. */
+  bytes?: InHand;
+}
+
+/** A small output's bytes, in hand before they are stored (see {@link OutputsInFlight.arrived}). */
+export interface InHand {
+  bytes: Buffer;
+  /** When they arrived: the file's modification time until it is stored. */
+  at: number;
 }
 
 export class OutputsInFlight {
@@ -66,6 +75,29 @@ export class OutputsInFlight {
       this.byKey.set(key, { jobId, since: this.clock(), waiters: new Set() });
       mine.add(key);
     }
+  }
+
+  /**
+   * The upload of an announced file is in, not yet stored: a `/view` serves these bytes at once
+   * instead of waiting for the disk (ComfyUI had the file before it announced it too). Waiters
+   * wake now. Ignored for a file nobody announced.
+   */
+  arrived(key: string, bytes: Buffer): void {
+    const e = this.byKey.get(key);
+    if (!e) return;
+    e.bytes = { bytes, at: this.clock() };
+    for (const wake of e.waiters) wake();
+  }
+
+  /** The bytes of an announced file that arrived and is not stored yet; undefined otherwise. */
+  inHand(key: string): InHand | undefined {
+    return this.byKey.get(key)?.bytes;
+  }
+
+  /** Storing arrived bytes failed: they are not served (the agent may upload the file again). */
+  notStored(key: string): void {
+    const e = this.byKey.get(key);
+    if (e) delete e.bytes;
   }
 
   /** The file is stored: whoever waits for it reads it now. */
@@ -108,12 +140,13 @@ export class OutputsInFlight {
   }
 
   /**
-   * Resolves when the announced file `key` is stored or will not be (true), at once when nothing
-   * is on its way under that key (false), or after `timeoutMs`. The caller then looks again.
+   * Resolves when the announced file `key` arrived, is stored or will not be (true), at once when
+   * nothing is on its way under that key or it is in hand already (false), or after `timeoutMs`.
+   * The caller then looks again.
    */
   wait(key: string, timeoutMs = IN_FLIGHT_WAIT_MS, signal?: AbortSignal): Promise<boolean> {
     const e = this.byKey.get(key);
-    if (!e || signal?.aborted) return Promise.resolve(false);
+    if (!e || e.bytes || signal?.aborted) return Promise.resolve(false);
     if (this.clock() - e.since > STALE_MS) {
       this.byKey.delete(key);
       this.byJob.get(e.jobId)?.delete(key);

@@ -23,6 +23,7 @@ export async function workerApi(app: FastifyInstance, services: Services): Promi
         files: services.files,
         uploadLimit: services.config.OUTPUT_UPLOAD_LIMIT,
         inFlight: services.inFlight,
+        workers: services.workers,
       });
       await frontendWorkerRoutes(w, services.frontendCache);
       await templateLibraryWorkerRoutes(w, services.templateLibrary);

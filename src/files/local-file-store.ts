@@ -58,6 +58,24 @@ export class LocalFileStore implements FileStore {
     // Write beside, then rename: readers never see a half-written file. The scratch name is short
     // and fixed-length, so a name that fits the file system's 255-byte limit also fits here.
     const tmp = join(dirname(path), `.${randomUUID()}.partial`);
+    if (Buffer.isBuffer(body) && body.length <= SMALL_FILE && opts.mtimeMs === undefined) {
+      // In hand and small (an image): synchronous calls, as for reads (see SMALL_FILE).
+      try {
+        try {
+          writeFileSync(tmp, body, { mode: 0o600 });
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+          mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+          writeFileSync(tmp, body, { mode: 0o600 });
+        }
+        const s = statSync(tmp);
+        renameSync(tmp, path);
+        return { key, size: s.size, mtimeMs: s.mtimeMs };
+      } catch (err) {
+        rmSync(tmp, { force: true });
+        throw isNameClash(err) ? new AppError('CONFLICT', NAME_CLASH_MESSAGE) : err;
+      }
+    }
     try {
       await mkdir(dirname(path), { recursive: true, mode: 0o700 });
       await pipeline(

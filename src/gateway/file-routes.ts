@@ -204,15 +204,22 @@ export function fileRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     // An output announced while its worker still uploads it (`welcome.earlyOutputs`) is waited
     // for, as from ComfyUI, which had written it before announcing it; anything else is there or not.
     let s = await files.stat(key);
-    if (!s && deps.inFlight) {
+    // Its upload is in and still being written: served from the bytes in hand.
+    let inHand = s ? undefined : deps.inFlight?.inHand(key);
+    if (!s && !inHand && deps.inFlight) {
       const gone = new AbortController();
       // The client went away (before this look or while waiting): stop waiting.
+      const leave = () => gone.abort();
       if (request.raw.destroyed || reply.raw.destroyed || reply.raw.writableEnded) gone.abort();
-      else reply.raw.once('close', () => gone.abort());
+      else reply.raw.once('close', leave);
       await deps.inFlight.wait(key, undefined, gone.signal);
+      // Waited: an abort on the answer's normal close would only make an AbortError for nobody.
+      reply.raw.off('close', leave);
       // Looked again even when nothing was waited for: the upload may have landed during the first look.
-      s = await files.stat(key);
+      inHand = deps.inFlight.inHand(key);
+      if (!inHand) s = await files.stat(key);
     }
+    if (inHand) s = { key, size: inHand.bytes.length, mtimeMs: inHand.at };
     if (!s) throw new AppError('FILE_NOT_FOUND');
 
     // `preview=<format>;<quality>` and `channel=` are not re-encoded: the original is served with
@@ -233,6 +240,7 @@ export function fileRoutes(app: FastifyInstance, deps: GatewayDeps): void {
       stat: s,
       contentType: type,
       contentDisposition: disposition,
+      ...(inHand ? { bytes: inHand.bytes } : {}),
     });
   });
 

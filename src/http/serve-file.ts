@@ -11,6 +11,8 @@ export interface ServedFile {
   stat: FileStat;
   contentType: string;
   contentDisposition: string;
+  /** The file's bytes in hand (an output still being stored): served from here, not the store. */
+  bytes?: Buffer;
 }
 
 const header = (request: FastifyRequest, name: string): string | undefined => {
@@ -49,7 +51,11 @@ export async function sendStoredFile(
       ? null
       : request.method === 'HEAD'
         ? Readable.from([])
-        : await files.read(file.key, range ?? undefined);
+        : file.bytes
+          ? range
+            ? file.bytes.subarray(range.start, range.end + 1)
+            : file.bytes
+          : await files.read(file.key, range ?? undefined);
   reply
     .header('accept-ranges', 'bytes')
     .header('etag', v.etag)
