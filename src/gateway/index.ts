@@ -92,6 +92,7 @@ export function gatewayPlugin(services: Services): FastifyPluginAsync {
             userOf(request),
             (request.query as Record<string, unknown> | undefined)?.clientId,
             socket,
+            request.raw.socket,
           );
           const token = request.cookies?.[SESSION_COOKIE];
           if (request.principal?.via === 'session' && token) {

@@ -9,6 +9,7 @@ import { PreviewFrames } from './ws-preview.js';
 import type { Delivery, EventRelay } from '../cluster/event-relay.js';
 import { SocketCursor } from './ws-resume.js';
 import { madeUpEnding, newLiveJob, type LiveJob } from './ws-live-job.js';
+import { coalescedWrites, type Corkable } from '../worker/coalesced-writes.js';
 
 const OPEN = 1;
 /** Text frames from browsers are tiny (`feature_flags`); anything bigger is ignored. */
@@ -34,6 +35,8 @@ interface Client {
   firstMessage: boolean;
   /** What it was handed of its owner's event log (several processes only, see ws-resume.ts). */
   cursor: SocketCursor | null;
+  /** Called before each send: a turn's frames leave in one write (see coalesced-writes.ts). */
+  hold: () => void;
 }
 
 export interface UserWsHubDeps {
@@ -120,8 +123,8 @@ export class UserWsHub {
     this.live.clear();
   }
 
-  /** Takes over a freshly upgraded socket of `user`. */
-  attach(user: string, rawClientId: unknown, socket: WebSocket): void {
+  /** Takes over a freshly upgraded socket of `user` (`connection`: the TCP connection under it). */
+  attach(user: string, rawClientId: unknown, socket: WebSocket, connection?: Corkable): void {
     const sid = cleanClientId(rawClientId);
     let byUser = this.clients.get(user);
     if (!byUser) this.clients.set(user, (byUser = new Map()));
@@ -137,7 +140,15 @@ export class UserWsHub {
     }
     const log = this.deps.events?.log;
     const cursor = log ? new SocketCursor(log, user, sid, this.deps.logger) : null;
-    const client: Client = { sid, user, socket, flags: {}, firstMessage: true, cursor };
+    const client: Client = {
+      sid,
+      user,
+      socket,
+      flags: {},
+      firstMessage: true,
+      cursor,
+      hold: coalescedWrites(connection),
+    };
     byUser.set(sid, client);
 
     socket.on('message', (data: RawData, isBinary: boolean) => this.onClientMessage(client, data, isBinary));
@@ -380,6 +391,7 @@ export class UserWsHub {
     for (const c of targets) {
       if (c.socket.readyState !== OPEN || c.socket.bufferedAmount > MAX_BUFFERED) continue;
       try {
+        c.hold();
         c.socket.send(shapes.for(c.flags.supports_preview_metadata === true), { binary: true });
       } catch (err) {
         this.deps.logger.debug({ err }, 'preview send failed');
@@ -410,6 +422,7 @@ export class UserWsHub {
   private send(c: Client, msg: unknown, onSent?: () => void): void {
     if (c.socket.readyState !== OPEN) return;
     try {
+      c.hold();
       if (onSent) c.socket.send(JSON.stringify(msg), (err) => err || onSent());
       else c.socket.send(JSON.stringify(msg));
     } catch (err) {

@@ -14,6 +14,7 @@
  */
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
+import { coalescedWrites } from '../coalesced-writes.js';
 import {
   CLOSE_SERVICE_RESTART,
   CLOSE_TOKEN_REVOKED,
@@ -82,6 +83,8 @@ export function workerSocketUrl(serverUrl: string): string {
 
 export class ControlLink {
   private ws: WebSocket | undefined;
+  /** Called before each send on the current connection (see coalesced-writes.ts). */
+  private hold: () => void = () => {};
   private state: LinkState = 'closed';
   private stopped = true;
   private attempt = 0;
@@ -171,12 +174,14 @@ export class ControlLink {
   /** Best effort: progress events and heartbeats are dropped while disconnected. */
   send(msg: AgentMessage): boolean {
     if (this.state !== 'ready' || !this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.hold();
     this.ws.send(JSON.stringify(msg));
     return true;
   }
 
   sendBinary(frame: Buffer): boolean {
     if (this.state !== 'ready' || !this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.hold();
     this.ws.send(frame, { binary: true });
     return true;
   }
@@ -275,6 +280,11 @@ export class ControlLink {
       handshakeTimeout: 10_000,
     });
     this.ws = ws;
+    this.hold = () => {};
+    // The events of one read from ComfyUI go to the control plane in one write (coalesced-writes.ts).
+    ws.once('upgrade', (res) => {
+      if (this.ws === ws) this.hold = coalescedWrites(res.socket);
+    });
     let rejected = false;
 
     ws.on('unexpected-response', (_req, res) => {
