@@ -4,6 +4,7 @@
  * announced file the moment it is stored (never a 404 for a file that is on its way), and the
  * final `executing` still waits until the job's completion is recorded, so `/history` has it.
  */
+import { connect } from 'node:net';
 import WebSocket from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryClusterHub } from '../cluster/cluster-bus.js';
@@ -215,6 +216,30 @@ describe('outputs announced before they are stored (one process)', () => {
     expect(answered).toBe(false);
     expect((await t.upload('the png')).status).toBe(200);
     await expect(viewing).resolves.toEqual({ status: 200, body: 'the png' });
+  });
+
+  it('an upload cut off midway leaves nothing in hand or stored; the repeated upload is served', async () => {
+    const t = await holdingAliceJob();
+    const filename = await t.announce();
+    const { hostname, port } = new URL(cp!.url);
+    const sock = connect(Number(port), hostname);
+    await new Promise((r) => sock.once('connect', r));
+    sock.write(
+      `PUT /worker/v1/jobs/${t.job.id}/attempts/1/outputs/9/${t.job.id}/ComfyUI_00001_.png?kind=images HTTP/1.1\r\n` +
+        `host: ${hostname}\r\nauthorization: Bearer ${t.token}\r\ncontent-type: image/png\r\n` +
+        'content-length: 100\r\n\r\nonly ten b',
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    sock.destroy();
+    await new Promise((r) => setTimeout(r, 100));
+    const key = `alice/output/${filename}`;
+    expect(cp!.services.inFlight!.inHand(key)).toBeUndefined();
+    expect(await cp!.services.files.stat(key)).toBeNull();
+    const viewing = t.view(filename).then(async (r) => ({ status: r.status, body: await r.text() }));
+    expect((await t.upload('the png')).status).toBe(200);
+    await expect(viewing).resolves.toEqual({ status: 200, body: 'the png' });
+    // The key looked at above is the file's.
+    expect(await cp!.services.files.stat(key)).toMatchObject({ size: 7 });
   });
 
   it('a /view client that went away while the file was first looked for is not waited for', async () => {

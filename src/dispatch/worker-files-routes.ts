@@ -1,6 +1,7 @@
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import type { OutputsInFlight } from './outputs-in-flight.js';
-import { pipeline, Transform, Writable } from 'node:stream';
+import { pipeline, Transform } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.js';
@@ -109,6 +110,35 @@ function isLateAttempt(job: Job, attempt: number): boolean {
   );
 }
 
+/**
+ * The whole body of a small upload, counted against `limit` and hashed on the way. Read with plain
+ * events: a stream pipeline makes an AbortError (with its stack trace) every time it finishes.
+ */
+function wholeBody(req: IncomingMessage, limit: number, hash: Hash): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (err?: unknown): void => {
+      req.off('data', onData).off('end', onEnd).off('error', done).off('close', onClose);
+      if (err) reject(err instanceof Error ? err : new Error(String(err)));
+      else resolve(Buffer.concat(chunks, size));
+    };
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > limit) {
+        req.destroy();
+        done(new AppError('PAYLOAD_TOO_LARGE', `Output files may be at most ${limit} bytes.`));
+        return;
+      }
+      hash.update(chunk);
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => done();
+    const onClose = (): void => done(new Error('the upload was cut off'));
+    req.on('data', onData).on('end', onEnd).on('error', done).on('close', onClose);
+  });
+}
+
 /** Splits `a/b/c.png` into subfolder `a/b` and filename `c.png`, refusing anything unsafe. */
 function splitPath(rel: string): { subfolder: string; filename: string } {
   const i = rel.lastIndexOf('/');
@@ -182,22 +212,8 @@ export async function workerFilesRoutes(app: FastifyInstance, deps: WorkerFilesD
         // `/view` that came in meanwhile (its client asked the moment it heard of the file) and
         // answers it first. The disk write, 0.4 ms, was on every job's round trip. No timer: idle,
         // the turns take microseconds.
-        const chunks: Buffer[] = [];
-        // The callback form: the promise form makes an AbortError (with its stack) on every finish.
-        await new Promise<void>((resolve, reject) =>
-          pipeline(
-            request.raw,
-            meter,
-            new Writable({
-              write(chunk: Buffer, _enc, cb) {
-                chunks.push(chunk);
-                cb();
-              },
-            }),
-            (err) => (err ? reject(err) : resolve()),
-          ),
-        );
-        const bytes = Buffer.concat(chunks, size);
+        const bytes = await wholeBody(request.raw, limit, hash);
+        size = bytes.length;
         const k = await key;
         deps.inFlight.arrived(k, bytes);
         await new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
