@@ -17,6 +17,9 @@ import { comboOptions, isLink } from './protocol.js';
 type PromptLike = ComfyPrompt;
 type PromptNodeLike = PromptLike[string];
 
+/** A prompt is JSON: a JSON round trip copies it in about half of structuredClone's time. */
+const copyPrompt = (prompt: PromptLike): PromptLike => JSON.parse(JSON.stringify(prompt)) as PromptLike;
+
 const isDict = (v: unknown): v is Record<string, unknown> =>
   v !== null && typeof v === 'object' && !Array.isArray(v);
 
@@ -249,7 +252,7 @@ export function rewriteOutputPrefixes(
   ns: OutputNamespace & { objectInfo?: ObjectInfo },
 ): { prompt: ComfyPrompt; rewritten: PrefixRewrite[] } {
   namespaceSegments(ns);
-  const out = structuredClone(prompt);
+  const out = copyPrompt(prompt);
   const rewritten: PrefixRewrite[] = [];
   for (const [nodeId, node] of entries(out)) {
     let from: unknown;
@@ -393,7 +396,7 @@ export function rewriteInputs(
     const rec = mapping as Readonly<Record<string, string>>;
     return Object.prototype.hasOwnProperty.call(rec, ref.value) ? rec[ref.value] : undefined;
   };
-  const out = structuredClone(prompt);
+  const out = copyPrompt(prompt);
   const rewritten: (InputReference & { to: string })[] = [];
   for (const ref of inputReferences(prompt, objectInfo)) {
     const to = lookup(ref);

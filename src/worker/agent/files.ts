@@ -78,8 +78,9 @@ function openInOutputDir(outputDir: string, out: JobOutput): Buffer | Readable |
   // them through the thread pool cost a turn of a loop that is busy relaying ComfyUI's events.
   let fd: number | null = null;
   try {
-    const real = realpathSync(path);
-    if (!inside(realpathSync(outputDir), real)) return null;
+    // The native realpath: one system call, where the JS one makes one per path segment.
+    const real = realpathSync.native(path);
+    if (!inside(realpathSync.native(outputDir), real)) return null;
     fd = openSync(real, 'r');
     const st = fstatSync(fd);
     if (!st.isFile()) return null;
