@@ -79,6 +79,18 @@ async function holdingAliceJob(
         body: Buffer.from(body),
       },
     );
+  /** A `/view` of `filename` that has had no answer 150 ms later; `answer` is its answer to come. */
+  const viewStillWaiting = async (filename: string) => {
+    let answered = false;
+    const viewing = view(filename).then(async (r) => {
+      answered = true;
+      return { status: r.status, body: await r.text() };
+    });
+    await new Promise((r) => setTimeout(r, 150));
+    expect(answered).toBe(false);
+    // Wrapped: an async function's returned promise would be awaited with it.
+    return { answer: viewing };
+  };
   /** The name the page got for the file of the `executed` (waits for it to arrive). */
   const announcedName = async () => {
     await until(() => page.some((m) => m.type === 'executed'), 3000, 'the executed on the page');
@@ -91,7 +103,7 @@ async function holdingAliceJob(
     event('executed', executed(job.id), 1);
     return announcedName();
   };
-  return { page, agent, welcome, job, token, event, view, upload, announce, announcedName };
+  return { page, agent, welcome, job, token, event, view, viewStillWaiting, upload, announce, announcedName };
 }
 
 const executed = (jobId: string) => ({
@@ -113,13 +125,7 @@ describe('outputs announced before they are stored (one process)', () => {
     // Not recorded yet: ComfyUI's final `executing` waits for the record.
     expect(t.page.some((m) => m.type === 'executing' && m.data.node === null)).toBe(false);
 
-    let answered = false;
-    const viewing = t.view(filename).then(async (r) => {
-      answered = true;
-      return { status: r.status, body: await r.text() };
-    });
-    await new Promise((r) => setTimeout(r, 150));
-    expect(answered).toBe(false);
+    const viewing = (await t.viewStillWaiting(filename)).answer;
     expect((await t.upload('the png')).status).toBe(200);
     await expect(viewing).resolves.toEqual({ status: 200, body: 'the png' });
 
@@ -161,7 +167,9 @@ describe('outputs announced before they are stored (one process)', () => {
   it('/view answers from the upload the moment it is in, before the file is written to disk', async () => {
     const t = await holdingAliceJob();
     const filename = await t.announce();
-    const viewing = t.view(filename).then(async (r) => ({ status: r.status, body: await r.text() }));
+    const viewing = t
+      .view(filename)
+      .then(async (r) => ({ status: r.status, body: await r.text(), etag: r.headers.get('etag') }));
     // The disk write waits for us: whatever /view answers meanwhile came from the upload itself.
     const files = cp!.services.files;
     const write = files.write.bind(files);
@@ -174,7 +182,8 @@ describe('outputs announced before they are stored (one process)', () => {
       return write(key, body, opts);
     };
     const uploading = t.upload('the png');
-    await expect(viewing).resolves.toEqual({ status: 200, body: 'the png' });
+    const early = await viewing;
+    expect(early).toMatchObject({ status: 200, body: 'the png' });
     await until(() => writing, 3000, 'the disk write');
     // Asked again while it is still being written: the same bytes.
     const again = await t.view(filename);
@@ -190,6 +199,8 @@ describe('outputs announced before they are stored (one process)', () => {
     expect(cp!.services.inFlight!.size).toBe(0);
     const stored = await t.view(filename);
     expect(await stored.text()).toBe('the png');
+    // Stored with the time it was first served under: a browser's cached copy stays valid.
+    expect(stored.headers.get('etag')).toBe(early.etag);
   });
 
   it('an upload whose disk write fails is not served; the repeated upload is', async () => {
@@ -207,13 +218,7 @@ describe('outputs announced before they are stored (one process)', () => {
     };
     expect((await t.upload('lost png')).status).toBe(500);
     // Still on its way (the agent uploads it again): /view waits, and never gets the lost bytes.
-    let answered = false;
-    const viewing = t.view(filename).then(async (r) => {
-      answered = true;
-      return { status: r.status, body: await r.text() };
-    });
-    await new Promise((r) => setTimeout(r, 150));
-    expect(answered).toBe(false);
+    const viewing = (await t.viewStillWaiting(filename)).answer;
     expect((await t.upload('the png')).status).toBe(200);
     await expect(viewing).resolves.toEqual({ status: 200, body: 'the png' });
   });

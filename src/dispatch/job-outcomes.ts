@@ -252,9 +252,7 @@ export class JobOutcomes {
    * They go, so the user's space holds exactly one set of the job's outputs. Best effort.
    */
   private async removeStrayOutputs(job: Job): Promise<void> {
-    // Its first attempt: no other attempt could have left anything (and listing the folder, which
-    // a job's counted names never use, cost 0.2 ms of every job's record).
-    if (!this.files || job.outputs.length === 0 || job.attempts <= 1) return;
+    if (!this.files || job.outputs.length === 0) return;
     const seg = jobSegment(job.id);
     const keep = new Set<string>();
     const areas = new Set<'output' | 'temp'>();

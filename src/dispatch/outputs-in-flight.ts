@@ -80,13 +80,15 @@ export class OutputsInFlight {
   /**
    * The upload of an announced file is in, not yet stored: a `/view` serves these bytes at once
    * instead of waiting for the disk (ComfyUI had the file before it announced it too). Waiters
-   * wake now. Ignored for a file nobody announced.
+   * wake now. Ignored for a file nobody announced. Returns what is served (store the file with
+   * its `at` as modification time, and its validators stay the same once it is stored).
    */
-  arrived(key: string, bytes: Buffer): void {
+  arrived(key: string, bytes: Buffer): InHand | undefined {
     const e = this.byKey.get(key);
-    if (!e) return;
+    if (!e) return undefined;
     e.bytes = { bytes, at: this.clock() };
     for (const wake of e.waiters) wake();
+    return e.bytes;
   }
 
   /** The bytes of an announced file that arrived and is not stored yet; undefined otherwise. */

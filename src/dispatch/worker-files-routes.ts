@@ -116,6 +116,11 @@ function isLateAttempt(job: Job, attempt: number): boolean {
  */
 function wholeBody(req: IncomingMessage, limit: number, hash: Hash): Promise<Buffer> {
   return new Promise((resolve, reject) => {
+    // Cut off before we got here: its `close` has been and gone.
+    if (req.destroyed) {
+      reject(new Error('the upload was cut off'));
+      return;
+    }
     const chunks: Buffer[] = [];
     let size = 0;
     const done = (err?: unknown): void => {
@@ -215,10 +220,11 @@ export async function workerFilesRoutes(app: FastifyInstance, deps: WorkerFilesD
         const bytes = await wholeBody(request.raw, limit, hash);
         size = bytes.length;
         const k = await key;
-        deps.inFlight.arrived(k, bytes);
+        const served = deps.inFlight.arrived(k, bytes);
         await new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
         try {
-          stored = await deps.files.write(k, bytes);
+          // Stored with the time it was served under: its ETag and Last-Modified stay the same.
+          stored = await deps.files.write(k, bytes, served ? { mtimeMs: served.at } : {});
         } catch (err) {
           deps.inFlight.notStored(k);
           throw err;

@@ -30,6 +30,36 @@ describe('LocalFileStore specifics', () => {
     }
   });
 
+  it('keeps a given modification time for bytes in hand too (an image written at once)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cm-files-'));
+    try {
+      const files = new LocalFileStore(dir);
+      const when = Date.UTC(2024, 5, 1, 12, 0, 0, 250);
+      const s = await files.write('user001/output/a.png', Buffer.from('png'), { mtimeMs: when });
+      expect(Math.abs(s.mtimeMs - when)).toBeLessThan(1);
+      expect((await files.stat('user001/output/a.png'))!.mtimeMs).toBe(s.mtimeMs);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a file where a folder of the name should be: a name clash (409), for bytes in hand and streamed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cm-files-'));
+    try {
+      const files = new LocalFileStore(dir);
+      await files.write('user001/output/a', Buffer.from('a file'));
+      await expect(files.write('user001/output/a/b.png', Buffer.from('png'))).rejects.toMatchObject({
+        code: 'CONFLICT',
+      });
+      await expect(
+        files.write('user001/output/a/c.png', Readable.from([Buffer.from('png')])),
+      ).rejects.toMatchObject({ code: 'CONFLICT' });
+      expect(readdirSync(join(dir, 'user001', 'output'))).toEqual(['a']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('writes bytes whose name comes later: never listed before, in place after, nothing left on failure', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cm-files-'));
     try {

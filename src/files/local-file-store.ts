@@ -6,9 +6,10 @@ import {
   renameSync,
   rmSync,
   statSync,
+  utimesSync,
   writeFileSync,
 } from 'node:fs';
-import { mkdir, readdir, rename, rm, stat, unlink, utimes } from 'node:fs/promises';
+import { mkdir, readdir, rename, stat, unlink, utimes } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { dirname, join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
@@ -19,6 +20,19 @@ import { isNameClash, NAME_CLASH_MESSAGE } from './name-clash.js';
 import { safeRelativePath } from './safe-path.js';
 
 const ignore = () => {};
+
+/**
+ * Removes a scratch file after a failed write. `force` only forgives a missing file: where a folder
+ * on the way is a file (ENOTDIR) the removal fails too, and must not hide the write's own error
+ * (a name clash, answered 409).
+ */
+function removeQuietly(path: string): void {
+  try {
+    rmSync(path, { force: true });
+  } catch {
+    // Nothing was written there.
+  }
+}
 
 /** Where {@link LocalFileStore.writeLate} puts bytes whose name is not decided yet (below the root). */
 const INCOMING = '.incoming';
@@ -58,7 +72,7 @@ export class LocalFileStore implements FileStore {
     // Write beside, then rename: readers never see a half-written file. The scratch name is short
     // and fixed-length, so a name that fits the file system's 255-byte limit also fits here.
     const tmp = join(dirname(path), `.${randomUUID()}.partial`);
-    if (Buffer.isBuffer(body) && body.length <= SMALL_FILE && opts.mtimeMs === undefined) {
+    if (Buffer.isBuffer(body) && body.length <= SMALL_FILE) {
       // In hand and small (an image): synchronous calls, as for reads (see SMALL_FILE).
       try {
         try {
@@ -68,11 +82,12 @@ export class LocalFileStore implements FileStore {
           mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
           writeFileSync(tmp, body, { mode: 0o600 });
         }
+        if (opts.mtimeMs !== undefined) utimesSync(tmp, new Date(), new Date(opts.mtimeMs));
         const s = statSync(tmp);
         renameSync(tmp, path);
         return { key, size: s.size, mtimeMs: s.mtimeMs };
       } catch (err) {
-        rmSync(tmp, { force: true });
+        removeQuietly(tmp);
         throw isNameClash(err) ? new AppError('CONFLICT', NAME_CLASH_MESSAGE) : err;
       }
     }
@@ -86,7 +101,7 @@ export class LocalFileStore implements FileStore {
       await rename(tmp, path);
     } catch (err) {
       if (!Buffer.isBuffer(body)) body.destroy();
-      await rm(tmp, { force: true });
+      removeQuietly(tmp);
       throw isNameClash(err) ? new AppError('CONFLICT', NAME_CLASH_MESSAGE) : err;
     }
     const s = await stat(path);
@@ -174,6 +189,9 @@ export class LocalFileStore implements FileStore {
 
   async list(prefix: string): Promise<FileStat[]> {
     const base = this.pathOf(prefix);
+    // A folder that is not there (a job's own output folder, usually: counted names never use it)
+    // costs one synchronous stat, not a failing readdir on the thread pool and its error object.
+    if (!statSync(base, { throwIfNoEntry: false })?.isDirectory()) return [];
     const out: FileStat[] = [];
     const walk = async (dir: string): Promise<void> => {
       const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
