@@ -17,6 +17,7 @@ import type { UserState } from './user-state.js';
 interface UserRow {
   user: string;
   last_served: number;
+  pending: number;
   running: number;
   head_front: number;
   head_seq: number;
@@ -40,7 +41,7 @@ interface OrderRow {
   prio_rank: number;
 }
 
-const USER_COLS = 'user, last_served, running, head_front, head_seq, phead_rank, phead_seq';
+const USER_COLS = 'user, last_served, pending, running, head_front, head_seq, phead_rank, phead_seq';
 const USERS_ORDER: Record<QueueMode, string> = {
   fifo: 'head_front DESC, head_seq',
   round_robin: 'head_front DESC, last_served, head_seq',
@@ -185,7 +186,10 @@ export class Scheduler {
     if (this.start.run(req.workerId, req.now + req.leaseMs, req.now, servedBefore, seq).changes !== 1) {
       throw new Error(`job ${sel.job.id} stopped being pending inside the claim transaction`);
     }
-    this.users.apply(sel.job.user, { pending: -1, running: 1, served: this.nextServe.get()! }, true);
+    // Its last pending job: no head left to find (the users_* indexes leave it out from now on, and
+    // its next enqueue sets the heads afresh), so the four head look-ups are skipped.
+    const lastPending = rows.find((r) => r.user === sel.job.user)!.pending <= 1;
+    this.users.apply(sel.job.user, { pending: -1, running: 1, served: this.nextServe.get()! }, !lastPending);
     return seq;
   }
 
