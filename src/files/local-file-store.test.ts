@@ -14,39 +14,34 @@ runFileStoreConformance('local', async () => {
   };
 });
 
+/** Runs `fn` with a store in a fresh folder, removed afterwards. */
+async function withStore(fn: (files: LocalFileStore, dir: string) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'cm-files-'));
+  try {
+    await fn(new LocalFileStore(dir), dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe('LocalFileStore specifics', () => {
-  it('keeps a given modification time (restores keep galleries in their date order)', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cm-files-'));
-    try {
-      const files = new LocalFileStore(dir);
+  it('keeps a given modification time, streamed or in hand (restores keep galleries in their date order)', () =>
+    withStore(async (files) => {
       const when = Date.UTC(2024, 5, 1, 12, 0, 0, 250);
-      const s = await files.write('user001/output/a.png', Readable.from([Buffer.from('x')]), {
-        mtimeMs: when,
-      });
-      expect(Math.abs(s.mtimeMs - when)).toBeLessThan(1);
-      expect(Math.abs((await files.list('user001'))[0]!.mtimeMs - when)).toBeLessThan(1);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+      const bodies: [string, Readable | Buffer][] = [
+        ['a.png', Readable.from([Buffer.from('x')])],
+        ['b.png', Buffer.from('png')],
+      ];
+      for (const [name, body] of bodies) {
+        const s = await files.write(`user001/output/${name}`, body, { mtimeMs: when });
+        expect(Math.abs(s.mtimeMs - when)).toBeLessThan(1);
+        expect((await files.stat(`user001/output/${name}`))!.mtimeMs).toBe(s.mtimeMs);
+      }
+      for (const f of await files.list('user001')) expect(Math.abs(f.mtimeMs - when)).toBeLessThan(1);
+    }));
 
-  it('keeps a given modification time for bytes in hand too (an image written at once)', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cm-files-'));
-    try {
-      const files = new LocalFileStore(dir);
-      const when = Date.UTC(2024, 5, 1, 12, 0, 0, 250);
-      const s = await files.write('user001/output/a.png', Buffer.from('png'), { mtimeMs: when });
-      expect(Math.abs(s.mtimeMs - when)).toBeLessThan(1);
-      expect((await files.stat('user001/output/a.png'))!.mtimeMs).toBe(s.mtimeMs);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
-
-  it('a file where a folder of the name should be: a name clash (409), for bytes in hand and streamed', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cm-files-'));
-    try {
-      const files = new LocalFileStore(dir);
+  it('a file where a folder of the name should be: a name clash (409), for bytes in hand and streamed', () =>
+    withStore(async (files, dir) => {
       await files.write('user001/output/a', Buffer.from('a file'));
       await expect(files.write('user001/output/a/b.png', Buffer.from('png'))).rejects.toMatchObject({
         code: 'CONFLICT',
@@ -55,10 +50,7 @@ describe('LocalFileStore specifics', () => {
         files.write('user001/output/a/c.png', Readable.from([Buffer.from('png')])),
       ).rejects.toMatchObject({ code: 'CONFLICT' });
       expect(readdirSync(join(dir, 'user001', 'output'))).toEqual(['a']);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 
   it('writes bytes whose name comes later: never listed before, in place after, nothing left on failure', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cm-files-'));
