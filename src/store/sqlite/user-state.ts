@@ -1,7 +1,9 @@
 /**
  * Maintenance of `user_state`: every transition that changes a user's jobs applies a delta here, in
  * the same transaction. When the user's set of pending jobs (or their order) changed, the head
- * sort keys are recomputed from the head indexes with two `LIMIT 1` look-ups.
+ * sort keys are recomputed from the head indexes with two `LIMIT 1` look-ups. With no pending job
+ * left the head keys mean nothing (the `users_*` indexes leave such rows out, and `checkUserState`
+ * does not compare them): a claim of the last one skips the look-ups, and the next enqueue sets them.
  */
 import type Database from 'better-sqlite3';
 import type { JobStatus, StatusCounts, UserCounters } from '../types.js';
