@@ -199,17 +199,6 @@ export async function workerFilesRoutes(app: FastifyInstance, deps: WorkerFilesD
       const hash = createHash('sha256');
       let size = 0;
       const limit = deps.uploadLimit;
-      const meter = new Transform({
-        transform(chunk: Buffer, _enc, cb) {
-          size += chunk.length;
-          if (size > limit)
-            cb(new AppError('PAYLOAD_TOO_LARGE', `Output files may be at most ${limit} bytes.`));
-          else {
-            hash.update(chunk);
-            cb(null, chunk);
-          }
-        },
-      });
       let stored: FileStat;
       if (deps.inFlight && Number.isFinite(declared) && declared <= IN_HAND_MAX) {
         // Small (an image) and a `/view` may wait for it: taken whole and handed to `/view` before
@@ -230,6 +219,17 @@ export async function workerFilesRoutes(app: FastifyInstance, deps: WorkerFilesD
           throw err;
         }
       } else {
+        const meter = new Transform({
+          transform(chunk: Buffer, _enc, cb) {
+            size += chunk.length;
+            if (size > limit)
+              cb(new AppError('PAYLOAD_TOO_LARGE', `Output files may be at most ${limit} bytes.`));
+            else {
+              hash.update(chunk);
+              cb(null, chunk);
+            }
+          },
+        });
         // pipeline destroys `meter` with the error when the upload aborts, so the write fails cleanly.
         const body = () => pipeline(request.raw, meter, () => {});
         stored = deps.files.writeLate
