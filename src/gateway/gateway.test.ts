@@ -196,6 +196,21 @@ describe('settings and userdata', () => {
 });
 
 describe('prompt, queue and history', () => {
+  it('/api/jobs: jobs queued in the same millisecond keep their queue order, ascending or descending', async () => {
+    const now = Date.now();
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++)
+      ids.push(
+        (await h.services.queue.store.enqueue({ user: 'user001', prompt: modelFreePrompt() }, now)).id,
+      );
+    for (const order of ['asc', 'desc']) {
+      const r = (await get(`/user001/api/jobs?status=pending&sort_order=${order}`)).json();
+      expect(r.jobs.map((j: { id: string; create_time: number }) => [j.id, j.create_time])).toEqual(
+        ids.map((id) => [id, now]),
+      );
+    }
+  });
+
   it('validates, enqueues and shows the job in queue, jobs and history', async () => {
     await uploadEnv(h);
     const r = await post('/user001/api/prompt', {

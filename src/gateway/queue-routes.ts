@@ -360,10 +360,10 @@ export function queueRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     const jobs = (await userJobs(store, user, [...wanted]))
       .map((j) => asSeen(j, ended.get(j.id)))
       .filter((j) => j.status === 'pending' || j.status === 'running' || inHistory(j));
-    let items = jobs
-      .map((j) => jobItem(j, false, ahead.has(j.id)))
-      .filter((i) => statuses.includes(i.status as ComfyJobStatus));
-    if (workflowId) items = items.filter((i) => i.workflow_id === workflowId);
+    let rows = jobs
+      .map((j) => ({ seq: j.seq, item: jobItem(j, false, ahead.has(j.id)) }))
+      .filter((r) => statuses.includes(r.item.status as ComfyJobStatus));
+    if (workflowId) rows = rows.filter((r) => r.item.workflow_id === workflowId);
     const key =
       sortBy === 'execution_duration'
         ? (i: Record<string, unknown>) => {
@@ -372,7 +372,11 @@ export function queueRoutes(app: FastifyInstance, deps: GatewayDeps): void {
             return s && e ? e - s : 0;
           }
         : (i: Record<string, unknown>) => (i.create_time as number) ?? 0;
-    items.sort((a, b) => (sortOrder === 'desc' ? key(b) - key(a) : key(a) - key(b)));
+    // Jobs queued in the same millisecond keep their queue order either way, as in ComfyUI (whose
+    // stable sort keeps its list's order, queue order, for equal times).
+    const sign = sortOrder === 'desc' ? -1 : 1;
+    rows.sort((a, b) => sign * (key(a.item) - key(b.item)) || a.seq - b.seq);
+    const items = rows.map((r) => r.item);
     const total = items.length;
     const page = items.slice(offset, limit === null ? undefined : offset + limit);
     return { jobs: page, pagination: { offset, limit, total, has_more: offset + page.length < total } };
